@@ -1,0 +1,45 @@
+"""The one place where TensorCircuit's global backend and dtype are set.
+
+TensorCircuit keeps its backend and dtype as module-level globals. qrobust never
+changes them behind a user's back: circuits are built inside ``tc_context``, which
+sets the JAX backend and the requested dtype for the duration of tracing and
+restores the user's settings afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import jax
+import jax.numpy as jnp
+
+from qrobust.errors import ConfigError
+
+COMPLEX_DTYPES = ("complex64", "complex128")
+
+
+def check_dtype(dtype: str) -> str:
+    """Validate a complex dtype name; complex128 needs JAX's 64-bit mode."""
+    if dtype not in COMPLEX_DTYPES:
+        raise ConfigError(f"unknown dtype {dtype!r}; choose from {', '.join(COMPLEX_DTYPES)}")
+    if dtype == "complex128" and not jax.config.read("jax_enable_x64"):
+        raise ConfigError(
+            "dtype complex128 needs JAX's 64-bit mode: set JAX_ENABLE_X64=1 or call "
+            "jax.config.update('jax_enable_x64', True) before using qrobust"
+        )
+    return dtype
+
+
+def real_dtype(dtype: str):
+    """The real dtype matching a complex dtype name."""
+    return jnp.float64 if dtype == "complex128" else jnp.float32
+
+
+@contextlib.contextmanager
+def tc_context(dtype: str = "complex64") -> Iterator[object]:
+    """Yield the tensorcircuit module with the JAX backend and ``dtype`` set, restoring both after."""
+    import tensorcircuit as tc
+
+    with tc.runtime_backend("jax"), tc.runtime_dtype(dtype):
+        yield tc

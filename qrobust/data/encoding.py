@@ -1,0 +1,67 @@
+"""Amplitude encoding of classical vectors and the classical view of quantum states."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qrobust.errors import DataError
+
+
+def qubits_for_length(length: int) -> int:
+    """Number of qubits n with 2**n == length; a clear error if length is not a power of two."""
+    if length < 2 or (length & (length - 1)) != 0:
+        raise DataError(
+            f"an amplitude vector must have a power-of-two length (2, 4, 8, ...), got length {length}"
+        )
+    return int(length).bit_length() - 1
+
+
+def amplitude_encode(x: np.ndarray, n_qubits: int | None = None) -> np.ndarray:
+    """Amplitude-encode rows of ``x`` as normalised statevectors.
+
+    Args:
+      x: (N, F) real or complex features.
+      n_qubits: pad each row with zeros to length 2**n_qubits. When None, F itself
+        must be a power of two.
+
+    Returns:
+      (N, 2**n_qubits) array of unit L2 norm rows, float64 for real input and
+      complex128 for complex input.
+
+    Raises DataError if a row is all zeros, has non-finite values, or does not fit.
+    """
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise DataError(f"amplitude_encode expects a 2-D array (samples, features), got shape {x.shape}")
+    n, f = x.shape
+    if n_qubits is None:
+        n_qubits = qubits_for_length(f)
+    dim = 2**n_qubits
+    if f > dim:
+        raise DataError(f"{f} features do not fit in {n_qubits} qubits (at most {dim} amplitudes)")
+    dtype = np.complex128 if np.iscomplexobj(x) else np.float64
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        raise DataError(f"sample {int(np.flatnonzero(bad)[0])} has non-finite values (NaN or inf)")
+    out = np.zeros((n, dim), dtype=dtype)
+    out[:, :f] = x
+    norms = np.linalg.norm(out, axis=1)
+    zero = norms == 0
+    if zero.any():
+        raise DataError(
+            f"sample {int(np.flatnonzero(zero)[0])} is all zeros and cannot be normalised "
+            f"into a quantum state ({int(zero.sum())} such samples)"
+        )
+    return out / norms[:, None]
+
+
+def classical_view(x: np.ndarray) -> np.ndarray:
+    """The classical model's input for statevectors ``x`` of shape (N, D).
+
+    Real states are passed through unchanged (N, D); complex states become their
+    real and imaginary parts side by side, (N, 2 D), as float.
+    """
+    x = np.asarray(x)
+    if np.iscomplexobj(x):
+        return np.concatenate([x.real, x.imag], axis=-1)
+    return x

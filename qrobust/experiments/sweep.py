@@ -1,0 +1,224 @@
+"""Layer 5: the noise-response sweep, model x corruption x alpha x seed x learning rate.
+
+All replicas of one model train as ONE compiled, vmapped program, in chunks of
+equal size (the last padded with repeats that are discarded), so a chunk never
+recompiles. Each finished chunk is written at once; rerunning on the same
+directory skips it.
+
+Keys, per replica, from its seed alone: ``k = PRNGKey(seed)``; initial
+parameters from ``fold_in(k, 0)``, the corrupted samples from ``fold_in(k, 1)``,
+the minibatch order from ``fold_in(k, 2)``. So for one seed every alpha starts
+from the same parameters, sees the same batch order, and corrupts nested sets
+(common random numbers: differences across alpha are due to alpha).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible, corrupt
+from qrobust.engine import METRICS, EvalData, TrainData, make_train_fn
+from qrobust.errors import ConfigError
+from qrobust.experiments.settings import (DATASETS, ModelSettings, build_model, check_name, load_dataset,
+                                          model_settings)
+from qrobust.models import MODELS
+from qrobust.store import RunDirectory
+
+GRID_COLUMNS = ("model", "corruption", "alpha", "seed", "learning_rate")
+RESULT_COLUMNS = GRID_COLUMNS + ("epoch",) + METRICS + ("diverged", "n_corrupted")
+DEFAULT_ALPHAS = tuple(round(0.1 * i, 1) for i in range(10))
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A noise-response sweep. ``None`` settings take the paper's per-dataset defaults.
+
+    learning_rates: several values make learning rate a grid axis (default: the paper's).
+    n_train_per_class: shrink the training set (default: the paper's 250 / ~40).
+    chunk_size: replicas per compiled program (default: 50 QNN, 200 MLP).
+    """
+
+    dataset: str = "mnist"
+    models: tuple[str, ...] = MODELS
+    corruptions: tuple[str, ...] = CORRUPTIONS
+    alphas: tuple[float, ...] = DEFAULT_ALPHAS
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    epochs: int | None = None
+    batch_size: int | None = None
+    learning_rates: tuple[float, ...] | None = None
+    depth: int | None = None
+    hidden: tuple[int, ...] | None = None
+    dtype: str = "complex64"
+    n_train_per_class: int | None = None
+    n_qubits: int | None = None
+    mnist_path: str | None = None
+    chunk_size: int | None = None
+
+    def validate(self) -> "SweepConfig":
+        check_name("dataset", self.dataset, DATASETS)
+        for kind, values, allowed in (("model", self.models, MODELS), ("corruption", self.corruptions, CORRUPTIONS)):
+            if not values:
+                raise ConfigError(f"choose at least one {kind}")
+            for v in values:
+                check_name(kind, v, allowed)
+        if not self.alphas:
+            raise ConfigError("choose at least one alpha")
+        for a in self.alphas:
+            check_alpha(a)
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or any(s < 0 for s in self.seeds):
+            raise ConfigError(f"seeds must be distinct non-negative integers, got {self.seeds}")
+        if self.learning_rates is not None and (not self.learning_rates or min(self.learning_rates) <= 0):
+            raise ConfigError(f"learning rates must be positive, got {self.learning_rates}")
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise ConfigError(f"chunk size must be positive, got {self.chunk_size}")
+        for m in self.models:
+            self.settings_for(m)
+        return self
+
+    def settings_for(self, model: str) -> ModelSettings:
+        return model_settings(self.dataset, model, epochs=self.epochs, batch_size=self.batch_size,
+                              depth=self.depth, hidden=self.hidden,
+                              learning_rate=self.learning_rates[0] if self.learning_rates else None)
+
+    def learning_rates_for(self, model: str) -> tuple[float, ...]:
+        return tuple(self.learning_rates) if self.learning_rates else (self.settings_for(model).learning_rate,)
+
+    def chunk_size_for(self, model: str) -> int:
+        return self.chunk_size or (50 if model == "qnn" else 200)
+
+    def resolved(self) -> dict:
+        """Every setting that determines the numbers, for config.json."""
+        d = asdict(self)
+        d["models"] = {m: dict(self.settings_for(m).to_dict(m), learning_rates=list(self.learning_rates_for(m)),
+                               chunk_size=self.chunk_size_for(m)) for m in self.models}
+        for k in ("epochs", "batch_size", "learning_rates", "depth", "hidden", "chunk_size"):
+            d.pop(k)
+        return d
+
+
+def replica_table(config: SweepConfig, model: str) -> pd.DataFrame:
+    """One row per replica of ``model``: its grid coordinates."""
+    rows = itertools.product([model], config.corruptions, config.alphas, config.seeds,
+                             config.learning_rates_for(model))
+    return pd.DataFrame(list(rows), columns=list(GRID_COLUMNS))
+
+
+def chunk_bounds(n: int, chunk_size: int) -> list[tuple[int, int]]:
+    """Split n replicas into equal-sized chunks of at most chunk_size (the last may be shorter)."""
+    n_chunks = math.ceil(n / chunk_size)
+    size = math.ceil(n / n_chunks)
+    return [(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def replica_keys(seeds: np.ndarray):
+    """(init, corrupt, shuffle) keys of shape (R, 2) from each replica's seed."""
+    base = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
+    return tuple(jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(base) for i in range(3))
+
+
+def corrupted_training_data(model, dataset, corruption_idx, n_corrupt, corrupt_keys) -> TrainData:
+    """Per-replica corrupted training sets (R, N, ...) as ``model`` reads them."""
+    x = jnp.asarray(dataset.x_train)  # float32 / complex64 (or 64-bit in x64 mode)
+    y = jnp.asarray(dataset.y_train, jnp.int32)
+    c = jax.vmap(corrupt, in_axes=(0, 0, None, None, 0))(corruption_idx, corrupt_keys, x, y, n_corrupt)
+    y_clean = jnp.broadcast_to(y, c.y.shape).astype(jnp.float32)
+    return TrainData(x=model.prepare(c.x), y=c.y.astype(jnp.float32), y_clean=y_clean, corrupted=c.mask)
+
+
+def _to_frame(grid: pd.DataFrame, metrics: dict, n_corrupt: np.ndarray) -> pd.DataFrame:
+    """Tidy rows: one per replica per epoch."""
+    metrics = {k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()}
+    n_rep, epochs = metrics["loss"].shape
+    diverged = ~np.isfinite(metrics["loss"]).all(axis=1)
+    frame = grid.loc[grid.index.repeat(epochs)].reset_index(drop=True)
+    frame["epoch"] = np.tile(np.arange(1, epochs + 1), n_rep)
+    for k in METRICS:
+        frame[k] = metrics[k].reshape(-1)
+    frame["diverged"] = np.repeat(diverged, epochs)
+    frame["n_corrupted"] = np.repeat(n_corrupt, epochs)
+    return frame[list(RESULT_COLUMNS)]
+
+
+class _Progress:
+    def __init__(self, total: int, enabled: bool):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, unit="replica-epoch", disable=not enabled, smoothing=0.1)
+        self.step = 0
+
+    def __call__(self, epoch):
+        self.bar.update(self.step)
+
+
+def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: bool = True) -> pd.DataFrame:
+    """Run (or resume) a sweep; returns the tidy results (one row per replica per epoch).
+
+    Everything is validated, and the data loaded, before anything is written. With
+    ``out`` the results, config.json and noise_response.png are written there.
+    """
+    config = config.validate()
+    dataset = load_dataset(config.dataset, mnist_path=config.mnist_path,
+                           n_train_per_class=config.n_train_per_class, n_qubits=config.n_qubits)
+    counts = {(kind, a): check_feasible(kind, a, dataset.y_train)
+              for kind in config.corruptions for a in config.alphas}
+    models = {m: build_model(m, dataset, config.settings_for(m), dtype=config.dtype) for m in config.models}
+    val = {m: EvalData(models[m].prepare(dataset.x_val), jnp.asarray(dataset.y_val, jnp.float32))
+           for m in config.models}
+    settings = dict(config.resolved(), dataset_meta={k: v for k, v in dataset.meta.items()
+                                                     if not k.startswith("deltas")})
+    store = RunDirectory(out, settings).open() if out is not None else None
+
+    plan = []
+    for m in config.models:
+        grid = replica_table(config, m)
+        for k, (lo, hi) in enumerate(chunk_bounds(len(grid), config.chunk_size_for(m))):
+            plan.append((m, f"{m}-{k:04d}", grid.iloc[lo:hi].reset_index(drop=True), hi - lo))
+    chunk_shape = {m: max(n for mm, _, _, n in plan if mm == m) for m in config.models}
+    todo = [p for p in plan if store is None or not store.has_chunk(p[1])]
+    bar = _Progress(sum(config.settings_for(m).epochs * n for m, _, _, n in todo), progress)
+    frames, trainers = {}, {}
+    for m, name, grid, n_real in todo:
+        s = config.settings_for(m)
+        if m not in trainers:
+            trainers[m] = make_train_fn(models[m], epochs=s.epochs, batch_size=s.batch_size,
+                                        n_samples=len(dataset.y_train), progress=bar)
+        padded = grid.iloc[np.arange(chunk_shape[m]) % n_real].reset_index(drop=True)  # pad to one compiled shape
+        n_corrupt = np.array([counts[(c, a)] for c, a in zip(padded.corruption, padded.alpha)], np.int32)
+        init_keys, corrupt_keys, shuffle_keys = replica_keys(padded.seed.to_numpy())
+        data = corrupted_training_data(models[m], dataset,
+                                       jnp.asarray([CORRUPTIONS.index(c) for c in padded.corruption]),
+                                       jnp.asarray(n_corrupt), corrupt_keys)
+        params = jax.vmap(models[m].init)(init_keys)
+        bar.step = n_real
+        _, metrics = trainers[m](params, jnp.asarray(padded.learning_rate, jnp.float32), shuffle_keys, data, val[m])
+        metrics = {k: np.asarray(v)[:n_real] for k, v in metrics.items()}
+        frames[name] = _to_frame(grid, metrics, n_corrupt[:n_real])
+        if store is not None:
+            store.write_chunk(name, frames[name])
+    bar.bar.close()
+    if store is not None:
+        results = store.read_chunks([name for _, name, _, _ in plan])
+    else:
+        results = pd.concat([frames[name] for _, name, _, _ in plan], ignore_index=True)
+    results = results.sort_values(list(GRID_COLUMNS) + ["epoch"], kind="stable").reset_index(drop=True)
+    diverged = results.loc[results.diverged, list(GRID_COLUMNS)].drop_duplicates()
+    if len(diverged):
+        warnings.warn(f"{len(diverged)} replica(s) diverged (non-finite loss) and are left out of averages:\n"
+                      f"{diverged.to_string(index=False)}", RuntimeWarning, stacklevel=2)
+    if store is not None:
+        from qrobust.analysis.summary import final_summary
+        from qrobust.plots import plot_noise_response
+
+        store.write_table("results.csv", results)
+        store.write_table("summary.csv", final_summary(results))
+        plot_noise_response(results, store.path / "noise_response.png", title=f"{config.dataset}")
+    return results

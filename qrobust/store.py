@@ -1,0 +1,111 @@
+"""Layer 7: the results store of one run directory.
+
+Layout:
+  config.json       {"settings": ..., "versions": ..., "devices": ..., "created": ...}
+  chunks/NAME.csv   one finished chunk each, written atomically (rename)
+  results.csv       all chunks merged: one row per replica per epoch
+A directory whose config.json holds other settings is refused; one with the
+same settings resumes, skipping the chunks already written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+from qrobust.errors import ResultsMismatchError
+
+PACKAGES = ("qrobust", "jax", "jaxlib", "optax", "flax", "tensorcircuit-ng", "numpy", "chex", "pandas")
+
+
+def versions() -> dict:
+    """Installed versions of the packages results depend on, and Python's."""
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def devices() -> list[str]:
+    import jax
+
+    return [f"{d.platform}:{d.device_kind}" for d in jax.devices()]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _diff(a, b, prefix=""):
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = sorted(set(a) | set(b))
+        return [d for k in keys for d in _diff(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [f"{prefix[:-1]}: {a!r} here, {b!r} asked for"]
+
+
+class RunDirectory:
+    """A run directory tied to one configuration (see module docstring)."""
+
+    def __init__(self, path: str | Path, settings: dict):
+        self.path = Path(path)
+        self.settings = json.loads(json.dumps(settings))  # normalise tuples -> lists
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    def check(self) -> None:
+        """Refuse a directory made by other settings (without writing anything)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise ResultsMismatchError(f"output path {self.path} exists and is not a directory")
+        if self.config_path.exists():
+            try:
+                old = json.loads(self.config_path.read_text())["settings"]
+            except (ValueError, KeyError) as exc:
+                raise ResultsMismatchError(f"{self.config_path} is not a qrobust configuration ({exc})") from exc
+            diffs = _diff(old, self.settings)
+            if diffs:
+                raise ResultsMismatchError(
+                    f"{self.path} holds results of a different configuration; use another --out "
+                    "directory or delete it. Differences: " + "; ".join(diffs[:8])
+                )
+        elif self.path.exists() and any(self.path.iterdir()):
+            raise ResultsMismatchError(f"{self.path} is not empty and holds no qrobust config.json")
+
+    def open(self) -> "RunDirectory":
+        """Create the directory and write config.json (kept if it already matches)."""
+        self.check()
+        (self.path / "chunks").mkdir(parents=True, exist_ok=True)
+        if not self.config_path.exists():
+            config = dict(settings=self.settings, versions=versions(), devices=devices(),
+                          created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+            atomic_write_text(self.config_path, json.dumps(config, indent=2) + "\n")
+        return self
+
+    def chunk_path(self, name: str) -> Path:
+        return self.path / "chunks" / f"{name}.csv"
+
+    def has_chunk(self, name: str) -> bool:
+        return self.chunk_path(name).exists()
+
+    def write_chunk(self, name: str, frame: pd.DataFrame) -> None:
+        atomic_write_text(self.chunk_path(name), frame.to_csv(index=False))
+
+    def read_chunks(self, names) -> pd.DataFrame:
+        return pd.concat([pd.read_csv(self.chunk_path(n)) for n in names], ignore_index=True)
+
+    def write_table(self, filename: str, frame: pd.DataFrame) -> Path:
+        path = self.path / filename
+        atomic_write_text(path, frame.to_csv(index=False))
+        return path
