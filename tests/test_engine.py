@@ -1,0 +1,116 @@
+"""The training engine against independent references."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+import pytest
+
+from qrobust.analysis import final_summary
+from qrobust.engine import EvalData, TrainData, _evaluate, bce_loss, epoch_plan, make_train_fn
+from qrobust.experiments.sweep import _to_frame
+from qrobust.models import Model, mlp
+
+
+def _linear_model(dim):
+    return Model(name="linear", init=lambda key: 0.1 * jax.random.normal(key, (dim,)),
+                 apply=lambda w, x: jnp.dot(w, x), prepare=jnp.asarray, input_shape=(dim,), settings={})
+
+
+def test_bce_hand_computed():
+    got = bce_loss(jnp.array([0.0, np.log(3.0), 5.0]), jnp.array([1.0, 0.0, 1.0]), jnp.array([1.0, 1.0, 0.0]))
+    assert abs(float(got) - (np.log(2) + np.log(4)) / 2) < 1e-6
+
+
+def test_epoch_plan_keeps_the_partial_batch():
+    assert epoch_plan(500, 256) == (2, 512)
+    assert epoch_plan(80, 32) == (3, 96)
+    assert epoch_plan(64, 32) == (2, 64)
+
+
+def _toy(n=7, dim=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, dim)).astype(np.float32)
+    y = (x[:, 0] + 0.3 * rng.normal(size=n) > 0).astype(np.float32)
+    return x, y
+
+
+def test_engine_equals_a_plain_optax_loop_with_unpadded_batches(x64):
+    n, dim, batch, epochs, lr = 7, 3, 3, 4, 0.05
+    x, y = (a.astype(np.float64) for a in _toy(n, dim))
+    model = _linear_model(dim)
+    w0 = model.init(jax.random.PRNGKey(1))
+    key = jax.random.PRNGKey(5)
+    data = TrainData(jnp.asarray(x)[None], jnp.asarray(y)[None], jnp.asarray(y)[None], jnp.zeros((1, n), bool))
+    train = make_train_fn(model, epochs=epochs, batch_size=batch, n_samples=n)
+    w_engine, metrics = train(w0[None], jnp.array([lr]), key[None], data, EvalData(jnp.asarray(x), jnp.asarray(y)))
+
+    # reference: the same shuffles, explicit batches of 3, 3 and 1 (no padding), optax.adam
+    tx = optax.adam(lr)
+    w, state, k = w0, tx.init(w0), key
+    for _ in range(epochs):
+        k, sub = jax.random.split(k)
+        order = np.asarray(jax.random.permutation(sub, n))
+        for start in range(0, n, batch):
+            idx = order[start:start + batch]
+            g = jax.grad(lambda w: jnp.mean(optax.sigmoid_binary_cross_entropy(jnp.asarray(x[idx]) @ w, y[idx])))(w)
+            upd, state = tx.update(g, state, w)
+            w = optax.apply_updates(w, upd)
+    np.testing.assert_allclose(np.asarray(w_engine[0]), np.asarray(w), atol=1e-7)  # lr is held as float32
+    final_loss = np.mean(np.asarray(optax.sigmoid_binary_cross_entropy(jnp.asarray(x) @ w, y)))
+    assert abs(float(metrics["loss"][0, -1]) - final_loss) < 1e-7
+    assert metrics["val_acc"].shape == (1, epochs)
+
+
+def test_replicas_are_independent_and_match_single_runs():
+    n, dim = 12, 3
+    x, y = _toy(n, dim, seed=2)
+    model = mlp(dim, (5,))
+    R = 3
+    keys = jax.random.split(jax.random.PRNGKey(0), R)
+    params = jax.vmap(model.init)(keys)
+    lrs = jnp.array([0.01, 0.05, 0.1])
+    ys = jnp.stack([jnp.asarray(y), 1 - jnp.asarray(y), jnp.asarray(y)])
+    data = TrainData(jnp.broadcast_to(jnp.asarray(x), (R, n, dim)), ys, ys, jnp.zeros((R, n), bool))
+    val = EvalData(jnp.asarray(x), jnp.asarray(y))
+    loss = chex.assert_max_traces(bce_loss, n=2)  # one trace for R = 3, one for R = 1
+    train = make_train_fn(model, epochs=3, batch_size=5, n_samples=n, loss_fn=loss)
+    p_all, m_all = train(params, lrs, keys, data, val)
+    p_all2, _ = train(params, lrs * 0.5, keys, data, val)  # same shapes: no new trace
+    for r in range(R):
+        one = jax.tree_util.tree_map(lambda a: a[r:r + 1], (params, lrs, keys, data))
+        p_one, m_one = train(*one, val)
+        for a, b in zip(jax.tree_util.tree_leaves(p_one), jax.tree_util.tree_leaves(p_all)):
+            np.testing.assert_allclose(np.asarray(a[0]), np.asarray(b[r]), atol=1e-6)
+        np.testing.assert_allclose(np.asarray(m_one["loss"][0]), np.asarray(m_all["loss"][r]), atol=1e-6)
+
+
+def test_metrics_hand_computed():
+    # logit = first feature, so the prediction is known: samples 0..5 predict 1, 0, 1, 0, 1, 1
+    x = jnp.array([[1.0], [-1.0], [2.0], [-3.0], [0.5], [4.0]])
+    y_clean = jnp.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+    corrupted = jnp.array([False, False, True, True, False, True])
+    y_trained = jnp.where(corrupted, 1 - y_clean, y_clean)  # flipped: 1, 0, 1, 1, 1, 1
+    model = Model("id", None, lambda p, v: v[0], jnp.asarray, (1,), {})
+    m = _evaluate(model, None, TrainData(x, y_trained, y_clean, corrupted), EvalData(x[:4], y_clean[:4]))
+    assert float(m["train_acc"]) == pytest.approx(5 / 6)  # only sample 3 disagrees with its trained label
+    assert float(m["train_acc_clean"]) == pytest.approx(4 / 6)  # samples 2 and 5 disagree
+    assert float(m["memorization"]) == pytest.approx(2 / 3)  # corrupted 2 and 5 reproduce the flip, 3 does not
+    assert float(m["val_acc"]) == pytest.approx(3 / 4)
+    m0 = _evaluate(model, None, TrainData(x, y_clean, y_clean, jnp.zeros(6, bool)), EvalData(x, y_clean))
+    assert np.isnan(float(m0["memorization"]))
+
+
+def test_diverged_replicas_are_marked_and_left_out_of_averages():
+    grid = pd.DataFrame(dict(model="mlp", corruption="flip", alpha=[0.2, 0.2, 0.2], seed=[0, 1, 2],
+                             learning_rate=0.1))
+    metrics = {k: np.array([[0.5, 0.6], [0.7, 0.8], [0.9, 0.95]]) for k in
+               ("train_acc", "train_acc_clean", "val_acc", "memorization")}
+    metrics["loss"] = np.array([[0.3, 0.2], [0.4, np.nan], [0.1, 0.1]])
+    frame = _to_frame(grid, metrics, np.array([10, 10, 10]))
+    assert frame.groupby("seed").diverged.all().tolist() == [False, True, False]
+    summary = final_summary(frame)
+    assert summary.n_seeds.item() == 2 and summary.n_diverged.item() == 1
+    assert summary.val_acc_mean.item() == pytest.approx((0.6 + 0.95) / 2)
