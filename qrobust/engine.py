@@ -1,23 +1,30 @@
-"""Layer 4: the one training loop, for every model and every replica.
+"""Layer 4: the one training loop, for every model, objective and replica.
 
-A run is a ``lax.scan`` over epochs; each epoch reshuffles the training set with
-the replica's own key, scans over minibatches (the last, partial batch is padded
-to full size and masked, so it is trained on without a recompile), then
-evaluates. The epoch step is vmapped over a leading replica axis: every replica
-has its own parameters, optimiser state, key, training inputs and labels, and
-learning rate. The validation set is shared (broadcast).
+A run is a ``lax.scan`` over epochs. Each epoch draws a random order of the
+replica's *stream* samples (the whole training set when training, the retain
+set when unlearning) with the replica's own key, scans over minibatches (the
+last, partial batch is padded to full size and masked, so it is trained on
+without a recompile), then evaluates. The epoch step is vmapped over a leading
+replica axis: every replica has its own parameters, optimiser state, key,
+training inputs and labels, masks, teacher logits, loss weights and learning
+rate. The validation set is shared (broadcast).
 
-Loss: binary cross-entropy on logits (``optax.sigmoid_binary_cross_entropy``),
-averaged over the real (unmasked) samples of a batch. Optimiser: Adam, with the
-learning rate injected per replica (``optax.inject_hyperparams``).
+The step minimises an ``Objective`` (``qrobust.objectives``): plain binary
+cross-entropy for training; the unlearning family for forgetting, which also
+sees the whole forget set at every step. Optimiser: Adam, with the learning
+rate injected per replica (``optax.inject_hyperparams``).
 
-Metrics per epoch and replica, on the model as it stands at the end of the epoch:
-  loss             mean BCE on the training set, against the labels trained on
-  train_acc        accuracy against the labels trained on
-  train_acc_clean  accuracy on the training inputs against the clean labels
-  val_acc          validation accuracy (clean)
-  memorization     fraction of corrupted samples whose training label the model
-                   predicts (NaN when a replica has no corrupted sample)
+Metrics per epoch and replica, on the model as it stands at the end of the epoch
+(accuracies threshold the logit at 0):
+  loss               mean BCE over the training set, against the labels trained on
+  objective          mean over the epoch's steps of the minimised objective
+  train_acc          accuracy against the labels trained on
+  train_acc_clean    accuracy on the training inputs against the clean labels
+  val_acc            validation accuracy (clean)
+  memorization       on the corrupted samples: fraction predicted as their
+                     training (poisoned) label; NaN when there are none
+  forget_acc_clean   on the corrupted samples: accuracy against the clean labels
+  retain_acc         on the stream (retain) samples: accuracy against their labels
 """
 
 from __future__ import annotations
@@ -30,8 +37,10 @@ import jax.numpy as jnp
 import optax
 
 from qrobust.models.base import Model
+from qrobust.objectives import Batch, Objective, cross_entropy, supervised
 
-METRICS = ("loss", "train_acc", "train_acc_clean", "val_acc", "memorization")
+METRICS = ("loss", "objective", "train_acc", "train_acc_clean", "val_acc", "memorization",
+           "forget_acc_clean", "retain_acc")
 
 
 class TrainData(NamedTuple):
@@ -40,13 +49,33 @@ class TrainData(NamedTuple):
     x: (N, *input_shape) inputs as the model reads them (corrupted where randomised).
     y: (N,) float labels trained on (flipped where flipped).
     y_clean: (N,) float clean labels.
-    corrupted: (N,) bool mask of corrupted samples.
+    corrupted: (N,) bool, the samples that were corrupted (the true poisoned set).
+    stream: (N,) bool, the samples minibatches are drawn from (retain set).
+    teacher: (N,) float teacher logits (zeros when there is no teacher).
+    random_labels: (N,) float labels used by the relabelling objective.
+    forget_idx: (F,) int indices of the forget set (padded); forget_w: (F,) 1 real / 0 pad.
+    coef: (K,) the objective's loss weights.
     """
 
     x: jax.Array
     y: jax.Array
     y_clean: jax.Array
     corrupted: jax.Array
+    stream: jax.Array
+    teacher: jax.Array
+    random_labels: jax.Array
+    forget_idx: jax.Array
+    forget_w: jax.Array
+    coef: jax.Array
+
+
+def plain_data(x, y, y_clean, corrupted) -> TrainData:
+    """TrainData for ordinary training on all samples (arrays may carry a replica axis)."""
+    lead = y.shape[:-1]
+    zeros = jnp.zeros(y.shape, jnp.float32)
+    return TrainData(x=x, y=y, y_clean=y_clean, corrupted=corrupted, stream=jnp.ones(y.shape, bool),
+                     teacher=zeros, random_labels=zeros, forget_idx=jnp.zeros(lead + (0,), jnp.int32),
+                     forget_w=jnp.zeros(lead + (0,), jnp.float32), coef=jnp.zeros(lead + (0,), jnp.float32))
 
 
 class EvalData(NamedTuple):
@@ -66,11 +95,10 @@ class ReplicaState(NamedTuple):
 
 def bce_loss(logits: jax.Array, labels: jax.Array, weights: jax.Array) -> jax.Array:
     """Weighted mean binary cross-entropy; weights (B,) are 1 for real samples, 0 for padding."""
-    per_example = optax.sigmoid_binary_cross_entropy(logits, labels)
-    return jnp.sum(weights * per_example) / jnp.maximum(jnp.sum(weights), 1.0)
+    return cross_entropy(Batch(logits, labels, weights, logits, labels))
 
 
-def adam(learning_rate: float) -> optax.GradientTransformation:
+def adam(learning_rate) -> optax.GradientTransformation:
     """Adam with its learning rate held in the state, so it can differ per replica."""
     return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
 
@@ -81,18 +109,24 @@ def epoch_plan(n_samples: int, batch_size: int) -> tuple[int, int]:
     return n_batches, n_batches * batch_size
 
 
-def _evaluate(model: Model, params, data: TrainData, val: EvalData) -> dict:
+def _fraction(hits, mask):
+    n = jnp.sum(mask)
+    return jnp.where(n > 0, jnp.sum(hits & mask) / jnp.maximum(n, 1), jnp.nan)
+
+
+def evaluate(model: Model, params, data: TrainData, val: EvalData) -> dict:
+    """The end-of-epoch metrics of one replica (module docstring), except ``objective``."""
     logits = jax.vmap(model.apply, in_axes=(None, 0))(params, data.x)
     pred = (logits > 0).astype(data.y.dtype)
-    n_corrupt = jnp.sum(data.corrupted)
-    hits = (pred == data.y) & data.corrupted
     val_logits = jax.vmap(model.apply, in_axes=(None, 0))(params, val.x)
     return dict(
         loss=jnp.mean(optax.sigmoid_binary_cross_entropy(logits, data.y)),
         train_acc=jnp.mean(pred == data.y),
         train_acc_clean=jnp.mean(pred == data.y_clean),
         val_acc=jnp.mean((val_logits > 0).astype(val.y.dtype) == val.y),
-        memorization=jnp.where(n_corrupt > 0, jnp.sum(hits) / jnp.maximum(n_corrupt, 1), jnp.nan),
+        memorization=_fraction(pred == data.y, data.corrupted),
+        forget_acc_clean=_fraction(pred == data.y_clean, data.corrupted),
+        retain_acc=_fraction(pred == data.y, data.stream),
     )
 
 
@@ -102,51 +136,85 @@ def make_train_fn(
     epochs: int,
     batch_size: int,
     n_samples: int,
-    loss_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array] = bce_loss,
+    objective: Objective | None = None,
+    loss_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array] | None = None,
     progress: Callable[[int], None] | None = None,
 ):
     """Build ``train(params, learning_rate, key, data, val) -> (params, metrics)`` for R replicas.
 
     Inputs carry a leading replica axis R: params (R, ...), learning_rate (R,),
-    key (R, 2) uint32 (or typed keys (R,)), data a TrainData of (R, N, ...) arrays;
-    val is shared. Returns the final params (R, ...) and a dict of metrics, each
-    (R, epochs). ``progress(epoch)`` is called from the host after every epoch.
-    The returned function is jitted; it compiles once per shape.
+    key (R, 2) uint32, data a TrainData of (R, N, ...) arrays; val is shared.
+    ``n_samples`` is the largest stream (retain) size over replicas: it fixes the
+    number of minibatches per epoch. ``objective`` defaults to plain BCE;
+    ``loss_fn(logits, labels, weights)`` is a shortcut for a custom supervised loss.
+    Returns the final params (R, ...) and a dict of metrics, each (R, epochs).
+    ``progress(epoch)`` is called from the host after every epoch. The function
+    is jitted and compiles once per shape.
     """
+    if objective is None:
+        objective = supervised() if loss_fn is None else \
+            Objective("custom", lambda b, f, c: loss_fn(b.logits, b.labels, b.weights))
     n_batches, padded = epoch_plan(n_samples, batch_size)
     tx = adam(0.0)  # its update reads each replica's learning rate from the replica's state
+    logits_of = jax.vmap(model.apply, in_axes=(None, 0))
 
     def init_state(params, learning_rate, key):
         opt_state = adam(jnp.asarray(learning_rate, jnp.float32)).init(params)
         return ReplicaState(params, opt_state, key)
 
-    def batch_loss(params, xb, yb, wb):
-        logits = jax.vmap(model.apply, in_axes=(None, 0))(params, xb)
-        return loss_fn(logits, yb, wb)
+    def forget_batch(params, data: TrainData):
+        idx = data.forget_idx
+        return Batch(logits_of(params, data.x[idx]), data.y[idx], data.forget_w, data.teacher[idx],
+                     data.random_labels[idx])
 
-    def one_epoch(state: ReplicaState, data: TrainData, val: EvalData):
+    def step_loss(params, data: TrainData, idx, wb):
+        batch = Batch(logits_of(params, data.x[idx]), data.y[idx], wb, data.teacher[idx], data.random_labels[idx])
+        forget = forget_batch(params, data) if objective.uses_forget else None
+        return objective.loss(batch, forget, data.coef)
+
+    def descend(params, opt_state, loss_fn, *args):
+        value, grads = jax.value_and_grad(loss_fn)(params, *args)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value
+
+    def one_epoch(state: ReplicaState, data: TrainData, val: EvalData, epoch):
         key, shuffle_key = jax.random.split(state.key)
-        order = jax.random.permutation(shuffle_key, n_samples)
-        order = jnp.concatenate([order, jnp.zeros(padded - n_samples, order.dtype)]).reshape(n_batches, batch_size)
-        weights = (jnp.arange(padded) < n_samples).astype(jnp.float32).reshape(n_batches, batch_size)
+        u = jax.random.uniform(shuffle_key, data.stream.shape)
+        order = jnp.argsort(jnp.where(data.stream, u, 2.0 + u))  # stream samples first, in random order
+        n_stream = jnp.sum(data.stream)
+        position = jnp.arange(padded)
+        order = jnp.concatenate([order, jnp.zeros(max(padded - order.shape[0], 0), order.dtype)])[:padded]
+        weights = (position < n_stream).astype(jnp.float32)
+        order = jnp.where(weights > 0, order, 0).reshape(n_batches, batch_size)
+        weights = weights.reshape(n_batches, batch_size)
 
         def step(carry, batch):
             params, opt_state = carry
             idx, wb = batch
-            loss, grads = jax.value_and_grad(batch_loss)(params, data.x[idx], data.y[idx], wb)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), loss
+            if objective.max_loss is not None:
+                def ascend(p, o):
+                    p, o, _ = descend(p, o, lambda q: objective.max_loss(forget_batch(q, data), data.coef))
+                    return p, o
+                params, opt_state = jax.lax.cond(epoch < objective.max_epochs, ascend, lambda p, o: (p, o),
+                                                 params, opt_state)
+            params, opt_state, value = descend(params, opt_state, step_loss, data, idx, wb)
+            real = jnp.sum(wb) > 0
+            return (params, opt_state), (jnp.where(real, value, 0.0), real)
 
-        (params, opt_state), _ = jax.lax.scan(step, (state.params, state.opt_state), (order, weights))
-        return ReplicaState(params, opt_state, key), _evaluate(model, params, data, val)
+        (params, opt_state), (values, real) = jax.lax.scan(step, (state.params, state.opt_state), (order, weights))
+        metrics = evaluate(model, params, data, val)
+        metrics["objective"] = jnp.sum(values) / jnp.maximum(jnp.sum(real), 1)
+        return ReplicaState(params, opt_state, key), metrics
 
     def train(params, learning_rate, key, data: TrainData, val: EvalData):
-        chex.assert_equal_shape_prefix([data.x, data.y, data.y_clean, data.corrupted], 2)
-        chex.assert_axis_dimension(data.y, 1, n_samples)
+        chex.assert_equal_shape_prefix([data.x, data.y, data.y_clean, data.corrupted, data.stream, data.teacher], 2)
+        chex.assert_equal_shape([data.forget_idx, data.forget_w])
+        if data.y.shape[1] < n_samples:
+            raise ValueError(f"n_samples={n_samples} exceeds the {data.y.shape[1]} training samples")
         state = jax.vmap(init_state)(params, learning_rate, key)
 
         def body(state, epoch):
-            state, metrics = jax.vmap(one_epoch, in_axes=(0, 0, None))(state, data, val)
+            state, metrics = jax.vmap(one_epoch, in_axes=(0, 0, None, None))(state, data, val, epoch)
             if progress is not None:
                 jax.debug.callback(progress, epoch)
             return state, metrics

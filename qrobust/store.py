@@ -2,7 +2,8 @@
 
 Layout:
   config.json       {"settings": ..., "versions": ..., "devices": ..., "created": ...}
-  chunks/NAME.csv   one finished chunk each, written atomically (rename)
+  chunks/NAME.csv   one finished chunk each, written atomically (rename);
+                    chunks/NAME.seconds its wall time
   results.csv       all chunks merged: one row per replica per epoch
 A directory whose config.json holds other settings is refused; one with the
 same settings resumes, skipping the chunks already written.
@@ -24,9 +25,22 @@ from qrobust.errors import ResultsMismatchError
 PACKAGES = ("qrobust", "jax", "jaxlib", "optax", "flax", "tensorcircuit-ng", "numpy", "chex", "pandas")
 
 
+def _git_commit() -> str | None:
+    import subprocess
+
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def versions() -> dict:
-    """Installed versions of the packages results depend on, and Python's."""
-    out = {"python": platform.python_version()}
+    """Installed versions of the packages results depend on, Python's, and qrobust's git commit."""
+    out = {"python": platform.python_version(), "qrobust_commit": _git_commit()}
     for name in PACKAGES:
         try:
             out[name] = metadata.version(name)
@@ -99,11 +113,18 @@ class RunDirectory:
     def has_chunk(self, name: str) -> bool:
         return self.chunk_path(name).exists()
 
-    def write_chunk(self, name: str, frame: pd.DataFrame) -> None:
+    def write_chunk(self, name: str, frame: pd.DataFrame, seconds: float | None = None) -> None:
+        """Store a finished chunk (its wall time beside it, kept out of the table)."""
+        if seconds is not None:
+            atomic_write_text(self.chunk_path(name).with_suffix(".seconds"), f"{seconds:.3f}\n")
         atomic_write_text(self.chunk_path(name), frame.to_csv(index=False))
 
-    def read_chunks(self, names) -> pd.DataFrame:
-        return pd.concat([pd.read_csv(self.chunk_path(n)) for n in names], ignore_index=True)
+    def chunk_seconds(self, name: str) -> float:
+        path = self.chunk_path(name).with_suffix(".seconds")
+        return float(path.read_text()) if path.exists() else float("nan")
+
+    def read_chunk(self, name: str) -> pd.DataFrame:
+        return pd.read_csv(self.chunk_path(name))
 
     def write_table(self, filename: str, frame: pd.DataFrame) -> Path:
         path = self.path / filename

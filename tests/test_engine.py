@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from qrobust.analysis import final_summary
-from qrobust.engine import EvalData, TrainData, _evaluate, bce_loss, epoch_plan, make_train_fn
+from qrobust.engine import EvalData, bce_loss, epoch_plan, evaluate, make_train_fn, plain_data
 from qrobust.experiments.sweep import _to_frame
 from qrobust.models import Model, mlp
 
@@ -43,7 +43,7 @@ def test_engine_equals_a_plain_optax_loop_with_unpadded_batches(x64):
     model = _linear_model(dim)
     w0 = model.init(jax.random.PRNGKey(1))
     key = jax.random.PRNGKey(5)
-    data = TrainData(jnp.asarray(x)[None], jnp.asarray(y)[None], jnp.asarray(y)[None], jnp.zeros((1, n), bool))
+    data = plain_data(jnp.asarray(x)[None], jnp.asarray(y)[None], jnp.asarray(y)[None], jnp.zeros((1, n), bool))
     train = make_train_fn(model, epochs=epochs, batch_size=batch, n_samples=n)
     w_engine, metrics = train(w0[None], jnp.array([lr]), key[None], data, EvalData(jnp.asarray(x), jnp.asarray(y)))
 
@@ -52,7 +52,7 @@ def test_engine_equals_a_plain_optax_loop_with_unpadded_batches(x64):
     w, state, k = w0, tx.init(w0), key
     for _ in range(epochs):
         k, sub = jax.random.split(k)
-        order = np.asarray(jax.random.permutation(sub, n))
+        order = np.argsort(np.asarray(jax.random.uniform(sub, (n,))))  # the engine's documented shuffle
         for start in range(0, n, batch):
             idx = order[start:start + batch]
             g = jax.grad(lambda w: jnp.mean(optax.sigmoid_binary_cross_entropy(jnp.asarray(x[idx]) @ w, y[idx])))(w)
@@ -73,7 +73,7 @@ def test_replicas_are_independent_and_match_single_runs():
     params = jax.vmap(model.init)(keys)
     lrs = jnp.array([0.01, 0.05, 0.1])
     ys = jnp.stack([jnp.asarray(y), 1 - jnp.asarray(y), jnp.asarray(y)])
-    data = TrainData(jnp.broadcast_to(jnp.asarray(x), (R, n, dim)), ys, ys, jnp.zeros((R, n), bool))
+    data = plain_data(jnp.broadcast_to(jnp.asarray(x), (R, n, dim)), ys, ys, jnp.zeros((R, n), bool))
     val = EvalData(jnp.asarray(x), jnp.asarray(y))
     loss = chex.assert_max_traces(bce_loss, n=2)  # one trace for R = 3, one for R = 1
     train = make_train_fn(model, epochs=3, batch_size=5, n_samples=n, loss_fn=loss)
@@ -94,12 +94,14 @@ def test_metrics_hand_computed():
     corrupted = jnp.array([False, False, True, True, False, True])
     y_trained = jnp.where(corrupted, 1 - y_clean, y_clean)  # flipped: 1, 0, 1, 1, 1, 1
     model = Model("id", None, lambda p, v: v[0], jnp.asarray, (1,), {})
-    m = _evaluate(model, None, TrainData(x, y_trained, y_clean, corrupted), EvalData(x[:4], y_clean[:4]))
+    m = evaluate(model, None, plain_data(x, y_trained, y_clean, corrupted), EvalData(x[:4], y_clean[:4]))
     assert float(m["train_acc"]) == pytest.approx(5 / 6)  # only sample 3 disagrees with its trained label
     assert float(m["train_acc_clean"]) == pytest.approx(4 / 6)  # samples 2 and 5 disagree
     assert float(m["memorization"]) == pytest.approx(2 / 3)  # corrupted 2 and 5 reproduce the flip, 3 does not
     assert float(m["val_acc"]) == pytest.approx(3 / 4)
-    m0 = _evaluate(model, None, TrainData(x, y_clean, y_clean, jnp.zeros(6, bool)), EvalData(x, y_clean))
+    assert float(m["forget_acc_clean"]) == pytest.approx(1 / 3)  # sample 3 is predicted 0, its clean label
+    assert float(m["retain_acc"]) == pytest.approx(5 / 6)
+    m0 = evaluate(model, None, plain_data(x, y_clean, y_clean, jnp.zeros(6, bool)), EvalData(x, y_clean))
     assert np.isnan(float(m0["memorization"]))
 
 

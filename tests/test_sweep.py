@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from qrobust.cli import main, parse_alphas
-from qrobust.experiments.sweep import RESULT_COLUMNS, chunk_bounds
+from qrobust.experiments.chunks import chunk_bounds
+from qrobust.experiments.sweep import RESULT_COLUMNS
 
 TINY_XXZ = ["sweep", "--dataset", "xxz", "--qubits", "4", "--n-train", "6", "--epochs", "3", "--seeds", "2",
             "--alphas", "0,0.5", "--batch-size", "4", "--depth", "2", "--hidden", "8,4", "--no-progress"]

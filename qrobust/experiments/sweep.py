@@ -15,7 +15,6 @@ from the same parameters, sees the same batch order, and corrupts nested sets
 from __future__ import annotations
 
 import itertools
-import math
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible, corrupt
-from qrobust.engine import METRICS, EvalData, TrainData, make_train_fn
+from qrobust.engine import EvalData, TrainData, make_train_fn, plain_data
+from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
 from qrobust.errors import ConfigError
 from qrobust.experiments.settings import (DATASETS, ModelSettings, build_model, check_name, load_dataset,
                                           model_settings)
@@ -34,7 +34,8 @@ from qrobust.models import MODELS
 from qrobust.store import RunDirectory
 
 GRID_COLUMNS = ("model", "corruption", "alpha", "seed", "learning_rate")
-RESULT_COLUMNS = GRID_COLUMNS + ("epoch",) + METRICS + ("diverged", "n_corrupted")
+SWEEP_METRICS = ("loss", "train_acc", "train_acc_clean", "val_acc", "memorization")
+RESULT_COLUMNS = GRID_COLUMNS + ("epoch",) + SWEEP_METRICS + ("diverged", "n_corrupted")
 DEFAULT_ALPHAS = tuple(round(0.1 * i, 1) for i in range(10))
 
 
@@ -112,13 +113,6 @@ def replica_table(config: SweepConfig, model: str) -> pd.DataFrame:
     return pd.DataFrame(list(rows), columns=list(GRID_COLUMNS))
 
 
-def chunk_bounds(n: int, chunk_size: int) -> list[tuple[int, int]]:
-    """Split n replicas into equal-sized chunks of at most chunk_size (the last may be shorter)."""
-    n_chunks = math.ceil(n / chunk_size)
-    size = math.ceil(n / n_chunks)
-    return [(i, min(i + size, n)) for i in range(0, n, size)]
-
-
 def replica_keys(seeds: np.ndarray):
     """(init, corrupt, shuffle) keys of shape (R, 2) from each replica's seed."""
     base = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
@@ -131,7 +125,7 @@ def corrupted_training_data(model, dataset, corruption_idx, n_corrupt, corrupt_k
     y = jnp.asarray(dataset.y_train, jnp.int32)
     c = jax.vmap(corrupt, in_axes=(0, 0, None, None, 0))(corruption_idx, corrupt_keys, x, y, n_corrupt)
     y_clean = jnp.broadcast_to(y, c.y.shape).astype(jnp.float32)
-    return TrainData(x=model.prepare(c.x), y=c.y.astype(jnp.float32), y_clean=y_clean, corrupted=c.mask)
+    return plain_data(model.prepare(c.x), c.y.astype(jnp.float32), y_clean, c.mask)
 
 
 def _to_frame(grid: pd.DataFrame, metrics: dict, n_corrupt: np.ndarray) -> pd.DataFrame:
@@ -141,22 +135,11 @@ def _to_frame(grid: pd.DataFrame, metrics: dict, n_corrupt: np.ndarray) -> pd.Da
     diverged = ~np.isfinite(metrics["loss"]).all(axis=1)
     frame = grid.loc[grid.index.repeat(epochs)].reset_index(drop=True)
     frame["epoch"] = np.tile(np.arange(1, epochs + 1), n_rep)
-    for k in METRICS:
+    for k in SWEEP_METRICS:
         frame[k] = metrics[k].reshape(-1)
     frame["diverged"] = np.repeat(diverged, epochs)
     frame["n_corrupted"] = np.repeat(n_corrupt, epochs)
     return frame[list(RESULT_COLUMNS)]
-
-
-class _Progress:
-    def __init__(self, total: int, enabled: bool):
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=total, unit="replica-epoch", disable=not enabled, smoothing=0.1)
-        self.step = 0
-
-    def __call__(self, epoch):
-        self.bar.update(self.step)
 
 
 def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: bool = True) -> pd.DataFrame:
@@ -177,38 +160,31 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
                                                      if not k.startswith("deltas")})
     store = RunDirectory(out, settings).open() if out is not None else None
 
-    plan = []
-    for m in config.models:
-        grid = replica_table(config, m)
-        for k, (lo, hi) in enumerate(chunk_bounds(len(grid), config.chunk_size_for(m))):
-            plan.append((m, f"{m}-{k:04d}", grid.iloc[lo:hi].reset_index(drop=True), hi - lo))
-    chunk_shape = {m: max(n for mm, _, _, n in plan if mm == m) for m in config.models}
-    todo = [p for p in plan if store is None or not store.has_chunk(p[1])]
-    bar = _Progress(sum(config.settings_for(m).epochs * n for m, _, _, n in todo), progress)
-    frames, trainers = {}, {}
-    for m, name, grid, n_real in todo:
-        s = config.settings_for(m)
+    chunks = plan_chunks(pd.concat([replica_table(config, m) for m in config.models], ignore_index=True),
+                         "model", config.chunk_size_for)
+    todo = [c for c in chunks if store is None or not store.has_chunk(c.name)]
+    bar = Progress(sum(config.settings_for(c.program).epochs * len(c.rows) for c in todo), progress)
+    trainers = {}
+
+    def run(chunk):
+        m, s = chunk.program, config.settings_for(chunk.program)
         if m not in trainers:
             trainers[m] = make_train_fn(models[m], epochs=s.epochs, batch_size=s.batch_size,
                                         n_samples=len(dataset.y_train), progress=bar)
-        padded = grid.iloc[np.arange(chunk_shape[m]) % n_real].reset_index(drop=True)  # pad to one compiled shape
+        padded, n_real = chunk.padded, len(chunk.rows)
         n_corrupt = np.array([counts[(c, a)] for c, a in zip(padded.corruption, padded.alpha)], np.int32)
         init_keys, corrupt_keys, shuffle_keys = replica_keys(padded.seed.to_numpy())
         data = corrupted_training_data(models[m], dataset,
                                        jnp.asarray([CORRUPTIONS.index(c) for c in padded.corruption]),
                                        jnp.asarray(n_corrupt), corrupt_keys)
         params = jax.vmap(models[m].init)(init_keys)
-        bar.step = n_real
         _, metrics = trainers[m](params, jnp.asarray(padded.learning_rate, jnp.float32), shuffle_keys, data, val[m])
         metrics = {k: np.asarray(v)[:n_real] for k, v in metrics.items()}
-        frames[name] = _to_frame(grid, metrics, n_corrupt[:n_real])
-        if store is not None:
-            store.write_chunk(name, frames[name])
-    bar.bar.close()
-    if store is not None:
-        results = store.read_chunks([name for _, name, _, _ in plan])
-    else:
-        results = pd.concat([frames[name] for _, name, _, _ in plan], ignore_index=True)
+        return _to_frame(chunk.rows, metrics, n_corrupt[:n_real])
+
+    frames, _ = run_chunks(chunks, run, store, bar)
+    bar.close()
+    results = pd.concat([frames[c.name] for c in chunks], ignore_index=True)
     results = results.sort_values(list(GRID_COLUMNS) + ["epoch"], kind="stable").reset_index(drop=True)
     diverged = results.loc[results.diverged, list(GRID_COLUMNS)].drop_duplicates()
     if len(diverged):

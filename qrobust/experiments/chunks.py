@@ -1,0 +1,89 @@
+"""Running a replica table in resumable chunks of one compiled shape.
+
+A replica table has one row per replica. Rows of one *program* (same model,
+same objective: one compiled function) are split into equal-sized chunks; the
+last chunk is padded with repeats of its own rows, which are computed and
+discarded, so every chunk of a program has one shape and compiles once. A
+finished chunk is stored at once; a chunk already in the store is not run again.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from qrobust.store import RunDirectory
+
+
+def chunk_bounds(n: int, chunk_size: int) -> list[tuple[int, int]]:
+    """Split n replicas into equal-sized chunks of at most chunk_size (the last may be shorter)."""
+    n_chunks = math.ceil(n / chunk_size)
+    size = math.ceil(n / n_chunks)
+    return [(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+class Chunk(NamedTuple):
+    program: str   # which compiled program runs it
+    name: str      # file name in the store
+    rows: pd.DataFrame  # the real replicas
+    padded: pd.DataFrame  # rows padded to the program's chunk shape
+
+
+def plan_chunks(table: pd.DataFrame, program_column: str, chunk_size: Callable[[str], int],
+                prefix: str = "") -> list[Chunk]:
+    """Chunks of every program in ``table`` (order of first appearance)."""
+    chunks = []
+    for program in dict.fromkeys(table[program_column]):
+        rows = table[table[program_column] == program].reset_index(drop=True)
+        bounds = chunk_bounds(len(rows), chunk_size(program))
+        shape = max(hi - lo for lo, hi in bounds)
+        for k, (lo, hi) in enumerate(bounds):
+            part = rows.iloc[lo:hi].reset_index(drop=True)
+            padded = part.iloc[np.arange(shape) % len(part)].reset_index(drop=True)
+            chunks.append(Chunk(program, f"{prefix}{program}-{k:04d}", part, padded))
+    return chunks
+
+
+def run_chunks(chunks: list[Chunk], run: Callable[[Chunk], pd.DataFrame], store: RunDirectory | None,
+               progress: "Progress | None" = None) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
+    """Run every chunk not yet in ``store``.
+
+    ``run(chunk)`` returns the chunk's tidy frame (real replicas only). Returns
+    ({name: frame}, {name: wall seconds, compile included}) for all chunks,
+    reading the finished ones back from the store.
+    """
+    frames, seconds = {}, {}
+    for chunk in chunks:
+        if store is not None and store.has_chunk(chunk.name):
+            continue
+        if progress is not None:
+            progress.step = len(chunk.rows)
+        start = time.perf_counter()
+        frames[chunk.name] = run(chunk)
+        seconds[chunk.name] = time.perf_counter() - start
+        if store is not None:
+            store.write_chunk(chunk.name, frames[chunk.name], seconds[chunk.name])
+    if store is not None:
+        frames = {c.name: store.read_chunk(c.name) for c in chunks}
+        seconds = {c.name: store.chunk_seconds(c.name) for c in chunks}
+    return frames, seconds
+
+
+class Progress:
+    """A tqdm bar advanced by ``step`` replica-epochs per call (used as the engine's progress hook)."""
+
+    def __init__(self, total: int, enabled: bool):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, unit="replica-epoch", disable=not enabled, smoothing=0.1)
+        self.step = 0
+
+    def __call__(self, epoch):
+        self.bar.update(self.step)
+
+    def close(self):
+        self.bar.close()

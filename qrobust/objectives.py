@@ -1,0 +1,123 @@
+"""Training objectives: what a step minimises, as pure functions of logits.
+
+An objective is a NamedTuple of pure functions (optax style), so that training,
+fine-tuning and every unlearning method run through the one engine loop:
+
+  loss(batch, forget, coef) -> scalar to minimise at each step
+  max_loss(forget, coef) -> scalar, or None: an extra ascent step on the forget
+      set taken before the descent step in the first ``max_epochs`` epochs
+      (SCRUB as Kurmanji et al. define it)
+
+``batch`` holds the student's logits on a minibatch of the retain stream (the
+training set, or the retain set when unlearning) with labels, weights (1 real,
+0 padding) and the teacher's logits; ``forget`` the same for the whole forget
+set (weights 0 for padding). ``coef`` is a per-replica vector of loss weights,
+so a grid over weights is a replica axis, not a recompile.
+
+Unlearning objectives (one parametric family; PAPER.md and standard baselines):
+
+  J = c_ce * CE(retain) + c_kl * KL_T(teacher || student on retain)
+      - c_klf * KL_T(teacher || student on forget)
+      - c_cef * CE(forget, poisoned labels) + c_rl * CE(forget, random labels)
+
+  retrain, finetune: c_ce = 1 (retrain starts from a fresh initialisation)
+  scrub (paper):     c_ce = 1, c_kl = kl_w, c_klf = fo_w, T = 1
+  ga (paper):        c_ce = 1, c_cef = fo_w
+  neggrad+:          c_ce = 1 - fo_w, c_cef = fo_w (convex combination)
+  relabel:           c_ce = 1, c_rl = 1 (forget set relabelled at random, fixed)
+
+KL is that of the full Bernoulli output distribution (both classes).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+class Batch(NamedTuple):
+    """Logits and targets of a set of samples: all arrays (B,)."""
+
+    logits: jax.Array
+    labels: jax.Array
+    weights: jax.Array
+    teacher: jax.Array
+    random_labels: jax.Array
+
+
+class Objective(NamedTuple):
+    name: str
+    loss: Callable[[Batch, Optional[Batch], jax.Array], jax.Array]
+    max_loss: Optional[Callable[[Batch, jax.Array], jax.Array]] = None
+    max_epochs: int = 0
+    uses_forget: bool = False
+    uses_teacher: bool = False
+
+
+def weighted_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
+    """Mean of values over entries with weight 1 (0 when all weights are 0)."""
+    return jnp.sum(weights * values) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def bernoulli_kl(teacher_logits: jax.Array, student_logits: jax.Array, temperature: float = 1.0) -> jax.Array:
+    """KL(teacher || student) between Bernoulli distributions given by logits / T, per sample.
+
+    sum over both classes of p_t log(p_t / p_s), computed from log-sigmoids (stable).
+    """
+    t = teacher_logits / temperature
+    s = student_logits / temperature
+    p_t = jax.nn.sigmoid(t)
+    return (p_t * (jax.nn.log_sigmoid(t) - jax.nn.log_sigmoid(s))
+            + (1 - p_t) * (jax.nn.log_sigmoid(-t) - jax.nn.log_sigmoid(-s)))
+
+
+def cross_entropy(batch: Batch, labels: jax.Array | None = None) -> jax.Array:
+    labels = batch.labels if labels is None else labels
+    return weighted_mean(optax.sigmoid_binary_cross_entropy(batch.logits, labels), batch.weights)
+
+
+def supervised() -> Objective:
+    """Binary cross-entropy on the minibatch (plain training)."""
+    return Objective("bce", lambda batch, forget, coef: cross_entropy(batch))
+
+
+# coefficient vector layout of the unlearning family
+COEFS = ("ce", "kl", "klf", "cef", "rl")
+
+
+def unlearning_family(temperature: float = 1.0) -> Objective:
+    """The parametric unlearning objective J (module docstring); coef has the COEFS layout."""
+
+    def loss(batch: Batch, forget: Batch, coef: jax.Array) -> jax.Array:
+        c_ce, c_kl, c_klf, c_cef, c_rl = (coef[i] for i in range(len(COEFS)))
+        kl_r = weighted_mean(bernoulli_kl(batch.teacher, batch.logits, temperature), batch.weights)
+        kl_f = weighted_mean(bernoulli_kl(forget.teacher, forget.logits, temperature), forget.weights)
+        return (c_ce * cross_entropy(batch) + c_kl * kl_r - c_klf * kl_f
+                - c_cef * cross_entropy(forget) + c_rl * cross_entropy(forget, forget.random_labels))
+
+    return Objective("unlearning", loss, uses_forget=True, uses_teacher=True)
+
+
+def scrub_kurmanji(*, temperature: float = 4.0, ce_weight: float = 0.99, kl_weight: float = 0.001,
+                   max_epochs: int = 2) -> Objective:
+    """SCRUB as Kurmanji et al. (2023, "Towards Unbounded Machine Unlearning") define it.
+
+    Min-step on each retain minibatch: ce_weight * CE + kl_weight * T^2 KL_T(teacher || student);
+    in the first ``max_epochs`` epochs each step is preceded by a max-step on the
+    forget set, maximising T^2 KL_T(teacher || student). Defaults follow that
+    paper's code (T = 4, gamma = 0.99, alpha = 0.001, msteps = 2). ``coef`` is unused.
+    """
+
+    def loss(batch: Batch, forget, coef) -> jax.Array:
+        kl = weighted_mean(bernoulli_kl(batch.teacher, batch.logits, temperature), batch.weights)
+        return ce_weight * cross_entropy(batch) + kl_weight * temperature**2 * kl
+
+    def max_loss(forget: Batch, coef) -> jax.Array:
+        return -temperature**2 * weighted_mean(bernoulli_kl(forget.teacher, forget.logits, temperature),
+                                               forget.weights)
+
+    return Objective("scrub_kurmanji", loss, max_loss=max_loss, max_epochs=max_epochs, uses_forget=True,
+                     uses_teacher=True)
