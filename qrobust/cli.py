@@ -11,8 +11,8 @@ import numpy as np
 from qrobust.errors import ConfigError, QrobustError
 
 
-def parse_alphas(text: str) -> tuple[float, ...]:
-    """'0:0.9:0.1' (inclusive range) or '0,0.3,0.5' -> alphas."""
+def parse_alphas(text: str, what: str = "alphas") -> tuple[float, ...]:
+    """'0:0.9:0.1' (inclusive range) or '0,0.3,0.5' -> values."""
     try:
         if ":" in text:
             start, stop, step = (float(v) for v in text.split(":"))
@@ -22,7 +22,7 @@ def parse_alphas(text: str) -> tuple[float, ...]:
         else:
             values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ConfigError(f"cannot read alphas {text!r}: use START:STOP:STEP (e.g. 0:0.9:0.1) "
+        raise ConfigError(f"cannot read {what} {text!r}: use START:STOP:STEP (e.g. 0:0.9:0.1) "
                           "or a comma list (e.g. 0,0.3,0.5)") from None
     return tuple(float(round(v, 10)) for v in values)
 
@@ -60,6 +60,33 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--chunk-size", type=int, help="replicas per compiled program")
     sw.add_argument("--out", required=True, help="output directory (resumed if it exists)")
     sw.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    un = sub.add_parser("unlearn", help="unlearning of the poisoned samples: methods x seeds x loss weights",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    un.add_argument("--dataset", default="mnist", help="mnist or xxz")
+    un.add_argument("--model", action="append", dest="models", help="qnn and/or mlp (repeat; default both)")
+    un.add_argument("--method", action="append", dest="methods",
+                    help="retrain, finetune, scrub, ga, neggrad, relabel, scrub_kurmanji "
+                         "(repeat; default the paper's four)")
+    un.add_argument("--alpha", type=float, default=0.3, help="label-flipping ratio of the teacher")
+    un.add_argument("--corruption", default="flip", help="flip or features")
+    un.add_argument("--seeds", type=int, default=5, help="number of seeds")
+    un.add_argument("--seed-offset", type=int, default=0, help="first seed")
+    un.add_argument("--epochs", type=int, default=50, help="unlearning epochs")
+    un.add_argument("--kl-w", default="0", help="SCRUB's retain-KL weight(s): value, list or START:STOP:STEP")
+    un.add_argument("--fo-w", default="0.2", help="forget weight(s): value, list or START:STOP:STEP")
+    un.add_argument("--known-fraction", type=float, default=1.0,
+                    help="fraction of the poisoned samples the forget set holds")
+    un.add_argument("--batch-size", type=int, help="student batch size (default: the paper's)")
+    un.add_argument("--lr", type=float, help="student learning rate (default: the paper's)")
+    un.add_argument("--teacher-epochs", type=int, help="override the teachers' epochs")
+    un.add_argument("--n-train", type=int, dest="n_train_per_class", help="training samples per class")
+    un.add_argument("--qubits", type=int, dest="n_qubits", help="spins of the XXZ chain (default 12)")
+    un.add_argument("--mnist-path", help="full MNIST: mnist.npz or a directory of IDX files")
+    un.add_argument("--dtype", default="complex64", help="complex64 or complex128")
+    un.add_argument("--chunk-size", type=int, help="replicas per compiled program (default 50)")
+    un.add_argument("--out", required=True, help="output directory (resumed if it exists)")
+    un.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
 
@@ -91,10 +118,35 @@ def _sweep(args) -> int:
     return 0
 
 
+def _unlearn(args) -> int:
+    from qrobust.experiments.unlearning import UnlearnConfig, run_unlearning
+
+    if args.seeds < 1 or args.seed_offset < 0:
+        raise ConfigError(f"--seeds must be >= 1 and --seed-offset >= 0, got {args.seeds}, {args.seed_offset}")
+    if args.dtype == "complex128":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    config = UnlearnConfig(
+        dataset=args.dataset, models=tuple(args.models or ("qnn", "mlp")),
+        methods=tuple(args.methods or ("retrain", "finetune", "scrub", "ga")), alpha=args.alpha,
+        corruption=args.corruption, seeds=tuple(range(args.seed_offset, args.seed_offset + args.seeds)),
+        epochs=args.epochs, kl_ws=parse_alphas(args.kl_w, "kl_w"), fo_ws=parse_alphas(args.fo_w, "fo_w"),
+        known_fraction=args.known_fraction, batch_size=args.batch_size, learning_rate=args.lr,
+        teacher_epochs=args.teacher_epochs, n_train_per_class=args.n_train_per_class, n_qubits=args.n_qubits,
+        mnist_path=args.mnist_path, dtype=args.dtype, chunk_size=args.chunk_size,
+    )
+    start = time.perf_counter()
+    run_unlearning(config, args.out, progress=not args.no_progress)
+    print(f"wrote {args.out}/results.csv, final.csv, recovery.csv, teachers.csv, unlearning.png "
+          f"in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"sweep": _sweep}[args.command](args)
+        return {"sweep": _sweep, "unlearn": _unlearn}[args.command](args)
     except QrobustError as exc:
         print(f"qrobust: error: {exc}", file=sys.stderr)
         return 2

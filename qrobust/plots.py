@@ -46,8 +46,69 @@ def plot_noise_response(results, path: str | Path, *, title: str = "") -> Path:
     axes[0][0].legend(fontsize=8, loc="lower left")
     if title:
         fig.suptitle(f"Noise response: {title}", fontsize=11)
+    return _save(fig, path)
+
+
+def _save(fig, path) -> Path:
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_unlearning(results, final, path: str | Path, *, title: str = "") -> Path:
+    """The paper's Fig. 3: validation accuracy against unlearning epoch, one curve per method.
+
+    Models side by side; mean +- std over seeds (diverged students left out); for
+    methods with a weight grid, the cell with the smallest weights is drawn. The
+    dashed line is the clean model's validation accuracy (mean over seeds), the
+    dotted one the poisoned teacher's.
+    """
+    ok = final[~final.diverged]
+    models = list(dict.fromkeys(results.model))
+    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 3.8), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        part = results[(results.model == model) & ~results.diverged]
+        for method, sub in part.groupby("method", sort=False):
+            cell = sub[["kl_w", "fo_w"]].drop_duplicates().sort_values(["fo_w", "kl_w"]).iloc[0]
+            sub = sub[(sub.kl_w == cell.kl_w) & (sub.fo_w == cell.fo_w)]
+            curve = sub.groupby("epoch").val_acc.agg(["mean", "std"])
+            label = method + (f" (kl_w {cell.kl_w:g}, fo_w {cell.fo_w:g})" if method in ("scrub", "ga", "neggrad")
+                              else "")
+            ax.plot(curve.index, curve["mean"], label=label)
+            ax.fill_between(curve.index, curve["mean"] - curve["std"].fillna(0),
+                            curve["mean"] + curve["std"].fillna(0), alpha=0.2)
+        m_final = ok[ok.model == model]
+        ax.axhline(m_final.clean_val_acc.mean(), ls="--", c="k", lw=0.8, label="clean model")
+        ax.axhline(m_final.teacher_val_acc.mean(), ls=":", c="k", lw=0.8, label="poisoned teacher")
+        ax.set_title(model.upper())
+        ax.set_xlabel("unlearning epoch")
+        ax.set_ylabel("validation accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    if title:
+        fig.suptitle(f"Unlearning: {title}", fontsize=11)
+    return _save(fig, path)
+
+
+def plot_weight_heatmaps(final, path: str | Path) -> Path:
+    """Final validation accuracy (mean over seeds) over the (kl_w, fo_w) grid, per model x method."""
+    ok = final[~final.diverged]
+    pairs = [(m, meth) for (m, meth), g in ok.groupby(["model", "method"], sort=False)
+             if g.kl_w.nunique() > 1 or g.fo_w.nunique() > 1]
+    if not pairs:
+        pairs = list(ok.groupby(["model", "method"], sort=False).groups)
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.8), squeeze=False)
+    for ax, (model, method) in zip(axes[0], pairs):
+        grid = ok[(ok.model == model) & (ok.method == method)].pivot_table(
+            index="kl_w", columns="fo_w", values="val_acc", aggfunc="mean")
+        im = ax.imshow(grid.to_numpy(), origin="lower", aspect="auto", vmin=0, vmax=1, cmap="viridis")
+        ax.set_xticks(range(grid.shape[1]), [f"{v:g}" for v in grid.columns], fontsize=7)
+        ax.set_yticks(range(grid.shape[0]), [f"{v:g}" for v in grid.index], fontsize=7)
+        ax.set_xlabel("fo_w")
+        ax.set_ylabel("kl_w")
+        ax.set_title(f"{model.upper()} {method}: final val. acc.", fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    return _save(fig, path)

@@ -3,7 +3,7 @@
 Layout:
   config.json       {"settings": ..., "versions": ..., "devices": ..., "created": ...}
   chunks/NAME.csv   one finished chunk each, written atomically (rename);
-                    chunks/NAME.seconds its wall time
+                    chunks/NAME.seconds its wall time, chunks/NAME.npz its arrays
   results.csv       all chunks merged: one row per replica per epoch
 A directory whose config.json holds other settings is refused; one with the
 same settings resumes, skipping the chunks already written.
@@ -18,6 +18,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from qrobust.errors import ResultsMismatchError
@@ -113,11 +114,26 @@ class RunDirectory:
     def has_chunk(self, name: str) -> bool:
         return self.chunk_path(name).exists()
 
-    def write_chunk(self, name: str, frame: pd.DataFrame, seconds: float | None = None) -> None:
-        """Store a finished chunk (its wall time beside it, kept out of the table)."""
+    def write_chunk(self, name: str, frame: pd.DataFrame, seconds: float | None = None,
+                    arrays: dict | None = None) -> None:
+        """Store a finished chunk: its table, its arrays (NAME.npz) and wall time (NAME.seconds).
+
+        The table is written last, so its presence means the chunk is complete.
+        """
+        if arrays:
+            tmp = self.chunk_path(name).with_name(f".{name}.tmp{os.getpid()}.npz")
+            np.savez(tmp, **arrays)
+            os.replace(tmp, self.chunk_path(name).with_suffix(".npz"))
         if seconds is not None:
             atomic_write_text(self.chunk_path(name).with_suffix(".seconds"), f"{seconds:.3f}\n")
         atomic_write_text(self.chunk_path(name), frame.to_csv(index=False))
+
+    def read_arrays(self, name: str) -> dict:
+        path = self.chunk_path(name).with_suffix(".npz")
+        if not path.exists():
+            return {}
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
 
     def chunk_seconds(self, name: str) -> float:
         path = self.chunk_path(name).with_suffix(".seconds")

@@ -26,3 +26,30 @@ def final_summary(results: pd.DataFrame, metrics=("train_acc", "train_acc_clean"
     stats["n_seeds"] = kept.groupby(GROUP).size()
     stats["n_diverged"] = final.groupby(GROUP)["diverged"].sum()
     return stats.reset_index()
+
+
+UNLEARN_GROUP = ["model", "method", "kl_w", "fo_w"]
+
+
+def recovery_summary(final: pd.DataFrame) -> pd.DataFrame:
+    """Per model x method x weights, over seeds (diverged students left out):
+
+    epochs to recover (mean, std, median over the seeds that recovered, and how
+    many did), final validation / forget / retain accuracy, membership-inference
+    accuracy, distance to the retrained student, wall seconds per replica.
+    """
+    kept = final[~final.diverged]
+    g = kept.groupby(UNLEARN_GROUP)
+    out = g.agg(n_seeds=("seed", "size"), n_recovered=("epochs_to_recover", "count"),
+                epochs_to_recover_mean=("epochs_to_recover", "mean"),
+                epochs_to_recover_std=("epochs_to_recover", "std"),
+                epochs_to_recover_median=("epochs_to_recover", "median"),
+                val_acc_mean=("val_acc", "mean"), val_acc_std=("val_acc", "std"),
+                forget_acc_clean_mean=("forget_acc_clean", "mean"),
+                forget_acc_poisoned_mean=("forget_acc_poisoned", "mean"),
+                retain_acc_mean=("retain_acc", "mean"), mia_acc_mean=("mia_acc", "mean"),
+                mia_acc_std=("mia_acc", "std"), dist_to_retrain_mean=("dist_to_retrain", "mean"),
+                clean_val_acc_mean=("clean_val_acc", "mean"), teacher_val_acc_mean=("teacher_val_acc", "mean"),
+                seconds_per_replica=("seconds", "mean"))
+    out["n_diverged"] = final.groupby(UNLEARN_GROUP).diverged.sum()
+    return out.reset_index()

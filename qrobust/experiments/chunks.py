@@ -48,29 +48,35 @@ def plan_chunks(table: pd.DataFrame, program_column: str, chunk_size: Callable[[
     return chunks
 
 
-def run_chunks(chunks: list[Chunk], run: Callable[[Chunk], pd.DataFrame], store: RunDirectory | None,
-               progress: "Progress | None" = None) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
-    """Run every chunk not yet in ``store``.
+class ChunkResults(NamedTuple):
+    frames: dict   # name -> tidy DataFrame (real replicas only)
+    arrays: dict   # name -> {array name: array with a leading real-replica axis}
+    seconds: dict  # name -> wall seconds of the chunk's run, compile included
 
-    ``run(chunk)`` returns the chunk's tidy frame (real replicas only). Returns
-    ({name: frame}, {name: wall seconds, compile included}) for all chunks,
-    reading the finished ones back from the store.
+
+def run_chunks(chunks: list[Chunk], run: Callable, store: RunDirectory | None,
+               progress: "Progress | None" = None) -> ChunkResults:
+    """Run every chunk not yet in ``store``, reading the finished ones back.
+
+    ``run(chunk)`` returns the chunk's tidy frame, or (frame, {name: array}).
     """
-    frames, seconds = {}, {}
+    frames, arrays, seconds = {}, {}, {}
     for chunk in chunks:
         if store is not None and store.has_chunk(chunk.name):
             continue
         if progress is not None:
             progress.step = len(chunk.rows)
         start = time.perf_counter()
-        frames[chunk.name] = run(chunk)
+        out = run(chunk)
+        frames[chunk.name], arrays[chunk.name] = out if isinstance(out, tuple) else (out, {})
         seconds[chunk.name] = time.perf_counter() - start
         if store is not None:
-            store.write_chunk(chunk.name, frames[chunk.name], seconds[chunk.name])
+            store.write_chunk(chunk.name, frames[chunk.name], seconds[chunk.name], arrays[chunk.name])
     if store is not None:
         frames = {c.name: store.read_chunk(c.name) for c in chunks}
+        arrays = {c.name: store.read_arrays(c.name) for c in chunks}
         seconds = {c.name: store.chunk_seconds(c.name) for c in chunks}
-    return frames, seconds
+    return ChunkResults(frames, arrays, seconds)
 
 
 class Progress:

@@ -182,7 +182,7 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
         metrics = {k: np.asarray(v)[:n_real] for k, v in metrics.items()}
         return _to_frame(chunk.rows, metrics, n_corrupt[:n_real])
 
-    frames, _ = run_chunks(chunks, run, store, bar)
+    frames = run_chunks(chunks, run, store, bar).frames
     bar.close()
     results = pd.concat([frames[c.name] for c in chunks], ignore_index=True)
     results = results.sort_values(list(GRID_COLUMNS) + ["epoch"], kind="stable").reset_index(drop=True)

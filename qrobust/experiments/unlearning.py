@@ -1,0 +1,360 @@
+"""Layer 5: unlearning the poisoned samples, every method and weight as replicas.
+
+Protocol (PAPER.md, "Unlearning"): label flipping at ratio alpha; per model and
+seed a *teacher* is trained on the poisoned data (the paper's teacher settings)
+and a *clean* model at alpha = 0 (same settings, same seed) gives the
+validation accuracy to recover. The forget set is the flipped samples (or a
+random fraction of them, ``known_fraction``: corrective unlearning with partial
+knowledge); the retain set is the rest, labels as trained. Each method trains a
+student for ``epochs`` epochs from the teacher (retrain: from a fresh
+initialisation) with its objective (``qrobust.objectives``), recording every
+epoch validation accuracy, forget-set accuracy against the clean and the
+poisoned labels, retain accuracy and the objective. Metrics on the forget set
+are always scored on the full poisoned set.
+
+All methods of the unlearning family (retrain, finetune, scrub, ga, neggrad,
+relabel) share ONE compiled program per model: the method is a per-replica
+vector of loss weights and a starting point. SCRUB as Kurmanji et al. define it
+(alternating max/min steps) is its own program.
+
+Keys: teacher init ``fold_in(PRNGKey(seed), 0)`` and flipped samples
+``fold_in(.., 1)`` as in the sweep (the teacher is the sweep's poisoned model
+when settings agree); student batch order ``fold_in(.., 5)``; retrain's fresh
+initialisation ``fold_in(.., 3)``; random labels ``fold_in(.., 4)``; the known
+part of the forget set ``fold_in(.., 6)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+
+from qrobust.analysis.forgetting import epochs_to_recover, loss_mia_accuracy
+from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible, corrupt
+from qrobust.engine import EvalData, TrainData, make_train_fn, plain_data
+from qrobust.errors import ConfigError
+from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
+from qrobust.experiments.settings import (DATASETS, ModelSettings, build_model, check_name, load_dataset)
+from qrobust.models import MODELS
+from qrobust.objectives import COEFS, scrub_kurmanji, unlearning_family
+from qrobust.store import RunDirectory
+
+METHODS = ("retrain", "finetune", "scrub", "ga", "neggrad", "relabel", "scrub_kurmanji")
+PAPER_METHODS = ("retrain", "finetune", "scrub", "ga")
+ASCENT_METHODS = ("scrub", "ga", "neggrad", "scrub_kurmanji")
+
+# Teachers (PAPER.md): the noise-study QNN; on MNIST a smaller MLP (16, 4).
+TEACHER_SETTINGS = {
+    "mnist": {"qnn": ModelSettings(epochs=100, batch_size=256, learning_rate=0.005, depth=6),
+              "mlp": ModelSettings(epochs=100, batch_size=128, learning_rate=0.01, hidden=(16, 4))},
+    "xxz": {"qnn": ModelSettings(epochs=200, batch_size=32, learning_rate=0.03, depth=4),
+            "mlp": ModelSettings(epochs=400, batch_size=32, learning_rate=0.01, hidden=(64, 16))},
+}
+# Students: batch size (None = the whole retain set as one batch) and learning rate.
+UNLEARN_SETTINGS = {
+    "mnist": {"qnn": (256, 0.005), "mlp": (None, 0.001)},
+    "xxz": {"qnn": (None, 0.005), "mlp": (None, 0.01)},
+}
+METRIC_COLUMNS = ("val_acc", "forget_acc_clean", "forget_acc_poisoned", "retain_acc", "objective", "loss")
+GRID = ("model", "method", "seed", "kl_w", "fo_w")
+
+
+def method_coefs(method: str, kl_w: float, fo_w: float) -> tuple[float, ...]:
+    """The unlearning family's loss weights (COEFS order) of ``method``."""
+    table = {
+        "retrain": (1, 0, 0, 0, 0), "finetune": (1, 0, 0, 0, 0), "relabel": (1, 0, 0, 0, 1),
+        "scrub": (1, kl_w, fo_w, 0, 0), "ga": (1, 0, 0, fo_w, 0), "neggrad": (1 - fo_w, 0, 0, fo_w, 0),
+        "scrub_kurmanji": (0, 0, 0, 0, 0),
+    }
+    return tuple(float(c) for c in table[method])
+
+
+def _weights_used(method: str) -> tuple[bool, bool]:
+    """Whether (kl_w, fo_w) enter ``method``'s objective."""
+    return method == "scrub", method in ("scrub", "ga", "neggrad")
+
+
+@dataclass(frozen=True)
+class UnlearnConfig:
+    """An unlearning study. None settings take the paper's defaults (module constants).
+
+    kl_ws, fo_ws: the loss-weight grid; each method gets only the weights it uses
+    (the others are recorded as 0, their value in its objective).
+    """
+
+    dataset: str = "mnist"
+    models: tuple[str, ...] = MODELS
+    methods: tuple[str, ...] = PAPER_METHODS
+    alpha: float = 0.3
+    corruption: str = "flip"
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    epochs: int = 50
+    kl_ws: tuple[float, ...] = (0.0,)
+    fo_ws: tuple[float, ...] = (0.2,)
+    known_fraction: float = 1.0
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    teacher_epochs: int | None = None
+    n_train_per_class: int | None = None
+    n_qubits: int | None = None
+    mnist_path: str | None = None
+    dtype: str = "complex64"
+    chunk_size: int | None = None
+
+    def validate(self) -> "UnlearnConfig":
+        check_name("dataset", self.dataset, DATASETS)
+        check_name("corruption", self.corruption, CORRUPTIONS)
+        for kind, values, allowed in (("model", self.models, MODELS), ("method", self.methods, METHODS)):
+            if not values:
+                raise ConfigError(f"choose at least one {kind}")
+            for v in values:
+                check_name(kind, v, allowed)
+        check_alpha(self.alpha)
+        if not 0 < self.known_fraction <= 1:
+            raise ConfigError(f"known fraction must lie in (0, 1], got {self.known_fraction}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ConfigError(f"seeds must be distinct non-negative integers, got {self.seeds}")
+        if self.epochs < 1 or (self.teacher_epochs is not None and self.teacher_epochs < 1):
+            raise ConfigError("epochs must be positive")
+        for name, ws in (("kl_w", self.kl_ws), ("fo_w", self.fo_ws)):
+            if not ws or min(ws) < 0 or not all(math.isfinite(w) for w in ws):
+                raise ConfigError(f"{name} values must be finite and >= 0, got {ws}")
+        if "neggrad" in self.methods and max(self.fo_ws) >= 1:
+            raise ConfigError(f"neggrad weighs retain descent by 1 - fo_w; fo_w = {max(self.fo_ws)} leaves pure "
+                              "gradient ascent on the forget set, whose loss is unbounded below: use fo_w < 1")
+        if self.corruption != "flip" and ({"ga", "neggrad"} & set(self.methods)):
+            raise ConfigError("ga and neggrad ascend the cross-entropy of the poisoned labels; with feature "
+                              "randomisation the labels are clean, so use --corruption flip")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError(f"batch size must be positive, got {self.batch_size}")
+        if self.learning_rate is not None and self.learning_rate <= 0:
+            raise ConfigError(f"learning rate must be positive, got {self.learning_rate}")
+        return self
+
+    def teacher_settings(self, model: str) -> ModelSettings:
+        s = TEACHER_SETTINGS[self.dataset][model]
+        return s if self.teacher_epochs is None else ModelSettings(**{**asdict(s), "epochs": self.teacher_epochs})
+
+    def student_settings(self, model: str, n_retain: int) -> tuple[int, float]:
+        batch, lr = UNLEARN_SETTINGS[self.dataset][model]
+        batch = self.batch_size or batch or n_retain
+        return min(batch, n_retain), self.learning_rate or lr
+
+    def resolved(self) -> dict:
+        d = asdict(self)
+        d["teachers"] = {m: self.teacher_settings(m).to_dict(m) for m in self.models}
+        d["students"] = {m: dict(zip(("batch_size", "learning_rate"), UNLEARN_SETTINGS[self.dataset][m]))
+                         for m in self.models}
+        return d
+
+
+def replica_table(config: UnlearnConfig) -> pd.DataFrame:
+    """One row per student replica: model, method, seed, kl_w, fo_w, its program and loss weights."""
+    rows = []
+    for model, method in itertools.product(config.models, config.methods):
+        use_kl, use_fo = _weights_used(method)
+        for seed, kl_w, fo_w in itertools.product(config.seeds, config.kl_ws if use_kl else (0.0,),
+                                                  config.fo_ws if use_fo else (0.0,)):
+            program = f"{model}-{'kurmanji' if method == 'scrub_kurmanji' else 'family'}"
+            rows.append(dict(model=model, method=method, seed=seed, kl_w=kl_w, fo_w=fo_w, program=program))
+    return pd.DataFrame(rows)
+
+
+def _keys(seeds, index):
+    base = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
+    return jax.vmap(lambda k: jax.random.fold_in(k, index))(base)
+
+
+def _flatten(params) -> np.ndarray:
+    """(R, P) flat parameter vectors of a replica-stacked pytree."""
+    leaves = jax.tree_util.tree_leaves(params)
+    return np.concatenate([np.asarray(leaf).reshape(leaf.shape[0], -1) for leaf in leaves], axis=1)
+
+
+def _unflatten(template, flat: np.ndarray):
+    """Inverse of _flatten for a single replica's template pytree, stacked over rows of ``flat``."""
+    leaves, treedef = jax.tree_util.tree_flatten(template)
+    out, i = [], 0
+    for leaf in leaves:
+        size = int(np.prod(leaf.shape))
+        out.append(jnp.asarray(flat[:, i:i + size].reshape((flat.shape[0],) + leaf.shape), leaf.dtype))
+        i += size
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, progress: bool = True):
+    """Run (or resume) an unlearning study. Returns (per-epoch results, per-replica final table).
+
+    Everything is validated, and the data loaded, before anything is written.
+    """
+    config = config.validate()
+    dataset = load_dataset(config.dataset, mnist_path=config.mnist_path,
+                           n_train_per_class=config.n_train_per_class, n_qubits=config.n_qubits)
+    n = len(dataset.y_train)
+    n_poisoned = check_feasible(config.corruption, config.alpha, dataset.y_train)
+    n_known = int(round(config.known_fraction * n_poisoned))
+    if n_known == 0:
+        raise ConfigError(f"the forget set is empty: {config.corruption} at alpha={config.alpha} corrupts "
+                          f"{n_poisoned} of {n} samples, and a known fraction of {config.known_fraction} of "
+                          "them leaves none to forget")
+    if "mlp" in config.models and {"scrub", "ga"} & set(config.methods) and max(config.fo_ws) > 0:
+        warnings.warn("the MLP's logits are unbounded, so the ascent terms of scrub/ga (fo_w > 0) are "
+                      "unbounded below; replicas that diverge are marked and left out of averages",
+                      RuntimeWarning, stacklevel=2)
+    n_retain = n - n_known
+    models = {m: build_model(m, dataset, config.teacher_settings(m), dtype=config.dtype) for m in config.models}
+    val = {m: EvalData(models[m].prepare(dataset.x_val), jnp.asarray(dataset.y_val, jnp.float32))
+           for m in config.models}
+    store = RunDirectory(out, dict(config.resolved(), n_poisoned=n_poisoned, n_forget=n_known)).open() \
+        if out is not None else None
+    chunk_size = config.chunk_size or 50
+
+    # 1. teachers: poisoned (alpha) and clean (alpha = 0), per model and seed
+    teacher_rows = pd.DataFrame([dict(model=m, seed=s, alpha=a, program=m) for m in config.models
+                                 for a in (config.alpha, 0.0) for s in config.seeds])
+    teacher_chunks = plan_chunks(teacher_rows, "program", lambda p: chunk_size, prefix="teacher-")
+    students = replica_table(config)
+    student_chunks = plan_chunks(students, "program", lambda p: chunk_size, prefix="student-")
+    todo_t = [c for c in teacher_chunks if store is None or not store.has_chunk(c.name)]
+    todo_s = [c for c in student_chunks if store is None or not store.has_chunk(c.name)]
+    bar = Progress(sum(config.teacher_settings(c.program).epochs * len(c.rows) for c in todo_t)
+                   + config.epochs * sum(len(c.rows) for c in todo_s), progress)
+    x = jnp.asarray(dataset.x_train)
+    y = jnp.asarray(dataset.y_train, jnp.int32)
+    kind = CORRUPTIONS.index(config.corruption)
+
+    def poisoned(seeds, count):
+        c = jax.vmap(corrupt, in_axes=(None, 0, None, None, None))(kind, _keys(seeds, 1), x, y, count)
+        return c
+
+    def run_teachers(chunk):
+        m, s = chunk.program, config.teacher_settings(chunk.program)
+        seeds = chunk.padded.seed.to_numpy()
+        counts = jnp.asarray(np.where(chunk.padded.alpha > 0, n_poisoned, 0), jnp.int32)
+        c = jax.vmap(corrupt, in_axes=(None, 0, None, None, 0))(kind, _keys(seeds, 1), x, y, counts)
+        data = plain_data(models[m].prepare(c.x), c.y.astype(jnp.float32),
+                          jnp.broadcast_to(y, c.y.shape).astype(jnp.float32), c.mask)
+        train = make_train_fn(models[m], epochs=s.epochs, batch_size=s.batch_size, n_samples=n, progress=bar)
+        params, metrics = train(jax.vmap(models[m].init)(_keys(seeds, 0)),
+                                jnp.full(len(seeds), s.learning_rate, jnp.float32), _keys(seeds, 2), data, val[m])
+        k = len(chunk.rows)
+        frame = chunk.rows.drop(columns="program").copy()
+        frame["val_acc"] = np.asarray(metrics["val_acc"])[:k, -1]
+        frame["train_acc"] = np.asarray(metrics["train_acc"])[:k, -1]
+        frame["memorization"] = np.asarray(metrics["memorization"])[:k, -1]
+        return frame, {"params": _flatten(params)[:k]}
+
+    done = run_chunks(teacher_chunks, run_teachers, store, bar)
+    teachers = pd.concat([done.frames[c.name] for c in teacher_chunks], ignore_index=True)
+    teacher_flat = {(r.model, r.alpha, r.seed): p for c in teacher_chunks
+                    for r, p in zip(c.rows.itertuples(index=False), done.arrays[c.name]["params"])}
+
+    def teacher_params(m, seeds, alpha):
+        flat = np.stack([teacher_flat[(m, alpha, s)] for s in seeds]).astype(np.float32)
+        return _unflatten(models[m].init(jax.random.PRNGKey(0)), flat)
+
+    # 2. students
+    trainers = {}
+    objectives = {"family": unlearning_family(), "kurmanji": scrub_kurmanji()}
+
+    def run_students(chunk):
+        m, family = chunk.program.split("-")
+        rows = chunk.padded
+        seeds = rows.seed.to_numpy()
+        batch, lr = config.student_settings(m, n_retain)
+        if chunk.program not in trainers:
+            trainers[chunk.program] = make_train_fn(models[m], epochs=config.epochs, batch_size=batch,
+                                                    n_samples=n_retain, objective=objectives[family], progress=bar)
+        c = poisoned(seeds, n_poisoned)
+        # the known part of the forget set: a random n_known of the poisoned samples
+        u = jax.vmap(lambda k: jax.random.uniform(k, (n,)))(_keys(seeds, 6))
+        order = jnp.argsort(jnp.where(c.mask, u, 2.0 + u), axis=1)  # poisoned first, random order
+        forget_idx = order[:, :n_known].astype(jnp.int32)
+        known = jnp.zeros((len(seeds), n), bool).at[jnp.arange(len(seeds))[:, None], forget_idx].set(True)
+        teacher = teacher_params(m, seeds, config.alpha)
+        inputs = models[m].prepare(c.x)
+        teacher_logits = jax.vmap(jax.vmap(models[m].apply, in_axes=(None, 0)))(teacher, inputs)
+        random_labels = jax.vmap(lambda k: jax.random.bernoulli(k, 0.5, (n,)))(_keys(seeds, 4)).astype(jnp.float32)
+        coef = jnp.asarray([method_coefs(*r) for r in zip(rows.method, rows.kl_w, rows.fo_w)], jnp.float32)
+        data = TrainData(x=inputs, y=c.y.astype(jnp.float32), y_clean=jnp.broadcast_to(y, c.y.shape).astype(jnp.float32),
+                         corrupted=c.mask, stream=~known, teacher=teacher_logits, random_labels=random_labels,
+                         forget_idx=forget_idx, forget_w=jnp.ones(forget_idx.shape, jnp.float32), coef=coef)
+        fresh = jax.vmap(models[m].init)(_keys(seeds, 3))
+        is_retrain = jnp.asarray(rows.method.to_numpy() == "retrain")
+        start = jax.tree_util.tree_map(
+            lambda f, t: jnp.where(is_retrain.reshape((-1,) + (1,) * (f.ndim - 1)), f, t), fresh, teacher)
+        params, metrics = trainers[chunk.program](start, jnp.full(len(seeds), lr, jnp.float32), _keys(seeds, 5),
+                                                  data, val[m])
+        k = len(chunk.rows)
+        # membership inference on the final students: forget-set losses (poisoned labels) vs validation losses
+        apply_all = jax.vmap(jax.vmap(models[m].apply, in_axes=(None, 0)), in_axes=(0, None))
+        train_losses = np.asarray(optax.sigmoid_binary_cross_entropy(
+            jax.vmap(jax.vmap(models[m].apply, in_axes=(None, 0)))(params, inputs), data.y))
+        val_losses = np.asarray(optax.sigmoid_binary_cross_entropy(apply_all(params, val[m].x), val[m].y[None]))
+        mask = np.asarray(c.mask)
+        frame = chunk.rows.drop(columns="program").loc[chunk.rows.index.repeat(config.epochs)].reset_index(drop=True)
+        frame["epoch"] = np.tile(np.arange(1, config.epochs + 1), k)
+        names = dict(forget_acc_poisoned="memorization")
+        for col in METRIC_COLUMNS:
+            frame[col] = np.asarray(metrics[names.get(col, col)], np.float64)[:k].reshape(-1)
+        frame["mia_acc"] = np.repeat([loss_mia_accuracy(train_losses[r][mask[r]], val_losses[r])
+                                      for r in range(k)], config.epochs)
+        return frame, {"params": _flatten(params)[:k]}
+
+    done = run_chunks(student_chunks, run_students, store, bar)
+    bar.close()
+    results = pd.concat([done.frames[c.name] for c in student_chunks], ignore_index=True)
+    final = results[results.epoch == config.epochs].drop(columns="epoch").reset_index(drop=True)
+    flat = {}  # (model, method, seed, kl_w, fo_w) -> final parameter vector
+    for c in student_chunks:
+        for r, p in zip(c.rows[list(GRID)].itertuples(index=False), done.arrays[c.name]["params"]):
+            flat[tuple(r)] = p
+    # distance to the retrained student of the same model and seed
+    retrained = {(k[0], k[2]): v for k, v in flat.items() if k[1] == "retrain"}
+    final["dist_to_retrain"] = [
+        float(np.linalg.norm(flat[tuple(r)] - retrained[(r[0], r[2])])) if (r[0], r[2]) in retrained else np.nan
+        for r in final[list(GRID)].itertuples(index=False)]
+    final["param_norm"] = [float(np.linalg.norm(flat[tuple(r)])) for r in final[list(GRID)].itertuples(index=False)]
+    diverged = results.groupby(list(GRID)).objective.transform(lambda v: ~np.isfinite(v).all()) | \
+        results.groupby(list(GRID)).loss.transform(lambda v: ~np.isfinite(v).all())
+    results["diverged"] = diverged
+    final = final.merge(results[results.epoch == 1][list(GRID) + ["diverged"]], on=list(GRID))
+    clean = teachers[teachers.alpha == 0].set_index(["model", "seed"]).val_acc
+    poisoned_t = teachers[teachers.alpha > 0].set_index(["model", "seed"]).val_acc
+    final["clean_val_acc"] = [clean.loc[(m, s)] for m, s in zip(final.model, final.seed)]
+    final["teacher_val_acc"] = [poisoned_t.loc[(m, s)] for m, s in zip(final.model, final.seed)]
+    by_replica = results.groupby(list(GRID))
+    recover = {key: epochs_to_recover(g.sort_values("epoch").val_acc.to_numpy(), clean.loc[(key[0], key[2])])
+               for key, g in by_replica}
+    final["epochs_to_recover"] = [recover[tuple(r)] for r in final[list(GRID)].itertuples(index=False)]
+    # wall time: each chunk's seconds shared equally by its (padded) replicas
+    per_replica = {}
+    for c in student_chunks:
+        for r in c.rows.itertuples(index=False):
+            per_replica[(r.model, r.method, r.seed, r.kl_w, r.fo_w)] = done.seconds[c.name] / len(c.padded)
+    final["seconds"] = [per_replica[tuple(r)] for r in final[list(GRID)].itertuples(index=False)]
+    teacher_table = teachers
+    if final.diverged.any():
+        warnings.warn(f"{int(final.diverged.sum())} student replica(s) diverged and are left out of averages",
+                      RuntimeWarning, stacklevel=2)
+    if store is not None:
+        from qrobust.analysis.summary import recovery_summary
+        from qrobust.plots import plot_unlearning, plot_weight_heatmaps
+
+        store.write_table("results.csv", results)
+        store.write_table("final.csv", final)
+        store.write_table("teachers.csv", teacher_table)
+        store.write_table("recovery.csv", recovery_summary(final))
+        plot_unlearning(results, final, store.path / "unlearning.png", title=f"{config.dataset}, alpha={config.alpha}")
+        if len(config.kl_ws) > 1 or len(config.fo_ws) > 1:
+            plot_weight_heatmaps(final, store.path / "weights_heatmap.png")
+    return results, final
