@@ -1,0 +1,193 @@
+"""Unlearning: objectives on hand-computable cases, the attack, and the experiment end to end."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+import pytest
+
+from qrobust.analysis import epochs_to_recover, loss_mia_accuracy
+from qrobust.cli import main
+from qrobust.engine import EvalData, TrainData, make_train_fn
+from qrobust.errors import ConfigError
+from qrobust.experiments.unlearning import UnlearnConfig, method_coefs, run_unlearning
+from qrobust.models import Model
+from qrobust.objectives import Batch, bernoulli_kl, scrub_kurmanji, unlearning_family
+
+
+def _sig(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def test_bernoulli_kl_matches_the_direct_formula():
+    t, s = np.array([2.0, -1.0, 0.3, 0.0]), np.array([-0.5, -1.0, 1.7, 4.0])
+    for temp in (1.0, 4.0):
+        pt, ps = _sig(t / temp), _sig(s / temp)
+        direct = pt * np.log(pt / ps) + (1 - pt) * np.log((1 - pt) / (1 - ps))
+        np.testing.assert_allclose(np.asarray(bernoulli_kl(jnp.asarray(t), jnp.asarray(s), temp)), direct,
+                                   rtol=1e-5, atol=1e-7)
+    assert float(bernoulli_kl(jnp.array(1.3), jnp.array(1.3))) == pytest.approx(0.0, abs=1e-7)
+
+
+def _ce(z, y):
+    return -(y * np.log(_sig(z)) + (1 - y) * np.log(1 - _sig(z)))
+
+
+# a hand-made case: retain batch of 2 (+1 padding), forget set of 2 (+1 padding)
+RETAIN = dict(logits=[1.0, -2.0, 9.0], labels=[1.0, 0.0, 1.0], weights=[1.0, 1.0, 0.0], teacher=[0.5, -1.0, 0.0],
+              random_labels=[0.0, 0.0, 0.0])
+FORGET = dict(logits=[0.7, -0.4, 9.0], labels=[0.0, 1.0, 0.0], weights=[1.0, 1.0, 0.0], teacher=[2.0, 1.0, 0.0],
+              random_labels=[1.0, 0.0, 1.0])
+
+
+def _batch(d):
+    return Batch(*(jnp.asarray(d[k], jnp.float32) for k in Batch._fields))
+
+
+def _by_hand(method, kl_w, fo_w):
+    r, f = {k: np.array(v[:2]) for k, v in RETAIN.items()}, {k: np.array(v[:2]) for k, v in FORGET.items()}
+    ce_r = _ce(r["logits"], r["labels"]).mean()
+    ce_f = _ce(f["logits"], f["labels"]).mean()
+    ce_rl = _ce(f["logits"], f["random_labels"]).mean()
+
+    def kl(t, s):
+        pt, ps = _sig(t), _sig(s)
+        return (pt * np.log(pt / ps) + (1 - pt) * np.log((1 - pt) / (1 - ps))).mean()
+
+    return {"retrain": ce_r, "finetune": ce_r, "relabel": ce_r + ce_rl,
+            "scrub": ce_r + kl_w * kl(r["teacher"], r["logits"]) - fo_w * kl(f["teacher"], f["logits"]),
+            "ga": ce_r - fo_w * ce_f, "neggrad": (1 - fo_w) * ce_r - fo_w * ce_f}[method]
+
+
+@pytest.mark.parametrize("method", ["retrain", "finetune", "relabel", "scrub", "ga", "neggrad"])
+def test_each_method_loss_on_a_hand_computed_case(method):
+    kl_w, fo_w = 0.3, 0.2
+    coef = jnp.asarray(method_coefs(method, kl_w, fo_w), jnp.float32)
+    got = float(unlearning_family().loss(_batch(RETAIN), _batch(FORGET), coef))
+    assert got == pytest.approx(_by_hand(method, kl_w, fo_w), rel=1e-5)
+
+
+def test_kurmanji_scrub_losses_by_hand():
+    obj = scrub_kurmanji(temperature=4.0, ce_weight=0.99, kl_weight=0.001, max_epochs=2)
+    r, f = {k: np.array(v[:2]) for k, v in RETAIN.items()}, {k: np.array(v[:2]) for k, v in FORGET.items()}
+
+    def kl(t, s, T):
+        pt, ps = _sig(t / T), _sig(s / T)
+        return (pt * np.log(pt / ps) + (1 - pt) * np.log((1 - pt) / (1 - ps))).mean()
+
+    minimum = 0.99 * _ce(r["logits"], r["labels"]).mean() + 0.001 * 16 * kl(r["teacher"], r["logits"], 4.0)
+    assert float(obj.loss(_batch(RETAIN), None, None)) == pytest.approx(minimum, rel=1e-5)
+    assert float(obj.max_loss(_batch(FORGET), None)) == pytest.approx(-16 * kl(f["teacher"], f["logits"], 4.0),
+                                                                      rel=1e-5)
+    assert obj.max_epochs == 2
+
+
+def test_retrain_with_zero_forget_weight_is_fresh_training_on_the_retain_set(x64):
+    """The unlearning program with retrain's weights equals a plain Adam loop over the retain set only."""
+    rng = np.random.default_rng(0)
+    n, dim, batch, epochs, lr = 9, 3, 4, 3, 0.05
+    x = rng.normal(size=(n, dim))
+    y = (rng.random(n) > 0.5).astype(np.float64)
+    forget = np.array([1, 4, 6])
+    stream = np.ones(n, bool)
+    stream[forget] = False
+    model = Model("lin", lambda k: 0.1 * jax.random.normal(k, (dim,), jnp.float64), lambda w, v: jnp.dot(w, v),
+                  jnp.asarray, (dim,), {})
+    w0 = model.init(jax.random.PRNGKey(3))
+    key = jax.random.PRNGKey(11)
+    teacher = rng.normal(size=n)
+    data = TrainData(x=jnp.asarray(x)[None], y=jnp.asarray(y)[None], y_clean=jnp.asarray(y)[None],
+                     corrupted=jnp.asarray(~stream)[None], stream=jnp.asarray(stream)[None],
+                     teacher=jnp.asarray(teacher)[None], random_labels=jnp.zeros((1, n)),
+                     forget_idx=jnp.asarray(forget)[None], forget_w=jnp.ones((1, 3)),
+                     coef=jnp.asarray(method_coefs("retrain", 0.7, 0.0))[None])
+    train = make_train_fn(model, epochs=epochs, batch_size=batch, n_samples=int(stream.sum()),
+                          objective=unlearning_family())
+    w_engine, _ = train(w0[None], jnp.array([lr]), key[None], data, EvalData(jnp.asarray(x), jnp.asarray(y)))
+
+    tx = optax.adam(lr)
+    w, state, k = w0, tx.init(w0), key
+    for _ in range(epochs):
+        k, sub = jax.random.split(k)
+        u = np.asarray(jax.random.uniform(sub, (n,)))
+        order = np.argsort(np.where(stream, u, 2 + u))[: stream.sum()]  # the retain samples in random order
+        for start in range(0, len(order), batch):
+            idx = order[start:start + batch]
+            g = jax.grad(lambda w: jnp.mean(optax.sigmoid_binary_cross_entropy(jnp.asarray(x[idx]) @ w, y[idx])))(w)
+            upd, state = tx.update(g, state, w)
+            w = optax.apply_updates(w, upd)
+    np.testing.assert_allclose(np.asarray(w_engine[0]), np.asarray(w), atol=1e-7)
+
+
+def test_membership_attack_calibration():
+    rng = np.random.default_rng(0)
+    same = loss_mia_accuracy(rng.exponential(1.0, 400), rng.exponential(1.0, 400))
+    assert abs(same - 0.5) < 0.07
+    separated = loss_mia_accuracy(rng.uniform(0, 0.1, 200), rng.uniform(1.0, 2.0, 300))
+    assert separated > 0.97
+    assert np.isnan(loss_mia_accuracy(np.array([np.nan, 1.0]), np.ones(5)))
+
+
+def test_epochs_to_recover():
+    assert epochs_to_recover(np.array([0.5, 0.9, 0.975, 0.99]), 0.98) == 3
+    assert np.isnan(epochs_to_recover(np.array([0.5, 0.6]), 0.98))
+
+
+TINY = ["unlearn", "--dataset", "xxz", "--qubits", "4", "--n-train", "10", "--teacher-epochs", "15",
+        "--epochs", "4", "--seeds", "2", "--no-progress"]
+
+
+def test_unlearn_end_to_end_with_a_weight_grid_and_resume(tmp_path):
+    out = tmp_path / "u"
+    args = TINY + ["--method", "retrain", "--method", "finetune", "--method", "scrub", "--method", "ga",
+                   "--kl-w", "0,0.5", "--fo-w", "0,0.3", "--out", str(out), "--chunk-size", "8"]
+    assert main(args) == 0
+    final = pd.read_csv(out / "final.csv")
+    # retrain and finetune: 1 cell; scrub: 2 x 2 cells; ga: 2 cells (fo_w); x 2 models x 2 seeds
+    assert len(final) == (1 + 1 + 4 + 2) * 2 * 2
+    results = pd.read_csv(out / "results.csv")
+    assert len(results) == len(final) * 4 and results.epoch.max() == 4
+    # forget metrics are complementary on the flipped samples
+    np.testing.assert_allclose(results.forget_acc_clean + results.forget_acc_poisoned, 1.0, atol=1e-6)
+    retrain = final[final.method == "retrain"]
+    assert np.allclose(retrain.dist_to_retrain, 0.0)
+    assert (final[final.method != "retrain"].dist_to_retrain > 0).all()
+    assert final.mia_acc.between(0, 1).all()
+    # a student with zero weights on the extra terms is the fine-tuned one
+    a = final[(final.method == "scrub") & (final.kl_w == 0) & (final.fo_w == 0)].sort_values(["model", "seed"])
+    b = final[final.method == "finetune"].sort_values(["model", "seed"])
+    np.testing.assert_allclose(a.val_acc.to_numpy(), b.val_acc.to_numpy())
+    teachers = pd.read_csv(out / "teachers.csv")
+    assert len(teachers) == 2 * 2 * 2 and set(teachers.alpha) == {0.0, 0.3}
+    for name in ("recovery.csv", "unlearning.png", "weights_heatmap.png", "config.json"):
+        assert (out / name).exists()
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "chunks").glob("*.csv")}
+    assert main(args) == 0  # resumes: nothing recomputed, same table
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    pd.testing.assert_frame_equal(pd.read_csv(out / "final.csv"), final)
+
+
+def test_partial_knowledge_scores_the_full_poisoned_set(tmp_path):
+    results, final = run_unlearning(UnlearnConfig(dataset="xxz", n_qubits=4, n_train_per_class=10, models=("mlp",),
+                                                  methods=("finetune",), seeds=(0,), epochs=2, teacher_epochs=5,
+                                                  known_fraction=0.5), progress=False)
+    # 6 flipped samples, 3 known: the retain set keeps 3 poisoned samples; forget metrics score all 6
+    acc = results.forget_acc_clean.to_numpy()
+    assert np.all(np.isclose(acc * 6, np.round(acc * 6)))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--alpha", "0"], "the forget set is empty"),
+    (["--method", "neggrad", "--fo-w", "1.0"], "unbounded below"),
+    (["--known-fraction", "0"], "known fraction"),
+    (["--method", "forget-me"], "unknown method 'forget-me'"),
+    (["--fo-w", "-0.1"], "fo_w values must be"),
+    (["--alpha", "1.2"], "alpha must lie in [0, 1]"),
+])
+def test_unlearn_bad_input(tmp_path, capsys, extra, message):
+    out = tmp_path / "bad"
+    assert main(TINY + extra + ["--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert not out.exists()
