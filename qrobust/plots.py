@@ -14,6 +14,12 @@ from qrobust.analysis.summary import final_summary  # noqa: E402
 CORRUPTION_TITLES = {"flip": "label flipping", "features": "feature randomization"}
 
 
+def _ordered(values, preferred) -> list:
+    """Distinct values, those in ``preferred`` first and in its order."""
+    present = list(dict.fromkeys(values))
+    return [v for v in preferred if v in present] + [v for v in present if v not in preferred]
+
+
 def plot_noise_response(results, path: str | Path, *, title: str = "") -> Path:
     """The paper's Fig. 2: final training and validation accuracy against alpha.
 
@@ -22,8 +28,8 @@ def plot_noise_response(results, path: str | Path, *, title: str = "") -> Path:
     that refuses every corrupted label.
     """
     summary = final_summary(results)
-    models = list(dict.fromkeys(summary.model))
-    corruptions = list(dict.fromkeys(summary.corruption))
+    models = _ordered(summary.model, ("qnn", "mlp"))
+    corruptions = _ordered(summary.corruption, ("flip", "features"))
     fig, axes = plt.subplots(len(models), len(corruptions), figsize=(4.2 * len(corruptions), 3.4 * len(models)),
                              squeeze=False, sharex=True, sharey=True)
     for i, model in enumerate(models):
@@ -66,7 +72,7 @@ def plot_unlearning(results, final, path: str | Path, *, title: str = "") -> Pat
     dotted one the poisoned teacher's.
     """
     ok = final[~final.diverged]
-    models = list(dict.fromkeys(results.model))
+    models = _ordered(results.model, ("qnn", "mlp"))
     fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 3.8), squeeze=False)
     for ax, model in zip(axes[0], models):
         part = results[(results.model == model) & ~results.diverged]

@@ -191,3 +191,24 @@ def test_unlearn_bad_input(tmp_path, capsys, extra, message):
     err = capsys.readouterr().err
     assert message in err, err
     assert not out.exists()
+
+
+def test_teacher_trained_on_the_spot_is_the_sweeps_poisoned_model(tmp_path):
+    """Same seed, same corruption, same settings: the teacher reproduces the sweep's replica exactly."""
+    from qrobust.experiments.sweep import SweepConfig, run_sweep
+    from qrobust.experiments.unlearning import TEACHER_SETTINGS
+
+    s = TEACHER_SETTINGS["xxz"]["qnn"]
+    sweep = run_sweep(SweepConfig(dataset="xxz", n_qubits=4, n_train_per_class=10, models=("qnn",),
+                                  corruptions=("flip",), alphas=(0.0, 0.3), seeds=(0, 1), epochs=12,
+                                  depth=s.depth, batch_size=s.batch_size, learning_rates=(s.learning_rate,)),
+                      progress=False)
+    run_unlearning(UnlearnConfig(dataset="xxz", n_qubits=4, n_train_per_class=10, models=("qnn",),
+                                 methods=("finetune",), seeds=(0, 1), epochs=1, teacher_epochs=12),
+                   tmp_path / "u", progress=False)
+    teachers = pd.read_csv(tmp_path / "u" / "teachers.csv")
+    last = sweep[sweep.epoch == 12]
+    for _, t in teachers.iterrows():
+        row = last[(last.seed == t.seed) & np.isclose(last.alpha, t.alpha)]
+        assert row.val_acc.item() == pytest.approx(t.val_acc, abs=1e-7)
+        assert row.train_acc.item() == pytest.approx(t.train_acc, abs=1e-7)
