@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from qrobust import sharding
 from qrobust.models.base import Model
 from qrobust.objectives import Batch, Objective, cross_entropy, supervised
 
@@ -222,4 +223,16 @@ def make_train_fn(
         state, metrics = jax.lax.scan(body, state, jnp.arange(epochs))
         return state.params, {k: jnp.swapaxes(v, 0, 1) for k, v in metrics.items()}
 
-    return jax.jit(train)
+    compiled = jax.jit(train)
+    if sharding.device_count() == 1:
+        return compiled
+
+    def sharded(params, learning_rate, key, data, val):
+        n_replicas, n_devices = learning_rate.shape[0], sharding.device_count()
+        if n_replicas % n_devices:
+            raise ValueError(f"{n_replicas} replicas cannot be split evenly over {n_devices} devices")
+        mesh = sharding.replica_mesh()
+        params, learning_rate, key, data = sharding.shard_replicas((params, learning_rate, key, data), mesh)
+        return compiled(params, learning_rate, key, data, sharding.replicate(val, mesh))
+
+    return sharded

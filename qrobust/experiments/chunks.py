@@ -1,9 +1,10 @@
 """Running a replica table in resumable chunks of one compiled shape.
 
 A replica table has one row per replica. Rows of one *program* (same model,
-same objective: one compiled function) are split into equal-sized chunks; the
-last chunk is padded with repeats of its own rows, which are computed and
-discarded, so every chunk of a program has one shape and compiles once. A
+same objective: one compiled function) are split into equal-sized chunks; a
+chunk is padded with repeats of its own rows (computed and discarded) to the
+program's one shape, a multiple of the device count, so every chunk of a
+program compiles once and splits evenly over devices. A
 finished chunk is stored at once; a chunk already in the store is not run again.
 """
 
@@ -16,6 +17,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import pandas as pd
 
+from qrobust import sharding
 from qrobust.store import RunDirectory
 
 
@@ -40,7 +42,8 @@ def plan_chunks(table: pd.DataFrame, program_column: str, chunk_size: Callable[[
     for program in dict.fromkeys(table[program_column]):
         rows = table[table[program_column] == program].reset_index(drop=True)
         bounds = chunk_bounds(len(rows), chunk_size(program))
-        shape = max(hi - lo for lo, hi in bounds)
+        devices = sharding.device_count()
+        shape = -(-max(hi - lo for lo, hi in bounds) // devices) * devices  # a multiple of the device count
         for k, (lo, hi) in enumerate(bounds):
             part = rows.iloc[lo:hi].reset_index(drop=True)
             padded = part.iloc[np.arange(shape) % len(part)].reset_index(drop=True)
