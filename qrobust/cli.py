@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", required=True, help="output directory (resumed if it exists)")
     sw.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+    an = sub.add_parser("analyze", help="critical point of a sweep: fits, bootstrap CIs, figure",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    an.add_argument("run_dir", help="a sweep's output directory")
+    an.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the seeds")
+
     un = sub.add_parser("unlearn", help="unlearning of the poisoned samples: methods x seeds x loss weights",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     un.add_argument("--dataset", default="mnist", help="mnist or xxz")
@@ -143,10 +148,38 @@ def _unlearn(args) -> int:
     return 0
 
 
+def _analyze(args) -> int:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from qrobust.analysis.critical import critical_points
+    from qrobust.plots import plot_noise_response
+
+    run = Path(args.run_dir)
+    table = run / "results.csv"
+    if not table.exists():
+        raise ConfigError(f"{run} holds no results.csv; run `qrobust sweep --out {run}` first")
+    results = pd.read_csv(table)
+    missing = {"model", "corruption", "alpha", "seed", "epoch", "memorization", "val_acc", "diverged"} - set(results)
+    if missing:
+        raise ConfigError(f"{table} is not a sweep's table: it lacks the columns {sorted(missing)}")
+    if args.bootstrap < 10:
+        raise ConfigError(f"--bootstrap must be at least 10, got {args.bootstrap}")
+    critical = critical_points(results, n_boot=args.bootstrap)
+    critical.to_csv(run / "critical_points.csv", index=False)
+    plot_noise_response(results, run / "noise_response.png", title=run.name, critical=critical)
+    cols = ["model", "corruption", "alpha_c_memorization", "alpha_c_memorization_lo", "alpha_c_memorization_hi",
+            "alpha_c_validation", "transition"]
+    print(critical[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"wrote {run}/critical_points.csv and {run}/noise_response.png")
+    return 0
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"sweep": _sweep, "unlearn": _unlearn}[args.command](args)
+        return {"sweep": _sweep, "unlearn": _unlearn, "analyze": _analyze}[args.command](args)
     except QrobustError as exc:
         print(f"qrobust: error: {exc}", file=sys.stderr)
         return 2

@@ -20,12 +20,14 @@ def _ordered(values, preferred) -> list:
     return [v for v in preferred if v in present] + [v for v in present if v not in preferred]
 
 
-def plot_noise_response(results, path: str | Path, *, title: str = "") -> Path:
+def plot_noise_response(results, path: str | Path, *, title: str = "", critical=None) -> Path:
     """The paper's Fig. 2: final training and validation accuracy against alpha.
 
     One panel per model x corruption; mean +- std over seeds (diverged replicas
     left out); the dashed line is 1 - alpha, the training accuracy of a model
-    that refuses every corrupted label.
+    that refuses every corrupted label. With ``critical`` (the table of
+    ``qrobust.analysis.critical_points``) each panel shows alpha_c from
+    memorisation with its confidence interval, or "no transition".
     """
     summary = final_summary(results)
     models = _ordered(summary.model, ("qnn", "mlp"))
@@ -42,6 +44,8 @@ def plot_noise_response(results, path: str | Path, *, title: str = "") -> Path:
                     ax.errorbar(sub.alpha, sub[f"{metric}_mean"], yerr=sub[f"{metric}_std"].fillna(0),
                                 marker=marker, ms=4, capsize=2, label=label + tag)
             ax.plot([0, 1], [1, 0], ls="--", c="grey", lw=0.8, label=r"$1-\alpha$")
+            if critical is not None:
+                _mark_critical(ax, critical[(critical.model == model) & (critical.corruption == corruption)])
             ax.set_title(f"{model.upper()}, {CORRUPTION_TITLES.get(corruption, corruption)}", fontsize=10)
             ax.set_ylim(-0.03, 1.03)
             ax.grid(alpha=0.3)
@@ -53,6 +57,18 @@ def plot_noise_response(results, path: str | Path, *, title: str = "") -> Path:
     if title:
         fig.suptitle(f"Noise response: {title}", fontsize=11)
     return _save(fig, path)
+
+
+def _mark_critical(ax, rows) -> None:
+    for _, row in rows.iterrows():
+        if row.transition:
+            ax.axvline(row.alpha_c_memorization, c="crimson", lw=1)
+            ax.axvspan(row.alpha_c_memorization_lo, row.alpha_c_memorization_hi, color="crimson", alpha=0.15)
+            text = (rf"$\alpha_c$ = {row.alpha_c_memorization:.3f}" "\n"
+                    f"[{row.alpha_c_memorization_lo:.3f}, {row.alpha_c_memorization_hi:.3f}]")
+        else:
+            text = "no transition"
+        ax.text(0.98, 0.97, text, transform=ax.transAxes, ha="right", va="top", fontsize=8, color="crimson")
 
 
 def _save(fig, path) -> Path:
