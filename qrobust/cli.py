@@ -66,6 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("run_dir", help="a sweep's output directory")
     an.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the seeds")
 
+    la = sub.add_parser("landscape", help="Hessian trace and spectrum of trained models against alpha",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    la.add_argument("--dataset", default="mnist", help="mnist or xxz")
+    la.add_argument("--model", action="append", dest="models", help="qnn and/or mlp (repeat; default both)")
+    la.add_argument("--alphas", default="0,0.2,0.3,0.4", help="label-flipping ratios (must include 0)")
+    la.add_argument("--seeds", type=int, default=5, help="number of seeds")
+    la.add_argument("--epochs", type=int, default=50)
+    la.add_argument("--hutchinson", type=int, default=100, help="Rademacher probes")
+    la.add_argument("--n-eval", type=int, default=100, help="held-out samples the Hessian is taken on")
+    la.add_argument("--qubits", type=int, dest="n_qubits", help="spins of the XXZ chain (default 12)")
+    la.add_argument("--out", required=True, help="output directory (resumed if it exists)")
+    la.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
     un = sub.add_parser("unlearn", help="unlearning of the poisoned samples: methods x seeds x loss weights",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     un.add_argument("--dataset", default="mnist", help="mnist or xxz")
@@ -176,10 +189,26 @@ def _analyze(args) -> int:
     return 0
 
 
+def _landscape(args) -> int:
+    from qrobust.experiments.landscape import LandscapeConfig, run_landscape
+
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    config = LandscapeConfig(dataset=args.dataset, models=tuple(args.models or ("qnn", "mlp")),
+                             alphas=parse_alphas(args.alphas), seeds=tuple(range(args.seeds)), epochs=args.epochs,
+                             hutchinson_samples=args.hutchinson, n_eval=args.n_eval, n_qubits=args.n_qubits)
+    result = run_landscape(config, args.out, progress=not args.no_progress)
+    stats = result[result.alpha > 0].groupby(["model", "alpha"]).ratio.agg(["mean", "std"])
+    print(stats.to_string(float_format=lambda v: f"{v:.3f}"))
+    print(f"wrote {args.out}/landscape.csv and {args.out}/landscape.png")
+    return 0
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"sweep": _sweep, "unlearn": _unlearn, "analyze": _analyze}[args.command](args)
+        return {"sweep": _sweep, "unlearn": _unlearn, "analyze": _analyze,
+                "landscape": _landscape}[args.command](args)
     except QrobustError as exc:
         print(f"qrobust: error: {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 
 from qrobust.analysis.summary import final_summary  # noqa: E402
 
@@ -133,4 +134,26 @@ def plot_weight_heatmaps(final, path: str | Path) -> Path:
         ax.set_ylabel("kl_w")
         ax.set_title(f"{model.upper()} {method}: final val. acc.", fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.046)
+    return _save(fig, path)
+
+
+def plot_landscape(result, path: str | Path) -> Path:
+    """Bar chart (log scale) of the roughening ratio trace(alpha) / trace(0), mean +- std over seeds."""
+    noisy = result[result.alpha > 0]
+    stats = noisy.groupby(["alpha", "model"]).ratio.agg(["mean", "std"]).reset_index()
+    alphas = sorted(stats.alpha.unique())
+    models = _ordered(stats.model, ("qnn", "mlp"))
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    width = 0.8 / len(models)
+    for i, model in enumerate(models):
+        part = stats[stats.model == model].set_index("alpha").reindex(alphas)
+        pos = np.arange(len(alphas)) + (i - (len(models) - 1) / 2) * width
+        ax.bar(pos, part["mean"], width, yerr=part["std"].fillna(0), capsize=3, label=model.upper())
+    ax.axhline(1.0, c="k", lw=0.8, ls="--")
+    ax.set_yscale("log")
+    ax.set_xticks(np.arange(len(alphas)), [f"{a:g}" for a in alphas])
+    ax.set_xlabel(r"label-flipping ratio $\alpha$")
+    ax.set_ylabel(r"Hessian trace ratio  Tr $H_\alpha$ / Tr $H_0$")
+    ax.legend()
+    ax.grid(alpha=0.3, axis="y")
     return _save(fig, path)

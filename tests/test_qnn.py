@@ -58,6 +58,33 @@ def test_qnn_matches_numpy_statevector(x64, n, depth, block, fused):
         assert abs(float(got) - expected) < 1e-10
 
 
+def numpy_rxry_cnot_expectation(params, state, n):
+    """<Z_{n-1}> after RX, RY on every qubit then the CNOT ring, layer by layer, dense matrices."""
+    P0, P1 = np.diag([1.0, 0.0]), np.diag([0.0, 1.0])
+    psi = state.astype(complex)
+    for layer in params:
+        for q in range(n):
+            psi = _on(n, {q: _expm_pauli(layer[q][0], X)}) @ psi
+            psi = _on(n, {q: _expm_pauli(layer[q][1], Y)}) @ psi
+        for q in range(n):
+            t = (q + 1) % n
+            psi = (_on(n, {q: P0}) + _on(n, {q: P1, t: X})) @ psi
+    return float(np.real(np.conj(psi) @ _on(n, {n - 1: Z}) @ psi))
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_rxry_cnot_variant_matches_numpy(x64, fused):
+    rng = np.random.default_rng(5)
+    n, depth = 5, 3
+    model = qnn(n, depth, dtype="complex128", ansatz="rxry_cnot", fused=fused, block_size=3)
+    params = rng.uniform(-np.pi, np.pi, size=(depth, n, 2))
+    assert model.init(jax.random.PRNGKey(0)).shape == (depth, n, 2)
+    for _ in range(3):
+        state = _random_state(rng, n)
+        got = model.apply(jnp.asarray(params), model.prepare(state[None])[0])
+        assert abs(float(got) - 5.0 * numpy_rxry_cnot_expectation(params, state, n)) < 1e-10
+
+
 def test_light_cone_pruning_is_exact_and_prunes(x64):
     rng = np.random.default_rng(0)
     n, depth = 6, 3

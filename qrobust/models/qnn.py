@@ -35,7 +35,8 @@ from qrobust.data.encoding import qubits_for_length
 from qrobust.errors import ConfigError
 from qrobust.models.base import Model
 
-PARAMS_PER_QUBIT = 4
+ANSATZE = ("hea", "rxry_cnot")
+PARAMS_PER_QUBIT = {"hea": 4, "rxry_cnot": 2}
 
 
 def rotation_matrix(a, b, c):
@@ -104,6 +105,7 @@ def qnn(
     fused: bool = True,
     block_size: int = 5,
     light_cone_pruning: bool = True,
+    ansatz: str = "hea",
 ) -> Model:
     """The paper's QNN as a Model (see module docstring).
 
@@ -115,7 +117,12 @@ def qnn(
       dtype: "complex64" (default) or "complex128" (needs JAX 64-bit mode).
       fused: drive TensorCircuit with fused block gates (fast) or gate by gate.
       block_size: qubits per fused single-qubit block (2**block_size matrices).
-      light_cone_pruning: leave out gates that cannot reach the measured qubit.
+      light_cone_pruning: leave out gates that cannot reach the measured qubit
+        (for the "hea" ansatz; the CNOT ring of "rxry_cnot" is applied whole).
+      ansatz: "hea", the paper's main ansatz, parameters (d, L, 4); or
+        "rxry_cnot", the paper's Hessian-study variant: per layer RX(a) RY(b) on
+        every qubit, then CNOT(i, i+1 mod L) for i = 0, ..., L-1 in that order,
+        parameters (d, L, 2).
     """
     if n_qubits < 2:
         raise ConfigError(f"the QNN needs at least 2 qubits, got {n_qubits}")
@@ -124,7 +131,12 @@ def qnn(
     if not 1 <= block_size <= 8:
         raise ConfigError(f"block_size must be between 1 and 8, got {block_size}")
     check_dtype(dtype)
+    if ansatz not in ANSATZE:
+        raise ConfigError(f"unknown ansatz {ansatz!r}; choose from {', '.join(ANSATZE)}")
     L, d, measured = n_qubits, depth, n_qubits - 1
+    n_per_qubit = PARAMS_PER_QUBIT[ansatz]
+    cnot_ring = ansatz == "rxry_cnot"
+    light_cone_pruning = light_cone_pruning and not cnot_ring
     rdt = real_dtype(dtype)
     zz = ring_zz_signs(L)
     if light_cone_pruning:
@@ -133,14 +145,30 @@ def qnn(
         rot_cone, pair_cone = [tuple(range(L))] * d, [tuple(range(L))] * d
 
     def init(key):
-        return init_std * jax.random.normal(key, (d, L, PARAMS_PER_QUBIT), rdt)
+        return init_std * jax.random.normal(key, (d, L, n_per_qubit), rdt)
+
+    def layer_matrices(p):
+        """(L, 2, 2) single-qubit unitaries of one layer."""
+        third = jnp.zeros_like(p[:, 0]) if cnot_ring else p[:, 2]
+        return jax.vmap(rotation_matrix)(p[:, 0], p[:, 1], third)
+
+    def entangle(c, p, layer):
+        if cnot_ring:
+            for q in range(L):
+                c.cnot(q, (q + 1) % L)
+            return
+        ring = pair_cone[layer]
+        if ring:
+            idx = np.array(ring)
+            angle = p[idx, 3] @ jnp.asarray(zz[idx], rdt)
+            c.diagonal(*range(L), diag=jnp.exp(-0.5j * angle))
 
     def apply_fused(params, x):
         with tc_context(dtype) as tc:
             c = tc.Circuit(L, inputs=x)
             for layer in range(d):
                 p = params[layer]
-                mats = jax.vmap(rotation_matrix)(p[:, 0], p[:, 1], p[:, 2])
+                mats = layer_matrices(p)
                 needed = set(rot_cone[layer])
                 for block in _blocks(rot_cone[layer], block_size):
                     unitary = None
@@ -148,11 +176,7 @@ def qnn(
                         m = mats[q] if q in needed else jnp.eye(2, dtype=mats.dtype)
                         unitary = m if unitary is None else jnp.kron(unitary, m)
                     c.any(*block, unitary=unitary)
-                ring = pair_cone[layer]
-                if ring:
-                    idx = np.array(ring)
-                    angle = p[idx, 3] @ jnp.asarray(zz[idx], rdt)
-                    c.diagonal(*range(L), diag=jnp.exp(-0.5j * angle))
+                entangle(c, p, layer)
             return readout_scale * jnp.real(c.expectation_ps(z=[measured]))
 
     def apply_gates(params, x):
@@ -162,9 +186,13 @@ def qnn(
                 for q in range(L):
                     c.rx(q, theta=params[layer, q, 0])
                     c.ry(q, theta=params[layer, q, 1])
-                    c.rx(q, theta=params[layer, q, 2])
+                    if not cnot_ring:
+                        c.rx(q, theta=params[layer, q, 2])
                 for q in range(L):
-                    c.rzz(q, (q + 1) % L, theta=params[layer, q, 3])
+                    if cnot_ring:
+                        c.cnot(q, (q + 1) % L)
+                    else:
+                        c.rzz(q, (q + 1) % L, theta=params[layer, q, 3])
             return readout_scale * jnp.real(c.expectation_ps(z=[measured]))
 
     dim = 2**L
@@ -186,5 +214,5 @@ def qnn(
         input_shape=(dim,),
         settings=dict(kind="qnn", n_qubits=L, depth=d, readout_scale=readout_scale, init_std=init_std,
                       dtype=dtype, fused=fused, block_size=block_size,
-                      light_cone_pruning=light_cone_pruning),
+                      light_cone_pruning=light_cone_pruning, ansatz=ansatz),
     )

@@ -1,0 +1,167 @@
+"""Layer 5: the loss-landscape study (PAPER.md, "Loss landscape").
+
+Models trained on label-flipped data at several alpha, then the Hessian of the
+binary cross-entropy at the trained parameters on held-out samples (clean
+labels): its exact trace (Hessian-vector products), a Hutchinson estimate with
+its standard error, and the top eigenvalues (Lanczos). The roughening ratio is
+trace(alpha) / trace(0) for the same model and seed.
+
+Defaults are the paper's Hessian study: the QNN variant with RX and RY layers and
+a CNOT ring (d = 5, 10 qubits), the MLP (8, 2), 50 epochs, batch 32, lr 0.01, a
+70/30 split of the 500 MNIST training images (per class the first 175 train, the
+other 75 are held out), the Hessian on the first 100 held-out samples. All
+replicas of a model (alpha x seed) train and are measured in one program.
+Keys as in the sweep (init ``fold_in(PRNGKey(seed), 0)``, flips ``.., 1``, order
+``.., 2``); Hutchinson probes ``.., 7``; Lanczos start ``.., 8``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+
+from qrobust.analysis.landscape import hessian_trace, hutchinson_trace, lanczos_eigenvalues
+from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible, corrupt
+from qrobust.engine import EvalData, make_train_fn, plain_data
+from qrobust.errors import ConfigError
+from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
+from qrobust.experiments.settings import DATASETS, check_name, load_dataset
+from qrobust.models import MODELS, count_params, mlp, qnn
+from qrobust.store import RunDirectory
+
+
+@dataclass(frozen=True)
+class LandscapeConfig:
+    dataset: str = "mnist"
+    models: tuple[str, ...] = MODELS
+    alphas: tuple[float, ...] = (0.0, 0.2, 0.3, 0.4)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    epochs: int = 50
+    batch_size: int = 32
+    learning_rate: float = 0.01
+    depth: int = 5
+    ansatz: str = "rxry_cnot"
+    hidden: tuple[int, ...] = (8, 2)
+    train_fraction: float = 0.7
+    n_eval: int = 100
+    hutchinson_samples: int = 100
+    lanczos_k: int = 5
+    lanczos_iter: int = 30
+    exact_max_params: int = 20000
+    n_qubits: int | None = None
+
+    def validate(self) -> "LandscapeConfig":
+        check_name("dataset", self.dataset, DATASETS)
+        for m in self.models:
+            check_name("model", m, MODELS)
+        if 0.0 not in self.alphas:
+            raise ConfigError("the landscape ratio needs the clean model: include alpha 0 in --alphas")
+        for a in self.alphas:
+            check_alpha(a)
+        if not 0 < self.train_fraction < 1:
+            raise ConfigError(f"train fraction must lie in (0, 1), got {self.train_fraction}")
+        for name in ("epochs", "batch_size", "depth", "n_eval", "hutchinson_samples", "lanczos_k", "lanczos_iter"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.hutchinson_samples < 2:
+            raise ConfigError("Hutchinson needs at least 2 probes for an error bar")
+        return self
+
+
+def _split(dataset, fraction):
+    """Per class, the first ``fraction`` of the training images train, the rest are held out."""
+    train, held = [], []
+    for cls in (0, 1):
+        idx = np.flatnonzero(dataset.y_train == cls)
+        k = int(round(fraction * len(idx)))
+        train.extend(idx[:k])
+        held.extend(idx[k:])
+    return np.array(train), np.array(held)
+
+
+def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, progress: bool = True) -> pd.DataFrame:
+    """Train, measure and return one row per model x alpha x seed (see module docstring)."""
+    config = config.validate()
+    dataset = load_dataset(config.dataset, n_qubits=config.n_qubits)
+    tr, held = _split(dataset, config.train_fraction)
+    if len(held) < config.n_eval:
+        raise ConfigError(f"only {len(held)} held-out samples, fewer than n_eval={config.n_eval}")
+    held = held[np.linspace(0, len(held) - 1, config.n_eval).round().astype(int)] if len(held) > config.n_eval \
+        else held
+    y_tr = dataset.y_train[tr]
+    counts = {a: check_feasible("flip", a, y_tr) for a in config.alphas}
+    models = {"qnn": qnn(dataset.n_qubits, config.depth, ansatz=config.ansatz),
+              "mlp": mlp(2**dataset.n_qubits, config.hidden, complex_input=dataset.is_complex)}
+    models = {m: models[m] for m in config.models}
+    store = RunDirectory(out, asdict(config)).open() if out is not None else None
+    table = pd.DataFrame([dict(model=m, alpha=a, seed=s) for m, a, s in
+                          itertools.product(config.models, config.alphas, config.seeds)])
+    chunks = plan_chunks(table, "model", lambda m: len(table))
+    bar = Progress(config.epochs * len(table), progress)
+    x = jnp.asarray(dataset.x_train[tr])
+    y = jnp.asarray(y_tr, jnp.int32)
+
+    def run(chunk):
+        m, rows = chunk.program, chunk.padded
+        model = models[m]
+        base = jax.vmap(jax.random.PRNGKey)(jnp.asarray(rows.seed.to_numpy(), jnp.uint32))
+        key = lambda i: jax.vmap(lambda k: jax.random.fold_in(k, i))(base)  # noqa: E731
+        n_flip = jnp.asarray([counts[a] for a in rows.alpha], jnp.int32)
+        c = jax.vmap(corrupt, in_axes=(None, 0, None, None, 0))(CORRUPTIONS.index("flip"), key(1), x, y, n_flip)
+        data = plain_data(model.prepare(c.x), c.y.astype(jnp.float32),
+                          jnp.broadcast_to(y, c.y.shape).astype(jnp.float32), c.mask)
+        val = EvalData(model.prepare(dataset.x_val), jnp.asarray(dataset.y_val, jnp.float32))
+        train = make_train_fn(model, epochs=config.epochs, batch_size=config.batch_size, n_samples=len(tr),
+                              progress=bar)
+        params, metrics = train(jax.vmap(model.init)(key(0)), jnp.full(len(rows), config.learning_rate, jnp.float32),
+                                key(2), data, val)
+        xe = model.prepare(dataset.x_train[held])
+        ye = jnp.asarray(dataset.y_train[held], jnp.float32)
+
+        def loss_at(p):
+            return lambda q: jnp.mean(optax.sigmoid_binary_cross_entropy(
+                jax.vmap(model.apply, in_axes=(None, 0))(q, xe), ye))
+
+        def measure(p, k_h, k_l):
+            loss = loss_at(p)
+            mean, se = hutchinson_trace(loss, p, key=k_h, n_samples=config.hutchinson_samples)
+            top = lanczos_eigenvalues(loss, p, key=k_l, k=config.lanczos_k, n_iter=config.lanczos_iter)
+            return loss(p), mean, se, top
+
+        n_params = count_params(model.init(jax.random.PRNGKey(0)))
+        held_loss, h_mean, h_se, top = jax.jit(jax.vmap(measure))(params, key(7), key(8))
+        exact = (jax.jit(jax.vmap(lambda p: hessian_trace(loss_at(p), p)))(params)
+                 if n_params <= config.exact_max_params else jnp.full(len(rows), jnp.nan))
+        k = len(chunk.rows)
+        frame = chunk.rows.copy()
+        frame["n_params"] = n_params
+        frame["train_acc"] = np.asarray(metrics["train_acc"])[:k, -1]
+        frame["val_acc"] = np.asarray(metrics["val_acc"])[:k, -1]
+        frame["held_out_loss"] = np.asarray(held_loss)[:k]
+        frame["trace_exact"] = np.asarray(exact, np.float64)[:k]
+        frame["trace_hutchinson"] = np.asarray(h_mean)[:k]
+        frame["trace_hutchinson_se"] = np.asarray(h_se)[:k]
+        for j in range(config.lanczos_k):
+            frame[f"eig_{j + 1}"] = np.asarray(top)[:k, j]
+        return frame
+
+    frames = run_chunks(chunks, run, store, bar).frames
+    bar.close()
+    result = pd.concat([frames[c.name] for c in chunks], ignore_index=True)
+    trace = result.trace_exact.where(result.trace_exact.notna(), result.trace_hutchinson)
+    result["trace"] = trace
+    clean = result[result.alpha == 0].set_index(["model", "seed"]).trace
+    result["ratio"] = [t / clean.loc[(m, s)] for t, m, s in zip(trace, result.model, result.seed)]
+    if store is not None:
+        from qrobust.plots import plot_landscape
+
+        store.write_table("landscape.csv", result)
+        plot_landscape(result, store.path / "landscape.png")
+    return result
