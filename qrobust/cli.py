@@ -79,6 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--out", required=True, help="output directory (resumed if it exists)")
     la.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+    de = sub.add_parser("detect", help="find the flipped labels: model margins, AUM, cleanlab baselines",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    de.add_argument("--dataset", default="mnist", help="mnist or xxz")
+    de.add_argument("--model", action="append", dest="models", help="qnn and/or mlp (repeat; default both)")
+    de.add_argument("--alphas", default="0.1:0.5:0.1", help="label-flipping ratios")
+    de.add_argument("--seeds", type=int, default=3, help="number of seeds")
+    de.add_argument("--epochs", type=int, help="override the paper's epochs")
+    de.add_argument("--folds", type=int, default=5, help="cross-validation folds of the cleanlab baselines")
+    de.add_argument("--no-baselines", action="store_true", help="skip the cleanlab baselines")
+    de.add_argument("--n-train", type=int, dest="n_train_per_class", help="training samples per class")
+    de.add_argument("--qubits", type=int, dest="n_qubits", help="spins of the XXZ chain (default 12)")
+    de.add_argument("--out", required=True, help="output directory (resumed if it exists)")
+    de.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
     un = sub.add_parser("unlearn", help="unlearning of the poisoned samples: methods x seeds x loss weights",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     un.add_argument("--dataset", default="mnist", help="mnist or xxz")
@@ -204,11 +218,27 @@ def _landscape(args) -> int:
     return 0
 
 
+def _detect(args) -> int:
+    from qrobust.experiments.detection import DetectConfig, run_detection
+
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    config = DetectConfig(dataset=args.dataset, models=tuple(args.models or ("qnn", "mlp")),
+                          alphas=parse_alphas(args.alphas), seeds=tuple(range(args.seeds)), epochs=args.epochs,
+                          folds=args.folds, n_train_per_class=args.n_train_per_class, n_qubits=args.n_qubits,
+                          baselines=not args.no_baselines)
+    result = run_detection(config, args.out, progress=not args.no_progress)
+    table = result.groupby(["detector", "alpha"])[["auroc", "auprc", "precision_at_k", "precision", "recall"]].mean()
+    print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+    print(f"wrote {args.out}/detection.csv and {args.out}/detection.png")
+    return 0
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"sweep": _sweep, "unlearn": _unlearn, "analyze": _analyze,
-                "landscape": _landscape}[args.command](args)
+                "landscape": _landscape, "detect": _detect}[args.command](args)
     except QrobustError as exc:
         print(f"qrobust: error: {exc}", file=sys.stderr)
         return 2

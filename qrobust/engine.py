@@ -115,12 +115,18 @@ def _fraction(hits, mask):
     return jnp.where(n > 0, jnp.sum(hits & mask) / jnp.maximum(n, 1), jnp.nan)
 
 
-def evaluate(model: Model, params, data: TrainData, val: EvalData) -> dict:
-    """The end-of-epoch metrics of one replica (module docstring), except ``objective``."""
+def evaluate(model: Model, params, data: TrainData, val: EvalData, *, margins: bool = False) -> dict:
+    """The end-of-epoch metrics of one replica (module docstring), except ``objective``.
+
+    With ``margins``, also ``margin`` (N,): (2 y - 1) * logit per training sample,
+    positive where the model agrees with the label it was trained on.
+    """
     logits = jax.vmap(model.apply, in_axes=(None, 0))(params, data.x)
     pred = (logits > 0).astype(data.y.dtype)
     val_logits = jax.vmap(model.apply, in_axes=(None, 0))(params, val.x)
+    extra = {"margin": (2 * data.y - 1) * logits} if margins else {}
     return dict(
+        **extra,
         loss=jnp.mean(optax.sigmoid_binary_cross_entropy(logits, data.y)),
         train_acc=jnp.mean(pred == data.y),
         train_acc_clean=jnp.mean(pred == data.y_clean),
@@ -140,6 +146,7 @@ def make_train_fn(
     objective: Objective | None = None,
     loss_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array] | None = None,
     progress: Callable[[int], None] | None = None,
+    record_margins: bool = False,
 ):
     """Build ``train(params, learning_rate, key, data, val) -> (params, metrics)`` for R replicas.
 
@@ -148,7 +155,8 @@ def make_train_fn(
     ``n_samples`` is the largest stream (retain) size over replicas: it fixes the
     number of minibatches per epoch. ``objective`` defaults to plain BCE;
     ``loss_fn(logits, labels, weights)`` is a shortcut for a custom supervised loss.
-    Returns the final params (R, ...) and a dict of metrics, each (R, epochs).
+    Returns the final params (R, ...) and a dict of metrics, each (R, epochs);
+    with ``record_margins`` also ``margin`` (R, epochs, N), per training sample.
     ``progress(epoch)`` is called from the host after every epoch. The function
     is jitted and compiles once per shape.
     """
@@ -203,7 +211,7 @@ def make_train_fn(
             return (params, opt_state), (jnp.where(real, value, 0.0), real)
 
         (params, opt_state), (values, real) = jax.lax.scan(step, (state.params, state.opt_state), (order, weights))
-        metrics = evaluate(model, params, data, val)
+        metrics = evaluate(model, params, data, val, margins=record_margins)
         metrics["objective"] = jnp.sum(values) / jnp.maximum(jnp.sum(real), 1)
         return ReplicaState(params, opt_state, key), metrics
 

@@ -157,3 +157,20 @@ def plot_landscape(result, path: str | Path) -> Path:
     ax.legend()
     ax.grid(alpha=0.3, axis="y")
     return _save(fig, path)
+
+
+def plot_detection(result, path: str | Path) -> Path:
+    """AUROC and precision at k against alpha, one line per detector, mean +- std over seeds."""
+    stats = result.groupby(["detector", "alpha"])[["auroc", "precision_at_k"]].agg(["mean", "std"]).reset_index()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, metric, label in ((axes[0], "auroc", "AUROC"), (axes[1], "precision_at_k", "precision at k")):
+        for det, part in stats.groupby("detector"):
+            ax.errorbar(part.alpha, part[(metric, "mean")], yerr=part[(metric, "std")].fillna(0), marker="o", ms=3,
+                        capsize=2, label=det)
+        ax.set_xlabel(r"label-flipping ratio $\alpha$")
+        ax.set_ylabel(label)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].axhline(0.5, c="grey", lw=0.8, ls="--")
+    axes[1].legend(fontsize=7)
+    return _save(fig, path)

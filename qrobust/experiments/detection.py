@@ -1,0 +1,199 @@
+"""Layer 5: finding the flipped labels without being told where they are.
+
+Detectors, per alpha and seed (label flipping, the sweep's keys, so the poisoned
+sets are the sweep's):
+- ``qnn_margin`` / ``mlp_margin``: the trained model's final margin against the
+  label trained on (flagged: prediction != label);
+- ``qnn_aum`` / ``mlp_aum``: the area under the margin over training epochs
+  (flagged: negative);
+- ``cleanlab_logreg`` / ``cleanlab_mlp`` (needs the optional ``cleanlab``):
+  ``cleanlab.filter.find_label_issues`` on out-of-sample predicted probabilities
+  from K-fold cross-validation (stratified folds, shuffled with the seed) of a
+  logistic regression on the classical inputs, and of the MLP (each fold a
+  replica of one program, trained on the other folds); ranked by
+  1 - p(label trained on).
+Every detector is scored against the true mask: AUROC, AUPRC, precision at
+k = number flipped, and precision and recall of what it flags.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from qrobust.analysis.detection import detection_metrics, margin_scores
+from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible, corrupt
+from qrobust.data.encoding import classical_view
+from qrobust.engine import EvalData, TrainData, make_train_fn, plain_data
+from qrobust.errors import ConfigError
+from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
+from qrobust.experiments.settings import DATASETS, build_model, check_name, load_dataset, model_settings
+from qrobust.models import MODELS
+from qrobust.store import RunDirectory
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    dataset: str = "mnist"
+    models: tuple[str, ...] = MODELS
+    alphas: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    epochs: int | None = None
+    folds: int = 5
+    n_train_per_class: int | None = None
+    n_qubits: int | None = None
+    baselines: bool = True
+
+    def validate(self) -> "DetectConfig":
+        check_name("dataset", self.dataset, DATASETS)
+        for m in self.models:
+            check_name("model", m, MODELS)
+        for a in self.alphas:
+            check_alpha(a)
+            if a == 0:
+                raise ConfigError("alpha = 0 flips no label: there is nothing to detect")
+        if self.folds < 2:
+            raise ConfigError(f"cross-validation needs at least 2 folds, got {self.folds}")
+        return self
+
+
+def _cleanlab():
+    try:
+        from cleanlab.filter import find_label_issues
+    except ImportError:
+        return None
+    return find_label_issues
+
+
+def run_detection(config: DetectConfig, out: str | Path | None = None, *, progress: bool = True) -> pd.DataFrame:
+    """One row per detector x alpha x seed with its scores against the true mask."""
+    config = config.validate()
+    dataset = load_dataset(config.dataset, n_train_per_class=config.n_train_per_class, n_qubits=config.n_qubits)
+    n = len(dataset.y_train)
+    counts = {a: check_feasible("flip", a, dataset.y_train) for a in config.alphas}
+    find_issues = _cleanlab() if config.baselines else None
+    if config.baselines and find_issues is None:
+        warnings.warn("cleanlab is not installed (pip install 'qrobust[cleanlab]'): baselines skipped",
+                      RuntimeWarning, stacklevel=2)
+    settings = {m: model_settings(config.dataset, m, epochs=config.epochs) for m in config.models}
+    models = {m: build_model(m, dataset, settings[m]) for m in config.models}
+    store = RunDirectory(out, asdict(config)).open() if out is not None else None
+    x = jnp.asarray(dataset.x_train)
+    y = jnp.asarray(dataset.y_train, jnp.int32)
+    grid = pd.DataFrame(list(itertools.product(config.alphas, config.seeds)), columns=["alpha", "seed"])
+
+    def poisoned(rows):
+        base = jax.vmap(jax.random.PRNGKey)(jnp.asarray(rows.seed.to_numpy(), jnp.uint32))
+        keys = [jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(base) for i in range(3)]
+        n_flip = jnp.asarray([counts[a] for a in rows.alpha], jnp.int32)
+        return keys, jax.vmap(corrupt, in_axes=(None, 0, None, None, 0))(CORRUPTIONS.index("flip"), keys[1], x, y,
+                                                                          n_flip)
+
+    def folds_of(seed):
+        """Stratified fold index per sample, shuffled with the seed."""
+        rng = np.random.default_rng(seed)
+        fold = np.empty(n, int)
+        for cls in (0, 1):
+            idx = np.flatnonzero(dataset.y_train == cls)
+            fold[rng.permutation(idx)] = np.arange(len(idx)) % config.folds
+        return fold
+
+    table = pd.concat([grid.assign(program=m) for m in config.models]
+                      + ([grid.assign(program="mlp_cv").loc[grid.index.repeat(config.folds)]
+                          .assign(fold=np.tile(np.arange(config.folds), len(grid))).reset_index(drop=True)]
+                         if find_issues is not None else []), ignore_index=True)
+    if "fold" not in table:
+        table["fold"] = -1
+    table["fold"] = table.fold.fillna(-1).astype(int)
+    chunks = plan_chunks(table, "program", lambda p: 50)
+
+    def kind(program):  # the cross-validated baseline is the MLP with the sweep's settings
+        return "mlp" if program == "mlp_cv" else program
+
+    cv_settings = model_settings(config.dataset, "mlp", epochs=config.epochs)
+    settings["mlp_cv"] = cv_settings
+    models["mlp_cv"] = build_model("mlp", dataset, cv_settings)
+    bar = Progress(sum(settings[c.program].epochs * len(c.rows) for c in chunks), progress)
+
+    def run(chunk):
+        rows, k = chunk.padded, len(chunk.rows)
+        model, s = models[chunk.program], settings[chunk.program]
+        keys, c = poisoned(rows)
+        data = plain_data(model.prepare(c.x), c.y.astype(jnp.float32),
+                          jnp.broadcast_to(y, c.y.shape).astype(jnp.float32), c.mask)
+        if chunk.program == "mlp_cv":
+            held = np.stack([folds_of(sd) == f for sd, f in zip(rows.seed, rows.fold)])
+            data = data._replace(stream=jnp.asarray(~held))
+            n_stream = int((~held).sum(1).max())
+        else:
+            n_stream = n
+        train = make_train_fn(model, epochs=s.epochs, batch_size=s.batch_size, n_samples=n_stream, progress=bar,
+                              record_margins=True)
+        val = EvalData(model.prepare(dataset.x_val), jnp.asarray(dataset.y_val, jnp.float32))
+        _, metrics = train(jax.vmap(model.init)(keys[0]), jnp.full(len(rows), s.learning_rate, jnp.float32),
+                           keys[2], data, val)
+        margins = np.asarray(metrics["margin"])[:k]  # (R, epochs, N)
+        frame = chunk.rows.drop(columns="program").copy()
+        arrays = {"margins": margins.astype(np.float32), "mask": np.asarray(c.mask)[:k],
+                  "labels": np.asarray(c.y)[:k]}
+        return frame, arrays
+
+    done = run_chunks(chunks, run, store, bar)
+    bar.close()
+    rows = []
+    cv_logit = {}  # (alpha, seed) -> out-of-sample logits of the MLP (N,)
+    truth = {}  # (alpha, seed) -> (labels trained on, corruption mask)
+    for chunk in chunks:
+        arr = done.arrays[chunk.name]
+        for i, r in enumerate(done.frames[chunk.name].itertuples(index=False)):
+            if chunk.program == "mlp_cv":
+                held = folds_of(r.seed) == r.fold
+                final_margin = arr["margins"][i, -1]
+                logit = final_margin * (2 * arr["labels"][i] - 1)
+                cv_logit.setdefault((r.alpha, r.seed), np.zeros(n))[held] = logit[held]
+                continue
+            scores = margin_scores(arr["margins"][i])
+            for name, score in scores.items():
+                rows.append(dict(detector=f"{chunk.program}_{name}", alpha=r.alpha, seed=r.seed,
+                                 **detection_metrics(score, arr["mask"][i], flagged=score > 0)))
+            truth[(r.alpha, r.seed)] = (arr["labels"][i], arr["mask"][i])
+    if find_issues is not None:
+        for (alpha, seed), (labels, mask) in truth.items():
+            logreg = _logreg_probs(dataset, labels, folds_of(seed))
+            p1 = 1 / (1 + np.exp(-cv_logit[(alpha, seed)]))
+            for name, probs in (("cleanlab_logreg", logreg), ("cleanlab_mlp", np.stack([1 - p1, p1], 1))):
+                rows.append(_cleanlab_row(name, alpha, seed, labels, mask, probs, find_issues))
+    result = pd.DataFrame(rows).sort_values(["detector", "alpha", "seed"]).reset_index(drop=True)
+    if store is not None:
+        from qrobust.plots import plot_detection
+
+        store.write_table("detection.csv", result)
+        plot_detection(result, store.path / "detection.png")
+    return result
+
+
+def _logreg_probs(dataset, labels, folds) -> np.ndarray:
+    """Out-of-sample p(class) (N, 2) of a logistic regression, K-fold on the given folds."""
+    from sklearn.linear_model import LogisticRegression
+
+    xs = classical_view(dataset.x_train)
+    probs = np.zeros((len(labels), 2))
+    for f in np.unique(folds):
+        test = folds == f
+        clf = LogisticRegression(max_iter=2000).fit(xs[~test], labels[~test])
+        probs[test] = clf.predict_proba(xs[test])
+    return probs
+
+
+def _cleanlab_row(name, alpha, seed, labels, mask, probs, find_issues) -> dict:
+    labels = np.asarray(labels).astype(int)
+    flagged = find_issues(labels=labels, pred_probs=probs, n_jobs=1)  # no forking under JAX's threads
+    score = 1 - probs[np.arange(len(labels)), labels]
+    return dict(detector=name, alpha=alpha, seed=seed, **detection_metrics(score, mask, flagged=flagged))
