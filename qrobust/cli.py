@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     un.add_argument("--fo-w", default="0.2", help="forget weight(s): value, list or START:STOP:STEP")
     un.add_argument("--known-fraction", type=float, default=1.0,
                     help="fraction of the poisoned samples the forget set holds")
+    un.add_argument("--forget-source", default="oracle",
+                    help="oracle (the true poisoned samples) or qnn_detector (those the poisoned QNN refuses)")
     un.add_argument("--batch-size", type=int, help="student batch size (default: the paper's)")
     un.add_argument("--lr", type=float, help="student learning rate (default: the paper's)")
     un.add_argument("--teacher-epochs", type=int, help="override the teachers' epochs")
@@ -168,7 +170,7 @@ def _unlearn(args) -> int:
         methods=tuple(args.methods or ("retrain", "finetune", "scrub", "ga")), alpha=args.alpha,
         corruption=args.corruption, seeds=seed_range(args),
         epochs=args.epochs, kl_ws=parse_alphas(args.kl_w, "kl_w"), fo_ws=parse_alphas(args.fo_w, "fo_w"),
-        known_fraction=args.known_fraction, batch_size=args.batch_size, learning_rate=args.lr,
+        known_fraction=args.known_fraction, forget_source=args.forget_source, batch_size=args.batch_size, learning_rate=args.lr,
         teacher_epochs=args.teacher_epochs, n_train_per_class=args.n_train_per_class, n_qubits=args.n_qubits,
         mnist_path=args.mnist_path, dtype=args.dtype, chunk_size=args.chunk_size,
     )

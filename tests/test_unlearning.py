@@ -212,3 +212,20 @@ def test_teacher_trained_on_the_spot_is_the_sweeps_poisoned_model(tmp_path):
         row = last[(last.seed == t.seed) & np.isclose(last.alpha, t.alpha)]
         assert row.val_acc.item() == pytest.approx(t.val_acc, abs=1e-7)
         assert row.train_acc.item() == pytest.approx(t.train_acc, abs=1e-7)
+
+
+def test_detect_then_unlearn(tmp_path):
+    out = tmp_path / "dtu"
+    args = TINY + ["--method", "finetune", "--forget-source", "qnn_detector", "--out", str(out)]
+    assert main(args) == 0
+    final = pd.read_csv(out / "final.csv")
+    assert final.forget_precision.between(0, 1).all() and final.forget_recall.between(0, 1).all()
+    assert (final.groupby("seed").forget_size.nunique() == 1).all()  # one detector set per seed, for both models
+    oracle = pd.read_csv(tmp_path / "o" / "final.csv") if main(TINY + ["--method", "finetune", "--out",
+                                                                        str(tmp_path / "o")]) == 0 else None
+    assert (oracle.forget_precision == 1).all() and (oracle.forget_recall == 1).all()
+
+
+def test_detector_forget_set_needs_the_qnn(tmp_path, capsys):
+    assert main(TINY + ["--model", "mlp", "--forget-source", "qnn_detector", "--out", str(tmp_path / "x")]) == 2
+    assert "include --model qnn" in capsys.readouterr().err

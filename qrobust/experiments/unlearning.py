@@ -10,7 +10,10 @@ student for ``epochs`` epochs from the teacher (retrain: from a fresh
 initialisation) with its objective (``qrobust.objectives``), recording every
 epoch validation accuracy, forget-set accuracy against the clean and the
 poisoned labels, retain accuracy and the objective. Metrics on the forget set
-are always scored on the full poisoned set.
+are always scored on the full poisoned set. With ``forget_source="qnn_detector"`` nobody says where the poison
+is: the forget set of a seed is the training samples whose (poisoned) label that
+seed's poisoned QNN teacher refuses to predict (detect, then unlearn); the
+tables record its size, precision and recall against the true poisoned set.
 
 All methods of the unlearning family (retrain, finetune, scrub, ga, neggrad,
 relabel) share ONE compiled program per model: the method is a per-replica
@@ -38,6 +41,7 @@ import numpy as np
 import optax
 import pandas as pd
 
+from qrobust.analysis.detection import detection_metrics
 from qrobust.analysis.forgetting import epochs_to_recover, loss_mia_accuracy
 from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible, corrupt
 from qrobust.engine import EvalData, TrainData, make_train_fn, plain_data
@@ -48,9 +52,9 @@ from qrobust.models import MODELS
 from qrobust.objectives import COEFS, scrub_kurmanji, unlearning_family
 from qrobust.store import RunDirectory
 
+FORGET_SOURCES = ("oracle", "qnn_detector")
 METHODS = ("retrain", "finetune", "scrub", "ga", "neggrad", "relabel", "scrub_kurmanji")
 PAPER_METHODS = ("retrain", "finetune", "scrub", "ga")
-ASCENT_METHODS = ("scrub", "ga", "neggrad", "scrub_kurmanji")
 
 # Teachers (PAPER.md): the noise-study QNN; on MNIST a smaller MLP (16, 4).
 TEACHER_SETTINGS = {
@@ -101,6 +105,7 @@ class UnlearnConfig:
     kl_ws: tuple[float, ...] = (0.0,)
     fo_ws: tuple[float, ...] = (0.2,)
     known_fraction: float = 1.0
+    forget_source: str = "oracle"
     batch_size: int | None = None
     learning_rate: float | None = None
     teacher_epochs: int | None = None
@@ -121,6 +126,12 @@ class UnlearnConfig:
         check_alpha(self.alpha)
         if not 0 < self.known_fraction <= 1:
             raise ConfigError(f"known fraction must lie in (0, 1], got {self.known_fraction}")
+        check_name("forget source", self.forget_source, FORGET_SOURCES)
+        if self.forget_source == "qnn_detector":
+            if "qnn" not in self.models:
+                raise ConfigError("the qnn_detector forget set comes from the poisoned QNN teacher: include --model qnn")
+            if self.known_fraction != 1.0:
+                raise ConfigError("--known-fraction applies to the oracle forget set only")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise ConfigError(f"seeds must be distinct non-negative integers, got {self.seeds}")
         if self.epochs < 1 or (self.teacher_epochs is not None and self.teacher_epochs < 1):
@@ -210,11 +221,11 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
         warnings.warn("the MLP's logits are unbounded, so the ascent terms of scrub/ga (fo_w > 0) are "
                       "unbounded below; replicas that diverge are marked and left out of averages",
                       RuntimeWarning, stacklevel=2)
-    n_retain = n - n_known
     models = {m: build_model(m, dataset, config.teacher_settings(m), dtype=config.dtype) for m in config.models}
     val = {m: EvalData(models[m].prepare(dataset.x_val), jnp.asarray(dataset.y_val, jnp.float32))
            for m in config.models}
-    store = RunDirectory(out, dict(config.resolved(), n_poisoned=n_poisoned, n_forget=n_known)).open() \
+    store = RunDirectory(out, dict(config.resolved(), n_poisoned=n_poisoned,
+                                   n_forget=n_known if config.forget_source == "oracle" else None)).open() \
         if out is not None else None
     chunk_size = config.chunk_size or 50
 
@@ -262,7 +273,37 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
         flat = np.stack([teacher_flat[(m, alpha, s)] for s in seeds]).astype(np.float32)
         return _unflatten(models[m].init(jax.random.PRNGKey(0)), flat)
 
-    # 2. students
+    # 2. the forget set of every seed: the oracle's (a random n_known of the poisoned samples), or the samples
+    #    whose training label the poisoned QNN teacher refuses (its prediction differs from the label)
+    seeds_all = np.asarray(config.seeds)
+    c_all = poisoned(seeds_all, n_poisoned)
+    if config.forget_source == "oracle":
+        u = jax.vmap(lambda k: jax.random.uniform(k, (n,)))(_keys(seeds_all, 6))
+        order = np.asarray(jnp.argsort(jnp.where(c_all.mask, u, 2.0 + u), axis=1))  # poisoned first, random order
+        forget_sets = {int(s): np.sort(order[i, :n_known]) for i, s in enumerate(seeds_all)}
+    else:
+        q = models["qnn"]
+        logits = jax.vmap(jax.vmap(q.apply, in_axes=(None, 0)))(teacher_params("qnn", seeds_all, config.alpha),
+                                                                 q.prepare(c_all.x))
+        refused = np.asarray((logits > 0) != (c_all.y == 1))
+        forget_sets = {int(s): np.flatnonzero(refused[i]) for i, s in enumerate(seeds_all)}
+    n_forget_max = max(1, max(len(f) for f in forget_sets.values()))
+    n_retain = n - min(len(f) for f in forget_sets.values())
+    detector = {int(s): detection_metrics(np.isin(np.arange(n), f).astype(float), np.asarray(c_all.mask[i]),
+                                          flagged=np.isin(np.arange(n), f))
+                for i, (s, f) in enumerate(forget_sets.items())}
+
+    def forget_arrays(seeds):
+        """(R, F) padded forget indices, their weights, and the (R, N) forget mask."""
+        idx = np.zeros((len(seeds), n_forget_max), np.int32)
+        w = np.zeros((len(seeds), n_forget_max), np.float32)
+        mask = np.zeros((len(seeds), n), bool)
+        for r, s in enumerate(seeds):
+            f = forget_sets[int(s)]
+            idx[r, :len(f)], w[r, :len(f)], mask[r, f] = f, 1.0, True
+        return jnp.asarray(idx), jnp.asarray(w), jnp.asarray(mask)
+
+    # 3. students
     trainers = {}
     objectives = {"family": unlearning_family(), "kurmanji": scrub_kurmanji()}
 
@@ -275,11 +316,7 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
             trainers[chunk.program] = make_train_fn(models[m], epochs=config.epochs, batch_size=batch,
                                                     n_samples=n_retain, objective=objectives[family], progress=bar)
         c = poisoned(seeds, n_poisoned)
-        # the known part of the forget set: a random n_known of the poisoned samples
-        u = jax.vmap(lambda k: jax.random.uniform(k, (n,)))(_keys(seeds, 6))
-        order = jnp.argsort(jnp.where(c.mask, u, 2.0 + u), axis=1)  # poisoned first, random order
-        forget_idx = order[:, :n_known].astype(jnp.int32)
-        known = jnp.zeros((len(seeds), n), bool).at[jnp.arange(len(seeds))[:, None], forget_idx].set(True)
+        forget_idx, forget_w, known = forget_arrays(seeds)
         teacher = teacher_params(m, seeds, config.alpha)
         inputs = models[m].prepare(c.x)
         teacher_logits = jax.vmap(jax.vmap(models[m].apply, in_axes=(None, 0)))(teacher, inputs)
@@ -287,7 +324,7 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
         coef = jnp.asarray([method_coefs(*r) for r in zip(rows.method, rows.kl_w, rows.fo_w)], jnp.float32)
         data = TrainData(x=inputs, y=c.y.astype(jnp.float32), y_clean=jnp.broadcast_to(y, c.y.shape).astype(jnp.float32),
                          corrupted=c.mask, stream=~known, teacher=teacher_logits, random_labels=random_labels,
-                         forget_idx=forget_idx, forget_w=jnp.ones(forget_idx.shape, jnp.float32), coef=coef)
+                         forget_idx=forget_idx, forget_w=forget_w, coef=coef)
         fresh = jax.vmap(models[m].init)(_keys(seeds, 3))
         is_retrain = jnp.asarray(rows.method.to_numpy() == "retrain")
         start = jax.tree_util.tree_map(
@@ -342,6 +379,10 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
         for r in c.rows.itertuples(index=False):
             per_replica[(r.model, r.method, r.seed, r.kl_w, r.fo_w)] = done.seconds[c.name] / len(c.padded)
     final["seconds"] = [per_replica[tuple(r)] for r in final[list(GRID)].itertuples(index=False)]
+    # how the forget set relates to the true poisoned set (trivially exact for the full oracle)
+    final["forget_size"] = [len(forget_sets[int(s)]) for s in final.seed]
+    final["forget_precision"] = [detector[int(s)]["precision"] for s in final.seed]
+    final["forget_recall"] = [detector[int(s)]["recall"] for s in final.seed]
     teacher_table = teachers
     if final.diverged.any():
         warnings.warn(f"{int(final.diverged.sum())} student replica(s) diverged and are left out of averages",
