@@ -71,8 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     an = sub.add_parser("analyze", help="critical point of a sweep: fits, bootstrap CIs, figure",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    an.add_argument("run_dir", help="a sweep's output directory")
+    an.add_argument("run_dirs", nargs="+", help="sweep output directories")
     an.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the seeds")
+    an.add_argument("--finite-size-out", help="with several runs: where to write finite_size.csv and .png")
 
     la = sub.add_parser("landscape", help="Hessian trace and spectrum of trained models against alpha",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -181,31 +182,59 @@ def _unlearn(args) -> int:
     return 0
 
 
-def _analyze(args) -> int:
+def _read_sweep(run):
+    import json
     from pathlib import Path
 
     import pandas as pd
 
-    from qrobust.analysis.critical import critical_points
-    from qrobust.plots import plot_noise_response
-
-    run = Path(args.run_dir)
+    run = Path(run)
     table = run / "results.csv"
     if not table.exists():
         raise ConfigError(f"{run} holds no results.csv; run `qrobust sweep --out {run}` first")
     results = pd.read_csv(table)
-    missing = {"model", "corruption", "alpha", "seed", "epoch", "memorization", "val_acc", "diverged"} - set(results)
+    missing = {"model", "corruption", "alpha", "seed", "epoch", "memorization", "train_acc", "train_acc_clean",
+               "val_acc", "diverged"} - set(results)
     if missing:
         raise ConfigError(f"{table} is not a sweep's table: it lacks the columns {sorted(missing)}")
+    settings = json.loads((run / "config.json").read_text())["settings"] if (run / "config.json").exists() else {}
+    return run, results, settings
+
+
+def _analyze(args) -> int:
+    import pandas as pd
+
+    from qrobust.analysis.critical import critical_points, transition_width
+    from qrobust.plots import plot_finite_size, plot_noise_response
+
     if args.bootstrap < 10:
         raise ConfigError(f"--bootstrap must be at least 10, got {args.bootstrap}")
-    critical = critical_points(results, n_boot=args.bootstrap)
-    critical.to_csv(run / "critical_points.csv", index=False)
-    plot_noise_response(results, run / "noise_response.png", title=run.name, critical=critical)
-    cols = ["model", "corruption", "alpha_c_memorization", "alpha_c_memorization_lo", "alpha_c_memorization_hi",
-            "alpha_c_validation", "transition"]
-    print(critical[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"wrote {run}/critical_points.csv and {run}/noise_response.png")
+    if len(args.run_dirs) > 1 and not args.finite_size_out:
+        raise ConfigError("several runs make a finite-size table: say where with --finite-size-out DIR")
+    runs = [_read_sweep(r) for r in args.run_dirs]  # all read before anything is written
+    tables = []
+    for run, results, settings in runs:
+        critical = critical_points(results, n_boot=args.bootstrap)
+        critical.to_csv(run / "critical_points.csv", index=False)
+        plot_noise_response(results, run / "noise_response.png", title=run.name, critical=critical)
+        cols = ["model", "corruption", "alpha_c_memorization", "alpha_c_memorization_lo",
+                "alpha_c_memorization_hi", "alpha_c_validation", "transition"]
+        print(f"{run}:")
+        print(critical[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        meta = settings.get("dataset_meta", {})
+        tables.append(critical.assign(run=str(run), dataset=settings.get("dataset"),
+                                      n_train=settings.get("n_train"),
+                                      n_qubits=settings.get("n_qubits_data", meta.get("n_spins")),
+                                      width_10_90=transition_width(critical.width_memorization)))
+    if args.finite_size_out:
+        from pathlib import Path
+
+        out = Path(args.finite_size_out)
+        out.mkdir(parents=True, exist_ok=True)
+        table = pd.concat(tables, ignore_index=True)
+        table.to_csv(out / "finite_size.csv", index=False)
+        plot_finite_size(table, out / "finite_size.png")
+        print(f"wrote {out}/finite_size.csv and {out}/finite_size.png")
     return 0
 
 

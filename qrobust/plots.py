@@ -174,3 +174,25 @@ def plot_detection(result, path: str | Path) -> Path:
     axes[0].axhline(0.5, c="grey", lw=0.8, ls="--")
     axes[1].legend(fontsize=7)
     return _save(fig, path)
+
+
+def plot_finite_size(table, path: str | Path) -> Path:
+    """alpha_c (from memorisation, with its CI) and the transition's 10-90 % width against training-set size,
+    one line per model x corruption x number of qubits; runs without a transition are left out."""
+    ok = table[table.transition]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for (model, corruption, qubits), part in ok.groupby(["model", "corruption", "n_qubits"], dropna=False):
+        part = part.sort_values("n_train")
+        label = f"{model.upper()} {corruption}, {qubits} qubits"
+        err = [part.alpha_c_memorization - part.alpha_c_memorization_lo,
+               part.alpha_c_memorization_hi - part.alpha_c_memorization]
+        axes[0].errorbar(part.n_train, part.alpha_c_memorization, yerr=err, marker="o", capsize=3, label=label)
+        axes[1].plot(part.n_train, part.width_10_90, marker="o", label=label)
+    axes[0].set_ylabel(r"$\alpha_c$ (memorisation crosses 1/2)")
+    axes[1].set_ylabel("10-90 % width of the transition")
+    for ax in axes:
+        ax.set_xlabel("training samples")
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    return _save(fig, path)

@@ -11,6 +11,7 @@ ALPHAS = np.round(np.arange(0, 1.0, 0.1), 1)
 
 
 def _sweep(memorization, validation, seeds=5, noise=0.02, seed=0):
+    """A sweep-like table whose final memorisation and validation follow the given curves (plus noise)."""
     rng = np.random.default_rng(seed)
     rows = []
     for s in range(seeds):
@@ -18,7 +19,10 @@ def _sweep(memorization, validation, seeds=5, noise=0.02, seed=0):
             rows.append(dict(model="m", corruption="flip", learning_rate=0.01, alpha=a, seed=s, epoch=3,
                              memorization=np.clip(memorization(a) + noise * rng.normal(), 0, 1) if a > 0 else np.nan,
                              val_acc=np.clip(validation(a) + noise * rng.normal(), 0, 1), diverged=False))
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame["train_acc"] = 1 - frame.alpha
+    frame["train_acc_clean"] = frame.val_acc
+    return frame
 
 
 def test_crossing_by_hand():
@@ -63,10 +67,29 @@ def test_diverged_replicas_are_left_out():
 
 def test_analyze_command(tmp_path, capsys):
     frame = _sweep(lambda a: logistic_step(a, 0.0, 1.0, 0.5, 0.03), lambda a: 1 - a)
-    frame["train_acc"] = 1 - frame.alpha
-    frame["train_acc_clean"] = frame.val_acc
     frame.to_csv(tmp_path / "results.csv", index=False)
     assert main(["analyze", str(tmp_path), "--bootstrap", "20"]) == 0
     assert (tmp_path / "critical_points.csv").exists() and (tmp_path / "noise_response.png").exists()
     assert main(["analyze", str(tmp_path / "nowhere")]) == 2
     assert "holds no results.csv" in capsys.readouterr().err
+
+
+def test_finite_size_table_from_several_runs(tmp_path, capsys):
+    import json
+
+    for n_train, a_c in ((40, 0.44), (160, 0.48)):
+        run = tmp_path / f"n{n_train}"
+        run.mkdir()
+        _sweep(lambda a, a_c=a_c: logistic_step(a, 0.0, 1.0, a_c, 0.03), lambda a: 1 - a).to_csv(
+            run / "results.csv", index=False)
+        (run / "config.json").write_text(json.dumps({"settings": {"dataset": "xxz", "n_train": n_train,
+                                                                   "n_qubits_data": 8}}))
+    runs = [str(tmp_path / "n40"), str(tmp_path / "n160")]
+    assert main(["analyze", *runs, "--bootstrap", "20"]) == 2
+    assert "--finite-size-out" in capsys.readouterr().err
+    assert main(["analyze", *runs, "--bootstrap", "20", "--finite-size-out", str(tmp_path / "fs")]) == 0
+    table = pd.read_csv(tmp_path / "fs" / "finite_size.csv")
+    assert list(table.n_train) == [40, 160] and (table.n_qubits == 8).all()
+    assert abs(table.alpha_c_memorization.iloc[0] - 0.44) < 0.02 and abs(table.alpha_c_memorization.iloc[1] - 0.48) < 0.02
+    assert np.allclose(table.width_10_90, 2 * np.log(9) * table.width_memorization)
+    assert (tmp_path / "fs" / "finite_size.png").exists()

@@ -15,8 +15,8 @@ their initialisation and batch order).
 
 No transition is flagged when, in the point fit, M does not cross 1/2 inside
 the measured alpha range (e.g. a model that memorises at every alpha), or the
-step is not sharp: its 10-90 % width (4.39 width) exceeds half the measured
-alpha range.
+step is not sharp: its 10-90 % width (2 ln 9 width = 4.39 width) exceeds half
+the measured alpha range.
 """
 
 from __future__ import annotations
@@ -100,3 +100,8 @@ def critical_points(results: pd.DataFrame, *, n_boot: int = 200, seed: int = 0, 
                          "M does not cross 1/2 in the measured range" if not inside else "the step is not sharp")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def transition_width(width: float) -> float:
+    """10-90 % width in alpha of a fitted logistic step with scale ``width``."""
+    return 2 * np.log(9) * width

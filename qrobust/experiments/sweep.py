@@ -156,8 +156,8 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
     models = {m: build_model(m, dataset, config.settings_for(m), dtype=config.dtype) for m in config.models}
     val = {m: EvalData(models[m].prepare(dataset.x_val), jnp.asarray(dataset.y_val, jnp.float32))
            for m in config.models}
-    settings = dict(config.resolved(), dataset_meta={k: v for k, v in dataset.meta.items()
-                                                     if not k.startswith("deltas")})
+    settings = dict(config.resolved(), n_train=len(dataset.y_train), n_qubits_data=dataset.n_qubits,
+                    dataset_meta={k: v for k, v in dataset.meta.items() if not k.startswith("deltas")})
     store = RunDirectory(out, settings).open() if out is not None else None
 
     chunks = plan_chunks(pd.concat([replica_table(config, m) for m in config.models], ignore_index=True),
