@@ -201,6 +201,16 @@ def _read_sweep(run):
     return run, results, settings
 
 
+def _n_train(settings: dict):
+    """Training-set size of a sweep; older configs lack ``n_train``: then from its per-class setting or the
+    dataset's default split (MNIST 250, XXZ 40 per class)."""
+    if settings.get("n_train"):
+        return settings["n_train"]
+    per_class = settings.get("n_train_per_class") or settings.get("dataset_meta", {}).get("n_train_per_class") \
+        or {"mnist": 250, "xxz": 40}.get(settings.get("dataset"))
+    return 2 * per_class if per_class else None
+
+
 def _analyze(args) -> int:
     import pandas as pd
 
@@ -223,7 +233,7 @@ def _analyze(args) -> int:
         print(critical[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         meta = settings.get("dataset_meta", {})
         tables.append(critical.assign(run=str(run), dataset=settings.get("dataset"),
-                                      n_train=settings.get("n_train"),
+                                      n_train=_n_train(settings),
                                       n_qubits=settings.get("n_qubits_data", meta.get("n_spins")),
                                       width_10_90=transition_width(critical.width_memorization)))
     if args.finite_size_out:
