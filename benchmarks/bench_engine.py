@@ -31,16 +31,13 @@ import pandas as pd
 from qrobust.corruption import CORRUPTIONS
 from qrobust.engine import EvalData, make_train_fn
 from qrobust.experiments.settings import build_model, load_dataset, model_settings
-from qrobust.experiments.sweep import corrupted_training_data, replica_keys
+from qrobust.experiments.sweep import make_chunk_inputs
 
 
 def _inputs(model, dataset, n_replicas, seed0=0):
     seeds = np.arange(seed0, seed0 + n_replicas)
-    init_k, corrupt_k, shuffle_k = replica_keys(seeds)
-    n_corrupt = jnp.full(n_replicas, 150, jnp.int32)
-    data = corrupted_training_data(model, dataset, jnp.full(n_replicas, CORRUPTIONS.index("flip")), n_corrupt,
-                                   corrupt_k)
-    return jax.vmap(model.init)(init_k), shuffle_k, data
+    return make_chunk_inputs(model, dataset)(seeds, np.full(n_replicas, CORRUPTIONS.index("flip"), np.int32),
+                                             np.full(n_replicas, 150, np.int32))
 
 
 def _block(tree):

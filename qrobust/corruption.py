@@ -114,7 +114,22 @@ def corruption_fn(kind: str) -> Callable[..., Corrupted]:
     return table[kind]
 
 
+def _as_tuple(fn):
+    return lambda key, x, y, n: tuple(fn(key, x, y, n))
+
+
+# built once: a switch over freshly made closures would compile anew at every call
+_BRANCHES = tuple(_as_tuple(corruption_fn(c)) for c in CORRUPTIONS)
+
+
 def corrupt(kind_index: jax.Array, key: jax.Array, x: jax.Array, y: jax.Array, n_corrupt: jax.Array) -> Corrupted:
     """Apply corruption number ``kind_index`` (index into CORRUPTIONS); vmappable over all arguments."""
-    branches = [lambda k, xx, yy, n, f=corruption_fn(c): tuple(f(k, xx, yy, n)) for c in CORRUPTIONS]
-    return Corrupted(*jax.lax.switch(kind_index, branches, key, x, y, n_corrupt))
+    return Corrupted(*jax.lax.switch(kind_index, _BRANCHES, key, x, y, n_corrupt))
+
+
+@jax.jit
+def corrupt_replicas(kind_index: jax.Array, key: jax.Array, x: jax.Array, y: jax.Array,
+                     n_corrupt: jax.Array) -> Corrupted:
+    """``corrupt`` for R replicas sharing one clean set: kind_index (R,), key (R, 2), n_corrupt (R,);
+    x (N, D) and y (N,) shared. Returns a Corrupted of (R, N, ...) arrays."""
+    return jax.vmap(corrupt, in_axes=(0, 0, None, None, 0))(kind_index, key, x, y, n_corrupt)

@@ -10,7 +10,6 @@ import pytest
 from qrobust.analysis import epochs_to_recover, loss_mia_accuracy
 from qrobust.cli import main
 from qrobust.engine import EvalData, TrainData, make_train_fn
-from qrobust.errors import ConfigError
 from qrobust.experiments.unlearning import UnlearnConfig, method_coefs, run_unlearning
 from qrobust.models import Model
 from qrobust.objectives import Batch, bernoulli_kl, scrub_kurmanji, unlearning_family

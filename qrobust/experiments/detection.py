@@ -23,18 +23,18 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
 from qrobust.analysis.detection import detection_metrics, margin_scores
-from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible, corrupt
+from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible
 from qrobust.data.encoding import classical_view
-from qrobust.engine import EvalData, TrainData, make_train_fn, plain_data
+from qrobust.engine import EvalData, make_train_fn
 from qrobust.errors import ConfigError
 from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
 from qrobust.experiments.settings import DATASETS, build_model, check_name, load_dataset, model_settings
+from qrobust.experiments.sweep import make_chunk_inputs
 from qrobust.models import MODELS
 from qrobust.store import RunDirectory
 
@@ -85,16 +85,7 @@ def run_detection(config: DetectConfig, out: str | Path | None = None, *, progre
     settings = {m: model_settings(config.dataset, m, epochs=config.epochs) for m in config.models}
     models = {m: build_model(m, dataset, settings[m]) for m in config.models}
     store = RunDirectory(out, asdict(config)).open() if out is not None else None
-    x = jnp.asarray(dataset.x_train)
-    y = jnp.asarray(dataset.y_train, jnp.int32)
     grid = pd.DataFrame(list(itertools.product(config.alphas, config.seeds)), columns=["alpha", "seed"])
-
-    def poisoned(rows):
-        base = jax.vmap(jax.random.PRNGKey)(jnp.asarray(rows.seed.to_numpy(), jnp.uint32))
-        keys = [jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(base) for i in range(3)]
-        n_flip = jnp.asarray([counts[a] for a in rows.alpha], jnp.int32)
-        return keys, jax.vmap(corrupt, in_axes=(None, 0, None, None, 0))(CORRUPTIONS.index("flip"), keys[1], x, y,
-                                                                          n_flip)
 
     def folds_of(seed):
         """Stratified fold index per sample, shuffled with the seed."""
@@ -121,28 +112,31 @@ def run_detection(config: DetectConfig, out: str | Path | None = None, *, progre
     settings["mlp_cv"] = cv_settings
     models["mlp_cv"] = build_model("mlp", dataset, cv_settings)
     bar = Progress(sum(settings[c.program].epochs * len(c.rows) for c in chunks), progress)
+    inputs = {p: make_chunk_inputs(models[p], dataset) for p in models}
+    trainers = {}
 
     def run(chunk):
         rows, k = chunk.padded, len(chunk.rows)
         model, s = models[chunk.program], settings[chunk.program]
-        keys, c = poisoned(rows)
-        data = plain_data(model.prepare(c.x), c.y.astype(jnp.float32),
-                          jnp.broadcast_to(y, c.y.shape).astype(jnp.float32), c.mask)
+        n_flip = np.array([counts[a] for a in rows.alpha], np.int32)
+        params, shuffle_keys, data = inputs[chunk.program](
+            rows.seed.to_numpy(), np.full(len(rows), CORRUPTIONS.index("flip"), np.int32), n_flip)
         if chunk.program == "mlp_cv":
             held = np.stack([folds_of(sd) == f for sd, f in zip(rows.seed, rows.fold)])
             data = data._replace(stream=jnp.asarray(~held))
             n_stream = int((~held).sum(1).max())
         else:
             n_stream = n
-        train = make_train_fn(model, epochs=s.epochs, batch_size=s.batch_size, n_samples=n_stream, progress=bar,
-                              record_margins=True)
+        if chunk.program not in trainers:
+            trainers[chunk.program] = make_train_fn(model, epochs=s.epochs, batch_size=s.batch_size,
+                                                    n_samples=n_stream, progress=bar, record_margins=True)
         val = EvalData(model.prepare(dataset.x_val), jnp.asarray(dataset.y_val, jnp.float32))
-        _, metrics = train(jax.vmap(model.init)(keys[0]), jnp.full(len(rows), s.learning_rate, jnp.float32),
-                           keys[2], data, val)
+        _, metrics = trainers[chunk.program](params, jnp.full(len(rows), s.learning_rate, jnp.float32),
+                                             shuffle_keys, data, val)
         margins = np.asarray(metrics["margin"])[:k]  # (R, epochs, N)
         frame = chunk.rows.drop(columns="program").copy()
-        arrays = {"margins": margins.astype(np.float32), "mask": np.asarray(c.mask)[:k],
-                  "labels": np.asarray(c.y)[:k]}
+        arrays = {"margins": margins.astype(np.float32), "mask": np.asarray(data.corrupted)[:k],
+                  "labels": np.asarray(data.y)[:k]}
         return frame, arrays
 
     done = run_chunks(chunks, run, store, bar)

@@ -11,14 +11,14 @@ a CNOT ring (d = 5, 10 qubits), the MLP (8, 2), 50 epochs, batch 32, lr 0.01, a
 70/30 split of the 500 MNIST training images (per class the first 175 train, the
 other 75 are held out), the Hessian on the first 100 held-out samples. All
 replicas of a model (alpha x seed) train and are measured in one program.
-Keys as in the sweep (init ``fold_in(PRNGKey(seed), 0)``, flips ``.., 1``, order
-``.., 2``); Hutchinson probes ``.., 7``; Lanczos start ``.., 8``.
+Inputs, initialisation and batch order from the sweep's builder (the same keys);
+Hutchinson probes and the Lanczos start from their own purposes (``qrobust.keys``).
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import jax
@@ -28,11 +28,13 @@ import optax
 import pandas as pd
 
 from qrobust.analysis.landscape import hessian_trace, hutchinson_trace, lanczos_eigenvalues
-from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible, corrupt
-from qrobust.engine import EvalData, make_train_fn, plain_data
+from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible
+from qrobust.engine import EvalData, make_train_fn
 from qrobust.errors import ConfigError
 from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
 from qrobust.experiments.settings import DATASETS, check_name, load_dataset
+from qrobust.experiments.sweep import make_chunk_inputs
+from qrobust.keys import HUTCHINSON, LANCZOS, replica_keys
 from qrobust.models import MODELS, count_params, mlp, qnn
 from qrobust.store import RunDirectory
 
@@ -105,23 +107,21 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
                           itertools.product(config.models, config.alphas, config.seeds)])
     chunks = plan_chunks(table, "model", lambda m: len(table))
     bar = Progress(config.epochs * len(table), progress)
-    x = jnp.asarray(dataset.x_train[tr])
-    y = jnp.asarray(y_tr, jnp.int32)
+    training_part = replace(dataset, x_train=dataset.x_train[tr], y_train=y_tr)
 
     def run(chunk):
         m, rows = chunk.program, chunk.padded
         model = models[m]
-        base = jax.vmap(jax.random.PRNGKey)(jnp.asarray(rows.seed.to_numpy(), jnp.uint32))
-        key = lambda i: jax.vmap(lambda k: jax.random.fold_in(k, i))(base)  # noqa: E731
-        n_flip = jnp.asarray([counts[a] for a in rows.alpha], jnp.int32)
-        c = jax.vmap(corrupt, in_axes=(None, 0, None, None, 0))(CORRUPTIONS.index("flip"), key(1), x, y, n_flip)
-        data = plain_data(model.prepare(c.x), c.y.astype(jnp.float32),
-                          jnp.broadcast_to(y, c.y.shape).astype(jnp.float32), c.mask)
+        seeds = rows.seed.to_numpy()
+        n_flip = np.array([counts[a] for a in rows.alpha], np.int32)
+        params, shuffle_keys, data = make_chunk_inputs(model, training_part)(
+            seeds, np.full(len(rows), CORRUPTIONS.index("flip"), np.int32), n_flip)
+        keys = replica_keys(seeds)
         val = EvalData(model.prepare(dataset.x_val), jnp.asarray(dataset.y_val, jnp.float32))
         train = make_train_fn(model, epochs=config.epochs, batch_size=config.batch_size, n_samples=len(tr),
                               progress=bar)
-        params, metrics = train(jax.vmap(model.init)(key(0)), jnp.full(len(rows), config.learning_rate, jnp.float32),
-                                key(2), data, val)
+        params, metrics = train(params, jnp.full(len(rows), config.learning_rate, jnp.float32), shuffle_keys, data,
+                                val)
         xe = model.prepare(dataset.x_train[held])
         ye = jnp.asarray(dataset.y_train[held], jnp.float32)
 
@@ -136,7 +136,7 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
             return loss(p), mean, se, top
 
         n_params = count_params(model.init(jax.random.PRNGKey(0)))
-        held_loss, h_mean, h_se, top = jax.jit(jax.vmap(measure))(params, key(7), key(8))
+        held_loss, h_mean, h_se, top = jax.jit(jax.vmap(measure))(params, keys[HUTCHINSON], keys[LANCZOS])
         exact = (jax.jit(jax.vmap(lambda p: hessian_trace(loss_at(p), p)))(params)
                  if n_params <= config.exact_max_params else jnp.full(len(rows), jnp.nan))
         k = len(chunk.rows)

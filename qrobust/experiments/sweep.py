@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import jax
@@ -24,10 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible, corrupt
-from qrobust.engine import EvalData, TrainData, make_train_fn, plain_data
+from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible, corrupt_replicas
+from qrobust.engine import EvalData, make_train_fn, plain_data
 from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
 from qrobust.errors import ConfigError
+from qrobust.keys import CORRUPT, INIT, SHUFFLE, replica_keys
 from qrobust.experiments.settings import (DATASETS, ModelSettings, build_model, check_name, load_dataset,
                                           model_settings)
 from qrobust.models import MODELS
@@ -113,19 +114,21 @@ def replica_table(config: SweepConfig, model: str) -> pd.DataFrame:
     return pd.DataFrame(list(rows), columns=list(GRID_COLUMNS))
 
 
-def replica_keys(seeds: np.ndarray):
-    """(init, corrupt, shuffle) keys of shape (R, 2) from each replica's seed."""
-    base = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
-    return tuple(jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(base) for i in range(3))
-
-
-def corrupted_training_data(model, dataset, corruption_idx, n_corrupt, corrupt_keys) -> TrainData:
-    """Per-replica corrupted training sets (R, N, ...) as ``model`` reads them."""
+def make_chunk_inputs(model, dataset):
+    """A function (seeds (R,), corruption index (R,), count (R,)) -> (initial params, shuffle keys, TrainData),
+    jitted once per model, so that no chunk compiles anything new."""
     x = jnp.asarray(dataset.x_train)  # float32 / complex64 (or 64-bit in x64 mode)
     y = jnp.asarray(dataset.y_train, jnp.int32)
-    c = jax.vmap(corrupt, in_axes=(0, 0, None, None, 0))(corruption_idx, corrupt_keys, x, y, n_corrupt)
-    y_clean = jnp.broadcast_to(y, c.y.shape).astype(jnp.float32)
-    return plain_data(model.prepare(c.x), c.y.astype(jnp.float32), y_clean, c.mask)
+
+    @jax.jit
+    def build(seeds, kinds, counts, x, y):
+        keys = replica_keys(seeds)
+        c = corrupt_replicas(kinds, keys[CORRUPT], x, y, counts)
+        y_clean = jnp.broadcast_to(y, c.y.shape).astype(jnp.float32)
+        data = plain_data(model.prepare(c.x), c.y.astype(jnp.float32), y_clean, c.mask)
+        return jax.vmap(model.init)(keys[INIT]), keys[SHUFFLE], data
+
+    return lambda seeds, kinds, counts: build(jnp.asarray(seeds), jnp.asarray(kinds), jnp.asarray(counts), x, y)
 
 
 def _to_frame(grid: pd.DataFrame, metrics: dict, n_corrupt: np.ndarray) -> pd.DataFrame:
@@ -164,20 +167,17 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
                          "model", config.chunk_size_for)
     todo = [c for c in chunks if store is None or not store.has_chunk(c.name)]
     bar = Progress(sum(config.settings_for(c.program).epochs * len(c.rows) for c in todo), progress)
-    trainers = {}
+    trainers = {m: make_train_fn(models[m], epochs=config.settings_for(m).epochs,
+                                 batch_size=config.settings_for(m).batch_size, n_samples=len(dataset.y_train),
+                                 progress=bar) for m in config.models}
+    inputs = {m: make_chunk_inputs(models[m], dataset) for m in config.models}
 
     def run(chunk):
-        m, s = chunk.program, config.settings_for(chunk.program)
-        if m not in trainers:
-            trainers[m] = make_train_fn(models[m], epochs=s.epochs, batch_size=s.batch_size,
-                                        n_samples=len(dataset.y_train), progress=bar)
+        m = chunk.program
         padded, n_real = chunk.padded, len(chunk.rows)
         n_corrupt = np.array([counts[(c, a)] for c, a in zip(padded.corruption, padded.alpha)], np.int32)
-        init_keys, corrupt_keys, shuffle_keys = replica_keys(padded.seed.to_numpy())
-        data = corrupted_training_data(models[m], dataset,
-                                       jnp.asarray([CORRUPTIONS.index(c) for c in padded.corruption]),
-                                       jnp.asarray(n_corrupt), corrupt_keys)
-        params = jax.vmap(models[m].init)(init_keys)
+        kinds = np.array([CORRUPTIONS.index(c) for c in padded.corruption], np.int32)
+        params, shuffle_keys, data = inputs[m](padded.seed.to_numpy(), kinds, n_corrupt)
         _, metrics = trainers[m](params, jnp.asarray(padded.learning_rate, jnp.float32), shuffle_keys, data, val[m])
         metrics = {k: np.asarray(v)[:n_real] for k, v in metrics.items()}
         return _to_frame(chunk.rows, metrics, n_corrupt[:n_real])

@@ -20,11 +20,11 @@ relabel) share ONE compiled program per model: the method is a per-replica
 vector of loss weights and a starting point. SCRUB as Kurmanji et al. define it
 (alternating max/min steps) is its own program.
 
-Keys: teacher init ``fold_in(PRNGKey(seed), 0)`` and flipped samples
-``fold_in(.., 1)`` as in the sweep (the teacher is the sweep's poisoned model
-when settings agree); student batch order ``fold_in(.., 5)``; retrain's fresh
-initialisation ``fold_in(.., 3)``; random labels ``fold_in(.., 4)``; the known
-part of the forget set ``fold_in(.., 6)``.
+Keys (``qrobust.keys``): the teachers' inputs, initialisation and batch order
+come from the sweep's own builder, so a teacher is the sweep's poisoned replica
+when settings agree; students draw their batch order, retrain's fresh
+initialisation, the random labels and the known part of the forget set from
+their own purposes.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import itertools
 import math
 import warnings
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -43,13 +44,15 @@ import pandas as pd
 
 from qrobust.analysis.detection import detection_metrics
 from qrobust.analysis.forgetting import epochs_to_recover, loss_mia_accuracy
-from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible, corrupt
-from qrobust.engine import EvalData, TrainData, make_train_fn, plain_data
+from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible
+from qrobust.engine import EvalData, make_train_fn
 from qrobust.errors import ConfigError
 from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
+from qrobust.experiments.sweep import make_chunk_inputs
+from qrobust.keys import FORGET_PART, FRESH_INIT, RANDOM_LABELS, STUDENT_ORDER, replica_keys
 from qrobust.experiments.settings import (DATASETS, ModelSettings, build_model, check_name, load_dataset)
 from qrobust.models import MODELS
-from qrobust.objectives import COEFS, scrub_kurmanji, unlearning_family
+from qrobust.objectives import scrub_kurmanji, unlearning_family
 from qrobust.store import RunDirectory
 
 FORGET_SOURCES = ("oracle", "qnn_detector")
@@ -180,9 +183,37 @@ def replica_table(config: UnlearnConfig) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _keys(seeds, index):
-    base = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
-    return jax.vmap(lambda k: jax.random.fold_in(k, index))(base)
+@jax.jit
+def _bce(logits, labels):
+    return optax.sigmoid_binary_cross_entropy(logits, labels)
+
+
+@partial(jax.jit, static_argnums=1)
+def _uniforms(keys, n):
+    return jax.vmap(lambda k: jax.random.uniform(k, (n,)))(keys)
+
+
+def _make_logits(model):
+    """Jitted (params (R, ...), x (R, N, ...)) -> logits (R, N)."""
+    return jax.jit(jax.vmap(jax.vmap(model.apply, in_axes=(None, 0))))
+
+
+def _make_student_inputs(model):
+    """Jitted: a poisoned TrainData + teacher params + keys -> the student's starting params and TrainData."""
+
+    @jax.jit
+    def complete(data, teacher, keys, coef, is_retrain, forget_idx, forget_w, known):
+        n = data.y.shape[1]
+        teacher_logits = jax.vmap(jax.vmap(model.apply, in_axes=(None, 0)))(teacher, data.x)
+        random_labels = jax.vmap(lambda k: jax.random.bernoulli(k, 0.5, (n,)))(keys[RANDOM_LABELS])
+        fresh = jax.vmap(model.init)(keys[FRESH_INIT])
+        start = jax.tree_util.tree_map(
+            lambda f, t: jnp.where(is_retrain.reshape((-1,) + (1,) * (f.ndim - 1)), f, t), fresh, teacher)
+        return start, data._replace(stream=~known, teacher=teacher_logits,
+                                    random_labels=random_labels.astype(jnp.float32), forget_idx=forget_idx,
+                                    forget_w=forget_w, coef=coef)
+
+    return complete
 
 
 def _flatten(params) -> np.ndarray:
@@ -239,24 +270,24 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
     todo_s = [c for c in student_chunks if store is None or not store.has_chunk(c.name)]
     bar = Progress(sum(config.teacher_settings(c.program).epochs * len(c.rows) for c in todo_t)
                    + config.epochs * sum(len(c.rows) for c in todo_s), progress)
-    x = jnp.asarray(dataset.x_train)
-    y = jnp.asarray(dataset.y_train, jnp.int32)
     kind = CORRUPTIONS.index(config.corruption)
+    # built once per model: the sweep's input builder (so a teacher is the sweep's replica) and trainers
+    chunk_inputs = {m: make_chunk_inputs(models[m], dataset) for m in config.models}
+    teacher_trainers = {m: make_train_fn(models[m], epochs=config.teacher_settings(m).epochs,
+                                         batch_size=config.teacher_settings(m).batch_size, n_samples=n, progress=bar)
+                        for m in config.models}
 
-    def poisoned(seeds, count):
-        c = jax.vmap(corrupt, in_axes=(None, 0, None, None, None))(kind, _keys(seeds, 1), x, y, count)
-        return c
+    def poisoned_data(m, seeds):
+        """(initial params, shuffle keys, TrainData) of the poisoned training set of each seed."""
+        return chunk_inputs[m](seeds, np.full(len(seeds), kind, np.int32), np.full(len(seeds), n_poisoned, np.int32))
 
     def run_teachers(chunk):
         m, s = chunk.program, config.teacher_settings(chunk.program)
         seeds = chunk.padded.seed.to_numpy()
-        counts = jnp.asarray(np.where(chunk.padded.alpha > 0, n_poisoned, 0), jnp.int32)
-        c = jax.vmap(corrupt, in_axes=(None, 0, None, None, 0))(kind, _keys(seeds, 1), x, y, counts)
-        data = plain_data(models[m].prepare(c.x), c.y.astype(jnp.float32),
-                          jnp.broadcast_to(y, c.y.shape).astype(jnp.float32), c.mask)
-        train = make_train_fn(models[m], epochs=s.epochs, batch_size=s.batch_size, n_samples=n, progress=bar)
-        params, metrics = train(jax.vmap(models[m].init)(_keys(seeds, 0)),
-                                jnp.full(len(seeds), s.learning_rate, jnp.float32), _keys(seeds, 2), data, val[m])
+        counts = np.where(chunk.padded.alpha > 0, n_poisoned, 0).astype(np.int32)
+        params, shuffle_keys, data = chunk_inputs[m](seeds, np.full(len(seeds), kind, np.int32), counts)
+        params, metrics = teacher_trainers[m](params, jnp.full(len(seeds), s.learning_rate, jnp.float32),
+                                              shuffle_keys, data, val[m])
         k = len(chunk.rows)
         frame = chunk.rows.drop(columns="program").copy()
         frame["val_acc"] = np.asarray(metrics["val_acc"])[:k, -1]
@@ -269,6 +300,8 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
     teacher_flat = {(r.model, r.alpha, r.seed): p for c in teacher_chunks
                     for r, p in zip(c.rows.itertuples(index=False), done.arrays[c.name]["params"])}
 
+    logits_fns = {m: _make_logits(models[m]) for m in config.models}
+
     def teacher_params(m, seeds, alpha):
         flat = np.stack([teacher_flat[(m, alpha, s)] for s in seeds]).astype(np.float32)
         return _unflatten(models[m].init(jax.random.PRNGKey(0)), flat)
@@ -276,20 +309,20 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
     # 2. the forget set of every seed: the oracle's (a random n_known of the poisoned samples), or the samples
     #    whose training label the poisoned QNN teacher refuses (its prediction differs from the label)
     seeds_all = np.asarray(config.seeds)
-    c_all = poisoned(seeds_all, n_poisoned)
+    _, _, all_data = poisoned_data(config.models[0], seeds_all)
+    poisoned_mask = np.asarray(all_data.corrupted)
     if config.forget_source == "oracle":
-        u = jax.vmap(lambda k: jax.random.uniform(k, (n,)))(_keys(seeds_all, 6))
-        order = np.asarray(jnp.argsort(jnp.where(c_all.mask, u, 2.0 + u), axis=1))  # poisoned first, random order
+        u = np.asarray(_uniforms(replica_keys(seeds_all)[FORGET_PART], n))
+        order = np.argsort(np.where(poisoned_mask, u, 2.0 + u), axis=1, kind="stable")  # poisoned first, random
         forget_sets = {int(s): np.sort(order[i, :n_known]) for i, s in enumerate(seeds_all)}
     else:
-        q = models["qnn"]
-        logits = jax.vmap(jax.vmap(q.apply, in_axes=(None, 0)))(teacher_params("qnn", seeds_all, config.alpha),
-                                                                 q.prepare(c_all.x))
-        refused = np.asarray((logits > 0) != (c_all.y == 1))
+        _, _, q_data = poisoned_data("qnn", seeds_all)
+        logits = logits_fns["qnn"](teacher_params("qnn", seeds_all, config.alpha), q_data.x)
+        refused = np.asarray((logits > 0) != (q_data.y == 1))
         forget_sets = {int(s): np.flatnonzero(refused[i]) for i, s in enumerate(seeds_all)}
     n_forget_max = max(1, max(len(f) for f in forget_sets.values()))
     n_retain = n - min(len(f) for f in forget_sets.values())
-    detector = {int(s): detection_metrics(np.isin(np.arange(n), f).astype(float), np.asarray(c_all.mask[i]),
+    detector = {int(s): detection_metrics(np.isin(np.arange(n), f).astype(float), poisoned_mask[i],
                                           flagged=np.isin(np.arange(n), f))
                 for i, (s, f) in enumerate(forget_sets.items())}
 
@@ -307,6 +340,8 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
     trainers = {}
     objectives = {"family": unlearning_family(), "kurmanji": scrub_kurmanji()}
 
+    completions = {m: _make_student_inputs(models[m]) for m in config.models}
+
     def run_students(chunk):
         m, family = chunk.program.split("-")
         rows = chunk.padded
@@ -315,29 +350,20 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
         if chunk.program not in trainers:
             trainers[chunk.program] = make_train_fn(models[m], epochs=config.epochs, batch_size=batch,
                                                     n_samples=n_retain, objective=objectives[family], progress=bar)
-        c = poisoned(seeds, n_poisoned)
+        _, _, poisoned = poisoned_data(m, seeds)
         forget_idx, forget_w, known = forget_arrays(seeds)
-        teacher = teacher_params(m, seeds, config.alpha)
-        inputs = models[m].prepare(c.x)
-        teacher_logits = jax.vmap(jax.vmap(models[m].apply, in_axes=(None, 0)))(teacher, inputs)
-        random_labels = jax.vmap(lambda k: jax.random.bernoulli(k, 0.5, (n,)))(_keys(seeds, 4)).astype(jnp.float32)
         coef = jnp.asarray([method_coefs(*r) for r in zip(rows.method, rows.kl_w, rows.fo_w)], jnp.float32)
-        data = TrainData(x=inputs, y=c.y.astype(jnp.float32), y_clean=jnp.broadcast_to(y, c.y.shape).astype(jnp.float32),
-                         corrupted=c.mask, stream=~known, teacher=teacher_logits, random_labels=random_labels,
-                         forget_idx=forget_idx, forget_w=forget_w, coef=coef)
-        fresh = jax.vmap(models[m].init)(_keys(seeds, 3))
-        is_retrain = jnp.asarray(rows.method.to_numpy() == "retrain")
-        start = jax.tree_util.tree_map(
-            lambda f, t: jnp.where(is_retrain.reshape((-1,) + (1,) * (f.ndim - 1)), f, t), fresh, teacher)
-        params, metrics = trainers[chunk.program](start, jnp.full(len(seeds), lr, jnp.float32), _keys(seeds, 5),
+        keys = replica_keys(seeds)
+        start, data = completions[m](poisoned, teacher_params(m, seeds, config.alpha), keys, coef,
+                                     jnp.asarray(rows.method.to_numpy() == "retrain"), forget_idx, forget_w, known)
+        params, metrics = trainers[chunk.program](start, jnp.full(len(seeds), lr, jnp.float32), keys[STUDENT_ORDER],
                                                   data, val[m])
         k = len(chunk.rows)
         # membership inference on the final students: forget-set losses (poisoned labels) vs validation losses
-        apply_all = jax.vmap(jax.vmap(models[m].apply, in_axes=(None, 0)), in_axes=(0, None))
-        train_losses = np.asarray(optax.sigmoid_binary_cross_entropy(
-            jax.vmap(jax.vmap(models[m].apply, in_axes=(None, 0)))(params, inputs), data.y))
-        val_losses = np.asarray(optax.sigmoid_binary_cross_entropy(apply_all(params, val[m].x), val[m].y[None]))
-        mask = np.asarray(c.mask)
+        train_losses = np.asarray(_bce(logits_fns[m](params, data.x), data.y))
+        val_x = jnp.broadcast_to(val[m].x, (len(seeds),) + val[m].x.shape)
+        val_losses = np.asarray(_bce(logits_fns[m](params, val_x), val[m].y[None]))
+        mask = np.asarray(data.corrupted)
         frame = chunk.rows.drop(columns="program").loc[chunk.rows.index.repeat(config.epochs)].reset_index(drop=True)
         frame["epoch"] = np.tile(np.arange(1, config.epochs + 1), k)
         names = dict(forget_acc_poisoned="memorization")

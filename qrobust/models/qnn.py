@@ -24,8 +24,6 @@ plain gate-by-gate circuit, as the paper's code does (for comparison).
 
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,0 +1,20 @@
+"""Per-replica PRNG keys, all derived from the replica's seed: ``fold_in(PRNGKey(seed), purpose)``.
+
+One numbered purpose per use, so that every experiment draws the same numbers
+for the same seed (e.g. an unlearning teacher is the sweep's poisoned replica).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+INIT, CORRUPT, SHUFFLE, FRESH_INIT, RANDOM_LABELS, STUDENT_ORDER, FORGET_PART, HUTCHINSON, LANCZOS = range(9)
+N_PURPOSES = 9
+
+
+@jax.jit
+def replica_keys(seeds: jax.Array) -> jax.Array:
+    """(N_PURPOSES, R, 2) uint32 keys: entry [p, r] = fold_in(PRNGKey(seeds[r]), p)."""
+    base = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds).astype(jnp.uint32))
+    return jax.vmap(lambda p: jax.vmap(lambda k: jax.random.fold_in(k, p))(base))(jnp.arange(N_PURPOSES))
