@@ -12,9 +12,11 @@ def loss_mia_accuracy(forget_losses: np.ndarray, test_losses: np.ndarray, *, n_s
     As in the NeurIPS 2023 machine-unlearning challenge's starting kit: a logistic
     regression on the per-sample loss tells forget-set samples (label 1) from
     held-out samples (label 0); the two sets are balanced by subsampling the larger
-    one (fixed ``seed``). 0.5 means the forget set looks like unseen data (perfect
-    forgetting); near 1, the attack recognises it. NaN if a loss is not finite or a
-    set has fewer than 2 samples.
+    one (fixed ``seed``). For a clean forget set, 0.5 means it looks like unseen
+    data (perfect forgetting) and near 1 that the attack recognises it. For a
+    poisoned forget set scored with its poisoned labels, a model that refuses the
+    poison also has high loss there, so the reference is the retrained model's
+    score, not 0.5. NaN if a loss is not finite or a set has fewer than 2 samples.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
