@@ -131,13 +131,16 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
 
         def measure(p, k_h, k_l):
             loss = loss_at(p)
-            mean, se = hutchinson_trace(loss, p, key=k_h, n_samples=config.hutchinson_samples)
+            mean, se = hutchinson_trace(loss, p, key=k_h, n_samples=config.hutchinson_samples, batch=8)
             top = lanczos_eigenvalues(loss, p, key=k_l, k=config.lanczos_k, n_iter=config.lanczos_iter)
             return loss(p), mean, se, top
 
         n_params = count_params(model.init(jax.random.PRNGKey(0)))
-        held_loss, h_mean, h_se, top = jax.jit(jax.vmap(measure))(params, keys[HUTCHINSON], keys[LANCZOS])
-        exact = (jax.jit(jax.vmap(lambda p: hessian_trace(loss_at(p), p)))(params)
+        # replicas are measured one after another inside one program (lax.map), Hessian-vector products a
+        # few at a time: a QNN's products keep every intermediate statevector of 100 samples alive
+        held_loss, h_mean, h_se, top = jax.jit(lambda *a: jax.lax.map(lambda b: measure(*b), a))(
+            params, keys[HUTCHINSON], keys[LANCZOS])
+        exact = (jax.jit(lambda ps: jax.lax.map(lambda p: hessian_trace(loss_at(p), p, batch=8), ps))(params)
                  if n_params <= config.exact_max_params else jnp.full(len(rows), jnp.nan))
         k = len(chunk.rows)
         frame = chunk.rows.copy()
