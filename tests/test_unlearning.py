@@ -213,6 +213,7 @@ def test_teacher_trained_on_the_spot_is_the_sweeps_poisoned_model(tmp_path):
         assert row.train_acc.item() == pytest.approx(t.train_acc, abs=1e-7)
 
 
+@pytest.mark.slow  # two whole studies; CI runs it with the slow checks
 def test_detect_then_unlearn(tmp_path):
     out = tmp_path / "dtu"
     args = TINY + ["--method", "finetune", "--forget-source", "qnn_detector", "--out", str(out)]
