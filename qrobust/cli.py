@@ -42,18 +42,26 @@ def seed_range(args) -> tuple[int, ...]:
     return tuple(range(offset, offset + args.seeds))
 
 
+def _study(sub, name: str, help: str, *, seeds: int) -> argparse.ArgumentParser:
+    """A subcommand that trains models: the options every study shares, plus --out and --no-progress."""
+    p = sub.add_parser(name, help=help, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", default="mnist", help="mnist or xxz")
+    p.add_argument("--model", action="append", dest="models", help="qnn and/or mlp (repeat; default both)")
+    p.add_argument("--seeds", type=int, default=seeds, help="number of seeds")
+    p.add_argument("--qubits", type=int, dest="n_qubits", help="spins of the XXZ chain (default 12)")
+    p.add_argument("--out", required=True, help="output directory (resumed if it exists)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qrobust", description="Poisoning resilience of quantum and classical "
                                      "classifiers (Chen & Zhang, arXiv:2508.02422).")
     sub = parser.add_subparsers(dest="command", required=True)
-    sw = sub.add_parser("sweep", help="noise-response sweep: model x corruption x alpha x seed, one program",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    sw.add_argument("--dataset", default="mnist", help="mnist or xxz")
-    sw.add_argument("--model", action="append", dest="models", help="qnn and/or mlp (repeat; default both)")
+    sw = _study(sub, "sweep", "noise-response sweep: model x corruption x alpha x seed, one program", seeds=5)
     sw.add_argument("--corruption", action="append", dest="corruptions",
                     help="flip and/or features (repeat; default both)")
     sw.add_argument("--alphas", default="0:0.9:0.1", help="START:STOP:STEP or a comma list")
-    sw.add_argument("--seeds", type=int, default=5, help="number of seeds")
     sw.add_argument("--seed-offset", type=int, default=0, help="first seed")
     sw.add_argument("--epochs", type=int, help="override the paper's epochs")
     sw.add_argument("--batch-size", type=int, help="override the paper's batch size")
@@ -63,11 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--hidden", help="MLP hidden sizes, e.g. 64,16")
     sw.add_argument("--dtype", default="complex64", help="complex64 or complex128")
     sw.add_argument("--n-train", type=int, dest="n_train_per_class", help="training samples per class")
-    sw.add_argument("--qubits", type=int, dest="n_qubits", help="spins of the XXZ chain (default 12)")
     sw.add_argument("--mnist-path", help="full MNIST: mnist.npz or a directory of IDX files")
     sw.add_argument("--chunk-size", type=int, help="replicas per compiled program")
-    sw.add_argument("--out", required=True, help="output directory (resumed if it exists)")
-    sw.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     an = sub.add_parser("analyze", help="critical point of a sweep: fits, bootstrap CIs, figure",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -75,43 +80,25 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the seeds")
     an.add_argument("--finite-size-out", help="with several runs: where to write finite_size.csv and .png")
 
-    la = sub.add_parser("landscape", help="Hessian trace and spectrum of trained models against alpha",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    la.add_argument("--dataset", default="mnist", help="mnist or xxz")
-    la.add_argument("--model", action="append", dest="models", help="qnn and/or mlp (repeat; default both)")
+    la = _study(sub, "landscape", "Hessian trace and spectrum of trained models against alpha", seeds=5)
     la.add_argument("--alphas", default="0,0.2,0.3,0.4", help="label-flipping ratios (must include 0)")
-    la.add_argument("--seeds", type=int, default=5, help="number of seeds")
     la.add_argument("--epochs", type=int, default=50)
     la.add_argument("--hutchinson", type=int, default=100, help="Rademacher probes")
     la.add_argument("--n-eval", type=int, default=100, help="held-out samples the Hessian is taken on")
-    la.add_argument("--qubits", type=int, dest="n_qubits", help="spins of the XXZ chain (default 12)")
-    la.add_argument("--out", required=True, help="output directory (resumed if it exists)")
-    la.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
-    de = sub.add_parser("detect", help="find the flipped labels: model margins, AUM, cleanlab baselines",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    de.add_argument("--dataset", default="mnist", help="mnist or xxz")
-    de.add_argument("--model", action="append", dest="models", help="qnn and/or mlp (repeat; default both)")
+    de = _study(sub, "detect", "find the flipped labels: model margins, AUM, cleanlab baselines", seeds=3)
     de.add_argument("--alphas", default="0.1:0.5:0.1", help="label-flipping ratios")
-    de.add_argument("--seeds", type=int, default=3, help="number of seeds")
     de.add_argument("--epochs", type=int, help="override the paper's epochs")
     de.add_argument("--folds", type=int, default=5, help="cross-validation folds of the cleanlab baselines")
     de.add_argument("--no-baselines", action="store_true", help="skip the cleanlab baselines")
     de.add_argument("--n-train", type=int, dest="n_train_per_class", help="training samples per class")
-    de.add_argument("--qubits", type=int, dest="n_qubits", help="spins of the XXZ chain (default 12)")
-    de.add_argument("--out", required=True, help="output directory (resumed if it exists)")
-    de.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
-    un = sub.add_parser("unlearn", help="unlearning of the poisoned samples: methods x seeds x loss weights",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    un.add_argument("--dataset", default="mnist", help="mnist or xxz")
-    un.add_argument("--model", action="append", dest="models", help="qnn and/or mlp (repeat; default both)")
+    un = _study(sub, "unlearn", "unlearning of the poisoned samples: methods x seeds x loss weights", seeds=5)
     un.add_argument("--method", action="append", dest="methods",
                     help="retrain, finetune, scrub, ga, neggrad, relabel, scrub_kurmanji "
                          "(repeat; default the paper's four)")
     un.add_argument("--alpha", type=float, default=0.3, help="label-flipping ratio of the teacher")
     un.add_argument("--corruption", default="flip", help="flip or features")
-    un.add_argument("--seeds", type=int, default=5, help="number of seeds")
     un.add_argument("--seed-offset", type=int, default=0, help="first seed")
     un.add_argument("--epochs", type=int, default=50, help="unlearning epochs")
     un.add_argument("--kl-w", default="0", help="SCRUB's retain-KL weight(s): value, list or START:STOP:STEP")
@@ -124,22 +111,24 @@ def build_parser() -> argparse.ArgumentParser:
     un.add_argument("--lr", type=float, help="student learning rate (default: the paper's)")
     un.add_argument("--teacher-epochs", type=int, help="override the teachers' epochs")
     un.add_argument("--n-train", type=int, dest="n_train_per_class", help="training samples per class")
-    un.add_argument("--qubits", type=int, dest="n_qubits", help="spins of the XXZ chain (default 12)")
     un.add_argument("--mnist-path", help="full MNIST: mnist.npz or a directory of IDX files")
     un.add_argument("--dtype", default="complex64", help="complex64 or complex128")
     un.add_argument("--chunk-size", type=int, help="replicas per compiled program (default 50)")
-    un.add_argument("--out", required=True, help="output directory (resumed if it exists)")
-    un.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
+
+
+def _x64_if_asked(dtype: str) -> None:
+    """complex128 was asked for explicitly on the command line: switch on JAX's 64-bit mode."""
+    if dtype == "complex128":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
 
 
 def _sweep(args) -> int:
     from qrobust.experiments.sweep import SweepConfig, run_sweep
 
-    if args.dtype == "complex128":
-        import jax
-
-        jax.config.update("jax_enable_x64", True)  # asked for explicitly on the command line
+    _x64_if_asked(args.dtype)
     config = SweepConfig(
         dataset=args.dataset,
         models=tuple(args.models or ("qnn", "mlp")),
@@ -162,10 +151,7 @@ def _sweep(args) -> int:
 def _unlearn(args) -> int:
     from qrobust.experiments.unlearning import UnlearnConfig, run_unlearning
 
-    if args.dtype == "complex128":
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
+    _x64_if_asked(args.dtype)
     config = UnlearnConfig(
         dataset=args.dataset, models=tuple(args.models or ("qnn", "mlp")),
         methods=tuple(args.methods or ("retrain", "finetune", "scrub", "ga")), alpha=args.alpha,
