@@ -37,9 +37,14 @@ def real_dtype(dtype: str):
 
 
 @contextlib.contextmanager
-def tc_context(dtype: str = "complex64") -> Iterator[object]:
-    """Yield the tensorcircuit module with the JAX backend and ``dtype`` set, restoring both after."""
+def tc_context(dtype: str = "complex64", contractor: str | None = None) -> Iterator[object]:
+    """Yield the tensorcircuit module with the JAX backend, ``dtype`` and (if given) the tensor-network
+    ``contractor`` (e.g. "cotengra", as the paper's code uses) set, restoring all after."""
     import tensorcircuit as tc
 
     with tc.runtime_backend("jax"), tc.runtime_dtype(dtype):
-        yield tc
+        if contractor is None:
+            yield tc
+        else:
+            with tc.runtime_contractor(contractor):
+                yield tc

@@ -72,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--dtype", default="complex64", help="complex64 or complex128")
     sw.add_argument("--n-train", type=int, dest="n_train_per_class", help="training samples per class")
     sw.add_argument("--mnist-path", help="full MNIST: mnist.npz or a directory of IDX files")
-    sw.add_argument("--chunk-size", type=int, help="replicas per compiled program")
+    sw.add_argument("--chunk-size", type=int, help="replicas per compiled program (default: what fits in memory)")
+    sw.add_argument("--eval-every", type=int, default=1,
+                    help="record metrics every K epochs and at the last (the rest are not evaluated: faster)")
 
     an = sub.add_parser("analyze", help="critical point of a sweep: fits, bootstrap CIs, figure",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -139,7 +141,7 @@ def _sweep(args) -> int:
         learning_rates=tuple(args.learning_rates) if args.learning_rates else None,
         depth=args.depth, hidden=parse_ints(args.hidden) if args.hidden else None,
         dtype=args.dtype, n_train_per_class=args.n_train_per_class, n_qubits=args.n_qubits,
-        mnist_path=args.mnist_path, chunk_size=args.chunk_size,
+        mnist_path=args.mnist_path, chunk_size=args.chunk_size, eval_every=args.eval_every,
     )
     start = time.perf_counter()
     run_sweep(config, args.out, progress=not args.no_progress)

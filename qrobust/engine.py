@@ -34,10 +34,11 @@ from typing import Any, Callable, NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from qrobust import sharding
-from qrobust.models.base import Model
+from qrobust.models.base import Model, batch_logits
 from qrobust.objectives import Batch, Objective, cross_entropy, supervised
 
 METRICS = ("loss", "objective", "train_acc", "train_acc_clean", "val_acc", "memorization",
@@ -110,6 +111,13 @@ def epoch_plan(n_samples: int, batch_size: int) -> tuple[int, int]:
     return n_batches, n_batches * batch_size
 
 
+def evaluated_epochs(epochs: int, eval_every: int = 1) -> list[int]:
+    """The 1-based epochs whose metrics are recorded: every ``eval_every``-th, and always the last."""
+    if eval_every < 1:
+        raise ValueError(f"eval_every must be a positive integer, got {eval_every}")
+    return sorted(set(range(eval_every, epochs + 1, eval_every)) | {epochs})
+
+
 def _fraction(hits, mask):
     n = jnp.sum(mask)
     return jnp.where(n > 0, jnp.sum(hits & mask) / jnp.maximum(n, 1), jnp.nan)
@@ -121,9 +129,10 @@ def evaluate(model: Model, params, data: TrainData, val: EvalData, *, margins: b
     With ``margins``, also ``margin`` (N,): (2 y - 1) * logit per training sample,
     positive where the model agrees with the label it was trained on.
     """
-    logits = jax.vmap(model.apply, in_axes=(None, 0))(params, data.x)
+    logits_of = batch_logits(model)
+    logits = logits_of(params, data.x)
     pred = (logits > 0).astype(data.y.dtype)
-    val_logits = jax.vmap(model.apply, in_axes=(None, 0))(params, val.x)
+    val_logits = logits_of(params, val.x)
     extra = {"margin": (2 * data.y - 1) * logits} if margins else {}
     return dict(
         **extra,
@@ -147,6 +156,7 @@ def make_train_fn(
     loss_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array] | None = None,
     progress: Callable[[int], None] | None = None,
     record_margins: bool = False,
+    eval_every: int = 1,
 ):
     """Build ``train(params, learning_rate, key, data, val) -> (params, metrics)`` for R replicas.
 
@@ -155,8 +165,10 @@ def make_train_fn(
     ``n_samples`` is the largest stream (retain) size over replicas: it fixes the
     number of minibatches per epoch. ``objective`` defaults to plain BCE;
     ``loss_fn(logits, labels, weights)`` is a shortcut for a custom supervised loss.
-    Returns the final params (R, ...) and a dict of metrics, each (R, epochs);
-    with ``record_margins`` also ``margin`` (R, epochs, N), per training sample.
+    Returns the final params (R, ...) and a dict of metrics, each (R, E) for the
+    E = len(evaluated_epochs(epochs, eval_every)) recorded epochs (every epoch by
+    default; the end-of-epoch evaluation of the others is skipped, which saves its
+    cost); with ``record_margins`` also ``margin`` (R, E, N), per training sample.
     ``progress(epoch)`` is called from the host after every epoch. The function
     is jitted and compiles once per shape.
     """
@@ -164,8 +176,10 @@ def make_train_fn(
         objective = supervised() if loss_fn is None else \
             Objective("custom", lambda b, f, c: loss_fn(b.logits, b.labels, b.weights))
     n_batches, padded = epoch_plan(n_samples, batch_size)
+    recorded = np.array(evaluated_epochs(epochs, eval_every)) - 1
+    is_evaluated = jnp.zeros(epochs, bool).at[recorded].set(True)
     tx = adam(0.0)  # its update reads each replica's learning rate from the replica's state
-    logits_of = jax.vmap(model.apply, in_axes=(None, 0))
+    logits_of = batch_logits(model)
 
     def init_state(params, learning_rate, key):
         opt_state = adam(jnp.asarray(learning_rate, jnp.float32)).init(params)
@@ -187,6 +201,8 @@ def make_train_fn(
         return optax.apply_updates(params, updates), opt_state, value
 
     def one_epoch(state: ReplicaState, data: TrainData, val: EvalData, epoch):
+        skipped = jax.tree_util.tree_map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), jax.eval_shape(
+            lambda p: evaluate(model, p, data, val, margins=record_margins), state.params))
         key, shuffle_key = jax.random.split(state.key)
         u = jax.random.uniform(shuffle_key, data.stream.shape)
         order = jnp.argsort(jnp.where(data.stream, u, 2.0 + u))  # stream samples first, in random order
@@ -211,7 +227,11 @@ def make_train_fn(
             return (params, opt_state), (jnp.where(real, value, 0.0), real)
 
         (params, opt_state), (values, real) = jax.lax.scan(step, (state.params, state.opt_state), (order, weights))
-        metrics = evaluate(model, params, data, val, margins=record_margins)
+        if eval_every == 1:
+            metrics = evaluate(model, params, data, val, margins=record_margins)
+        else:  # the predicate is the same for every replica, so this stays a branch under vmap
+            metrics = jax.lax.cond(is_evaluated[epoch], lambda p: evaluate(model, p, data, val, margins=record_margins),
+                                   lambda p: skipped, params)
         metrics["objective"] = jnp.sum(values) / jnp.maximum(jnp.sum(real), 1)
         return ReplicaState(params, opt_state, key), metrics
 
@@ -229,7 +249,7 @@ def make_train_fn(
             return state, metrics
 
         state, metrics = jax.lax.scan(body, state, jnp.arange(epochs))
-        return state.params, {k: jnp.swapaxes(v, 0, 1) for k, v in metrics.items()}
+        return state.params, {k: jnp.swapaxes(v[recorded], 0, 1) for k, v in metrics.items()}
 
     compiled = jax.jit(train)
     if sharding.device_count() == 1:
@@ -243,4 +263,5 @@ def make_train_fn(
         params, learning_rate, key, data = sharding.shard_replicas((params, learning_rate, key, data), mesh)
         return compiled(params, learning_rate, key, data, sharding.replicate(val, mesh))
 
+    sharded.lower = compiled.lower  # for memory analysis (qrobust.memory.program_bytes)
     return sharded

@@ -80,6 +80,17 @@ class RunDirectory:
     def config_path(self) -> Path:
         return self.path / "config.json"
 
+    @staticmethod
+    def stored_settings(path: str | Path | None) -> dict | None:
+        """The settings in ``path``/config.json, or None where there are none (or they do not parse)."""
+        config = Path(path) / "config.json" if path is not None else None
+        if config is None or not config.is_file():
+            return None
+        try:
+            return json.loads(config.read_text())["settings"]
+        except (ValueError, KeyError):
+            return None
+
     def check(self) -> None:
         """Refuse a directory made by other settings (without writing anything)."""
         if self.path.exists() and not self.path.is_dir():

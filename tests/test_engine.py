@@ -111,8 +111,33 @@ def test_diverged_replicas_are_marked_and_left_out_of_averages():
     metrics = {k: np.array([[0.5, 0.6], [0.7, 0.8], [0.9, 0.95]]) for k in
                ("train_acc", "train_acc_clean", "val_acc", "memorization")}
     metrics["loss"] = np.array([[0.3, 0.2], [0.4, np.nan], [0.1, 0.1]])
-    frame = _to_frame(grid, metrics, np.array([10, 10, 10]))
+    frame = _to_frame(grid, metrics, np.array([10, 10, 10]), np.arange(1, metrics['loss'].shape[1] + 1))
     assert frame.groupby("seed").diverged.all().tolist() == [False, True, False]
     summary = final_summary(frame)
     assert summary.n_seeds.item() == 2 and summary.n_diverged.item() == 1
     assert summary.val_acc_mean.item() == pytest.approx((0.6 + 0.95) / 2)
+
+
+def test_eval_every_records_the_same_numbers_at_fewer_epochs():
+    """Skipping the evaluation of some epochs changes nothing else: the recorded epochs equal a full run's."""
+    from qrobust.engine import evaluated_epochs
+
+    assert evaluated_epochs(7, 3) == [3, 6, 7] and evaluated_epochs(4, 1) == [1, 2, 3, 4]
+    assert evaluated_epochs(5, 10) == [5]
+    n, dim = 10, 3
+    x, y = _toy(n, dim, seed=3)
+    model = mlp(dim, (4,))
+    keys = jax.random.split(jax.random.PRNGKey(2), 2)
+    params = jax.vmap(model.init)(keys)
+    data = plain_data(jnp.broadcast_to(jnp.asarray(x), (2, n, dim)), jnp.stack([jnp.asarray(y)] * 2),
+                      jnp.stack([jnp.asarray(y)] * 2), jnp.zeros((2, n), bool))
+    val = EvalData(jnp.asarray(x), jnp.asarray(y))
+    lrs = jnp.array([0.02, 0.05])
+    p_all, m_all = make_train_fn(model, epochs=7, batch_size=4, n_samples=n)(params, lrs, keys, data, val)
+    p_some, m_some = make_train_fn(model, epochs=7, batch_size=4, n_samples=n, eval_every=3)(
+        params, lrs, keys, data, val)
+    for a, b in zip(jax.tree_util.tree_leaves(p_all), jax.tree_util.tree_leaves(p_some)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+    for k in m_all:
+        assert m_some[k].shape == (2, 3)
+        np.testing.assert_allclose(np.asarray(m_some[k]), np.asarray(m_all[k])[:, [2, 5, 6]], atol=1e-6)

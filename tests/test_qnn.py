@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from qrobust.errors import ConfigError, DataError
-from qrobust.models import light_cone, qnn
+from qrobust.models import SIMULATORS, batch_logits, light_cone, qnn
 
 I2 = np.eye(2)
 X = np.array([[0, 1], [1, 0]], dtype=complex)
@@ -46,16 +46,19 @@ def _random_state(rng, n):
 
 
 @pytest.mark.parametrize("n, depth, block", [(4, 3, 2), (5, 2, 5), (6, 4, 3), (3, 1, 1)])
-@pytest.mark.parametrize("fused", [True, False])
-def test_qnn_matches_numpy_statevector(x64, n, depth, block, fused):
+@pytest.mark.parametrize("simulator", SIMULATORS)
+def test_qnn_matches_numpy_statevector(x64, n, depth, block, simulator):
     rng = np.random.default_rng(n * 10 + depth)
-    model = qnn(n, depth, dtype="complex128", fused=fused, block_size=block)
-    for _ in range(3):
-        params = rng.uniform(-np.pi, np.pi, size=(depth, n, 4))
-        state = _random_state(rng, n)
-        expected = 5.0 * numpy_qnn_expectation(params, state, n)
-        got = model.apply(jnp.asarray(params), model.prepare(state[None])[0])
+    model = qnn(n, depth, dtype="complex128", simulator=simulator, block_size=block)
+    params = rng.uniform(-np.pi, np.pi, size=(3, depth, n, 4))
+    states = np.stack([_random_state(rng, n) for _ in range(3)])
+    for p, state in zip(params, states):
+        expected = 5.0 * numpy_qnn_expectation(p, state, n)
+        got = model.apply(jnp.asarray(p), model.prepare(state[None])[0])
         assert abs(float(got) - expected) < 1e-10
+        # the batched path (what training uses) gives the same numbers for a whole batch
+        batch = batch_logits(model)(jnp.asarray(p), model.prepare(states))
+        assert np.allclose(np.asarray(batch), [5.0 * numpy_qnn_expectation(p, s, n) for s in states], atol=1e-10)
 
 
 def numpy_rxry_cnot_expectation(params, state, n):
@@ -72,11 +75,11 @@ def numpy_rxry_cnot_expectation(params, state, n):
     return float(np.real(np.conj(psi) @ _on(n, {n - 1: Z}) @ psi))
 
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_rxry_cnot_variant_matches_numpy(x64, fused):
+@pytest.mark.parametrize("simulator", ["tc-fused", "tc-gates"])
+def test_rxry_cnot_variant_matches_numpy(x64, simulator):
     rng = np.random.default_rng(5)
     n, depth = 5, 3
-    model = qnn(n, depth, dtype="complex128", ansatz="rxry_cnot", fused=fused, block_size=3)
+    model = qnn(n, depth, dtype="complex128", ansatz="rxry_cnot", simulator=simulator, block_size=3)
     params = rng.uniform(-np.pi, np.pi, size=(depth, n, 2))
     assert model.init(jax.random.PRNGKey(0)).shape == (depth, n, 2)
     for _ in range(3):
@@ -130,3 +133,59 @@ def test_complex128_without_x64_is_explained():
         pytest.skip("64-bit mode already on")
     with pytest.raises(ConfigError, match="JAX_ENABLE_X64"):
         qnn(4, 2, dtype="complex128")
+
+
+def test_simulators_agree_on_gradients(x64):
+    """Training differentiates the batched kernel: its gradient equals TensorCircuit's, gate by gate."""
+    rng = np.random.default_rng(3)
+    n, depth = 6, 3
+    params = jnp.asarray(rng.uniform(-np.pi, np.pi, size=(depth, n, 4)))
+    states = np.stack([_random_state(rng, n) for _ in range(4)])
+    labels = jnp.asarray([0.0, 1.0, 1.0, 0.0])
+
+    def grad_for(simulator):
+        model = qnn(n, depth, dtype="complex128", simulator=simulator)
+        logits = batch_logits(model)
+        return jax.grad(lambda p: jnp.mean(jax.nn.softplus(logits(p, model.prepare(states))) * labels))(params)
+
+    assert np.allclose(grad_for("blocks"), grad_for("tc-gates"), atol=1e-10)
+
+
+def test_float32_tolerance_at_paper_size(x64):
+    """The documented float32 tolerance: |logit(complex64) - logit(complex128)| < 1e-5 at 10 qubits, depth 6."""
+    rng = np.random.default_rng(4)
+    params = rng.uniform(-np.pi, np.pi, size=(6, 10, 4))
+    states = np.stack([_random_state(rng, 10) for _ in range(16)])
+    exact = batch_logits(qnn(10, 6, dtype="complex128"))(jnp.asarray(params), states.astype(np.complex128))
+    single = qnn(10, 6, dtype="complex64")
+    got = batch_logits(single)(jnp.asarray(params, jnp.float32), single.prepare(states))
+    assert float(jnp.max(jnp.abs(got.astype(jnp.float64) - exact))) < 1e-5
+
+
+def test_unknown_or_unsupported_simulator_is_refused():
+    with pytest.raises(ConfigError, match="unknown simulator 'gpu'"):
+        qnn(4, 2, simulator="gpu")
+    with pytest.raises(ConfigError, match="'hea' ansatz only"):
+        qnn(4, 2, ansatz="rxry_cnot", simulator="blocks")
+
+
+def test_forward_flops_by_hand():
+    from qrobust.models.qnn import forward_flops
+
+    # 4 qubits, one layer, blocks of 2, no pruning: two 4x4 blocks (8*4 each per amplitude),
+    # the ring diagonal (6) and the readout (3), on 16 amplitudes
+    assert forward_flops(4, 1, block_size=2, light_cone_pruning=False) == (2 * 8 * 4 + 6 + 3) * 16
+    # with pruning the only gate left is the measured qubit's rotation: one 2x2 block
+    assert forward_flops(4, 1, block_size=2) == (8 * 2 + 3) * 16
+    # MNIST paper size: blocks (0-4, 5-9), (0-3, 5-9), (0-2, 6-9), (0-1, 7-9), (0, 8-9), (9) and 5 rings
+    assert forward_flops(10, 6) == (8 * (64 + 48 + 24 + 12 + 6 + 2) + 5 * 6 + 3) * 1024
+
+
+def test_cotengra_contractor_gives_the_same_numbers(x64):
+    rng = np.random.default_rng(6)
+    n, depth = 3, 2
+    params = rng.uniform(-np.pi, np.pi, size=(depth, n, 4))
+    state = _random_state(rng, n)
+    model = qnn(n, depth, dtype="complex128", simulator="tc-gates", contractor="cotengra")
+    got = model.apply(jnp.asarray(params), model.prepare(state[None])[0])
+    assert abs(float(got) - 5.0 * numpy_qnn_expectation(params, state, n)) < 1e-10

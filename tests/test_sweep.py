@@ -120,3 +120,11 @@ def test_malformed_mnist_file_is_refused_before_any_work(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["sweep", "--dataset", "mnist", "--mnist-path", str(bad), "--out", str(out), "--no-progress"]) == 2
     assert "cannot read" in capsys.readouterr().err and not out.exists()
+
+
+def test_eval_every_records_every_kth_and_the_last_epoch(tmp_path):
+    out = tmp_path / "run"
+    assert main(TINY_XXZ + ["--model", "mlp", "--out", str(out), "--eval-every", "2"]) == 0
+    results = pd.read_csv(out / "results.csv")
+    assert results.groupby(["corruption", "alpha", "seed"]).epoch.apply(list).map(lambda e: e == [2, 3]).all()
+    assert results[["loss", "train_acc", "val_acc"]].notna().all().all()

@@ -35,7 +35,7 @@ from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
 from qrobust.experiments.settings import DATASETS, check_name, load_dataset
 from qrobust.experiments.sweep import make_chunk_inputs
 from qrobust.keys import HUTCHINSON, LANCZOS, replica_keys
-from qrobust.models import MODELS, count_params, mlp, qnn
+from qrobust.models import MODELS, batch_logits, count_params, mlp, qnn
 from qrobust.store import RunDirectory
 
 
@@ -127,7 +127,7 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
 
         def loss_at(p):
             return lambda q: jnp.mean(optax.sigmoid_binary_cross_entropy(
-                jax.vmap(model.apply, in_axes=(None, 0))(q, xe), ye))
+                batch_logits(model)(q, xe), ye))
 
         def measure(p, k_h, k_l):
             loss = loss_at(p)

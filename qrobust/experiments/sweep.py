@@ -25,10 +25,11 @@ import numpy as np
 import pandas as pd
 
 from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible, corrupt_replicas
-from qrobust.engine import EvalData, make_train_fn, plain_data
+from qrobust.engine import EvalData, evaluated_epochs, make_train_fn, plain_data
 from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
 from qrobust.errors import ConfigError
 from qrobust.keys import CORRUPT, INIT, SHUFFLE, replica_keys
+from qrobust.memory import default_cap, program_bytes, replicas_that_fit
 from qrobust.experiments.settings import (DATASETS, ModelSettings, build_model, check_name, load_dataset,
                                           model_settings)
 from qrobust.models import MODELS
@@ -46,7 +47,13 @@ class SweepConfig:
 
     learning_rates: several values make learning rate a grid axis (default: the paper's).
     n_train_per_class: shrink the training set (default: the paper's 250 / ~40).
-    chunk_size: replicas per compiled program (default: 50 QNN, 200 MLP).
+    chunk_size: replicas per compiled program (default: as many as fit in half the free
+      memory, by XLA's memory analysis of the one-replica program, at most 50 QNN /
+      200 MLP on CPU and 1000 / 4000 on an accelerator; a resumed run keeps the size
+      it started with).
+    eval_every: record metrics every this many epochs and at the last (default 1: every
+      epoch); the evaluation of other epochs is skipped, which saves about a third of
+      the QNN's time. The analyses use the last epoch only.
     """
 
     dataset: str = "mnist"
@@ -64,6 +71,7 @@ class SweepConfig:
     n_qubits: int | None = None
     mnist_path: str | None = None
     chunk_size: int | None = None
+    eval_every: int = 1
 
     def validate(self) -> "SweepConfig":
         check_name("dataset", self.dataset, DATASETS)
@@ -80,6 +88,8 @@ class SweepConfig:
             raise ConfigError(f"seeds must be distinct non-negative integers, got {self.seeds}")
         if self.learning_rates is not None and (not self.learning_rates or min(self.learning_rates) <= 0):
             raise ConfigError(f"learning rates must be positive, got {self.learning_rates}")
+        if int(self.eval_every) != self.eval_every or self.eval_every < 1:
+            raise ConfigError(f"eval_every must be a positive integer, got {self.eval_every}")
         if self.chunk_size is not None and self.chunk_size < 1:
             raise ConfigError(f"chunk size must be positive, got {self.chunk_size}")
         for m in self.models:
@@ -94,14 +104,11 @@ class SweepConfig:
     def learning_rates_for(self, model: str) -> tuple[float, ...]:
         return tuple(self.learning_rates) if self.learning_rates else (self.settings_for(model).learning_rate,)
 
-    def chunk_size_for(self, model: str) -> int:
-        return self.chunk_size or (50 if model == "qnn" else 200)
-
-    def resolved(self) -> dict:
-        """Every setting that determines the numbers, for config.json."""
+    def resolved(self, chunk_sizes: dict[str, int]) -> dict:
+        """Every setting that determines the numbers (and how chunks were cut), for config.json."""
         d = asdict(self)
         d["models"] = {m: dict(self.settings_for(m).to_dict(m), learning_rates=list(self.learning_rates_for(m)),
-                               chunk_size=self.chunk_size_for(m)) for m in self.models}
+                               chunk_size=chunk_sizes[m]) for m in self.models}
         for k in ("epochs", "batch_size", "learning_rates", "depth", "hidden", "chunk_size"):
             d.pop(k)
         return d
@@ -131,13 +138,38 @@ def make_chunk_inputs(model, dataset):
     return lambda seeds, kinds, counts: build(jnp.asarray(seeds), jnp.asarray(kinds), jnp.asarray(counts), x, y)
 
 
-def _to_frame(grid: pd.DataFrame, metrics: dict, n_corrupt: np.ndarray) -> pd.DataFrame:
-    """Tidy rows: one per replica per epoch."""
+def fitting_chunk_size(model, dataset, settings: ModelSettings, val: EvalData, *, cap: int) -> int:
+    """Replicas of ``model`` per chunk that fit in memory (``qrobust.memory``): compiles the one-replica
+    training program to read its footprint."""
+    train = make_train_fn(model, epochs=settings.epochs, batch_size=settings.batch_size,
+                          n_samples=len(dataset.y_train))
+    zeros = np.zeros(1, np.int32)
+    params, keys, data = make_chunk_inputs(model, dataset)(zeros, zeros, zeros)
+    per_replica = program_bytes(train, params, jnp.full(1, settings.learning_rate, jnp.float32), keys, data, val)
+    return replicas_that_fit(per_replica, cap=cap)
+
+
+def chunk_sizes_for(config: SweepConfig, models: dict, dataset, val: dict, out) -> dict[str, int]:
+    """Per model: the asked chunk size, else the one a resumed run started with, else what fits."""
+    stored = (RunDirectory.stored_settings(out) or {}).get("models", {})
+    sizes = {}
+    for m in config.models:
+        if config.chunk_size is not None:
+            sizes[m] = config.chunk_size
+        elif isinstance(stored.get(m), dict) and "chunk_size" in stored[m]:
+            sizes[m] = int(stored[m]["chunk_size"])
+        else:
+            sizes[m] = fitting_chunk_size(models[m], dataset, config.settings_for(m), val[m], cap=default_cap(m))
+    return sizes
+
+
+def _to_frame(grid: pd.DataFrame, metrics: dict, n_corrupt: np.ndarray, epoch_numbers) -> pd.DataFrame:
+    """Tidy rows: one per replica per recorded epoch (``epoch_numbers``, 1-based)."""
     metrics = {k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()}
     n_rep, epochs = metrics["loss"].shape
     diverged = ~np.isfinite(metrics["loss"]).all(axis=1)
     frame = grid.loc[grid.index.repeat(epochs)].reset_index(drop=True)
-    frame["epoch"] = np.tile(np.arange(1, epochs + 1), n_rep)
+    frame["epoch"] = np.tile(np.asarray(epoch_numbers), n_rep)
     for k in SWEEP_METRICS:
         frame[k] = metrics[k].reshape(-1)
     frame["diverged"] = np.repeat(diverged, epochs)
@@ -159,17 +191,18 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
     models = {m: build_model(m, dataset, config.settings_for(m), dtype=config.dtype) for m in config.models}
     val = {m: EvalData(models[m].prepare(dataset.x_val), jnp.asarray(dataset.y_val, jnp.float32))
            for m in config.models}
-    settings = dict(config.resolved(), n_train=len(dataset.y_train), n_qubits_data=dataset.n_qubits,
+    chunk_size = chunk_sizes_for(config, models, dataset, val, out)
+    settings = dict(config.resolved(chunk_size), n_train=len(dataset.y_train), n_qubits_data=dataset.n_qubits,
                     dataset_meta={k: v for k, v in dataset.meta.items() if not k.startswith("deltas")})
     store = RunDirectory(out, settings).open() if out is not None else None
 
     chunks = plan_chunks(pd.concat([replica_table(config, m) for m in config.models], ignore_index=True),
-                         "model", config.chunk_size_for)
+                         "model", chunk_size.__getitem__)
     todo = [c for c in chunks if store is None or not store.has_chunk(c.name)]
     bar = Progress(sum(config.settings_for(c.program).epochs * len(c.rows) for c in todo), progress)
     trainers = {m: make_train_fn(models[m], epochs=config.settings_for(m).epochs,
                                  batch_size=config.settings_for(m).batch_size, n_samples=len(dataset.y_train),
-                                 progress=bar) for m in config.models}
+                                 progress=bar, eval_every=config.eval_every) for m in config.models}
     inputs = {m: make_chunk_inputs(models[m], dataset) for m in config.models}
 
     def run(chunk):
@@ -180,7 +213,8 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
         params, shuffle_keys, data = inputs[m](padded.seed.to_numpy(), kinds, n_corrupt)
         _, metrics = trainers[m](params, jnp.asarray(padded.learning_rate, jnp.float32), shuffle_keys, data, val[m])
         metrics = {k: np.asarray(v)[:n_real] for k, v in metrics.items()}
-        return _to_frame(chunk.rows, metrics, n_corrupt[:n_real])
+        return _to_frame(chunk.rows, metrics, n_corrupt[:n_real],
+                         evaluated_epochs(config.settings_for(m).epochs, config.eval_every))
 
     frames = run_chunks(chunks, run, store, bar).frames
     bar.close()

@@ -51,7 +51,7 @@ from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
 from qrobust.experiments.sweep import make_chunk_inputs
 from qrobust.keys import FORGET_PART, FRESH_INIT, RANDOM_LABELS, STUDENT_ORDER, replica_keys
 from qrobust.experiments.settings import (DATASETS, ModelSettings, build_model, check_name, load_dataset)
-from qrobust.models import MODELS
+from qrobust.models import MODELS, batch_logits
 from qrobust.objectives import scrub_kurmanji, unlearning_family
 from qrobust.store import RunDirectory
 
@@ -195,7 +195,7 @@ def _uniforms(keys, n):
 
 def _make_logits(model):
     """Jitted (params (R, ...), x (R, N, ...)) -> logits (R, N)."""
-    return jax.jit(jax.vmap(jax.vmap(model.apply, in_axes=(None, 0))))
+    return jax.jit(jax.vmap(batch_logits(model)))
 
 
 def _make_student_inputs(model):
@@ -204,7 +204,7 @@ def _make_student_inputs(model):
     @jax.jit
     def complete(data, teacher, keys, coef, is_retrain, forget_idx, forget_w, known):
         n = data.y.shape[1]
-        teacher_logits = jax.vmap(jax.vmap(model.apply, in_axes=(None, 0)))(teacher, data.x)
+        teacher_logits = jax.vmap(batch_logits(model))(teacher, data.x)
         random_labels = jax.vmap(lambda k: jax.random.bernoulli(k, 0.5, (n,)))(keys[RANDOM_LABELS])
         fresh = jax.vmap(model.init)(keys[FRESH_INIT])
         start = jax.tree_util.tree_map(

@@ -20,6 +20,15 @@ of the measured qubit are left out (exact: they commute with the observable):
 the last layer's RZZ ring and all its rotations but the measured qubit's, then
 one more neighbour on each side per layer going back. ``fused=False`` builds the
 plain gate-by-gate circuit, as the paper's code does (for comparison).
+
+The default simulator for the "hea" ansatz (``simulator="blocks"``) does not go
+through TensorCircuit: it applies the same fused blocks, diagonal ring and light
+cone to a whole batch at once in the layout of ``qrobust.models.blocks``, where
+every block is one matrix product without transposes. It gives the same
+expectations (tests: to 1e-10 in complex128 against an independent numpy
+statevector) about 1.3 times faster for a training step on CPU. TensorCircuit
+stays available as ``simulator="tc-fused"`` (fused gates) and ``"tc-gates"``
+(gate by gate, the paper's way).
 """
 
 from __future__ import annotations
@@ -32,8 +41,10 @@ from qrobust.backend import check_dtype, real_dtype, tc_context
 from qrobust.data.encoding import qubits_for_length
 from qrobust.errors import ConfigError
 from qrobust.models.base import Model
+from qrobust.models.blocks import Layout
 
 ANSATZE = ("hea", "rxry_cnot")
+SIMULATORS = ("blocks", "tc-fused", "tc-gates")
 PARAMS_PER_QUBIT = {"hea": 4, "rxry_cnot": 2}
 
 
@@ -93,6 +104,30 @@ def _blocks(qubits: tuple[int, ...], block_size: int) -> list[tuple[int, ...]]:
     return out
 
 
+def forward_flops(n_qubits: int, depth: int, *, block_size: int = 5, light_cone_pruning: bool = True) -> int:
+    """Real floating-point operations of one forward pass of the "blocks" simulator, counted from the circuit.
+
+    A fused block of k qubits is a complex (2**k x 2**k) matrix on every amplitude:
+    2**k complex multiply-adds = 8 * 2**k real operations per amplitude. The RZZ
+    ring (one diagonal) is a complex multiply, 6 per amplitude; <Z> is |psi|^2
+    times a sign, summed: 3 per amplitude. Matrices built from the parameters
+    (per replica, not per sample) are not counted. A training step (forward and
+    reverse mode) costs about three forward passes.
+    """
+    dim = 2**n_qubits
+    if light_cone_pruning:
+        rot_cone, pair_cone = light_cone(n_qubits, depth, n_qubits - 1)
+    else:
+        rot_cone, pair_cone = [tuple(range(n_qubits))] * depth, [tuple(range(n_qubits))] * depth
+    layout = Layout(n_qubits)
+    total = 3 * dim
+    for layer in range(depth):
+        total += sum(8 * 2 ** (last - first + 1) * dim for first, last in layout.half_windows(rot_cone[layer],
+                                                                                               block_size))
+        total += 6 * dim if pair_cone[layer] else 0
+    return total
+
+
 def qnn(
     n_qubits: int,
     depth: int,
@@ -100,7 +135,8 @@ def qnn(
     readout_scale: float = 5.0,
     init_std: float = 0.01,
     dtype: str = "complex64",
-    fused: bool = True,
+    simulator: str | None = None,
+    contractor: str | None = None,
     block_size: int = 5,
     light_cone_pruning: bool = True,
     ansatz: str = "hea",
@@ -113,7 +149,11 @@ def qnn(
       readout_scale: logit = readout_scale * <Z_{L-1}>.
       init_std: parameters are drawn from N(0, init_std**2).
       dtype: "complex64" (default) or "complex128" (needs JAX 64-bit mode).
-      fused: drive TensorCircuit with fused block gates (fast) or gate by gate.
+      simulator: "blocks" (batched matrix products, the default for "hea"),
+        "tc-fused" (TensorCircuit with fused block gates, the default for
+        "rxry_cnot") or "tc-gates" (TensorCircuit gate by gate, as the paper's code).
+      contractor: TensorCircuit's contractor for the "tc-*" simulators (default:
+        TensorCircuit's own; "cotengra" is what the paper's code uses).
       block_size: qubits per fused single-qubit block (2**block_size matrices).
       light_cone_pruning: leave out gates that cannot reach the measured qubit
         (for the "hea" ansatz; the CNOT ring of "rxry_cnot" is applied whole).
@@ -131,6 +171,14 @@ def qnn(
     check_dtype(dtype)
     if ansatz not in ANSATZE:
         raise ConfigError(f"unknown ansatz {ansatz!r}; choose from {', '.join(ANSATZE)}")
+    if simulator is None:
+        simulator = "blocks" if ansatz == "hea" else "tc-fused"
+    if simulator not in SIMULATORS:
+        raise ConfigError(f"unknown simulator {simulator!r}; choose from {', '.join(SIMULATORS)}")
+    if contractor is not None and simulator == "blocks":
+        raise ConfigError("a TensorCircuit contractor applies to the 'tc-fused' and 'tc-gates' simulators only")
+    if simulator == "blocks" and ansatz != "hea":
+        raise ConfigError(f"simulator 'blocks' supports the 'hea' ansatz only, not {ansatz!r}")
     L, d, measured = n_qubits, depth, n_qubits - 1
     n_per_qubit = PARAMS_PER_QUBIT[ansatz]
     cnot_ring = ansatz == "rxry_cnot"
@@ -162,7 +210,7 @@ def qnn(
             c.diagonal(*range(L), diag=jnp.exp(-0.5j * angle))
 
     def apply_fused(params, x):
-        with tc_context(dtype) as tc:
+        with tc_context(dtype, contractor) as tc:
             c = tc.Circuit(L, inputs=x)
             for layer in range(d):
                 p = params[layer]
@@ -177,8 +225,33 @@ def qnn(
                 entangle(c, p, layer)
             return readout_scale * jnp.real(c.expectation_ps(z=[measured]))
 
+    layout = Layout(L)
+    phase_signs = [jnp.asarray(zz[np.array(pair_cone[layer])], rdt) if pair_cone[layer] else None
+                   for layer in range(d)]
+
+    def apply_blocks(params, xs):
+        """(B, 2**L) states -> (B,) logits, the whole batch as matrix products."""
+        psi = layout.to_blocks(xs)
+        for layer in range(d):
+            p = params[layer]
+            mats = layer_matrices(p)
+            needed = set(rot_cone[layer])
+            for first, last in layout.half_windows(rot_cone[layer], block_size):
+                unitary = None
+                for q in range(first, last + 1):
+                    m = mats[q] if q in needed else jnp.eye(2, dtype=mats.dtype)
+                    unitary = m if unitary is None else jnp.kron(unitary, m)
+                psi = layout.apply(psi, unitary.astype(psi.dtype), first, last)
+            if phase_signs[layer] is not None:
+                angle = p[np.array(pair_cone[layer]), 3] @ phase_signs[layer]
+                psi = layout.diagonal(psi, jnp.exp(-0.5j * angle).astype(psi.dtype))
+        return readout_scale * layout.expectation_z(psi, measured)
+
+    def apply_one_blocks(params, x):
+        return apply_blocks(params, x[None])[0]
+
     def apply_gates(params, x):
-        with tc_context(dtype) as tc:
+        with tc_context(dtype, contractor) as tc:
             c = tc.Circuit(L, inputs=x)
             for layer in range(d):
                 for q in range(L):
@@ -207,10 +280,11 @@ def qnn(
     return Model(
         name="qnn",
         init=init,
-        apply=apply_fused if fused else apply_gates,
+        apply={"blocks": apply_one_blocks, "tc-fused": apply_fused, "tc-gates": apply_gates}[simulator],
         prepare=prepare,
         input_shape=(dim,),
         settings=dict(kind="qnn", n_qubits=L, depth=d, readout_scale=readout_scale, init_std=init_std,
-                      dtype=dtype, fused=fused, block_size=block_size,
+                      dtype=dtype, simulator=simulator, contractor=contractor, block_size=block_size,
                       light_cone_pruning=light_cone_pruning, ansatz=ansatz),
+        apply_batch=apply_blocks if simulator == "blocks" else None,
     )
