@@ -51,6 +51,10 @@ def _study(sub, name: str, help: str, *, seeds: int) -> argparse.ArgumentParser:
     p.add_argument("--qubits", type=int, dest="n_qubits", help="spins of the XXZ chain (default 12)")
     p.add_argument("--out", required=True, help="output directory (resumed if it exists)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--distributed", action="store_true",
+                   help="one process per host: join the job (jax.distributed.initialize, settings from the "
+                        "cluster's environment or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID) "
+                        "and share the chunks; --out must be on a shared file system")
     return p
 
 
@@ -265,6 +269,10 @@ def _detect(args) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "distributed", False):
+        from qrobust.sharding import initialize_distributed
+
+        initialize_distributed()
     try:
         return {"sweep": _sweep, "unlearn": _unlearn, "analyze": _analyze,
                 "landscape": _landscape, "detect": _detect}[args.command](args)

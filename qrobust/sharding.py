@@ -1,10 +1,18 @@
-"""Spreading the replica axis over devices (jax.sharding).
+"""Spreading the replica axis over devices (jax.sharding) and the chunks over hosts.
 
-Replicas are independent, so the leading replica axis of every per-replica
-input is split over a one-dimensional mesh of all devices, the shared inputs
-(the validation set) are replicated, and XLA runs each device's replicas with
-no communication. With one device nothing changes. A chunk's replica count must
-be a multiple of the number of devices; ``plan_chunks`` pads chunks to one.
+Within a process, replicas are independent, so the leading replica axis of every
+per-replica input is split over a one-dimensional mesh of the process's local
+devices, the shared inputs (the validation set) are replicated, and XLA runs
+each device's replicas with no communication. With one device nothing changes.
+A chunk's replica count must be a multiple of the number of local devices;
+``plan_chunks`` pads chunks to one.
+
+Over hosts (one process per host, started with ``jax.distributed.initialize``,
+see ``initialize_distributed``), the chunks of a study are dealt out: process p
+of P runs the chunks p, p + P, p + 2P, ... of those not yet stored, on its own
+devices, and writes them to the shared run directory; after a barrier every
+process reads all chunks, and process 0 alone writes the merged tables and
+figures. No array ever crosses hosts.
 """
 
 from __future__ import annotations
@@ -17,12 +25,59 @@ AXIS = "replica"
 
 
 def device_count() -> int:
-    """Devices the replica axis is spread over (all of JAX's devices)."""
-    return jax.device_count()
+    """Devices the replica axis is spread over (this process's devices)."""
+    return jax.local_device_count()
 
 
 def replica_mesh() -> Mesh:
-    return Mesh(np.array(jax.devices()), (AXIS,))
+    return Mesh(np.array(jax.local_devices()), (AXIS,))
+
+
+def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
+                           process_id: int | None = None) -> None:
+    """Join a multi-host job: ``jax.distributed.initialize``. Arguments None are read from the variables
+    JAX_COORDINATOR_ADDRESS (host:port of process 0), JAX_NUM_PROCESSES and JAX_PROCESS_ID, else left to
+    JAX's cluster detection (SLURM, Open MPI, ...). On CPU, the barrier's collectives go through gloo."""
+    import os
+
+    env = os.environ
+    coordinator_address = coordinator_address or env.get("JAX_COORDINATOR_ADDRESS")
+    if num_processes is None and "JAX_NUM_PROCESSES" in env:
+        num_processes = int(env["JAX_NUM_PROCESSES"])
+    if process_id is None and "JAX_PROCESS_ID" in env:
+        process_id = int(env["JAX_PROCESS_ID"])
+    try:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")  # used by CPU backends only
+    except (AttributeError, ValueError):  # a JAX without the option
+        pass
+    jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
+                               process_id=process_id)
+
+
+def process_index() -> int:
+    return jax.process_index()
+
+
+def process_count() -> int:
+    return jax.process_count()
+
+
+def is_primary() -> bool:
+    """Whether this process writes a study's merged outputs (process 0; always, with one process)."""
+    return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+    """Wait until every process got here (nothing to do with one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def my_share(items: list) -> list:
+    """This process's share of ``items``: every P-th one, starting at its index."""
+    return items[jax.process_index()::jax.process_count()]
 
 
 def shard_replicas(tree, mesh: Mesh):

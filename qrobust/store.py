@@ -109,14 +109,28 @@ class RunDirectory:
         elif self.path.exists() and any(self.path.iterdir()):
             raise ResultsMismatchError(f"{self.path} is not empty and holds no qrobust config.json")
 
+    @property
+    def writer(self) -> bool:
+        """Whether this process writes merged outputs (process 0 of a multi-host job; always otherwise)."""
+        from qrobust.sharding import is_primary
+
+        return is_primary()
+
     def open(self) -> "RunDirectory":
-        """Create the directory and write config.json (kept if it already matches)."""
+        """Create the directory and write config.json (kept if it already matches); in a multi-host job
+        process 0 creates it and the others wait for it."""
+        from qrobust.sharding import barrier
+
         self.check()
+        if not self.writer:
+            barrier(f"qrobust-open-{self.path}")
+            return self
         (self.path / "chunks").mkdir(parents=True, exist_ok=True)
         if not self.config_path.exists():
             config = dict(settings=self.settings, versions=versions(), devices=devices(),
                           created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
             atomic_write_text(self.config_path, json.dumps(config, indent=2) + "\n")
+        barrier(f"qrobust-open-{self.path}")
         return self
 
     def chunk_path(self, name: str) -> Path:
@@ -154,6 +168,8 @@ class RunDirectory:
         return pd.read_csv(self.chunk_path(name))
 
     def write_table(self, filename: str, frame: pd.DataFrame) -> Path:
+        """Write a merged table (process 0 only, in a multi-host job)."""
         path = self.path / filename
-        atomic_write_text(path, frame.to_csv(index=False))
+        if self.writer:
+            atomic_write_text(path, frame.to_csv(index=False))
         return path

@@ -62,11 +62,17 @@ def run_chunks(chunks: list[Chunk], run: Callable, store: RunDirectory | None,
     """Run every chunk not yet in ``store``, reading the finished ones back.
 
     ``run(chunk)`` returns the chunk's tidy frame, or (frame, {name: array}).
+    With several processes (``qrobust.sharding``) each runs its share of the
+    missing chunks; they need a shared ``store``, from which all read the results.
     """
     frames, arrays, seconds = {}, {}, {}
-    for chunk in chunks:
-        if store is not None and store.has_chunk(chunk.name):
-            continue
+    todo = [c for c in chunks if store is None or not store.has_chunk(c.name)]
+    if sharding.process_count() > 1:
+        if store is None:
+            raise ValueError("several processes need a shared run directory to exchange their chunks")
+        sharding.barrier("qrobust-plan")  # everyone has seen the store before anyone writes to it
+        todo = sharding.my_share(todo)
+    for chunk in todo:
         if progress is not None:
             progress.step = len(chunk.rows)
         start = time.perf_counter()
@@ -75,6 +81,7 @@ def run_chunks(chunks: list[Chunk], run: Callable, store: RunDirectory | None,
         seconds[chunk.name] = time.perf_counter() - start
         if store is not None:
             store.write_chunk(chunk.name, frames[chunk.name], seconds[chunk.name], arrays[chunk.name])
+    sharding.barrier("qrobust-chunks-done")
     if store is not None:
         frames = {c.name: store.read_chunk(c.name) for c in chunks}
         arrays = {c.name: store.read_arrays(c.name) for c in chunks}

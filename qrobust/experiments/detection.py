@@ -165,7 +165,7 @@ def run_detection(config: DetectConfig, out: str | Path | None = None, *, progre
             for name, probs in (("cleanlab_logreg", logreg), ("cleanlab_mlp", np.stack([1 - p1, p1], 1))):
                 rows.append(_cleanlab_row(name, alpha, seed, labels, mask, probs, find_issues))
     result = pd.DataFrame(rows).sort_values(["detector", "alpha", "seed"]).reset_index(drop=True)
-    if store is not None:
+    if store is not None and store.writer:
         from qrobust.plots import plot_detection
 
         store.write_table("detection.csv", result)

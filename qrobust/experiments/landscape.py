@@ -162,7 +162,7 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
     result["trace"] = trace
     clean = result[result.alpha == 0].set_index(["model", "seed"]).trace
     result["ratio"] = [t / clean.loc[(m, s)] for t, m, s in zip(trace, result.model, result.seed)]
-    if store is not None:
+    if store is not None and store.writer:
         from qrobust.plots import plot_landscape
 
         store.write_table("landscape.csv", result)

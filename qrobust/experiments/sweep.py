@@ -224,7 +224,7 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
     if len(diverged):
         warnings.warn(f"{len(diverged)} replica(s) diverged (non-finite loss) and are left out of averages:\n"
                       f"{diverged.to_string(index=False)}", RuntimeWarning, stacklevel=2)
-    if store is not None:
+    if store is not None and store.writer:
         from qrobust.analysis.summary import final_summary
         from qrobust.plots import plot_noise_response
 

@@ -413,7 +413,7 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
     if final.diverged.any():
         warnings.warn(f"{int(final.diverged.sum())} student replica(s) diverged and are left out of averages",
                       RuntimeWarning, stacklevel=2)
-    if store is not None:
+    if store is not None and store.writer:
         from qrobust.analysis.summary import recovery_summary
         from qrobust.plots import plot_unlearning, plot_weight_heatmaps
 
