@@ -141,3 +141,23 @@ def test_eval_every_records_the_same_numbers_at_fewer_epochs():
     for k in m_all:
         assert m_some[k].shape == (2, 3)
         np.testing.assert_allclose(np.asarray(m_some[k]), np.asarray(m_all[k])[:, [2, 5, 6]], atol=1e-6)
+
+
+def test_map_and_vmap_over_replicas_agree():
+    """The two ways of walking the replica axis train the same models."""
+    n, dim, R = 12, 3, 3
+    x, y = _toy(n, dim, seed=4)
+    model = mlp(dim, (5,))
+    keys = jax.random.split(jax.random.PRNGKey(3), R)
+    params = jax.vmap(model.init)(keys)
+    ys = jnp.stack([jnp.asarray(y), 1 - jnp.asarray(y), jnp.asarray(y)])
+    data = plain_data(jnp.broadcast_to(jnp.asarray(x), (R, n, dim)), ys, ys, jnp.zeros((R, n), bool))
+    val = EvalData(jnp.asarray(x), jnp.asarray(y))
+    lrs = jnp.array([0.01, 0.05, 0.1])
+    out = {mode: make_train_fn(model, epochs=3, batch_size=5, n_samples=n, replica_mode=mode)(params, lrs, keys,
+                                                                                               data, val)
+           for mode in ("vmap", "map")}
+    for a, b in zip(jax.tree_util.tree_leaves(out["vmap"]), jax.tree_util.tree_leaves(out["map"])):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+    with pytest.raises(ValueError, match="replica_mode"):
+        make_train_fn(model, epochs=3, batch_size=5, n_samples=n, replica_mode="loop")
