@@ -21,7 +21,9 @@ replicas   QNN and MLP at the MNIST paper settings (500 samples, batch 256, the
            and its fraction of the ceiling, and the program's memory (XLA's
            analysis: arguments + outputs + scratch).
 variants   in the same run, at R = --loop-replicas: the same work as a Python loop
-           over runs (the R = 1 program called R times), with TensorCircuit's
+           over runs (the R = 1 program called R times), with the replicas'
+           steps vmapped (the default on CPU runs them one after another inside
+           the program, ``replica_mode``), with TensorCircuit's
            fused gates (``simulator="tc-fused"``), and the way the paper's code
            drives it: TensorCircuit gate by gate, per-sample vmap, cotengra
            contractor (``simulator="tc-gates", contractor="cotengra"``), at R = 1;
@@ -96,7 +98,7 @@ def epoch_flops(model, n_train: int, n_val: int, batch_size: int) -> float:
 
 
 def time_training(model, dataset: Dataset, n_replicas: int, *, epochs: int, batch_size: int, lr: float,
-                  seed0: int = 0, loop: bool = False) -> dict:
+                  seed0: int = 0, loop: bool = False, replica_mode: str = "auto") -> dict:
     """Compile and run ``n_replicas`` trainings as one program; with ``loop``, also as R calls of R = 1."""
     seeds = np.arange(seed0, seed0 + n_replicas)
     kinds = np.full(n_replicas, CORRUPTIONS.index("flip"), np.int32)
@@ -104,7 +106,8 @@ def time_training(model, dataset: Dataset, n_replicas: int, *, epochs: int, batc
     params, keys, data = make_chunk_inputs(model, dataset)(seeds, kinds, counts)
     rates = jnp.full(n_replicas, lr, jnp.float32)
     val = EvalData(model.prepare(dataset.x_val), jnp.asarray(dataset.y_val, jnp.float32))
-    train = make_train_fn(model, epochs=epochs, batch_size=batch_size, n_samples=len(dataset.y_train))
+    train = make_train_fn(model, epochs=epochs, batch_size=batch_size, n_samples=len(dataset.y_train),
+                          replica_mode=replica_mode)
     t0 = time.perf_counter()
     compiled = train.lower(params, rates, keys, data, val).compile()
     compile_s = time.perf_counter() - t0
@@ -197,12 +200,14 @@ def main():
     # -- variants of the QNN, same work, ratios to the default simulator
     s = model_settings("mnist", "qnn")
     base = {r["replicas"]: r for r in result["replicas"] if r["model"] == "qnn"}
-    variants = [("tc-fused", dict(simulator="tc-fused"), args.loop_replicas)]
+    variants = [("replicas vmapped (replica_mode='vmap')", dict(), args.loop_replicas, "vmap"),
+                ("tc-fused", dict(simulator="tc-fused"), args.loop_replicas, "auto")]
     if not args.no_paper_way:
-        variants.append(("paper: tc-gates + cotengra", dict(simulator="tc-gates", contractor="cotengra"), 1))
-    for label, kwargs, R in variants:
+        variants.append(("paper: tc-gates + cotengra", dict(simulator="tc-gates", contractor="cotengra"), 1, "auto"))
+    for label, kwargs, R, mode in variants:
         model = qnn(10, s.depth, **kwargs)
-        t = time_training(model, mnist, R, epochs=1, batch_size=s.batch_size, lr=s.learning_rate)
+        t = time_training(model, mnist, R, epochs=args.epochs if mode == "vmap" else 1, batch_size=s.batch_size,
+                          lr=s.learning_rate, replica_mode=mode)
         row = dict(variant=label, **throughput_row(model, mnist, t, ceiling, s.batch_size))
         ref = base.get(R)
         row["time_vs_default"] = row["per_replica_100ep_s"] / ref["per_replica_100ep_s"] if ref else np.nan
