@@ -37,7 +37,7 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
                            process_id: int | None = None) -> None:
     """Join a multi-host job: ``jax.distributed.initialize``. Arguments None are read from the variables
     JAX_COORDINATOR_ADDRESS (host:port of process 0), JAX_NUM_PROCESSES and JAX_PROCESS_ID, else left to
-    JAX's cluster detection (SLURM, Open MPI, ...). On CPU, the barrier's collectives go through gloo."""
+    JAX's cluster detection (SLURM, Open MPI, ...)."""
     import os
 
     env = os.environ
@@ -46,10 +46,6 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
         num_processes = int(env["JAX_NUM_PROCESSES"])
     if process_id is None and "JAX_PROCESS_ID" in env:
         process_id = int(env["JAX_PROCESS_ID"])
-    try:
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")  # used by CPU backends only
-    except (AttributeError, ValueError):  # a JAX without the option
-        pass
     jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
                                process_id=process_id)
 
@@ -67,12 +63,25 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
-def barrier(name: str) -> None:
-    """Wait until every process got here (nothing to do with one process)."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
+_barriers_passed = 0
 
-        multihost_utils.sync_global_devices(name)
+
+def barrier(name: str, timeout_s: float = 7 * 24 * 3600) -> None:
+    """Wait until every process got here (nothing to do with one process).
+
+    This is the coordination service's barrier (the one ``jax.distributed``
+    starts), not a device collective: processes may arrive hours apart, after
+    shares of chunks of different lengths, and no accelerator collective (or
+    CPU gloo) is involved. Every process passes the same barriers in the same
+    order, so a counter makes each one's id unique.
+    """
+    global _barriers_passed
+    if jax.process_count() == 1:
+        return
+    from jax._src import distributed  # the client jax.distributed.initialize made
+
+    _barriers_passed += 1
+    distributed.global_state.client.wait_at_barrier(f"qrobust-{_barriers_passed}-{name}", int(timeout_s * 1000))
 
 
 def my_share(items: list) -> list:

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pandas as pd
-import pytest
 
 from qrobust.cli import main
 
@@ -34,8 +33,6 @@ def test_two_processes_share_the_chunks_and_match_one_process(tmp_path):
                                        "--distributed"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                       text=True))
     logs = [p.communicate(timeout=300)[0] for p in procs]
-    if any("gloo" in log.lower() and p.returncode for p, log in zip(procs, logs)):
-        pytest.skip("this jaxlib has no CPU collectives for the barrier: " + logs[0][-300:])
     assert [p.returncode for p in procs] == [0, 0], "\n".join(log[-2000:] for log in logs)
     # 6 replicas in chunks of 2: three chunks, dealt to the two processes, all in the shared directory
     assert len(list((two / "chunks").glob("*.csv"))) == 3
