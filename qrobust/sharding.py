@@ -50,10 +50,6 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
                                process_id=process_id)
 
 
-def process_index() -> int:
-    return jax.process_index()
-
-
 def process_count() -> int:
     return jax.process_count()
 
