@@ -122,14 +122,12 @@ class RunDirectory:
         from qrobust.sharding import barrier
 
         self.check()
-        if not self.writer:
-            barrier(f"qrobust-open-{self.path}")
-            return self
-        (self.path / "chunks").mkdir(parents=True, exist_ok=True)
-        if not self.config_path.exists():
-            config = dict(settings=self.settings, versions=versions(), devices=devices(),
-                          created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-            atomic_write_text(self.config_path, json.dumps(config, indent=2) + "\n")
+        if self.writer:
+            (self.path / "chunks").mkdir(parents=True, exist_ok=True)
+            if not self.config_path.exists():
+                config = dict(settings=self.settings, versions=versions(), devices=devices(),
+                              created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                atomic_write_text(self.config_path, json.dumps(config, indent=2) + "\n")
         barrier(f"qrobust-open-{self.path}")
         return self
 

@@ -197,16 +197,31 @@ def qnn(
         third = jnp.zeros_like(p[:, 0]) if cnot_ring else p[:, 2]
         return jax.vmap(rotation_matrix)(p[:, 0], p[:, 1], third)
 
+    def block_unitary(mats, qubits, layer):
+        """Kronecker product of the layer's matrices on ``qubits`` (identity where outside the light cone)."""
+        needed = set(rot_cone[layer])
+        unitary = None
+        for q in qubits:
+            m = mats[q] if q in needed else jnp.eye(2, dtype=mats.dtype)
+            unitary = m if unitary is None else jnp.kron(unitary, m)
+        return unitary
+
+    def ring_phases(p, layer):
+        """(2**L,) diagonal of the layer's RZZ ring (the pairs in the light cone), or None if there are none."""
+        ring = pair_cone[layer]
+        if not ring:
+            return None
+        idx = np.array(ring)
+        return jnp.exp(-0.5j * (p[idx, 3] @ jnp.asarray(zz[idx], rdt)))
+
     def entangle(c, p, layer):
         if cnot_ring:
             for q in range(L):
                 c.cnot(q, (q + 1) % L)
             return
-        ring = pair_cone[layer]
-        if ring:
-            idx = np.array(ring)
-            angle = p[idx, 3] @ jnp.asarray(zz[idx], rdt)
-            c.diagonal(*range(L), diag=jnp.exp(-0.5j * angle))
+        phases = ring_phases(p, layer)
+        if phases is not None:
+            c.diagonal(*range(L), diag=phases)
 
     def apply_fused(params, x):
         with tc_context(dtype, contractor) as tc:
@@ -214,19 +229,12 @@ def qnn(
             for layer in range(d):
                 p = params[layer]
                 mats = layer_matrices(p)
-                needed = set(rot_cone[layer])
                 for block in _blocks(rot_cone[layer], block_size):
-                    unitary = None
-                    for q in block:
-                        m = mats[q] if q in needed else jnp.eye(2, dtype=mats.dtype)
-                        unitary = m if unitary is None else jnp.kron(unitary, m)
-                    c.any(*block, unitary=unitary)
+                    c.any(*block, unitary=block_unitary(mats, block, layer))
                 entangle(c, p, layer)
             return readout_scale * jnp.real(c.expectation_ps(z=[measured]))
 
     layout = Layout(L)
-    phase_signs = [jnp.asarray(zz[np.array(pair_cone[layer])], rdt) if pair_cone[layer] else None
-                   for layer in range(d)]
 
     def apply_blocks(params, xs):
         """(B, 2**L) states -> (B,) logits, the whole batch as matrix products."""
@@ -234,16 +242,12 @@ def qnn(
         for layer in range(d):
             p = params[layer]
             mats = layer_matrices(p)
-            needed = set(rot_cone[layer])
             for first, last in layout.half_windows(rot_cone[layer], block_size):
-                unitary = None
-                for q in range(first, last + 1):
-                    m = mats[q] if q in needed else jnp.eye(2, dtype=mats.dtype)
-                    unitary = m if unitary is None else jnp.kron(unitary, m)
+                unitary = block_unitary(mats, range(first, last + 1), layer)
                 psi = layout.apply(psi, unitary.astype(psi.dtype), first, last)
-            if phase_signs[layer] is not None:
-                angle = p[np.array(pair_cone[layer]), 3] @ phase_signs[layer]
-                psi = layout.diagonal(psi, jnp.exp(-0.5j * angle).astype(psi.dtype))
+            phases = ring_phases(p, layer)
+            if phases is not None:
+                psi = layout.diagonal(psi, phases.astype(psi.dtype))
         return readout_scale * layout.expectation_z(psi, measured)
 
     def apply_one_blocks(params, x):
