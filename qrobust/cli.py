@@ -269,16 +269,23 @@ def _detect(args) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "distributed", False):
+    distributed = getattr(args, "distributed", False)
+    if distributed:
         from qrobust.sharding import initialize_distributed
 
         initialize_distributed()
     try:
         return {"sweep": _sweep, "unlearn": _unlearn, "analyze": _analyze,
                 "landscape": _landscape, "detect": _detect}[args.command](args)
-    except QrobustError as exc:
-        print(f"qrobust: error: {exc}", file=sys.stderr)
-        return 2
+    except BaseException as exc:
+        if distributed:  # the other processes stop at their next wait instead of hanging in it
+            from qrobust.sharding import announce_failure
+
+            announce_failure(f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, QrobustError):
+            print(f"qrobust: error: {exc}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

@@ -17,6 +17,10 @@ figures. No array ever crosses hosts.
 
 from __future__ import annotations
 
+import json
+import time
+from typing import Any, Callable
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -59,25 +63,101 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
-_barriers_passed = 0
+class PeerFailedError(RuntimeError):
+    """Another process of the job failed (and said so), so this one stops instead of waiting for it."""
+
+
+_POLL_S = 0.1
+_FAILED = "qrobust/failed/"
+_counters = {"barrier": 0, "decision": 0}
+
+
+def _client():
+    from jax._src import distributed  # the client jax.distributed.initialize made
+
+    return distributed.global_state.client
+
+
+def _next(kind: str) -> int:
+    _counters[kind] += 1
+    return _counters[kind]
+
+
+def _wait(ready: Callable[[], Any], what: str, timeout_s: float) -> Any:
+    """Poll the key-value store until ``ready()`` returns something not None; stop at once if a process
+    announced a failure (``announce_failure``)."""
+    client = _client()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        answer = ready()  # first: a wait that is over is passed, even if a process failed after it
+        if answer is not None:
+            return answer
+        failures = client.key_value_dir_get(_FAILED)
+        if failures:
+            raise PeerFailedError("; ".join(f"process {k.rsplit('/', 1)[-1]} failed: {v}" for k, v in failures)
+                                  + f" (while this one, process {jax.process_index()}, waited at {what})")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"process {jax.process_index()} waited {timeout_s:.0f} s at {what}")
+        time.sleep(_POLL_S)
 
 
 def barrier(name: str, timeout_s: float = 7 * 24 * 3600) -> None:
     """Wait until every process got here (nothing to do with one process).
 
-    This is the coordination service's barrier (the one ``jax.distributed``
-    starts), not a device collective: processes may arrive hours apart, after
-    shares of chunks of different lengths, and no accelerator collective (or
-    CPU gloo) is involved. Every process passes the same barriers in the same
-    order, so a counter makes each one's id unique.
+    Built on the coordination service's key-value store (the one
+    ``jax.distributed`` starts), not on a device collective: processes may
+    arrive hours apart, after shares of chunks of different lengths, and no
+    accelerator collective (or CPU gloo) is involved. Every process passes the
+    same barriers in the same order: a counter numbers them, and arriving at
+    barrier n under different names is an error (a bug, not a wait). If any
+    process announced a failure, the others raise ``PeerFailedError`` instead
+    of waiting for it.
     """
-    global _barriers_passed
     if jax.process_count() == 1:
         return
-    from jax._src import distributed  # the client jax.distributed.initialize made
+    client, n = _client(), _next("barrier")
+    prefix = f"qrobust/barrier/{n}/"
+    client.key_value_set(f"{prefix}{jax.process_index()}", name)
 
-    _barriers_passed += 1
-    distributed.global_state.client.wait_at_barrier(f"qrobust-{_barriers_passed}-{name}", int(timeout_s * 1000))
+    def everyone_arrived():
+        arrived = client.key_value_dir_get(prefix)
+        names = {v for _, v in arrived}
+        if len(names) > 1:
+            raise RuntimeError(f"processes reached barrier {n} at different places: {sorted(names)}")
+        return True if len(arrived) == jax.process_count() else None
+
+    _wait(everyone_arrived, f"barrier {n} ({name})", timeout_s)
+
+
+def decided_by_primary(name: str, decide: Callable[[], Any], timeout_s: float = 7 * 24 * 3600) -> Any:
+    """``decide()`` run on process 0 alone, its (JSON-able) answer handed to every process through the
+    coordination service's key-value store. For choices that must agree across hosts although each host
+    would answer differently (a chunk size read off its own free memory). With one process: ``decide()``."""
+    if jax.process_count() == 1:
+        return decide()
+    client, n = _client(), _next("decision")
+    prefix = f"qrobust/decision/{n}/"  # the store lists directories only, so the answer lives in one
+    key = prefix + "answer"
+    if is_primary():
+        answer = decide()
+        client.key_value_set(key, json.dumps(dict(name=name, answer=answer)))
+        return answer
+
+    def decided():
+        found = dict(client.key_value_dir_get(prefix))  # empty until process 0 wrote it
+        return json.loads(found[key]) if key in found else None
+
+    got = _wait(decided, f"decision {n} ({name})", timeout_s)
+    if got["name"] != name:
+        raise RuntimeError(f"process 0 made decision {n} about {got['name']!r}, this process asked for {name!r}")
+    return got["answer"]
+
+
+def announce_failure(message: str) -> None:
+    """Tell the other processes that this one failed, so that they stop at their next wait instead of
+    hanging in it (a process that dies without a word is found only by the service's heartbeat)."""
+    if jax.process_count() > 1:
+        _client().key_value_set(f"{_FAILED}{jax.process_index()}", message[:2000])
 
 
 def my_share(items: list) -> list:

@@ -117,11 +117,13 @@ class RunDirectory:
         return is_primary()
 
     def open(self) -> "RunDirectory":
-        """Create the directory and write config.json (kept if it already matches); in a multi-host job
-        process 0 creates it and the others wait for it."""
+        """Create the directory and write config.json (kept if it already matches). In a multi-host job
+        every process checks the directory before any writes to it (so all see the same state and refuse
+        alike), then process 0 creates it while the others wait."""
         from qrobust.sharding import barrier
 
         self.check()
+        barrier(f"qrobust-checked-{self.path}")
         if self.writer:
             (self.path / "chunks").mkdir(parents=True, exist_ok=True)
             if not self.config_path.exists():

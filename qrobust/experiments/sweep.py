@@ -33,6 +33,7 @@ from qrobust.memory import default_cap, program_bytes, replicas_that_fit
 from qrobust.experiments.settings import (DATASETS, ModelSettings, build_model, check_name, load_dataset,
                                           model_settings)
 from qrobust.models import MODELS
+from qrobust import sharding
 from qrobust.store import RunDirectory
 
 GRID_COLUMNS = ("model", "corruption", "alpha", "seed", "learning_rate")
@@ -150,7 +151,12 @@ def fitting_chunk_size(model, dataset, settings: ModelSettings, val: EvalData, *
 
 
 def chunk_sizes_for(config: SweepConfig, models: dict, dataset, val: dict, out) -> dict[str, int]:
-    """Per model: the asked chunk size, else the one a resumed run started with, else what fits."""
+    """Per model: the asked chunk size, else the one a resumed run started with, else what fits (on
+    process 0's devices, in a multi-host job, so that every process plans the same chunks)."""
+    return sharding.decided_by_primary("chunk-sizes", lambda: _chunk_sizes(config, models, dataset, val, out))
+
+
+def _chunk_sizes(config: SweepConfig, models: dict, dataset, val: dict, out) -> dict[str, int]:
     stored = (RunDirectory.stored_settings(out) or {}).get("models", {})
     sizes = {}
     for m in config.models:
