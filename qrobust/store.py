@@ -133,6 +133,29 @@ class RunDirectory:
         barrier(f"qrobust-open-{self.path}")
         return self
 
+    @property
+    def chunk_sizes_path(self) -> Path:
+        return self.path / "chunk_sizes.json"
+
+    def recorded_chunk_sizes(self) -> dict[str, int]:
+        """Replicas per chunk of each program as this directory's run first chose them (chunk_sizes.json)."""
+        if not self.chunk_sizes_path.exists():
+            return {}
+        try:
+            return {k: int(v) for k, v in json.loads(self.chunk_sizes_path.read_text()).items()}
+        except (ValueError, AttributeError) as exc:
+            raise ResultsMismatchError(f"{self.chunk_sizes_path} is not a table of chunk sizes ({exc})") from exc
+
+    def record_chunk_size(self, program: str, size: int) -> None:
+        """Keep ``size`` for ``program``, so that a resumed run plans the same chunks on any machine."""
+        if self.writer:
+            sizes = dict(self.recorded_chunk_sizes(), **{program: int(size)})
+            atomic_write_text(self.chunk_sizes_path, json.dumps(sizes, indent=2, sort_keys=True) + "\n")
+
+    def has_chunks(self) -> bool:
+        """Whether any chunk is stored (a run that was started)."""
+        return any((self.path / "chunks").glob("*.csv"))
+
     def chunk_path(self, name: str) -> Path:
         return self.path / "chunks" / f"{name}.csv"
 

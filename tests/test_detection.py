@@ -53,5 +53,8 @@ def test_detect_command_end_to_end(tmp_path, capsys):
     assert (table.n_corrupted == (table.alpha * 24).astype(int) // 2 * 2).all()
     assert table[["auroc", "auprc", "precision_at_k"]].apply(lambda c: c.between(0, 1)).all().all()
     assert (out / "detection.png").exists()
+    # chunk sizes from memory (one replica's program measured per program), recorded for a resume
+    import json
+    assert set(json.loads((out / "chunk_sizes.json").read_text())) == {"qnn", "mlp", "mlp_cv"}
     assert main(["detect", "--alphas", "0", "--out", str(tmp_path / "bad")]) == 2
     assert "nothing to detect" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 
 from qrobust.memory import available_bytes, program_bytes, replicas_that_fit
@@ -56,3 +57,60 @@ def test_a_sweep_picks_its_chunk_size_from_memory_and_keeps_it_on_resume(tmp_pat
     monkeypatch.setattr(memory, "available_bytes", lambda device=None: 1000 * per_replica["bytes"])
     assert main(args + ["--out", str(out)]) == 0
     assert len(list((out / "chunks").glob("*.csv"))) == 3
+
+
+def test_unlearning_sizes_teacher_and_student_chunks_from_memory_and_keeps_them(tmp_path, monkeypatch):
+    import json
+
+    from qrobust import memory
+    from qrobust.cli import main
+
+    args = ["unlearn", "--dataset", "xxz", "--qubits", "4", "--n-train", "10", "--teacher-epochs", "3",
+            "--epochs", "2", "--seeds", "3", "--model", "mlp", "--method", "retrain", "--method", "finetune",
+            "--no-progress"]
+    measured = []
+    real = memory.program_bytes
+
+    def spy(jitted, *a):
+        measured.append(real(jitted, *a))
+        return measured[-1]
+
+    monkeypatch.setattr("qrobust.experiments.unlearning.program_bytes", spy)
+    # each program's own footprint, just measured: room for 2 replicas
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: int(4.5 * measured[-1]))
+    out = tmp_path / "u"
+    assert main(args + ["--out", str(out)]) == 0
+    assert len(measured) == 2 and measured[0] != measured[1]  # a teacher's and a student's program
+    assert json.loads((out / "chunk_sizes.json").read_text()) == {"teacher-mlp": 2, "student-mlp-family": 2}
+    names = sorted(p.stem for p in (out / "chunks").glob("*.csv"))
+    assert sum(n.startswith("teacher-") for n in names) == 3  # 6 teachers (3 seeds x 2 alphas) by 2
+    assert sum(n.startswith("student-") for n in names) == 3  # 6 students (3 seeds x 2 methods) by 2
+    final = pd.read_csv(out / "final.csv")
+    # a resume with more memory free measures nothing and plans the same chunks
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 1000 * measured[-1])
+    assert main(args + ["--out", str(out)]) == 0
+    assert len(measured) == 2
+    assert sorted(p.stem for p in (out / "chunks").glob("*.csv")) == names
+    pd.testing.assert_frame_equal(pd.read_csv(out / "final.csv"), final)
+
+
+def test_fitted_chunk_size_prefers_asked_then_recorded_then_legacy(tmp_path):
+    from qrobust.experiments.chunks import fitted_chunk_size
+    from qrobust.store import RunDirectory
+
+    calls = []
+
+    def footprint():
+        calls.append(1)
+        return 2**40  # nothing fits: one replica per device
+
+    store = RunDirectory(tmp_path / "r", {"a": 1}).open()
+    assert fitted_chunk_size("p", footprint=footprint, cap=50, store=store, asked=7) == 7 and not calls
+    first = fitted_chunk_size("p", footprint=footprint, cap=50, store=store, legacy=50)
+    assert first == jax.local_device_count() and len(calls) == 1  # no chunks yet: measured, not legacy
+    assert fitted_chunk_size("p", footprint=footprint, cap=50, store=store) == first and len(calls) == 1
+    # a directory whose chunks were written before sizes were recorded keeps the old fixed size
+    old = RunDirectory(tmp_path / "old", {"a": 1}).open()
+    old.write_chunk("p-0000", pd.DataFrame({"x": [1]}))
+    assert fitted_chunk_size("p", footprint=footprint, cap=50, store=old, legacy=50) == 50 and len(calls) == 1
+    assert old.recorded_chunk_sizes() == {"p": 50}

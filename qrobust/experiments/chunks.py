@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from qrobust import sharding
+from qrobust.memory import replicas_that_fit
 from qrobust.store import RunDirectory
 
 
@@ -26,6 +27,35 @@ def chunk_bounds(n: int, chunk_size: int) -> list[tuple[int, int]]:
     n_chunks = math.ceil(n / chunk_size)
     size = math.ceil(n / n_chunks)
     return [(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def fitted_chunk_size(program: str, *, footprint: Callable[[], int], cap: int, store: RunDirectory | None,
+                      asked: int | None = None, legacy: int | None = None) -> int:
+    """Replicas per chunk of ``program``.
+
+    ``asked`` if given; else the size the run in ``store`` started with
+    (chunk_sizes.json; ``legacy`` for a directory with chunks written before
+    sizes were recorded: a run records its sizes before its first chunk); else as many as fit in memory, from ``footprint()``
+    (bytes per replica: ``qrobust.memory.program_bytes`` of the one-replica
+    program), at most ``cap``, and recorded. In a multi-host job process 0
+    decides, so every process plans the same chunks.
+    """
+    if asked is not None:
+        return asked
+
+    def decide() -> int:
+        recorded = store.recorded_chunk_sizes() if store is not None else {}
+        if program in recorded:
+            return recorded[program]
+        if legacy is not None and store is not None and not recorded and store.has_chunks():
+            size = legacy
+        else:
+            size = replicas_that_fit(footprint(), cap=cap)
+        if store is not None:
+            store.record_chunk_size(program, size)
+        return size
+
+    return sharding.decided_by_primary(f"chunk-size-{program}", decide)
 
 
 class Chunk(NamedTuple):
@@ -100,6 +130,11 @@ class Progress:
 
     def __call__(self, epoch):
         self.bar.update(self.step)
+
+    def discount(self, replica_epochs: int) -> None:
+        """Take work found already done out of the total."""
+        self.bar.total -= replica_epochs
+        self.bar.refresh()
 
     def close(self):
         self.bar.close()

@@ -32,9 +32,10 @@ from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible
 from qrobust.data.encoding import classical_view
 from qrobust.engine import EvalData, make_train_fn
 from qrobust.errors import ConfigError
-from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
+from qrobust.experiments.chunks import Progress, fitted_chunk_size, plan_chunks, run_chunks
 from qrobust.experiments.settings import DATASETS, build_model, check_name, load_dataset, model_settings
 from qrobust.experiments.sweep import make_chunk_inputs
+from qrobust.memory import default_cap, program_bytes
 from qrobust.models import MODELS
 from qrobust.store import RunDirectory
 
@@ -103,7 +104,6 @@ def run_detection(config: DetectConfig, out: str | Path | None = None, *, progre
     if "fold" not in table:
         table["fold"] = -1
     table["fold"] = table.fold.fillna(-1).astype(int)
-    chunks = plan_chunks(table, "program", lambda p: 50)
 
     def kind(program):  # the cross-validated baseline is the MLP with the sweep's settings
         return "mlp" if program == "mlp_cv" else program
@@ -111,9 +111,22 @@ def run_detection(config: DetectConfig, out: str | Path | None = None, *, progre
     cv_settings = model_settings(config.dataset, "mlp", epochs=config.epochs)
     settings["mlp_cv"] = cv_settings
     models["mlp_cv"] = build_model("mlp", dataset, cv_settings)
-    bar = Progress(sum(settings[c.program].epochs * len(c.rows) for c in chunks), progress)
     inputs = {p: make_chunk_inputs(models[p], dataset) for p in models}
+    vals = {p: EvalData(models[p].prepare(dataset.x_val), jnp.asarray(dataset.y_val, jnp.float32)) for p in models}
     trainers = {}
+
+    def footprint(program):
+        """Bytes of the one-replica training program (all N samples streamed: the most a fold streams)."""
+        s = settings[program]
+        train = make_train_fn(models[program], epochs=s.epochs, batch_size=s.batch_size, n_samples=n,
+                              record_margins=True)
+        zeros = np.zeros(1, np.int32)
+        params, keys, data = inputs[program](zeros, zeros, zeros)
+        return program_bytes(train, params, jnp.full(1, s.learning_rate, jnp.float32), keys, data, vals[program])
+
+    chunks = plan_chunks(table, "program", lambda p: fitted_chunk_size(
+        p, footprint=lambda: footprint(p), cap=default_cap(kind(p)), store=store, legacy=50))
+    bar = Progress(sum(settings[c.program].epochs * len(c.rows) for c in chunks), progress)
 
     def run(chunk):
         rows, k = chunk.padded, len(chunk.rows)
@@ -130,9 +143,8 @@ def run_detection(config: DetectConfig, out: str | Path | None = None, *, progre
         if chunk.program not in trainers:
             trainers[chunk.program] = make_train_fn(model, epochs=s.epochs, batch_size=s.batch_size,
                                                     n_samples=n_stream, progress=bar, record_margins=True)
-        val = EvalData(model.prepare(dataset.x_val), jnp.asarray(dataset.y_val, jnp.float32))
         _, metrics = trainers[chunk.program](params, jnp.full(len(rows), s.learning_rate, jnp.float32),
-                                             shuffle_keys, data, val)
+                                             shuffle_keys, data, vals[chunk.program])
         margins = np.asarray(metrics["margin"])[:k]  # (R, epochs, N)
         frame = chunk.rows.drop(columns="program").copy()
         arrays = {"margins": margins.astype(np.float32), "mask": np.asarray(data.corrupted)[:k],

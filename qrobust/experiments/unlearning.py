@@ -47,9 +47,10 @@ from qrobust.analysis.forgetting import epochs_to_recover, loss_mia_accuracy
 from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible
 from qrobust.engine import EvalData, make_train_fn
 from qrobust.errors import ConfigError
-from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
+from qrobust.experiments.chunks import Progress, fitted_chunk_size, plan_chunks, run_chunks
 from qrobust.experiments.sweep import make_chunk_inputs
 from qrobust.keys import FORGET_PART, FRESH_INIT, RANDOM_LABELS, STUDENT_ORDER, replica_keys
+from qrobust.memory import default_cap, program_bytes
 from qrobust.experiments.settings import (DATASETS, ModelSettings, build_model, check_name, load_dataset)
 from qrobust.models import MODELS, batch_logits
 from qrobust.objectives import scrub_kurmanji, unlearning_family
@@ -258,24 +259,40 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
     store = RunDirectory(out, dict(config.resolved(), n_poisoned=n_poisoned,
                                    n_forget=n_known if config.forget_source == "oracle" else None)).open() \
         if out is not None else None
-    chunk_size = config.chunk_size or 50
+
+    def chunk_size(key: str, model: str, footprint) -> int:
+        """The asked size, else the recorded one, else what fits (``fitted_chunk_size``); 50 for a run
+        started before sizes were recorded."""
+        return fitted_chunk_size(key, footprint=footprint, cap=default_cap(model), store=store,
+                                 asked=config.chunk_size, legacy=50)
+
+    kind = CORRUPTIONS.index(config.corruption)
+    # built once per model: the sweep's input builder (so a teacher is the sweep's replica) and trainers
+    chunk_inputs = {m: make_chunk_inputs(models[m], dataset) for m in config.models}
+
+    def teacher_trainer(m, progress_hook=None):
+        s = config.teacher_settings(m)
+        return make_train_fn(models[m], epochs=s.epochs, batch_size=s.batch_size, n_samples=n, progress=progress_hook)
+
+    def teacher_footprint(m):
+        zeros = np.zeros(1, np.int32)
+        params, keys, data = chunk_inputs[m](zeros, zeros, zeros)
+        rate = jnp.full(1, config.teacher_settings(m).learning_rate, jnp.float32)
+        return program_bytes(teacher_trainer(m), params, rate, keys, data, val[m])
 
     # 1. teachers: poisoned (alpha) and clean (alpha = 0), per model and seed
     teacher_rows = pd.DataFrame([dict(model=m, seed=s, alpha=a, program=m) for m in config.models
                                  for a in (config.alpha, 0.0) for s in config.seeds])
-    teacher_chunks = plan_chunks(teacher_rows, "program", lambda p: chunk_size, prefix="teacher-")
+    teacher_chunks = plan_chunks(teacher_rows, "program",
+                                 lambda m: chunk_size(f"teacher-{m}", m, lambda: teacher_footprint(m)),
+                                 prefix="teacher-")
     students = replica_table(config)
-    student_chunks = plan_chunks(students, "program", lambda p: chunk_size, prefix="student-")
     todo_t = [c for c in teacher_chunks if store is None or not store.has_chunk(c.name)]
-    todo_s = [c for c in student_chunks if store is None or not store.has_chunk(c.name)]
+    # the students' chunks are planned once the teachers (and so the forget sets) exist; until then the bar
+    # counts all of them
     bar = Progress(sum(config.teacher_settings(c.program).epochs * len(c.rows) for c in todo_t)
-                   + config.epochs * sum(len(c.rows) for c in todo_s), progress)
-    kind = CORRUPTIONS.index(config.corruption)
-    # built once per model: the sweep's input builder (so a teacher is the sweep's replica) and trainers
-    chunk_inputs = {m: make_chunk_inputs(models[m], dataset) for m in config.models}
-    teacher_trainers = {m: make_train_fn(models[m], epochs=config.teacher_settings(m).epochs,
-                                         batch_size=config.teacher_settings(m).batch_size, n_samples=n, progress=bar)
-                        for m in config.models}
+                   + config.epochs * len(students), progress)
+    teacher_trainers = {m: teacher_trainer(m, bar) for m in config.models}
 
     def poisoned_data(m, seeds):
         """(initial params, shuffle keys, TrainData) of the poisoned training set of each seed."""
@@ -342,26 +359,45 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
 
     completions = {m: _make_student_inputs(models[m]) for m in config.models}
 
-    def run_students(chunk):
-        m, family = chunk.program.split("-")
-        rows = chunk.padded
+    def student_trainer(program, progress_hook=None):
+        m, family = program.split("-")
+        batch, _ = config.student_settings(m, n_retain)
+        return make_train_fn(models[m], epochs=config.epochs, batch_size=batch, n_samples=n_retain,
+                             objective=objectives[family], progress=progress_hook)
+
+    def student_inputs(program, rows):
+        """The student program's arguments for the replicas ``rows``: (start, rates, keys, data, val)."""
+        m = program.split("-")[0]
         seeds = rows.seed.to_numpy()
-        batch, lr = config.student_settings(m, n_retain)
-        if chunk.program not in trainers:
-            trainers[chunk.program] = make_train_fn(models[m], epochs=config.epochs, batch_size=batch,
-                                                    n_samples=n_retain, objective=objectives[family], progress=bar)
+        _, lr = config.student_settings(m, n_retain)
         _, _, poisoned = poisoned_data(m, seeds)
         forget_idx, forget_w, known = forget_arrays(seeds)
         coef = jnp.asarray([method_coefs(*r) for r in zip(rows.method, rows.kl_w, rows.fo_w)], jnp.float32)
         keys = replica_keys(seeds)
         start, data = completions[m](poisoned, teacher_params(m, seeds, config.alpha), keys, coef,
                                      jnp.asarray(rows.method.to_numpy() == "retrain"), forget_idx, forget_w, known)
-        params, metrics = trainers[chunk.program](start, jnp.full(len(seeds), lr, jnp.float32), keys[STUDENT_ORDER],
-                                                  data, val[m])
+        return start, jnp.full(len(seeds), lr, jnp.float32), keys[STUDENT_ORDER], data, val[m]
+
+    def student_footprint(program):
+        one = students[students.program == program].iloc[:1]
+        return program_bytes(student_trainer(program), *student_inputs(program, one))
+
+    student_chunks = plan_chunks(students, "program", lambda p: chunk_size(
+        f"student-{p}", p.split("-")[0], lambda: student_footprint(p)), prefix="student-")
+    stored_students = sum(len(c.rows) for c in student_chunks if store is not None and store.has_chunk(c.name))
+    bar.discount(config.epochs * stored_students)
+
+    def run_students(chunk):
+        m = chunk.program.split("-")[0]
+        if chunk.program not in trainers:
+            trainers[chunk.program] = student_trainer(chunk.program, bar)
+        inputs = student_inputs(chunk.program, chunk.padded)
+        params, metrics = trainers[chunk.program](*inputs)
+        data, n_rows = inputs[3], len(chunk.padded)
         k = len(chunk.rows)
         # membership inference on the final students: forget-set losses (poisoned labels) vs validation losses
         train_losses = np.asarray(_bce(logits_fns[m](params, data.x), data.y))
-        val_x = jnp.broadcast_to(val[m].x, (len(seeds),) + val[m].x.shape)
+        val_x = jnp.broadcast_to(val[m].x, (n_rows,) + val[m].x.shape)
         val_losses = np.asarray(_bce(logits_fns[m](params, val_x), val[m].y[None]))
         mask = np.asarray(data.corrupted)
         frame = chunk.rows.drop(columns="program").loc[chunk.rows.index.repeat(config.epochs)].reset_index(drop=True)
