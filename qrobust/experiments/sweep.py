@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from qrobust import sharding
 from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible, corrupt_replicas
 from qrobust.engine import EvalData, evaluated_epochs, make_train_fn, plain_data
 from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
@@ -33,7 +34,6 @@ from qrobust.memory import default_cap, program_bytes, replicas_that_fit
 from qrobust.experiments.settings import (DATASETS, ModelSettings, build_model, check_name, load_dataset,
                                           model_settings)
 from qrobust.models import MODELS
-from qrobust import sharding
 from qrobust.store import RunDirectory
 
 GRID_COLUMNS = ("model", "corruption", "alpha", "seed", "learning_rate")
