@@ -75,7 +75,8 @@ def test_unlearning_sizes_teacher_and_student_chunks_from_memory_and_keeps_them(
         measured.append(real(jitted, *a))
         return measured[-1]
 
-    monkeypatch.setattr("qrobust.experiments.unlearning.program_bytes", spy)
+    monkeypatch.setattr("qrobust.experiments.sweep.program_bytes", spy)  # the teachers' (sweep's) program
+    monkeypatch.setattr("qrobust.experiments.unlearning.program_bytes", spy)  # the students'
     # each program's own footprint, just measured: room for 2 replicas
     monkeypatch.setattr(memory, "available_bytes", lambda device=None: int(4.5 * measured[-1]))
     out = tmp_path / "u"

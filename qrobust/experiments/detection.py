@@ -34,8 +34,8 @@ from qrobust.engine import EvalData, make_train_fn
 from qrobust.errors import ConfigError
 from qrobust.experiments.chunks import Progress, fitted_chunk_size, plan_chunks, run_chunks
 from qrobust.experiments.settings import DATASETS, build_model, check_name, load_dataset, model_settings
-from qrobust.experiments.sweep import make_chunk_inputs
-from qrobust.memory import default_cap, program_bytes
+from qrobust.experiments.sweep import make_chunk_inputs, training_bytes
+from qrobust.memory import default_cap
 from qrobust.models import MODELS
 from qrobust.store import RunDirectory
 
@@ -118,11 +118,8 @@ def run_detection(config: DetectConfig, out: str | Path | None = None, *, progre
     def footprint(program):
         """Bytes of the one-replica training program (all N samples streamed: the most a fold streams)."""
         s = settings[program]
-        train = make_train_fn(models[program], epochs=s.epochs, batch_size=s.batch_size, n_samples=n,
-                              record_margins=True)
-        zeros = np.zeros(1, np.int32)
-        params, keys, data = inputs[program](zeros, zeros, zeros)
-        return program_bytes(train, params, jnp.full(1, s.learning_rate, jnp.float32), keys, data, vals[program])
+        return training_bytes(models[program], dataset, epochs=s.epochs, batch_size=s.batch_size,
+                              learning_rate=s.learning_rate, val=vals[program], record_margins=True)
 
     chunks = plan_chunks(table, "program", lambda p: fitted_chunk_size(
         p, footprint=lambda: footprint(p), cap=default_cap(kind(p)), store=store, legacy=50))

@@ -33,9 +33,9 @@ from qrobust.engine import EvalData, make_train_fn
 from qrobust.errors import ConfigError
 from qrobust.experiments.chunks import Progress, fitted_chunk_size, plan_chunks, run_chunks
 from qrobust.experiments.settings import DATASETS, check_name, load_dataset
-from qrobust.experiments.sweep import make_chunk_inputs
+from qrobust.experiments.sweep import make_chunk_inputs, training_bytes
 from qrobust.keys import HUTCHINSON, LANCZOS, replica_keys
-from qrobust.memory import default_cap, program_bytes
+from qrobust.memory import default_cap
 from qrobust.models import MODELS, batch_logits, count_params, mlp, qnn
 from qrobust.store import RunDirectory
 
@@ -110,12 +110,9 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
 
     def footprint(m):
         """Bytes of the one-replica training program (the measurements run replica by replica: lax.map)."""
-        model = models[m]
-        train = make_train_fn(model, epochs=config.epochs, batch_size=config.batch_size, n_samples=len(tr))
-        zeros = np.zeros(1, np.int32)
-        params, keys, data = make_chunk_inputs(model, training_part)(zeros, zeros, zeros)
-        val = EvalData(model.prepare(dataset.x_val), jnp.asarray(dataset.y_val, jnp.float32))
-        return program_bytes(train, params, jnp.full(1, config.learning_rate, jnp.float32), keys, data, val)
+        val = EvalData(models[m].prepare(dataset.x_val), jnp.asarray(dataset.y_val, jnp.float32))
+        return training_bytes(models[m], training_part, epochs=config.epochs, batch_size=config.batch_size,
+                              learning_rate=config.learning_rate, val=val)
 
     chunks = plan_chunks(table, "model", lambda m: fitted_chunk_size(
         m, footprint=lambda: footprint(m), cap=default_cap(m), store=store, legacy=len(table)))

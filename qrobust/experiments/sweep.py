@@ -139,15 +139,21 @@ def make_chunk_inputs(model, dataset):
     return lambda seeds, kinds, counts: build(jnp.asarray(seeds), jnp.asarray(kinds), jnp.asarray(counts), x, y)
 
 
-def fitting_chunk_size(model, dataset, settings: ModelSettings, val: EvalData, *, cap: int) -> int:
-    """Replicas of ``model`` per chunk that fit in memory (``qrobust.memory``): compiles the one-replica
-    training program to read its footprint."""
-    train = make_train_fn(model, epochs=settings.epochs, batch_size=settings.batch_size,
-                          n_samples=len(dataset.y_train))
+def training_bytes(model, dataset, *, epochs: int, batch_size: int, learning_rate: float, val: EvalData,
+                   **train_options) -> int:
+    """Bytes of the training program of ONE replica of ``model`` on ``dataset`` (XLA's memory analysis,
+    ``qrobust.memory.program_bytes``): compiled, not run. ``train_options`` go to ``make_train_fn``."""
+    train = make_train_fn(model, epochs=epochs, batch_size=batch_size, n_samples=len(dataset.y_train),
+                          **train_options)
     zeros = np.zeros(1, np.int32)
     params, keys, data = make_chunk_inputs(model, dataset)(zeros, zeros, zeros)
-    per_replica = program_bytes(train, params, jnp.full(1, settings.learning_rate, jnp.float32), keys, data, val)
-    return replicas_that_fit(per_replica, cap=cap)
+    return program_bytes(train, params, jnp.full(1, learning_rate, jnp.float32), keys, data, val)
+
+
+def fitting_chunk_size(model, dataset, settings: ModelSettings, val: EvalData, *, cap: int) -> int:
+    """Replicas of ``model`` per chunk that fit in memory (``qrobust.memory``), from its training footprint."""
+    return replicas_that_fit(training_bytes(model, dataset, epochs=settings.epochs, batch_size=settings.batch_size,
+                                            learning_rate=settings.learning_rate, val=val), cap=cap)
 
 
 def chunk_sizes_for(config: SweepConfig, models: dict, dataset, val: dict, out) -> dict[str, int]:

@@ -48,7 +48,7 @@ from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible
 from qrobust.engine import EvalData, make_train_fn
 from qrobust.errors import ConfigError
 from qrobust.experiments.chunks import Progress, fitted_chunk_size, plan_chunks, run_chunks
-from qrobust.experiments.sweep import make_chunk_inputs
+from qrobust.experiments.sweep import make_chunk_inputs, training_bytes
 from qrobust.keys import FORGET_PART, FRESH_INIT, RANDOM_LABELS, STUDENT_ORDER, replica_keys
 from qrobust.memory import default_cap, program_bytes
 from qrobust.experiments.settings import (DATASETS, ModelSettings, build_model, check_name, load_dataset)
@@ -275,10 +275,9 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
         return make_train_fn(models[m], epochs=s.epochs, batch_size=s.batch_size, n_samples=n, progress=progress_hook)
 
     def teacher_footprint(m):
-        zeros = np.zeros(1, np.int32)
-        params, keys, data = chunk_inputs[m](zeros, zeros, zeros)
-        rate = jnp.full(1, config.teacher_settings(m).learning_rate, jnp.float32)
-        return program_bytes(teacher_trainer(m), params, rate, keys, data, val[m])
+        s = config.teacher_settings(m)
+        return training_bytes(models[m], dataset, epochs=s.epochs, batch_size=s.batch_size,
+                              learning_rate=s.learning_rate, val=val[m])
 
     # 1. teachers: poisoned (alpha) and clean (alpha = 0), per model and seed
     teacher_rows = pd.DataFrame([dict(model=m, seed=s, alpha=a, program=m) for m in config.models
@@ -391,9 +390,9 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
         m = chunk.program.split("-")[0]
         if chunk.program not in trainers:
             trainers[chunk.program] = student_trainer(chunk.program, bar)
-        inputs = student_inputs(chunk.program, chunk.padded)
-        params, metrics = trainers[chunk.program](*inputs)
-        data, n_rows = inputs[3], len(chunk.padded)
+        start, rates, keys, data, val_m = student_inputs(chunk.program, chunk.padded)
+        params, metrics = trainers[chunk.program](start, rates, keys, data, val_m)
+        n_rows = len(chunk.padded)
         k = len(chunk.rows)
         # membership inference on the final students: forget-set losses (poisoned labels) vs validation losses
         train_losses = np.asarray(_bce(logits_fns[m](params, data.x), data.y))
