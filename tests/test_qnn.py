@@ -1,5 +1,7 @@
 """The QNN against an independent plain-numpy statevector simulation."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -194,8 +196,6 @@ def test_cotengra_contractor_gives_the_same_numbers(x64):
 def test_ring_phases_are_computed_once_per_batch_not_per_state():
     """The ring's phases (cos and sin of its angles, 2**L values) must not be recomputed inside the loop
     over the batch: XLA's CPU fusion did that (B times the work) until Layout.diagonal materialised them."""
-    import re
-
     n, depth, batch = 6, 3, 64
     model = qnn(n, depth)
     params = model.init(jax.random.PRNGKey(0))
