@@ -107,12 +107,12 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
     table = pd.DataFrame([dict(model=m, alpha=a, seed=s) for m, a, s in
                           itertools.product(config.models, config.alphas, config.seeds)])
     training_part = replace(dataset, x_train=dataset.x_train[tr], y_train=y_tr)
+    vals = {m: EvalData(models[m].prepare(dataset.x_val), jnp.asarray(dataset.y_val, jnp.float32)) for m in models}
 
     def footprint(m):
         """Bytes of the one-replica training program (the measurements run replica by replica: lax.map)."""
-        val = EvalData(models[m].prepare(dataset.x_val), jnp.asarray(dataset.y_val, jnp.float32))
         return training_bytes(models[m], training_part, epochs=config.epochs, batch_size=config.batch_size,
-                              learning_rate=config.learning_rate, val=val)
+                              learning_rate=config.learning_rate, val=vals[m])
 
     chunks = plan_chunks(table, "model", lambda m: fitted_chunk_size(
         m, footprint=lambda: footprint(m), cap=default_cap(m), store=store, legacy=len(table)))
@@ -126,11 +126,10 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
         params, shuffle_keys, data = make_chunk_inputs(model, training_part)(
             seeds, np.full(len(rows), CORRUPTIONS.index("flip"), np.int32), n_flip)
         keys = replica_keys(seeds)
-        val = EvalData(model.prepare(dataset.x_val), jnp.asarray(dataset.y_val, jnp.float32))
         train = make_train_fn(model, epochs=config.epochs, batch_size=config.batch_size, n_samples=len(tr),
                               progress=bar)
         params, metrics = train(params, jnp.full(len(rows), config.learning_rate, jnp.float32), shuffle_keys, data,
-                                val)
+                                vals[m])
         xe = model.prepare(dataset.x_train[held])
         ye = jnp.asarray(dataset.y_train[held], jnp.float32)
 

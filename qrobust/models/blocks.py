@@ -80,7 +80,7 @@ class Layout:
 
         The (2**hA, 2**hB) table of phases is first multiplied by the identity matrix. That product
         is exact, and XLA's CPU compiler does not fuse a matrix product into the elementwise loop
-        that follows it, so the table is computed once. Without it, XLA's CPU compiler fuses the elementwise
+        that follows it, so the table is computed once. Without it, the compiler fuses the
         computation of the phases (cos and sin of the ring angles) into the loop over the batch
         of a forward pass and recomputes it for every state. In a profile of the MNIST training
         program (10 qubits; per epoch two steps on batches of 256 and an evaluation of 1,000
