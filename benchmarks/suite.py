@@ -27,7 +27,9 @@ variants   in the same run, at R = --loop-replicas: the same work as a Python lo
            fused gates (``simulator="tc-fused"``), and the way the paper's code
            drives it: TensorCircuit gate by gate, per-sample vmap, cotengra
            contractor (``simulator="tc-gates", contractor="cotengra"``), at R = 1;
-           as ratios of time per replica to the default vmapped "blocks" program
+           and the training alone (the end-of-epoch evaluation only at the last
+           of --train-only-epochs epochs, as ``--eval-every``), at R = 50;
+           as ratios of time per replica to the default "blocks" program
            at the same R (above 1: slower than the default).
 qubits     the QNN at 6 to 14 qubits (depth 6) and depth 2 to 10 (10 qubits) on
            random real states of the same sizes, R = --scan-replicas.
@@ -51,7 +53,7 @@ import pandas as pd
 
 from qrobust.corruption import CORRUPTIONS
 from qrobust.data import Dataset
-from qrobust.engine import EvalData, epoch_plan, make_train_fn
+from qrobust.engine import EvalData, epoch_plan, evaluated_epochs, make_train_fn
 from qrobust.experiments.settings import build_model, load_dataset, model_settings
 from qrobust.experiments.sweep import make_chunk_inputs
 from qrobust.models import mlp, qnn
@@ -84,9 +86,9 @@ def _mlp_flops(model_settings_hidden, n_in):
     return sum(2 * a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
-def epoch_flops(model, n_train: int, n_val: int, batch_size: int) -> float:
+def epoch_flops(model, n_train: int, n_val: int, batch_size: int, evaluations: float = 1.0) -> float:
     """Counted arithmetic of one replica-epoch: training steps (3 forward passes per padded sample) plus
-    the end-of-epoch evaluation (one forward pass per training and validation sample)."""
+    ``evaluations`` end-of-epoch evaluations (one forward pass per training and validation sample)."""
     s = model.settings
     if s["kind"] == "qnn":
         fwd = forward_flops(s["n_qubits"], s["depth"], block_size=s["block_size"],
@@ -94,12 +96,15 @@ def epoch_flops(model, n_train: int, n_val: int, batch_size: int) -> float:
     else:
         fwd = _mlp_flops(s["hidden"], model.input_shape[0])
     _, padded = epoch_plan(n_train, batch_size)
-    return fwd * (3 * padded + n_train + n_val)
+    return fwd * (3 * padded + evaluations * (n_train + n_val))
 
 
 def time_training(model, dataset: Dataset, n_replicas: int, *, epochs: int, batch_size: int, lr: float,
-                  seed0: int = 0, loop: bool = False, replica_mode: str = "auto") -> dict:
-    """Compile and run ``n_replicas`` trainings as one program; with ``loop``, also as R calls of R = 1."""
+                  seed0: int = 0, loop: bool = False, replica_mode: str = "auto", eval_every: int = 1) -> dict:
+    """Compile and run ``n_replicas`` trainings as one program; with ``loop``, also as R calls of R = 1.
+
+    ``eval_every`` as in ``make_train_fn``: the end-of-epoch evaluation runs every K epochs and at the last.
+    """
     seeds = np.arange(seed0, seed0 + n_replicas)
     kinds = np.full(n_replicas, CORRUPTIONS.index("flip"), np.int32)
     counts = np.full(n_replicas, int(0.3 * len(dataset.y_train)) // 2 * 2, np.int32)
@@ -107,7 +112,7 @@ def time_training(model, dataset: Dataset, n_replicas: int, *, epochs: int, batc
     rates = jnp.full(n_replicas, lr, jnp.float32)
     val = EvalData(model.prepare(dataset.x_val), jnp.asarray(dataset.y_val, jnp.float32))
     train = make_train_fn(model, epochs=epochs, batch_size=batch_size, n_samples=len(dataset.y_train),
-                          replica_mode=replica_mode)
+                          replica_mode=replica_mode, eval_every=eval_every)
     t0 = time.perf_counter()
     compiled = train.lower(params, rates, keys, data, val).compile()
     compile_s = time.perf_counter() - t0
@@ -116,7 +121,8 @@ def time_training(model, dataset: Dataset, n_replicas: int, *, epochs: int, batc
     t0 = time.perf_counter()
     _, metrics = _block(compiled(params, rates, keys, data, val))
     seconds = time.perf_counter() - t0
-    out = dict(replicas=n_replicas, epochs=epochs, compile_s=compile_s, seconds=seconds,
+    out = dict(replicas=n_replicas, epochs=epochs, evaluations=len(evaluated_epochs(epochs, eval_every)),
+               compile_s=compile_s, seconds=seconds,
                memory_mb=(memory.argument_size_in_bytes + memory.output_size_in_bytes
                           + memory.temp_size_in_bytes) / 1e6 if memory is not None else float("nan"),
                final_val_acc=float(np.nanmean(np.asarray(metrics["val_acc"])[:, -1])))
@@ -134,12 +140,13 @@ def time_training(model, dataset: Dataset, n_replicas: int, *, epochs: int, batc
 def throughput_row(model, dataset, timing: dict, ceiling: float, batch_size: int) -> dict:
     n_train, n_val = len(dataset.y_train), len(dataset.y_val)
     replica_epochs = timing["replicas"] * timing["epochs"]
-    flops = epoch_flops(model, n_train, n_val, batch_size) * replica_epochs
+    evaluations = timing["evaluations"] / timing["epochs"]
+    flops = epoch_flops(model, n_train, n_val, batch_size, evaluations) * replica_epochs
     gflops = flops / timing["seconds"] / 1e9
     row = dict(timing, per_replica_100ep_s=timing["seconds"] / replica_epochs * 100,
                sample_steps_per_s=n_train * replica_epochs / timing["seconds"],
                gflop_per_s=gflops, ceiling_fraction=gflops / ceiling,
-               gflop_per_run_100ep=epoch_flops(model, n_train, n_val, batch_size) * 100 / 1e9)
+               gflop_per_run_100ep=epoch_flops(model, n_train, n_val, batch_size, evaluations) * 100 / 1e9)
     if "loop_seconds" in timing:
         row["loop_ratio"] = timing["loop_seconds"] / timing["seconds"]
     return row
@@ -167,11 +174,13 @@ def main():
     ap.add_argument("--scan-replicas", type=int, default=4)
     ap.add_argument("--qubits", nargs="+", type=int, default=[6, 8, 10, 12, 14])
     ap.add_argument("--depths", nargs="+", type=int, default=[2, 4, 6, 8, 10])
+    ap.add_argument("--train-only-epochs", type=int, default=10,
+                    help="timed epochs of the training-only variant (evaluated at the last one only)")
     ap.add_argument("--no-paper-way", action="store_true", help="skip TensorCircuit gate-by-gate + cotengra")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 epoch, R up to 10, few sizes")
     args = ap.parse_args()
     if args.quick:
-        args.epochs, args.replicas, args.loop_replicas = 1, [1, 10], 4
+        args.epochs, args.replicas, args.loop_replicas, args.train_only_epochs = 1, [1, 10], 4, 2
         args.qubits, args.depths, args.scan_replicas = [6, 10], [2, 6], 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -200,14 +209,21 @@ def main():
     # -- variants of the QNN, same work, ratios to the default simulator
     s = model_settings("mnist", "qnn")
     base = {r["replicas"]: r for r in result["replicas"] if r["model"] == "qnn"}
-    variants = [("replicas vmapped (replica_mode='vmap')", dict(), args.loop_replicas, "vmap"),
-                ("tc-fused", dict(simulator="tc-fused"), args.loop_replicas, "auto")]
+    # (label, QNN options, R, replica_mode, timed epochs, eval_every)
+    variants = [("replicas vmapped (replica_mode='vmap')", dict(), args.loop_replicas, "vmap", args.epochs, 1),
+                ("tc-fused", dict(simulator="tc-fused"), args.loop_replicas, "auto", 1, 1)]
     if not args.no_paper_way:
-        variants.append(("paper: tc-gates + cotengra", dict(simulator="tc-gates", contractor="cotengra"), 1, "auto"))
-    for label, kwargs, R, mode in variants:
+        variants.append(("paper: tc-gates + cotengra", dict(simulator="tc-gates", contractor="cotengra"), 1, "auto",
+                         1, 1))
+    # training alone: evaluated at the last timed epoch only (the projection to 100 epochs keeps that one
+    # evaluation per E timed epochs, so it slightly overstates the time of a 100-epoch run evaluated once)
+    r_train = max([r for r in args.replicas if r <= 50] or [min(args.replicas)])
+    variants.append((f"training only: evaluated at the last of {args.train_only_epochs} epochs", dict(), r_train,
+                     "auto", args.train_only_epochs, args.train_only_epochs))
+    for label, kwargs, R, mode, epochs, eval_every in variants:
         model = qnn(10, s.depth, **kwargs)
-        t = time_training(model, mnist, R, epochs=args.epochs if mode == "vmap" else 1, batch_size=s.batch_size,
-                          lr=s.learning_rate, replica_mode=mode)
+        t = time_training(model, mnist, R, epochs=epochs, batch_size=s.batch_size,
+                          lr=s.learning_rate, replica_mode=mode, eval_every=eval_every)
         row = dict(variant=label, **throughput_row(model, mnist, t, ceiling, s.batch_size))
         ref = base.get(R)
         row["time_vs_default"] = row["per_replica_100ep_s"] / ref["per_replica_100ep_s"] if ref else np.nan
