@@ -2,8 +2,8 @@
 
 One command prints the tables and writes ``suite.json`` and ``scaling.png`` to --out:
 
-  python benchmarks/suite.py --out runs/bench             # the standard suite (~15 min on 2 CPU cores)
-  python benchmarks/suite.py --quick --out runs/bench-q   # a smoke run (~3 min)
+  python benchmarks/suite.py --out runs/bench             # the standard suite (~6 min on 2 CPU cores)
+  python benchmarks/suite.py --quick --out runs/bench-q   # a smoke run (~1 min)
 
 Every figure is measured in this run, on this machine:
 
