@@ -56,7 +56,7 @@ from qrobust.data import Dataset
 from qrobust.engine import EvalData, epoch_plan, evaluated_epochs, make_train_fn
 from qrobust.experiments.settings import build_model, load_dataset, model_settings
 from qrobust.experiments.sweep import make_chunk_inputs
-from qrobust.models import mlp, qnn
+from qrobust.models import qnn
 from qrobust.models.qnn import forward_flops
 
 FLOAT = lambda v: f"{v:.3g}"  # noqa: E731
@@ -140,13 +140,12 @@ def time_training(model, dataset: Dataset, n_replicas: int, *, epochs: int, batc
 def throughput_row(model, dataset, timing: dict, ceiling: float, batch_size: int) -> dict:
     n_train, n_val = len(dataset.y_train), len(dataset.y_val)
     replica_epochs = timing["replicas"] * timing["epochs"]
-    evaluations = timing["evaluations"] / timing["epochs"]
-    flops = epoch_flops(model, n_train, n_val, batch_size, evaluations) * replica_epochs
-    gflops = flops / timing["seconds"] / 1e9
+    per_replica_epoch = epoch_flops(model, n_train, n_val, batch_size, timing["evaluations"] / timing["epochs"])
+    gflops = per_replica_epoch * replica_epochs / timing["seconds"] / 1e9
     row = dict(timing, per_replica_100ep_s=timing["seconds"] / replica_epochs * 100,
                sample_steps_per_s=n_train * replica_epochs / timing["seconds"],
                gflop_per_s=gflops, ceiling_fraction=gflops / ceiling,
-               gflop_per_run_100ep=epoch_flops(model, n_train, n_val, batch_size, evaluations) * 100 / 1e9)
+               gflop_per_run_100ep=per_replica_epoch * 100 / 1e9)
     if "loop_seconds" in timing:
         row["loop_ratio"] = timing["loop_seconds"] / timing["seconds"]
     return row
