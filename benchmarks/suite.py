@@ -16,11 +16,12 @@ replicas   QNN and MLP at the MNIST paper settings (500 samples, batch 256, the
            projected to 100 epochs from --epochs timed epochs (a run is a scan
            over epochs, so time is linear in epochs), sample-steps per second
            (training-sample gradients per second, all replicas), achieved GFLOP/s
-           (QNN: arithmetic counted from the circuit, ``qrobust.models.qnn.
-           forward_flops``: a training step is three forward passes, evaluation one)
+           (QNN: the simulator's arithmetic counted from the circuit,
+           ``qrobust.models.qnn.forward_flops`` and ``training_flops``)
            and its fraction of the ceiling, and the program's memory (XLA's
            analysis: arguments + outputs + scratch).
-variants   in the same run, at R = --loop-replicas: the same work as a Python loop
+variants   in the same run: the XLA "blocks" simulator at R = 50 (the default on one
+           CPU is "native", the C++ kernel); at R = --loop-replicas: the same work as a Python loop
            over runs (the R = 1 program called R times), with the replicas'
            steps vmapped (the default on CPU runs them one after another inside
            the program, ``replica_mode``), with TensorCircuit's
@@ -29,7 +30,7 @@ variants   in the same run, at R = --loop-replicas: the same work as a Python lo
            contractor (``simulator="tc-gates", contractor="cotengra"``), at R = 1;
            and the training alone (the end-of-epoch evaluation only at the last
            of --train-only-epochs epochs, as ``--eval-every``), at R = 50;
-           as ratios of time per replica to the default "blocks" program
+           as ratios of time per replica to the default program
            at the same R (above 1: slower than the default).
 qubits     the QNN at 6 to 14 qubits (depth 6) and depth 2 to 10 (10 qubits) on
            random real states of the same sizes, R = --scan-replicas.
@@ -57,7 +58,7 @@ from qrobust.engine import EvalData, epoch_plan, evaluated_epochs, make_train_fn
 from qrobust.experiments.settings import build_model, load_dataset, model_settings
 from qrobust.experiments.sweep import make_chunk_inputs
 from qrobust.models import qnn
-from qrobust.models.qnn import forward_flops
+from qrobust.models.qnn import forward_flops, training_flops
 
 FLOAT = lambda v: f"{v:.3g}"  # noqa: E731
 
@@ -87,16 +88,19 @@ def _mlp_flops(model_settings_hidden, n_in):
 
 
 def epoch_flops(model, n_train: int, n_val: int, batch_size: int, evaluations: float = 1.0) -> float:
-    """Counted arithmetic of one replica-epoch: training steps (3 forward passes per padded sample) plus
-    ``evaluations`` end-of-epoch evaluations (one forward pass per training and validation sample)."""
+    """Counted arithmetic of one replica-epoch: training steps (per padded sample, the simulator's own
+    count: ``qrobust.models.qnn.training_flops``; 3 forward passes for the MLP) plus ``evaluations``
+    end-of-epoch evaluations (one forward pass per training and validation sample)."""
     s = model.settings
     if s["kind"] == "qnn":
-        fwd = forward_flops(s["n_qubits"], s["depth"], block_size=s["block_size"],
-                            light_cone_pruning=s["light_cone_pruning"])
+        kw = dict(block_size=s["block_size"], light_cone_pruning=s["light_cone_pruning"], simulator=s["simulator"])
+        fwd = forward_flops(s["n_qubits"], s["depth"], **kw)
+        step = training_flops(s["n_qubits"], s["depth"], **kw)
     else:
         fwd = _mlp_flops(s["hidden"], model.input_shape[0])
+        step = 3 * fwd
     _, padded = epoch_plan(n_train, batch_size)
-    return fwd * (3 * padded + evaluations * (n_train + n_val))
+    return step * padded + fwd * evaluations * (n_train + n_val)
 
 
 def time_training(model, dataset: Dataset, n_replicas: int, *, epochs: int, batch_size: int, lr: float,
@@ -209,7 +213,9 @@ def main():
     s = model_settings("mnist", "qnn")
     base = {r["replicas"]: r for r in result["replicas"] if r["model"] == "qnn"}
     # (label, QNN options, R, replica_mode, timed epochs, eval_every)
-    variants = [("replicas vmapped (replica_mode='vmap')", dict(), args.loop_replicas, "vmap", args.epochs, 1),
+    variants = [("blocks (XLA batched products)", dict(simulator="blocks"), 50 if 50 in base else args.loop_replicas,
+                 "auto", args.epochs, 1),
+                ("replicas vmapped (replica_mode='vmap')", dict(), args.loop_replicas, "vmap", args.epochs, 1),
                 ("tc-fused", dict(simulator="tc-fused"), args.loop_replicas, "auto", 1, 1)]
     if not args.no_paper_way:
         variants.append(("paper: tc-gates + cotengra", dict(simulator="tc-gates", contractor="cotengra"), 1, "auto",
@@ -248,7 +254,8 @@ def main():
             "ceiling_fraction", "memory_mb", "loop_ratio"]
     print(f"\n== replicas (MNIST paper settings; per replica = seconds per 100 epochs; ceiling {ceiling:.0f} GFLOP/s)")
     print(pd.DataFrame(result["replicas"]).reindex(columns=cols).to_string(index=False, float_format=FLOAT))
-    print("\n== variants (time per replica relative to the default 'blocks' simulator, same R)")
+    default_simulator = next(r["simulator"] for r in result["replicas"] if r["model"] == "qnn")
+    print(f"\n== variants (time per replica relative to the default simulator {default_simulator!r}, same R)")
     print(pd.DataFrame(result["variants"]).reindex(
         columns=["variant", "replicas", "compile_s", "per_replica_100ep_s", "gflop_per_s", "time_vs_default"]
     ).to_string(index=False, float_format=FLOAT))

@@ -47,8 +47,11 @@ def _random_state(rng, n):
     return v / np.linalg.norm(v)
 
 
+EXACT_SIMULATORS = [s for s in SIMULATORS if s != "native"]  # "native" is complex64 only: tested below
+
+
 @pytest.mark.parametrize("n, depth, block", [(4, 3, 2), (5, 2, 5), (6, 4, 3), (3, 1, 1)])
-@pytest.mark.parametrize("simulator", SIMULATORS)
+@pytest.mark.parametrize("simulator", EXACT_SIMULATORS)
 def test_qnn_matches_numpy_statevector(x64, n, depth, block, simulator):
     rng = np.random.default_rng(n * 10 + depth)
     model = qnn(n, depth, dtype="complex128", simulator=simulator, block_size=block)
@@ -153,13 +156,14 @@ def test_simulators_agree_on_gradients(x64):
     assert np.allclose(grad_for("blocks"), grad_for("tc-gates"), atol=1e-10)
 
 
-def test_float32_tolerance_at_paper_size(x64):
+@pytest.mark.parametrize("simulator", ["blocks", "native"])
+def test_float32_tolerance_at_paper_size(x64, simulator):
     """The documented float32 tolerance: |logit(complex64) - logit(complex128)| < 1e-5 at 10 qubits, depth 6."""
     rng = np.random.default_rng(4)
     params = rng.uniform(-np.pi, np.pi, size=(6, 10, 4))
     states = np.stack([_random_state(rng, 10) for _ in range(16)])
     exact = batch_logits(qnn(10, 6, dtype="complex128"))(jnp.asarray(params), states.astype(np.complex128))
-    single = qnn(10, 6, dtype="complex64")
+    single = qnn(10, 6, dtype="complex64", simulator=simulator)
     got = batch_logits(single)(jnp.asarray(params, jnp.float32), single.prepare(states))
     assert float(jnp.max(jnp.abs(got.astype(jnp.float64) - exact))) < 1e-5
 
@@ -181,6 +185,8 @@ def test_forward_flops_by_hand():
     assert forward_flops(4, 1, block_size=2) == (8 * 2 + 3) * 16
     # MNIST paper size: blocks (0-4, 5-9), (0-3, 5-9), (0-2, 6-9), (0-1, 7-9), (0, 8-9), (9) and 5 rings
     assert forward_flops(10, 6) == (8 * (64 + 48 + 24 + 12 + 6 + 2) + 5 * 6 + 3) * 1024
+    # gate by gate ("native"): the light cone rotates 10, 9, 7, 5, 3, 1 qubits, 14 operations per amplitude each
+    assert forward_flops(10, 6, simulator="native") == (14 * 35 + 5 * 6 + 3) * 1024
 
 
 def test_cotengra_contractor_gives_the_same_numbers(x64):
@@ -197,7 +203,7 @@ def test_ring_phases_are_computed_once_per_batch_not_per_state():
     """The ring's phases (cos and sin of its angles, 2**L values) must not be recomputed inside the loop
     over the batch: XLA's CPU fusion did that (B times the work) until Layout.diagonal materialised them."""
     n, depth, batch = 6, 3, 64
-    model = qnn(n, depth)
+    model = qnn(n, depth, simulator="blocks")
     params = model.init(jax.random.PRNGKey(0))
     states = model.prepare(np.ones((batch, 2**n)) / 2 ** (n / 2))
     logits_sum = lambda p: jnp.sum(batch_logits(model)(p, states))  # noqa: E731

@@ -100,7 +100,9 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
         else held
     y_tr = dataset.y_train[tr]
     counts = {a: check_feasible("flip", a, y_tr) for a in config.alphas}
-    models = {"qnn": qnn(dataset.n_qubits, config.depth, ansatz=config.ansatz),
+    # Hessians take forward mode through the gradient, which the "native" simulator does not have
+    simulator = "blocks" if config.ansatz == "hea" else None
+    models = {"qnn": qnn(dataset.n_qubits, config.depth, ansatz=config.ansatz, simulator=simulator),
               "mlp": mlp(2**dataset.n_qubits, config.hidden, complex_input=dataset.is_complex)}
     models = {m: models[m] for m in config.models}
     store = RunDirectory(out, asdict(config)).open() if out is not None else None

@@ -18,7 +18,12 @@ but the measured qubit's, then one more neighbour on each side per layer going
 back.
 
 Simulators (``simulator=``):
-  "blocks"    (default for "hea") a whole batch at once in the layout of
+  "native"    (default for "hea" in complex64 with at least 5 qubits, on one CPU
+              device, where a C++ compiler is found) the C++ kernel of
+              ``qrobust.models.native``: one state at a time in cache, gate by
+              gate, gradient by the adjoint method; reverse mode in the
+              parameters only (no ``jax.jvp``, so Hessians use "blocks").
+  "blocks"    (the default otherwise) a whole batch at once in the layout of
               ``qrobust.models.blocks``, where every fused block is one matrix
               product without transposes; 1.4x faster than "tc-fused" per
               replica on CPU (benchmarks/suite.py).
@@ -27,7 +32,8 @@ Simulators (``simulator=``):
   "tc-gates"  TensorCircuit gate by gate (35 small gates per layer), as the
               paper's code builds it; with ``contractor="cotengra"`` as it
               contracts it. For cross-checks and benchmarks.
-All agree to 1e-10 in complex128 with an independent numpy statevector (tests).
+All agree to 1e-10 in complex128 with an independent numpy statevector (tests);
+"native" (complex64 only) to float32 rounding, about 1e-6.
 """
 
 from __future__ import annotations
@@ -40,10 +46,11 @@ from qrobust.backend import check_dtype, real_dtype, tc_context
 from qrobust.data.encoding import qubits_for_length
 from qrobust.errors import ConfigError
 from qrobust.models.base import Model
+from qrobust.models import native
 from qrobust.models.blocks import Layout
 
 ANSATZE = ("hea", "rxry_cnot")
-SIMULATORS = ("blocks", "tc-fused", "tc-gates")
+SIMULATORS = ("native", "blocks", "tc-fused", "tc-gates")
 PARAMS_PER_QUBIT = {"hea": 4, "rxry_cnot": 2}
 
 
@@ -103,28 +110,66 @@ def _blocks(qubits: tuple[int, ...], block_size: int) -> list[tuple[int, ...]]:
     return out
 
 
-def forward_flops(n_qubits: int, depth: int, *, block_size: int = 5, light_cone_pruning: bool = True) -> int:
-    """Real floating-point operations of one forward pass of the "blocks" simulator, counted from the circuit.
+def default_simulator(n_qubits: int, dtype: str, ansatz: str) -> str:
+    """The simulator ``qnn`` uses when none is named (module docstring)."""
+    if ansatz != "hea":
+        return "tc-fused"
+    single_cpu = jax.device_count() == 1 and jax.devices()[0].platform == "cpu"
+    if dtype == "complex64" and native.MIN_QUBITS <= n_qubits <= native.MAX_QUBITS and single_cpu \
+            and native.available():
+        return "native"
+    return "blocks"
 
-    A fused block of k qubits is a complex (2**k x 2**k) matrix on every amplitude:
-    2**k complex multiply-adds = 8 * 2**k real operations per amplitude. The RZZ
-    ring (one diagonal) is a complex multiply, 6 per amplitude; <Z> is |psi|^2
-    times a sign, summed: 3 per amplitude. Matrices built from the parameters
-    (per replica, not per sample) are not counted. A training step (forward and
-    reverse mode) costs about three forward passes.
+
+def forward_flops(n_qubits: int, depth: int, *, block_size: int = 5, light_cone_pruning: bool = True,
+                  simulator: str = "blocks") -> int:
+    """Real floating-point operations of one forward pass (one state), counted from the circuit.
+
+    "blocks" (and the TensorCircuit simulators, which fuse the same way): a fused block of k qubits is a
+    complex (2**k x 2**k) matrix on every amplitude: 2**k complex multiply-adds = 8 * 2**k real operations
+    per amplitude. "native": each rotated qubit is one 2 x 2 complex gate, 28 operations per pair of
+    amplitudes = 14 per amplitude. The RZZ ring (one diagonal) is a complex multiply, 6 per amplitude;
+    <Z> is |psi|^2 times a sign, summed: 3 per amplitude. Matrices built from the parameters (per
+    replica, not per sample) are not counted.
     """
     dim = 2**n_qubits
-    if light_cone_pruning:
-        rot_cone, pair_cone = light_cone(n_qubits, depth, n_qubits - 1)
-    else:
-        rot_cone, pair_cone = [tuple(range(n_qubits))] * depth, [tuple(range(n_qubits))] * depth
-    layout = Layout(n_qubits)
+    rot_cone, pair_cone = _cones(n_qubits, depth, light_cone_pruning)
     total = 3 * dim
     for layer in range(depth):
-        total += sum(8 * 2 ** (last - first + 1) * dim for first, last in layout.half_windows(rot_cone[layer],
-                                                                                               block_size))
+        if simulator == "native":
+            total += 14 * len(rot_cone[layer]) * dim
+        else:
+            total += sum(8 * 2 ** (last - first + 1) * dim for first, last in
+                         Layout(n_qubits).half_windows(rot_cone[layer], block_size))
         total += 6 * dim if pair_cone[layer] else 0
     return total
+
+
+def training_flops(n_qubits: int, depth: int, *, block_size: int = 5, light_cone_pruning: bool = True,
+                   simulator: str = "blocks") -> int:
+    """Real operations of one training step per state: the forward pass and the gradient.
+
+    Reverse mode through the "blocks" products costs about two more products per product: three forward
+    passes. The "native" adjoint gradient redoes the forward pass, then per rotated qubit undoes three
+    rotations on the state and the costate (6 x 14 per amplitude) and takes three overlaps (3 x 4); per
+    ring it forms Im(conj(lambda) psi) (3), one overlap per pair (2) and undoes the ring on both (12).
+    """
+    fwd = forward_flops(n_qubits, depth, block_size=block_size, light_cone_pruning=light_cone_pruning,
+                        simulator=simulator)
+    if simulator != "native":
+        return 3 * fwd
+    dim = 2**n_qubits
+    rot_cone, pair_cone = _cones(n_qubits, depth, light_cone_pruning)
+    backward = fwd + 2 * dim + sum(96 * len(rot_cone[layer]) * dim
+                                   + ((15 + 2 * len(pair_cone[layer])) * dim if pair_cone[layer] else 0)
+                                   for layer in range(depth))
+    return fwd + backward
+
+
+def _cones(n_qubits: int, depth: int, light_cone_pruning: bool):
+    if light_cone_pruning:
+        return light_cone(n_qubits, depth, n_qubits - 1)
+    return [tuple(range(n_qubits))] * depth, [tuple(range(n_qubits))] * depth
 
 
 def qnn(
@@ -148,9 +193,10 @@ def qnn(
       readout_scale: logit = readout_scale * <Z_{L-1}>.
       init_std: parameters are drawn from N(0, init_std**2).
       dtype: "complex64" (default) or "complex128" (needs JAX 64-bit mode).
-      simulator: "blocks" (batched matrix products, the default for "hea"),
+      simulator: "native" (the C++ kernel), "blocks" (batched matrix products),
         "tc-fused" (TensorCircuit with fused block gates, the default for
         "rxry_cnot") or "tc-gates" (TensorCircuit gate by gate, as the paper's code).
+        None: ``default_simulator`` ("native" where it can run, else "blocks", for "hea").
       contractor: TensorCircuit's contractor for the "tc-*" simulators (default:
         TensorCircuit's own; "cotengra" is what the paper's code uses).
       block_size: qubits per fused single-qubit block (2**block_size matrices).
@@ -171,13 +217,15 @@ def qnn(
     if ansatz not in ANSATZE:
         raise ConfigError(f"unknown ansatz {ansatz!r}; choose from {', '.join(ANSATZE)}")
     if simulator is None:
-        simulator = "blocks" if ansatz == "hea" else "tc-fused"
+        simulator = default_simulator(n_qubits, dtype, ansatz)
     if simulator not in SIMULATORS:
         raise ConfigError(f"unknown simulator {simulator!r}; choose from {', '.join(SIMULATORS)}")
-    if contractor is not None and simulator == "blocks":
+    if contractor is not None and simulator in ("blocks", "native"):
         raise ConfigError("a TensorCircuit contractor applies to the 'tc-fused' and 'tc-gates' simulators only")
-    if simulator == "blocks" and ansatz != "hea":
-        raise ConfigError(f"simulator 'blocks' supports the 'hea' ansatz only, not {ansatz!r}")
+    if simulator in ("blocks", "native") and ansatz != "hea":
+        raise ConfigError(f"simulator {simulator!r} supports the 'hea' ansatz only, not {ansatz!r}")
+    if simulator == "native":
+        native.check(n_qubits, dtype)
     L, d, measured = n_qubits, depth, n_qubits - 1
     n_per_qubit = PARAMS_PER_QUBIT[ansatz]
     cnot_ring = ansatz == "rxry_cnot"
@@ -253,6 +301,17 @@ def qnn(
     def apply_one_blocks(params, x):
         return apply_blocks(params, x[None])[0]
 
+    whole_batch = {"blocks": apply_blocks}
+    if simulator == "native":
+        applied = np.zeros((2, d, L), np.int32)  # the light cone's rotations and RZZ pairs per layer
+        for layer in range(d):
+            applied[0, layer, list(rot_cone[layer])] = 1
+            applied[1, layer, list(pair_cone[layer])] = 1
+        whole_batch["native"] = native.hea_logits(applied[0], applied[1], readout_scale)
+
+    def apply_one_native(params, x):
+        return whole_batch["native"](params, x[None])[0]
+
     def apply_gates(params, x):
         with tc_context(dtype, contractor) as tc:
             c = tc.Circuit(L, inputs=x)
@@ -269,6 +328,8 @@ def qnn(
                         c.rzz(q, (q + 1) % L, theta=params[layer, q, 3])
             return readout_scale * jnp.real(c.expectation_ps(z=[measured]))
 
+    one_example = {"native": apply_one_native, "blocks": apply_one_blocks, "tc-fused": apply_fused,
+                   "tc-gates": apply_gates}
     dim = 2**L
     jdtype = jnp.complex128 if dtype == "complex128" else jnp.complex64
 
@@ -283,11 +344,11 @@ def qnn(
     return Model(
         name="qnn",
         init=init,
-        apply={"blocks": apply_one_blocks, "tc-fused": apply_fused, "tc-gates": apply_gates}[simulator],
+        apply=one_example[simulator],
         prepare=prepare,
         input_shape=(dim,),
         settings=dict(kind="qnn", n_qubits=L, depth=d, readout_scale=readout_scale, init_std=init_std,
                       dtype=dtype, simulator=simulator, contractor=contractor, block_size=block_size,
                       light_cone_pruning=light_cone_pruning, ansatz=ansatz),
-        apply_batch=apply_blocks if simulator == "blocks" else None,
+        apply_batch=whole_batch.get(simulator),
     )

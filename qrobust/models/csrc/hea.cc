@@ -1,0 +1,399 @@
+// Statevector kernel of the paper's hardware-efficient ansatz, forward and adjoint gradient, as XLA FFI
+// handlers for JAX on CPU (qrobust.models.native builds and registers it).
+//
+// Circuit (L qubits, depth d; qubit 0 is the most significant bit of a basis index): every layer l
+// applies G = RX(c) RY(b) RX(a) to each qubit q with rot[l, q] != 0, then the diagonal ring
+// prod_i RZZ(e_i) over the pairs (i, i+1 mod L) with pair[l, i] != 0; RX(t) = exp(-i t X / 2), likewise
+// RY, RZZ(t) = exp(-i t Z Z / 2). params[l, q, :] = (a, b, c, e). Output per state:
+// logit = scale * <Z_{L-1}>.
+//
+// Each state is simulated on its own in two real planes (re, im) of 2**L floats, so it stays in cache;
+// the states of a batch are shared among threads. The gradient is the adjoint method: one forward pass
+// to the final state psi, the costate lambda = d logit / d psi* = scale * Z_{L-1} psi, then every
+// operation is undone on psi and lambda in reverse order, and a gate exp(-i t P / 2) contributes
+// d logit / dt = Im <lambda|P|psi> (psi, lambda just after the gate). Nothing but two states per thread
+// is stored.
+
+#include <algorithm>
+#include <cmath>
+#include <complex>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+struct Mat2 {  // a 2x2 complex matrix [[m00, m01], [m10, m11]]
+  float r[4], i[4];
+};
+
+Mat2 rx(float t) {
+  float c = std::cos(t / 2), s = std::sin(t / 2);
+  return {{c, 0, 0, c}, {0, -s, -s, 0}};
+}
+Mat2 ry(float t) {
+  float c = std::cos(t / 2), s = std::sin(t / 2);
+  return {{c, -s, s, c}, {0, 0, 0, 0}};
+}
+Mat2 mul(const Mat2& x, const Mat2& y) {  // x @ y
+  Mat2 z;
+  for (int a = 0; a < 2; ++a)
+    for (int b = 0; b < 2; ++b) {
+      float re = 0, im = 0;
+      for (int k = 0; k < 2; ++k) {
+        re += x.r[2 * a + k] * y.r[2 * k + b] - x.i[2 * a + k] * y.i[2 * k + b];
+        im += x.r[2 * a + k] * y.i[2 * k + b] + x.i[2 * a + k] * y.r[2 * k + b];
+      }
+      z.r[2 * a + b] = re;
+      z.i[2 * a + b] = im;
+    }
+  return z;
+}
+Mat2 dagger(const Mat2& x) { return {{x.r[0], x.r[2], x.r[1], x.r[3]}, {-x.i[0], -x.i[2], -x.i[1], -x.i[3]}}; }
+
+using v16 = float __attribute__((vector_size(64)));  // 16 float lanes (GCC lowers to the machine's vectors)
+using i16 = int32_t __attribute__((vector_size(64)));
+
+v16 splat(float x) { return v16{} + x; }
+
+// Shuffle masks that split 32 consecutive amplitudes into the 16 whose bit s is clear (low) and the 16
+// whose bit s is set (high), for s = 1, 2, 4, 8, and back.
+struct Masks {
+  i16 low[4], high[4], first[4], second[4];
+  Masks() {
+    for (int b = 0; b < 4; ++b) {
+      const int s = 1 << b;
+      int lo = 0, hi = 0;
+      for (int k = 0; k < 32; ++k) {
+        if (k & s) high[b][hi++] = k;
+        else low[b][lo++] = k;
+      }
+      // back: position k of (first, second) takes lane p of low (index p) or of high (index 16 + p)
+      for (int k = 0; k < 32; ++k) {
+        const int p = ((k >> (b + 1)) << b) | (k & (s - 1));
+        const int from = (k & s) ? 16 + p : p;
+        if (k < 16) first[b][k] = from;
+        else second[b][k - 16] = from;
+      }
+    }
+  }
+};
+const Masks masks;
+
+v16 load(const float* p) {
+  v16 v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+void store(float* p, v16 v) { __builtin_memcpy(p, &v, sizeof v); }
+
+// For every pair of amplitudes (k, k + s) with bit s of k clear (s = 2**(L-1-q): the pairs a gate on qubit
+// q mixes), call f(x0, x1) on 16 pairs at a time, for each of the NP planes, and store what f leaves.
+// Needs n >= 32.
+template <int NP, typename F>
+void pairs(float* const* planes, int64_t n, int64_t s, F&& f) {
+  v16 x0[NP], x1[NP];
+  if (s >= 16) {
+    for (int64_t base = 0; base < n; base += 2 * s)
+      for (int64_t j = base; j < base + s; j += 16) {
+        for (int p = 0; p < NP; ++p) x0[p] = load(planes[p] + j), x1[p] = load(planes[p] + j + s);
+        f(x0, x1);
+        for (int p = 0; p < NP; ++p) store(planes[p] + j, x0[p]), store(planes[p] + j + s, x1[p]);
+      }
+    return;
+  }
+  const int b = __builtin_ctzll(s);
+  for (int64_t c = 0; c < n; c += 32) {
+    for (int p = 0; p < NP; ++p) {
+      const v16 a = load(planes[p] + c), z = load(planes[p] + c + 16);
+      x0[p] = __builtin_shuffle(a, z, masks.low[b]);
+      x1[p] = __builtin_shuffle(a, z, masks.high[b]);
+    }
+    f(x0, x1);
+    for (int p = 0; p < NP; ++p) {
+      store(planes[p] + c, __builtin_shuffle(x0[p], x1[p], masks.first[b]));
+      store(planes[p] + c + 16, __builtin_shuffle(x0[p], x1[p], masks.second[b]));
+    }
+  }
+}
+
+// (x0, x1) <- m (x0, x1) for planes (re, im) at offsets o (re) and o + 1 (im).
+inline void rotate(const Mat2& m, v16* x0, v16* x1, int o) {
+  const v16 r0 = x0[o], i0 = x0[o + 1], r1 = x1[o], i1 = x1[o + 1];
+  x0[o] = m.r[0] * r0 - m.i[0] * i0 + m.r[1] * r1 - m.i[1] * i1;
+  x0[o + 1] = m.r[0] * i0 + m.i[0] * r0 + m.r[1] * i1 + m.i[1] * r1;
+  x1[o] = m.r[2] * r0 - m.i[2] * i0 + m.r[3] * r1 - m.i[3] * i1;
+  x1[o + 1] = m.r[2] * i0 + m.i[2] * r0 + m.r[3] * i1 + m.i[3] * r1;
+}
+
+// psi <- m psi on the qubit with stride s.
+void apply2(float* re, float* im, int64_t n, int64_t s, const Mat2& m) {
+  float* planes[2] = {re, im};
+  pairs<2>(planes, n, s, [&](v16* x0, v16* x1) { rotate(m, x0, x1, 0); });
+}
+
+// Im <lambda| P |psi> over the pairs, per lane; P = X or Y. Planes: psi re, im (0, 1), lambda re, im (2, 3).
+inline v16 im_x(const v16* x0, const v16* x1) {  // X psi = (psi1, psi0)
+  return x0[2] * x1[1] - x0[3] * x1[0] + x1[2] * x0[1] - x1[3] * x0[0];
+}
+inline v16 im_y(const v16* x0, const v16* x1) {  // Y psi = (-i psi1, i psi0)
+  return -x0[2] * x1[0] - x0[3] * x1[1] + x1[2] * x0[0] + x1[3] * x0[1];
+}
+
+// One backward pass over the pairs of qubit q for G = RX(c) RY(b) RX(a): adds d/dc, d/db, d/da and undoes
+// the three rotations on psi and lambda.
+void undo_rotations(float* pr, float* pi, float* lr, float* li, int64_t n, int64_t s, const Mat2& uc,
+                    const Mat2& ub, const Mat2& ua, double* grad_abc) {
+  float* planes[4] = {pr, pi, lr, li};
+  v16 gc = splat(0), gb = splat(0), ga = splat(0);
+  pairs<4>(planes, n, s, [&](v16* x0, v16* x1) {
+    gc += im_x(x0, x1);
+    rotate(uc, x0, x1, 0), rotate(uc, x0, x1, 2);
+    gb += im_y(x0, x1);
+    rotate(ub, x0, x1, 0), rotate(ub, x0, x1, 2);
+    ga += im_x(x0, x1);
+    rotate(ua, x0, x1, 0), rotate(ua, x0, x1, 2);
+  });
+  for (int k = 0; k < 16; ++k) grad_abc[0] += ga[k], grad_abc[1] += gb[k], grad_abc[2] += gc[k];
+}
+
+struct Circuit {
+  int64_t n_qubits, depth, dim;
+  std::vector<Mat2> gates, rx_a, ry_b, rx_c;  // (d, L)
+  std::vector<uint8_t> rot, pair;            // (d, L)
+  std::vector<float> ph_r, ph_i;             // (d, dim) ring phases (identity where no pair is on)
+  std::vector<float> zz;                     // (L, dim) z_i z_{i+1}
+  std::vector<float> z_last;                 // (dim,)
+  bool has_ring(int64_t l) const {
+    for (int64_t q = 0; q < n_qubits; ++q)
+      if (pair[l * n_qubits + q]) return true;
+    return false;
+  }
+};
+
+Circuit build(const float* params, const int32_t* rot, const int32_t* pair, int64_t L, int64_t d) {
+  Circuit c;
+  c.n_qubits = L;
+  c.depth = d;
+  c.dim = int64_t{1} << L;
+  c.gates.resize(d * L);
+  c.rx_a.resize(d * L);
+  c.ry_b.resize(d * L);
+  c.rx_c.resize(d * L);
+  c.rot.assign(rot, rot + d * L);
+  c.pair.assign(pair, pair + d * L);
+  for (int64_t k = 0; k < d * L; ++k) {
+    const float* p = params + 4 * k;
+    c.rx_a[k] = rx(p[0]);
+    c.ry_b[k] = ry(p[1]);
+    c.rx_c[k] = rx(p[2]);
+    c.gates[k] = mul(c.rx_c[k], mul(c.ry_b[k], c.rx_a[k]));
+  }
+  c.zz.resize(L * c.dim);
+  c.z_last.resize(c.dim);
+  for (int64_t s = 0; s < c.dim; ++s) {
+    for (int64_t i = 0; i < L; ++i) {
+      const int64_t j = (i + 1) % L;
+      const int zi = 1 - 2 * ((s >> (L - 1 - i)) & 1), zj = 1 - 2 * ((s >> (L - 1 - j)) & 1);
+      c.zz[i * c.dim + s] = static_cast<float>(zi * zj);
+    }
+    c.z_last[s] = static_cast<float>(1 - 2 * (s & 1));
+  }
+  c.ph_r.resize(d * c.dim);
+  c.ph_i.resize(d * c.dim);
+  for (int64_t l = 0; l < d; ++l)
+    for (int64_t s = 0; s < c.dim; ++s) {
+      float angle = 0;
+      for (int64_t i = 0; i < L; ++i)
+        if (c.pair[l * L + i]) angle += params[4 * (l * L + i) + 3] * c.zz[i * c.dim + s];
+      c.ph_r[l * c.dim + s] = std::cos(-0.5f * angle);
+      c.ph_i[l * c.dim + s] = std::sin(-0.5f * angle);
+    }
+  return c;
+}
+
+void load(const std::complex<float>* x, float* re, float* im, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) {
+    re[k] = x[k].real();
+    im[k] = x[k].imag();
+  }
+}
+
+void forward(const Circuit& c, float* re, float* im) {
+  const int64_t L = c.n_qubits, n = c.dim;
+  for (int64_t l = 0; l < c.depth; ++l) {
+    for (int64_t q = 0; q < L; ++q)
+      if (c.rot[l * L + q]) apply2(re, im, n, int64_t{1} << (L - 1 - q), c.gates[l * L + q]);
+    if (c.has_ring(l)) {
+      const float* pr = c.ph_r.data() + l * n;
+      const float* pi = c.ph_i.data() + l * n;
+      for (int64_t k = 0; k < n; ++k) {
+        const float a = re[k], b = im[k];
+        re[k] = a * pr[k] - b * pi[k];
+        im[k] = a * pi[k] + b * pr[k];
+      }
+    }
+  }
+}
+
+// sum_k a[k] b[k] over n (a multiple of 16) entries, in 16 lanes.
+float dot(const float* a, const float* b, int64_t n) {
+  v16 acc = splat(0);
+  for (int64_t k = 0; k < n; k += 16) acc += load(a + k) * load(b + k);
+  float total = 0;
+  for (int k = 0; k < 16; ++k) total += acc[k];
+  return total;
+}
+
+float readout(const Circuit& c, const float* re, const float* im) {  // <Z_{L-1}>
+  v16 acc = splat(0);
+  for (int64_t k = 0; k < c.dim; k += 16) {
+    const v16 r = load(re + k), i = load(im + k);
+    acc += (r * r + i * i) * load(c.z_last.data() + k);
+  }
+  float total = 0;
+  for (int k = 0; k < 16; ++k) total += acc[k];
+  return total;
+}
+
+// Adds weight * d logit / d params (before the readout scale) to grad (d, L, 4), in double.
+void backward(const Circuit& c, float* pr, float* pi, float* lr, float* li, float weight, double* grad) {
+  const int64_t L = c.n_qubits, n = c.dim;
+  forward(c, pr, pi);
+  for (int64_t k = 0; k < n; ++k) {  // lambda = Z_{L-1} psi (d <Z>/d psi*), times the weight
+    lr[k] = weight * c.z_last[k] * pr[k];
+    li[k] = weight * c.z_last[k] * pi[k];
+  }
+  std::vector<float> v(n);
+  for (int64_t l = c.depth - 1; l >= 0; --l) {
+    if (c.has_ring(l)) {
+      const float* phr = c.ph_r.data() + l * n;
+      const float* phi = c.ph_i.data() + l * n;
+      for (int64_t k = 0; k < n; ++k) v[k] = lr[k] * pi[k] - li[k] * pr[k];  // Im(conj(lambda) psi)
+      for (int64_t i = 0; i < L; ++i) {
+        if (!c.pair[l * L + i]) continue;
+        // RZZ(e_i) = exp(-i e_i Z_i Z_{i+1} / 2): d/de_i = Im <lambda| Z_i Z_{i+1} |psi>
+        const float* zz = c.zz.data() + i * n;
+        grad[4 * (l * L + i) + 3] += dot(zz, v.data(), n);
+      }
+      for (int64_t k = 0; k < n; ++k) {  // undo: multiply by conj(phase)
+        float a = pr[k], b = pi[k];
+        pr[k] = a * phr[k] + b * phi[k];
+        pi[k] = b * phr[k] - a * phi[k];
+        a = lr[k], b = li[k];
+        lr[k] = a * phr[k] + b * phi[k];
+        li[k] = b * phr[k] - a * phi[k];
+      }
+    }
+    for (int64_t q = L - 1; q >= 0; --q) {
+      if (!c.rot[l * L + q]) continue;
+      const int64_t s = int64_t{1} << (L - 1 - q);
+      const int64_t k = l * L + q;
+      undo_rotations(pr, pi, lr, li, n, s, dagger(c.rx_c[k]), dagger(c.ry_b[k]), dagger(c.rx_a[k]),
+                     grad + 4 * k);
+    }
+  }
+}
+
+// Threads for a batch: one per core, but one per 2**16 amplitudes at most (starting a thread costs
+// about as much as simulating a few thousand amplitudes).
+int64_t n_threads(int64_t batch, int64_t dim) {
+  const int64_t hw = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  return std::max<int64_t>(1, std::min(hw, batch * dim >> 16));
+}
+
+template <typename F>
+void parallel(int64_t batch, int64_t dim, F&& body) {  // body(thread, first, last)
+  const int64_t t = n_threads(batch, dim);
+  if (t == 1) {
+    body(0, 0, batch);
+    return;
+  }
+  std::vector<std::thread> pool;
+  for (int64_t k = 0; k < t; ++k)
+    pool.emplace_back([&, k] { body(k, batch * k / t, batch * (k + 1) / t); });
+  for (auto& th : pool) th.join();
+}
+
+ffi::Error check(int64_t L, int64_t d, ffi::Buffer<ffi::F32> params, ffi::Buffer<ffi::C64> states,
+                 ffi::Buffer<ffi::S32> rot, ffi::Buffer<ffi::S32> pair) {
+  auto pd = params.dimensions();
+  auto sd = states.dimensions();
+  if (pd.size() != 3 || pd[2] != 4 || sd.size() != 2 || rot.element_count() != pd[0] * pd[1] ||
+      pair.element_count() != pd[0] * pd[1] || sd[1] != (int64_t{1} << pd[1]) || pd[1] < 5 || pd[1] > 20)
+    return ffi::Error::InvalidArgument("hea kernel: params (d, L, 4) with 5 <= L <= 20, states (B, 2**L), masks (d, L)");
+  return ffi::Error::Success();
+}
+
+ffi::Error Forward(ffi::Buffer<ffi::F32> params, ffi::Buffer<ffi::C64> states, ffi::Buffer<ffi::S32> rot,
+                   ffi::Buffer<ffi::S32> pair, float scale, ffi::ResultBuffer<ffi::F32> logits) {
+  const int64_t d = params.dimensions()[0], L = params.dimensions()[1];
+  if (auto e = check(L, d, params, states, rot, pair); e.failure()) return e;
+  const Circuit c = build(params.typed_data(), rot.typed_data(), pair.typed_data(), L, d);
+  const int64_t batch = states.dimensions()[0], n = c.dim;
+  const std::complex<float>* x = states.typed_data();
+  float* out = logits->typed_data();
+  parallel(batch, n, [&](int64_t, int64_t first, int64_t last) {
+    std::vector<float> re(n), im(n);
+    for (int64_t b = first; b < last; ++b) {
+      load(x + b * n, re.data(), im.data(), n);
+      forward(c, re.data(), im.data());
+      out[b] = scale * readout(c, re.data(), im.data());
+    }
+  });
+  return ffi::Error::Success();
+}
+
+ffi::Error Backward(ffi::Buffer<ffi::F32> params, ffi::Buffer<ffi::C64> states, ffi::Buffer<ffi::S32> rot,
+                    ffi::Buffer<ffi::S32> pair, ffi::Buffer<ffi::F32> cotangent, float scale,
+                    ffi::ResultBuffer<ffi::F32> grad) {
+  const int64_t d = params.dimensions()[0], L = params.dimensions()[1];
+  if (auto e = check(L, d, params, states, rot, pair); e.failure()) return e;
+  const Circuit c = build(params.typed_data(), rot.typed_data(), pair.typed_data(), L, d);
+  const int64_t batch = states.dimensions()[0], n = c.dim, p = d * L * 4;
+  const std::complex<float>* x = states.typed_data();
+  const float* g = cotangent.typed_data();
+  const int64_t t = n_threads(batch, n);
+  std::vector<double> partial(t * p, 0.0);
+  parallel(batch, n, [&](int64_t thread, int64_t first, int64_t last) {
+    std::vector<float> pr(n), pi(n), lr(n), li(n);
+    double* acc = partial.data() + thread * p;
+    for (int64_t b = first; b < last; ++b) {
+      if (g[b] == 0.0f) continue;
+      load(x + b * n, pr.data(), pi.data(), n);
+      backward(c, pr.data(), pi.data(), lr.data(), li.data(), scale * g[b], acc);
+    }
+  });
+  float* out = grad->typed_data();
+  for (int64_t k = 0; k < p; ++k) {
+    double s = 0;
+    for (int64_t th = 0; th < t; ++th) s += partial[th * p + k];
+    out[k] = static_cast<float>(s);
+  }
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(QrobustHeaForward, Forward,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::C64>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Attr<float>("scale")
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(QrobustHeaBackward, Backward,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::C64>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Attr<float>("scale")
+                                  .Ret<ffi::Buffer<ffi::F32>>());
