@@ -186,8 +186,7 @@ def make_train_fn(
             Objective("custom", lambda b, f, c: loss_fn(b.logits, b.labels, b.weights))
     if replica_mode not in ("auto", "vmap", "map"):
         raise ValueError(f"unknown replica_mode {replica_mode!r}; choose auto, vmap or map")
-    single_cpu = sharding.device_count() == 1 and jax.devices()[0].platform == "cpu"
-    mode = ("map" if single_cpu else "vmap") if replica_mode == "auto" else replica_mode
+    mode = ("map" if sharding.single_cpu() else "vmap") if replica_mode == "auto" else replica_mode
     if mode == "map" and sharding.device_count() > 1:
         raise ValueError("replica_mode 'map' walks the replica axis on one device; with several, use 'vmap'")
     n_batches, padded = epoch_plan(n_samples, batch_size)

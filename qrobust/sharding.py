@@ -33,6 +33,11 @@ def device_count() -> int:
     return jax.local_device_count()
 
 
+def single_cpu() -> bool:
+    """Whether the replica axis lives on one CPU device (no sharding, no accelerator)."""
+    return device_count() == 1 and jax.devices()[0].platform == "cpu"
+
+
 def replica_mesh() -> Mesh:
     return Mesh(np.array(jax.local_devices()), (AXIS,))
 

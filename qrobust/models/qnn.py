@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from qrobust import sharding
 from qrobust.backend import check_dtype, real_dtype, tc_context
 from qrobust.data.encoding import qubits_for_length
 from qrobust.errors import ConfigError
@@ -114,8 +115,7 @@ def default_simulator(n_qubits: int, dtype: str, ansatz: str) -> str:
     """The simulator ``qnn`` uses when none is named (module docstring)."""
     if ansatz != "hea":
         return "tc-fused"
-    single_cpu = jax.device_count() == 1 and jax.devices()[0].platform == "cpu"
-    if dtype == "complex64" and native.MIN_QUBITS <= n_qubits <= native.MAX_QUBITS and single_cpu \
+    if dtype == "complex64" and native.MIN_QUBITS <= n_qubits <= native.MAX_QUBITS and sharding.single_cpu() \
             and native.available():
         return "native"
     return "blocks"
@@ -134,13 +134,14 @@ def forward_flops(n_qubits: int, depth: int, *, block_size: int = 5, light_cone_
     """
     dim = 2**n_qubits
     rot_cone, pair_cone = _cones(n_qubits, depth, light_cone_pruning)
+    layout = Layout(n_qubits)
     total = 3 * dim
     for layer in range(depth):
         if simulator == "native":
             total += 14 * len(rot_cone[layer]) * dim
         else:
             total += sum(8 * 2 ** (last - first + 1) * dim for first, last in
-                         Layout(n_qubits).half_windows(rot_cone[layer], block_size))
+                         layout.half_windows(rot_cone[layer], block_size))
         total += 6 * dim if pair_cone[layer] else 0
     return total
 
@@ -298,9 +299,6 @@ def qnn(
                 psi = layout.diagonal(psi, phases.astype(psi.dtype))
         return readout_scale * layout.expectation_z(psi, measured)
 
-    def apply_one_blocks(params, x):
-        return apply_blocks(params, x[None])[0]
-
     whole_batch = {"blocks": apply_blocks}
     if simulator == "native":
         applied = np.zeros((2, d, L), np.int32)  # the light cone's rotations and RZZ pairs per layer
@@ -309,8 +307,9 @@ def qnn(
             applied[1, layer, list(pair_cone[layer])] = 1
         whole_batch["native"] = native.hea_logits(applied[0], applied[1], readout_scale)
 
-    def apply_one_native(params, x):
-        return whole_batch["native"](params, x[None])[0]
+    def one_of(batched):
+        """The per-example ``apply`` of a whole-batch simulator."""
+        return lambda params, x: batched(params, x[None])[0]
 
     def apply_gates(params, x):
         with tc_context(dtype, contractor) as tc:
@@ -328,8 +327,8 @@ def qnn(
                         c.rzz(q, (q + 1) % L, theta=params[layer, q, 3])
             return readout_scale * jnp.real(c.expectation_ps(z=[measured]))
 
-    one_example = {"native": apply_one_native, "blocks": apply_one_blocks, "tc-fused": apply_fused,
-                   "tc-gates": apply_gates}
+    one_example = {"tc-fused": apply_fused, "tc-gates": apply_gates,
+                   **{name: one_of(batched) for name, batched in whole_batch.items()}}
     dim = 2**L
     jdtype = jnp.complex128 if dtype == "complex128" else jnp.complex64
 

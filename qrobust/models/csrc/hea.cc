@@ -60,6 +60,12 @@ using i16 = int32_t __attribute__((vector_size(64)));
 
 v16 splat(float x) { return v16{} + x; }
 
+float sum_lanes(v16 v) {
+  float total = 0;
+  for (int k = 0; k < 16; ++k) total += v[k];
+  return total;
+}
+
 // Shuffle masks that split 32 consecutive amplitudes into the 16 whose bit s is clear (low) and the 16
 // whose bit s is set (high), for s = 1, 2, 4, 8, and back.
 struct Masks {
@@ -158,7 +164,7 @@ void undo_rotations(float* pr, float* pi, float* lr, float* li, int64_t n, int64
     ga += im_x(x0, x1);
     rotate(ua, x0, x1, 0), rotate(ua, x0, x1, 2);
   });
-  for (int k = 0; k < 16; ++k) grad_abc[0] += ga[k], grad_abc[1] += gb[k], grad_abc[2] += gc[k];
+  grad_abc[0] += sum_lanes(ga), grad_abc[1] += sum_lanes(gb), grad_abc[2] += sum_lanes(gc);
 }
 
 struct Circuit {
@@ -223,20 +229,22 @@ void load(const std::complex<float>* x, float* re, float* im, int64_t n) {
   }
 }
 
+// psi <- phase * psi elementwise, or conj(phase) * psi with conjugate (to undo the ring).
+void multiply_phase(float* re, float* im, const float* phr, const float* phi, int64_t n, bool conjugate) {
+  const float sign = conjugate ? -1.0f : 1.0f;
+  for (int64_t k = 0; k < n; ++k) {
+    const float a = re[k], b = im[k], pi = sign * phi[k];
+    re[k] = a * phr[k] - b * pi;
+    im[k] = a * pi + b * phr[k];
+  }
+}
+
 void forward(const Circuit& c, float* re, float* im) {
   const int64_t L = c.n_qubits, n = c.dim;
   for (int64_t l = 0; l < c.depth; ++l) {
     for (int64_t q = 0; q < L; ++q)
       if (c.rot[l * L + q]) apply2(re, im, n, int64_t{1} << (L - 1 - q), c.gates[l * L + q]);
-    if (c.has_ring(l)) {
-      const float* pr = c.ph_r.data() + l * n;
-      const float* pi = c.ph_i.data() + l * n;
-      for (int64_t k = 0; k < n; ++k) {
-        const float a = re[k], b = im[k];
-        re[k] = a * pr[k] - b * pi[k];
-        im[k] = a * pi[k] + b * pr[k];
-      }
-    }
+    if (c.has_ring(l)) multiply_phase(re, im, c.ph_r.data() + l * n, c.ph_i.data() + l * n, n, false);
   }
 }
 
@@ -244,9 +252,7 @@ void forward(const Circuit& c, float* re, float* im) {
 float dot(const float* a, const float* b, int64_t n) {
   v16 acc = splat(0);
   for (int64_t k = 0; k < n; k += 16) acc += load(a + k) * load(b + k);
-  float total = 0;
-  for (int k = 0; k < 16; ++k) total += acc[k];
-  return total;
+  return sum_lanes(acc);
 }
 
 float readout(const Circuit& c, const float* re, const float* im) {  // <Z_{L-1}>
@@ -255,9 +261,7 @@ float readout(const Circuit& c, const float* re, const float* im) {  // <Z_{L-1}
     const v16 r = load(re + k), i = load(im + k);
     acc += (r * r + i * i) * load(c.z_last.data() + k);
   }
-  float total = 0;
-  for (int k = 0; k < 16; ++k) total += acc[k];
-  return total;
+  return sum_lanes(acc);
 }
 
 // Adds weight * d logit / d params (before the readout scale) to grad (d, L, 4), in double.
@@ -280,14 +284,8 @@ void backward(const Circuit& c, float* pr, float* pi, float* lr, float* li, floa
         const float* zz = c.zz.data() + i * n;
         grad[4 * (l * L + i) + 3] += dot(zz, v.data(), n);
       }
-      for (int64_t k = 0; k < n; ++k) {  // undo: multiply by conj(phase)
-        float a = pr[k], b = pi[k];
-        pr[k] = a * phr[k] + b * phi[k];
-        pi[k] = b * phr[k] - a * phi[k];
-        a = lr[k], b = li[k];
-        lr[k] = a * phr[k] + b * phi[k];
-        li[k] = b * phr[k] - a * phi[k];
-      }
+      multiply_phase(pr, pi, phr, phi, n, true);  // undo the ring on psi and lambda
+      multiply_phase(lr, li, phr, phi, n, true);
     }
     for (int64_t q = L - 1; q >= 0; --q) {
       if (!c.rot[l * L + q]) continue;
@@ -319,7 +317,7 @@ void parallel(int64_t batch, int64_t dim, F&& body) {  // body(thread, first, la
   for (auto& th : pool) th.join();
 }
 
-ffi::Error check(int64_t L, int64_t d, ffi::Buffer<ffi::F32> params, ffi::Buffer<ffi::C64> states,
+ffi::Error check(ffi::Buffer<ffi::F32> params, ffi::Buffer<ffi::C64> states,
                  ffi::Buffer<ffi::S32> rot, ffi::Buffer<ffi::S32> pair) {
   auto pd = params.dimensions();
   auto sd = states.dimensions();
@@ -332,7 +330,7 @@ ffi::Error check(int64_t L, int64_t d, ffi::Buffer<ffi::F32> params, ffi::Buffer
 ffi::Error Forward(ffi::Buffer<ffi::F32> params, ffi::Buffer<ffi::C64> states, ffi::Buffer<ffi::S32> rot,
                    ffi::Buffer<ffi::S32> pair, float scale, ffi::ResultBuffer<ffi::F32> logits) {
   const int64_t d = params.dimensions()[0], L = params.dimensions()[1];
-  if (auto e = check(L, d, params, states, rot, pair); e.failure()) return e;
+  if (auto e = check(params, states, rot, pair); e.failure()) return e;
   const Circuit c = build(params.typed_data(), rot.typed_data(), pair.typed_data(), L, d);
   const int64_t batch = states.dimensions()[0], n = c.dim;
   const std::complex<float>* x = states.typed_data();
@@ -352,7 +350,7 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> params, ffi::Buffer<ffi::C64> states, 
                     ffi::Buffer<ffi::S32> pair, ffi::Buffer<ffi::F32> cotangent, float scale,
                     ffi::ResultBuffer<ffi::F32> grad) {
   const int64_t d = params.dimensions()[0], L = params.dimensions()[1];
-  if (auto e = check(L, d, params, states, rot, pair); e.failure()) return e;
+  if (auto e = check(params, states, rot, pair); e.failure()) return e;
   const Circuit c = build(params.typed_data(), rot.typed_data(), pair.typed_data(), L, d);
   const int64_t batch = states.dimensions()[0], n = c.dim, p = d * L * 4;
   const std::complex<float>* x = states.typed_data();
