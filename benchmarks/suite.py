@@ -2,7 +2,7 @@
 
 One command prints the tables and writes ``suite.json`` and ``scaling.png`` to --out:
 
-  python benchmarks/suite.py --out runs/bench             # the standard suite (~6 min on 2 CPU cores)
+  python benchmarks/suite.py --out runs/bench             # the standard suite (~4 min on 2 CPU cores)
   python benchmarks/suite.py --quick --out runs/bench-q   # a smoke run (~1 min)
 
 Every figure is measured in this run, on this machine:
@@ -11,7 +11,7 @@ ceiling    float32 matrix multiply (n x n, n = 2048; best of 5), in GFLOP/s: the
            machine's practical arithmetic peak that throughput is compared with.
 replicas   QNN and MLP at the MNIST paper settings (500 samples, batch 256, the
            embedded set's 500 validation states; QNN 10 qubits, depth 6) for R = 1, 10, 50, 200
-           replicas trained as ONE vmapped program: compile time (first call of
+           replicas trained as ONE program: compile time (first call of
            a fresh program, XLA's ahead-of-time compile), time per replica
            projected to 100 epochs from --epochs timed epochs (a run is a scan
            over epochs, so time is linear in epochs), sample-steps per second
