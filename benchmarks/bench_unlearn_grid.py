@@ -1,7 +1,7 @@
 """The SCRUB (kl_w, fo_w) grid as one chunked program vs a Python loop over the cells.
 
 The program holds the students on its replica axis (vmapped on an accelerator, walked
-with ``lax.map`` inside the program on one CPU device: ``replica_mode="auto"``).
+with ``lax.map`` inside the program on CPU: ``replica_mode="auto"``).
 
 Both paths run the same experiment code (teachers, data, objective, metrics);
 the loop is the same study with chunk size 1, i.e. one compiled R = 1 program

@@ -2,8 +2,10 @@
 
 Within a process, replicas are independent, so the leading replica axis of every
 per-replica input is split over a one-dimensional mesh of the process's local
-devices, the shared inputs (the validation set) are replicated, and XLA runs
-each device's replicas with no communication. With one device nothing changes.
+devices, the shared inputs (the validation set) are replicated, and each device
+runs the one-device program on its own replicas (``shard_map``, ``per_device``):
+no communication, by construction, and custom kernels (the native simulator)
+run on their local shard. With one device nothing changes.
 A chunk's replica count must be a multiple of the number of local devices;
 ``plan_chunks`` pads chunks to one.
 
@@ -17,6 +19,7 @@ figures. No array ever crosses hosts.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from typing import Any, Callable
@@ -33,9 +36,9 @@ def device_count() -> int:
     return jax.local_device_count()
 
 
-def single_cpu() -> bool:
-    """Whether the replica axis lives on one CPU device (no sharding, no accelerator)."""
-    return device_count() == 1 and jax.devices()[0].platform == "cpu"
+def cpu_only() -> bool:
+    """Whether this process's devices are CPUs (one, or several forced host devices): no accelerator."""
+    return jax.local_devices()[0].platform == "cpu"
 
 
 def replica_mesh() -> Mesh:
@@ -168,6 +171,25 @@ def announce_failure(message: str) -> None:
 def my_share(items: list) -> list:
     """This process's share of ``items``: every P-th one, starting at its index."""
     return items[jax.process_index()::jax.process_count()]
+
+
+def per_device(fn: Callable, mesh: Mesh, *, shared_argnums: tuple[int, ...] = ()) -> Callable:
+    """``fn(*args) -> outputs``, every output with a leading replica axis, run by each device of ``mesh`` on
+    its slice of the replica axis of the arguments; those in ``shared_argnums`` are given whole to every
+    device. Jitted. ``fn`` sees R / n_devices replicas and may call ``jax.lax.axis_index(AXIS)``."""
+    # no collectives, so JAX's tracking of which values vary over devices is not needed (and custom VJPs,
+    # such as the native simulator's, do not carry it)
+    if hasattr(jax, "shard_map"):
+        shard_map = functools.partial(jax.shard_map, check_vma=False)
+    else:  # jax < 0.7
+        from jax.experimental.shard_map import shard_map as experimental
+        shard_map = functools.partial(experimental, check_rep=False)
+
+    def run(*args):
+        specs = tuple(PartitionSpec() if i in shared_argnums else PartitionSpec(AXIS) for i in range(len(args)))
+        return shard_map(fn, mesh=mesh, in_specs=specs, out_specs=PartitionSpec(AXIS))(*args)
+
+    return jax.jit(run)
 
 
 def shard_replicas(tree, mesh: Mesh):

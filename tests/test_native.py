@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from qrobust import sharding
 from qrobust.errors import ConfigError
 from qrobust.models import batch_logits, qnn
 from qrobust.models.qnn import default_simulator
@@ -75,7 +76,15 @@ def test_native_refuses_complex128(x64):
     assert default_simulator(6, "complex128", "hea") == "blocks"
 
 
-def test_default_simulator_is_native_on_one_cpu_device():
+def test_default_simulator_is_native_on_cpu():
     assert default_simulator(10, "complex64", "hea") == "native"
     assert default_simulator(4, "complex64", "hea") == "blocks"
     assert default_simulator(10, "complex64", "rxry_cnot") == "tc-fused"
+
+
+def test_on_an_accelerator_the_default_is_blocks_and_native_is_refused(monkeypatch):
+    """The kernel is registered for the CPU platform only (no GPU in CI: the device check is patched)."""
+    monkeypatch.setattr(sharding, "cpu_only", lambda: False)
+    assert default_simulator(10, "complex64", "hea") == "blocks"
+    with pytest.raises(ConfigError, match="runs on CPU devices"):
+        qnn(10, 2, simulator="native")

@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from qrobust import sharding
 from qrobust.errors import ConfigError
 
 SOURCE = Path(__file__).with_name("csrc") / "hea.cc"
@@ -97,6 +98,9 @@ def check(n_qubits: int, dtype: str) -> None:
         raise ConfigError(f"the native simulator runs in complex64 only, not {dtype}; use simulator='blocks'")
     if not MIN_QUBITS <= n_qubits <= MAX_QUBITS:
         raise ConfigError(f"the native simulator needs {MIN_QUBITS} to {MAX_QUBITS} qubits, got {n_qubits}")
+    if not sharding.cpu_only():
+        raise ConfigError(f"the native simulator runs on CPU devices, and this process's are "
+                          f"{jax.local_devices()[0].platform}; use simulator='blocks'")
     _register()
 
 

@@ -18,15 +18,15 @@ but the measured qubit's, then one more neighbour on each side per layer going
 back.
 
 Simulators (``simulator=``):
-  "native"    (default for "hea" in complex64 with at least 5 qubits, on one CPU
-              device, where a C++ compiler is found) the C++ kernel of
+  "native"    (default for "hea" in complex64 with 5 to 20 qubits, on CPU
+              devices, where a C++ compiler is found) the C++ kernel of
               ``qrobust.models.native``: one state at a time in cache, gate by
               gate, gradient by the adjoint method; reverse mode in the
               parameters only (no ``jax.jvp``, so Hessians use "blocks").
   "blocks"    (the default otherwise) a whole batch at once in the layout of
               ``qrobust.models.blocks``, where every fused block is one matrix
-              product without transposes; 1.4x faster than "tc-fused" per
-              replica on CPU (benchmarks/suite.py).
+              product without transposes; 2x faster than "tc-fused" per
+              replica on CPU, 2.2x slower than "native" (benchmarks/suite.py).
   "tc-fused"  TensorCircuit: the fused blocks as ``Circuit.any`` gates and the
               ring as one ``Circuit.diagonal``, per example (vmapped).
   "tc-gates"  TensorCircuit gate by gate (35 small gates per layer), as the
@@ -115,7 +115,7 @@ def default_simulator(n_qubits: int, dtype: str, ansatz: str) -> str:
     """The simulator ``qnn`` uses when none is named (module docstring)."""
     if ansatz != "hea":
         return "tc-fused"
-    if dtype == "complex64" and native.MIN_QUBITS <= n_qubits <= native.MAX_QUBITS and sharding.single_cpu() \
+    if dtype == "complex64" and native.MIN_QUBITS <= n_qubits <= native.MAX_QUBITS and sharding.cpu_only() \
             and native.available():
         return "native"
     return "blocks"
