@@ -30,13 +30,10 @@ CHILD = "--child"
 
 def child(devices: int, simulators: list[str], replicas: int, epochs: int, repeats: int) -> list[dict]:
     import jax
-    import jax.numpy as jnp
-    import numpy as np
+    from suite import training_inputs  # benchmarks/suite.py, beside this script
 
-    from qrobust.corruption import CORRUPTIONS
-    from qrobust.engine import EvalData, make_train_fn
+    from qrobust.engine import make_train_fn
     from qrobust.experiments.settings import load_dataset, model_settings
-    from qrobust.experiments.sweep import make_chunk_inputs
     from qrobust.models import qnn
 
     if jax.local_device_count() != devices:
@@ -46,12 +43,7 @@ def child(devices: int, simulators: list[str], replicas: int, epochs: int, repea
     rows = []
     for simulator in simulators:
         model = qnn(mnist.n_qubits, s.depth, simulator=simulator)
-        seeds = np.arange(replicas)
-        kinds = np.full(replicas, CORRUPTIONS.index("flip"), np.int32)
-        counts = np.full(replicas, int(0.3 * len(mnist.y_train)) // 2 * 2, np.int32)
-        params, keys, data = make_chunk_inputs(model, mnist)(seeds, kinds, counts)
-        args = (params, jnp.full(replicas, s.learning_rate, jnp.float32), keys, data,
-                EvalData(model.prepare(mnist.x_val), jnp.asarray(mnist.y_val, jnp.float32)))
+        args = training_inputs(model, mnist, replicas, s.learning_rate)
         train = make_train_fn(model, epochs=epochs, batch_size=s.batch_size, n_samples=len(mnist.y_train))
         t0 = time.perf_counter()
         jax.block_until_ready(train(*args))

@@ -103,18 +103,25 @@ def epoch_flops(model, n_train: int, n_val: int, batch_size: int, evaluations: f
     return step * padded + fwd * evaluations * (n_train + n_val)
 
 
-def time_training(model, dataset: Dataset, n_replicas: int, *, epochs: int, batch_size: int, lr: float,
-                  seed0: int = 0, loop: bool = False, replica_mode: str = "auto", eval_every: int = 1) -> dict:
-    """Compile and run ``n_replicas`` trainings as one program; with ``loop``, also as R calls of R = 1.
-
-    ``eval_every`` as in ``make_train_fn``: the end-of-epoch evaluation runs every K epochs and at the last.
-    """
+def training_inputs(model, dataset: Dataset, n_replicas: int, lr: float, seed0: int = 0) -> tuple:
+    """The arguments ``(params, rates, keys, data, val)`` of a training program for ``n_replicas`` replicas:
+    seeds seed0, seed0 + 1, ...; labels flipped at alpha = 0.3; learning rate ``lr``."""
     seeds = np.arange(seed0, seed0 + n_replicas)
     kinds = np.full(n_replicas, CORRUPTIONS.index("flip"), np.int32)
     counts = np.full(n_replicas, int(0.3 * len(dataset.y_train)) // 2 * 2, np.int32)
     params, keys, data = make_chunk_inputs(model, dataset)(seeds, kinds, counts)
-    rates = jnp.full(n_replicas, lr, jnp.float32)
     val = EvalData(model.prepare(dataset.x_val), jnp.asarray(dataset.y_val, jnp.float32))
+    return params, jnp.full(n_replicas, lr, jnp.float32), keys, data, val
+
+
+def time_training(model, dataset: Dataset, n_replicas: int, *, epochs: int, batch_size: int, lr: float,
+                  seed0: int = 0, loop: bool = False, replica_mode: str = "auto", eval_every: int = 1) -> dict:
+    """Compile and run ``n_replicas`` trainings as one program (on one device); with ``loop``, also as R calls
+    of R = 1.
+
+    ``eval_every`` as in ``make_train_fn``: the end-of-epoch evaluation runs every K epochs and at the last.
+    """
+    params, rates, keys, data, val = training_inputs(model, dataset, n_replicas, lr, seed0)
     train = make_train_fn(model, epochs=epochs, batch_size=batch_size, n_samples=len(dataset.y_train),
                           replica_mode=replica_mode, eval_every=eval_every)
     t0 = time.perf_counter()

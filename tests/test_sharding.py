@@ -13,12 +13,16 @@ ARGS = ["sweep", "--dataset", "xxz", "--qubits", "4", "--n-train", "6", "--epoch
         "--no-progress"]
 
 
+def _forced_devices(devices):
+    """The environment of a process whose JAX sees ``devices`` CPU devices."""
+    return dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+
+
 def _run(out, devices, chunk_size):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
     code = ("import sys, jax; from qrobust.cli import main; "
             f"assert jax.device_count() == {devices}; sys.exit(main(sys.argv[1:]))")
     subprocess.run([sys.executable, "-c", code, *ARGS, "--chunk-size", str(chunk_size), "--out", str(out)], check=True,
-                   env=env,
+                   env=_forced_devices(devices),
                    capture_output=True, text=True)
     return pd.read_csv(out / "results.csv")
 
@@ -79,8 +83,8 @@ print(json.dumps(dict(params=np.asarray(final).tolist(), loss=np.asarray(metrics
 
 
 def _run_native(devices, mode):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
-    done = subprocess.run([sys.executable, "-c", NATIVE_CODE, str(devices), mode], check=True, env=env,
+    done = subprocess.run([sys.executable, "-c", NATIVE_CODE, str(devices), mode], check=True,
+                          env=_forced_devices(devices),
                           capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
