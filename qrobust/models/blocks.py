@@ -16,7 +16,13 @@ significant bit, as everywhere in qrobust). In this layout
 - <Z_q> is a weighted sum of |psi|**2.
 
 Under ``jax.vmap`` over replicas the products become batched matrix products
-with the replica axis leading. Gradients are JAX's reverse mode through these
+with the replica axis leading.
+
+Matrix-product precision (``precision``): "highest" (default) asks for full
+float32 (or float64) products everywhere. On a GPU, XLA's default precision for
+float32 and complex64 products is TensorFloat-32 (inputs rounded to a 10-bit
+mantissa, about 1e-3 relative error per product) where the hardware has it;
+"tf32" allows that, for speed. On CPU both give full precision. Gradients are JAX's reverse mode through these
 products (each costs about two more products of the same size).
 """
 
@@ -27,11 +33,17 @@ import jax.numpy as jnp
 import numpy as np
 
 
+PRECISIONS = {"highest": jax.lax.Precision.HIGHEST, "tf32": jax.lax.Precision.DEFAULT}
+
+
 class Layout:
     """Where each qubit of an L-qubit register lives in the (2**hA, B, 2**hB) batch layout."""
 
-    def __init__(self, n_qubits: int):
+    def __init__(self, n_qubits: int, precision: str = "highest"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown matmul precision {precision!r}; choose from {', '.join(PRECISIONS)}")
         self.n_qubits = n_qubits
+        self.precision = PRECISIONS[precision]
         self.h_a = n_qubits // 2
         self.h_b = n_qubits - self.h_a
 
@@ -66,20 +78,23 @@ class Layout:
         if last < self.h_a:  # inside the first half: bits above (a), the block, everything after (c)
             above = 2**first
             if above == 1:
-                return (unitary @ psi.reshape(dim, -1)).reshape(shape)
-            return jnp.einsum("ij,ajc->aic", unitary, psi.reshape(above, dim, -1)).reshape(shape)
+                return jnp.matmul(unitary, psi.reshape(dim, -1), precision=self.precision).reshape(shape)
+            return jnp.einsum("ij,ajc->aic", unitary, psi.reshape(above, dim, -1),
+                              precision=self.precision).reshape(shape)
         if first < self.h_a:
             raise ValueError(f"a block may not cross the halves: qubits {first}..{last}, half {self.h_a}")
         below = 2 ** (self.n_qubits - 1 - last)
         if below == 1:
-            return (psi.reshape(-1, dim) @ unitary.T).reshape(shape)
-        return jnp.einsum("ij,ajc->aic", unitary, psi.reshape(-1, dim, below)).reshape(shape)
+            return jnp.matmul(psi.reshape(-1, dim), unitary.T, precision=self.precision).reshape(shape)
+        return jnp.einsum("ij,ajc->aic", unitary, psi.reshape(-1, dim, below),
+                          precision=self.precision).reshape(shape)
 
     def diagonal(self, psi: jax.Array, phases: jax.Array) -> jax.Array:
         """Multiply by a diagonal (2**L,) operator.
 
         The (2**hA, 2**hB) table of phases is first multiplied by the identity matrix. That product
-        is exact, and XLA's CPU compiler does not fuse a matrix product into the elementwise loop
+        is exact (at full precision, asked for explicitly: on a GPU the default would round the
+        phases to TensorFloat-32), and XLA's CPU compiler does not fuse a matrix product into the elementwise loop
         that follows it, so the table is computed once. Without it, the compiler fuses the
         computation of the phases (cos and sin of the ring angles) into the loop over the batch
         of a forward pass and recomputes it for every state. In a profile of the MNIST training
@@ -87,7 +102,8 @@ class Layout:
         states), the ring passes then took 250 ms of 680 ms of kernel time, almost all of it in
         the evaluation; with the identity product, 67 ms of 390 ms.
         """
-        table = jnp.eye(self.shape_a, dtype=phases.dtype) @ phases.reshape(self.shape_a, self.shape_b)
+        table = jnp.matmul(jnp.eye(self.shape_a, dtype=phases.dtype), phases.reshape(self.shape_a, self.shape_b),
+                           precision=jax.lax.Precision.HIGHEST)  # exact only at full precision
         return psi * table[:, None, :]
 
     def z_signs(self, qubit: int) -> jax.Array:

@@ -5,10 +5,14 @@ from __future__ import annotations
 from typing import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from qrobust.errors import ConfigError
 from qrobust.models.base import Model
+
+
+_FULL = jax.lax.Precision.HIGHEST  # full float32 products on a GPU too (its default there is TensorFloat-32)
 
 
 class _MLP(nn.Module):
@@ -17,8 +21,8 @@ class _MLP(nn.Module):
     @nn.compact
     def __call__(self, x):
         for width in self.hidden:
-            x = nn.relu(nn.Dense(width)(x))
-        return nn.Dense(1)(x)[..., 0]
+            x = nn.relu(nn.Dense(width, precision=_FULL)(x))
+        return nn.Dense(1, precision=_FULL)(x)[..., 0]
 
 
 def mlp(input_dim: int, hidden: Sequence[int] = (64, 16), *, complex_input: bool = False) -> Model:
@@ -29,7 +33,8 @@ def mlp(input_dim: int, hidden: Sequence[int] = (64, 16), *, complex_input: bool
       hidden: widths of the hidden ReLU layers (paper: (64, 16)).
       complex_input: states are complex; the MLP then reads real and imaginary
         parts side by side (2 * input_dim features).
-    Flax's default initialisers (LeCun-normal kernels, zero biases); float32.
+    Flax's default initialisers (LeCun-normal kernels, zero biases); float32, with full-precision
+    products on every platform (a GPU's default would be TensorFloat-32).
     """
     hidden = tuple(int(h) for h in hidden)
     if not hidden or any(h < 1 for h in hidden):

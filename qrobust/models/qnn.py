@@ -48,7 +48,7 @@ from qrobust.data.encoding import qubits_for_length
 from qrobust.errors import ConfigError
 from qrobust.models.base import Model
 from qrobust.models import native
-from qrobust.models.blocks import Layout
+from qrobust.models.blocks import PRECISIONS, Layout
 
 ANSATZE = ("hea", "rxry_cnot")
 SIMULATORS = ("native", "blocks", "tc-fused", "tc-gates")
@@ -185,6 +185,7 @@ def qnn(
     block_size: int = 5,
     light_cone_pruning: bool = True,
     ansatz: str = "hea",
+    matmul_precision: str = "highest",
 ) -> Model:
     """The paper's QNN as a Model (see module docstring).
 
@@ -207,6 +208,11 @@ def qnn(
         "rxry_cnot", the paper's Hessian-study variant: per layer RX(a) RY(b) on
         every qubit, then CNOT(i, i+1 mod L) for i = 0, ..., L-1 in that order,
         parameters (d, L, 2).
+      matmul_precision: precision of the "blocks" simulator's matrix products:
+        "highest" (default: full float32 in complex64) or "tf32" (XLA's default on a
+        GPU, TensorFloat-32 products where the hardware has them: faster there, about
+        1e-3 relative error per product; the same as "highest" on CPU). See
+        ``qrobust.models.blocks``.
     """
     if n_qubits < 2:
         raise ConfigError(f"the QNN needs at least 2 qubits, got {n_qubits}")
@@ -227,6 +233,10 @@ def qnn(
         raise ConfigError(f"simulator {simulator!r} supports the 'hea' ansatz only, not {ansatz!r}")
     if simulator == "native":
         native.check(n_qubits, dtype)
+    if matmul_precision not in PRECISIONS:
+        raise ConfigError(f"unknown matmul_precision {matmul_precision!r}; choose from {', '.join(PRECISIONS)}")
+    if matmul_precision != "highest" and simulator != "blocks":
+        raise ConfigError(f"matmul_precision applies to the 'blocks' simulator only, not {simulator!r}")
     L, d, measured = n_qubits, depth, n_qubits - 1
     n_per_qubit = PARAMS_PER_QUBIT[ansatz]
     cnot_ring = ansatz == "rxry_cnot"
@@ -283,7 +293,7 @@ def qnn(
                 entangle(c, p, layer)
             return readout_scale * jnp.real(c.expectation_ps(z=[measured]))
 
-    layout = Layout(L)
+    layout = Layout(L, matmul_precision)
 
     def apply_blocks(params, xs):
         """(B, 2**L) states -> (B,) logits, the whole batch as matrix products."""
@@ -348,6 +358,7 @@ def qnn(
         input_shape=(dim,),
         settings=dict(kind="qnn", n_qubits=L, depth=d, readout_scale=readout_scale, init_std=init_std,
                       dtype=dtype, simulator=simulator, contractor=contractor, block_size=block_size,
-                      light_cone_pruning=light_cone_pruning, ansatz=ansatz),
+                      light_cone_pruning=light_cone_pruning, ansatz=ansatz,
+                      matmul_precision=matmul_precision),
         apply_batch=whole_batch.get(simulator),
     )
