@@ -43,9 +43,9 @@ print(len(last), "final rows; mean val_acc by alpha:", last.groupby("alpha").val
 PY
 
 say "levers"
-timeout "${T_LEVERS:-150}" $PY benchmarks/gpu_levers.py --out "$OUT/levers.json" 2>&1 | tee -a "$LOG"
+[ "${T_LEVERS:-150}" -gt 0 ] && timeout "${T_LEVERS:-150}" $PY benchmarks/gpu_levers.py --out "$OUT/levers.json" 2>&1 | tee -a "$LOG"
 
 say "benchmark suite"
-timeout "${T_SUITE:-150}" $PY benchmarks/suite.py --replicas 1 10 100 1000 --no-paper-way --loop-replicas 10 \
+[ "${T_SUITE:-150}" -gt 0 ] && timeout "${T_SUITE:-150}" $PY benchmarks/suite.py --replicas 1 10 100 1000 --no-paper-way --loop-replicas 10 \
   --qubits 8 10 12 14 --depths 2 6 10 --scan-replicas 100 --out "$OUT" 2>&1 | tee -a "$LOG"
 say "done"
