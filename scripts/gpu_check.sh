@@ -3,7 +3,7 @@
 # JAX's CUDA build already installed (the device machine has no network: qrobust's pure-Python
 # dependencies that its image lacks travel as wheels in .whl/). Writes under $OUT (default runs/gpu):
 # log.txt (everything printed), summary.csv, final.csv and config.json of the 1,000-replica sweep,
-# levers.json, suite.json and scaling.png. Stages: T_TESTS, T_SWEEP, T_LEVERS, T_SUITE seconds each.
+# levers.json, suite.json and scaling.png. Stages: T_TESTS, T_SWEEP, T_LEVERS, T_SUITE, T_PROFILE seconds each (0 skips).
 set -uo pipefail
 OUT=${OUT:-runs/gpu}
 mkdir -p "$OUT"
@@ -23,10 +23,9 @@ say "machine"
   $PY -c "import jax, jaxlib, numpy, flax, optax; print('jax', jax.__version__, 'jaxlib', jaxlib.__version__, 'numpy', numpy.__version__, 'flax', flax.__version__, 'optax', optax.__version__); print(jax.devices())"; } 2>&1 | tee -a "$LOG"
 
 say "GPU-relevant tests"
-timeout "${T_TESTS:-150}" $PY -m pytest -q -p no:cacheprovider --no-header -rfE tests/test_qnn.py tests/test_engine.py \
-  tests/test_memory.py tests/test_sweep.py -k "(statevector and blocks) or light_cone or complex64 or gradients \
-  or (float32_tolerance and blocks) or ring_phases or test_engine or test_memory or tiny_sweep or chunking \
-  or learns or eval_every" 2>&1 | tail -60 | tee -a "$LOG"
+timeout "${T_TESTS:-90}" $PY -m pytest -q -p no:cacheprovider --no-header -rfE tests/test_qnn.py tests/test_engine.py \
+  -k "(statevector and blocks) or complex64 or (float32_tolerance and blocks) or gradients or precision_it_names \
+  or replicas_are_independent or map_and_vmap or engine_equals" 2>&1 | tail -30 | tee -a "$LOG"
 
 say "1,000-replica MNIST sweep (100 epochs)"
 rm -rf /tmp/mnist-1000
@@ -48,4 +47,7 @@ say "levers"
 say "benchmark suite"
 [ "${T_SUITE:-150}" -gt 0 ] && timeout "${T_SUITE:-150}" $PY benchmarks/suite.py --replicas 1 10 100 1000 --no-paper-way --loop-replicas 10 \
   --qubits 8 10 12 14 --depths 2 6 10 --scan-replicas 100 --out "$OUT" 2>&1 | tee -a "$LOG"
+say "profile of the 1,000-replica training program"
+[ "${T_PROFILE:-50}" -gt 0 ] && timeout "${T_PROFILE:-50}" $PY benchmarks/profile_training.py --replicas 1000 --epochs 2 \
+  --top 15 2>&1 | tail -45 | tee -a "$LOG"
 say "done"

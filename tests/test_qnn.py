@@ -216,3 +216,28 @@ def test_ring_phases_are_computed_once_per_batch_not_per_state():
             sizes = [int(np.prod([int(d) for d in dims.split(",") if d]))
                      for dims in re.findall(r"(?:c64|f32)\[([\d,]*)\]", comp)]
             assert max(sizes) < batch * 2**n, comp[:300]
+
+
+@pytest.mark.parametrize("precision", ["highest", "tf32"])
+def test_every_product_asks_for_the_precision_it_names(precision):
+    """On a GPU, XLA's default precision for float32 and complex64 products is TensorFloat-32 (a 10-bit
+    mantissa): the first GPU run found the ring angles and rotation matrices rounded by it, and the
+    complex64 logits 1e-3 away from exact. So every product of the QNN's training step (the simulator's
+    and the parameters' own) states its precision: HIGHEST by default; with matmul_precision="tf32" the
+    state's products are left at the default, the parameters' still full. Read from the lowered program,
+    so the check runs on CPU."""
+    model = qnn(6, 3, simulator="blocks", matmul_precision=precision)
+    params = model.init(jax.random.PRNGKey(0))
+    states = model.prepare(np.ones((8, 2**6)) / 8)
+    loss = lambda p: jnp.sum(batch_logits(model)(p, states))  # noqa: E731
+    text = jax.jit(jax.value_and_grad(loss)).lower(params).as_text()
+    dots = [line for line in text.splitlines() if "dot_general" in line]
+    assert len(dots) > 10
+    full = [d for d in dots if "precision = [HIGHEST, HIGHEST]" in d]
+    if precision == "highest":
+        assert full == dots, [d for d in dots if d not in full][:2]
+    else:  # the products on the state (complex operands of the batch) are at the default precision
+        assert 0 < len(full) < len(dots)
+        assert all("HIGHEST" not in d for d in dots if d not in full)
+    with pytest.raises(ConfigError, match="matmul_precision"):
+        qnn(6, 3, simulator="tc-fused", matmul_precision="tf32")

@@ -23,6 +23,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 
+_FULL = jax.lax.Precision.HIGHEST  # full-precision products on a GPU too (its default is TensorFloat-32)
+
 def _flat_hvp(loss: Callable, params):
     flat, unravel = ravel_pytree(params)
     grad = jax.grad(lambda f: loss(unravel(f)))
@@ -50,7 +52,7 @@ def hutchinson_trace(loss: Callable, params, *, key: jax.Array, n_samples: int =
     """(estimate, standard error) of the Hessian trace from ``n_samples`` Rademacher probes."""
     flat, hvp = _flat_hvp(loss, params)
     probes = jax.random.rademacher(key, (n_samples, flat.shape[0]), dtype=flat.dtype)
-    values = jax.lax.map(lambda v: jnp.dot(v, hvp(v)), probes, batch_size=min(batch, n_samples))
+    values = jax.lax.map(lambda v: jnp.dot(v, hvp(v), precision=_FULL), probes, batch_size=min(batch, n_samples))
     return jnp.mean(values), jnp.std(values, ddof=1) / jnp.sqrt(n_samples)
 
 
@@ -71,13 +73,13 @@ def lanczos_eigenvalues(loss: Callable, params, *, key: jax.Array, k: int = 5, n
     def orthogonalise(w, basis, j):
         mask = (jnp.arange(m + 1) <= j).astype(flat.dtype)[:, None]
         for _ in range(2):  # twice, for stability
-            w = w - (mask * basis).T @ ((mask * basis) @ w)
+            w = w - jnp.matmul((mask * basis).T, jnp.matmul(mask * basis, w, precision=_FULL), precision=_FULL)
         return w
 
     def step(carry, j):
         basis, alphas, betas, scale = carry
         w = hvp(basis[j])
-        alpha = jnp.dot(w, basis[j])
+        alpha = jnp.dot(w, basis[j], precision=_FULL)
         scale = jnp.maximum(scale, jnp.abs(alpha))
         w = orthogonalise(w, basis, j)
         beta = jnp.linalg.norm(w)

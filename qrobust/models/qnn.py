@@ -65,7 +65,8 @@ def rotation_matrix(a, b, c):
         co, si = jnp.cos(t / 2), jnp.sin(t / 2)
         return jnp.array([[co, -si], [si, co]]).astype(rx(t).dtype)
 
-    return rx(c) @ ry(b) @ rx(a)
+    full = jax.lax.Precision.HIGHEST  # a GPU's default would round the angles' cos and sin to TensorFloat-32
+    return jnp.matmul(rx(c), jnp.matmul(ry(b), rx(a), precision=full), precision=full)
 
 
 def ring_zz_signs(n_qubits: int) -> np.ndarray:
@@ -271,7 +272,8 @@ def qnn(
         if not ring:
             return None
         idx = np.array(ring)
-        return jnp.exp(-0.5j * (p[idx, 3] @ jnp.asarray(zz[idx], rdt)))
+        angles = jnp.matmul(p[idx, 3], jnp.asarray(zz[idx], rdt), precision=jax.lax.Precision.HIGHEST)
+        return jnp.exp(-0.5j * angles)  # full precision: a GPU's default (TensorFloat-32) would round the angles
 
     def entangle(c, p, layer):
         if cnot_ring:
