@@ -39,12 +39,23 @@ def real_dtype(dtype: str):
 @contextlib.contextmanager
 def tc_context(dtype: str = "complex64", contractor: str | None = None) -> Iterator[object]:
     """Yield the tensorcircuit module with the JAX backend, ``dtype`` and (if given) the tensor-network
-    ``contractor`` (e.g. "cotengra", as the paper's code uses) set, restoring all after."""
-    import tensorcircuit as tc
+    ``contractor`` (e.g. "cotengra", as the paper's code uses) set, restoring all after.
 
-    with tc.runtime_backend("jax"), tc.runtime_dtype(dtype):
-        if contractor is None:
-            yield tc
-        else:
-            with tc.runtime_contractor(contractor):
+    Importing TensorCircuit switches JAX's 64-bit mode off, and its ``set_dtype`` switches it (on for
+    complex128, OFF for complex64) on entering and again on leaving. The user's mode is put back at once
+    and after, so a process in 64-bit mode (``JAX_ENABLE_X64=1``) stays in it: otherwise later float64
+    arrays silently become float32, and a gradient traced after the circuit mixes the two widths.
+    """
+    x64 = jax.config.read("jax_enable_x64")  # before the import: importing tensorcircuit switches it off
+    try:
+        import tensorcircuit as tc
+
+        with tc.runtime_backend("jax"), tc.runtime_dtype(dtype):
+            jax.config.update("jax_enable_x64", x64)
+            if contractor is None:
                 yield tc
+            else:
+                with tc.runtime_contractor(contractor):
+                    yield tc
+    finally:
+        jax.config.update("jax_enable_x64", x64)

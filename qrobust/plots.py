@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from qrobust.analysis.summary import final_summary
 
-from qrobust.analysis.summary import final_summary  # noqa: E402
+
+def _subplots(*args, **kwargs):
+    """``pyplot.subplots`` without pyplot: a Figure of its own canvas (Agg when saved), so drawing never
+    touches the user's matplotlib backend or pyplot's figure list (a notebook's inline plots stay theirs)."""
+    fig = Figure(figsize=kwargs.pop("figsize", None))
+    return fig, fig.subplots(*args, **kwargs)
 
 CORRUPTION_TITLES = {"flip": "label flipping", "features": "feature randomization"}
 
@@ -33,7 +37,7 @@ def plot_noise_response(results, path: str | Path, *, title: str = "", critical=
     summary = final_summary(results)
     models = _ordered(summary.model, ("qnn", "mlp"))
     corruptions = _ordered(summary.corruption, ("flip", "features"))
-    fig, axes = plt.subplots(len(models), len(corruptions), figsize=(4.2 * len(corruptions), 3.4 * len(models)),
+    fig, axes = _subplots(len(models), len(corruptions), figsize=(4.2 * len(corruptions), 3.4 * len(models)),
                              squeeze=False, sharex=True, sharey=True)
     for i, model in enumerate(models):
         for j, corruption in enumerate(corruptions):
@@ -76,7 +80,6 @@ def _save(fig, path) -> Path:
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -90,7 +93,7 @@ def plot_unlearning(results, final, path: str | Path, *, title: str = "") -> Pat
     """
     ok = final[~final.diverged]
     models = _ordered(results.model, ("qnn", "mlp"))
-    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 3.8), squeeze=False)
+    fig, axes = _subplots(1, len(models), figsize=(5.2 * len(models), 3.8), squeeze=False)
     for ax, model in zip(axes[0], models):
         part = results[(results.model == model) & ~results.diverged]
         for method, sub in part.groupby("method", sort=False):
@@ -123,7 +126,7 @@ def plot_weight_heatmaps(final, path: str | Path) -> Path:
              if g.kl_w.nunique() > 1 or g.fo_w.nunique() > 1]
     if not pairs:
         pairs = list(ok.groupby(["model", "method"], sort=False).groups)
-    fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.8), squeeze=False)
+    fig, axes = _subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.8), squeeze=False)
     for ax, (model, method) in zip(axes[0], pairs):
         grid = ok[(ok.model == model) & (ok.method == method)].pivot_table(
             index="kl_w", columns="fo_w", values="val_acc", aggfunc="mean")
@@ -143,7 +146,7 @@ def plot_landscape(result, path: str | Path) -> Path:
     stats = noisy.groupby(["alpha", "model"]).ratio.agg(["mean", "std"]).reset_index()
     alphas = sorted(stats.alpha.unique())
     models = _ordered(stats.model, ("qnn", "mlp"))
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = _subplots(figsize=(5.5, 3.8))
     width = 0.8 / len(models)
     for i, model in enumerate(models):
         part = stats[stats.model == model].set_index("alpha").reindex(alphas)
@@ -162,7 +165,7 @@ def plot_landscape(result, path: str | Path) -> Path:
 def plot_detection(result, path: str | Path) -> Path:
     """AUROC and precision at k against alpha, one line per detector, mean +- std over seeds."""
     stats = result.groupby(["detector", "alpha"])[["auroc", "precision_at_k"]].agg(["mean", "std"]).reset_index()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = _subplots(1, 2, figsize=(10, 3.8))
     for ax, metric, label in ((axes[0], "auroc", "AUROC"), (axes[1], "precision_at_k", "precision at k")):
         for det, part in stats.groupby("detector"):
             ax.errorbar(part.alpha, part[(metric, "mean")], yerr=part[(metric, "std")].fillna(0), marker="o", ms=3,
@@ -180,7 +183,7 @@ def plot_finite_size(table, path: str | Path) -> Path:
     """alpha_c (from memorisation, with its CI) and the transition's 10-90 % width against training-set size,
     one line per model x corruption x number of qubits; runs without a transition are left out."""
     ok = table[table.transition]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = _subplots(1, 2, figsize=(10, 3.8))
     for (model, corruption, qubits), part in ok.groupby(["model", "corruption", "n_qubits"], dropna=False):
         part = part.sort_values("n_train")
         label = f"{model.upper()} {corruption}, {qubits} qubits"

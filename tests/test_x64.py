@@ -1,0 +1,43 @@
+"""64-bit mode set globally, as qrobust's own message advises (JAX_ENABLE_X64=1), survives TensorCircuit.
+
+TensorCircuit's set_dtype switches JAX's 64-bit mode; conftest's ``x64`` fixture uses the
+``jax.enable_x64`` context manager, which hides that, so this runs in a fresh process with the flag set
+in the environment, as a user would."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent("""
+    import jax, jax.numpy as jnp, numpy as np
+    from qrobust.models import qnn, batch_logits
+    assert jax.config.read("jax_enable_x64")
+    rng = np.random.default_rng(0)
+    states = rng.normal(size=(3, 16)) + 1j * rng.normal(size=(3, 16))
+    states /= np.linalg.norm(states, axis=1, keepdims=True)
+    grads = {}
+    for sim in ("blocks", "tc-fused", "tc-gates"):
+        model = qnn(4, 2, dtype="complex128", simulator=sim)
+        params = jnp.asarray(rng.normal(size=(2, 4, 4)) if not grads else params0)
+        params0 = params
+        loss = lambda p: jnp.sum(batch_logits(model)(p, model.prepare(states)) ** 2)
+        g = jax.grad(loss)(params)
+        assert g.dtype == jnp.float64, (sim, g.dtype)
+        assert jax.config.read("jax_enable_x64"), f"64-bit mode switched off by {sim}"
+        assert jnp.ones(2, jnp.float64).dtype == jnp.float64
+        grads[sim] = np.asarray(g)
+    for sim, g in grads.items():
+        assert np.max(np.abs(g - grads["blocks"])) < 1e-10, sim
+    # a complex64 circuit on TensorCircuit leaves the user's 64-bit mode on too
+    model = qnn(4, 2, simulator="tc-fused")
+    jax.grad(lambda p: jnp.sum(batch_logits(model)(p, model.prepare(states))))(model.init(jax.random.PRNGKey(0)))
+    assert jax.config.read("jax_enable_x64")
+    print("ok")
+""")
+
+
+def test_complex128_gradients_with_global_x64_and_the_mode_stays_on():
+    env = dict(os.environ, JAX_ENABLE_X64="1", JAX_PLATFORMS="cpu")
+    run = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-2000:]
