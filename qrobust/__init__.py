@@ -1,24 +1,38 @@
 """qrobust: poisoning resilience and unlearning of quantum and classical classifiers, in JAX.
 
-The curated public API, layer by layer (see DESIGN.md and the README).
+Chen & Zhang, "Superior resilience to poisoning and amenability to unlearning in quantum machine
+learning" (arXiv:2508.02422), reproduced and extended. The curated public API, layer by layer (see the
+README); names are imported on first use, so ``import qrobust`` (and ``qrobust --help``) stays fast.
 """
 
-from qrobust.analysis import final_summary
-from qrobust.corruption import CORRUPTIONS, Corrupted, corruption_count, flip_labels, randomize_features
-from qrobust.data import Dataset, amplitude_encode, classical_view, mnist_embedded, mnist_from_file, xxz_dataset
-from qrobust.engine import EvalData, TrainData, make_train_fn
-from qrobust.errors import ConfigError, DataError, QrobustError, ResultsMismatchError
-from qrobust.experiments import PAPER_DEFAULTS, SweepConfig, load_dataset, run_sweep
-from qrobust.models import Model, mlp, qnn
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Dataset", "amplitude_encode", "classical_view", "mnist_embedded", "mnist_from_file", "xxz_dataset",
-    "CORRUPTIONS", "Corrupted", "corruption_count", "flip_labels", "randomize_features",
-    "Model", "qnn", "mlp",
-    "TrainData", "EvalData", "make_train_fn",
-    "SweepConfig", "run_sweep", "load_dataset", "PAPER_DEFAULTS",
-    "final_summary",
-    "QrobustError", "ConfigError", "DataError", "ResultsMismatchError",
-]
+_WHERE = {
+    "final_summary": "qrobust.analysis",
+    **dict.fromkeys(("CORRUPTIONS", "Corrupted", "corruption_count", "flip_labels", "randomize_features"),
+                    "qrobust.corruption"),
+    **dict.fromkeys(("Dataset", "amplitude_encode", "classical_view", "mnist_embedded", "mnist_from_file",
+                     "xxz_dataset"), "qrobust.data"),
+    **dict.fromkeys(("EvalData", "TrainData", "make_train_fn"), "qrobust.engine"),
+    **dict.fromkeys(("ConfigError", "DataError", "QrobustError", "ResultsMismatchError"), "qrobust.errors"),
+    **dict.fromkeys(("PAPER_DEFAULTS", "SweepConfig", "load_dataset", "run_sweep"), "qrobust.experiments"),
+    **dict.fromkeys(("Model", "mlp", "qnn"), "qrobust.models"),
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'qrobust' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))

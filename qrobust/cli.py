@@ -51,6 +51,9 @@ def _study(sub, name: str, help: str, *, seeds: int) -> argparse.ArgumentParser:
     p.add_argument("--qubits", type=int, dest="n_qubits", help="spins of the XXZ chain (default 12)")
     p.add_argument("--out", required=True, help="output directory (resumed if it exists)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--simulator", choices=("auto",) + _SIMULATORS, default="auto",
+                   help="the QNN's simulator: auto is 'native' (the C++ kernel) on CPU where it builds, else "
+                        "'blocks'; config.json records the one that ran")
     p.add_argument("--distributed", action="store_true",
                    help="one process per host: join the job (jax.distributed.initialize, settings from the "
                         "cluster's environment or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID) "
@@ -58,9 +61,48 @@ def _study(sub, name: str, help: str, *, seeds: int) -> argparse.ArgumentParser:
     return p
 
 
+_SIMULATORS = ("native", "blocks", "tc-fused", "tc-gates")  # qrobust.models.qnn.SIMULATORS (not imported: fast --help)
+
+
+def _simulator(args) -> str | None:
+    return None if args.simulator == "auto" else args.simulator
+
+
+def _precision_option(p) -> None:
+    p.add_argument("--matmul-precision", choices=("highest", "tf32"), default="highest",
+                   help="precision of the 'blocks' simulator's products: tf32 is TensorFloat-32 on a GPU "
+                        "(faster, about 1e-3 relative error per product; the same as highest on CPU)")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("qrobust")
+    except PackageNotFoundError:  # run from a source tree that was not installed
+        return "unknown (not installed)"
+
+
+def _logging(args) -> None:
+    """qrobust's messages (logger "qrobust": fallbacks, the kernel build, chunk plans) on stderr."""
+    import logging
+
+    level = logging.ERROR if args.quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("qrobust: %(message)s"))
+    logger = logging.getLogger("qrobust")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qrobust", description="Poisoning resilience of quantum and classical "
                                      "classifiers (Chen & Zhang, arXiv:2508.02422).")
+    parser.add_argument("--version", action="version", version=f"qrobust {_version()}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more messages (the kernel build, chunk plans); -vv for debugging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="errors only")
     sub = parser.add_subparsers(dest="command", required=True)
     sw = _study(sub, "sweep", "noise-response sweep: model x corruption x alpha x seed, one program", seeds=5)
     sw.add_argument("--corruption", action="append", dest="corruptions",
@@ -77,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--n-train", type=int, dest="n_train_per_class", help="training samples per class")
     sw.add_argument("--mnist-path", help="full MNIST: mnist.npz or a directory of IDX files")
     sw.add_argument("--chunk-size", type=int, help="replicas per compiled program (default: what fits in memory)")
+    _precision_option(sw)
     sw.add_argument("--eval-every", type=int, default=1,
                     help="record metrics every K epochs and at the last (the rest are not evaluated: faster)")
 
@@ -119,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     un.add_argument("--n-train", type=int, dest="n_train_per_class", help="training samples per class")
     un.add_argument("--mnist-path", help="full MNIST: mnist.npz or a directory of IDX files")
     un.add_argument("--dtype", default="complex64", help="complex64 or complex128")
-    un.add_argument("--chunk-size", type=int, help="replicas per compiled program (default 50)")
+    un.add_argument("--chunk-size", type=int, help="replicas per compiled program (default: what fits in memory)")
+    _precision_option(un)
     return parser
 
 
@@ -146,6 +190,7 @@ def _sweep(args) -> int:
         depth=args.depth, hidden=parse_ints(args.hidden) if args.hidden else None,
         dtype=args.dtype, n_train_per_class=args.n_train_per_class, n_qubits=args.n_qubits,
         mnist_path=args.mnist_path, chunk_size=args.chunk_size, eval_every=args.eval_every,
+        simulator=_simulator(args), matmul_precision=args.matmul_precision,
     )
     start = time.perf_counter()
     run_sweep(config, args.out, progress=not args.no_progress)
@@ -166,6 +211,7 @@ def _unlearn(args) -> int:
         known_fraction=args.known_fraction, forget_source=args.forget_source, batch_size=args.batch_size, learning_rate=args.lr,
         teacher_epochs=args.teacher_epochs, n_train_per_class=args.n_train_per_class, n_qubits=args.n_qubits,
         mnist_path=args.mnist_path, dtype=args.dtype, chunk_size=args.chunk_size,
+        simulator=_simulator(args), matmul_precision=args.matmul_precision,
     )
     start = time.perf_counter()
     run_unlearning(config, args.out, progress=not args.no_progress)
@@ -245,7 +291,8 @@ def _landscape(args) -> int:
 
     config = LandscapeConfig(dataset=args.dataset, models=tuple(args.models or ("qnn", "mlp")),
                              alphas=parse_alphas(args.alphas), seeds=seed_range(args), epochs=args.epochs,
-                             hutchinson_samples=args.hutchinson, n_eval=args.n_eval, n_qubits=args.n_qubits)
+                             hutchinson_samples=args.hutchinson, n_eval=args.n_eval, n_qubits=args.n_qubits,
+                             simulator=_simulator(args))
     result = run_landscape(config, args.out, progress=not args.no_progress)
     stats = result[result.alpha > 0].groupby(["model", "alpha"]).ratio.agg(["mean", "std"])
     print(stats.to_string(float_format=lambda v: f"{v:.3f}"))
@@ -259,7 +306,7 @@ def _detect(args) -> int:
     config = DetectConfig(dataset=args.dataset, models=tuple(args.models or ("qnn", "mlp")),
                           alphas=parse_alphas(args.alphas), seeds=seed_range(args), epochs=args.epochs,
                           folds=args.folds, n_train_per_class=args.n_train_per_class, n_qubits=args.n_qubits,
-                          baselines=not args.no_baselines)
+                          baselines=not args.no_baselines, simulator=_simulator(args))
     result = run_detection(config, args.out, progress=not args.no_progress)
     table = result.groupby(["detector", "alpha"])[["auroc", "auprc", "precision_at_k", "precision", "recall"]].mean()
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
@@ -269,6 +316,7 @@ def _detect(args) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    _logging(args)
     distributed = getattr(args, "distributed", False)
     if distributed:
         from qrobust.sharding import initialize_distributed

@@ -33,7 +33,8 @@ from qrobust.data.encoding import classical_view
 from qrobust.engine import EvalData, make_train_fn
 from qrobust.errors import ConfigError
 from qrobust.experiments.chunks import Progress, fitted_chunk_size, plan_chunks, run_chunks
-from qrobust.experiments.settings import DATASETS, build_model, check_name, load_dataset, model_settings
+from qrobust.experiments.settings import (DATASETS, build_model, check_name, check_simulator, load_dataset,
+                                         model_settings, simulators_used)
 from qrobust.experiments.sweep import make_chunk_inputs, training_bytes
 from qrobust.memory import default_cap
 from qrobust.models import MODELS
@@ -51,6 +52,7 @@ class DetectConfig:
     n_train_per_class: int | None = None
     n_qubits: int | None = None
     baselines: bool = True
+    simulator: str | None = None
 
     def validate(self) -> "DetectConfig":
         check_name("dataset", self.dataset, DATASETS)
@@ -62,6 +64,7 @@ class DetectConfig:
                 raise ConfigError("alpha = 0 flips no label: there is nothing to detect")
         if self.folds < 2:
             raise ConfigError(f"cross-validation needs at least 2 folds, got {self.folds}")
+        check_simulator(self.simulator)
         return self
 
 
@@ -84,8 +87,9 @@ def run_detection(config: DetectConfig, out: str | Path | None = None, *, progre
         warnings.warn("cleanlab is not installed (pip install 'qrobust[cleanlab]'): baselines skipped",
                       RuntimeWarning, stacklevel=2)
     settings = {m: model_settings(config.dataset, m, epochs=config.epochs) for m in config.models}
-    models = {m: build_model(m, dataset, settings[m]) for m in config.models}
-    store = RunDirectory(out, asdict(config)).open() if out is not None else None
+    models = {m: build_model(m, dataset, settings[m], simulator=config.simulator) for m in config.models}
+    store = RunDirectory(out, dict(asdict(config), simulators=simulators_used(models))).open() \
+        if out is not None else None
     grid = pd.DataFrame(list(itertools.product(config.alphas, config.seeds)), columns=["alpha", "seed"])
 
     def folds_of(seed):

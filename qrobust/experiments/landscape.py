@@ -32,7 +32,7 @@ from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible
 from qrobust.engine import EvalData, make_train_fn
 from qrobust.errors import ConfigError
 from qrobust.experiments.chunks import Progress, fitted_chunk_size, plan_chunks, run_chunks
-from qrobust.experiments.settings import DATASETS, check_name, load_dataset
+from qrobust.experiments.settings import DATASETS, check_name, check_simulator, load_dataset, simulators_used
 from qrobust.experiments.sweep import make_chunk_inputs, training_bytes
 from qrobust.keys import HUTCHINSON, LANCZOS, replica_keys
 from qrobust.memory import default_cap
@@ -59,6 +59,7 @@ class LandscapeConfig:
     lanczos_iter: int = 30
     exact_max_params: int = 20000
     n_qubits: int | None = None
+    simulator: str | None = None
 
     def validate(self) -> "LandscapeConfig":
         check_name("dataset", self.dataset, DATASETS)
@@ -75,6 +76,10 @@ class LandscapeConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.hutchinson_samples < 2:
             raise ConfigError("Hutchinson needs at least 2 probes for an error bar")
+        check_simulator(self.simulator)
+        if self.simulator == "native":
+            raise ConfigError("the Hessian takes forward mode through the gradient, which the 'native' simulator "
+                              "does not have: use --simulator blocks (the default) or tc-fused")
         return self
 
 
@@ -101,11 +106,12 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
     y_tr = dataset.y_train[tr]
     counts = {a: check_feasible("flip", a, y_tr) for a in config.alphas}
     # Hessians take forward mode through the gradient, which the "native" simulator does not have
-    simulator = "blocks" if config.ansatz == "hea" else None
+    simulator = config.simulator or ("blocks" if config.ansatz == "hea" else None)
     models = {"qnn": qnn(dataset.n_qubits, config.depth, ansatz=config.ansatz, simulator=simulator),
               "mlp": mlp(2**dataset.n_qubits, config.hidden, complex_input=dataset.is_complex)}
     models = {m: models[m] for m in config.models}
-    store = RunDirectory(out, asdict(config)).open() if out is not None else None
+    store = RunDirectory(out, dict(asdict(config), simulators=simulators_used(models))).open() \
+        if out is not None else None
     table = pd.DataFrame([dict(model=m, alpha=a, seed=s) for m, a, s in
                           itertools.product(config.models, config.alphas, config.seeds)])
     training_part = replace(dataset, x_train=dataset.x_train[tr], y_train=y_tr)

@@ -88,9 +88,28 @@ def load_dataset(name: str, *, mnist_path: str | None = None, n_train_per_class:
     return ds
 
 
-def build_model(name: str, dataset: Dataset, settings: ModelSettings, *, dtype: str = "complex64") -> Model:
-    """The model ``name`` for ``dataset``'s states."""
+def build_model(name: str, dataset: Dataset, settings: ModelSettings, *, dtype: str = "complex64",
+                simulator: str | None = None, matmul_precision: str = "highest") -> Model:
+    """The model ``name`` for ``dataset``'s states. ``simulator`` (None: the QNN's default for this
+    machine) and ``matmul_precision`` apply to the QNN (``qrobust.models.qnn``)."""
     check_name("model", name, MODELS)
     if name == "qnn":
-        return qnn(dataset.n_qubits, settings.depth, dtype=dtype)
+        return qnn(dataset.n_qubits, settings.depth, dtype=dtype, simulator=simulator,
+                   matmul_precision=matmul_precision)
     return mlp(2**dataset.n_qubits, settings.hidden, complex_input=dataset.is_complex)
+
+
+def check_simulator(simulator: str | None, matmul_precision: str = "highest") -> None:
+    """A QNN simulator name (None: the machine's default) and a matrix-product precision, checked by name."""
+    from qrobust.models.blocks import PRECISIONS
+    from qrobust.models.qnn import SIMULATORS
+
+    if simulator is not None:
+        check_name("simulator", simulator, SIMULATORS)
+    check_name("matmul precision", matmul_precision, tuple(PRECISIONS))
+
+
+def simulators_used(models: dict) -> dict:
+    """model name -> the simulator that runs it ("-" for the MLP): what config.json records, so a run says
+    what computed its numbers, fallbacks included."""
+    return {name: model.settings.get("simulator", "-") for name, model in models.items()}

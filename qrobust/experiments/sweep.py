@@ -31,8 +31,8 @@ from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
 from qrobust.errors import ConfigError
 from qrobust.keys import CORRUPT, INIT, SHUFFLE, replica_keys
 from qrobust.memory import default_cap, program_bytes, replicas_that_fit
-from qrobust.experiments.settings import (DATASETS, ModelSettings, build_model, check_name, load_dataset,
-                                          model_settings)
+from qrobust.experiments.settings import (DATASETS, ModelSettings, build_model, check_name, check_simulator,
+                                         load_dataset, model_settings, simulators_used)
 from qrobust.models import MODELS
 from qrobust.store import RunDirectory
 
@@ -73,6 +73,8 @@ class SweepConfig:
     mnist_path: str | None = None
     chunk_size: int | None = None
     eval_every: int = 1
+    simulator: str | None = None
+    matmul_precision: str = "highest"
 
     def validate(self) -> "SweepConfig":
         check_name("dataset", self.dataset, DATASETS)
@@ -93,6 +95,7 @@ class SweepConfig:
             raise ConfigError(f"eval_every must be a positive integer, got {self.eval_every}")
         if self.chunk_size is not None and self.chunk_size < 1:
             raise ConfigError(f"chunk size must be positive, got {self.chunk_size}")
+        check_simulator(self.simulator, self.matmul_precision)
         for m in self.models:
             self.settings_for(m)
         return self
@@ -200,11 +203,13 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
                            n_train_per_class=config.n_train_per_class, n_qubits=config.n_qubits)
     counts = {(kind, a): check_feasible(kind, a, dataset.y_train)
               for kind in config.corruptions for a in config.alphas}
-    models = {m: build_model(m, dataset, config.settings_for(m), dtype=config.dtype) for m in config.models}
+    models = {m: build_model(m, dataset, config.settings_for(m), dtype=config.dtype, simulator=config.simulator,
+                             matmul_precision=config.matmul_precision) for m in config.models}
     val = {m: EvalData(models[m].prepare(dataset.x_val), jnp.asarray(dataset.y_val, jnp.float32))
            for m in config.models}
     chunk_size = chunk_sizes_for(config, models, dataset, val, out)
-    settings = dict(config.resolved(chunk_size), n_train=len(dataset.y_train), n_qubits_data=dataset.n_qubits,
+    settings = dict(config.resolved(chunk_size), simulators=simulators_used(models),
+                    n_train=len(dataset.y_train), n_qubits_data=dataset.n_qubits,
                     dataset_meta={k: v for k, v in dataset.meta.items() if not k.startswith("deltas")})
     store = RunDirectory(out, settings).open() if out is not None else None
 

@@ -51,7 +51,8 @@ from qrobust.experiments.chunks import Progress, fitted_chunk_size, plan_chunks,
 from qrobust.experiments.sweep import make_chunk_inputs, training_bytes
 from qrobust.keys import FORGET_PART, FRESH_INIT, RANDOM_LABELS, STUDENT_ORDER, replica_keys
 from qrobust.memory import default_cap, program_bytes
-from qrobust.experiments.settings import (DATASETS, ModelSettings, build_model, check_name, load_dataset)
+from qrobust.experiments.settings import (DATASETS, ModelSettings, build_model, check_name, check_simulator,
+                                         load_dataset, simulators_used)
 from qrobust.models import MODELS, batch_logits
 from qrobust.objectives import scrub_kurmanji, unlearning_family
 from qrobust.store import RunDirectory
@@ -118,6 +119,8 @@ class UnlearnConfig:
     mnist_path: str | None = None
     dtype: str = "complex64"
     chunk_size: int | None = None
+    simulator: str | None = None
+    matmul_precision: str = "highest"
 
     def validate(self) -> "UnlearnConfig":
         check_name("dataset", self.dataset, DATASETS)
@@ -153,6 +156,7 @@ class UnlearnConfig:
             raise ConfigError(f"batch size must be positive, got {self.batch_size}")
         if self.learning_rate is not None and self.learning_rate <= 0:
             raise ConfigError(f"learning rate must be positive, got {self.learning_rate}")
+        check_simulator(self.simulator, self.matmul_precision)
         return self
 
     def teacher_settings(self, model: str) -> ModelSettings:
@@ -253,10 +257,11 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
         warnings.warn("the MLP's logits are unbounded, so the ascent terms of scrub/ga (fo_w > 0) are "
                       "unbounded below; replicas that diverge are marked and left out of averages",
                       RuntimeWarning, stacklevel=2)
-    models = {m: build_model(m, dataset, config.teacher_settings(m), dtype=config.dtype) for m in config.models}
+    models = {m: build_model(m, dataset, config.teacher_settings(m), dtype=config.dtype, simulator=config.simulator,
+                             matmul_precision=config.matmul_precision) for m in config.models}
     val = {m: EvalData(models[m].prepare(dataset.x_val), jnp.asarray(dataset.y_val, jnp.float32))
            for m in config.models}
-    store = RunDirectory(out, dict(config.resolved(), n_poisoned=n_poisoned,
+    store = RunDirectory(out, dict(config.resolved(), simulators=simulators_used(models), n_poisoned=n_poisoned,
                                    n_forget=n_known if config.forget_source == "oracle" else None)).open() \
         if out is not None else None
 

@@ -1,0 +1,36 @@
+"""The command line as a user meets it: --version, a fast --help, the simulator it records."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from qrobust.cli import main
+
+
+def test_version_and_help_do_not_load_jax():
+    script = ("import sys; from qrobust.cli import build_parser; p = build_parser(); "
+              "assert 'jax' not in sys.modules, 'jax imported'; p.parse_args(['--version'])")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("qrobust 0.")
+
+
+@pytest.mark.parametrize("simulator, expected", [("blocks", "blocks")])
+def test_sweep_records_the_simulator_that_ran(tmp_path, simulator, expected):
+    out = tmp_path / "run"
+    code = main(["sweep", "--dataset", "mnist", "--model", "qnn", "--model", "mlp", "--corruption", "flip",
+                 "--alphas", "0.2", "--seeds", "1", "--epochs", "1", "--n-train", "8", "--no-progress",
+                 "--simulator", simulator, "--out", str(out)])
+    assert code == 0
+    settings = json.loads((out / "config.json").read_text())["settings"]
+    assert settings["simulators"] == {"qnn": expected, "mlp": "-"}
+    assert settings["simulator"] == simulator and settings["matmul_precision"] == "highest"
+
+
+def test_landscape_refuses_native_before_any_work(tmp_path, capsys):
+    code = main(["landscape", "--simulator", "native", "--out", str(tmp_path / "run")])
+    assert code == 2
+    assert "forward mode" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
