@@ -5,14 +5,12 @@ the compiled program for ONE replica (arguments + outputs + scratch): replicas
 are independent, so the program for R replicas needs about R times that (the
 shared validation set is counted in every replica, which errs on the safe
 side). Free memory is the device's (``memory_stats``) on an accelerator and the
-host's available memory (``/proc/meminfo``) on CPU. A chunk takes at most
+host's available memory (``psutil``, on every operating system) on CPU. A chunk takes at most
 ``fraction`` of what is free, so the process keeps room for its inputs, results
 and XLA's own buffers.
 """
 
 from __future__ import annotations
-
-import os
 
 import jax
 
@@ -27,13 +25,17 @@ def available_bytes(device: jax.Device | None = None) -> int:
         if "bytes_limit" in stats:
             return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
     try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        import psutil
+    except ImportError:  # psutil is a dependency; without it, Linux's /proc/meminfo
+        try:
+            with open("/proc/meminfo") as fh:
+                for line in fh:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        raise RuntimeError("cannot read the free host memory: install psutil, or give --chunk-size") from None
+    return int(psutil.virtual_memory().available)
 
 
 def program_bytes(jitted, *args) -> int:

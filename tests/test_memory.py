@@ -8,8 +8,34 @@ import pytest
 from qrobust.memory import available_bytes, program_bytes, replicas_that_fit
 
 
-def test_available_bytes_is_a_plausible_amount():
-    assert 10 * 2**20 < available_bytes() < 2**50
+def test_available_bytes_agrees_with_the_kernel_and_falls_back_without_psutil(monkeypatch):
+    """Against an independent reading (Linux's MemAvailable, or the total memory elsewhere), then the
+    fallback path with psutil hidden."""
+    import builtins
+    import os
+
+    def meminfo_available():
+        with open("/proc/meminfo") as fh:
+            return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("MemAvailable:"))
+
+    got = available_bytes()
+    if os.path.exists("/proc/meminfo"):
+        assert abs(got - meminfo_available()) < 0.2 * meminfo_available() + 256 * 2**20
+    else:
+        assert 0 < got <= os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    real_import = builtins.__import__
+
+    def no_psutil(name, *args, **kwargs):
+        if name == "psutil":
+            raise ImportError("hidden by the test")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_psutil)
+    if os.path.exists("/proc/meminfo"):
+        assert abs(available_bytes() - meminfo_available()) < 0.2 * meminfo_available() + 256 * 2**20
+    else:
+        with pytest.raises(RuntimeError, match="psutil"):
+            available_bytes()
 
 
 def test_program_bytes_counts_arguments_outputs_and_scratch():

@@ -190,6 +190,7 @@ def test_forward_flops_by_hand():
 
 
 def test_cotengra_contractor_gives_the_same_numbers(x64):
+    pytest.importorskip("cotengra", reason="cotengra is an extra: pip install 'qrobust[cotengra]'")
     rng = np.random.default_rng(6)
     n, depth = 3, 2
     params = rng.uniform(-np.pi, np.pi, size=(depth, n, 4))

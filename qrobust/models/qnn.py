@@ -228,6 +228,11 @@ def qnn(
         simulator = default_simulator(n_qubits, dtype, ansatz)
     if simulator not in SIMULATORS:
         raise ConfigError(f"unknown simulator {simulator!r}; choose from {', '.join(SIMULATORS)}")
+    if contractor == "cotengra":
+        import importlib.util
+
+        if importlib.util.find_spec("cotengra") is None:
+            raise ConfigError("contractor='cotengra' needs the cotengra package: pip install 'qrobust[cotengra]'")
     if contractor is not None and simulator in ("blocks", "native"):
         raise ConfigError("a TensorCircuit contractor applies to the 'tc-fused' and 'tc-gates' simulators only")
     if simulator in ("blocks", "native") and ansatz != "hea":
