@@ -1,13 +1,29 @@
-"""The native C++ simulator against exact statevectors and exact gradients (complex128, numpy and "blocks")."""
+"""The native C++ simulator against exact statevectors and exact gradients (complex128, numpy and "blocks"),
+and how it meets a machine where it cannot be built (no compiler, a read-only cache, a broken library).
+
+Tests that need the kernel take the ``native_kernel`` fixture (conftest), which skips them, with the reason,
+where it cannot be built here.
+"""
+
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import qrobust.cache
 from qrobust import sharding
+from qrobust.data import xxz
 from qrobust.errors import ConfigError
-from qrobust.models import batch_logits, qnn
+from qrobust.models import batch_logits, native, qnn
+from qrobust.models.native import NativeUnavailable
 from qrobust.models.qnn import default_simulator
 from test_qnn import _random_state, numpy_qnn_expectation
 
@@ -15,7 +31,7 @@ FLOAT32_TOL = 2e-5  # logits are 5 <Z>; float32 rounding over ~40 gates on 2**n 
 
 
 @pytest.mark.parametrize("n, depth, pruning", [(5, 2, True), (6, 4, True), (7, 3, False), (5, 1, False)])
-def test_native_matches_numpy_statevector(n, depth, pruning):
+def test_native_matches_numpy_statevector(n, depth, pruning, native_kernel):
     rng = np.random.default_rng(n * 10 + depth)
     model = qnn(n, depth, simulator="native", light_cone_pruning=pruning)
     params = rng.uniform(-np.pi, np.pi, size=(depth, n, 4))
@@ -28,7 +44,7 @@ def test_native_matches_numpy_statevector(n, depth, pruning):
 
 
 @pytest.mark.parametrize("n, depth", [(5, 3), (8, 4)])
-def test_native_gradient_equals_exact_gradient(x64, n, depth):
+def test_native_gradient_equals_exact_gradient(x64, n, depth, native_kernel):
     """Adjoint gradient (float32) against reverse mode through the complex128 "blocks" kernel; the
     weights include zeros (skipped states) and negative values."""
     rng = np.random.default_rng(7)
@@ -48,7 +64,7 @@ def test_native_gradient_equals_exact_gradient(x64, n, depth):
     assert np.max(np.abs(native - exact)) < 1e-4 * max(1.0, np.abs(exact).max())
 
 
-def test_native_under_vmap_equals_one_replica_at_a_time():
+def test_native_under_vmap_equals_one_replica_at_a_time(native_kernel):
     model = qnn(6, 2, simulator="native")
     params = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(0), 3)) * 50
     states = model.prepare(np.stack([_random_state(np.random.default_rng(i), 6) for i in range(4)]))
@@ -58,7 +74,7 @@ def test_native_under_vmap_equals_one_replica_at_a_time():
     assert np.array_equal(np.asarray(together), np.asarray(one_by_one))
 
 
-def test_native_refuses_what_it_cannot_do():
+def test_native_refuses_what_it_cannot_do(native_kernel):
     with pytest.raises(ConfigError, match="5 to 20 qubits"):
         qnn(4, 2, simulator="native")
     with pytest.raises(ConfigError, match="'hea' ansatz only"):
@@ -76,7 +92,7 @@ def test_native_refuses_complex128(x64):
     assert default_simulator(6, "complex128", "hea") == "blocks"
 
 
-def test_default_simulator_is_native_on_cpu():
+def test_default_simulator_is_native_on_cpu(native_kernel):
     assert default_simulator(10, "complex64", "hea") == "native"
     assert default_simulator(4, "complex64", "hea") == "blocks"
     assert default_simulator(10, "complex64", "rxry_cnot") == "tc-fused"
@@ -88,3 +104,217 @@ def test_on_an_accelerator_the_default_is_blocks_and_native_is_refused(monkeypat
     assert default_simulator(10, "complex64", "hea") == "blocks"
     with pytest.raises(ConfigError, match="runs on CPU devices"):
         qnn(10, 2, simulator="native")
+
+
+# -- the environment: cache, compiler, threads, dtypes ------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_native():
+    """Forget what this process remembers about the kernel before and after the test (which changes the
+    environment the kernel is built in)."""
+    native._reset_for_tests()
+    yield
+    native._reset_for_tests()
+
+
+@pytest.fixture
+def compiler():
+    """Skip where there is no C++ compiler to build the kernel with."""
+    spec = os.environ.get("CXX") or "g++"
+    if shutil.which(shlex.split(spec)[0]) is None:
+        pytest.skip(f"no C++ compiler: {spec!r} not found")
+
+
+def _qrobust_warnings(caplog):
+    return [r for r in caplog.records if r.name == "qrobust" and r.levelno >= logging.WARNING]
+
+
+def _assert_native_agrees_with_blocks():
+    rng = np.random.default_rng(3)
+    native_model, blocks_model = qnn(6, 3, simulator="native"), qnn(6, 3, simulator="blocks")
+    params = jnp.asarray(rng.uniform(-np.pi, np.pi, size=(3, 6, 4)), jnp.float32)
+    x = native_model.prepare(np.stack([_random_state(rng, 6) for _ in range(4)]))
+    got, expected = batch_logits(native_model)(params, x), batch_logits(blocks_model)(params, x)
+    assert np.max(np.abs(np.asarray(got) - np.asarray(expected))) < FLOAT32_TOL
+
+
+def test_one_cache_directory_for_everything(tmp_path, monkeypatch):
+    monkeypatch.delenv("QROBUST_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert qrobust.cache.cache_dir() == tmp_path / "xdg" / "qrobust"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert qrobust.cache.cache_dir() == qrobust.cache.Path.home() / ".cache" / "qrobust"
+    monkeypatch.setenv("QROBUST_CACHE_DIR", str(tmp_path / "old"))  # the old name, read while the new is unset
+    assert qrobust.cache.cache_dir() == tmp_path / "old"
+    monkeypatch.setenv("QROBUST_CACHE", str(tmp_path / "new"))
+    assert qrobust.cache.cache_dir() == xxz.cache_dir() == tmp_path / "new"
+
+
+def test_cache_key_follows_the_build_not_the_host(monkeypatch):
+    def name():
+        return native._library_name(["g++"], "/usr/bin/g++", "g++ 12.2.0")
+
+    first = name()
+    monkeypatch.setattr(native.platform, "node", lambda: "another-node")
+    assert name() == first  # the nodes of a cluster share one build
+    assert native._library_name(["g++"], "/usr/bin/g++", "g++ 13.1.0") != first
+    assert native._library_name(["clang++"], "/usr/bin/clang++", "g++ 12.2.0") != first
+    monkeypatch.setattr(native, "_cpu_features", lambda: "avx2 fma sse4_2")  # -march=native depends on them
+    assert name() != first
+
+
+def test_without_a_compiler_the_default_falls_back_with_one_warning(monkeypatch, caplog, fresh_native):
+    if not os.path.exists("/bin/false"):
+        pytest.skip("no /bin/false to stand in for a broken compiler")
+    monkeypatch.setenv("CXX", "/bin/false")
+    caplog.set_level(logging.WARNING, logger="qrobust")
+    assert qnn(10, 6).settings["simulator"] == "blocks"
+    assert qnn(10, 6).settings["simulator"] == "blocks"
+    assert not native.available()
+    warnings = _qrobust_warnings(caplog)
+    assert len(warnings) == 1, [w.getMessage() for w in warnings]
+    assert "'blocks'" in warnings[0].getMessage() and "compiler" in warnings[0].getMessage()
+    assert "compiler" in native.unavailable_reason()
+    with pytest.raises(NativeUnavailable, match="compiler"):
+        qnn(10, 6, simulator="native")
+
+
+def test_a_missing_compiler_is_named(monkeypatch, fresh_native):
+    monkeypatch.setenv("CXX", "no-such-compiler-qrobust")
+    assert not native.available()
+    assert "no-such-compiler-qrobust" in native.unavailable_reason()
+    with pytest.raises(NativeUnavailable, match="C\\+\\+ compiler"):
+        qnn(6, 2, simulator="native")
+
+
+def _failing_compiler(directory):
+    """A "compiler" that answers --version and fails every compile, as a broken toolchain would."""
+    script = directory / "broken-cxx"
+    script.write_text(textwrap.dedent("""\
+        #!/bin/sh
+        if [ "$1" = --version ]; then echo "broken-cxx 1.0"; exit 0; fi
+        echo "broken-cxx: internal compiler error" >&2; exit 1
+        """))
+    script.chmod(0o755)
+    return script
+
+
+def test_a_failed_build_is_remembered_for_the_process(tmp_path, monkeypatch, caplog, fresh_native):
+    if not os.path.exists("/bin/sh"):
+        pytest.skip("no /bin/sh for the stand-in compiler")
+    monkeypatch.setenv("CXX", str(_failing_compiler(tmp_path)))
+    real_run, commands = subprocess.run, []
+    monkeypatch.setattr(subprocess, "run", lambda argv, **kw: commands.append(argv) or real_run(argv, **kw))
+    assert not native.available()
+    assert "internal compiler error" in native.unavailable_reason()
+    built = len(commands)
+    assert built == 2  # --version, then one compile
+    for _ in range(3):
+        assert not native.available()
+        assert qnn(10, 6).settings["simulator"] == "blocks"
+    with pytest.raises(NativeUnavailable, match="internal compiler error"):
+        qnn(10, 6, simulator="native")
+    assert len(commands) == built
+    assert len(_qrobust_warnings(caplog)) == 1
+    assert not list((qrobust.cache.cache_dir() / "native").iterdir())  # no half-built library left behind
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    path = tmp_path / "read-only"
+    path.mkdir()
+    path.chmod(0o500)
+    if os.access(path, os.W_OK):
+        path.chmod(0o700)
+        pytest.skip("a 0o500 directory is writable here (running as root)")
+    yield path
+    path.chmod(0o700)
+
+
+def test_a_read_only_cache_builds_privately(read_only_dir, monkeypatch, caplog, compiler, fresh_native):
+    monkeypatch.setenv("QROBUST_CACHE", str(read_only_dir))
+    caplog.set_level(logging.WARNING, logger="qrobust")
+    assert native.available(), native.unavailable_reason()
+    assert any("cannot be written" in w.getMessage() for w in _qrobust_warnings(caplog))
+    assert not any(read_only_dir.iterdir())
+    _assert_native_agrees_with_blocks()
+
+
+def test_a_cache_that_is_a_file_builds_privately(tmp_path, monkeypatch, caplog, compiler, fresh_native):
+    """The same as a read-only cache, where root can write anywhere: the cache path is taken by a file."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setenv("QROBUST_CACHE", str(blocker))
+    caplog.set_level(logging.WARNING, logger="qrobust")
+    assert native.available(), native.unavailable_reason()
+    warnings = _qrobust_warnings(caplog)
+    assert len(warnings) == 1 and "cannot be written" in warnings[0].getMessage()
+    _assert_native_agrees_with_blocks()
+
+
+def test_a_library_that_does_not_load_is_a_clean_fallback(tmp_path, compiler):
+    """A damaged library in the cache, in a fresh process (this one's kernel stays registered)."""
+    cache = tmp_path / "cache-with-damage"
+    command, path, version = native._compiler()
+    (cache / "native").mkdir(parents=True)
+    (cache / "native" / native._library_name(command, path, version)).write_bytes(b"not a shared library")
+    program = ("from qrobust.models import native, qnn\n"
+               "print(native.available(), qnn(10, 6).settings['simulator'])\n"
+               "print(native.unavailable_reason())\n")
+    env = dict(os.environ, QROBUST_CACHE=str(cache))
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("False blocks") and "does not load" in done.stdout
+    assert "Traceback" not in done.stderr and done.stderr.count("native simulator is unavailable") == 1
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-2", "1.5"])
+def test_a_bad_thread_count_is_refused(monkeypatch, value):
+    monkeypatch.setenv("QROBUST_THREADS", value)
+    with pytest.raises(ConfigError, match="QROBUST_THREADS must be a positive integer"):
+        native.thread_count()
+
+
+def test_thread_count_follows_the_affinity_mask(monkeypatch):
+    monkeypatch.delenv("QROBUST_THREADS", raising=False)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert 1 <= native.thread_count() <= cpus
+    monkeypatch.setenv("QROBUST_THREADS", "3")
+    assert native.thread_count() == 3
+
+
+def test_threads_give_the_same_logits_and_gradients(monkeypatch, native_kernel):
+    """160 states of 10 qubits: enough amplitudes (2**17) for two threads."""
+    rng = np.random.default_rng(11)
+    params = jnp.asarray(rng.uniform(-np.pi, np.pi, size=(3, 10, 4)), jnp.float32)
+    states = np.stack([_random_state(rng, 10) for _ in range(160)])
+    weights = jnp.asarray(rng.normal(size=160), jnp.float32)
+    results = {}
+    for threads in ("1", "2"):
+        monkeypatch.setenv("QROBUST_THREADS", threads)
+        model = qnn(10, 3, simulator="native")
+        logits, x = batch_logits(model), model.prepare(states)
+        assert f"threads = {threads} : i64" in jax.jit(logits).lower(params, x).as_text()  # reaches the kernel
+        results[threads] = (np.asarray(logits(params, x)),
+                            np.asarray(jax.grad(lambda p: jnp.sum(logits(p, x) * weights))(params)))
+    assert np.max(np.abs(results["1"][0] - results["2"][0])) < 1e-6
+    assert np.max(np.abs(results["1"][1] - results["2"][1])) < 1e-6 * max(1.0, np.abs(results["1"][1]).max())
+    monkeypatch.setenv("QROBUST_THREADS", "abc")
+    with pytest.raises(ConfigError, match="QROBUST_THREADS"):
+        qnn(10, 3, simulator="native")
+
+
+def test_float64_parameters_are_computed_in_float32(x64, native_kernel):
+    """The kernel is float32; float64 parameters are cast, and their gradient comes back in float64."""
+    rng = np.random.default_rng(5)
+    model = qnn(6, 3, simulator="native")
+    logits = batch_logits(model)
+    x = model.prepare(np.stack([_random_state(rng, 6) for _ in range(3)]))
+    p64 = jnp.asarray(rng.uniform(-np.pi, np.pi, size=(3, 6, 4)), jnp.float64)
+    p32 = p64.astype(jnp.float32)
+    np.testing.assert_array_equal(np.asarray(logits(p64, x)), np.asarray(logits(p32, x)))
+    g64 = jax.grad(lambda p: jnp.sum(logits(p, x)))(p64)
+    g32 = jax.grad(lambda p: jnp.sum(logits(p, x)))(p32)
+    assert g64.dtype == jnp.float64 and g32.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(g64), np.asarray(g32, np.float64))

@@ -26,6 +26,7 @@ import scipy.linalg
 import scipy.sparse
 import scipy.sparse.linalg
 
+import qrobust.cache
 from qrobust.data.dataset import Dataset
 from qrobust.errors import ConfigError
 
@@ -34,12 +35,8 @@ _DENSE_LIMIT = 3000  # sector dimension up to which dense eigh is used
 
 
 def cache_dir() -> Path:
-    """Where cached ground states live: $QROBUST_CACHE_DIR, else $XDG_CACHE_HOME/qrobust, else ~/.cache/qrobust."""
-    env = os.environ.get("QROBUST_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "qrobust"
+    """Where cached ground states live: ``qrobust.cache.cache_dir()`` ($QROBUST_CACHE; see there)."""
+    return qrobust.cache.cache_dir()
 
 
 def _sector_basis(n_spins: int) -> np.ndarray:

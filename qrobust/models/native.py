@@ -10,25 +10,52 @@ cone costs nothing extra), and computes the parameter gradient by the adjoint
 method (undo each gate on the state and on the costate; a gate exp(-i t P / 2)
 contributes Im <lambda|P|psi>). The states of a batch are split over the cores.
 
-The kernel is compiled on first use with the system's C++ compiler (``$CXX``,
-else ``g++``) against the FFI headers that jaxlib ships, and cached under
-``$QROBUST_CACHE`` (default ``~/.cache/qrobust``), keyed by the source, the
-compiler flags, jaxlib's version and the machine. ``available()`` says whether
-that works here; where it does not, the error says why.
+Build. The kernel is compiled on first use with the system's C++ compiler
+(``$CXX``, which may carry a launcher such as ``ccache g++``; else ``g++``) against
+the FFI headers that jaxlib ships, with ``-march=native``, and cached in the
+"native" subdirectory of qrobust's cache (``$QROBUST_CACHE``, default
+``$XDG_CACHE_HOME/qrobust`` or ``~/.cache/qrobust``; ``qrobust.cache``). The
+library's name is a hash of everything the binary depends on: the source, the
+flags, the compiler (its path and its ``--version``), jaxlib's version, the
+machine's architecture and the CPU's features (``-march=native`` compiles for
+them), but not the host name, so the nodes of a cluster with one CPU model
+share one build in a shared cache, and a node with other features builds its
+own. Builders write to a private file and rename it into place, so concurrent
+processes are safe. Where the cache cannot be written, the kernel is built in a
+private temporary directory for this process instead (a logged warning).
 
-Limits: complex64 states, float32 parameters, the "hea" ansatz, the CPU. Only
-the parameters are differentiable (differentiating with respect to the input
-states raises), and only in reverse mode: forward mode (``jax.jvp``, Hessians)
-needs the "blocks" simulator.
+Failure. Whatever stops the kernel (no compiler, a failed compile, an unwritable
+cache and temporary directory, a library that does not load) makes
+``available()`` False and ``unavailable_reason()`` say why; the outcome is
+remembered for the process, so nothing is retried at every ``qnn()`` call. Where
+``qnn`` would have picked "native" by default it falls back to "blocks" and
+logs the reason once (logger "qrobust", WARNING); asking for
+``simulator="native"`` raises ``NativeUnavailable`` with the reason.
+
+Threads. The kernel runs the batch on ``thread_count()`` threads at most: the
+CPUs this process may run on (its affinity mask and a cgroup v2 CPU quota, which
+C++'s ``hardware_concurrency`` ignores), or ``$QROBUST_THREADS``; and never more
+than one per 2**16 amplitudes of the batch (a thread costs about as much to
+start as a few thousand amplitudes to simulate). The count is fixed when a model
+is built.
+
+Limits: complex64 states, float32 parameters (other real parameters are cast to
+float32 and their gradients returned in their own dtype), the "hea" ansatz, the
+CPU. Only the parameters are differentiable (differentiating with respect to the
+input states raises), and only in reverse mode: forward mode (``jax.jvp``,
+Hessians) needs the "blocks" simulator.
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import functools
 import hashlib
+import logging
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -39,61 +66,214 @@ import jax.numpy as jnp
 import numpy as np
 
 from qrobust import sharding
+from qrobust.cache import cache_dir
 from qrobust.errors import ConfigError
 
 SOURCE = Path(__file__).with_name("csrc") / "hea.cc"
 FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-pthread")
 MIN_QUBITS, MAX_QUBITS = 5, 20  # the kernel works on 32 amplitudes at a time
 TARGETS = {"qrobust_hea_forward": "QrobustHeaForward", "qrobust_hea_backward": "QrobustHeaBackward"}
+THREADS_VARIABLE = "QROBUST_THREADS"
+COMPILE_TIMEOUT_S = 600  # a hung compiler must not hang qnn(); the build takes seconds
+
+log = logging.getLogger("qrobust")
 
 
 class NativeUnavailable(ConfigError):
     """The native kernel cannot be built or loaded on this machine."""
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("QROBUST_CACHE", Path.home() / ".cache" / "qrobust"))
+def _compiler() -> tuple[list[str], str, str]:
+    """The compiler's command line ($CXX, else g++), its resolved path and its ``--version`` output."""
+    spec = os.environ.get("CXX") or "g++"
+    try:
+        command = shlex.split(spec)
+    except ValueError as error:
+        raise NativeUnavailable(f"$CXX={spec!r} is not a command line ({error})") from None
+    path = shutil.which(command[0]) if command else None
+    if path is None:
+        raise NativeUnavailable(f"the native simulator needs a C++ compiler; {spec!r} was not found "
+                                "(set CXX, or use simulator='blocks')")
+    try:
+        done = subprocess.run([*command, "--version"], capture_output=True, text=True, errors="replace", timeout=60)
+    except (OSError, subprocess.SubprocessError) as error:
+        raise NativeUnavailable(f"the C++ compiler {spec!r} ({path}) does not run: {error}") from None
+    if done.returncode != 0:
+        said = f": {done.stderr.strip()[-500:]}" if done.stderr.strip() else ""
+        raise NativeUnavailable(f"the C++ compiler {spec!r} ({path}) does not work: '{spec} --version' exited "
+                                f"with status {done.returncode}{said} (set CXX, or use simulator='blocks')")
+    return command, path, done.stdout
 
 
-def _library_path(compiler: str) -> Path:
+def _cpu_features() -> str:
+    """The CPU's instruction-set features, which -march=native compiles for (Linux: /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                name, _, value = line.partition(":")
+                if name.strip() in ("flags", "Features"):  # x86, ARM
+                    return " ".join(sorted(value.split()))
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _library_name(command: list[str], path: str, version: str) -> str:
+    """The library's file name: a hash of all the build depends on (module docstring), not the host's name."""
     import jaxlib
 
     key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(FLAGS).encode(), compiler.encode(), jaxlib.__version__.encode(),
-                 platform.machine().encode(), platform.processor().encode(), platform.node().encode()):
-        key.update(part)
-    return _cache_dir() / f"hea-{key.hexdigest()[:16]}.so"
+    for part in (SOURCE.read_bytes(), " ".join(FLAGS), " ".join(command), path, version, jaxlib.__version__,
+                 platform.machine(), _cpu_features()):
+        key.update(part if isinstance(part, bytes) else part.encode())
+        key.update(b"\0")
+    return f"hea-{key.hexdigest()[:16]}.so"
 
 
-@functools.cache
+def _compile(command: list[str], target: Path) -> None:
+    """Compile the kernel into ``target``; NativeUnavailable with the compiler's message if that fails."""
+    argv = [*command, *FLAGS, f"-I{jax.ffi.include_dir()}", str(SOURCE), "-o", str(target)]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=COMPILE_TIMEOUT_S)
+    except (OSError, subprocess.SubprocessError) as error:
+        raise NativeUnavailable(f"building the native simulator failed ({shlex.join(argv)}): {error}") from None
+    if done.returncode != 0:
+        raise NativeUnavailable(f"building the native simulator failed ({shlex.join(argv)}), exit status "
+                                f"{done.returncode}:\n{done.stderr[-2000:]}")
+
+
+def _build_private(command: list[str], name: str, cache_error: OSError) -> Path:
+    """Build into a private temporary directory (removed at exit), for a cache that cannot be written."""
+    private = Path(tempfile.mkdtemp(prefix="qrobust-native-"))
+    atexit.register(shutil.rmtree, private, True)
+    log.warning("qrobust's cache cannot be written (%s); building the native simulator in %s for this "
+                "process only (set QROBUST_CACHE to a writable directory to keep it)", cache_error, private)
+    _compile(command, private / name)
+    return private / name
+
+
 def _build() -> Path:
-    compiler = os.environ.get("CXX", "g++")
-    if shutil.which(compiler) is None:
-        raise NativeUnavailable(f"the native simulator needs a C++ compiler; {compiler!r} was not found "
-                                "(set CXX, or use simulator='blocks')")
-    path = _library_path(compiler)
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        target = Path(tmp) / path.name
-        command = [compiler, *FLAGS, f"-I{jax.ffi.include_dir()}", str(SOURCE), "-o", str(target)]
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise NativeUnavailable(f"building the native simulator failed ({' '.join(command)}):\n{done.stderr[-2000:]}")
-        os.replace(target, path)  # atomic: concurrent builders leave one whole library
-    return path
+    """The kernel's library: from the cache, else compiled into it (atomically), else into a private directory."""
+    command, path, version = _compiler()
+    name = _library_name(command, path, version)
+    cached = cache_dir() / "native" / name
+    try:
+        if cached.is_file():
+            return cached
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=cached.parent, prefix=".build-"))
+    except OSError as error:
+        return _build_private(command, name, error)
+    try:
+        _compile(command, staging / name)
+        os.replace(staging / name, cached)  # atomic: concurrent builders leave one whole library
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return cached
+
+
+_registered: dict[str, ctypes.CDLL] = {}  # target -> its library, kept loaded: XLA holds pointers into it
+
+
+def _register(library_path: Path) -> None:
+    """Load the library and register its handlers with XLA, each target once per process: XLA's registry
+    lasts the process, and a second registration of a name (another copy of the library) breaks JAX's CPU
+    backend ("Duplicate FFI handler registration")."""
+    try:
+        for target, symbol in TARGETS.items():
+            if target not in _registered:
+                library = ctypes.cdll.LoadLibrary(str(library_path))
+                jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
+                _registered[target] = library
+    except Exception as error:  # ctypes (OSError, AttributeError) and XLA raise several kinds
+        raise NativeUnavailable(f"the native simulator's library {library_path} does not load: {error} "
+                                "(delete it to rebuild)") from None
 
 
 @functools.cache
-def _register() -> None:
-    library = ctypes.cdll.LoadLibrary(str(_build()))
-    for target, symbol in TARGETS.items():
-        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
+def _load() -> str | None:
+    """Build and register the kernel, once per process: None where that worked, else why it did not."""
+    try:
+        _register(_build())
+    except NativeUnavailable as error:
+        return str(error)
+    except Exception as error:  # the cache and the temporary directory both unusable (OSError), the unforeseen
+        return f"building the native simulator failed: {type(error).__name__}: {error}"
+    return None
+
+
+@functools.cache
+def _warn_fallback(reason: str) -> None:
+    """Log, once per process, that the default simulator is "blocks" because the kernel cannot run."""
+    log.warning("the native simulator is unavailable, using simulator='blocks' instead: %s", reason)
+
+
+def _reset_for_tests() -> None:
+    """Forget the remembered outcome and warning, so that the next call builds again (for tests that change
+    the environment). Targets that were registered stay registered (``_register``)."""
+    _load.cache_clear()
+    _warn_fallback.cache_clear()
+
+
+def unavailable_reason() -> str | None:
+    """Why the native kernel cannot run here (it is built on the first call), or None where it can."""
+    return _load()
+
+
+def _require() -> None:
+    """Raise NativeUnavailable, naming the cause, unless the kernel is registered."""
+    reason = _load()
+    if reason is not None:
+        raise NativeUnavailable(f"the native simulator is unavailable here (use simulator='blocks'): {reason}")
+
+
+def _cgroup_cpus() -> int | None:
+    """The CPUs this process's cgroup (v2) quota allows, at least 1; None where there is no quota or no cgroup v2."""
+    root = Path("/sys/fs/cgroup")
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+        group = root / next(line[3:] for line in lines if line.startswith("0::")).lstrip("/")
+    except (OSError, StopIteration):
+        return None
+    limits = []
+    for directory in (group, *group.parents):  # a parent's quota limits its children too
+        if not directory.is_relative_to(root):
+            break
+        try:
+            quota, period = (directory / "cpu.max").read_text().split()
+            if quota != "max":
+                limits.append(max(1, int(quota) // int(period)))
+        except (OSError, ValueError):
+            continue
+    return min(limits, default=None)
+
+
+def thread_count() -> int:
+    """Threads the kernel may use: $QROBUST_THREADS, else the CPUs this process may run on.
+
+    Those are the affinity mask's CPUs (``os.sched_getaffinity``, else ``os.cpu_count()``), fewer under a
+    cgroup v2 CPU quota. ConfigError if $QROBUST_THREADS is not a positive integer.
+    """
+    value = os.environ.get(THREADS_VARIABLE, "").strip()
+    if value:
+        try:
+            threads = int(value)
+        except ValueError:
+            threads = 0
+        if threads < 1:
+            raise ConfigError(f"${THREADS_VARIABLE} must be a positive integer (threads of the native "
+                              f"simulator), got {value!r}")
+        return threads
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 1
+    return min(cpus, _cgroup_cpus() or cpus)
 
 
 def check(n_qubits: int, dtype: str) -> None:
-    """Raise ConfigError unless the native kernel can run an ``n_qubits`` QNN in ``dtype`` here."""
+    """Raise ConfigError unless the native kernel can run an ``n_qubits`` QNN in ``dtype`` here (building it on
+    the first call); NativeUnavailable, naming the cause, where it cannot be built or loaded."""
     if dtype != "complex64":
         raise ConfigError(f"the native simulator runs in complex64 only, not {dtype}; use simulator='blocks'")
     if not MIN_QUBITS <= n_qubits <= MAX_QUBITS:
@@ -101,53 +281,62 @@ def check(n_qubits: int, dtype: str) -> None:
     if not sharding.cpu_only():
         raise ConfigError(f"the native simulator runs on CPU devices, and this process's are "
                           f"{jax.local_devices()[0].platform}; use simulator='blocks'")
-    _register()
+    _require()
 
 
 def available() -> bool:
-    """Whether the native kernel builds and loads here (builds it on the first call)."""
-    try:
-        _register()
-    except NativeUnavailable:
-        return False
-    return True
+    """Whether the native kernel builds and loads here (built on the first call, the outcome remembered).
+
+    Where it does not, the reason (``unavailable_reason()``) is logged once per process as the fallback to
+    "blocks": ``qnn`` asks this only where it would pick "native" by default.
+    """
+    reason = _load()
+    if reason is not None:
+        _warn_fallback(reason)
+    return reason is None
 
 
 def hea_logits(rotations: np.ndarray, pairs: np.ndarray, readout_scale: float):
-    """``logits(params, states) -> (B,)`` of the hardware-efficient ansatz, run by the native kernel.
+    """``logits(params, states) -> (B,)`` float32 of the hardware-efficient ansatz, run by the native kernel.
 
     rotations, pairs: (d, L) masks of the rotations and the RZZ pairs (i, i+1 mod L) that are applied
-    (the light cone). params: (d, L, 4) float32; states: (B, 2**L) complex64. Differentiable (reverse
-    mode) in params only.
+    (the light cone). params: (d, L, 4), computed in float32 (other real dtypes are cast, and their
+    gradient comes back in their dtype); states: (B, 2**L), computed in complex64. Differentiable
+    (reverse mode) in params only. The thread count (``thread_count()``) is read here, once.
     """
-    _register()
+    _require()
     rot = jnp.asarray(rotations, jnp.int32)
     pair = jnp.asarray(pairs, jnp.int32)
-    scale = np.float32(readout_scale)
+    attributes = dict(scale=np.float32(readout_scale), threads=np.int64(thread_count()))
 
     def forward(params, states):
         out = jax.ShapeDtypeStruct(states.shape[:1], jnp.float32)
         return jax.ffi.ffi_call("qrobust_hea_forward", out, vmap_method="sequential")(
-            params, states, rot, pair, scale=scale)
+            params, states, rot, pair, **attributes)
 
     def backward(params, states, cotangent):
         out = jax.ShapeDtypeStruct(params.shape, jnp.float32)
         return jax.ffi.ffi_call("qrobust_hea_backward", out, vmap_method="sequential")(
-            params, states, rot, pair, cotangent, scale=scale)
+            params, states, rot, pair, cotangent, **attributes)
 
     @jax.custom_vjp
-    def logits(params, states):
+    def kernel(params, states):
         return forward(params, states)
 
-    def logits_fwd(params, states):
+    def kernel_fwd(params, states):
         if states.perturbed:
             raise NotImplementedError("the native simulator differentiates the parameters only, not the input "
                                       "states; use simulator='blocks'")
         return forward(params.value, states.value), (params.value, states.value)
 
-    def logits_bwd(residuals, cotangent):
+    def kernel_bwd(residuals, cotangent):
         params, states = residuals
         return backward(params, states, cotangent.astype(jnp.float32)), None
 
-    logits.defvjp(logits_fwd, logits_bwd, symbolic_zeros=True)
+    kernel.defvjp(kernel_fwd, kernel_bwd, symbolic_zeros=True)
+
+    def logits(params, states):
+        """The kernel in its dtypes; the casts carry the gradient back to the caller's parameter dtype."""
+        return kernel(jnp.asarray(params).astype(jnp.float32), jnp.asarray(states).astype(jnp.complex64))
+
     return logits

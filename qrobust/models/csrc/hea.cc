@@ -18,6 +18,7 @@
 #include <cmath>
 #include <complex>
 #include <cstdint>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -318,23 +319,25 @@ void backward(const Circuit& c, float* pr, float* pi, float* lr, float* li, floa
   }
 }
 
-// Threads for a batch: one per core, but one per 2**16 amplitudes at most (starting a thread costs
-// about as much as simulating a few thousand amplitudes).
-int64_t n_threads(int64_t batch, int64_t dim) {
-  const int64_t hw = std::max<int64_t>(1, std::thread::hardware_concurrency());
-  return std::max<int64_t>(1, std::min(hw, batch * dim >> 16));
+// Threads for a batch: at most ``limit`` (the caller's count: the CPUs this process may use, which
+// std::thread::hardware_concurrency() does not know under an affinity mask or a cgroup quota), and one per
+// 2**16 amplitudes at most (starting a thread costs about as much as simulating a few thousand amplitudes).
+int64_t n_threads(int64_t batch, int64_t dim, int64_t limit) {
+  return std::max<int64_t>(1, std::min(limit, batch * dim >> 16));
 }
 
+// body(k, first, last) for the t chunks k of the batch, t - 1 of them on new threads and one on this one.
+// Where the system refuses a thread, this thread runs the chunks left (an exception must not leave here).
 template <typename F>
-void parallel(int64_t batch, int64_t dim, F&& body) {  // body(thread, first, last)
-  const int64_t t = n_threads(batch, dim);
-  if (t == 1) {
-    body(0, 0, batch);
-    return;
-  }
+void parallel(int64_t t, int64_t batch, F&& body) {
   std::vector<std::thread> pool;
-  for (int64_t k = 0; k < t; ++k)
-    pool.emplace_back([&, k] { body(k, batch * k / t, batch * (k + 1) / t); });
+  int64_t k = 1;
+  try {
+    for (; k < t; ++k) pool.emplace_back([&, k] { body(k, batch * k / t, batch * (k + 1) / t); });
+  } catch (const std::system_error&) {
+  }
+  body(0, 0, batch / t);
+  for (int64_t j = k; j < t; ++j) body(j, batch * j / t, batch * (j + 1) / t);
   for (auto& th : pool) th.join();
 }
 
@@ -349,14 +352,14 @@ ffi::Error check(ffi::Buffer<ffi::F32> params, ffi::Buffer<ffi::C64> states,
 }
 
 ffi::Error Forward(ffi::Buffer<ffi::F32> params, ffi::Buffer<ffi::C64> states, ffi::Buffer<ffi::S32> rot,
-                   ffi::Buffer<ffi::S32> pair, float scale, ffi::ResultBuffer<ffi::F32> logits) {
+                   ffi::Buffer<ffi::S32> pair, float scale, int64_t threads, ffi::ResultBuffer<ffi::F32> logits) {
   const int64_t d = params.dimensions()[0], L = params.dimensions()[1];
   if (auto e = check(params, states, rot, pair); e.failure()) return e;
   const Circuit c = build(params.typed_data(), rot.typed_data(), pair.typed_data(), L, d);
   const int64_t batch = states.dimensions()[0], n = c.dim;
   const std::complex<float>* x = states.typed_data();
   float* out = logits->typed_data();
-  parallel(batch, n, [&](int64_t, int64_t first, int64_t last) {
+  parallel(n_threads(batch, n, threads), batch, [&](int64_t, int64_t first, int64_t last) {
     std::vector<float> re(n), im(n);
     for (int64_t b = first; b < last; ++b) {
       load(x + b * n, re.data(), im.data(), n);
@@ -368,17 +371,19 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> params, ffi::Buffer<ffi::C64> states, f
 }
 
 ffi::Error Backward(ffi::Buffer<ffi::F32> params, ffi::Buffer<ffi::C64> states, ffi::Buffer<ffi::S32> rot,
-                    ffi::Buffer<ffi::S32> pair, ffi::Buffer<ffi::F32> cotangent, float scale,
+                    ffi::Buffer<ffi::S32> pair, ffi::Buffer<ffi::F32> cotangent, float scale, int64_t threads,
                     ffi::ResultBuffer<ffi::F32> grad) {
   const int64_t d = params.dimensions()[0], L = params.dimensions()[1];
   if (auto e = check(params, states, rot, pair); e.failure()) return e;
   const Circuit c = build(params.typed_data(), rot.typed_data(), pair.typed_data(), L, d);
   const int64_t batch = states.dimensions()[0], n = c.dim, p = d * L * 4;
   const std::complex<float>* x = states.typed_data();
+  if (static_cast<int64_t>(cotangent.element_count()) != batch)
+    return ffi::Error::InvalidArgument("hea kernel: the cotangent needs one entry per state");
   const float* g = cotangent.typed_data();
-  const int64_t t = n_threads(batch, n);
+  const int64_t t = n_threads(batch, n, threads);
   std::vector<double> partial(t * p, 0.0);
-  parallel(batch, n, [&](int64_t thread, int64_t first, int64_t last) {
+  parallel(t, batch, [&](int64_t thread, int64_t first, int64_t last) {
     std::vector<float> pr(n), pi(n), lr(n), li(n);
     double* acc = partial.data() + thread * p;
     for (int64_t b = first; b < last; ++b) {
@@ -405,6 +410,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(QrobustHeaForward, Forward,
                                   .Arg<ffi::Buffer<ffi::S32>>()
                                   .Arg<ffi::Buffer<ffi::S32>>()
                                   .Attr<float>("scale")
+                                  .Attr<int64_t>("threads")
                                   .Ret<ffi::Buffer<ffi::F32>>());
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(QrobustHeaBackward, Backward,
@@ -415,4 +421,5 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(QrobustHeaBackward, Backward,
                                   .Arg<ffi::Buffer<ffi::S32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Attr<float>("scale")
+                                  .Attr<int64_t>("threads")
                                   .Ret<ffi::Buffer<ffi::F32>>());
