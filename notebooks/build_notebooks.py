@@ -58,8 +58,12 @@ config = UnlearnConfig(dataset="xxz", n_qubits=6, n_train_per_class=20, seeds=(0
                        kl_ws=(0.0, 0.5), fo_ws=(0.0, 0.2, 0.5))
 results, final = run_unlearning(config, workdir / "unlearn", progress=False)
 final.groupby(["model", "method"])[["val_acc", "forget_acc_clean", "mia_acc", "epochs_to_recover"]].mean()"""),
-        new_code_cell("""display(Image(filename=str(workdir / "unlearn" / "unlearning.png")))
-display(Image(filename=str(workdir / "unlearn" / "weights_heatmap.png")))"""),
+        new_markdown_cell("Studies return and store tables; figures are drawn from a run directory by the reporting "
+                          "layer (`qrobust.report.draw`), which leaves this notebook's matplotlib settings alone. "
+                          "`qrobust.load_results` reads any run directory back."),
+        new_code_cell("""for figure in qrobust.draw(workdir / "unlearn"):
+    display(Image(filename=str(figure)))
+qrobust.load_results(workdir / "unlearn").tables.keys()"""),
         new_markdown_cell("Epochs to recover (first epoch within 1 point of the clean model's validation accuracy), "
                           "per method and model:"),
         new_code_cell("""pd.read_csv(workdir / "unlearn" / "recovery.csv")[
@@ -77,13 +81,15 @@ land = run_landscape(LandscapeConfig(dataset="xxz", n_qubits=6, alphas=(0.0, 0.2
                                      depth=3, n_eval=20, hutchinson_samples=30), workdir / "landscape",
                      progress=False)
 display(land[["model", "alpha", "seed", "trace_exact", "trace_hutchinson", "trace_hutchinson_se", "eig_1", "ratio"]])
-display(Image(filename=str(workdir / "landscape" / "landscape.png")))"""),
+for figure in qrobust.draw(workdir / "landscape"):
+    display(Image(filename=str(figure)))"""),
         new_code_cell("""from qrobust.experiments.detection import DetectConfig, run_detection
 
 det = run_detection(DetectConfig(dataset="xxz", n_qubits=6, n_train_per_class=20, alphas=(0.1, 0.3), seeds=(0, 1),
                                  epochs=30, folds=3), workdir / "detect", progress=False)
 display(det.groupby(["detector", "alpha"])[["auroc", "precision_at_k", "precision", "recall"]].mean())
-display(Image(filename=str(workdir / "detect" / "detection.png")))"""),
+for figure in qrobust.draw(workdir / "detect"):
+    display(Image(filename=str(figure)))"""),
     ],
 }
 

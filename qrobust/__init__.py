@@ -12,14 +12,19 @@ import importlib
 __version__ = "0.1.0"
 
 _WHERE = {
-    "final_summary": "qrobust.analysis",
+    **dict.fromkeys(("analyze_sweeps", "critical_points", "detection_metrics", "final_summary",
+                     "hessian_trace", "hutchinson_trace", "lanczos_eigenvalues", "loss_mia_accuracy",
+                     "recovery_summary", "score_students"), "qrobust.analysis"),
     **dict.fromkeys(("CORRUPTIONS", "Corrupted", "corruption_count", "flip_labels", "randomize_features"),
                     "qrobust.corruption"),
     **dict.fromkeys(("Dataset", "amplitude_encode", "classical_view", "mnist_embedded", "mnist_from_file",
                      "xxz_dataset"), "qrobust.data"),
     **dict.fromkeys(("EvalData", "TrainData", "make_train_fn"), "qrobust.engine"),
     **dict.fromkeys(("ConfigError", "DataError", "QrobustError", "ResultsMismatchError"), "qrobust.errors"),
-    **dict.fromkeys(("PAPER_DEFAULTS", "SweepConfig", "load_dataset", "run_sweep"), "qrobust.experiments"),
+    **dict.fromkeys(("PAPER_DEFAULTS", "StudyConfig", "SweepConfig", "load_dataset", "run_sweep", "UnlearnConfig",
+                     "run_unlearning", "DetectConfig", "run_detection", "LandscapeConfig", "run_landscape"),
+                    "qrobust.experiments"),
+    **dict.fromkeys(("RunResults", "load_results", "draw"), "qrobust.report"),
     **dict.fromkeys(("Model", "mlp", "qnn"), "qrobust.models"),
 }
 

@@ -96,6 +96,22 @@ def _logging(args) -> None:
     logger.propagate = False
 
 
+def _compilation_cache() -> None:
+    """JAX's persistent compilation cache in qrobust's cache directory ($QROBUST_CACHE/xla), so a repeated
+    small study does not compile again; left alone where the user chose their own (JAX_COMPILATION_CACHE_DIR
+    or jax.config)."""
+    import os
+
+    import jax
+
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir:
+        return
+    from qrobust.cache import cache_dir
+
+    jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "xla"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qrobust", description="Poisoning resilience of quantum and classical "
                                      "classifiers (Chen & Zhang, arXiv:2508.02422).")
@@ -194,6 +210,7 @@ def _sweep(args) -> int:
     )
     start = time.perf_counter()
     run_sweep(config, args.out, progress=not args.no_progress)
+    _draw(args)
     print(f"wrote {args.out}/results.csv, summary.csv, noise_response.png "
           f"in {time.perf_counter() - start:.1f} s")
     return 0
@@ -215,75 +232,48 @@ def _unlearn(args) -> int:
     )
     start = time.perf_counter()
     run_unlearning(config, args.out, progress=not args.no_progress)
+    _draw(args)
     print(f"wrote {args.out}/results.csv, final.csv, recovery.csv, teachers.csv, unlearning.png "
           f"in {time.perf_counter() - start:.1f} s")
     return 0
 
 
-def _read_sweep(run):
-    import json
+def _analyze(args) -> int:
     from pathlib import Path
 
-    import pandas as pd
-
-    run = Path(run)
-    table = run / "results.csv"
-    if not table.exists():
-        raise ConfigError(f"{run} holds no results.csv; run `qrobust sweep --out {run}` first")
-    results = pd.read_csv(table)
-    missing = {"model", "corruption", "alpha", "seed", "epoch", "memorization", "train_acc", "train_acc_clean",
-               "val_acc", "diverged"} - set(results)
-    if missing:
-        raise ConfigError(f"{table} is not a sweep's table: it lacks the columns {sorted(missing)}")
-    settings = json.loads((run / "config.json").read_text())["settings"] if (run / "config.json").exists() else {}
-    return run, results, settings
-
-
-def _n_train(settings: dict):
-    """Training-set size of a sweep; older configs lack ``n_train``: then from its per-class setting or the
-    dataset's default split (MNIST 250, XXZ 40 per class)."""
-    if settings.get("n_train"):
-        return settings["n_train"]
-    per_class = settings.get("n_train_per_class") or settings.get("dataset_meta", {}).get("n_train_per_class") \
-        or {"mnist": 250, "xxz": 40}.get(settings.get("dataset"))
-    return 2 * per_class if per_class else None
-
-
-def _analyze(args) -> int:
-    import pandas as pd
-
-    from qrobust.analysis.critical import critical_points, transition_width
-    from qrobust.plots import plot_finite_size, plot_noise_response
+    from qrobust import report
+    from qrobust.analysis.critical import analyze_sweeps
 
     if args.bootstrap < 10:
         raise ConfigError(f"--bootstrap must be at least 10, got {args.bootstrap}")
     if len(args.run_dirs) > 1 and not args.finite_size_out:
         raise ConfigError("several runs make a finite-size table: say where with --finite-size-out DIR")
-    runs = [_read_sweep(r) for r in args.run_dirs]  # all read before anything is written
-    tables = []
-    for run, results, settings in runs:
-        critical = critical_points(results, n_boot=args.bootstrap)
-        critical.to_csv(run / "critical_points.csv", index=False)
-        plot_noise_response(results, run / "noise_response.png", title=run.name, critical=critical)
-        cols = ["model", "corruption", "alpha_c_memorization", "alpha_c_memorization_lo",
-                "alpha_c_memorization_hi", "alpha_c_validation", "transition"]
+    if args.finite_size_out and Path(args.finite_size_out).exists() and not Path(args.finite_size_out).is_dir():
+        raise ConfigError(f"--finite-size-out {args.finite_size_out} exists and is not a directory")
+    critical, finite_size = analyze_sweeps(args.run_dirs, n_boot=args.bootstrap)  # all read before any write
+    cols = ["model", "corruption", "alpha_c_memorization", "alpha_c_memorization_lo",
+            "alpha_c_memorization_hi", "alpha_c_validation", "transition"]
+    for run, table in zip(args.run_dirs, critical):
+        table.to_csv(Path(run) / "critical_points.csv", index=False)
+        report.draw(run, critical=table)
         print(f"{run}:")
-        print(critical[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-        meta = settings.get("dataset_meta", {})
-        tables.append(critical.assign(run=str(run), dataset=settings.get("dataset"),
-                                      n_train=_n_train(settings),
-                                      n_qubits=settings.get("n_qubits_data", meta.get("n_spins")),
-                                      width_10_90=transition_width(critical.width_memorization)))
+        print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.finite_size_out:
-        from pathlib import Path
+        from qrobust.plots import plot_finite_size
 
         out = Path(args.finite_size_out)
         out.mkdir(parents=True, exist_ok=True)
-        table = pd.concat(tables, ignore_index=True)
-        table.to_csv(out / "finite_size.csv", index=False)
-        plot_finite_size(table, out / "finite_size.png")
+        finite_size.to_csv(out / "finite_size.csv", index=False)
+        plot_finite_size(finite_size, out / "finite_size.png")
         print(f"wrote {out}/finite_size.csv and {out}/finite_size.png")
     return 0
+
+
+def _draw(args) -> list:
+    """The study's figures, from its run directory (process 0 of a multi-host job only)."""
+    from qrobust import report, sharding
+
+    return report.draw(args.out) if sharding.is_primary() else []
 
 
 def _landscape(args) -> int:
@@ -294,6 +284,7 @@ def _landscape(args) -> int:
                              hutchinson_samples=args.hutchinson, n_eval=args.n_eval, n_qubits=args.n_qubits,
                              simulator=_simulator(args))
     result = run_landscape(config, args.out, progress=not args.no_progress)
+    _draw(args)
     stats = result[result.alpha > 0].groupby(["model", "alpha"]).ratio.agg(["mean", "std"])
     print(stats.to_string(float_format=lambda v: f"{v:.3f}"))
     print(f"wrote {args.out}/landscape.csv and {args.out}/landscape.png")
@@ -308,6 +299,7 @@ def _detect(args) -> int:
                           folds=args.folds, n_train_per_class=args.n_train_per_class, n_qubits=args.n_qubits,
                           baselines=not args.no_baselines, simulator=_simulator(args))
     result = run_detection(config, args.out, progress=not args.no_progress)
+    _draw(args)
     table = result.groupby(["detector", "alpha"])[["auroc", "auprc", "precision_at_k", "precision", "recall"]].mean()
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
     print(f"wrote {args.out}/detection.csv and {args.out}/detection.png")
@@ -317,6 +309,8 @@ def _detect(args) -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     _logging(args)
+    if args.command != "analyze":
+        _compilation_cache()
     distributed = getattr(args, "distributed", False)
     if distributed:
         from qrobust.sharding import initialize_distributed

@@ -1,4 +1,4 @@
-"""Layer 2: corruption of training data, as PAPER.md defines it.
+"""Layer 2: corruption of training data, as the paper (Chen & Zhang, arXiv:2508.02422) defines it.
 
 Pure functions ``(key, x, y, n_corrupt) -> Corrupted`` that JAX can vmap over a
 replica axis (the count may differ per replica: it is data, not a shape). The

@@ -14,7 +14,9 @@ N_PURPOSES = 9
 
 
 @jax.jit
+@jax.jit
 def replica_keys(seeds: jax.Array) -> jax.Array:
-    """(N_PURPOSES, R, 2) uint32 keys: entry [p, r] = fold_in(PRNGKey(seeds[r]), p)."""
+    """(N_PURPOSES, R, 2) uint32 keys: entry [p, r] = fold_in(PRNGKey(seeds[r]), p). Jitted once: called
+    eagerly, its inner lambdas (new at every call) were traced again for every chunk of a study."""
     base = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds).astype(jnp.uint32))
     return jax.vmap(lambda p: jax.vmap(lambda k: jax.random.fold_in(k, p))(base))(jnp.arange(N_PURPOSES))

@@ -14,7 +14,7 @@ training set, or the retain set when unlearning) with labels, weights (1 real,
 set (weights 0 for padding). ``coef`` is a per-replica vector of loss weights,
 so a grid over weights is a replica axis, not a recompile.
 
-Unlearning objectives (one parametric family; PAPER.md and standard baselines):
+Unlearning objectives (one parametric family; the paper, arXiv:2508.02422, and standard baselines):
 
   J = c_ce * CE(retain) + c_kl * KL_T(teacher || student on retain)
       - c_klf * KL_T(teacher || student on forget)
@@ -121,3 +121,24 @@ def scrub_kurmanji(*, temperature: float = 4.0, ce_weight: float = 0.99, kl_weig
 
     return Objective("scrub_kurmanji", loss, max_loss=max_loss, max_epochs=max_epochs, uses_forget=True,
                      uses_teacher=True)
+
+
+# The unlearning methods as weights of the family (COEFS order) and which grid weights they use.
+UNLEARNING_METHODS = ("retrain", "finetune", "scrub", "ga", "neggrad", "relabel", "scrub_kurmanji")
+
+
+def method_coefs(method: str, kl_w: float, fo_w: float) -> tuple[float, ...]:
+    """The unlearning family's loss weights (COEFS order) of ``method`` (scrub_kurmanji: its own objective,
+    ``scrub_kurmanji()``, all zero here). retrain and finetune share the weights and differ in their start
+    (a fresh initialisation, the teacher)."""
+    table = {
+        "retrain": (1, 0, 0, 0, 0), "finetune": (1, 0, 0, 0, 0), "relabel": (1, 0, 0, 0, 1),
+        "scrub": (1, kl_w, fo_w, 0, 0), "ga": (1, 0, 0, fo_w, 0), "neggrad": (1 - fo_w, 0, 0, fo_w, 0),
+        "scrub_kurmanji": (0, 0, 0, 0, 0),
+    }
+    return tuple(float(c) for c in table[method])
+
+
+def weights_used(method: str) -> tuple[bool, bool]:
+    """Whether (kl_w, fo_w) enter ``method``'s objective."""
+    return method == "scrub", method in ("scrub", "ga", "neggrad")

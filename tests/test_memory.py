@@ -71,12 +71,12 @@ def test_a_sweep_picks_its_chunk_size_from_memory_and_keeps_it_on_resume(tmp_pat
         per_replica["bytes"] = real(jitted, *a)
         return per_replica["bytes"]
 
-    monkeypatch.setattr("qrobust.experiments.sweep.program_bytes", spy)
+    monkeypatch.setattr("qrobust.experiments.study.program_bytes", spy)
     # pretend only 4.5 replicas' worth of memory is free: half of it holds 2
     monkeypatch.setattr(memory, "available_bytes", lambda device=None: int(4.5 * per_replica["bytes"]))
     out = tmp_path / "run"
     assert main(args + ["--out", str(out)]) == 0
-    assert json.loads((out / "config.json").read_text())["settings"]["models"]["mlp"]["chunk_size"] == 2
+    assert json.loads((out / "chunk_sizes.json").read_text()) == {"mlp": 2}  # one mechanism for every study
     assert len(list((out / "chunks").glob("*.csv"))) == 3  # 5 replicas in chunks of at most 2
     # a resume with more memory free keeps the chunks it started with
     monkeypatch.setattr(memory, "available_bytes", lambda device=None: 1000 * per_replica["bytes"])
@@ -100,8 +100,8 @@ def test_unlearning_sizes_teacher_and_student_chunks_from_memory_and_keeps_them(
         measured.append(real(jitted, *a))
         return measured[-1]
 
-    monkeypatch.setattr("qrobust.experiments.sweep.program_bytes", spy)  # the teachers' (sweep's) program
-    monkeypatch.setattr("qrobust.experiments.unlearning.program_bytes", spy)  # the students'
+    monkeypatch.setattr("qrobust.experiments.study.program_bytes", spy)  # the teachers' (sweep's) program
+    monkeypatch.setattr("qrobust.experiments.unlearning_stages.program_bytes", spy)  # the students'
     # each program's own footprint, just measured: room for 2 replicas
     monkeypatch.setattr(memory, "available_bytes", lambda device=None: int(4.5 * measured[-1]))
     out = tmp_path / "u"

@@ -105,3 +105,45 @@ def critical_points(results: pd.DataFrame, *, n_boot: int = 200, seed: int = 0, 
 def transition_width(width: float) -> float:
     """10-90 % width in alpha of a fitted logistic step with scale ``width``."""
     return 2 * np.log(9) * width
+
+
+def _n_train(settings: dict, dataset: str | None):
+    """Training-set size of a sweep; older configs lack ``n_train``: then from its per-class setting or the
+    dataset's default split (MNIST 250, XXZ 40 per class)."""
+    if settings.get("n_train"):
+        return settings["n_train"]
+    per_class = settings.get("n_train_per_class") or settings.get("dataset_meta", {}).get("n_train_per_class") \
+        or {"mnist": 250, "xxz": 40}.get(dataset)
+    return 2 * per_class if per_class else None
+
+
+def analyze_sweeps(run_dirs, *, n_boot: int = 200) -> tuple[list[pd.DataFrame], pd.DataFrame]:
+    """The critical points of each sweep directory (``critical_points``, every run read before any work),
+    and the finite-size table: all of them with each run's dataset, training-set size and qubits, and the
+    10-90% transition width of the memorisation step."""
+    from pathlib import Path
+
+    from qrobust.errors import ConfigError
+    from qrobust.report import load_results
+
+    for r in run_dirs:
+        if not (Path(r) / "results.csv").is_file():
+            raise ConfigError(f"{r} holds no results.csv; run `qrobust sweep --out {r}` first")
+    runs = [load_results(r) for r in run_dirs]
+    for run in runs:
+        if run.study != "sweep" or "results" not in run.tables:
+            raise ConfigError(f"{run.path} is not a sweep's directory (no results.csv of a sweep)")
+        missing = {"model", "corruption", "alpha", "seed", "epoch", "memorization", "train_acc",
+                   "train_acc_clean", "val_acc", "diverged"} - set(run["results"])
+        if missing:
+            raise ConfigError(f"{run.path / 'results.csv'} is not a sweep's table: it lacks {sorted(missing)}")
+    critical, rows = [], []
+    for run in runs:
+        table = critical_points(run["results"], n_boot=n_boot)
+        critical.append(table)
+        s = run.settings
+        meta = s.get("dataset_meta", {})
+        rows.append(table.assign(run=str(run.path), dataset=s.get("dataset"), n_train=_n_train(s, s.get("dataset")),
+                                 n_qubits=s.get("n_qubits_data", meta.get("n_spins")),
+                                 width_10_90=transition_width(table.width_memorization)))
+    return critical, pd.concat(rows, ignore_index=True)

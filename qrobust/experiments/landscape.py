@@ -1,4 +1,4 @@
-"""Layer 5: the loss-landscape study (PAPER.md, "Loss landscape").
+"""Layer 5: the loss-landscape study (the paper, arXiv:2508.02422, "Loss landscape").
 
 Models trained on label-flipped data at several alpha, then the Hessian of the
 binary cross-entropy at the trained parameters on held-out samples (clean
@@ -29,23 +29,21 @@ import pandas as pd
 
 from qrobust.analysis.landscape import hessian_trace, hutchinson_trace, lanczos_eigenvalues
 from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible
-from qrobust.engine import EvalData, make_train_fn
+from qrobust.engine import make_train_fn
 from qrobust.errors import ConfigError
-from qrobust.experiments.chunks import Progress, fitted_chunk_size, plan_chunks, run_chunks
-from qrobust.experiments.settings import DATASETS, check_name, check_simulator, load_dataset, simulators_used
-from qrobust.experiments.sweep import make_chunk_inputs, training_bytes
+from qrobust.experiments import study
+from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
+from qrobust.experiments.study import StudyConfig, make_chunk_inputs, training_bytes
 from qrobust.keys import HUTCHINSON, LANCZOS, replica_keys
-from qrobust.memory import default_cap
-from qrobust.models import MODELS, batch_logits, count_params, mlp, qnn
-from qrobust.store import RunDirectory
+from qrobust.models import batch_logits, count_params, mlp, qnn
 
 
 @dataclass(frozen=True)
-class LandscapeConfig:
-    dataset: str = "mnist"
-    models: tuple[str, ...] = MODELS
+class LandscapeConfig(StudyConfig):
+    """A landscape study (the shared fields: ``StudyConfig``; the QNN and MLP are the paper's Hessian-study
+    models, ``ansatz``, ``depth``, ``hidden``, not the sweep's)."""
+
     alphas: tuple[float, ...] = (0.0, 0.2, 0.3, 0.4)
-    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     epochs: int = 50
     batch_size: int = 32
     learning_rate: float = 0.01
@@ -58,13 +56,9 @@ class LandscapeConfig:
     lanczos_k: int = 5
     lanczos_iter: int = 30
     exact_max_params: int = 20000
-    n_qubits: int | None = None
-    simulator: str | None = None
 
     def validate(self) -> "LandscapeConfig":
-        check_name("dataset", self.dataset, DATASETS)
-        for m in self.models:
-            check_name("model", m, MODELS)
+        self.validate_common()
         if 0.0 not in self.alphas:
             raise ConfigError("the landscape ratio needs the clean model: include alpha 0 in --alphas")
         for a in self.alphas:
@@ -76,7 +70,6 @@ class LandscapeConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.hutchinson_samples < 2:
             raise ConfigError("Hutchinson needs at least 2 probes for an error bar")
-        check_simulator(self.simulator)
         if self.simulator == "native":
             raise ConfigError("the Hessian takes forward mode through the gradient, which the 'native' simulator "
                               "does not have: use --simulator blocks (the default) or tc-fused")
@@ -97,7 +90,7 @@ def _split(dataset, fraction):
 def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, progress: bool = True) -> pd.DataFrame:
     """Train, measure and return one row per model x alpha x seed (see module docstring)."""
     config = config.validate()
-    dataset = load_dataset(config.dataset, n_qubits=config.n_qubits)
+    dataset = study.load(config)
     tr, held = _split(dataset, config.train_fraction)
     if len(held) < config.n_eval:
         raise ConfigError(f"only {len(held)} held-out samples, fewer than n_eval={config.n_eval}")
@@ -107,57 +100,36 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
     counts = {a: check_feasible("flip", a, y_tr) for a in config.alphas}
     # Hessians take forward mode through the gradient, which the "native" simulator does not have
     simulator = config.simulator or ("blocks" if config.ansatz == "hea" else None)
-    models = {"qnn": qnn(dataset.n_qubits, config.depth, ansatz=config.ansatz, simulator=simulator),
-              "mlp": mlp(2**dataset.n_qubits, config.hidden, complex_input=dataset.is_complex)}
-    models = {m: models[m] for m in config.models}
-    store = RunDirectory(out, dict(asdict(config), simulators=simulators_used(models))).open() \
-        if out is not None else None
+    models = {"qnn": lambda: qnn(dataset.n_qubits, config.depth, ansatz=config.ansatz, simulator=simulator,
+                                 dtype=config.dtype, matmul_precision=config.matmul_precision),
+              "mlp": lambda: mlp(2**dataset.n_qubits, config.hidden, complex_input=dataset.is_complex)}
+    models = {m: models[m]() for m in config.models}
+    dataset, models, vals, store = study.prepare(config, {}, asdict(config), out, dataset=dataset, models=models)
     table = pd.DataFrame([dict(model=m, alpha=a, seed=s) for m, a, s in
                           itertools.product(config.models, config.alphas, config.seeds)])
     training_part = replace(dataset, x_train=dataset.x_train[tr], y_train=y_tr)
-    vals = {m: EvalData(models[m].prepare(dataset.x_val), jnp.asarray(dataset.y_val, jnp.float32)) for m in models}
 
     def footprint(m):
         """Bytes of the one-replica training program (the measurements run replica by replica: lax.map)."""
         return training_bytes(models[m], training_part, epochs=config.epochs, batch_size=config.batch_size,
                               learning_rate=config.learning_rate, val=vals[m])
 
-    chunks = plan_chunks(table, "model", lambda m: fitted_chunk_size(
-        m, footprint=lambda: footprint(m), cap=default_cap(m), store=store, legacy=len(table)))
+    chunks = plan_chunks(table, "model", lambda m: study.chunk_size(config, store, m, m, lambda: footprint(m),
+                                                                    legacy=len(table)))
     bar = Progress(config.epochs * len(table), progress)
+    programs = {m: _programs(models[m], training_part, dataset, held, config, bar) for m in config.models}
 
     def run(chunk):
         m, rows = chunk.program, chunk.padded
-        model = models[m]
+        inputs, train, measure, exact_trace, n_params = programs[m]
         seeds = rows.seed.to_numpy()
         n_flip = np.array([counts[a] for a in rows.alpha], np.int32)
-        params, shuffle_keys, data = make_chunk_inputs(model, training_part)(
-            seeds, np.full(len(rows), CORRUPTIONS.index("flip"), np.int32), n_flip)
+        params, shuffle_keys, data = inputs(seeds, np.full(len(rows), CORRUPTIONS.index("flip"), np.int32), n_flip)
         keys = replica_keys(seeds)
-        train = make_train_fn(model, epochs=config.epochs, batch_size=config.batch_size, n_samples=len(tr),
-                              progress=bar)
         params, metrics = train(params, jnp.full(len(rows), config.learning_rate, jnp.float32), shuffle_keys, data,
                                 vals[m])
-        xe = model.prepare(dataset.x_train[held])
-        ye = jnp.asarray(dataset.y_train[held], jnp.float32)
-
-        def loss_at(p):
-            return lambda q: jnp.mean(optax.sigmoid_binary_cross_entropy(
-                batch_logits(model)(q, xe), ye))
-
-        def measure(p, k_h, k_l):
-            loss = loss_at(p)
-            mean, se = hutchinson_trace(loss, p, key=k_h, n_samples=config.hutchinson_samples, batch=8)
-            top = lanczos_eigenvalues(loss, p, key=k_l, k=config.lanczos_k, n_iter=config.lanczos_iter)
-            return loss(p), mean, se, top
-
-        n_params = count_params(model.init(jax.random.PRNGKey(0)))
-        # replicas are measured one after another inside one program (lax.map), Hessian-vector products a
-        # few at a time: a QNN's products keep every intermediate statevector of 100 samples alive
-        held_loss, h_mean, h_se, top = jax.jit(lambda *a: jax.lax.map(lambda b: measure(*b), a))(
-            params, keys[HUTCHINSON], keys[LANCZOS])
-        exact = (jax.jit(lambda ps: jax.lax.map(lambda p: hessian_trace(loss_at(p), p, batch=8), ps))(params)
-                 if n_params <= config.exact_max_params else jnp.full(len(rows), jnp.nan))
+        held_loss, h_mean, h_se, top = measure(params, keys[HUTCHINSON], keys[LANCZOS])
+        exact = exact_trace(params) if n_params <= config.exact_max_params else jnp.full(len(rows), jnp.nan)
         k = len(chunk.rows)
         frame = chunk.rows.copy()
         frame["n_params"] = n_params
@@ -179,8 +151,30 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
     clean = result[result.alpha == 0].set_index(["model", "seed"]).trace
     result["ratio"] = [t / clean.loc[(m, s)] for t, m, s in zip(trace, result.model, result.seed)]
     if store is not None and store.writer:
-        from qrobust.plots import plot_landscape
-
         store.write_table("landscape.csv", result)
-        plot_landscape(result, store.path / "landscape.png")
     return result
+
+
+def _programs(model, training_part, dataset, held, config: LandscapeConfig, bar):
+    """A model's compiled pieces, built once for all its chunks: (chunk inputs, training, the Hutchinson and
+    Lanczos measurements, the exact trace, the number of parameters). Replicas are measured one after another inside one program
+    (lax.map), Hessian-vector products a few at a time: a QNN's products keep every intermediate statevector
+    of the held-out samples alive."""
+    xe = model.prepare(dataset.x_train[held])
+    ye = jnp.asarray(dataset.y_train[held], jnp.float32)
+
+    def loss_at(p):
+        return lambda q: jnp.mean(optax.sigmoid_binary_cross_entropy(batch_logits(model)(q, xe), ye))
+
+    def measure_one(p, k_h, k_l):
+        loss = loss_at(p)
+        mean, se = hutchinson_trace(loss, p, key=k_h, n_samples=config.hutchinson_samples, batch=8)
+        top = lanczos_eigenvalues(loss, p, key=k_l, k=config.lanczos_k, n_iter=config.lanczos_iter)
+        return loss(p), mean, se, top
+
+    train = make_train_fn(model, epochs=config.epochs, batch_size=config.batch_size,
+                          n_samples=len(training_part.y_train), progress=bar)
+    measure = jax.jit(lambda *a: jax.lax.map(lambda b: measure_one(*b), a))
+    exact = jax.jit(lambda ps: jax.lax.map(lambda p: hessian_trace(loss_at(p), p, batch=8), ps))
+    n_params = count_params(jax.eval_shape(model.init, jax.random.PRNGKey(0)))
+    return make_chunk_inputs(model, training_part), train, measure, exact, n_params

@@ -1,4 +1,4 @@
-"""The paper's defaults per dataset and model (PAPER.md), and the dataset loader."""
+"""The paper's defaults per dataset and model (Chen & Zhang, arXiv:2508.02422), and the dataset loader."""
 
 from __future__ import annotations
 

@@ -40,5 +40,5 @@ def batch_logits(model: Model) -> Callable[[Any, jax.Array], jax.Array]:
 
 
 def count_params(params) -> int:
-    """Number of scalar parameters in a pytree."""
-    return int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params)))
+    """Number of scalar parameters in a pytree (of arrays, or of shapes: ``jax.eval_shape``)."""
+    return int(sum(np.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(params)))

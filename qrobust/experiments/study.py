@@ -1,0 +1,164 @@
+"""The study skeleton: what every study (sweep, unlearning, detection, landscape, and those to come) shares.
+
+A study is its own grid (a replica table), its own compiled programs and its own
+result table. Everything else is here, written once:
+
+- ``StudyConfig``: the fields every study has (dataset and its options, models,
+  seeds, dtype, chunk size, simulator), validated in one place; a study's config
+  extends it with its own grid.
+- ``prepare``: load the data, build the models and their validation inputs, and
+  open the run directory (config.json records the simulator each model runs on),
+  all before any training and after every check.
+- ``chunk_size``: replicas per chunk of a program, from the one mechanism
+  (``chunks.fitted_chunk_size``: asked, else recorded in chunk_sizes.json by the
+  run that started the directory, else what fits in memory).
+- ``make_chunk_inputs``, ``training_bytes``: a chunk's training inputs (so every
+  study's replica of a seed is the sweep's replica of that seed) and a training
+  program's footprint.
+
+Planning, running, resuming and concatenating chunks is ``qrobust.experiments.chunks``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from qrobust.backend import check_dtype
+from qrobust.corruption import corrupt_replicas
+from qrobust.data import Dataset
+from qrobust.engine import EvalData, make_train_fn, plain_data
+from qrobust.errors import ConfigError
+from qrobust.experiments.chunks import fitted_chunk_size
+from qrobust.experiments.settings import (DATASETS, ModelSettings, build_model, check_name, check_simulator,
+                                         load_dataset, simulators_used)
+from qrobust.keys import CORRUPT, INIT, SHUFFLE, replica_keys
+from qrobust.memory import default_cap, program_bytes
+from qrobust.models import MODELS, Model
+from qrobust.store import RunDirectory
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """The settings every study shares. ``None`` takes the paper's (or the machine's) default.
+
+    dataset: "mnist" or "xxz"; n_train_per_class, n_qubits (XXZ chain length) and
+      mnist_path (full MNIST instead of the embedded digits) are its options.
+    models: "qnn" and/or "mlp". seeds: distinct non-negative integers.
+    dtype: the QNN's "complex64" (default) or "complex128" (needs JAX's 64-bit mode).
+    chunk_size: replicas per compiled program (default: what fits in memory).
+    simulator: the QNN's simulator (``qrobust.models.qnn``; None: "native" on CPU where it
+      builds, else "blocks"); matmul_precision: "highest" or "tf32" (the "blocks" products).
+    """
+
+    dataset: str = "mnist"
+    models: tuple[str, ...] = MODELS
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    n_train_per_class: int | None = None
+    n_qubits: int | None = None
+    mnist_path: str | None = None
+    dtype: str = "complex64"
+    chunk_size: int | None = None
+    simulator: str | None = None
+    matmul_precision: str = "highest"
+
+    def validate_common(self) -> None:
+        """Check the shared fields (a study's ``validate`` calls this, then checks its own grid)."""
+        check_name("dataset", self.dataset, DATASETS)
+        if not self.models:
+            raise ConfigError("choose at least one model")
+        for m in self.models:
+            check_name("model", m, MODELS)
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ConfigError(f"seeds must be distinct non-negative integers, got {self.seeds}")
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise ConfigError(f"chunk size must be positive, got {self.chunk_size}")
+        if self.n_train_per_class is not None and self.n_train_per_class < 1:
+            raise ConfigError(f"training-set size per class must be positive, got {self.n_train_per_class}")
+        check_dtype(self.dtype)
+        check_simulator(self.simulator, self.matmul_precision)
+
+
+class Prepared(NamedTuple):
+    """A study's data, models (name -> Model), validation inputs (name -> EvalData) and run directory."""
+
+    dataset: Dataset
+    models: dict
+    val: dict
+    store: RunDirectory | None
+
+
+def load(config: StudyConfig) -> Dataset:
+    """The study's dataset with its options."""
+    return load_dataset(config.dataset, mnist_path=config.mnist_path, n_train_per_class=config.n_train_per_class,
+                        n_qubits=config.n_qubits)
+
+
+def build_models(config: StudyConfig, dataset: Dataset, settings: dict[str, ModelSettings]) -> dict[str, Model]:
+    """name -> Model for each entry of ``settings`` (a name "mlp_cv" or "qnn" builds that family)."""
+    return {name: build_model(name.split("_")[0], dataset, s, dtype=config.dtype, simulator=config.simulator,
+                              matmul_precision=config.matmul_precision) for name, s in settings.items()}
+
+
+def eval_inputs(models: dict[str, Model], dataset: Dataset) -> dict[str, EvalData]:
+    """name -> the shared validation set as the model reads it."""
+    y = jnp.asarray(dataset.y_val, jnp.float32)
+    return {name: EvalData(model.prepare(dataset.x_val), y) for name, model in models.items()}
+
+
+def open_store(out: str | Path | None, settings: dict, models: dict[str, Model]) -> RunDirectory | None:
+    """The run directory for ``settings`` plus the simulator each model runs on (None without ``out``)."""
+    if out is None:
+        return None
+    return RunDirectory(out, dict(settings, simulators=simulators_used(models))).open()
+
+
+def prepare(config: StudyConfig, settings: dict[str, ModelSettings], run_settings: dict, out,
+            dataset: Dataset | None = None, models: dict | None = None) -> Prepared:
+    """Data, models, validation inputs and the opened run directory, in that order (so every refusal
+    comes before anything is written). ``dataset`` or ``models`` given are used as they are."""
+    dataset = load(config) if dataset is None else dataset
+    models = build_models(config, dataset, settings) if models is None else models
+    val = eval_inputs(models, dataset)
+    return Prepared(dataset, models, val, open_store(out, run_settings, models))
+
+
+def chunk_size(config: StudyConfig, store: RunDirectory | None, program: str, model_kind: str,
+               footprint: Callable[[], int], legacy: int | None = None) -> int:
+    """Replicas per chunk of ``program`` (one mechanism for every study: ``chunks.fitted_chunk_size``)."""
+    return fitted_chunk_size(program, footprint=footprint, cap=default_cap(model_kind), store=store,
+                             asked=config.chunk_size, legacy=legacy)
+
+
+def make_chunk_inputs(model: Model, dataset: Dataset):
+    """A function (seeds (R,), corruption index (R,), count (R,)) -> (initial params, shuffle keys, TrainData),
+    jitted once per model, so that no chunk compiles anything new. Keys from the seed alone
+    (``qrobust.keys``): a seed's replica is the same in every study."""
+    x = jnp.asarray(dataset.x_train)  # float32 / complex64 (or 64-bit in x64 mode)
+    y = jnp.asarray(dataset.y_train, jnp.int32)
+
+    @jax.jit
+    def build(seeds, kinds, counts, x, y):
+        keys = replica_keys(seeds)
+        c = corrupt_replicas(kinds, keys[CORRUPT], x, y, counts)
+        y_clean = jnp.broadcast_to(y, c.y.shape).astype(jnp.float32)
+        data = plain_data(model.prepare(c.x), c.y.astype(jnp.float32), y_clean, c.mask)
+        return jax.vmap(model.init)(keys[INIT]), keys[SHUFFLE], data
+
+    return lambda seeds, kinds, counts: build(jnp.asarray(seeds), jnp.asarray(kinds), jnp.asarray(counts), x, y)
+
+
+def training_bytes(model: Model, dataset: Dataset, *, epochs: int, batch_size: int, learning_rate: float,
+                   val: EvalData, **train_options) -> int:
+    """Bytes of the training program of ONE replica of ``model`` on ``dataset`` (XLA's memory analysis,
+    ``qrobust.memory.program_bytes``): compiled, not run. ``train_options`` go to ``make_train_fn``."""
+    train = make_train_fn(model, epochs=epochs, batch_size=batch_size, n_samples=len(dataset.y_train),
+                          **train_options)
+    zeros = np.zeros(1, np.int32)
+    params, keys, data = make_chunk_inputs(model, dataset)(zeros, zeros, zeros)
+    return program_bytes(train, params, jnp.full(1, learning_rate, jnp.float32), keys, data, val)

@@ -1,0 +1,265 @@
+"""The stages of an unlearning study (``qrobust.experiments.unlearning``): teachers, forget sets, student
+inputs, students. Each stage is a function of the study's ``Context``; chunks are planned, run, stored and
+resumed by ``qrobust.experiments.chunks``; the scoring is ``qrobust.analysis.forgetting.score_students``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+
+from qrobust.analysis.detection import detection_metrics
+from qrobust.analysis.forgetting import GRID, loss_mia_accuracy
+from qrobust.corruption import CORRUPTIONS
+from qrobust.engine import make_train_fn
+from qrobust.experiments import study
+from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
+from qrobust.keys import FORGET_PART, FRESH_INIT, RANDOM_LABELS, STUDENT_ORDER, replica_keys
+from qrobust.memory import program_bytes
+from qrobust.models import batch_logits
+from qrobust.objectives import method_coefs, scrub_kurmanji, unlearning_family
+
+METRIC_COLUMNS = ("val_acc", "forget_acc_clean", "forget_acc_poisoned", "retain_acc", "objective", "loss")
+
+
+@dataclass
+class Context:
+    """What every stage reads: the study's config, prepared data and models, the poisoned count, the
+    progress bar, and what earlier stages left (teachers' parameters, forget sets)."""
+
+    config: object
+    prepared: study.Prepared
+    n_poisoned: int
+    n_known: int
+    bar: Progress | None = None
+    inputs: dict | None = None
+    teacher_flat: dict | None = None
+    forget_sets: dict | None = None
+
+    def __post_init__(self):
+        self.inputs = {m: study.make_chunk_inputs(self.prepared.models[m], self.prepared.dataset)
+                       for m in self.config.models}
+        self.logits = {m: jax.jit(jax.vmap(batch_logits(self.prepared.models[m]))) for m in self.config.models}
+        # one replica's parameters (shapes only), for unflatten: built once, not per chunk
+        self.templates = {m: jax.eval_shape(self.prepared.models[m].init, jax.random.PRNGKey(0))
+                          for m in self.config.models}
+
+    @property
+    def n(self) -> int:
+        return len(self.prepared.dataset.y_train)
+
+    def chunk_size(self, program: str, model: str, footprint) -> int:
+        """Asked, recorded or what fits; 50 for a directory started before sizes were recorded."""
+        return study.chunk_size(self.config, self.prepared.store, program, model, footprint, legacy=50)
+
+    def poisoned_data(self, m: str, seeds):
+        """(initial params, shuffle keys, TrainData) of the poisoned training set of each seed."""
+        kind = CORRUPTIONS.index(self.config.corruption)
+        return self.inputs[m](seeds, np.full(len(seeds), kind, np.int32),
+                              np.full(len(seeds), self.n_poisoned, np.int32))
+
+    def teacher_params(self, m: str, seeds, alpha: float):
+        flat = np.stack([self.teacher_flat[(m, alpha, s)] for s in seeds]).astype(np.float32)
+        return unflatten(self.templates[m], flat)
+
+
+def flatten(params) -> np.ndarray:
+    """(R, P) flat parameter vectors of a replica-stacked pytree."""
+    leaves = jax.tree_util.tree_leaves(params)
+    return np.concatenate([np.asarray(leaf).reshape(leaf.shape[0], -1) for leaf in leaves], axis=1)
+
+
+def unflatten(template, flat: np.ndarray):
+    """Inverse of ``flatten`` for a single replica's template pytree, stacked over rows of ``flat``."""
+    leaves, treedef = jax.tree_util.tree_flatten(template)
+    out, i = [], 0
+    for leaf in leaves:
+        size = int(np.prod(leaf.shape))
+        out.append(jnp.asarray(flat[:, i:i + size].reshape((flat.shape[0],) + leaf.shape), leaf.dtype))
+        i += size
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def teacher_table(config) -> pd.DataFrame:
+    """Teachers: poisoned (alpha) and clean (alpha = 0), per model and seed."""
+    return pd.DataFrame([dict(model=m, seed=s, alpha=a, program=m) for m in config.models
+                         for a in (config.alpha, 0.0) for s in config.seeds])
+
+
+def teacher_chunks(ctx: Context) -> list:
+    config, p = ctx.config, ctx.prepared
+
+    def footprint(m):
+        s = config.teacher_settings(m)
+        return study.training_bytes(p.models[m], p.dataset, epochs=s.epochs, batch_size=s.batch_size,
+                                    learning_rate=s.learning_rate, val=p.val[m])
+
+    return plan_chunks(teacher_table(config), "program",
+                       lambda m: ctx.chunk_size(f"teacher-{m}", m, lambda: footprint(m)), prefix="teacher-")
+
+
+def train_teachers(ctx: Context, chunks: list) -> pd.DataFrame:
+    """Stage 1: train (or read back) the teachers; keeps their parameters in ``ctx.teacher_flat``."""
+    config, p = ctx.config, ctx.prepared
+    trainers = {m: make_train_fn(p.models[m], epochs=config.teacher_settings(m).epochs,
+                                 batch_size=config.teacher_settings(m).batch_size, n_samples=ctx.n, progress=ctx.bar)
+                for m in config.models}
+    kind = CORRUPTIONS.index(config.corruption)
+
+    def run(chunk):
+        m, s = chunk.program, config.teacher_settings(chunk.program)
+        seeds = chunk.padded.seed.to_numpy()
+        counts = np.where(chunk.padded.alpha > 0, ctx.n_poisoned, 0).astype(np.int32)
+        params, shuffle_keys, data = ctx.inputs[m](seeds, np.full(len(seeds), kind, np.int32), counts)
+        params, metrics = trainers[m](params, jnp.full(len(seeds), s.learning_rate, jnp.float32),
+                                      shuffle_keys, data, p.val[m])
+        k = len(chunk.rows)
+        frame = chunk.rows.drop(columns="program").copy()
+        for name in ("val_acc", "train_acc", "memorization"):
+            frame[name] = np.asarray(metrics[name])[:k, -1]
+        return frame, {"params": flatten(params)[:k]}
+
+    done = run_chunks(chunks, run, p.store, ctx.bar)
+    ctx.teacher_flat = {(r.model, r.alpha, r.seed): w for c in chunks
+                        for r, w in zip(c.rows.itertuples(index=False), done.arrays[c.name]["params"])}
+    return pd.concat([done.frames[c.name] for c in chunks], ignore_index=True)
+
+
+@partial(jax.jit, static_argnums=1)
+def _uniforms(keys, n):
+    return jax.vmap(lambda k: jax.random.uniform(k, (n,)))(keys)
+
+
+def forget_sets(ctx: Context) -> dict:
+    """Stage 2: per seed, the forget set: the oracle's (a random ``n_known`` of the poisoned samples), or the
+    samples whose training label the poisoned QNN teacher refuses. Returns seed -> (size, precision, recall)
+    against the true poisoned set; the sets themselves go to ``ctx.forget_sets``."""
+    config, n = ctx.config, ctx.n
+    seeds = np.asarray(config.seeds)
+    _, _, data = ctx.poisoned_data(config.models[0], seeds)
+    poisoned = np.asarray(data.corrupted)
+    if config.forget_source == "oracle":
+        u = np.asarray(_uniforms(replica_keys(seeds)[FORGET_PART], n))
+        order = np.argsort(np.where(poisoned, u, 2.0 + u), axis=1, kind="stable")  # poisoned first, random
+        sets = {int(s): np.sort(order[i, :ctx.n_known]) for i, s in enumerate(seeds)}
+    else:
+        _, _, q_data = ctx.poisoned_data("qnn", seeds)
+        logits = ctx.logits["qnn"](ctx.teacher_params("qnn", seeds, config.alpha), q_data.x)
+        refused = np.asarray((logits > 0) != (q_data.y == 1))
+        sets = {int(s): np.flatnonzero(refused[i]) for i, s in enumerate(seeds)}
+    ctx.forget_sets = sets
+    out = {}
+    for i, (s, f) in enumerate(sets.items()):
+        flagged = np.isin(np.arange(n), f)
+        m = detection_metrics(flagged.astype(float), poisoned[i], flagged=flagged)
+        out[s] = (len(f), m["precision"], m["recall"])
+    return out
+
+
+class StudentInputs:
+    """Stage 3: the student programs' arguments for any replicas (start, rates, keys, data, val)."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        sizes = [len(f) for f in ctx.forget_sets.values()]
+        self.n_forget_max, self.n_retain = max(1, max(sizes)), ctx.n - min(sizes)
+        self.complete = {m: self._completion(ctx.prepared.models[m]) for m in ctx.config.models}
+
+    @staticmethod
+    def _completion(model):
+        @jax.jit
+        def complete(data, teacher, keys, coef, is_retrain, forget_idx, forget_w, known):
+            n = data.y.shape[1]
+            teacher_logits = jax.vmap(batch_logits(model))(teacher, data.x)
+            random_labels = jax.vmap(lambda k: jax.random.bernoulli(k, 0.5, (n,)))(keys[RANDOM_LABELS])
+            fresh = jax.vmap(model.init)(keys[FRESH_INIT])
+            start = jax.tree_util.tree_map(
+                lambda f, t: jnp.where(is_retrain.reshape((-1,) + (1,) * (f.ndim - 1)), f, t), fresh, teacher)
+            return start, data._replace(stream=~known, teacher=teacher_logits,
+                                        random_labels=random_labels.astype(jnp.float32), forget_idx=forget_idx,
+                                        forget_w=forget_w, coef=coef)
+
+        return complete
+
+    def forget_arrays(self, seeds):
+        """(R, F) padded forget indices, their weights, and the (R, N) forget mask."""
+        idx = np.zeros((len(seeds), self.n_forget_max), np.int32)
+        w = np.zeros((len(seeds), self.n_forget_max), np.float32)
+        mask = np.zeros((len(seeds), self.ctx.n), bool)
+        for r, s in enumerate(seeds):
+            f = self.ctx.forget_sets[int(s)]
+            idx[r, :len(f)], w[r, :len(f)], mask[r, f] = f, 1.0, True
+        return jnp.asarray(idx), jnp.asarray(w), jnp.asarray(mask)
+
+    def __call__(self, program: str, rows: pd.DataFrame):
+        ctx, m = self.ctx, program.split("-")[0]
+        seeds = rows.seed.to_numpy()
+        _, lr = ctx.config.student_settings(m, self.n_retain)
+        _, _, poisoned = ctx.poisoned_data(m, seeds)
+        forget_idx, forget_w, known = self.forget_arrays(seeds)
+        coef = jnp.asarray([method_coefs(*r) for r in zip(rows.method, rows.kl_w, rows.fo_w)], jnp.float32)
+        keys = replica_keys(seeds)
+        start, data = self.complete[m](poisoned, ctx.teacher_params(m, seeds, ctx.config.alpha), keys, coef,
+                                       jnp.asarray(rows.method.to_numpy() == "retrain"), forget_idx, forget_w, known)
+        return start, jnp.full(len(seeds), lr, jnp.float32), keys[STUDENT_ORDER], data, ctx.prepared.val[m]
+
+
+@jax.jit
+def _bce(logits, labels):
+    return optax.sigmoid_binary_cross_entropy(logits, labels)
+
+
+def train_students(ctx: Context, students: pd.DataFrame, inputs: StudentInputs):
+    """Stage 4: every student, as replicas of one program per model and objective. Returns (per-epoch
+    results, GRID tuple -> final parameters, GRID tuple -> seconds)."""
+    config, p = ctx.config, ctx.prepared
+    objectives = {"family": unlearning_family(), "kurmanji": scrub_kurmanji()}
+
+    def trainer(program, progress_hook=None):
+        m, family = program.split("-")
+        batch, _ = config.student_settings(m, inputs.n_retain)
+        return make_train_fn(p.models[m], epochs=config.epochs, batch_size=batch, n_samples=inputs.n_retain,
+                             objective=objectives[family], progress=progress_hook)
+
+    def footprint(program):
+        one = students[students.program == program].iloc[:1]
+        return program_bytes(trainer(program), *inputs(program, one))
+
+    chunks = plan_chunks(students, "program", lambda q: ctx.chunk_size(
+        f"student-{q}", q.split("-")[0], lambda: footprint(q)), prefix="student-")
+    stored = sum(len(c.rows) for c in chunks if p.store is not None and p.store.has_chunk(c.name))
+    ctx.bar.discount(config.epochs * stored)
+    trainers = {q: trainer(q, ctx.bar) for q in dict.fromkeys(students.program)}
+
+    def run(chunk):
+        m = chunk.program.split("-")[0]
+        start, rates, keys, data, val = inputs(chunk.program, chunk.padded)
+        params, metrics = trainers[chunk.program](start, rates, keys, data, val)
+        k = len(chunk.rows)
+        # membership inference on the final students: forget-set losses (poisoned labels) vs validation losses
+        train_losses = np.asarray(_bce(ctx.logits[m](params, data.x), data.y))
+        val_x = jnp.broadcast_to(val.x, (len(chunk.padded),) + val.x.shape)
+        val_losses = np.asarray(_bce(ctx.logits[m](params, val_x), val.y[None]))
+        mask = np.asarray(data.corrupted)
+        frame = chunk.rows.drop(columns="program").loc[chunk.rows.index.repeat(config.epochs)].reset_index(drop=True)
+        frame["epoch"] = np.tile(np.arange(1, config.epochs + 1), k)
+        names = dict(forget_acc_poisoned="memorization")
+        for col in METRIC_COLUMNS:
+            frame[col] = np.asarray(metrics[names.get(col, col)], np.float64)[:k].reshape(-1)
+        frame["mia_acc"] = np.repeat([loss_mia_accuracy(train_losses[r][mask[r]], val_losses[r])
+                                      for r in range(k)], config.epochs)
+        return frame, {"params": flatten(params)[:k]}
+
+    done = run_chunks(chunks, run, p.store, ctx.bar)
+    results = pd.concat([done.frames[c.name] for c in chunks], ignore_index=True)
+    params, seconds = {}, {}
+    for c in chunks:
+        for r, w in zip(c.rows[list(GRID)].itertuples(index=False), done.arrays[c.name]["params"]):
+            params[tuple(r)] = w
+            seconds[tuple(r)] = done.seconds[c.name] / len(c.padded)  # the chunk's time, shared equally
+    return results, params, seconds
