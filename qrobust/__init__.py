@@ -24,7 +24,8 @@ _WHERE = {
     **dict.fromkeys(("PAPER_DEFAULTS", "StudyConfig", "SweepConfig", "load_dataset", "run_sweep", "UnlearnConfig",
                      "run_unlearning", "DetectConfig", "run_detection", "LandscapeConfig", "run_landscape"),
                     "qrobust.experiments"),
-    **dict.fromkeys(("RunResults", "load_results", "draw"), "qrobust.report"),
+    **dict.fromkeys(("RunResults", "load_results"), "qrobust.store"),
+    "draw": "qrobust.report",
     **dict.fromkeys(("Model", "mlp", "qnn"), "qrobust.models"),
 }
 

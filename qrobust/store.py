@@ -15,13 +15,14 @@ import json
 import os
 import platform
 import time
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from qrobust.errors import ResultsMismatchError
+from qrobust.errors import ConfigError, ResultsMismatchError
 
 PACKAGES = ("qrobust", "jax", "jaxlib", "optax", "flax", "tensorcircuit-ng", "numpy", "scipy", "chex", "pandas",
             "scikit-learn", "mlxtend", "matplotlib", "cotengra", "psutil")
@@ -209,3 +210,51 @@ class RunDirectory:
         if self.writer:
             atomic_write_text(path, frame.to_csv(index=False))
         return path
+
+
+# the table that marks each study's directory, and the tables it may hold (in order of importance)
+STUDIES = {  # checked in this order: an unlearning directory holds a results.csv too
+    "landscape": ("landscape.csv",),
+    "detection": ("detection.csv",),
+    "unlearning": ("final.csv", "results.csv", "teachers.csv", "recovery.csv"),
+    "sweep": ("results.csv", "summary.csv", "critical_points.csv"),
+}
+
+
+@dataclass
+class RunResults:
+    """What a run directory holds: its study, its settings (config.json) and its tables by file stem
+    (``results["summary"]`` is summary.csv as a DataFrame)."""
+
+    path: Path
+    study: str
+    settings: dict
+    tables: dict = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        return self.tables[name]
+
+
+def study_of(path: str | Path) -> str:
+    """Which study wrote ``path`` (by the tables it holds)."""
+    path = Path(path)
+    for name, tables in STUDIES.items():
+        if (path / tables[0]).is_file():
+            return name
+    if not path.is_dir():
+        raise ConfigError(f"{path} is not a run directory (it does not exist)")
+    raise ConfigError(f"{path} holds no finished study's tables ({', '.join(t[0] for t in STUDIES.values())}); "
+                      "run or resume the study first")
+
+
+def load_results(path: str | Path) -> RunResults:
+    """The settings and every table of the run directory ``path`` (see ``RunResults``)."""
+    path = Path(path)
+    study = study_of(path)
+    config = path / "config.json"
+    try:
+        settings = json.loads(config.read_text())["settings"] if config.is_file() else {}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{config} is not a qrobust configuration ({exc})") from None
+    tables = {name[:-4]: pd.read_csv(path / name) for name in STUDIES[study] if (path / name).is_file()}
+    return RunResults(path, study, settings if isinstance(settings, dict) else {}, tables)

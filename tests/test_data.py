@@ -9,7 +9,6 @@ import pytest
 
 from qrobust.data import (amplitude_encode, classical_view, ground_state, ground_states, mnist_embedded,
                           mnist_from_file, qubits_for_length, xxz_dataset)
-from qrobust.data import xxz as xxz_module
 from qrobust.errors import ConfigError, DataError
 
 
@@ -197,7 +196,6 @@ def test_xxz_dataset_split():
     assert np.all(np.isin(np.round(tr[ds.y_train == 0][:-1] + 0.01, 6), va))
     with pytest.raises(ConfigError, match="even number"):
         ground_state(5, 1.0)
-    assert xxz_module.cache_dir().name == "cache"
 
 
 def test_embedded_digits_are_parsed_once_then_read_from_the_cache(tmp_path, monkeypatch):

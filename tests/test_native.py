@@ -140,7 +140,8 @@ def _assert_native_agrees_with_blocks():
 
 
 def test_one_cache_directory_for_everything(tmp_path, monkeypatch):
-    monkeypatch.delenv("QROBUST_CACHE_DIR")
+    monkeypatch.delenv("QROBUST_CACHE", raising=False)  # set by conftest
+    monkeypatch.delenv("QROBUST_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert qrobust.cache.cache_dir() == tmp_path / "xdg" / "qrobust"
     monkeypatch.delenv("XDG_CACHE_HOME")

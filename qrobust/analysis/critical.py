@@ -124,7 +124,7 @@ def analyze_sweeps(run_dirs, *, n_boot: int = 200) -> tuple[list[pd.DataFrame], 
     from pathlib import Path
 
     from qrobust.errors import ConfigError
-    from qrobust.report import load_results
+    from qrobust.store import load_results
 
     for r in run_dirs:
         if not (Path(r) / "results.csv").is_file():

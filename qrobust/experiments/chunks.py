@@ -10,6 +10,7 @@ finished chunk is stored at once; a chunk already in the store is not run again.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Callable, NamedTuple
@@ -20,6 +21,8 @@ import pandas as pd
 from qrobust import sharding
 from qrobust.memory import replicas_that_fit
 from qrobust.store import RunDirectory
+
+log = logging.getLogger("qrobust")
 
 
 def chunk_bounds(n: int, chunk_size: int) -> list[tuple[int, int]]:
@@ -41,16 +44,21 @@ def fitted_chunk_size(program: str, *, footprint: Callable[[], int], cap: int, s
     decides, so every process plans the same chunks.
     """
     if asked is not None:
+        log.info("%s: %d replicas per chunk (asked)", program, asked)
         return asked
 
     def decide() -> int:
         recorded = store.recorded_chunk_sizes() if store is not None else {}
         if program in recorded:
+            log.info("%s: %d replicas per chunk (recorded when the run started)", program, recorded[program])
             return recorded[program]
         if legacy is not None and store is not None and not recorded and store.has_chunks():
-            size = legacy
+            size, why = legacy, "a run started before sizes were recorded"
         else:
-            size = replicas_that_fit(footprint(), cap=cap)
+            per_replica = footprint()
+            size = replicas_that_fit(per_replica, cap=cap)
+            why = f"{per_replica / 2**20:.1f} MiB per replica, at most {cap}"
+        log.info("%s: %d replicas per chunk (%s)", program, size, why)
         if store is not None:
             store.record_chunk_size(program, size)
         return size
