@@ -20,7 +20,7 @@ def test_version_and_help_do_not_load_jax():
 @pytest.mark.parametrize("simulator, expected", [("blocks", "blocks")])
 def test_sweep_records_the_simulator_that_ran(tmp_path, simulator, expected):
     out = tmp_path / "run"
-    code = main(["sweep", "--dataset", "xxz", "--qubits", "4", "--model", "qnn", "--model", "mlp",
+    code = main(["sweep", "--dataset", "xxz", "--qubits", "4", "--model", "qnn", "--model", "mlp", "--chunk-size", "1",
                  "--corruption", "flip", "--alphas", "0.2", "--seeds", "1", "--epochs", "1", "--n-train", "4",
                  "--no-progress",
                  "--simulator", simulator, "--out", str(out)])

@@ -38,6 +38,7 @@ def test_margin_scores():
     np.testing.assert_allclose(s["aum"], [-2.0, 1.5, 0.0])
 
 
+@pytest.mark.slow  # kept out of the default suite (10 minutes on 2 cores); CI runs it
 def test_detect_command_end_to_end(tmp_path, capsys):
     import pandas as pd
 

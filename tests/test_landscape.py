@@ -40,7 +40,7 @@ def _qnn_loss():
     return loss, params
 
 
-@pytest.mark.parametrize("make", [_mlp_loss, _qnn_loss])
+@pytest.mark.parametrize("make", [_mlp_loss, pytest.param(_qnn_loss, marks=pytest.mark.slow)])  # QNN: slow (37 s)
 def test_exact_trace_matches_the_dense_hessian(x64, make):
     loss, params = make()
     exact, _ = full_hessian_trace_and_spectrum(loss, params)
@@ -75,6 +75,7 @@ def test_lanczos_survives_breakdown_on_a_rank_one_hessian():
     np.testing.assert_allclose(top, [float(jnp.dot(a, a)), 0.0, 0.0], atol=1e-4)
 
 
+@pytest.mark.slow  # kept out of the default suite (10 minutes on 2 cores); CI runs it
 def test_landscape_command_end_to_end(tmp_path, capsys):
     import pandas as pd
 

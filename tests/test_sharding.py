@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 
 ARGS = ["sweep", "--dataset", "xxz", "--qubits", "4", "--n-train", "6", "--epochs", "3", "--seeds", "6",
         "--alphas", "0,0.5", "--corruption", "flip", "--batch-size", "4", "--depth", "2", "--hidden", "8,4",
@@ -89,6 +90,7 @@ def _run_native(devices, mode):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # kept out of the default suite (10 minutes on 2 cores); CI runs it
 def test_native_simulator_over_four_devices_runs_each_shard_locally():
     """The C++ kernel has no partitioning rule: each device must run it on its own replicas (shard_map), not
     gather every replica first. Same numbers as one device, in both replica modes; progress once per epoch."""

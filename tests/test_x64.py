@@ -17,7 +17,7 @@ SCRIPT = textwrap.dedent("""
     states = rng.normal(size=(3, 16)) + 1j * rng.normal(size=(3, 16))
     states /= np.linalg.norm(states, axis=1, keepdims=True)
     grads = {}
-    for sim in ("blocks", "tc-fused", "tc-gates"):
+    for sim in ("blocks", "tc-fused"):  # tc-gates goes through the same tc_context
         model = qnn(4, 2, dtype="complex128", simulator=sim)
         params = jnp.asarray(rng.normal(size=(2, 4, 4)) if not grads else params0)
         params0 = params
