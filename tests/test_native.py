@@ -319,3 +319,26 @@ def test_float64_parameters_are_computed_in_float32(x64, native_kernel):
     g32 = jax.grad(lambda p: jnp.sum(logits(p, x)))(p32)
     assert g64.dtype == jnp.float64 and g32.dtype == jnp.float32
     np.testing.assert_array_equal(np.asarray(g64), np.asarray(g32, np.float64))
+
+
+def test_the_registry_says_why_a_simulator_cannot_run_a_qnn():
+    """Each simulator's declared capabilities, and the reason a call site gets instead of a hard-coded choice
+    (the Hessian study asks for forward mode, and gets a simulator that has it)."""
+    from qrobust.models import simulators
+
+    here = dict(on_accelerator=False)
+    assert simulators.why_not("blocks", n_qubits=10, dtype="complex128", ansatz="hea", **here) is None
+    assert "ansatz only" in simulators.why_not("blocks", n_qubits=4, dtype="complex64", ansatz="rxry_cnot", **here)
+    assert "complex64 only" in simulators.why_not("native", n_qubits=10, dtype="complex128", ansatz="hea", **here)
+    assert "5 to 20 qubits" in simulators.why_not("native", n_qubits=4, dtype="complex64", ansatz="hea", **here)
+    assert "CPU devices only" in simulators.why_not("native", n_qubits=10, dtype="complex64", ansatz="hea",
+                                                    on_accelerator=True)
+    assert "forward mode" in simulators.why_not("native", n_qubits=10, dtype="complex64", ansatz="hea",
+                                                forward_mode=True, **here)
+    name, passed = simulators.choose(n_qubits=10, dtype="complex64", ansatz="hea", forward_mode=True, **here)
+    assert name == "blocks" and "forward mode" in passed["native"]
+    name, passed = simulators.choose(n_qubits=6, dtype="complex64", ansatz="rxry_cnot", **here)
+    assert name == "tc-fused" and set(passed) == {"native", "blocks"}
+    assert qnn(10, 6, forward_mode=True).settings["simulator"] == "blocks"
+    with pytest.raises(ConfigError, match="no forward mode"):
+        qnn(10, 6, simulator="native", forward_mode=True)

@@ -98,10 +98,9 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
         else held
     y_tr = dataset.y_train[tr]
     counts = {a: check_feasible("flip", a, y_tr) for a in config.alphas}
-    # Hessians take forward mode through the gradient, which the "native" simulator does not have
-    simulator = config.simulator or ("blocks" if config.ansatz == "hea" else None)
-    models = {"qnn": lambda: qnn(dataset.n_qubits, config.depth, ansatz=config.ansatz, simulator=simulator,
-                                 dtype=config.dtype, matmul_precision=config.matmul_precision),
+    # Hessians take forward mode through the gradient: the registry picks (or checks) a simulator that has it
+    models = {"qnn": lambda: qnn(dataset.n_qubits, config.depth, ansatz=config.ansatz, simulator=config.simulator,
+                                 dtype=config.dtype, matmul_precision=config.matmul_precision, forward_mode=True),
               "mlp": lambda: mlp(2**dataset.n_qubits, config.hidden, complex_input=dataset.is_complex)}
     models = {m: models[m]() for m in config.models}
     dataset, models, vals, store = study.prepare(config, {}, asdict(config), out, dataset=dataset, models=models)

@@ -32,6 +32,9 @@ Simulators (``simulator=``):
   "tc-gates"  TensorCircuit gate by gate (35 small gates per layer), as the
               paper's code builds it; with ``contractor="cotengra"`` as it
               contracts it. For cross-checks and benchmarks.
+What each simulator can run (ansatzes, dtypes, qubits, accelerators, forward mode, whether it can be
+used here) is declared in one registry, ``qrobust.models.simulators``; the default is the first of its
+preference order that can run the QNN, and a fallback is logged with its reason.
 All agree to 1e-10 in complex128 with an independent numpy statevector (tests);
 "native" (complex64 only) to float32 rounding, about 1e-6.
 """
@@ -46,12 +49,12 @@ from qrobust import sharding
 from qrobust.backend import check_dtype, real_dtype, tc_context
 from qrobust.data.encoding import qubits_for_length
 from qrobust.errors import ConfigError
+from qrobust.models import native, simulators
 from qrobust.models.base import Model
-from qrobust.models import native
 from qrobust.models.blocks import PRECISIONS, Layout
 
 ANSATZE = ("hea", "rxry_cnot")
-SIMULATORS = ("native", "blocks", "tc-fused", "tc-gates")
+SIMULATORS = simulators.SIMULATORS
 PARAMS_PER_QUBIT = {"hea": 4, "rxry_cnot": 2}
 
 
@@ -112,14 +115,30 @@ def _blocks(qubits: tuple[int, ...], block_size: int) -> list[tuple[int, ...]]:
     return out
 
 
-def default_simulator(n_qubits: int, dtype: str, ansatz: str) -> str:
-    """The simulator ``qnn`` uses when none is named (module docstring)."""
-    if ansatz != "hea":
-        return "tc-fused"
-    if dtype == "complex64" and native.MIN_QUBITS <= n_qubits <= native.MAX_QUBITS and sharding.cpu_only() \
-            and native.available():
-        return "native"
-    return "blocks"
+def default_simulator(n_qubits: int, dtype: str, ansatz: str, *, forward_mode: bool = False) -> str:
+    """The simulator ``qnn`` uses when none is named: the first of ``simulators.PREFERENCE`` that the registry
+    says can run this QNN here. Where "native" would have run but its kernel cannot be built or loaded, the
+    reason is logged once per process (the fallback is never silent)."""
+    name, passed_over = simulators.choose(n_qubits=n_qubits, dtype=dtype, ansatz=ansatz,
+                                          on_accelerator=not sharding.cpu_only(), forward_mode=forward_mode)
+    reason = passed_over.get("native")
+    if reason is not None and reason == native.unavailable_reason():
+        native._warn_fallback(reason)
+    return name
+
+
+def check_simulator(simulator: str, n_qubits: int, dtype: str, ansatz: str, *, forward_mode: bool = False) -> None:
+    """Refuse, naming the reason, a simulator the registry says cannot run this QNN here (NativeUnavailable
+    where the native kernel cannot be built or loaded)."""
+    if simulator not in SIMULATORS:
+        raise ConfigError(f"unknown simulator {simulator!r}; choose from {', '.join(SIMULATORS)}")
+    reason = simulators.why_not(simulator, n_qubits=n_qubits, dtype=dtype, ansatz=ansatz,
+                                on_accelerator=not sharding.cpu_only(), forward_mode=forward_mode)
+    if reason is None:
+        return
+    if simulator == "native" and reason == native.unavailable_reason():
+        raise native.NativeUnavailable(reason)
+    raise ConfigError(f"simulator {simulator!r} cannot run this QNN: {reason}")
 
 
 def forward_flops(n_qubits: int, depth: int, *, block_size: int = 5, light_cone_pruning: bool = True,
@@ -187,6 +206,7 @@ def qnn(
     light_cone_pruning: bool = True,
     ansatz: str = "hea",
     matmul_precision: str = "highest",
+    forward_mode: bool = False,
 ) -> Model:
     """The paper's QNN as a Model (see module docstring).
 
@@ -214,6 +234,9 @@ def qnn(
         GPU, TensorFloat-32 products where the hardware has them: faster there, about
         1e-3 relative error per product; the same as "highest" on CPU). See
         ``qrobust.models.blocks``.
+      forward_mode: the model must support forward mode (``jax.jvp``, as Hessian-vector products do):
+        the default simulator is then one that has it, and one that has not is refused.
+    Which simulators can run which QNN is declared in one registry, ``qrobust.models.simulators``.
     """
     if n_qubits < 2:
         raise ConfigError(f"the QNN needs at least 2 qubits, got {n_qubits}")
@@ -225,9 +248,8 @@ def qnn(
     if ansatz not in ANSATZE:
         raise ConfigError(f"unknown ansatz {ansatz!r}; choose from {', '.join(ANSATZE)}")
     if simulator is None:
-        simulator = default_simulator(n_qubits, dtype, ansatz)
-    if simulator not in SIMULATORS:
-        raise ConfigError(f"unknown simulator {simulator!r}; choose from {', '.join(SIMULATORS)}")
+        simulator = default_simulator(n_qubits, dtype, ansatz, forward_mode=forward_mode)
+    check_simulator(simulator, n_qubits, dtype, ansatz, forward_mode=forward_mode)
     if contractor == "cotengra":
         import importlib.util
 
@@ -235,10 +257,6 @@ def qnn(
             raise ConfigError("contractor='cotengra' needs the cotengra package: pip install 'qrobust[cotengra]'")
     if contractor is not None and simulator in ("blocks", "native"):
         raise ConfigError("a TensorCircuit contractor applies to the 'tc-fused' and 'tc-gates' simulators only")
-    if simulator in ("blocks", "native") and ansatz != "hea":
-        raise ConfigError(f"simulator {simulator!r} supports the 'hea' ansatz only, not {ansatz!r}")
-    if simulator == "native":
-        native.check(n_qubits, dtype)
     if matmul_precision not in PRECISIONS:
         raise ConfigError(f"unknown matmul_precision {matmul_precision!r}; choose from {', '.join(PRECISIONS)}")
     if matmul_precision != "highest" and simulator != "blocks":
@@ -363,7 +381,7 @@ def qnn(
         apply=one_example[simulator],
         prepare=prepare,
         input_shape=(dim,),
-        settings=dict(kind="qnn", n_qubits=L, depth=d, readout_scale=readout_scale, init_std=init_std,
+        settings=dict(kind="qnn", forward_mode=forward_mode, n_qubits=L, depth=d, readout_scale=readout_scale, init_std=init_std,
                       dtype=dtype, simulator=simulator, contractor=contractor, block_size=block_size,
                       light_cone_pruning=light_cone_pruning, ansatz=ansatz,
                       matmul_precision=matmul_precision),
