@@ -342,3 +342,25 @@ def test_the_registry_says_why_a_simulator_cannot_run_a_qnn():
     assert qnn(10, 6, forward_mode=True).settings["simulator"] == "blocks"
     with pytest.raises(ConfigError, match="no forward mode"):
         qnn(10, 6, simulator="native", forward_mode=True)
+
+
+@pytest.mark.parametrize("name", ["native", "blocks", "tc-fused", "tc-gates"])
+def test_each_simulator_declares_forward_mode_truthfully(name):
+    """A simulator's declared forward mode is what jax.jvp finds (native: declared without, and jvp fails)."""
+    from qrobust.models import simulators
+
+    if name == "native" and simulators.capabilities("native").unavailable() is not None:
+        pytest.skip(simulators.capabilities("native").unavailable())
+    model = qnn(5, 2, simulator=name)
+    params = model.init(jax.random.PRNGKey(0))
+    x = model.prepare(np.eye(32)[3])
+
+    def jvp():
+        return jax.jvp(lambda p: model.apply(p, x), (params,), (jnp.ones_like(params),))[1]
+
+    if simulators.capabilities(name).forward_mode:
+        ref = jax.jvp(lambda p: qnn(5, 2, simulator="tc-gates").apply(p, x), (params,), (jnp.ones_like(params),))[1]
+        np.testing.assert_allclose(jvp(), ref, atol=1e-5)
+    else:
+        with pytest.raises(Exception):
+            jvp()

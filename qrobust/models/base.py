@@ -32,6 +32,31 @@ class Model(NamedTuple):
     apply_batch: Callable[[Any, jax.Array], jax.Array] | None = None
 
 
+class Capabilities(NamedTuple):
+    """What a QNN simulator runs (declared in its own module, collected by ``qrobust.models.simulators``).
+
+    ``unavailable()`` returns why it cannot be used on this machine, or None.
+    """
+
+    ansatze: tuple[str, ...]
+    dtypes: tuple[str, ...]
+    min_qubits: int
+    max_qubits: int
+    accelerators: bool  # runs on GPU/TPU devices (else CPU devices only)
+    forward_mode: bool  # jax.jvp through it (Hessian-vector products by forward-over-reverse)
+    whole_batch: bool  # its build returns logits(params, xs) for a batch (else apply(params, x) for one example)
+    unavailable: Callable[[], str | None] = lambda: None
+
+
+class SimOptions(NamedTuple):
+    """The options a simulator's ``build(plan, options)`` may read (each reads those that apply to it)."""
+
+    dtype: str = "complex64"
+    contractor: str | None = None
+    block_size: int = 5
+    matmul_precision: str = "highest"
+
+
 def batch_logits(model: Model) -> Callable[[Any, jax.Array], jax.Array]:
     """``logits(params, xs) -> (B,)`` for a batch xs of shape (B, *input_shape)."""
     if model.apply_batch is not None:

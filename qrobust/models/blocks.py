@@ -1,4 +1,4 @@
-"""A batched statevector kernel that applies a circuit as small matrix products.
+"""The "blocks" QNN simulator: a batched statevector kernel that applies a circuit as small matrix products.
 
 The states of a batch are held as one array of shape (2**hA, B, 2**hB): the
 first hA = L // 2 qubits index the leading axis, the batch sits in the middle,
@@ -32,6 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from qrobust.backend import COMPLEX_DTYPES
+from qrobust.models import hea
+from qrobust.models.base import Capabilities, SimOptions
 
 PRECISIONS = {"highest": jax.lax.Precision.HIGHEST, "tf32": jax.lax.Precision.DEFAULT}
 
@@ -117,3 +120,26 @@ class Layout:
         prob = jnp.real(psi) ** 2 + jnp.imag(psi) ** 2
         z = jnp.asarray(self.z_signs(qubit), prob.dtype)
         return jnp.sum(prob * z, axis=(0, 2))
+
+
+CAPABILITIES = Capabilities(("hea",), COMPLEX_DTYPES, 2, 30, accelerators=True, forward_mode=True, whole_batch=True)
+
+
+def build(plan: hea.Plan, options: SimOptions):
+    """``logits(params, xs) -> (B,)`` of the "hea" plan, the whole batch as matrix products in this layout."""
+    layout = Layout(plan.n_qubits, options.matmul_precision)
+
+    def logits(params, xs):
+        psi = layout.to_blocks(xs)
+        for layer in range(plan.depth):
+            p = params[layer]
+            mats = hea.layer_matrices(plan, p)
+            for first, last in layout.half_windows(plan.rotations[layer], options.block_size):
+                unitary = hea.block_unitary(plan, mats, range(first, last + 1), layer)
+                psi = layout.apply(psi, unitary.astype(psi.dtype), first, last)
+            phases = hea.ring_phases(plan, p, layer)
+            if phases is not None:
+                psi = layout.diagonal(psi, phases.astype(psi.dtype))
+        return plan.readout_scale * layout.expectation_z(psi, plan.measured)
+
+    return logits

@@ -68,6 +68,8 @@ import numpy as np
 from qrobust import sharding
 from qrobust.cache import cache_dir
 from qrobust.errors import ConfigError
+from qrobust.models import hea
+from qrobust.models.base import Capabilities, SimOptions
 
 SOURCE = Path(__file__).with_name("csrc") / "hea.cc"
 FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-pthread")
@@ -340,3 +342,16 @@ def hea_logits(rotations: np.ndarray, pairs: np.ndarray, readout_scale: float):
         return kernel(jnp.asarray(params).astype(jnp.float32), jnp.asarray(states).astype(jnp.complex64))
 
     return logits
+
+
+CAPABILITIES = Capabilities(("hea",), ("complex64",), MIN_QUBITS, MAX_QUBITS, accelerators=False,
+                            forward_mode=False, whole_batch=True, unavailable=unavailable_reason)
+
+
+def build(plan: hea.Plan, options: SimOptions):
+    """``logits(params, xs) -> (B,)`` of the "hea" plan, run by the kernel (its light cone as masks)."""
+    applied = np.zeros((2, plan.depth, plan.n_qubits), np.int32)
+    for layer in range(plan.depth):
+        applied[0, layer, list(plan.rotations[layer])] = 1
+        applied[1, layer, list(plan.pairs[layer])] = 1
+    return hea_logits(applied[0], applied[1], plan.readout_scale)

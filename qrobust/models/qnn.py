@@ -1,21 +1,17 @@
 """The paper's quantum neural network, simulated as statevectors in JAX.
 
-Ansatz (hardware-efficient, L qubits, depth d): every layer applies
-RX(a) RY(b) RX(c) to each qubit, then RZZ(e) on every ring pair (i, i+1 mod L).
-Parameters (d, L, 4) hold [a, b, c, e] per layer and qubit; RZZ(e) of entry
-(l, i) acts on the pair (i, i+1 mod L). RX(t) = exp(-i t X / 2), likewise RY and
-RZZ(t) = exp(-i t Z Z / 2). The input state is the amplitude vector
-(qubit 0 = most significant bit). Output logit = readout_scale * <Z_{L-1}>,
-so p(y = 1) = sigmoid(5 <Z_{L-1}>) with the paper's scale.
+The circuit (``qrobust.models.hea``): hardware-efficient, L qubits, depth d;
+every layer applies RX(a) RY(b) RX(c) to each qubit, then RZZ(e) on every ring
+pair (i, i+1 mod L); parameters (d, L, 4). The input state is the amplitude
+vector (qubit 0 = most significant bit). Output logit = readout_scale *
+<Z_{L-1}>, so p(y = 1) = sigmoid(5 <Z_{L-1}>) with the paper's scale. Gates
+outside the backward light cone of the measured qubit are left out (exact).
 
-Gates are fused: per layer, the three rotations of each qubit are multiplied
-into one 2x2 matrix, the matrices of a block of up to ``block_size`` neighbouring
-qubits are Kronecker-multiplied into one 2**k x 2**k unitary, and the whole RZZ
-ring is ONE diagonal whose phases are computed from the parameters. Gates
-outside the backward light cone of the measured qubit are left out (exact: they
-commute with the observable): the last layer's RZZ ring and all its rotations
-but the measured qubit's, then one more neighbour on each side per layer going
-back.
+Gates are fused (the "blocks" and "tc-fused" simulators): per layer, the three
+rotations of each qubit are multiplied into one 2x2 matrix, the matrices of a
+block of up to ``block_size`` neighbouring qubits are Kronecker-multiplied into
+one 2**k x 2**k unitary, and the whole RZZ ring is ONE diagonal whose phases
+are computed from the parameters.
 
 Simulators (``simulator=``):
   "native"    (default for "hea" in complex64 with 5 to 20 qubits, on CPU
@@ -43,76 +39,27 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from qrobust import sharding
-from qrobust.backend import check_dtype, real_dtype, tc_context
+from qrobust.backend import check_dtype, real_dtype
 from qrobust.data.encoding import qubits_for_length
 from qrobust.errors import ConfigError
-from qrobust.models import native, simulators
-from qrobust.models.base import Model
+from qrobust.models import hea, native, simulators
+from qrobust.models.base import Model, SimOptions
 from qrobust.models.blocks import PRECISIONS, Layout
+from qrobust.models.hea import ANSATZE, PARAMS_PER_QUBIT, cones, light_cone, ring_zz_signs, rotation_matrix
 
-ANSATZE = ("hea", "rxry_cnot")
 SIMULATORS = simulators.SIMULATORS
-PARAMS_PER_QUBIT = {"hea": 4, "rxry_cnot": 2}
+__all__ = ["qnn", "default_simulator", "check_simulator", "forward_flops", "training_flops", "ANSATZE",
+           "SIMULATORS", "PARAMS_PER_QUBIT", "light_cone", "ring_zz_signs", "rotation_matrix"]
 
 
-def rotation_matrix(a, b, c):
-    """RX(c) @ RY(b) @ RX(a) as a (2, 2) complex matrix (RX(a) acts first)."""
-    def rx(t):
-        co, si = jnp.cos(t / 2), jnp.sin(t / 2)
-        return jnp.array([[co, -1j * si], [-1j * si, co]])
-
-    def ry(t):
-        co, si = jnp.cos(t / 2), jnp.sin(t / 2)
-        return jnp.array([[co, -si], [si, co]]).astype(rx(t).dtype)
-
-    full = jax.lax.Precision.HIGHEST  # a GPU's default would round the angles' cos and sin to TensorFloat-32
-    return jnp.matmul(rx(c), jnp.matmul(ry(b), rx(a), precision=full), precision=full)
 
 
-def ring_zz_signs(n_qubits: int) -> np.ndarray:
-    """(L, 2**L) array: entry (i, s) = z_i z_{i+1 mod L} of basis state s, z = +-1."""
-    s = np.arange(2**n_qubits)
-    z = 1 - 2 * ((s[None, :] >> (n_qubits - 1 - np.arange(n_qubits))[:, None]) & 1)
-    return (z * np.roll(z, -1, axis=0)).astype(np.int8)
 
 
-def light_cone(n_qubits: int, depth: int, measured: int):
-    """Per layer, which rotations and which RZZ pairs can affect <Z_measured>.
-
-    Returns (rotations, pairs): rotations[l] a sorted tuple of qubits whose
-    rotations in layer l matter; pairs[l] a sorted tuple of i such that the RZZ
-    on (i, i+1 mod L) in layer l matters.
-    """
-    support = {measured}
-    diagonal_observable = True
-    rotations, pairs = [None] * depth, [None] * depth
-    for layer in reversed(range(depth)):
-        # RZZ gates come last in a layer, so they are met first going backwards.
-        if diagonal_observable:
-            needed = ()  # diagonal gates commute with a diagonal observable
-        else:
-            needed = tuple(i for i in range(n_qubits) if {i, (i + 1) % n_qubits} & support)
-            for i in needed:
-                support |= {i, (i + 1) % n_qubits}
-        pairs[layer] = needed
-        rotations[layer] = tuple(sorted(support))
-        diagonal_observable = False
-    return rotations, pairs
 
 
-def _blocks(qubits: tuple[int, ...], block_size: int) -> list[tuple[int, ...]]:
-    """Partition qubits 0..L-1 into aligned windows of block_size; keep each window's needed span."""
-    out = []
-    if not qubits:
-        return out
-    for start in range(0, max(qubits) + 1, block_size):
-        inside = [q for q in qubits if start <= q < start + block_size]
-        if inside:
-            out.append(tuple(range(inside[0], inside[-1] + 1)))
-    return out
 
 
 def default_simulator(n_qubits: int, dtype: str, ansatz: str, *, forward_mode: bool = False) -> str:
@@ -153,7 +100,7 @@ def forward_flops(n_qubits: int, depth: int, *, block_size: int = 5, light_cone_
     replica, not per sample) are not counted.
     """
     dim = 2**n_qubits
-    rot_cone, pair_cone = _cones(n_qubits, depth, light_cone_pruning)
+    rot_cone, pair_cone = cones(n_qubits, depth, light_cone_pruning)
     layout = Layout(n_qubits)
     total = 3 * dim
     for layer in range(depth):
@@ -180,17 +127,13 @@ def training_flops(n_qubits: int, depth: int, *, block_size: int = 5, light_cone
     if simulator != "native":
         return 3 * fwd
     dim = 2**n_qubits
-    rot_cone, pair_cone = _cones(n_qubits, depth, light_cone_pruning)
+    rot_cone, pair_cone = cones(n_qubits, depth, light_cone_pruning)
     backward = fwd + 2 * dim + sum(96 * len(rot_cone[layer]) * dim
                                    + ((15 + 2 * len(pair_cone[layer])) * dim if pair_cone[layer] else 0)
                                    for layer in range(depth))
     return fwd + backward
 
 
-def _cones(n_qubits: int, depth: int, light_cone_pruning: bool):
-    if light_cone_pruning:
-        return light_cone(n_qubits, depth, n_qubits - 1)
-    return [tuple(range(n_qubits))] * depth, [tuple(range(n_qubits))] * depth
 
 
 def qnn(
@@ -261,109 +204,17 @@ def qnn(
         raise ConfigError(f"unknown matmul_precision {matmul_precision!r}; choose from {', '.join(PRECISIONS)}")
     if matmul_precision != "highest" and simulator != "blocks":
         raise ConfigError(f"matmul_precision applies to the 'blocks' simulator only, not {simulator!r}")
-    L, d, measured = n_qubits, depth, n_qubits - 1
+    L, d = n_qubits, depth
+    light_cone_pruning = light_cone_pruning and ansatz == "hea"  # the CNOT ring of "rxry_cnot" is applied whole
+    circuit = hea.plan(ansatz, L, d, readout_scale=readout_scale, light_cone_pruning=light_cone_pruning)
+    apply, apply_batch = simulators.build(simulator, circuit, SimOptions(
+        dtype=dtype, contractor=contractor, block_size=block_size, matmul_precision=matmul_precision))
     n_per_qubit = PARAMS_PER_QUBIT[ansatz]
-    cnot_ring = ansatz == "rxry_cnot"
-    light_cone_pruning = light_cone_pruning and not cnot_ring
     rdt = real_dtype(dtype)
-    zz = ring_zz_signs(L)
-    if light_cone_pruning:
-        rot_cone, pair_cone = light_cone(L, d, measured)
-    else:
-        rot_cone, pair_cone = [tuple(range(L))] * d, [tuple(range(L))] * d
 
     def init(key):
         return init_std * jax.random.normal(key, (d, L, n_per_qubit), rdt)
 
-    def layer_matrices(p):
-        """(L, 2, 2) single-qubit unitaries of one layer."""
-        third = jnp.zeros_like(p[:, 0]) if cnot_ring else p[:, 2]
-        return jax.vmap(rotation_matrix)(p[:, 0], p[:, 1], third)
-
-    def block_unitary(mats, qubits, layer):
-        """Kronecker product of the layer's matrices on ``qubits`` (identity where outside the light cone)."""
-        needed = set(rot_cone[layer])
-        unitary = None
-        for q in qubits:
-            m = mats[q] if q in needed else jnp.eye(2, dtype=mats.dtype)
-            unitary = m if unitary is None else jnp.kron(unitary, m)
-        return unitary
-
-    def ring_phases(p, layer):
-        """(2**L,) diagonal of the layer's RZZ ring (the pairs in the light cone), or None if there are none."""
-        ring = pair_cone[layer]
-        if not ring:
-            return None
-        idx = np.array(ring)
-        angles = jnp.matmul(p[idx, 3], jnp.asarray(zz[idx], rdt), precision=jax.lax.Precision.HIGHEST)
-        return jnp.exp(-0.5j * angles)  # full precision: a GPU's default (TensorFloat-32) would round the angles
-
-    def entangle(c, p, layer):
-        if cnot_ring:
-            for q in range(L):
-                c.cnot(q, (q + 1) % L)
-            return
-        phases = ring_phases(p, layer)
-        if phases is not None:
-            c.diagonal(*range(L), diag=phases)
-
-    def apply_fused(params, x):
-        with tc_context(dtype, contractor) as tc:
-            c = tc.Circuit(L, inputs=x)
-            for layer in range(d):
-                p = params[layer]
-                mats = layer_matrices(p)
-                for block in _blocks(rot_cone[layer], block_size):
-                    c.any(*block, unitary=block_unitary(mats, block, layer))
-                entangle(c, p, layer)
-            return readout_scale * jnp.real(c.expectation_ps(z=[measured]))
-
-    layout = Layout(L, matmul_precision)
-
-    def apply_blocks(params, xs):
-        """(B, 2**L) states -> (B,) logits, the whole batch as matrix products."""
-        psi = layout.to_blocks(xs)
-        for layer in range(d):
-            p = params[layer]
-            mats = layer_matrices(p)
-            for first, last in layout.half_windows(rot_cone[layer], block_size):
-                unitary = block_unitary(mats, range(first, last + 1), layer)
-                psi = layout.apply(psi, unitary.astype(psi.dtype), first, last)
-            phases = ring_phases(p, layer)
-            if phases is not None:
-                psi = layout.diagonal(psi, phases.astype(psi.dtype))
-        return readout_scale * layout.expectation_z(psi, measured)
-
-    whole_batch = {"blocks": apply_blocks}
-    if simulator == "native":
-        applied = np.zeros((2, d, L), np.int32)  # the light cone's rotations and RZZ pairs per layer
-        for layer in range(d):
-            applied[0, layer, list(rot_cone[layer])] = 1
-            applied[1, layer, list(pair_cone[layer])] = 1
-        whole_batch["native"] = native.hea_logits(applied[0], applied[1], readout_scale)
-
-    def one_of(batched):
-        """The per-example ``apply`` of a whole-batch simulator."""
-        return lambda params, x: batched(params, x[None])[0]
-
-    def apply_gates(params, x):
-        with tc_context(dtype, contractor) as tc:
-            c = tc.Circuit(L, inputs=x)
-            for layer in range(d):
-                for q in range(L):
-                    c.rx(q, theta=params[layer, q, 0])
-                    c.ry(q, theta=params[layer, q, 1])
-                    if not cnot_ring:
-                        c.rx(q, theta=params[layer, q, 2])
-                for q in range(L):
-                    if cnot_ring:
-                        c.cnot(q, (q + 1) % L)
-                    else:
-                        c.rzz(q, (q + 1) % L, theta=params[layer, q, 3])
-            return readout_scale * jnp.real(c.expectation_ps(z=[measured]))
-
-    one_example = {"tc-fused": apply_fused, "tc-gates": apply_gates,
-                   **{name: one_of(batched) for name, batched in whole_batch.items()}}
     dim = 2**L
     jdtype = jnp.complex128 if dtype == "complex128" else jnp.complex64
 
@@ -378,12 +229,12 @@ def qnn(
     return Model(
         name="qnn",
         init=init,
-        apply=one_example[simulator],
+        apply=apply,
         prepare=prepare,
         input_shape=(dim,),
         settings=dict(kind="qnn", forward_mode=forward_mode, n_qubits=L, depth=d, readout_scale=readout_scale, init_std=init_std,
                       dtype=dtype, simulator=simulator, contractor=contractor, block_size=block_size,
                       light_cone_pruning=light_cone_pruning, ansatz=ansatz,
                       matmul_precision=matmul_precision),
-        apply_batch=whole_batch.get(simulator),
+        apply_batch=apply_batch,
     )

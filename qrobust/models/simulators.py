@@ -1,58 +1,45 @@
 """The QNN's simulators behind one registry: each declares what it can run, and ``qnn`` asks.
 
-A simulator's ``Capabilities`` say which ansatzes, dtypes and qubit counts it
-runs, whether it runs on accelerators, whether it has forward mode (``jax.jvp``,
-which Hessians need), and whether it can be used on this machine at all (the
-native kernel must build). ``why_not`` names the first reason a simulator cannot
-run a given QNN (None: it can); ``choose`` picks the first of ``PREFERENCE`` that
-can, and says why each one before it was passed over. So a call site states what
-it needs (``forward_mode=True`` for the Hessian study) instead of naming a
-simulator, and a fallback is explained, never silent.
+Each simulator lives in its own module, which declares its ``Capabilities``
+(``qrobust.models.base``: which ansatzes, dtypes and qubit counts it runs,
+whether it runs on accelerators, whether it has forward mode (``jax.jvp``,
+which Hessians need), and whether it can be used on this machine at all: the
+native kernel must build) and a ``build(plan, options)`` that turns a circuit
+(``qrobust.models.hea.Plan``) into logits:
 
-The simulators themselves: "native" (``qrobust.models.native``, the C++ kernel),
-"blocks" (``qrobust.models.blocks``, batched matrix products in XLA), "tc-fused"
-and "tc-gates" (TensorCircuit, ``qrobust.backend.tc_context``).
+  "native"    ``qrobust.models.native``: the C++ kernel (CPU), whole batch.
+  "blocks"    ``qrobust.models.blocks``: batched matrix products in XLA, whole batch.
+  "tc-fused"  ``qrobust.models.tc_sim``: TensorCircuit, fused gates, one example.
+  "tc-gates"  ``qrobust.models.tc_sim``: TensorCircuit, gate by gate, one example.
+
+``why_not`` names the first reason a simulator cannot run a given QNN (None: it
+can); ``choose`` picks the first of ``PREFERENCE`` that can, and says why each
+one before it was passed over. So a call site states what it needs
+(``forward_mode=True`` for the Hessian study) instead of naming a simulator, and
+a fallback is explained, never silent. A new simulator is a module with these
+two names and one line in ``_registry``.
 """
 
 from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-from qrobust.backend import COMPLEX_DTYPES
+from qrobust.models.base import Capabilities, SimOptions
 
 
-class Capabilities(NamedTuple):
-    """What a simulator runs. ``unavailable()`` returns why it cannot be used on this machine, or None."""
-
-    ansatze: tuple[str, ...]
-    dtypes: tuple[str, ...]
-    min_qubits: int
-    max_qubits: int
-    accelerators: bool  # runs on GPU/TPU devices (else CPU devices only)
-    forward_mode: bool  # jax.jvp through it (Hessian-vector products by forward-over-reverse)
-    whole_batch: bool  # simulates a batch at once (else one example, vmapped)
-    unavailable: Callable[[], str | None] = lambda: None
+class Simulator(NamedTuple):
+    capabilities: Capabilities
+    build: Callable  # build(plan, options) -> logits(params, xs) (whole_batch) or apply(params, x)
 
 
-def _native_unavailable() -> str | None:
-    from qrobust.models import native
+def _registry() -> dict[str, Simulator]:
+    from qrobust.models import blocks, native, tc_sim
 
-    return native.unavailable_reason()
-
-
-def _registry() -> dict[str, Capabilities]:
-    from qrobust.models import native
-
-    every = ("hea", "rxry_cnot")
     return {
-        "native": Capabilities(("hea",), ("complex64",), native.MIN_QUBITS, native.MAX_QUBITS, accelerators=False,
-                               forward_mode=False, whole_batch=True, unavailable=_native_unavailable),
-        "blocks": Capabilities(("hea",), COMPLEX_DTYPES, 2, 30, accelerators=True, forward_mode=True,
-                               whole_batch=True),
-        "tc-fused": Capabilities(every, COMPLEX_DTYPES, 2, 30, accelerators=True, forward_mode=True,
-                                 whole_batch=False),
-        "tc-gates": Capabilities(every, COMPLEX_DTYPES, 2, 30, accelerators=True, forward_mode=True,
-                                 whole_batch=False),
+        "native": Simulator(native.CAPABILITIES, native.build),
+        "blocks": Simulator(blocks.CAPABILITIES, blocks.build),
+        "tc-fused": Simulator(tc_sim.FUSED, tc_sim.build_fused),
+        "tc-gates": Simulator(tc_sim.GATES, tc_sim.build_gates),
     }
 
 
@@ -61,7 +48,17 @@ PREFERENCE = ("native", "blocks", "tc-fused")  # fastest first (benchmarks/suite
 
 
 def capabilities(name: str) -> Capabilities:
-    return _registry()[name]
+    return _registry()[name].capabilities
+
+
+def build(name: str, plan, options: SimOptions):
+    """(apply, apply_batch) of ``plan`` on simulator ``name``: the per-example logit, and the whole-batch
+    logits where the simulator has them (else None: a batch is the vmapped ``apply``)."""
+    simulator = _registry()[name]
+    built = simulator.build(plan, options)
+    if simulator.capabilities.whole_batch:
+        return (lambda params, x: built(params, x[None])[0]), built
+    return built, None
 
 
 def why_not(name: str, *, n_qubits: int, dtype: str, ansatz: str, on_accelerator: bool,
