@@ -7,7 +7,7 @@ README); names are imported on first use, so ``import qrobust`` (and ``qrobust -
 
 from __future__ import annotations
 
-import importlib
+from qrobust._lazy import exports
 
 __version__ = "0.1.0"
 
@@ -32,13 +32,4 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str):
-    if name in _WHERE:
-        value = getattr(importlib.import_module(_WHERE[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'qrobust' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_WHERE))
+__getattr__, __dir__ = exports(__name__, _WHERE)

@@ -109,7 +109,7 @@ def _compilation_cache() -> None:
     from qrobust.cache import cache_dir
 
     jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "xla"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
 def build_parser() -> argparse.ArgumentParser:

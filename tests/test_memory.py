@@ -67,9 +67,9 @@ def test_a_sweep_picks_its_chunk_size_from_memory_and_keeps_it_on_resume(tmp_pat
     per_replica = {}
     real = memory.program_bytes
 
-    def spy(jitted, *a):
-        per_replica["bytes"] = real(jitted, *a)
-        return per_replica["bytes"]
+    def spy(jitted, *a):  # a[1]: the learning rates, one per replica of the program asked about
+        per_replica["bytes"] = real(jitted, *a) // a[1].shape[0]
+        return per_replica["bytes"] * a[1].shape[0]
 
     monkeypatch.setattr("qrobust.experiments.study.program_bytes", spy)
     # pretend only 4.5 replicas' worth of memory is free: half of it holds 2
@@ -93,15 +93,14 @@ def test_unlearning_sizes_teacher_and_student_chunks_from_memory_and_keeps_them(
     args = ["unlearn", "--dataset", "xxz", "--qubits", "4", "--n-train", "10", "--teacher-epochs", "3",
             "--epochs", "2", "--seeds", "3", "--model", "mlp", "--method", "retrain", "--method", "finetune",
             "--no-progress"]
-    measured = []
+    measured = []  # bytes per replica of each program asked about
     real = memory.program_bytes
 
-    def spy(jitted, *a):
-        measured.append(real(jitted, *a))
-        return measured[-1]
+    def spy(jitted, *a):  # a[1]: the learning rates, one per replica
+        measured.append(real(jitted, *a) // a[1].shape[0])
+        return measured[-1] * a[1].shape[0]
 
-    monkeypatch.setattr("qrobust.experiments.study.program_bytes", spy)  # the teachers' (sweep's) program
-    monkeypatch.setattr("qrobust.experiments.unlearning_stages.program_bytes", spy)  # the students'
+    monkeypatch.setattr("qrobust.experiments.study.program_bytes", spy)  # the teachers' and the students'
     # each program's own footprint, just measured: room for 2 replicas
     monkeypatch.setattr(memory, "available_bytes", lambda device=None: int(4.5 * measured[-1]))
     out = tmp_path / "u"
@@ -126,17 +125,42 @@ def test_fitted_chunk_size_prefers_asked_then_recorded_then_legacy(tmp_path):
 
     calls = []
 
-    def footprint():
-        calls.append(1)
-        return 2**40  # nothing fits: one replica per device
+    def footprint(r):
+        calls.append(r)
+        return r * 2**40  # nothing fits: one replica per device
 
     store = RunDirectory(tmp_path / "r", {"a": 1}).open()
-    assert fitted_chunk_size("p", footprint=footprint, cap=50, store=store, asked=7) == 7 and not calls
-    first = fitted_chunk_size("p", footprint=footprint, cap=50, store=store, legacy=50)
+    assert fitted_chunk_size("p", footprint=footprint, n_replicas=80, cap=50, store=store, asked=7) == 7 and not calls
+    first = fitted_chunk_size("p", footprint=footprint, n_replicas=80, cap=50, store=store, legacy=50)
     assert first == jax.local_device_count() and len(calls) == 1  # no chunks yet: measured, not legacy
-    assert fitted_chunk_size("p", footprint=footprint, cap=50, store=store) == first and len(calls) == 1
+    assert fitted_chunk_size("p", footprint=footprint, n_replicas=80, cap=50, store=store) == first and len(calls) == 1
     # a directory whose chunks were written before sizes were recorded keeps the old fixed size
     old = RunDirectory(tmp_path / "old", {"a": 1}).open()
     old.write_chunk("p-0000", pd.DataFrame({"x": [1]}))
-    assert fitted_chunk_size("p", footprint=footprint, cap=50, store=old, legacy=50) == 50 and len(calls) == 1
+    assert fitted_chunk_size("p", footprint=footprint, n_replicas=80, cap=50, store=old, legacy=50) == 50 and len(calls) == 1
     assert old.recorded_chunk_sizes() == {"p": 50}
+
+
+def test_the_chunk_size_is_read_from_the_program_that_runs_so_it_compiles_once(tmp_path, monkeypatch, caplog):
+    """The footprint is asked for the shape the chunk will run (here all 6 replicas in one chunk) of the very
+    trainer the chunk calls, so planning and training compile the training program once between them (it
+    was twice: a separate one-replica probe)."""
+    import logging
+
+    from qrobust import memory
+    from qrobust.experiments import SweepConfig, run_sweep
+
+    asked = []
+    real = memory.program_bytes
+
+    def spy(jitted, *a):
+        asked.append(a[1].shape[0])
+        return real(jitted, *a)
+
+    monkeypatch.setattr("qrobust.experiments.study.program_bytes", spy)
+    config = SweepConfig(dataset="xxz", n_qubits=4, n_train_per_class=4, models=("mlp",), corruptions=("flip",),
+                         alphas=(0.0, 0.5), seeds=(0, 1, 2), epochs=2)
+    with caplog.at_level(logging.WARNING), jax.log_compiles(True):
+        run_sweep(config, tmp_path / "run", progress=False)
+    compiled = [r.getMessage() for r in caplog.records if "Finished XLA compilation of jit(train)" in r.getMessage()]
+    assert asked == [6 // jax.local_device_count()] and len(compiled) == 1, (asked, compiled)

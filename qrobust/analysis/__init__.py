@@ -1,12 +1,16 @@
-"""Layer 6: analysis of results (statistics over seeds, critical points, forgetting, detection, landscape)."""
+"""Layer 6: analysis of results (statistics over seeds, critical points, forgetting, detection, landscape).
 
-from qrobust.analysis.critical import analyze_sweeps, critical_points, fit_step, logistic_step, transition_width
-from qrobust.analysis.detection import detection_metrics, margin_scores
-from qrobust.analysis.forgetting import epochs_to_recover, loss_mia_accuracy, score_students
-from qrobust.analysis.landscape import hessian_trace, hutchinson_trace, lanczos_eigenvalues
-from qrobust.analysis.summary import final_epoch, final_summary, recovery_summary
+Names are imported on first use (the critical-point fits import scipy.optimize, which a sweep does not need)."""
 
-__all__ = ["analyze_sweeps", "critical_points", "fit_step", "logistic_step", "transition_width",
-           "detection_metrics", "margin_scores", "epochs_to_recover", "loss_mia_accuracy", "score_students",
-           "hessian_trace", "hutchinson_trace", "lanczos_eigenvalues", "final_epoch", "final_summary",
-           "recovery_summary"]
+from qrobust._lazy import exports
+
+_WHERE = {
+    **dict.fromkeys(("analyze_sweeps", "critical_points", "fit_step", "logistic_step", "transition_width"),
+                    "qrobust.analysis.critical"),
+    **dict.fromkeys(("detection_metrics", "margin_scores"), "qrobust.analysis.detection"),
+    **dict.fromkeys(("epochs_to_recover", "loss_mia_accuracy", "score_students"), "qrobust.analysis.forgetting"),
+    **dict.fromkeys(("hessian_trace", "hutchinson_trace", "lanczos_eigenvalues"), "qrobust.analysis.landscape"),
+    **dict.fromkeys(("final_epoch", "final_summary", "recovery_summary"), "qrobust.analysis.summary"),
+}
+__all__ = sorted(_WHERE)
+__getattr__, __dir__ = exports(__name__, _WHERE)

@@ -1,12 +1,17 @@
-"""Layer 5: studies that turn a grid description into replicas and tidy results (the skeleton: ``study``)."""
+"""Layer 5: studies that turn a grid description into replicas and tidy results (the skeleton: ``study``).
 
-from qrobust.experiments.detection import DetectConfig, run_detection
-from qrobust.experiments.landscape import LandscapeConfig, run_landscape
-from qrobust.experiments.settings import DATASETS, PAPER_DEFAULTS, ModelSettings, build_model, load_dataset
-from qrobust.experiments.study import StudyConfig
-from qrobust.experiments.sweep import SweepConfig, run_sweep
-from qrobust.experiments.unlearning import UnlearnConfig, run_unlearning
+Names are imported on first use, so a command that runs one study imports that study only."""
 
-__all__ = ["DATASETS", "PAPER_DEFAULTS", "ModelSettings", "build_model", "load_dataset", "StudyConfig",
-           "SweepConfig", "run_sweep", "UnlearnConfig", "run_unlearning", "DetectConfig", "run_detection",
-           "LandscapeConfig", "run_landscape"]
+from qrobust._lazy import exports
+
+_WHERE = {
+    **dict.fromkeys(("DetectConfig", "run_detection"), "qrobust.experiments.detection"),
+    **dict.fromkeys(("LandscapeConfig", "run_landscape"), "qrobust.experiments.landscape"),
+    **dict.fromkeys(("DATASETS", "PAPER_DEFAULTS", "ModelSettings", "build_model", "load_dataset"),
+                    "qrobust.experiments.settings"),
+    "StudyConfig": "qrobust.experiments.study",
+    **dict.fromkeys(("SweepConfig", "run_sweep"), "qrobust.experiments.sweep"),
+    **dict.fromkeys(("UnlearnConfig", "run_unlearning"), "qrobust.experiments.unlearning"),
+}
+__all__ = sorted(_WHERE)
+__getattr__, __dir__ = exports(__name__, _WHERE)

@@ -32,15 +32,19 @@ def chunk_bounds(n: int, chunk_size: int) -> list[tuple[int, int]]:
     return [(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def fitted_chunk_size(program: str, *, footprint: Callable[[], int], cap: int, store: RunDirectory | None,
-                      asked: int | None = None, legacy: int | None = None) -> int:
-    """Replicas per chunk of ``program``.
+def fitted_chunk_size(program: str, *, footprint: Callable[[int], int], n_replicas: int, cap: int,
+                      store: RunDirectory | None, asked: int | None = None, legacy: int | None = None) -> int:
+    """Replicas per chunk of ``program`` (which has ``n_replicas`` rows in all).
 
     ``asked`` if given; else the size the run in ``store`` started with
     (chunk_sizes.json; ``legacy`` for a directory with chunks written before
-    sizes were recorded: a run records its sizes before its first chunk); else as many as fit in memory, from ``footprint()``
-    (bytes per replica: ``qrobust.memory.program_bytes`` of the one-replica
-    program), at most ``cap``, and recorded. In a multi-host job process 0
+    sizes were recorded: a run records its sizes before its first chunk); else as
+    many as fit in memory, at most ``cap``, and recorded. What fits is read from
+    the program that will run: ``footprint(r)`` is the bytes of the program
+    compiled for r replicas on one device (``qrobust.memory.program_bytes``), asked
+    for the chunk shape the plan would run (``min(cap, n_replicas)`` over the
+    devices), so on one device the run reuses that compilation; only where it does
+    not fit is a smaller shape compiled again. In a multi-host job process 0
     decides, so every process plans the same chunks.
     """
     if asked is not None:
@@ -55,8 +59,11 @@ def fitted_chunk_size(program: str, *, footprint: Callable[[], int], cap: int, s
         if legacy is not None and store is not None and not recorded and store.has_chunks():
             size, why = legacy, "a run started before sizes were recorded"
         else:
-            per_replica = footprint()
-            size = replicas_that_fit(per_replica, cap=cap)
+            devices = sharding.device_count()
+            shape = chunk_shape(n_replicas, min(cap, n_replicas))
+            per_device = shape // devices
+            per_replica = -(-footprint(per_device) // per_device)
+            size = replicas_that_fit(per_replica, cap=shape)
             why = f"{per_replica / 2**20:.1f} MiB per replica, at most {cap}"
         log.info("%s: %d replicas per chunk (%s)", program, size, why)
         if store is not None:
@@ -66,6 +73,13 @@ def fitted_chunk_size(program: str, *, footprint: Callable[[], int], cap: int, s
     return sharding.decided_by_primary(f"chunk-size-{program}", decide)
 
 
+def chunk_shape(n_rows: int, chunk_size: int) -> int:
+    """The replica axis of every chunk of a program of ``n_rows`` rows: its largest chunk, rounded up to a
+    multiple of the device count."""
+    devices = sharding.device_count()
+    return -(-max(hi - lo for lo, hi in chunk_bounds(n_rows, chunk_size)) // devices) * devices
+
+
 class Chunk(NamedTuple):
     program: str   # which compiled program runs it
     name: str      # file name in the store
@@ -73,15 +87,15 @@ class Chunk(NamedTuple):
     padded: pd.DataFrame  # rows padded to the program's chunk shape
 
 
-def plan_chunks(table: pd.DataFrame, program_column: str, chunk_size: Callable[[str], int],
+def plan_chunks(table: pd.DataFrame, program_column: str, chunk_size: Callable[[str, int], int],
                 prefix: str = "") -> list[Chunk]:
-    """Chunks of every program in ``table`` (order of first appearance)."""
+    """Chunks of every program in ``table`` (order of first appearance); ``chunk_size(program, n_rows)``."""
     chunks = []
     for program in dict.fromkeys(table[program_column]):
         rows = table[table[program_column] == program].reset_index(drop=True)
-        bounds = chunk_bounds(len(rows), chunk_size(program))
-        devices = sharding.device_count()
-        shape = -(-max(hi - lo for lo, hi in bounds) // devices) * devices  # a multiple of the device count
+        size = chunk_size(program, len(rows))
+        bounds = chunk_bounds(len(rows), size)
+        shape = chunk_shape(len(rows), size)
         for k, (lo, hi) in enumerate(bounds):
             part = rows.iloc[lo:hi].reset_index(drop=True)
             padded = part.iloc[np.arange(shape) % len(part)].reset_index(drop=True)
@@ -130,14 +144,26 @@ def run_chunks(chunks: list[Chunk], run: Callable, store: RunDirectory | None,
 class Progress:
     """A tqdm bar advanced by ``step`` replica-epochs per call (used as the engine's progress hook)."""
 
-    def __init__(self, total: int, enabled: bool):
+    def __init__(self, total: int | None, enabled: bool):
+        """``total`` replica-epochs; None: shown from ``start(total)`` on (once the chunks are planned)."""
+        self.enabled, self.bar, self.step = enabled, None, 0
+        if total is not None:
+            self.start(total)
+
+    def start(self, total: int) -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=total, unit="replica-epoch", disable=not enabled, smoothing=0.1)
-        self.step = 0
+        self.bar = tqdm(total=total, unit="replica-epoch", disable=not self.enabled, smoothing=0.1)
+
+    @property
+    def hook(self) -> "Progress | None":
+        """The engine's progress hook: None when the bar is off, so the programs carry no host callback (JAX's
+        persistent compilation cache keeps only programs without one: a repeated study then compiles nothing)."""
+        return self if self.enabled else None
 
     def __call__(self, epoch):
-        self.bar.update(self.step)
+        if self.bar is not None:
+            self.bar.update(self.step)
 
     def discount(self, replica_epochs: int) -> None:
         """Take work found already done out of the total."""
@@ -145,4 +171,5 @@ class Progress:
         self.bar.refresh()
 
     def close(self):
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()

@@ -35,7 +35,7 @@ from qrobust.errors import ConfigError
 from qrobust.experiments import study
 from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
 from qrobust.experiments.settings import model_settings
-from qrobust.experiments.study import StudyConfig, make_chunk_inputs, training_bytes
+from qrobust.experiments.study import StudyConfig, make_chunk_inputs
 
 @dataclass(frozen=True)
 class DetectConfig(StudyConfig):
@@ -101,21 +101,27 @@ def run_detection(config: DetectConfig, out: str | Path | None = None, *, progre
     table["fold"] = table.fold.fillna(-1).astype(int)
 
     inputs = {p: make_chunk_inputs(models[p], dataset) for p in models}
+    bar = Progress(None, progress)
+
+    def trainer(program, n_stream):
+        """The program's trainer streaming n_stream samples (the MLP's folds stream fewer), built once."""
+        if (program, n_stream) not in trainers:
+            s = settings[program]
+            trainers[program, n_stream] = make_train_fn(models[program], epochs=s.epochs, batch_size=s.batch_size,
+                                                        n_samples=n_stream, progress=bar.hook, record_margins=True)
+        return trainers[program, n_stream]
+
     trainers = {}
-
-    def footprint(program):
-        """Bytes of the one-replica training program (all N samples streamed: the most a fold streams)."""
-        s = settings[program]
-        return training_bytes(models[program], dataset, epochs=s.epochs, batch_size=s.batch_size,
-                              learning_rate=s.learning_rate, val=vals[program], record_margins=True)
-
-    chunks = plan_chunks(table, "program", lambda p: study.chunk_size(
-        config, store, p, p.split("_")[0], lambda: footprint(p), legacy=50))
-    bar = Progress(sum(settings[c.program].epochs * len(c.rows) for c in chunks), progress)
+    # the footprint of the program streaming all N samples (the most a fold streams): the one that runs but
+    # for the cross-validated MLP
+    chunks = plan_chunks(table, "program", lambda p, rows: study.chunk_size(
+        config, store, p, p.split("_")[0], study.program_footprint(trainer(p, n), study.training_args(
+            inputs[p], vals[p])), rows, legacy=50))
+    bar.start(sum(settings[c.program].epochs * len(c.rows) for c in chunks))
 
     def run(chunk):
         rows, k = chunk.padded, len(chunk.rows)
-        model, s = models[chunk.program], settings[chunk.program]
+        s = settings[chunk.program]
         n_flip = np.array([counts[a] for a in rows.alpha], np.int32)
         params, shuffle_keys, data = inputs[chunk.program](
             rows.seed.to_numpy(), np.full(len(rows), CORRUPTIONS.index("flip"), np.int32), n_flip)
@@ -125,10 +131,7 @@ def run_detection(config: DetectConfig, out: str | Path | None = None, *, progre
             n_stream = int((~held).sum(1).max())
         else:
             n_stream = n
-        if chunk.program not in trainers:
-            trainers[chunk.program] = make_train_fn(model, epochs=s.epochs, batch_size=s.batch_size,
-                                                    n_samples=n_stream, progress=bar, record_margins=True)
-        _, metrics = trainers[chunk.program](params, jnp.full(len(rows), s.learning_rate, jnp.float32),
+        _, metrics = trainer(chunk.program, n_stream)(params, jnp.full(len(rows), s.learning_rate, jnp.float32),
                                              shuffle_keys, data, vals[chunk.program])
         margins = np.asarray(metrics["margin"])[:k]  # (R, epochs, N)
         frame = chunk.rows.drop(columns="program").copy()

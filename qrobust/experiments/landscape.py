@@ -33,7 +33,7 @@ from qrobust.engine import make_train_fn
 from qrobust.errors import ConfigError
 from qrobust.experiments import study
 from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
-from qrobust.experiments.study import StudyConfig, make_chunk_inputs, training_bytes
+from qrobust.experiments.study import StudyConfig, make_chunk_inputs
 from qrobust.keys import HUTCHINSON, LANCZOS, replica_keys
 from qrobust.models import batch_logits, count_params, mlp, qnn
 
@@ -108,15 +108,12 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
                           itertools.product(config.models, config.alphas, config.seeds)])
     training_part = replace(dataset, x_train=dataset.x_train[tr], y_train=y_tr)
 
-    def footprint(m):
-        """Bytes of the one-replica training program (the measurements run replica by replica: lax.map)."""
-        return training_bytes(models[m], training_part, epochs=config.epochs, batch_size=config.batch_size,
-                              learning_rate=config.learning_rate, val=vals[m])
-
-    chunks = plan_chunks(table, "model", lambda m: study.chunk_size(config, store, m, m, lambda: footprint(m),
-                                                                    legacy=len(table)))
-    bar = Progress(config.epochs * len(table), progress)
+    bar = Progress(None, progress)
     programs = {m: _programs(models[m], training_part, dataset, held, config, bar) for m in config.models}
+    chunks = plan_chunks(table, "model", lambda m, n: study.chunk_size(
+        config, store, m, m, study.program_footprint(programs[m][1], study.training_args(programs[m][0], vals[m])),
+        n, legacy=len(table)))  # the training program's (the measurements run replica by replica: lax.map)
+    bar.start(config.epochs * len(table))
 
     def run(chunk):
         m, rows = chunk.program, chunk.padded
@@ -172,7 +169,7 @@ def _programs(model, training_part, dataset, held, config: LandscapeConfig, bar)
         return loss(p), mean, se, top
 
     train = make_train_fn(model, epochs=config.epochs, batch_size=config.batch_size,
-                          n_samples=len(training_part.y_train), progress=bar)
+                          n_samples=len(training_part.y_train), progress=bar.hook)
     measure = jax.jit(lambda *a: jax.lax.map(lambda b: measure_one(*b), a))
     exact = jax.jit(lambda ps: jax.lax.map(lambda p: hessian_trace(loss_at(p), p, batch=8), ps))
     n_params = count_params(jax.eval_shape(model.init, jax.random.PRNGKey(0)))

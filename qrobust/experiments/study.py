@@ -12,9 +12,9 @@ result table. Everything else is here, written once:
 - ``chunk_size``: replicas per chunk of a program, from the one mechanism
   (``chunks.fitted_chunk_size``: asked, else recorded in chunk_sizes.json by the
   run that started the directory, else what fits in memory).
-- ``make_chunk_inputs``, ``training_bytes``: a chunk's training inputs (so every
-  study's replica of a seed is the sweep's replica of that seed) and a training
-  program's footprint.
+- ``make_chunk_inputs``, ``program_footprint``: a chunk's training inputs (so
+  every study's replica of a seed is the sweep's replica of that seed) and the
+  footprint of the program a chunk runs, read from its compilation.
 
 Planning, running, resuming and concatenating chunks is ``qrobust.experiments.chunks``.
 """
@@ -27,12 +27,11 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from qrobust.backend import check_dtype
 from qrobust.corruption import corrupt_replicas
 from qrobust.data import Dataset
-from qrobust.engine import EvalData, make_train_fn, plain_data
+from qrobust.engine import EvalData, plain_data
 from qrobust.errors import ConfigError
 from qrobust.experiments.chunks import fitted_chunk_size
 from qrobust.experiments.settings import (DATASETS, ModelSettings, build_model, check_name, check_simulator,
@@ -129,10 +128,11 @@ def prepare(config: StudyConfig, settings: dict[str, ModelSettings], run_setting
 
 
 def chunk_size(config: StudyConfig, store: RunDirectory | None, program: str, model_kind: str,
-               footprint: Callable[[], int], legacy: int | None = None) -> int:
-    """Replicas per chunk of ``program`` (one mechanism for every study: ``chunks.fitted_chunk_size``)."""
-    return fitted_chunk_size(program, footprint=footprint, cap=default_cap(model_kind), store=store,
-                             asked=config.chunk_size, legacy=legacy)
+               footprint: Callable[[int], int], n_replicas: int, legacy: int | None = None) -> int:
+    """Replicas per chunk of ``program`` (one mechanism for every study: ``chunks.fitted_chunk_size``);
+    ``footprint(r)``: bytes of the program for r replicas (``program_footprint``)."""
+    return fitted_chunk_size(program, footprint=footprint, n_replicas=n_replicas, cap=default_cap(model_kind),
+                             store=store, asked=config.chunk_size, legacy=legacy)
 
 
 def make_chunk_inputs(model: Model, dataset: Dataset):
@@ -153,12 +153,20 @@ def make_chunk_inputs(model: Model, dataset: Dataset):
     return lambda seeds, kinds, counts: build(jnp.asarray(seeds), jnp.asarray(kinds), jnp.asarray(counts), x, y)
 
 
-def training_bytes(model: Model, dataset: Dataset, *, epochs: int, batch_size: int, learning_rate: float,
-                   val: EvalData, **train_options) -> int:
-    """Bytes of the training program of ONE replica of ``model`` on ``dataset`` (XLA's memory analysis,
-    ``qrobust.memory.program_bytes``): compiled, not run. ``train_options`` go to ``make_train_fn``."""
-    train = make_train_fn(model, epochs=epochs, batch_size=batch_size, n_samples=len(dataset.y_train),
-                          **train_options)
-    zeros = np.zeros(1, np.int32)
-    params, keys, data = make_chunk_inputs(model, dataset)(zeros, zeros, zeros)
-    return program_bytes(train, params, jnp.full(1, learning_rate, jnp.float32), keys, data, val)
+def program_footprint(train: Callable, args_for: Callable[[int], tuple]) -> Callable[[int], int]:
+    """``footprint(r)``: bytes of ``train``, the very function the chunks will call, compiled for the arguments
+    ``args_for(r)`` of r replicas (abstract ``jax.ShapeDtypeStruct``s or arrays; XLA's memory analysis,
+    ``qrobust.memory.program_bytes``). Compiled, not run; the compilation is JAX's, so a chunk of that shape
+    reuses it."""
+    return lambda r: program_bytes(train, *args_for(r))
+
+
+def training_args(inputs: Callable, val: EvalData) -> Callable[[int], tuple]:
+    """``args_for(r)``: the abstract arguments of a training program for r replicas whose inputs come from
+    ``inputs`` (``make_chunk_inputs``): (params, learning rates, shuffle keys, data, val)."""
+    def args_for(r: int) -> tuple:
+        ints = jax.ShapeDtypeStruct((r,), jnp.int32)
+        params, keys, data = jax.eval_shape(inputs, ints, ints, ints)
+        return params, jax.ShapeDtypeStruct((r,), jnp.float32), keys, data, val
+
+    return args_for

@@ -29,7 +29,7 @@ from qrobust.errors import ConfigError
 from qrobust.experiments import study
 from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
 from qrobust.experiments.settings import ModelSettings, check_name, model_settings
-from qrobust.experiments.study import StudyConfig, make_chunk_inputs, training_bytes  # noqa: F401 (re-exported)
+from qrobust.experiments.study import StudyConfig, make_chunk_inputs
 
 GRID_COLUMNS = ("model", "corruption", "alpha", "seed", "learning_rate")
 SWEEP_METRICS = ("loss", "train_acc", "train_acc_clean", "val_acc", "memorization")
@@ -132,20 +132,16 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
                         dataset_meta={k: v for k, v in dataset.meta.items() if not k.startswith("deltas")})
     dataset, models, val, store = study.prepare(config, settings, run_settings, out, dataset=dataset)
 
-    def footprint(m):
-        s = settings[m]
-        return training_bytes(models[m], dataset, epochs=s.epochs, batch_size=s.batch_size,
-                              learning_rate=s.learning_rate, val=val[m])
-
-    chunk_size = {m: study.chunk_size(config, store, m, m, lambda m=m: footprint(m)) for m in config.models}
-    chunks = plan_chunks(pd.concat([replica_table(config, m) for m in config.models], ignore_index=True),
-                         "model", chunk_size.__getitem__)
-    todo = [c for c in chunks if store is None or not store.has_chunk(c.name)]
-    bar = Progress(sum(config.settings_for(c.program).epochs * len(c.rows) for c in todo), progress)
+    bar = Progress(None, progress)
     trainers = {m: make_train_fn(models[m], epochs=config.settings_for(m).epochs,
                                  batch_size=config.settings_for(m).batch_size, n_samples=len(dataset.y_train),
-                                 progress=bar, eval_every=config.eval_every) for m in config.models}
+                                 progress=bar.hook, eval_every=config.eval_every) for m in config.models}
     inputs = {m: make_chunk_inputs(models[m], dataset) for m in config.models}
+    chunks = plan_chunks(pd.concat([replica_table(config, m) for m in config.models], ignore_index=True), "model",
+                         lambda m, n: study.chunk_size(config, store, m, m, study.program_footprint(
+                             trainers[m], study.training_args(inputs[m], val[m])), n))
+    todo = [c for c in chunks if store is None or not store.has_chunk(c.name)]
+    bar.start(sum(config.settings_for(c.program).epochs * len(c.rows) for c in todo))
 
     def run(chunk):
         m = chunk.program

@@ -175,14 +175,14 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
                         n_forget=n_known if config.forget_source == "oracle" else None)
     prepared = study.prepare(config, {m: config.teacher_settings(m) for m in config.models}, run_settings, out,
                              dataset=dataset)
-    ctx = stages.Context(config, prepared, n_poisoned, n_known)
+    ctx = stages.Context(config, prepared, n_poisoned, n_known, bar=Progress(None, progress))
     chunks = stages.teacher_chunks(ctx)
     students = replica_table(config)
     todo = [c for c in chunks if prepared.store is None or not prepared.store.has_chunk(c.name)]
     # the students' chunks are planned once the teachers (and so the forget sets) exist; until then the bar
     # counts all of them
-    ctx.bar = Progress(sum(config.teacher_settings(c.program).epochs * len(c.rows) for c in todo)
-                       + config.epochs * len(students), progress)
+    ctx.bar.start(sum(config.teacher_settings(c.program).epochs * len(c.rows) for c in todo)
+                  + config.epochs * len(students))
     teachers = stages.train_teachers(ctx, chunks)
     forget = stages.forget_sets(ctx)
     results, params, seconds = stages.train_students(ctx, students, stages.StudentInputs(ctx))

@@ -20,7 +20,6 @@ from qrobust.engine import make_train_fn
 from qrobust.experiments import study
 from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
 from qrobust.keys import FORGET_PART, FRESH_INIT, RANDOM_LABELS, STUDENT_ORDER, replica_keys
-from qrobust.memory import program_bytes
 from qrobust.models import batch_logits
 from qrobust.objectives import method_coefs, scrub_kurmanji, unlearning_family
 
@@ -38,6 +37,7 @@ class Context:
     n_known: int
     bar: Progress | None = None
     inputs: dict | None = None
+    teacher_trainers: dict | None = None
     teacher_flat: dict | None = None
     forget_sets: dict | None = None
 
@@ -53,9 +53,9 @@ class Context:
     def n(self) -> int:
         return len(self.prepared.dataset.y_train)
 
-    def chunk_size(self, program: str, model: str, footprint) -> int:
+    def chunk_size(self, program: str, model: str, footprint, n_replicas: int) -> int:
         """Asked, recorded or what fits; 50 for a directory started before sizes were recorded."""
-        return study.chunk_size(self.config, self.prepared.store, program, model, footprint, legacy=50)
+        return study.chunk_size(self.config, self.prepared.store, program, model, footprint, n_replicas, legacy=50)
 
     def poisoned_data(self, m: str, seeds):
         """(initial params, shuffle keys, TrainData) of the poisoned training set of each seed."""
@@ -92,23 +92,20 @@ def teacher_table(config) -> pd.DataFrame:
 
 
 def teacher_chunks(ctx: Context) -> list:
+    """The teachers' chunks, sized from their training programs (kept in ``ctx.teacher_trainers``)."""
     config, p = ctx.config, ctx.prepared
-
-    def footprint(m):
-        s = config.teacher_settings(m)
-        return study.training_bytes(p.models[m], p.dataset, epochs=s.epochs, batch_size=s.batch_size,
-                                    learning_rate=s.learning_rate, val=p.val[m])
-
-    return plan_chunks(teacher_table(config), "program",
-                       lambda m: ctx.chunk_size(f"teacher-{m}", m, lambda: footprint(m)), prefix="teacher-")
+    ctx.teacher_trainers = {m: make_train_fn(p.models[m], epochs=config.teacher_settings(m).epochs,
+                                             batch_size=config.teacher_settings(m).batch_size, n_samples=ctx.n,
+                                             progress=ctx.bar.hook) for m in config.models}
+    return plan_chunks(teacher_table(config), "program", lambda m, n: ctx.chunk_size(
+        f"teacher-{m}", m, study.program_footprint(ctx.teacher_trainers[m], study.training_args(
+            ctx.inputs[m], p.val[m])), n), prefix="teacher-")
 
 
 def train_teachers(ctx: Context, chunks: list) -> pd.DataFrame:
     """Stage 1: train (or read back) the teachers; keeps their parameters in ``ctx.teacher_flat``."""
     config, p = ctx.config, ctx.prepared
-    trainers = {m: make_train_fn(p.models[m], epochs=config.teacher_settings(m).epochs,
-                                 batch_size=config.teacher_settings(m).batch_size, n_samples=ctx.n, progress=ctx.bar)
-                for m in config.models}
+    trainers = ctx.teacher_trainers
     kind = CORRUPTIONS.index(config.corruption)
 
     def run(chunk):
@@ -226,15 +223,16 @@ def train_students(ctx: Context, students: pd.DataFrame, inputs: StudentInputs):
         return make_train_fn(p.models[m], epochs=config.epochs, batch_size=batch, n_samples=inputs.n_retain,
                              objective=objectives[family], progress=progress_hook)
 
-    def footprint(program):
-        one = students[students.program == program].iloc[:1]
-        return program_bytes(trainer(program), *inputs(program, one))
+    trainers = {q: trainer(q, ctx.bar.hook) for q in dict.fromkeys(students.program)}
 
-    chunks = plan_chunks(students, "program", lambda q: ctx.chunk_size(
-        f"student-{q}", q.split("-")[0], lambda: footprint(q)), prefix="student-")
+    def args_for(program):
+        rows = students[students.program == program].reset_index(drop=True)
+        return lambda r: inputs(program, rows.iloc[np.arange(r) % len(rows)])
+
+    chunks = plan_chunks(students, "program", lambda q, n: ctx.chunk_size(
+        f"student-{q}", q.split("-")[0], study.program_footprint(trainers[q], args_for(q)), n), prefix="student-")
     stored = sum(len(c.rows) for c in chunks if p.store is not None and p.store.has_chunk(c.name))
     ctx.bar.discount(config.epochs * stored)
-    trainers = {q: trainer(q, ctx.bar) for q in dict.fromkeys(students.program)}
 
     def run(chunk):
         m = chunk.program.split("-")[0]
