@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from typing import Callable, NamedTuple
 
@@ -151,7 +152,10 @@ class Progress:
             self.start(total)
 
     def start(self, total: int) -> None:
-        from tqdm.auto import tqdm
+        if "IPython" in sys.modules:  # maybe a notebook: tqdm.auto picks its widget (and imports IPython)
+            from tqdm.auto import tqdm
+        else:  # a terminal: importing IPython only to find none would cost about a second
+            from tqdm import tqdm
 
         self.bar = tqdm(total=total, unit="replica-epoch", disable=not self.enabled, smoothing=0.1)
 
