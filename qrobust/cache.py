@@ -27,3 +27,20 @@ def cache_dir() -> Path:
             return Path(os.environ[variable]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "qrobust"
+
+
+def untrusted(path: Path) -> str | None:
+    """Why a file read from the cache must not be trusted (None: it may be): on POSIX, it or its directory
+    belongs to another user or can be written by others, so someone else could have planted or replaced it
+    (a cached library's constructor runs in the caller's process; cached data enters the results). Only
+    what this user made, in a directory only this user can change, is used."""
+    if os.name != "posix":
+        return None
+    uid = os.getuid()
+    for p in (path, path.parent):
+        st = p.stat()
+        if st.st_uid != uid:
+            return f"{p} belongs to another user (uid {st.st_uid})"
+        if st.st_mode & 0o022:
+            return f"{p} can be written by other users (mode {st.st_mode & 0o777:o})"
+    return None

@@ -34,11 +34,17 @@ def parse_ints(text: str) -> tuple[int, ...]:
         raise ConfigError(f"expected comma-separated integers, got {text!r}") from None
 
 
+MAX_SEEDS = 100_000  # per run (per replica, a row per recorded epoch is kept in memory)
+
+
 def seed_range(args) -> tuple[int, ...]:
     """The seeds asked for by --seeds (a count) and --seed-offset (the first, default 0)."""
     offset = getattr(args, "seed_offset", 0)
     if args.seeds < 1 or offset < 0:
         raise ConfigError(f"--seeds must be >= 1 and --seed-offset >= 0, got {args.seeds}, {offset}")
+    if args.seeds > MAX_SEEDS:
+        raise ConfigError(f"--seeds {args.seeds:,} is more than {MAX_SEEDS:,} seeds in one run; its result rows "
+                          "would not fit in memory: split the seeds over runs with --seed-offset")
     return tuple(range(offset, offset + args.seeds))
 
 
@@ -239,6 +245,7 @@ def _unlearn(args) -> int:
 
 
 def _analyze(args) -> int:
+    import os
     from pathlib import Path
 
     from qrobust import report
@@ -248,8 +255,16 @@ def _analyze(args) -> int:
         raise ConfigError(f"--bootstrap must be at least 10, got {args.bootstrap}")
     if len(args.run_dirs) > 1 and not args.finite_size_out:
         raise ConfigError("several runs make a finite-size table: say where with --finite-size-out DIR")
-    if args.finite_size_out and Path(args.finite_size_out).exists() and not Path(args.finite_size_out).is_dir():
-        raise ConfigError(f"--finite-size-out {args.finite_size_out} exists and is not a directory")
+    if args.finite_size_out:
+        out = Path(args.finite_size_out)
+        above = next(p for p in (out, *out.absolute().parents) if p.exists())
+        if not above.is_dir():
+            raise ConfigError(f"--finite-size-out {out}: {above} exists and is not a directory")
+        if not os.access(above, os.W_OK):
+            raise ConfigError(f"--finite-size-out {out}: {above} cannot be written")
+    for run in args.run_dirs:
+        if Path(run).is_dir() and not os.access(run, os.W_OK):
+            raise ConfigError(f"{run} cannot be written (analyze writes critical_points.csv there)")
     critical, finite_size = analyze_sweeps(args.run_dirs, n_boot=args.bootstrap)  # all read before any write
     cols = ["model", "corruption", "alpha_c_memorization", "alpha_c_memorization_lo",
             "alpha_c_memorization_hi", "alpha_c_validation", "transition"]

@@ -12,8 +12,10 @@ same settings resumes, skipping the chunks already written.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
+import shutil
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -23,6 +25,8 @@ import numpy as np
 import pandas as pd
 
 from qrobust.errors import ConfigError, ResultsMismatchError
+
+log = logging.getLogger("qrobust")
 
 PACKAGES = ("qrobust", "jax", "jaxlib", "optax", "flax", "tensorcircuit-ng", "numpy", "scipy", "chex", "pandas",
             "scikit-learn", "mlxtend", "matplotlib", "cotengra", "psutil")
@@ -83,6 +87,19 @@ def _diff(a, b, prefix=""):
     return [] if a == b else [f"{prefix[:-1]}: {a!r} here, {b!r} asked for"]
 
 
+def _same_values(a: pd.Series, b: pd.Series) -> np.ndarray:
+    """Element-wise equality of a stored column and a planned one: numbers to rounding (NaN equals NaN),
+    anything else as text."""
+    x, y = pd.to_numeric(a, errors="coerce"), pd.to_numeric(b, errors="coerce")
+    if x.notna().sum() == a.notna().sum() and y.notna().sum() == b.notna().sum():
+        return np.isclose(x.to_numpy(float), y.to_numpy(float), rtol=1e-9, atol=0.0, equal_nan=True)
+    return a.astype(str).to_numpy() == b.astype(str).to_numpy()
+
+
+def _same_column(a: pd.Series, b: pd.Series) -> bool:
+    return bool(np.all(_same_values(a, b)))
+
+
 class RunDirectory:
     """A run directory tied to one configuration (see module docstring)."""
 
@@ -109,6 +126,9 @@ class RunDirectory:
         """Refuse a directory made by other settings (without writing anything)."""
         if self.path.exists() and not self.path.is_dir():
             raise ResultsMismatchError(f"output path {self.path} exists and is not a directory")
+        above = next(p for p in (self.path, *self.path.absolute().parents) if p.exists())
+        if not above.is_dir():
+            raise ConfigError(f"cannot write the run directory {self.path}: {above} is not a directory")
         if self.config_path.exists():
             try:
                 old = json.loads(self.config_path.read_text())["settings"]
@@ -139,11 +159,17 @@ class RunDirectory:
         self.check()
         barrier(f"qrobust-checked-{self.path}")
         if self.writer:
-            (self.path / "chunks").mkdir(parents=True, exist_ok=True)
-            if not self.config_path.exists():
-                config = dict(settings=self.settings, versions=versions(), devices=devices(),
-                              created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-                atomic_write_text(self.config_path, json.dumps(config, indent=2) + "\n")
+            created = not self.path.exists()
+            try:
+                (self.path / "chunks").mkdir(parents=True, exist_ok=True)
+                if not self.config_path.exists():
+                    config = dict(settings=self.settings, versions=versions(), devices=devices(),
+                                  created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                    atomic_write_text(self.config_path, json.dumps(config, indent=2) + "\n")
+            except OSError as exc:
+                if created and self.path.is_dir() and not self.config_path.exists():
+                    shutil.rmtree(self.path, ignore_errors=True)  # leave nothing behind
+                raise ConfigError(f"cannot write the run directory {self.path}: {exc.strerror or exc}") from None
         barrier(f"qrobust-open-{self.path}")
         return self
 
@@ -190,6 +216,47 @@ class RunDirectory:
             atomic_write_text(self.chunk_path(name).with_suffix(".seconds"), f"{seconds:.3f}\n")
         atomic_write_text(self.chunk_path(name), frame.to_csv(index=False))
 
+    def check_chunk(self, name: str, rows: pd.DataFrame) -> str | None:
+        """Why the stored chunk ``name`` is not the chunk of replicas ``rows`` (None: it is). A chunk is
+        trusted only if its table parses, holds a whole number of rows per replica, and names exactly these
+        replicas in this order in every column it shares with ``rows``; and its arrays (if any) load and
+        hold one entry per replica. So a chunk copied from another run, cut short, damaged, or planned with
+        other chunk sizes is never read as this one."""
+        try:
+            frame = self.read_chunk(name)
+        except (ValueError, UnicodeDecodeError, OSError) as exc:  # pandas' parser errors are ValueErrors
+            return f"its table does not parse ({type(exc).__name__}: {str(exc).strip()[:120]})"
+        common = [c for c in rows.columns if c in frame.columns]
+        if frame.empty or not common:
+            return "its table holds no replicas" if frame.empty else "its table has none of the grid's columns"
+        if len(frame) % len(rows):
+            return f"its table has {len(frame)} rows, not a whole number per each of its {len(rows)} replicas"
+        expected = rows[common].loc[rows.index.repeat(len(frame) // len(rows))].reset_index(drop=True)
+        got = frame[common].reset_index(drop=True)
+        for column in common:
+            if not _same_column(got[column], expected[column]):
+                i = int(np.argmax(~_same_values(got[column], expected[column])))
+                found, planned = (getattr(v, "item", lambda v=v: v)() for v in (got[column].iloc[i],
+                                                                                expected[column].iloc[i]))
+                return f"row {i} has {column} = {found!r} where the plan has {planned!r}"
+        try:
+            arrays = self.read_arrays(name)
+        except (ValueError, OSError, EOFError) as exc:
+            return f"its arrays do not load ({type(exc).__name__}: {str(exc).strip()[:120]})"
+        short = {k: v.shape[:1] for k, v in arrays.items() if v.ndim == 0 or v.shape[0] != len(rows)}
+        if short:
+            return f"its arrays do not hold one entry per replica ({len(rows)}): {short}"
+        return None
+
+    def set_aside(self, name: str, reason: str) -> None:
+        """Move the files of chunk ``name`` into chunks/rejected/ (kept for inspection), so it is run again."""
+        rejected = self.path / "chunks" / "rejected"
+        rejected.mkdir(exist_ok=True)
+        for path in self.chunk_path(name).parent.glob(f"{name}.*"):
+            os.replace(path, rejected / path.name)
+        log.warning("chunk %s is not this run's and is run again (%s); its files are in %s",
+                    self.chunk_path(name), reason, rejected)
+
     def read_arrays(self, name: str) -> dict:
         path = self.chunk_path(name).with_suffix(".npz")
         if not path.exists():
@@ -199,7 +266,10 @@ class RunDirectory:
 
     def chunk_seconds(self, name: str) -> float:
         path = self.chunk_path(name).with_suffix(".seconds")
-        return float(path.read_text()) if path.exists() else float("nan")
+        try:
+            return float(path.read_text())
+        except (OSError, ValueError):  # missing or damaged: the time is unknown, the results are not affected
+            return float("nan")
 
     def read_chunk(self, name: str) -> pd.DataFrame:
         return pd.read_csv(self.chunk_path(name))

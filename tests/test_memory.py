@@ -73,7 +73,8 @@ def test_a_sweep_picks_its_chunk_size_from_memory_and_keeps_it_on_resume(tmp_pat
 
     monkeypatch.setattr("qrobust.experiments.study.program_bytes", spy)
     # pretend only 4.5 replicas' worth of memory is free: half of it holds 2
-    monkeypatch.setattr(memory, "available_bytes", lambda device=None: int(4.5 * per_replica["bytes"]))
+    monkeypatch.setattr(memory, "available_bytes",  # (before any program: the result table's check)
+                        lambda device=None: int(4.5 * per_replica["bytes"]) if per_replica else 2**40)
     out = tmp_path / "run"
     assert main(args + ["--out", str(out)]) == 0
     assert json.loads((out / "chunk_sizes.json").read_text()) == {"mlp": 2}  # one mechanism for every study
@@ -102,7 +103,8 @@ def test_unlearning_sizes_teacher_and_student_chunks_from_memory_and_keeps_them(
 
     monkeypatch.setattr("qrobust.experiments.study.program_bytes", spy)  # the teachers' and the students'
     # each program's own footprint, just measured: room for 2 replicas
-    monkeypatch.setattr(memory, "available_bytes", lambda device=None: int(4.5 * measured[-1]))
+    monkeypatch.setattr(memory, "available_bytes",  # (before any program: the result table's check)
+                        lambda device=None: int(4.5 * measured[-1]) if measured else 2**40)
     out = tmp_path / "u"
     assert main(args + ["--out", str(out)]) == 0
     assert len(measured) == 2 and measured[0] != measured[1]  # a teacher's and a student's program

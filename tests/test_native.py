@@ -364,3 +364,23 @@ def test_each_simulator_declares_forward_mode_truthfully(name):
     else:
         with pytest.raises(Exception):
             jvp()
+
+
+def test_a_cached_library_others_can_write_is_never_loaded(tmp_path, compiler):
+    """A file planted at the library's predictable name, writable by others: were it loaded, its
+    constructor would run in this process (here it would not even load). It is left alone, and the kernel
+    is built privately instead, with a warning naming why."""
+    cache = tmp_path / "shared-cache"
+    command, path, version = native._compiler()
+    (cache / "native").mkdir(parents=True)
+    planted = cache / "native" / native._library_name(command, path, version)
+    planted.write_bytes(b"not a shared library")
+    os.chmod(planted, 0o666)
+    program = ("from qrobust.models import native, qnn\n"
+               "print(native.available(), qnn(10, 6).settings['simulator'])\n")
+    env = dict(os.environ, QROBUST_CACHE=str(cache))
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("True native"), (done.stdout, done.stderr)
+    assert "is not loaded" in done.stderr and "can be written by other users" in done.stderr
+    assert planted.read_bytes() == b"not a shared library"

@@ -129,7 +129,12 @@ def analyze_sweeps(run_dirs, *, n_boot: int = 200) -> tuple[list[pd.DataFrame], 
     for r in run_dirs:
         if not (Path(r) / "results.csv").is_file():
             raise ConfigError(f"{r} holds no results.csv; run `qrobust sweep --out {r}` first")
-    runs = [load_results(r) for r in run_dirs]
+    runs = []
+    for r in run_dirs:
+        try:
+            runs.append(load_results(r))
+        except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser errors (an empty file among them)
+            raise ConfigError(f"{r} holds a table that does not parse ({type(exc).__name__}: {exc})") from None
     for run in runs:
         if run.study != "sweep" or "results" not in run.tables:
             raise ConfigError(f"{run.path} is not a sweep's directory (no results.csv of a sweep)")
@@ -137,6 +142,12 @@ def analyze_sweeps(run_dirs, *, n_boot: int = 200) -> tuple[list[pd.DataFrame], 
                    "train_acc_clean", "val_acc", "diverged"} - set(run["results"])
         if missing:
             raise ConfigError(f"{run.path / 'results.csv'} is not a sweep's table: it lacks {sorted(missing)}")
+        if run["results"].empty:
+            raise ConfigError(f"{run.path / 'results.csv'} holds no rows")
+        finite = run["results"].loc[~run["results"].diverged.astype(bool)]
+        if finite.empty:
+            raise ConfigError(f"every replica in {run.path / 'results.csv'} diverged: there is no curve to "
+                              "find a critical point on")
     critical, rows = [], []
     for run in runs:
         table = critical_points(run["results"], n_boot=n_boot)

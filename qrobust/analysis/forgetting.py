@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from qrobust.analysis.summary import diverged as loss_diverged
+
 GRID = ("model", "method", "seed", "kl_w", "fo_w")  # one unlearning student
 
 
@@ -46,7 +48,8 @@ def score_students(results: pd.DataFrame, final: pd.DataFrame, teachers: pd.Data
                    seconds: dict, forget: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(results with a ``diverged`` column, the per-student table): ``final`` (each student's last epoch) with
 
-    diverged          a non-finite objective or loss at any epoch (left out of averages)
+    diverged          a non-finite objective, or a diverged loss (``summary.diverged``), at any epoch
+                      (left out of averages)
     dist_to_retrain   L2 distance of the final parameters to the retrained student of the same model and seed
     param_norm        L2 norm of the final parameters
     clean_val_acc, teacher_val_acc   the clean (alpha = 0) and poisoned teachers' validation accuracy
@@ -65,7 +68,8 @@ def score_students(results: pd.DataFrame, final: pd.DataFrame, teachers: pd.Data
                                 if (k[0], k[2]) in retrained else np.nan for k in keys]
     final["param_norm"] = [float(np.linalg.norm(params[k])) for k in keys]
     by = results.groupby(grid)
-    diverged = by.objective.transform(lambda v: ~np.isfinite(v).all()) | by.loss.transform(lambda v: ~np.isfinite(v).all())
+    diverged = (by.objective.transform(lambda v: ~np.isfinite(v).all())
+                | by.loss.transform(lambda v: bool(loss_diverged(v))))
     results = results.assign(diverged=diverged)
     final = final.merge(results[results.epoch == 1][grid + ["diverged"]], on=grid)
     clean = teachers[teachers.alpha == 0].set_index(["model", "seed"]).val_acc

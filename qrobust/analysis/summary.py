@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 GROUP = ["model", "corruption", "alpha", "learning_rate"]
+LOSS_CEILING = 1e6  # a mean cross-entropy above this means logits of order 1e6: float32's sigmoid is saturated
+
+
+def diverged(losses, axis: int = -1):
+    """Whether a run diverged, from its cross-entropy losses over epochs (along ``axis``): a non-finite loss,
+    or one above ``LOSS_CEILING``, at any epoch. Diverged runs are counted, and left out of every mean."""
+    losses = np.asarray(losses, dtype=np.float64)
+    return ~(np.isfinite(losses) & (losses <= LOSS_CEILING)).all(axis=axis)
 
 
 def final_epoch(results: pd.DataFrame) -> pd.DataFrame:
@@ -21,9 +30,10 @@ def final_summary(results: pd.DataFrame, metrics=("train_acc", "train_acc_clean"
     """
     final = final_epoch(results)
     kept = final[~final.diverged]
-    stats = kept.groupby(GROUP)[list(metrics)].agg(["mean", "std"])
+    every = final.groupby(GROUP).size().index  # a group whose every replica diverged keeps its row (NaN means)
+    stats = kept.groupby(GROUP)[list(metrics)].agg(["mean", "std"]).reindex(every)
     stats.columns = [f"{m}_{s}" for m, s in stats.columns]
-    stats["n_seeds"] = kept.groupby(GROUP).size()
+    stats["n_seeds"] = kept.groupby(GROUP).size().reindex(every, fill_value=0)
     stats["n_diverged"] = final.groupby(GROUP)["diverged"].sum()
     return stats.reset_index()
 
@@ -51,5 +61,8 @@ def recovery_summary(final: pd.DataFrame) -> pd.DataFrame:
                 mia_acc_std=("mia_acc", "std"), dist_to_retrain_mean=("dist_to_retrain", "mean"),
                 clean_val_acc_mean=("clean_val_acc", "mean"), teacher_val_acc_mean=("teacher_val_acc", "mean"),
                 seconds_per_replica=("seconds", "mean"))
+    every = final.groupby(UNLEARN_GROUP).size().index  # a group whose every student diverged keeps its row
+    out = out.reindex(every)
+    out[["n_seeds", "n_recovered"]] = out[["n_seeds", "n_recovered"]].fillna(0).astype(int)
     out["n_diverged"] = final.groupby(UNLEARN_GROUP).diverged.sum()
     return out.reset_index()

@@ -34,6 +34,9 @@ _CACHE_VERSION = 1
 _DENSE_LIMIT = 3000  # sector dimension up to which dense eigh is used
 
 
+MIN_SPINS, MAX_SPINS = 4, 20
+
+
 def cache_dir() -> Path:
     """Where cached ground states live: ``qrobust.cache.cache_dir()`` ($QROBUST_CACHE; see there)."""
     return qrobust.cache.cache_dir()
@@ -108,7 +111,7 @@ def ground_states(n_spins: int, deltas, *, use_cache: bool = True) -> tuple[np.n
         json.dumps({"v": _CACHE_VERSION, "L": n_spins}).encode() + deltas.tobytes()
     ).hexdigest()[:20]
     path = cache_dir() / "xxz" / f"L{n_spins}-{key}.npz"
-    if use_cache and path.exists():
+    if use_cache and path.exists() and qrobust.cache.untrusted(path) is None:  # else another user could have made it
         try:
             with np.load(path) as z:
                 return z["energies"], z["states"]
@@ -135,6 +138,9 @@ def xxz_dataset(
     use_cache: bool = True,
 ) -> Dataset:
     """The XXZ phase-classification dataset (see module docstring for the grid and split)."""
+    if not MIN_SPINS <= n_spins <= MAX_SPINS or n_spins % 2:
+        raise ConfigError(f"the XXZ chain needs an even number of spins from {MIN_SPINS} to {MAX_SPINS} (exact "
+                          f"diagonalisation of ~200 ground states; 2**L amplitudes per state), got {n_spins}")
     if n_points < 4 or not delta_min < 1.0 < delta_max:
         raise ConfigError(f"the Delta grid must straddle 1 with at least 4 points, got "
                           f"[{delta_min}, {delta_max}] with {n_points} points")

@@ -89,8 +89,26 @@ class Chunk(NamedTuple):
 
 
 def plan_chunks(table: pd.DataFrame, program_column: str, chunk_size: Callable[[str, int], int],
-                prefix: str = "") -> list[Chunk]:
-    """Chunks of every program in ``table`` (order of first appearance); ``chunk_size(program, n_rows)``."""
+                prefix: str = "", store: RunDirectory | None = None) -> list[Chunk]:
+    """Chunks of every program in ``table`` (order of first appearance); ``chunk_size(program, n_rows)``.
+
+    With ``store``, every chunk already stored under a planned name is checked against the plan
+    (``RunDirectory.check_chunk``); one that is not this chunk (another run's, cut short, damaged, or of
+    another chunk plan) is set aside with a logged warning and run again, never read as this one."""
+    chunks = _plan(table, program_column, chunk_size, prefix)
+    if store is not None:
+        if store.writer:
+            for chunk in chunks:
+                if store.has_chunk(chunk.name):
+                    reason = store.check_chunk(chunk.name, chunk.rows)
+                    if reason is not None:
+                        store.set_aside(chunk.name, reason)
+        sharding.barrier(f"qrobust-checked-chunks-{prefix}")
+    return chunks
+
+
+def _plan(table: pd.DataFrame, program_column: str, chunk_size: Callable[[str, int], int],
+          prefix: str) -> list[Chunk]:
     chunks = []
     for program in dict.fromkeys(table[program_column]):
         rows = table[table[program_column] == program].reset_index(drop=True)

@@ -50,6 +50,7 @@ class DetectConfig(StudyConfig):
 
     def validate(self) -> "DetectConfig":
         self.validate_common()
+        study.check_axis("alpha", self.alphas)
         for a in self.alphas:
             check_alpha(a)
             if a == 0:
@@ -116,7 +117,7 @@ def run_detection(config: DetectConfig, out: str | Path | None = None, *, progre
     # for the cross-validated MLP
     chunks = plan_chunks(table, "program", lambda p, rows: study.chunk_size(
         config, store, p, p.split("_")[0], study.program_footprint(trainer(p, n), study.training_args(
-            inputs[p], vals[p])), rows, legacy=50))
+            inputs[p], vals[p])), rows, legacy=50), store=store)
     bar.start(sum(settings[c.program].epochs * len(c.rows) for c in chunks))
 
     def run(chunk):

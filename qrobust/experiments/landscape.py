@@ -61,6 +61,7 @@ class LandscapeConfig(StudyConfig):
         self.validate_common()
         if 0.0 not in self.alphas:
             raise ConfigError("the landscape ratio needs the clean model: include alpha 0 in --alphas")
+        study.check_axis("alpha", self.alphas)
         for a in self.alphas:
             check_alpha(a)
         if not 0 < self.train_fraction < 1:
@@ -112,7 +113,7 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
     programs = {m: _programs(models[m], training_part, dataset, held, config, bar) for m in config.models}
     chunks = plan_chunks(table, "model", lambda m, n: study.chunk_size(
         config, store, m, m, study.program_footprint(programs[m][1], study.training_args(programs[m][0], vals[m])),
-        n, legacy=len(table)))  # the training program's (the measurements run replica by replica: lax.map)
+        n, legacy=len(table)), store=store)  # the training program's (the measurements run replica by replica: lax.map)
     bar.start(config.epochs * len(table))
 
     def run(chunk):

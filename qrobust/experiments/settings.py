@@ -25,8 +25,8 @@ class ModelSettings:
         for field, value in (("epochs", self.epochs), ("batch_size", self.batch_size), ("depth", self.depth)):
             if int(value) != value or value < 1:
                 raise ConfigError(f"{name}: {field} must be a positive integer, got {value}")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"{name}: learning rate must be positive, got {self.learning_rate}")
+        if not 0 < self.learning_rate < float("inf"):
+            raise ConfigError(f"{name}: learning rate must be positive and finite, got {self.learning_rate}")
         if not self.hidden or any(int(h) != h or h < 1 for h in self.hidden):
             raise ConfigError(f"{name}: hidden sizes must be positive integers, got {self.hidden}")
         return self

@@ -21,6 +21,7 @@ Planning, running, resuming and concatenating chunks is ``qrobust.experiments.ch
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -69,8 +70,7 @@ class StudyConfig:
     def validate_common(self) -> None:
         """Check the shared fields (a study's ``validate`` calls this, then checks its own grid)."""
         check_name("dataset", self.dataset, DATASETS)
-        if not self.models:
-            raise ConfigError("choose at least one model")
+        check_axis("model", self.models)
         for m in self.models:
             check_name("model", m, MODELS)
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
@@ -81,6 +81,33 @@ class StudyConfig:
             raise ConfigError(f"training-set size per class must be positive, got {self.n_train_per_class}")
         check_dtype(self.dtype)
         check_simulator(self.simulator, self.matmul_precision)
+
+
+def check_axis(name: str, values) -> None:
+    """A grid axis: at least one value, none twice (a replica listed twice would be counted twice in every
+    mean), every number finite."""
+    values = list(values)
+    if not values:
+        raise ConfigError(f"choose at least one {name}")
+    for i, v in enumerate(values):
+        if isinstance(v, (int, float)) and not math.isfinite(v):
+            raise ConfigError(f"{name} must be finite, got {v}")
+        if v in values[:i]:
+            raise ConfigError(f"{name} {v!r} is given twice: give each value of a grid once")
+
+
+TABLE_ROW_BYTES = 400  # a tidy row in memory, generously (about 15 columns, pandas' overhead)
+
+
+def check_table_size(n_rows: int, what: str) -> None:
+    """Refuse, before any work, a study whose result table (``n_rows`` rows: replicas x recorded epochs)
+    would not fit in half the free memory: it would otherwise grow until the process is killed."""
+    from qrobust.memory import available_bytes
+
+    need, free = n_rows * TABLE_ROW_BYTES, available_bytes()
+    if need > free // 2:
+        raise ConfigError(f"{what} make {n_rows:,} result rows, about {need / 2**30:.1f} GiB, more than half "
+                          f"of the {free / 2**30:.1f} GiB free: ask for fewer")
 
 
 class Prepared(NamedTuple):

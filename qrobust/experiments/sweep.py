@@ -26,6 +26,7 @@ import pandas as pd
 from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible
 from qrobust.engine import evaluated_epochs, make_train_fn
 from qrobust.errors import ConfigError
+from qrobust.analysis.summary import diverged as loss_diverged
 from qrobust.experiments import study
 from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
 from qrobust.experiments.settings import ModelSettings, check_name, model_settings
@@ -61,20 +62,24 @@ class SweepConfig(StudyConfig):
 
     def validate(self) -> "SweepConfig":
         self.validate_common()
-        if not self.corruptions:
-            raise ConfigError("choose at least one corruption")
+        study.check_axis("corruption", self.corruptions)
         for v in self.corruptions:
             check_name("corruption", v, CORRUPTIONS)
-        if not self.alphas:
-            raise ConfigError("choose at least one alpha")
+        study.check_axis("alpha", self.alphas)
         for a in self.alphas:
             check_alpha(a)
-        if self.learning_rates is not None and (not self.learning_rates or min(self.learning_rates) <= 0):
-            raise ConfigError(f"learning rates must be positive, got {self.learning_rates}")
+        if self.learning_rates is not None:
+            study.check_axis("learning rate", self.learning_rates)
+            if min(self.learning_rates) <= 0:
+                raise ConfigError(f"learning rates must be positive, got {self.learning_rates}")
         if int(self.eval_every) != self.eval_every or self.eval_every < 1:
             raise ConfigError(f"eval_every must be a positive integer, got {self.eval_every}")
         for m in self.models:
             self.settings_for(m)
+        study.check_table_size(sum(len(self.corruptions) * len(self.alphas) * len(self.seeds)
+                                   * len(self.learning_rates_for(m))
+                                   * (self.settings_for(m).epochs // self.eval_every + 1)
+                                   for m in self.models), "these seeds, grid and epochs")
         return self
 
     def settings_for(self, model: str) -> ModelSettings:
@@ -106,7 +111,7 @@ def _to_frame(grid: pd.DataFrame, metrics: dict, n_corrupt: np.ndarray, epoch_nu
     """Tidy rows: one per replica per recorded epoch (``epoch_numbers``, 1-based)."""
     metrics = {k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()}
     n_rep, epochs = metrics["loss"].shape
-    diverged = ~np.isfinite(metrics["loss"]).all(axis=1)
+    diverged = loss_diverged(metrics["loss"], axis=1)
     frame = grid.loc[grid.index.repeat(epochs)].reset_index(drop=True)
     frame["epoch"] = np.tile(np.asarray(epoch_numbers), n_rep)
     for k in SWEEP_METRICS:
@@ -139,7 +144,7 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
     inputs = {m: make_chunk_inputs(models[m], dataset) for m in config.models}
     chunks = plan_chunks(pd.concat([replica_table(config, m) for m in config.models], ignore_index=True), "model",
                          lambda m, n: study.chunk_size(config, store, m, m, study.program_footprint(
-                             trainers[m], study.training_args(inputs[m], val[m])), n))
+                             trainers[m], study.training_args(inputs[m], val[m])), n), store=store)
     todo = [c for c in chunks if store is None or not store.has_chunk(c.name)]
     bar.start(sum(config.settings_for(c.program).epochs * len(c.rows) for c in todo))
 

@@ -30,7 +30,6 @@ their own purposes.
 from __future__ import annotations
 
 import itertools
-import math
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -92,8 +91,7 @@ class UnlearnConfig(StudyConfig):
     def validate(self) -> "UnlearnConfig":
         self.validate_common()
         check_name("corruption", self.corruption, CORRUPTIONS)
-        if not self.methods:
-            raise ConfigError("choose at least one method")
+        study.check_axis("method", self.methods)
         for v in self.methods:
             check_name("method", v, METHODS)
         check_alpha(self.alpha)
@@ -108,7 +106,8 @@ class UnlearnConfig(StudyConfig):
         if self.epochs < 1 or (self.teacher_epochs is not None and self.teacher_epochs < 1):
             raise ConfigError("epochs must be positive")
         for name, ws in (("kl_w", self.kl_ws), ("fo_w", self.fo_ws)):
-            if not ws or min(ws) < 0 or not all(math.isfinite(w) for w in ws):
+            study.check_axis(name, ws)
+            if min(ws) < 0:
                 raise ConfigError(f"{name} values must be finite and >= 0, got {ws}")
         if "neggrad" in self.methods and max(self.fo_ws) >= 1:
             raise ConfigError(f"neggrad weighs retain descent by 1 - fo_w; fo_w = {max(self.fo_ws)} leaves pure "
@@ -118,8 +117,8 @@ class UnlearnConfig(StudyConfig):
                               "randomisation the labels are clean, so use --corruption flip")
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"batch size must be positive, got {self.batch_size}")
-        if self.learning_rate is not None and self.learning_rate <= 0:
-            raise ConfigError(f"learning rate must be positive, got {self.learning_rate}")
+        if self.learning_rate is not None and not 0 < self.learning_rate < float("inf"):
+            raise ConfigError(f"learning rate must be positive and finite, got {self.learning_rate}")
         return self
 
     def teacher_settings(self, model: str) -> ModelSettings:
@@ -159,6 +158,8 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
     data loaded, before anything is written.
     """
     config = config.validate()
+    n_students = len(config.models) * len(config.methods) * len(config.seeds) * len(config.kl_ws) * len(config.fo_ws)
+    study.check_table_size(n_students * config.epochs, "these seeds, methods, weights and epochs")
     dataset = study.load(config)
     n = len(dataset.y_train)
     n_poisoned = check_feasible(config.corruption, config.alpha, dataset.y_train)

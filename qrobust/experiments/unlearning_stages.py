@@ -99,7 +99,7 @@ def teacher_chunks(ctx: Context) -> list:
                                              progress=ctx.bar.hook) for m in config.models}
     return plan_chunks(teacher_table(config), "program", lambda m, n: ctx.chunk_size(
         f"teacher-{m}", m, study.program_footprint(ctx.teacher_trainers[m], study.training_args(
-            ctx.inputs[m], p.val[m])), n), prefix="teacher-")
+            ctx.inputs[m], p.val[m])), n), prefix="teacher-", store=p.store)
 
 
 def train_teachers(ctx: Context, chunks: list) -> pd.DataFrame:
@@ -230,7 +230,8 @@ def train_students(ctx: Context, students: pd.DataFrame, inputs: StudentInputs):
         return lambda r: inputs(program, rows.iloc[np.arange(r) % len(rows)])
 
     chunks = plan_chunks(students, "program", lambda q, n: ctx.chunk_size(
-        f"student-{q}", q.split("-")[0], study.program_footprint(trainers[q], args_for(q)), n), prefix="student-")
+        f"student-{q}", q.split("-")[0], study.program_footprint(trainers[q], args_for(q)), n), prefix="student-",
+                         store=p.store)
     stored = sum(len(c.rows) for c in chunks if p.store is not None and p.store.has_chunk(c.name))
     ctx.bar.discount(config.epochs * stored)
 

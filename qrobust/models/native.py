@@ -66,7 +66,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qrobust import sharding
-from qrobust.cache import cache_dir
+from qrobust.cache import cache_dir, untrusted
 from qrobust.errors import ConfigError
 from qrobust.models import hea
 from qrobust.models.base import Capabilities, SimOptions
@@ -144,12 +144,14 @@ def _compile(command: list[str], target: Path) -> None:
                                 f"{done.returncode}:\n{done.stderr[-2000:]}")
 
 
-def _build_private(command: list[str], name: str, cache_error: OSError) -> Path:
-    """Build into a private temporary directory (removed at exit), for a cache that cannot be written."""
+def _build_private(command: list[str], name: str, cache_error: OSError | str) -> Path:
+    """Build into a private temporary directory (removed at exit), for a cache that cannot be written or
+    trusted."""
     private = Path(tempfile.mkdtemp(prefix="qrobust-native-"))
     atexit.register(shutil.rmtree, private, True)
-    log.warning("qrobust's cache cannot be written (%s); building the native simulator in %s for this "
-                "process only (set QROBUST_CACHE to a writable directory to keep it)", cache_error, private)
+    why = cache_error if isinstance(cache_error, str) else f"qrobust's cache cannot be written ({cache_error})"
+    log.warning("%s; building the native simulator in %s for this process only (set QROBUST_CACHE to a "
+                "directory of your own to keep it)", why, private)
     _compile(command, private / name)
     return private / name
 
@@ -161,8 +163,14 @@ def _build() -> Path:
     cached = cache_dir() / "native" / name
     try:
         if cached.is_file():
-            return cached
+            doubt = untrusted(cached)
+            if doubt is None:
+                return cached
+            return _build_private(command, name, f"the cached library is not loaded: {doubt}")
         cached.parent.mkdir(parents=True, exist_ok=True)
+        doubt = untrusted(cached.parent / ".")
+        if doubt is not None:  # a library built there could be replaced by another user before it is loaded
+            return _build_private(command, name, f"the cache is not private: {doubt}")
         staging = Path(tempfile.mkdtemp(dir=cached.parent, prefix=".build-"))
     except OSError as error:
         return _build_private(command, name, error)

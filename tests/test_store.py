@@ -1,0 +1,186 @@
+"""The run store trusts no chunk it has not checked against the plan."""
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qrobust.cli import main
+
+TINY = ["--dataset", "xxz", "--qubits", "4", "--n-train", "4", "--model", "mlp", "--corruption", "flip",
+        "--alphas", "0,0.5", "--epochs", "2", "--chunk-size", "2", "--no-progress"]
+
+
+def _sweep(out, seeds=3, offset=0):
+    assert main(["sweep", *TINY, "--seeds", str(seeds), "--seed-offset", str(offset), "--out", str(out)]) == 0
+    return pd.read_csv(out / "results.csv")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A clean run (seeds 0-2) and one of other seeds (10-12), both in chunks of 2 replicas."""
+    root = tmp_path_factory.mktemp("store")
+    clean = _sweep(root / "clean")
+    _sweep(root / "other", offset=10)
+    return root, clean, root / "other"
+
+
+def _damage(chunk, how, other):
+    text = chunk.read_text()
+    if how == "other seeds":
+        shutil.copy(other / "chunks" / chunk.name, chunk)
+    elif how == "cut at a line end":
+        chunk.write_text("".join(text.splitlines(keepends=True)[:-1]))
+    elif how == "cut mid-line":
+        chunk.write_text(text[: len(text) // 2 + 3])
+    elif how == "random bytes":
+        chunk.write_bytes(np.random.default_rng(0).bytes(300))
+    elif how == "empty":
+        chunk.write_text("")
+    elif how == "header only":
+        chunk.write_text(text.splitlines()[0] + "\n")
+
+
+@pytest.mark.parametrize("how", ["other seeds", "cut at a line end", "cut mid-line", "random bytes", "empty",
+                                 "header only"])
+def test_a_chunk_that_is_not_this_runs_is_set_aside_and_run_again(runs, tmp_path, how, capsys):
+    root, clean, other = runs
+    out = tmp_path / "run"
+    shutil.copytree(root / "clean", out)
+    chunk = sorted((out / "chunks").glob("*.csv"))[1]
+    _damage(chunk, how, other)
+    results = _sweep(out)
+    pd.testing.assert_frame_equal(results, clean)  # the seeds of this config, every row once, same numbers
+    assert (out / "chunks" / "rejected" / chunk.name).exists()
+    warned = [line for line in capsys.readouterr().err.splitlines() if "run again" in line]
+    assert len(warned) == 1 and chunk.name in warned[0], warned
+
+
+def test_a_chunk_of_another_chunk_plan_is_not_read_as_this_one(runs, tmp_path):
+    """chunk_sizes.json deleted: the new plan (one chunk of 6) overlaps the stored chunks of 2; the stored
+    chunk under the new plan's name holds 2 replicas, not 6, and is run again."""
+    root, clean, _ = runs
+    out = tmp_path / "run"
+    shutil.copytree(root / "clean", out)
+    (out / "chunk_sizes.json").unlink(missing_ok=True)  # (asked sizes are not recorded: none here)
+    args = [a for a in TINY]
+    i = args.index("--chunk-size")
+    del args[i:i + 2]
+    assert main(["sweep", *args, "--seeds", "3", "--out", str(out)]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), clean)
+
+
+def test_a_matching_chunk_is_trusted_and_not_run_again(runs, tmp_path):
+    root, clean, _ = runs
+    out = tmp_path / "run"
+    shutil.copytree(root / "clean", out)
+    chunk = sorted((out / "chunks").glob("*.csv"))[0]
+    stamp = chunk.stat().st_mtime_ns
+    pd.testing.assert_frame_equal(_sweep(out), clean)
+    assert chunk.stat().st_mtime_ns == stamp and not (out / "chunks" / "rejected").exists()
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--alphas", "0.3,0.3"], "alpha 0.3 is given twice"),
+    (["--lr", "0.01", "--lr", "0.01"], "learning rate 0.01 is given twice"),
+    (["--lr", "nan"], "finite"),
+    (["--lr", "inf"], "finite"),
+    (["--model", "mlp", "--model", "mlp"], "model 'mlp' is given twice"),
+])
+def test_a_grid_value_twice_or_not_finite_is_refused_before_any_work(tmp_path, capsys, extra, named):
+    args = [a for a in TINY if a not in ("--alphas", "0,0.5")]
+    if "--model" in extra:
+        i = args.index("--model")
+        del args[i:i + 2]
+    out = tmp_path / "run"
+    assert main(["sweep", *args, "--alphas", "0.5", *extra, "--seeds", "1", "--out", str(out)]
+                if "--alphas" not in extra else ["sweep", *args, *extra, "--seeds", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err and not out.exists()
+
+
+@pytest.mark.parametrize("method, weights, named", [
+    (["--method", "finetune", "--method", "finetune"], [], "method 'finetune' is given twice"),
+    (["--method", "scrub"], ["--fo-w", "0.2,0.2"], "fo_w 0.2 is given twice"),
+    (["--method", "finetune"], ["--lr", "nan"], "finite"),
+])
+def test_unlearn_refuses_a_grid_value_twice_or_a_bad_rate(tmp_path, capsys, method, weights, named):
+    out = tmp_path / "u"
+    args = ["unlearn", "--dataset", "xxz", "--qubits", "4", "--n-train", "4", "--model", "mlp", "--seeds", "1",
+            *method, *weights, "--out", str(out), "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err and not out.exists()
+
+
+def test_an_output_under_a_file_is_refused_with_a_message(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["sweep", *TINY, "--seeds", "1", "--out", str(blocker / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a directory" in err and "Traceback" not in err
+
+
+def test_a_cached_ground_state_file_others_can_write_is_not_trusted(tmp_path, monkeypatch):
+    """A planted (world-writable) ground-state file is recomputed, not read."""
+    import os
+
+    from qrobust.data import xxz
+
+    monkeypatch.setenv("QROBUST_CACHE", str(tmp_path / "cache"))
+    energies, states = xxz.ground_states(4, [0.5])
+    (path,) = (tmp_path / "cache" / "xxz").glob("*.npz")
+    np.savez(path, energies=energies + 1.0, states=states)  # another user's "states"
+    os.chmod(path, 0o666)
+    again, _ = xxz.ground_states(4, [0.5])
+    np.testing.assert_allclose(again, energies)
+    from qrobust.cache import untrusted
+
+    assert untrusted(path) is None  # the recomputed states replaced the planted file with a private one
+    with np.load(path) as z:
+        np.testing.assert_allclose(z["energies"], energies)
+
+
+def test_a_group_whose_every_replica_diverged_keeps_its_row_in_the_summary():
+    from qrobust.analysis.summary import final_summary
+
+    rows = [dict(model="mlp", corruption="flip", alpha=a, learning_rate=0.1, seed=s, epoch=1, train_acc=0.5,
+                 train_acc_clean=0.5, val_acc=0.6, memorization=0.1, diverged=(a == 0.5)) for a in (0.0, 0.5)
+            for s in (0, 1)]
+    summary = final_summary(pd.DataFrame(rows))
+    gone = summary[summary.alpha == 0.5].iloc[0]
+    assert len(summary) == 2 and gone.n_seeds == 0 and gone.n_diverged == 2 and np.isnan(gone.val_acc_mean)
+    assert summary[summary.alpha == 0.0].iloc[0].n_seeds == 2
+
+
+def test_a_huge_finite_loss_is_a_diverged_run():
+    from qrobust.analysis.summary import LOSS_CEILING, diverged
+
+    losses = np.array([[0.7, 0.5, 0.3], [0.7, 1e32, 0.3], [0.7, np.nan, 0.3], [0.7, LOSS_CEILING, 0.2]])
+    assert diverged(losses, axis=1).tolist() == [False, True, True, False]
+
+
+@pytest.mark.parametrize("extra, named", [(["--qubits", "30"], "from 4 to 20"), (["--chunk-size", "0"], "chunk size")])
+def test_absurd_sizes_are_refused_before_any_work(tmp_path, capsys, extra, named):
+    out = tmp_path / "u"
+    args = ["unlearn", "--dataset", "xxz", "--n-train", "4", "--model", "mlp", "--seeds", "1", "--method",
+            "finetune", *extra, "--out", str(out), "--no-progress"]
+    if "--qubits" not in extra:
+        args += ["--qubits", "4"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err and not out.exists()
+
+
+@pytest.mark.parametrize("extra", [["--epochs", "1000000000"], ["--seeds", "100000000"]])
+def test_a_result_table_that_cannot_fit_in_memory_is_refused_at_once(tmp_path, capsys, extra):
+    out = tmp_path / "run"
+    args = ["sweep", *TINY, "--out", str(out)]
+    if "--epochs" in extra:
+        i = args.index("--epochs")
+        del args[i:i + 2]
+    args += extra if "--seeds" in extra else [*extra, "--seeds", "1"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert ("result rows" in err or "seeds in one run" in err) and "Traceback" not in err and not out.exists()
