@@ -9,7 +9,13 @@ import pytest
 @pytest.fixture
 def x64():
     """Run a test in JAX's 64-bit mode (complex128), restoring the default afterwards."""
-    with jax.enable_x64(True):
+    if hasattr(jax, "enable_x64"):
+        context = jax.enable_x64(True)
+    else:  # jax < 0.6 (the floor, 0.5.0)
+        from jax.experimental import enable_x64 as context_of
+
+        context = context_of(True)
+    with context:
         yield
 
 
