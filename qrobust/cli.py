@@ -55,6 +55,11 @@ def _study(sub, name: str, help: str, *, seeds: int) -> argparse.ArgumentParser:
     p.add_argument("--model", action="append", dest="models", help="qnn and/or mlp (repeat; default both)")
     p.add_argument("--seeds", type=int, default=seeds, help="number of seeds")
     p.add_argument("--qubits", type=int, dest="n_qubits", help="spins of the XXZ chain (default 12)")
+    p.add_argument("--gauge", choices=_GAUGES,
+                   help="the global phase of each XXZ state: phase (a random e^{i phi} per state, as an "
+                        "eigensolver gives them; the default for xxz), sign (a random +-1), fixed (canonical: "
+                        "the largest amplitude real positive); the QNN cannot see it, the MLP can")
+    p.add_argument("--gauge-seed", type=int, default=0, help="the seed of the gauge's draw (recorded)")
     p.add_argument("--out", required=True, help="output directory (resumed if it exists)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--simulator", choices=("auto",) + _SIMULATORS, default="auto",
@@ -68,6 +73,7 @@ def _study(sub, name: str, help: str, *, seeds: int) -> argparse.ArgumentParser:
 
 
 _SIMULATORS = ("native", "blocks", "tc-fused", "tc-gates")  # qrobust.models.qnn.SIMULATORS (not imported: fast --help)
+_GAUGES = ("fixed", "sign", "phase")  # qrobust.data.gauge.GAUGES (likewise)
 
 
 def _simulator(args) -> str | None:
@@ -118,15 +124,9 @@ def _compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qrobust", description="Poisoning resilience of quantum and classical "
-                                     "classifiers (Chen & Zhang, arXiv:2508.02422).")
-    parser.add_argument("--version", action="version", version=f"qrobust {_version()}")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="more messages (the kernel build, chunk plans); -vv for debugging")
-    parser.add_argument("-q", "--quiet", action="store_true", help="errors only")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sw = _study(sub, "sweep", "noise-response sweep: model x corruption x alpha x seed, one program", seeds=5)
+def _sweep_options(sw, dataset: str = "mnist") -> None:
+    """The sweep's own options (on the sweep and the gauge study)."""
+    sw.set_defaults(dataset=dataset)
     sw.add_argument("--corruption", action="append", dest="corruptions",
                     help="flip and/or features (repeat; default both)")
     sw.add_argument("--alphas", default="0:0.9:0.1", help="START:STOP:STEP or a comma list")
@@ -144,6 +144,21 @@ def build_parser() -> argparse.ArgumentParser:
     _precision_option(sw)
     sw.add_argument("--eval-every", type=int, default=1,
                     help="record metrics every K epochs and at the last (the rest are not evaluated: faster)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qrobust", description="Poisoning resilience of quantum and classical "
+                                     "classifiers (Chen & Zhang, arXiv:2508.02422).")
+    parser.add_argument("--version", action="version", version=f"qrobust {_version()}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more messages (the kernel build, chunk plans); -vv for debugging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="errors only")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _sweep_options(_study(sub, "sweep", "noise-response sweep: model x corruption x alpha x seed, one program",
+                          seeds=5))
+    _sweep_options(_study(sub, "gauge", "the gauge study: the same sweep on quantum data under every gauge "
+                                        "(OUT/fixed, OUT/sign, OUT/phase), QNN and MLP side by side", seeds=5),
+                   dataset="xxz")
 
     an = sub.add_parser("analyze", help="critical point of a sweep: fits, bootstrap CIs, figure",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -197,14 +212,14 @@ def _x64_if_asked(dtype: str) -> None:
         jax.config.update("jax_enable_x64", True)
 
 
-def _sweep(args) -> int:
-    from qrobust.experiments.sweep import SweepConfig, run_sweep
+def _sweep_config(args, corruptions=("flip", "features")):
+    from qrobust.experiments.sweep import SweepConfig
 
     _x64_if_asked(args.dtype)
-    config = SweepConfig(
+    return SweepConfig(
         dataset=args.dataset,
         models=tuple(args.models or ("qnn", "mlp")),
-        corruptions=tuple(args.corruptions or ("flip", "features")),
+        corruptions=tuple(args.corruptions or corruptions),
         alphas=parse_alphas(args.alphas),
         seeds=seed_range(args),
         epochs=args.epochs, batch_size=args.batch_size,
@@ -213,12 +228,42 @@ def _sweep(args) -> int:
         dtype=args.dtype, n_train_per_class=args.n_train_per_class, n_qubits=args.n_qubits,
         mnist_path=args.mnist_path, chunk_size=args.chunk_size, eval_every=args.eval_every,
         simulator=_simulator(args), matmul_precision=args.matmul_precision,
+        gauge=args.gauge, gauge_seed=args.gauge_seed,
     )
+
+
+def _sweep(args) -> int:
+    from qrobust.experiments.sweep import run_sweep
+
+    config = _sweep_config(args)
     start = time.perf_counter()
     run_sweep(config, args.out, progress=not args.no_progress)
     _draw(args)
     print(f"wrote {args.out}/results.csv, summary.csv, noise_response.png "
           f"in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _gauge(args) -> int:
+    from pathlib import Path
+
+    from qrobust.experiments.gauge import run_gauge_study
+
+    if args.gauge is not None:
+        raise ConfigError("the gauge study runs every gauge: --gauge does not apply (--gauge-seed does)")
+    start = time.perf_counter()
+    summary = run_gauge_study(_sweep_config(args, corruptions=("flip",)), args.out, progress=not args.no_progress)
+    from qrobust import sharding
+
+    if sharding.is_primary():
+        from qrobust.plots import plot_gauge
+
+        for corruption in dict.fromkeys(summary.corruption):
+            suffix = "" if corruption == "flip" else f"_{corruption}"
+            plot_gauge(summary, Path(args.out) / f"gauge{suffix}.png", corruption=corruption)
+    cols = ["gauge", "model", "corruption", "alpha", "train_acc_mean", "val_acc_mean", "n_seeds"]
+    print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"wrote {args.out}/gauge.csv, gauge.png and a sweep per gauge in {time.perf_counter() - start:.1f} s")
     return 0
 
 
@@ -235,6 +280,7 @@ def _unlearn(args) -> int:
         teacher_epochs=args.teacher_epochs, n_train_per_class=args.n_train_per_class, n_qubits=args.n_qubits,
         mnist_path=args.mnist_path, dtype=args.dtype, chunk_size=args.chunk_size,
         simulator=_simulator(args), matmul_precision=args.matmul_precision,
+        gauge=args.gauge, gauge_seed=args.gauge_seed,
     )
     start = time.perf_counter()
     run_unlearning(config, args.out, progress=not args.no_progress)
@@ -297,7 +343,7 @@ def _landscape(args) -> int:
     config = LandscapeConfig(dataset=args.dataset, models=tuple(args.models or ("qnn", "mlp")),
                              alphas=parse_alphas(args.alphas), seeds=seed_range(args), epochs=args.epochs,
                              hutchinson_samples=args.hutchinson, n_eval=args.n_eval, n_qubits=args.n_qubits,
-                             simulator=_simulator(args))
+                             simulator=_simulator(args), gauge=args.gauge, gauge_seed=args.gauge_seed)
     result = run_landscape(config, args.out, progress=not args.no_progress)
     _draw(args)
     stats = result[result.alpha > 0].groupby(["model", "alpha"]).ratio.agg(["mean", "std"])
@@ -312,7 +358,8 @@ def _detect(args) -> int:
     config = DetectConfig(dataset=args.dataset, models=tuple(args.models or ("qnn", "mlp")),
                           alphas=parse_alphas(args.alphas), seeds=seed_range(args), epochs=args.epochs,
                           folds=args.folds, n_train_per_class=args.n_train_per_class, n_qubits=args.n_qubits,
-                          baselines=not args.no_baselines, simulator=_simulator(args))
+                          baselines=not args.no_baselines, simulator=_simulator(args), gauge=args.gauge,
+                          gauge_seed=args.gauge_seed)
     result = run_detection(config, args.out, progress=not args.no_progress)
     _draw(args)
     table = result.groupby(["detector", "alpha"])[["auroc", "auprc", "precision_at_k", "precision", "recall"]].mean()
@@ -332,7 +379,7 @@ def main(argv=None) -> int:
 
         initialize_distributed()
     try:
-        return {"sweep": _sweep, "unlearn": _unlearn, "analyze": _analyze,
+        return {"sweep": _sweep, "gauge": _gauge, "unlearn": _unlearn, "analyze": _analyze,
                 "landscape": _landscape, "detect": _detect}[args.command](args)
     except BaseException as exc:
         if distributed:  # the other processes stop at their next wait instead of hanging in it

@@ -199,3 +199,28 @@ def plot_finite_size(table, path: str | Path) -> Path:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     return _save(fig, path)
+
+
+def plot_gauge(summary, path: str | Path, *, corruption: str = "flip") -> Path:
+    """The gauge study: final training (open markers, dashed) and validation (filled, solid) accuracy against
+    alpha under each gauge, one panel per model (``summary``: ``qrobust.experiments.gauge`` with a ``gauge``
+    column; mean +- std over seeds). The QNN's curves coincide by construction; the MLP's need not."""
+    part = summary[summary.corruption == corruption]
+    models = _ordered(part.model, ("qnn", "mlp"))
+    fig, axes = _subplots(1, len(models), figsize=(4.6 * len(models), 3.6), squeeze=False, sharey=True)
+    for ax, model in zip(axes[0], models):
+        for k, (gauge, sub) in enumerate(part[part.model == model].groupby("gauge", sort=False)):
+            color = f"C{k}"
+            ax.errorbar(sub.alpha, sub.train_acc_mean, yerr=sub.train_acc_std.fillna(0), color=color, ls="--",
+                        marker="o", mfc="none", ms=4, capsize=2, label=f"{gauge}: train")
+            ax.errorbar(sub.alpha, sub.val_acc_mean, yerr=sub.val_acc_std.fillna(0), color=color, marker="s",
+                        ms=4, capsize=2, label=f"{gauge}: validation")
+        ax.plot([0, 1], [1, 0], ls=":", c="grey", lw=0.8)
+        ax.set_title(f"{model.upper()}, {CORRUPTION_TITLES.get(corruption, corruption)}", fontsize=10)
+        ax.set_xlabel(r"corruption ratio $\alpha$")
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("final accuracy")
+    axes[0][-1].legend(fontsize=7, loc="lower left")
+    fig.suptitle("The global phase of the states (gauge) against memorisation", fontsize=11)
+    return _save(fig, path)

@@ -10,7 +10,9 @@ The classification task (the paper, arXiv:2508.02422): class 0 on the gapless si
 class 1 on the Neel side (Delta > 1); grid points with |Delta - 1| <= gap are
 left out; within each class, sorted by Delta, even positions train and odd
 positions validate (interleaved). Defaults: Delta in linspace(0, 2, 201), gap
-0.2, which gives 80 states per class, 40 training + 40 validation.
+0.2, which gives 80 states per class, 40 training + 40 validation. The global
+phase of each state is the dataset's ``gauge`` (``qrobust.data.gauge``; default
+"phase", a random phase per state, as an eigensolver hands them out).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import scipy.sparse.linalg
 
 import qrobust.cache
 from qrobust.data.dataset import Dataset
+from qrobust.data.gauge import DEFAULT_GAUGE, apply_gauge, check_gauge
 from qrobust.errors import ConfigError
 
 _CACHE_VERSION = 1
@@ -135,9 +138,14 @@ def xxz_dataset(
     n_points: int = 201,
     gap: float = 0.2,
     *,
+    gauge: str = DEFAULT_GAUGE,
+    gauge_seed: int = 0,
     use_cache: bool = True,
 ) -> Dataset:
-    """The XXZ phase-classification dataset (see module docstring for the grid and split)."""
+    """The XXZ phase-classification dataset (see module docstring for the grid and split), its states in
+    ``gauge`` (``qrobust.data.gauge``: "fixed", "sign" or "phase", drawn with ``gauge_seed`` over the whole
+    grid before the split)."""
+    check_gauge(gauge, gauge_seed)
     if not MIN_SPINS <= n_spins <= MAX_SPINS or n_spins % 2:
         raise ConfigError(f"the XXZ chain needs an even number of spins from {MIN_SPINS} to {MAX_SPINS} (exact "
                           f"diagonalisation of ~200 ground states; 2**L amplitudes per state), got {n_spins}")
@@ -151,6 +159,7 @@ def xxz_dataset(
     if labels.sum() < 2 or (1 - labels).sum() < 2:
         raise ConfigError("the Delta grid leaves fewer than 2 points on a side of the transition")
     _, states = ground_states(n_spins, grid, use_cache=use_cache)
+    states = apply_gauge(states, gauge, gauge_seed)
     train_idx, val_idx = [], []
     for cls in (0, 1):
         idx = np.flatnonzero(labels == cls)  # grid is sorted, so idx is sorted by Delta
@@ -165,6 +174,6 @@ def xxz_dataset(
         y_val=labels[val_idx],
         n_qubits=n_spins,
         meta=dict(source="exact diagonalisation", n_spins=n_spins, delta_min=delta_min,
-                  delta_max=delta_max, n_points=n_points, gap=gap,
+                  delta_max=delta_max, n_points=n_points, gap=gap, gauge=gauge, gauge_seed=gauge_seed,
                   deltas_train=grid[train_idx].round(6).tolist(), deltas_val=grid[val_idx].round(6).tolist()),
     )

@@ -10,6 +10,7 @@ _WHERE = {
     **dict.fromkeys(("DATASETS", "PAPER_DEFAULTS", "ModelSettings", "build_model", "load_dataset"),
                     "qrobust.experiments.settings"),
     "StudyConfig": "qrobust.experiments.study",
+    "run_gauge_study": "qrobust.experiments.gauge",
     **dict.fromkeys(("SweepConfig", "run_sweep"), "qrobust.experiments.sweep"),
     **dict.fromkeys(("UnlearnConfig", "run_unlearning"), "qrobust.experiments.unlearning"),
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from qrobust.data import Dataset, mnist_embedded, mnist_from_file, xxz_dataset
+from qrobust.data.gauge import DEFAULT_GAUGE
 from qrobust.errors import ConfigError
 from qrobust.models import MODELS, Model, mlp, qnn
 
@@ -67,9 +68,12 @@ def check_name(kind: str, value: str, allowed) -> str:
 
 
 def load_dataset(name: str, *, mnist_path: str | None = None, n_train_per_class: int | None = None,
-                 n_qubits: int | None = None) -> Dataset:
-    """Load ``name`` with the paper's split; ``n_train_per_class`` shrinks the training set."""
+                 n_qubits: int | None = None, gauge: str | None = None, gauge_seed: int = 0) -> Dataset:
+    """Load ``name`` with the paper's split; ``n_train_per_class`` shrinks the training set. ``gauge`` and
+    ``gauge_seed``: the global phases of quantum data (``qrobust.data.gauge``; None: its default)."""
     check_name("dataset", name, DATASETS)
+    if name == "mnist" and gauge is not None:
+        raise ConfigError("--gauge applies to quantum data (xxz): MNIST's amplitude encoding is real and positive")
     if n_train_per_class is not None and n_train_per_class < 1:
         raise ConfigError(f"training-set size per class must be positive, got {n_train_per_class}")
     if name == "mnist":
@@ -79,7 +83,8 @@ def load_dataset(name: str, *, mnist_path: str | None = None, n_train_per_class:
         return mnist_from_file(mnist_path, **kwargs) if mnist_path else mnist_embedded(**kwargs)
     if mnist_path:
         raise ConfigError("--mnist-path applies to the mnist dataset only")
-    ds = xxz_dataset(n_spins=12 if n_qubits is None else n_qubits)
+    ds = xxz_dataset(n_spins=12 if n_qubits is None else n_qubits, gauge=gauge or DEFAULT_GAUGE,
+                     gauge_seed=gauge_seed)
     if n_train_per_class is not None:
         import numpy as np
 

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from qrobust.backend import check_dtype
 from qrobust.corruption import corrupt_replicas
 from qrobust.data import Dataset
+from qrobust.data.gauge import DEFAULT_GAUGE, check_gauge
 from qrobust.engine import EvalData, plain_data
 from qrobust.errors import ConfigError
 from qrobust.experiments.chunks import fitted_chunk_size
@@ -54,6 +55,8 @@ class StudyConfig:
     chunk_size: replicas per compiled program (default: what fits in memory).
     simulator: the QNN's simulator (``qrobust.models.qnn``; None: "native" on CPU where it
       builds, else "blocks"); matmul_precision: "highest" or "tf32" (the "blocks" products).
+    gauge, gauge_seed: the global phase of each state of quantum data (``qrobust.data.gauge``: "fixed",
+      "sign" or "phase"; None: "phase" for XXZ, recorded by name; MNIST has none).
     """
 
     dataset: str = "mnist"
@@ -66,6 +69,12 @@ class StudyConfig:
     chunk_size: int | None = None
     simulator: str | None = None
     matmul_precision: str = "highest"
+    gauge: str | None = None
+    gauge_seed: int = 0
+
+    def __post_init__(self):
+        if self.gauge is None and self.dataset != "mnist":  # quantum data: record the default gauge by name
+            object.__setattr__(self, "gauge", DEFAULT_GAUGE)
 
     def validate_common(self) -> None:
         """Check the shared fields (a study's ``validate`` calls this, then checks its own grid)."""
@@ -81,6 +90,11 @@ class StudyConfig:
             raise ConfigError(f"training-set size per class must be positive, got {self.n_train_per_class}")
         check_dtype(self.dtype)
         check_simulator(self.simulator, self.matmul_precision)
+        if self.dataset == "mnist" and self.gauge is not None:
+            raise ConfigError("--gauge applies to quantum data (xxz): MNIST's amplitude encoding is real and "
+                              "positive")
+        if self.gauge is not None:
+            check_gauge(self.gauge, self.gauge_seed)
 
 
 def check_axis(name: str, values) -> None:
@@ -122,7 +136,7 @@ class Prepared(NamedTuple):
 def load(config: StudyConfig) -> Dataset:
     """The study's dataset with its options."""
     return load_dataset(config.dataset, mnist_path=config.mnist_path, n_train_per_class=config.n_train_per_class,
-                        n_qubits=config.n_qubits)
+                        n_qubits=config.n_qubits, gauge=config.gauge, gauge_seed=config.gauge_seed)
 
 
 def build_models(config: StudyConfig, dataset: Dataset, settings: dict[str, ModelSettings]) -> dict[str, Model]:
