@@ -48,11 +48,40 @@ def seed_range(args) -> tuple[int, ...]:
     return tuple(range(offset, offset + args.seeds))
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default where it has one and its help does not already say it (never "None")."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default in (None, False) or "default" in text or action.default is argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as every other error: one line "qrobust: error: ...", exit status 2, no usage dump."""
+
+    def error(self, message):
+        raise _UsageError(message)
+
+
+class _UsageError(Exception):
+    pass
+
+
+_DATASETS = ("mnist", "xxz")  # qrobust.experiments.settings.DATASETS (literals: a fast --help)
+_MODELS = ("qnn", "mlp")
+_CORRUPTIONS = ("flip", "features")
+_DTYPES = ("complex64", "complex128")
+_METHODS = ("retrain", "finetune", "scrub", "ga", "neggrad", "relabel", "scrub_kurmanji")
+
+
 def _study(sub, name: str, help: str, *, seeds: int) -> argparse.ArgumentParser:
     """A subcommand that trains models: the options every study shares, plus --out and --no-progress."""
-    p = sub.add_parser(name, help=help, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", default="mnist", help="mnist or xxz")
-    p.add_argument("--model", action="append", dest="models", help="qnn and/or mlp (repeat; default both)")
+    p = sub.add_parser(name, help=help, formatter_class=_Help)
+    p.add_argument("--dataset", default="mnist", choices=_DATASETS, help="the data")
+    p.add_argument("--model", action="append", dest="models", choices=_MODELS,
+                   help="qnn and/or mlp (repeat; default both)")
     p.add_argument("--seeds", type=int, default=seeds, help="number of seeds")
     p.add_argument("--qubits", type=int, dest="n_qubits", help="spins of the XXZ chain (default 12)")
     p.add_argument("--gauge", choices=_GAUGES,
@@ -127,7 +156,7 @@ def _compilation_cache() -> None:
 def _sweep_options(sw, dataset: str = "mnist") -> None:
     """The sweep's own options (on the sweep and the gauge study)."""
     sw.set_defaults(dataset=dataset)
-    sw.add_argument("--corruption", action="append", dest="corruptions",
+    sw.add_argument("--corruption", action="append", dest="corruptions", choices=_CORRUPTIONS,
                     help="flip and/or features (repeat; default both)")
     sw.add_argument("--alphas", default="0:0.9:0.1", help="START:STOP:STEP or a comma list")
     sw.add_argument("--seed-offset", type=int, default=0, help="first seed")
@@ -137,7 +166,7 @@ def _sweep_options(sw, dataset: str = "mnist") -> None:
                     help="learning rate; repeat for a learning-rate grid axis")
     sw.add_argument("--depth", type=int, help="QNN depth")
     sw.add_argument("--hidden", help="MLP hidden sizes, e.g. 64,16")
-    sw.add_argument("--dtype", default="complex64", help="complex64 or complex128")
+    sw.add_argument("--dtype", default="complex64", choices=_DTYPES, help="the QNN's state dtype")
     sw.add_argument("--n-train", type=int, dest="n_train_per_class", help="training samples per class")
     sw.add_argument("--mnist-path", help="full MNIST: mnist.npz or a directory of IDX files")
     sw.add_argument("--chunk-size", type=int, help="replicas per compiled program (default: what fits in memory)")
@@ -147,13 +176,13 @@ def _sweep_options(sw, dataset: str = "mnist") -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qrobust", description="Poisoning resilience of quantum and classical "
+    parser = _Parser(prog="qrobust", description="Poisoning resilience of quantum and classical "
                                      "classifiers (Chen & Zhang, arXiv:2508.02422).")
     parser.add_argument("--version", action="version", version=f"qrobust {_version()}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more messages (the kernel build, chunk plans); -vv for debugging")
     parser.add_argument("-q", "--quiet", action="store_true", help="errors only")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _sweep_options(_study(sub, "sweep", "noise-response sweep: model x corruption x alpha x seed, one program",
                           seeds=5))
     _sweep_options(_study(sub, "gauge", "the gauge study: the same sweep on quantum data under every gauge "
@@ -161,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
                    dataset="xxz")
 
     an = sub.add_parser("analyze", help="critical point of a sweep: fits, bootstrap CIs, figure",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        formatter_class=_Help)
     an.add_argument("run_dirs", nargs="+", help="sweep output directories")
     an.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the seeds")
     an.add_argument("--finite-size-out", help="with several runs: where to write finite_size.csv and .png")
@@ -180,25 +209,24 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--n-train", type=int, dest="n_train_per_class", help="training samples per class")
 
     un = _study(sub, "unlearn", "unlearning of the poisoned samples: methods x seeds x loss weights", seeds=5)
-    un.add_argument("--method", action="append", dest="methods",
-                    help="retrain, finetune, scrub, ga, neggrad, relabel, scrub_kurmanji "
-                         "(repeat; default the paper's four)")
+    un.add_argument("--method", action="append", dest="methods", choices=_METHODS,
+                    help="the unlearning method (repeat; default the paper's four: retrain, finetune, scrub, ga)")
     un.add_argument("--alpha", type=float, default=0.3, help="label-flipping ratio of the teacher")
-    un.add_argument("--corruption", default="flip", help="flip or features")
+    un.add_argument("--corruption", default="flip", choices=_CORRUPTIONS, help="the teacher's corruption")
     un.add_argument("--seed-offset", type=int, default=0, help="first seed")
     un.add_argument("--epochs", type=int, default=50, help="unlearning epochs")
     un.add_argument("--kl-w", default="0", help="SCRUB's retain-KL weight(s): value, list or START:STOP:STEP")
     un.add_argument("--fo-w", default="0.2", help="forget weight(s): value, list or START:STOP:STEP")
     un.add_argument("--known-fraction", type=float, default=1.0,
                     help="fraction of the poisoned samples the forget set holds")
-    un.add_argument("--forget-source", default="oracle",
+    un.add_argument("--forget-source", default="oracle", choices=("oracle", "qnn_detector"),
                     help="oracle (the true poisoned samples) or qnn_detector (those the poisoned QNN refuses)")
     un.add_argument("--batch-size", type=int, help="student batch size (default: the paper's)")
     un.add_argument("--lr", type=float, help="student learning rate (default: the paper's)")
     un.add_argument("--teacher-epochs", type=int, help="override the teachers' epochs")
     un.add_argument("--n-train", type=int, dest="n_train_per_class", help="training samples per class")
     un.add_argument("--mnist-path", help="full MNIST: mnist.npz or a directory of IDX files")
-    un.add_argument("--dtype", default="complex64", help="complex64 or complex128")
+    un.add_argument("--dtype", default="complex64", choices=_DTYPES, help="the QNN's state dtype")
     un.add_argument("--chunk-size", type=int, help="replicas per compiled program (default: what fits in memory)")
     _precision_option(un)
     return parser
@@ -369,7 +397,11 @@ def _detect(args) -> int:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except _UsageError as exc:
+        print(f"qrobust: error: {exc} (qrobust --help, or qrobust COMMAND --help)", file=sys.stderr)
+        return 2
     _logging(args)
     if args.command != "analyze":
         _compilation_cache()

@@ -35,3 +35,18 @@ def test_landscape_refuses_native_before_any_work(tmp_path, capsys):
     assert code == 2
     assert "forward mode" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_every_help_text_is_honest_about_defaults_and_usage_errors_are_one_line(capsys):
+    """No "(default: None)", no default said twice; a bad choice is one "qrobust: error:" line, exit 2."""
+    from qrobust.cli import build_parser, main
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for name, sub in commands.items():
+        text = sub.format_help()
+        assert "(default: None)" not in text and "default both) (default" not in text, name
+        assert name == "analyze" or "{mnist,xxz}" in text, name  # the fixed sets are offered as choices
+    assert main(["sweep", "--dataset", "cifar", "--out", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("qrobust: error: argument --dataset: invalid choice") and err.count("\n") == 1

@@ -94,12 +94,12 @@ def _tiny(dataset="xxz", **overrides):
 @pytest.mark.parametrize("overrides, message", [
     ({"--alphas": "0,1.5"}, "alpha must lie in [0, 1], got 1.5"),
     ({"--alphas": "a:b"}, "cannot read alphas"),
-    ({"--dataset": "cifar", "--qubits": None}, "unknown dataset 'cifar'"),
-    ({"--model": "cnn"}, "unknown model 'cnn'"),
-    ({"--corruption": "blur"}, "unknown corruption 'blur'"),
+    ({"--dataset": "cifar", "--qubits": None}, "argument --dataset: invalid choice: 'cifar'"),
+    ({"--model": "cnn"}, "argument --model: invalid choice: 'cnn'"),
+    ({"--corruption": "blur"}, "argument --corruption: invalid choice: 'blur'"),
     ({"--dataset": "mnist", "--qubits": "5"}, "10 qubits"),
     ({"--dataset": "mnist", "--qubits": None, "--mnist-path": "/nonexistent/mnist.npz"}, "does not exist"),
-    ({"--dtype": "complex32"}, "unknown dtype"),
+    ({"--dtype": "complex32"}, "argument --dtype: invalid choice: 'complex32'"),
     ({"--epochs": "0"}, "epochs must be a positive integer"),
     ({"--n-train": "2", "--alphas": "1.0"}, None),
 ])

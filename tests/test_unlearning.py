@@ -193,7 +193,7 @@ def test_partial_knowledge_scores_the_full_poisoned_set(tmp_path):
     (["--alpha", "0"], "the forget set is empty"),
     (["--method", "neggrad", "--fo-w", "1.0"], "unbounded below"),
     (["--known-fraction", "0"], "known fraction"),
-    (["--method", "forget-me"], "unknown method 'forget-me'"),
+    (["--method", "forget-me"], "argument --method: invalid choice: 'forget-me'"),
     (["--fo-w", "-0.1"], "fo_w values must be"),
     (["--alpha", "1.2"], "alpha must lie in [0, 1]"),
 ])
