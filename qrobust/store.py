@@ -118,9 +118,10 @@ class RunDirectory:
         if config is None or not config.is_file():
             return None
         try:
-            return json.loads(config.read_text())["settings"]
-        except (ValueError, KeyError):
+            settings = json.loads(config.read_text())["settings"]
+        except (ValueError, KeyError, TypeError, OSError):
             return None
+        return settings if isinstance(settings, dict) else None
 
     def check(self) -> None:
         """Refuse a directory made by other settings (without writing anything)."""
@@ -132,8 +133,11 @@ class RunDirectory:
         if self.config_path.exists():
             try:
                 old = json.loads(self.config_path.read_text())["settings"]
-            except (ValueError, KeyError) as exc:
-                raise ResultsMismatchError(f"{self.config_path} is not a qrobust configuration ({exc})") from exc
+                if not isinstance(old, dict):
+                    raise TypeError(f"its settings are {type(old).__name__}, not a table")
+            except (ValueError, KeyError, TypeError, OSError) as exc:
+                raise ResultsMismatchError(f"{self.config_path} is not a qrobust configuration ({exc}); use "
+                                           "another --out directory or delete it") from None
             diffs = _diff(old, self.settings)
             if diffs:
                 raise ResultsMismatchError(

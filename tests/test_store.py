@@ -184,3 +184,31 @@ def test_a_result_table_that_cannot_fit_in_memory_is_refused_at_once(tmp_path, c
     assert main(args) == 2
     err = capsys.readouterr().err
     assert ("result rows" in err or "seeds in one run" in err) and "Traceback" not in err and not out.exists()
+
+
+@pytest.mark.parametrize("text", ["[]", "null", '{"settings": 5}', "{not json", ""])
+def test_a_damaged_config_is_refused_with_a_message(runs, tmp_path, capsys, text):
+    root, _, _ = runs
+    out = tmp_path / "run"
+    shutil.copytree(root / "clean", out)
+    (out / "config.json").write_text(text)
+    assert main(["sweep", *TINY, "--seeds", "3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "is not a qrobust configuration" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("damage", ["empty", "header only", "all diverged"])
+def test_analyze_names_a_table_it_cannot_use(runs, tmp_path, capsys, damage):
+    root, clean, _ = runs
+    out = tmp_path / "run"
+    shutil.copytree(root / "clean", out)
+    table = out / "results.csv"
+    if damage == "empty":
+        table.write_text("")
+    elif damage == "header only":
+        table.write_text(table.read_text().splitlines()[0] + "\n")
+    else:
+        clean.assign(diverged=True).to_csv(table, index=False)
+    assert main(["analyze", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("qrobust: error:") and "Traceback" not in err and not (out / "critical_points.csv").exists()
