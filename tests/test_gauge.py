@@ -66,7 +66,7 @@ def test_the_gauge_is_refused_on_mnist_and_recorded_for_xxz(tmp_path, capsys):
 
 def test_the_gauge_study_runs_every_gauge_and_the_qnn_rows_agree(tmp_path):
     out = tmp_path / "g"
-    assert main(["gauge", "--qubits", "4", "--n-train", "6", "--alphas", "0,0.5", "--seeds", "2", "--epochs", "3",
+    assert main(["gauge", "--qubits", "4", "--n-train", "4", "--alphas", "0,0.5", "--seeds", "1", "--epochs", "2",
                  "--no-progress", "--out", str(out)]) == 0
     summary = pd.read_csv(out / "gauge.csv")
     assert set(summary.gauge) == set(GAUGES) and (out / "gauge.png").stat().st_size > 1000

@@ -85,6 +85,7 @@ def test_a_sweep_picks_its_chunk_size_from_memory_and_keeps_it_on_resume(tmp_pat
     assert len(list((out / "chunks").glob("*.csv"))) == 3
 
 
+@pytest.mark.slow  # 34 s; the sweep's test above covers the mechanism in the default suite
 def test_unlearning_sizes_teacher_and_student_chunks_from_memory_and_keeps_them(tmp_path, monkeypatch):
     import json
 
