@@ -324,6 +324,7 @@ def _analyze(args) -> int:
 
     from qrobust import report
     from qrobust.analysis.critical import analyze_sweeps
+    from qrobust.store import unwritable
 
     if args.bootstrap < 10:
         raise ConfigError(f"--bootstrap must be at least 10, got {args.bootstrap}")
@@ -331,11 +332,9 @@ def _analyze(args) -> int:
         raise ConfigError("several runs make a finite-size table: say where with --finite-size-out DIR")
     if args.finite_size_out:
         out = Path(args.finite_size_out)
-        above = next(p for p in (out, *out.absolute().parents) if p.exists())
-        if not above.is_dir():
-            raise ConfigError(f"--finite-size-out {out}: {above} exists and is not a directory")
-        if not os.access(above, os.W_OK):
-            raise ConfigError(f"--finite-size-out {out}: {above} cannot be written")
+        reason = unwritable(out)
+        if reason is not None:
+            raise ConfigError(f"--finite-size-out {out}: {reason}")
     for run in args.run_dirs:
         if Path(run).is_dir() and not os.access(run, os.W_OK):
             raise ConfigError(f"{run} cannot be written (analyze writes critical_points.csv there)")

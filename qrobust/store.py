@@ -87,6 +87,17 @@ def _diff(a, b, prefix=""):
     return [] if a == b else [f"{prefix[:-1]}: {a!r} here, {b!r} asked for"]
 
 
+def unwritable(path: Path) -> str | None:
+    """Why a directory cannot be made at ``path`` (None: it may be): the nearest existing place on the way
+    is a file, or cannot be written."""
+    above = next(p for p in (path, *Path(path).absolute().parents) if p.exists())
+    if not above.is_dir():
+        return f"{above} is not a directory"
+    if not os.access(above, os.W_OK):
+        return f"{above} cannot be written"
+    return None
+
+
 def _same_values(a: pd.Series, b: pd.Series) -> np.ndarray:
     """Element-wise equality of a stored column and a planned one: numbers to rounding (NaN equals NaN),
     anything else as text."""
@@ -127,9 +138,9 @@ class RunDirectory:
         """Refuse a directory made by other settings (without writing anything)."""
         if self.path.exists() and not self.path.is_dir():
             raise ResultsMismatchError(f"output path {self.path} exists and is not a directory")
-        above = next(p for p in (self.path, *self.path.absolute().parents) if p.exists())
-        if not above.is_dir():
-            raise ConfigError(f"cannot write the run directory {self.path}: {above} is not a directory")
+        reason = unwritable(self.path)
+        if reason is not None:
+            raise ConfigError(f"cannot write the run directory {self.path}: {reason}")
         if self.config_path.exists():
             try:
                 old = json.loads(self.config_path.read_text())["settings"]
