@@ -28,6 +28,7 @@ def _run(out, devices, chunk_size):
     return pd.read_csv(out / "results.csv")
 
 
+@pytest.mark.slow  # 41 s; CI runs it (the default suite stays under 10 minutes on 2 cores)
 def test_four_devices_give_the_results_of_one(tmp_path):
     """12 replicas per model: one device runs chunks of 3, four devices one chunk of 12 (3 per device).
 
