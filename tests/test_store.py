@@ -1,5 +1,6 @@
 """The run store trusts no chunk it has not checked against the plan."""
 
+import json
 import shutil
 
 import numpy as np
@@ -212,3 +213,26 @@ def test_analyze_names_a_table_it_cannot_use(runs, tmp_path, capsys, damage):
     assert main(["analyze", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("qrobust: error:") and "Traceback" not in err and not (out / "critical_points.csv").exists()
+
+
+@pytest.mark.slow  # 36 s; CI runs it
+def test_an_unlearning_run_with_another_chunk_plan_reads_no_stale_chunk(tmp_path, monkeypatch):
+    """The unlearning run of the issue: its chunk plan changed under it (stored in chunks of 2, then planned
+    from memory in one chunk). Before the check, teachers.csv got duplicated rows and final.csv broke;
+    now the stale chunks are set aside and the tables equal a clean run's."""
+    args = ["unlearn", "--dataset", "xxz", "--qubits", "4", "--n-train", "6", "--model", "mlp", "--seeds", "3",
+            "--method", "finetune", "--teacher-epochs", "2", "--epochs", "2", "--no-progress"]
+    clean, out = tmp_path / "clean", tmp_path / "run"
+    assert main(args + ["--out", str(clean)]) == 0
+    with monkeypatch.context() as m:  # little memory: every program in chunks of 2, recorded
+        m.setattr("qrobust.experiments.chunks.replicas_that_fit", lambda per_replica, *, cap: min(cap, 2))
+        assert main(args + ["--out", str(out)]) == 0
+    assert set(json.loads((out / "chunk_sizes.json").read_text()).values()) == {2}
+    (out / "chunk_sizes.json").unlink()  # lost: the new plan, from memory, is one chunk per program
+    assert main(args + ["--out", str(out)]) == 0
+    for table in ("teachers.csv", "final.csv"):
+        a, b = pd.read_csv(clean / table), pd.read_csv(out / table)
+        assert len(b) == len(a) and not b.duplicated().any(), table
+        pd.testing.assert_frame_equal(a.drop(columns=["seconds"], errors="ignore"),
+                                      b.drop(columns=["seconds"], errors="ignore"), check_exact=False, atol=1e-6)
+    assert any((out / "chunks" / "rejected").glob("teacher-*.csv"))
