@@ -319,7 +319,6 @@ def _unlearn(args) -> int:
 
 
 def _analyze(args) -> int:
-    import os
     from pathlib import Path
 
     from qrobust import report
@@ -336,8 +335,9 @@ def _analyze(args) -> int:
         if reason is not None:
             raise ConfigError(f"--finite-size-out {out}: {reason}")
     for run in args.run_dirs:
-        if Path(run).is_dir() and not os.access(run, os.W_OK):
-            raise ConfigError(f"{run} cannot be written (analyze writes critical_points.csv there)")
+        reason = unwritable(Path(run)) if Path(run).is_dir() else None
+        if reason is not None:
+            raise ConfigError(f"{reason} (analyze writes critical_points.csv there)")
     critical, finite_size = analyze_sweeps(args.run_dirs, n_boot=args.bootstrap)  # all read before any write
     cols = ["model", "corruption", "alpha_c_memorization", "alpha_c_memorization_lo",
             "alpha_c_memorization_hi", "alpha_c_validation", "transition"]

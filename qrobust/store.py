@@ -107,10 +107,6 @@ def _same_values(a: pd.Series, b: pd.Series) -> np.ndarray:
     return a.astype(str).to_numpy() == b.astype(str).to_numpy()
 
 
-def _same_column(a: pd.Series, b: pd.Series) -> bool:
-    return bool(np.all(_same_values(a, b)))
-
-
 class RunDirectory:
     """A run directory tied to one configuration (see module docstring)."""
 
@@ -249,11 +245,11 @@ class RunDirectory:
         expected = rows[common].loc[rows.index.repeat(len(frame) // len(rows))].reset_index(drop=True)
         got = frame[common].reset_index(drop=True)
         for column in common:
-            if not _same_column(got[column], expected[column]):
-                i = int(np.argmax(~_same_values(got[column], expected[column])))
-                found, planned = (getattr(v, "item", lambda v=v: v)() for v in (got[column].iloc[i],
-                                                                                expected[column].iloc[i]))
-                return f"row {i} has {column} = {found!r} where the plan has {planned!r}"
+            same = _same_values(got[column], expected[column])
+            if not same.all():
+                i = int(np.argmax(~same))
+                return (f"row {i} has {column} = {got[column].tolist()[i]!r} where the plan has "
+                        f"{expected[column].tolist()[i]!r}")
         try:
             arrays = self.read_arrays(name)
         except (ValueError, OSError, EOFError) as exc:

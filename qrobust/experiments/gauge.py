@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from qrobust.data.gauge import GAUGES, check_gauge
+from qrobust.data.gauge import GAUGES
 from qrobust.errors import ConfigError
 from qrobust.experiments.sweep import SweepConfig, run_sweep
 
@@ -30,9 +30,7 @@ def run_gauge_study(config: SweepConfig, out: str | Path | None = None, *, gauge
     if config.dataset == "mnist":
         raise ConfigError("the gauge study needs quantum data (--dataset xxz): MNIST's states have no free phase")
     check_axis("gauge", gauges)
-    configs = {g: replace(config, gauge=g).validate() for g in gauges}
-    for g in gauges:
-        check_gauge(g, config.gauge_seed)
+    configs = {g: replace(config, gauge=g).validate() for g in gauges}  # each checks its gauge
     frames = []
     for g, c in configs.items():
         results = run_sweep(c, Path(out) / g if out is not None else None, progress=progress)

@@ -90,10 +90,7 @@ class StudyConfig:
             raise ConfigError(f"training-set size per class must be positive, got {self.n_train_per_class}")
         check_dtype(self.dtype)
         check_simulator(self.simulator, self.matmul_precision)
-        if self.dataset == "mnist" and self.gauge is not None:
-            raise ConfigError("--gauge applies to quantum data (xxz): MNIST's amplitude encoding is real and "
-                              "positive")
-        if self.gauge is not None:
+        if self.gauge is not None:  # (a gauge on MNIST is refused where the data is loaded: load_dataset)
             check_gauge(self.gauge, self.gauge_seed)
 
 

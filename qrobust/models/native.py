@@ -168,7 +168,7 @@ def _build() -> Path:
                 return cached
             return _build_private(command, name, f"the cached library is not loaded: {doubt}")
         cached.parent.mkdir(parents=True, exist_ok=True)
-        doubt = untrusted(cached.parent / ".")
+        doubt = untrusted(cached.parent)  # the native directory and the cache above it
         if doubt is not None:  # a library built there could be replaced by another user before it is loaded
             return _build_private(command, name, f"the cache is not private: {doubt}")
         staging = Path(tempfile.mkdtemp(dir=cached.parent, prefix=".build-"))
