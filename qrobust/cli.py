@@ -69,9 +69,9 @@ class _UsageError(Exception):
     pass
 
 
-_DATASETS = ("mnist", "xxz")  # qrobust.experiments.settings.DATASETS (literals: a fast --help)
+_DATASETS = ("mnist", "xxz", "tfim", "cluster", "sklearn-digits", "npz")  # settings.DATASETS (literals: fast --help)
 _MODELS = ("qnn", "mlp")
-_CORRUPTIONS = ("flip", "features")
+_CORRUPTIONS = ("flip", "features", "class-targeted", "boundary", "quid")  # corruption.CORRUPTIONS
 _DTYPES = ("complex64", "complex128")
 _METHODS = ("retrain", "finetune", "scrub", "ga", "neggrad", "relabel", "scrub_kurmanji")
 
@@ -79,11 +79,25 @@ _METHODS = ("retrain", "finetune", "scrub", "ga", "neggrad", "relabel", "scrub_k
 def _study(sub, name: str, help: str, *, seeds: int) -> argparse.ArgumentParser:
     """A subcommand that trains models: the options every study shares, plus --out and --no-progress."""
     p = sub.add_parser(name, help=help, formatter_class=_Help)
-    p.add_argument("--dataset", default="mnist", choices=_DATASETS, help="the data")
+    p.add_argument("--dataset", default="mnist", choices=_DATASETS,
+                   help="the data: MNIST digits (embedded); ground states of the xxz, tfim (transverse-field Ising) "
+                        "or cluster (cluster-Ising, SPT) chain; scikit-learn's 8x8 digits; a user's npz file")
     p.add_argument("--model", action="append", dest="models", choices=_MODELS,
                    help="qnn and/or mlp (repeat; default both)")
     p.add_argument("--seeds", type=int, default=seeds, help="number of seeds")
-    p.add_argument("--qubits", type=int, dest="n_qubits", help="spins of the XXZ chain (default 12)")
+    p.add_argument("--qubits", type=int, dest="n_qubits", help="spins of a chain (xxz, tfim, cluster; default 12)")
+    p.add_argument("--digits", help="two digits A,B: A is class 0, B class 1 (mnist, sklearn-digits; default 1,9)")
+    p.add_argument("--data-file", help="--dataset npz: an .npz file with x_train, y_train, x_val, y_val "
+                                       "(labels 0/1; rows amplitude-encoded, zero-padded to a power of two)")
+    p.add_argument("--mnist-path", help="full MNIST: mnist.npz or a directory of IDX files")
+    p.add_argument("--grid", choices=_GRIDS,
+                   help="a chain's coupling grid: paper (the published code's: 83 states per class on [0.09, "
+                        "1.91], |g - 1| <= 0.045 left out; the default) or wide (201 points on [0, 2], "
+                        "|g - 1| <= 0.2 left out)")
+    p.add_argument("--param-range", "--delta-range", dest="param_range",
+                   help="LO,HI: the grid's range of the coupling (Delta, h), replacing the grid's")
+    p.add_argument("--n-points", type=int, help="points on the grid's range, replacing the grid's")
+    p.add_argument("--window", type=float, help="couplings with |g - 1| <= WINDOW are left out, replacing the grid's")
     p.add_argument("--gauge", choices=_GAUGES,
                    help="the global phase of each XXZ state: phase (a random e^{i phi} per state, as an "
                         "eigensolver gives them; the default for xxz), sign (a random +-1), fixed (canonical: "
@@ -103,6 +117,37 @@ def _study(sub, name: str, help: str, *, seeds: int) -> argparse.ArgumentParser:
 
 _SIMULATORS = ("native", "blocks", "tc-fused", "tc-gates")  # qrobust.models.qnn.SIMULATORS (not imported: fast --help)
 _GAUGES = ("fixed", "sign", "phase")  # qrobust.data.gauge.GAUGES (likewise)
+_GRIDS = ("paper", "wide")  # qrobust.data.phases.GRIDS (likewise)
+
+
+def parse_floats(text: str, what: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"cannot read {what} {text!r}: expected comma-separated numbers") from None
+
+
+def _data_options(args) -> dict:
+    """The data fields of every study's config (``qrobust.experiments.study.StudyConfig``)."""
+    options = dict(dataset=args.dataset, n_qubits=args.n_qubits, mnist_path=args.mnist_path, gauge=args.gauge,
+                   gauge_seed=args.gauge_seed, data_file=args.data_file,
+                   n_train_per_class=getattr(args, "n_train_per_class", None))
+    if args.digits is not None:
+        digits = parse_ints(args.digits)
+        if len(digits) != 2:
+            raise ConfigError(f"--digits takes two digits A,B, got {args.digits!r}")
+        options["digits"] = digits
+    if args.grid is not None or args.param_range is not None or args.n_points is not None or args.window is not None:
+        from qrobust.data.phases import with_overrides
+        from qrobust.experiments.settings import QUANTUM_DATASETS
+
+        if args.dataset not in QUANTUM_DATASETS:
+            raise ConfigError(f"--grid, --param-range, --n-points and --window apply to the quantum phases "
+                              f"({', '.join(QUANTUM_DATASETS)}) only")
+        value_range = parse_floats(args.param_range, "--param-range") if args.param_range is not None else None
+        options["grid"] = with_overrides(args.grid, value_range=value_range, n_points=args.n_points,
+                                         window=args.window)
+    return options
 
 
 def _simulator(args) -> str | None:
@@ -157,7 +202,9 @@ def _sweep_options(sw, dataset: str = "mnist") -> None:
     """The sweep's own options (on the sweep and the gauge study)."""
     sw.set_defaults(dataset=dataset)
     sw.add_argument("--corruption", action="append", dest="corruptions", choices=_CORRUPTIONS,
-                    help="flip and/or features (repeat; default both)")
+                    help="repeat; default the paper's two, flip and features. Aimed label flips: class-targeted "
+                         "(class 0 only), boundary (what a clean reference model is least sure of), quid (states "
+                         "nearest the other class)")
     sw.add_argument("--alphas", default="0:0.9:0.1", help="START:STOP:STEP or a comma list")
     sw.add_argument("--seed-offset", type=int, default=0, help="first seed")
     sw.add_argument("--epochs", type=int, help="override the paper's epochs")
@@ -168,7 +215,6 @@ def _sweep_options(sw, dataset: str = "mnist") -> None:
     sw.add_argument("--hidden", help="MLP hidden sizes, e.g. 64,16")
     sw.add_argument("--dtype", default="complex64", choices=_DTYPES, help="the QNN's state dtype")
     sw.add_argument("--n-train", type=int, dest="n_train_per_class", help="training samples per class")
-    sw.add_argument("--mnist-path", help="full MNIST: mnist.npz or a directory of IDX files")
     sw.add_argument("--chunk-size", type=int, help="replicas per compiled program (default: what fits in memory)")
     _precision_option(sw)
     sw.add_argument("--eval-every", type=int, default=1,
@@ -225,7 +271,6 @@ def build_parser() -> argparse.ArgumentParser:
     un.add_argument("--lr", type=float, help="student learning rate (default: the paper's)")
     un.add_argument("--teacher-epochs", type=int, help="override the teachers' epochs")
     un.add_argument("--n-train", type=int, dest="n_train_per_class", help="training samples per class")
-    un.add_argument("--mnist-path", help="full MNIST: mnist.npz or a directory of IDX files")
     un.add_argument("--dtype", default="complex64", choices=_DTYPES, help="the QNN's state dtype")
     un.add_argument("--chunk-size", type=int, help="replicas per compiled program (default: what fits in memory)")
     _precision_option(un)
@@ -245,7 +290,7 @@ def _sweep_config(args, corruptions=("flip", "features")):
 
     _x64_if_asked(args.dtype)
     return SweepConfig(
-        dataset=args.dataset,
+        **_data_options(args),
         models=tuple(args.models or ("qnn", "mlp")),
         corruptions=tuple(args.corruptions or corruptions),
         alphas=parse_alphas(args.alphas),
@@ -253,10 +298,8 @@ def _sweep_config(args, corruptions=("flip", "features")):
         epochs=args.epochs, batch_size=args.batch_size,
         learning_rates=tuple(args.learning_rates) if args.learning_rates else None,
         depth=args.depth, hidden=parse_ints(args.hidden) if args.hidden else None,
-        dtype=args.dtype, n_train_per_class=args.n_train_per_class, n_qubits=args.n_qubits,
-        mnist_path=args.mnist_path, chunk_size=args.chunk_size, eval_every=args.eval_every,
+        dtype=args.dtype, chunk_size=args.chunk_size, eval_every=args.eval_every,
         simulator=_simulator(args), matmul_precision=args.matmul_precision,
-        gauge=args.gauge, gauge_seed=args.gauge_seed,
     )
 
 
@@ -300,15 +343,13 @@ def _unlearn(args) -> int:
 
     _x64_if_asked(args.dtype)
     config = UnlearnConfig(
-        dataset=args.dataset, models=tuple(args.models or ("qnn", "mlp")),
+        **_data_options(args), models=tuple(args.models or ("qnn", "mlp")),
         methods=tuple(args.methods or ("retrain", "finetune", "scrub", "ga")), alpha=args.alpha,
         corruption=args.corruption, seeds=seed_range(args),
         epochs=args.epochs, kl_ws=parse_alphas(args.kl_w, "kl_w"), fo_ws=parse_alphas(args.fo_w, "fo_w"),
         known_fraction=args.known_fraction, forget_source=args.forget_source, batch_size=args.batch_size, learning_rate=args.lr,
-        teacher_epochs=args.teacher_epochs, n_train_per_class=args.n_train_per_class, n_qubits=args.n_qubits,
-        mnist_path=args.mnist_path, dtype=args.dtype, chunk_size=args.chunk_size,
+        teacher_epochs=args.teacher_epochs, dtype=args.dtype, chunk_size=args.chunk_size,
         simulator=_simulator(args), matmul_precision=args.matmul_precision,
-        gauge=args.gauge, gauge_seed=args.gauge_seed,
     )
     start = time.perf_counter()
     run_unlearning(config, args.out, progress=not args.no_progress)
@@ -367,10 +408,9 @@ def _draw(args) -> list:
 def _landscape(args) -> int:
     from qrobust.experiments.landscape import LandscapeConfig, run_landscape
 
-    config = LandscapeConfig(dataset=args.dataset, models=tuple(args.models or ("qnn", "mlp")),
+    config = LandscapeConfig(**_data_options(args), models=tuple(args.models or ("qnn", "mlp")),
                              alphas=parse_alphas(args.alphas), seeds=seed_range(args), epochs=args.epochs,
-                             hutchinson_samples=args.hutchinson, n_eval=args.n_eval, n_qubits=args.n_qubits,
-                             simulator=_simulator(args), gauge=args.gauge, gauge_seed=args.gauge_seed)
+                             hutchinson_samples=args.hutchinson, n_eval=args.n_eval, simulator=_simulator(args))
     result = run_landscape(config, args.out, progress=not args.no_progress)
     _draw(args)
     stats = result[result.alpha > 0].groupby(["model", "alpha"]).ratio.agg(["mean", "std"])
@@ -382,11 +422,9 @@ def _landscape(args) -> int:
 def _detect(args) -> int:
     from qrobust.experiments.detection import DetectConfig, run_detection
 
-    config = DetectConfig(dataset=args.dataset, models=tuple(args.models or ("qnn", "mlp")),
+    config = DetectConfig(**_data_options(args), models=tuple(args.models or ("qnn", "mlp")),
                           alphas=parse_alphas(args.alphas), seeds=seed_range(args), epochs=args.epochs,
-                          folds=args.folds, n_train_per_class=args.n_train_per_class, n_qubits=args.n_qubits,
-                          baselines=not args.no_baselines, simulator=_simulator(args), gauge=args.gauge,
-                          gauge_seed=args.gauge_seed)
+                          folds=args.folds, baselines=not args.no_baselines, simulator=_simulator(args))
     result = run_detection(config, args.out, progress=not args.no_progress)
     _draw(args)
     table = result.groupby(["detector", "alpha"])[["auroc", "auprc", "precision_at_k", "precision", "recall"]].mean()

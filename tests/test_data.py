@@ -176,24 +176,60 @@ def test_ground_states_cache_returns_fresh_values(tmp_path, monkeypatch):
     monkeypatch.setenv("QROBUST_CACHE", str(tmp_path))
     deltas = [0.3, 1.7]
     e1, s1 = ground_states(6, deltas)
-    files = list((tmp_path / "xxz").glob("*.npz"))
+    files = list((tmp_path / "phases" / "xxz").glob("*.npz"))
     assert len(files) == 1
     e2, s2 = ground_states(6, deltas)
     e3, s3 = ground_states(6, deltas, use_cache=False)
     np.testing.assert_array_equal(s1, s2)
     np.testing.assert_array_equal(s2, s3)
     ground_states(6, [0.3, 1.71])
-    assert len(list((tmp_path / "xxz").glob("*.npz"))) == 2  # keyed by every Delta
+    assert len(list((tmp_path / "phases" / "xxz").glob("*.npz"))) == 2  # keyed by every Delta
 
 
-def test_xxz_dataset_split():
+def test_xxz_dataset_split_on_the_papers_grid():
+    """The published code's counts: 41 training and 42 validation states per class, interleaved, validation
+    points at both ends of each class, about 0.09 left out around Delta = 1."""
     ds = xxz_dataset(n_spins=4)
-    assert ds.class_counts == (40, 40) and len(ds.y_val) == 80 and ds.is_complex
-    tr, va = np.array(ds.meta["deltas_train"]), np.array(ds.meta["deltas_val"])
-    assert set(tr).isdisjoint(va) and np.all(np.abs(np.concatenate([tr, va]) - 1) > 0.2)
-    assert np.all((tr > 1) == (ds.y_train == 1))
-    # interleaved: between two consecutive class-0 training points lies one validation point
-    assert np.all(np.isin(np.round(tr[ds.y_train == 0][:-1] + 0.01, 6), va))
+    assert ds.class_counts == (41, 41) and len(ds.y_val) == 84 and ds.is_complex
+    per = ds.meta["per_state"]
+    tr, va = np.array(per["delta_train"]), np.array(per["delta_val"])
+    assert set(tr).isdisjoint(va) and np.all((tr > 1) == (ds.y_train == 1)) and np.all((va > 1) == (ds.y_val == 1))
+    for cls in (0, 1):
+        t, v = np.sort(tr[ds.y_train == cls]), np.sort(va[ds.y_val == cls])
+        assert v[0] < t[0] and t[-1] < v[-1]  # validation at both ends
+        assert np.all((v[:-1] < t) & (t < v[1:]))  # one training point between consecutive validation points
+    assert abs(va.min() - 0.09) < 1e-9 and abs(va.max() - 1.91) < 1e-9
+    inner = va[ds.y_val == 0].max(), va[ds.y_val == 1].min()
+    assert 0.08 < inner[1] - inner[0] < 0.1
+    assert ds.meta["grid"] == dict(lo=0.09, hi=1.91, n_points=174, window=0.045, val_first=True)
+
+
+def test_xxz_wide_grid_is_the_old_one():
+    ds = xxz_dataset(n_spins=4, grid="wide")
+    assert ds.class_counts == (40, 40) and len(ds.y_val) == 80
+    tr, va = np.array(ds.meta["per_state"]["delta_train"]), np.array(ds.meta["per_state"]["delta_val"])
+    assert np.all(np.abs(np.concatenate([tr, va]) - 1) > 0.2) and tr.min() == 0.0
+    assert np.all(np.isin(np.round(tr[ds.y_train == 0][:-1] + 0.01, 6), np.round(va, 6)))
+
+
+def test_xxz_order_parameter_tells_the_phases_apart():
+    """The squared staggered magnetisation: exactly 1 for a Neel state, larger on the Neel side than the XY side,
+    and the dataset's values are the function's on its own states."""
+    from qrobust.data import xxz
+
+    neel = np.zeros(16, complex)
+    neel[0b0101] = 1
+    assert abs(xxz.order_parameter(neel, 4) - 1) < 1e-12
+    ferro = np.zeros(16, complex)
+    ferro[0] = 1
+    assert abs(xxz.order_parameter(ferro, 4)) < 1e-12
+    n = 8
+    assert xxz.order_parameter(ground_state(n, 3.0)[1], n) > xxz.order_parameter(ground_state(n, 0.2)[1], n) + 0.2
+    ds = xxz_dataset(n_spins=4, grid="wide")
+    assert np.allclose(ds.meta["per_state"]["order_train"][0], xxz.order_parameter(ground_state(4, 0.0)[1], 4))
+
+
+def test_xxz_odd_chain_refused():
     with pytest.raises(ConfigError, match="even number"):
         ground_state(5, 1.0)
 

@@ -131,7 +131,7 @@ def test_a_cached_ground_state_file_others_can_write_is_not_trusted(tmp_path, mo
 
     monkeypatch.setenv("QROBUST_CACHE", str(tmp_path / "cache"))
     energies, states = xxz.ground_states(4, [0.5])
-    (path,) = (tmp_path / "cache" / "xxz").glob("*.npz")
+    (path,) = (tmp_path / "cache" / "phases" / "xxz").glob("*.npz")
     np.savez(path, energies=energies + 1.0, states=states)  # another user's "states"
     os.chmod(path, 0o666)
     again, _ = xxz.ground_states(4, [0.5])

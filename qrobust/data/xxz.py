@@ -6,43 +6,24 @@ in the zero-magnetisation sector, which is diagonalised on its own
 (C(L, L/2) states; 924 for L = 12) and embedded into the 2**L basis.
 Qubit 0 is the most significant bit of a basis index (TensorCircuit's order).
 
-The classification task (the paper, arXiv:2508.02422): class 0 on the gapless side (Delta < 1),
-class 1 on the Neel side (Delta > 1); grid points with |Delta - 1| <= gap are
-left out; within each class, sorted by Delta, even positions train and odd
-positions validate (interleaved). Defaults: Delta in linspace(0, 2, 201), gap
-0.2, which gives 80 states per class, 40 training + 40 validation. The global
-phase of each state is the dataset's ``gauge`` (``qrobust.data.gauge``; default
-"phase", a random phase per state, as an eigensolver hands them out).
+The classification task (grid, split, gauge) is ``qrobust.data.phases``'s, shared by every
+quantum phase.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from itertools import combinations
-from pathlib import Path
 
 import numpy as np
 import scipy.linalg
 import scipy.sparse
 import scipy.sparse.linalg
 
-import qrobust.cache
 from qrobust.data.dataset import Dataset
-from qrobust.data.gauge import DEFAULT_GAUGE, apply_gauge, check_gauge
+from qrobust.data.gauge import DEFAULT_GAUGE
 from qrobust.errors import ConfigError
 
-_CACHE_VERSION = 1
 _DENSE_LIMIT = 3000  # sector dimension up to which dense eigh is used
-
-
-MIN_SPINS, MAX_SPINS = 4, 20
-
-
-def cache_dir() -> Path:
-    """Where cached ground states live: ``qrobust.cache.cache_dir()`` ($QROBUST_CACHE; see there)."""
-    return qrobust.cache.cache_dir()
 
 
 def _sector_basis(n_spins: int) -> np.ndarray:
@@ -103,77 +84,25 @@ def ground_state(n_spins: int, delta: float) -> tuple[float, np.ndarray]:
     return energy, full
 
 
+def order_parameter(state: np.ndarray, n_spins: int) -> float:
+    """Squared staggered magnetisation <(sum_i (-1)^i Z_i / L)^2>: 1 in the Neel limit, small on the XY side."""
+    bits = (np.arange(2**n_spins)[:, None] >> (n_spins - 1 - np.arange(n_spins))) & 1
+    staggered = ((1 - 2 * bits) * (-1) ** np.arange(n_spins)).sum(axis=1) / n_spins
+    return float(np.sum(np.abs(state) ** 2 * staggered**2))
+
+
 def ground_states(n_spins: int, deltas, *, use_cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Ground energies (K,) and states (K, 2**n_spins) for every Delta, cached on disk.
+    """Ground energies (K,) and states (K, 2**n_spins) for every Delta, cached on disk
+    (``qrobust.data.phases.ground_states``)."""
+    from qrobust.data.phases import ground_states as cached
 
-    The cache key hashes every parameter (number of spins, the exact Delta values,
-    the cache format version); files are written atomically.
-    """
-    deltas = np.asarray(deltas, dtype=np.float64)
-    key = hashlib.sha256(
-        json.dumps({"v": _CACHE_VERSION, "L": n_spins}).encode() + deltas.tobytes()
-    ).hexdigest()[:20]
-    path = cache_dir() / "xxz" / f"L{n_spins}-{key}.npz"
-    if use_cache and path.exists() and qrobust.cache.untrusted(path) is None:  # else another user could have made it
-        try:
-            with np.load(path) as z:
-                return z["energies"], z["states"]
-        except Exception:
-            pass  # a damaged cache file is recomputed
-    results = [ground_state(n_spins, float(d)) for d in deltas]
-    energies = np.array([e for e, _ in results])
-    states = np.stack([s for _, s in results])
-    if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
-        np.savez(tmp, energies=energies, states=states, deltas=deltas)
-        os.replace(tmp, path)
-    return energies, states
+    return cached("xxz", n_spins, deltas, use_cache=use_cache)
 
 
-def xxz_dataset(
-    n_spins: int = 12,
-    delta_min: float = 0.0,
-    delta_max: float = 2.0,
-    n_points: int = 201,
-    gap: float = 0.2,
-    *,
-    gauge: str = DEFAULT_GAUGE,
-    gauge_seed: int = 0,
-    use_cache: bool = True,
-) -> Dataset:
-    """The XXZ phase-classification dataset (see module docstring for the grid and split), its states in
-    ``gauge`` (``qrobust.data.gauge``: "fixed", "sign" or "phase", drawn with ``gauge_seed`` over the whole
-    grid before the split)."""
-    check_gauge(gauge, gauge_seed)
-    if not MIN_SPINS <= n_spins <= MAX_SPINS or n_spins % 2:
-        raise ConfigError(f"the XXZ chain needs an even number of spins from {MIN_SPINS} to {MAX_SPINS} (exact "
-                          f"diagonalisation of ~200 ground states; 2**L amplitudes per state), got {n_spins}")
-    if n_points < 4 or not delta_min < 1.0 < delta_max:
-        raise ConfigError(f"the Delta grid must straddle 1 with at least 4 points, got "
-                          f"[{delta_min}, {delta_max}] with {n_points} points")
-    grid = np.linspace(delta_min, delta_max, n_points)
-    keep = np.abs(grid - 1.0) > gap + 1e-9
-    grid = grid[keep]
-    labels = (grid > 1.0).astype(np.int32)
-    if labels.sum() < 2 or (1 - labels).sum() < 2:
-        raise ConfigError("the Delta grid leaves fewer than 2 points on a side of the transition")
-    _, states = ground_states(n_spins, grid, use_cache=use_cache)
-    states = apply_gauge(states, gauge, gauge_seed)
-    train_idx, val_idx = [], []
-    for cls in (0, 1):
-        idx = np.flatnonzero(labels == cls)  # grid is sorted, so idx is sorted by Delta
-        train_idx.extend(idx[0::2])
-        val_idx.extend(idx[1::2])
-    train_idx, val_idx = np.array(train_idx), np.array(val_idx)
-    return Dataset(
-        name="xxz",
-        x_train=states[train_idx],
-        y_train=labels[train_idx],
-        x_val=states[val_idx],
-        y_val=labels[val_idx],
-        n_qubits=n_spins,
-        meta=dict(source="exact diagonalisation", n_spins=n_spins, delta_min=delta_min,
-                  delta_max=delta_max, n_points=n_points, gap=gap, gauge=gauge, gauge_seed=gauge_seed,
-                  deltas_train=grid[train_idx].round(6).tolist(), deltas_val=grid[val_idx].round(6).tolist()),
-    )
+def xxz_dataset(n_spins: int = 12, grid=None, *, gauge: str = DEFAULT_GAUGE, gauge_seed: int = 0,
+                use_cache: bool = True) -> Dataset:
+    """The XXZ phase-classification dataset on ``grid`` (``qrobust.data.phases``: "paper", the default, or
+    "wide", or a Grid), its states in ``gauge`` (``qrobust.data.gauge``)."""
+    from qrobust.data.phases import phase_dataset
+
+    return phase_dataset("xxz", n_spins, grid, gauge=gauge, gauge_seed=gauge_seed, use_cache=use_cache)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from qrobust.data.gauge import GAUGES
+from qrobust.data.phases import PHASES
 from qrobust.errors import ConfigError
 from qrobust.experiments.sweep import SweepConfig, run_sweep
 
@@ -27,8 +28,9 @@ def run_gauge_study(config: SweepConfig, out: str | Path | None = None, *, gauge
     from qrobust.analysis.summary import final_summary
     from qrobust.experiments.study import check_axis
 
-    if config.dataset == "mnist":
-        raise ConfigError("the gauge study needs quantum data (--dataset xxz): MNIST's states have no free phase")
+    if config.dataset not in PHASES:
+        raise ConfigError(f"the gauge study needs quantum data (--dataset {'|'.join(PHASES)}): "
+                          f"{config.dataset}'s states have no free phase")
     check_axis("gauge", gauges)
     configs = {g: replace(config, gauge=g).validate() for g in gauges}  # each checks its gauge
     frames = []

@@ -33,11 +33,13 @@ from qrobust.backend import check_dtype
 from qrobust.corruption import corrupt_replicas
 from qrobust.data import Dataset
 from qrobust.data.gauge import DEFAULT_GAUGE, check_gauge
+from qrobust.data.mnist import check_digits
+from qrobust.data.phases import PHASES, Grid, resolve_grid
 from qrobust.engine import EvalData, plain_data
 from qrobust.errors import ConfigError
 from qrobust.experiments.chunks import fitted_chunk_size
-from qrobust.experiments.settings import (DATASETS, ModelSettings, build_model, check_name, check_simulator,
-                                         load_dataset, simulators_used)
+from qrobust.experiments.settings import (DATASETS, ModelSettings, build_model, check_data_options, check_name,
+                                         check_simulator, load_dataset, simulators_used)
 from qrobust.keys import CORRUPT, INIT, SHUFFLE, replica_keys
 from qrobust.memory import default_cap, program_bytes
 from qrobust.models import MODELS, Model
@@ -48,15 +50,18 @@ from qrobust.store import RunDirectory
 class StudyConfig:
     """The settings every study shares. ``None`` takes the paper's (or the machine's) default.
 
-    dataset: "mnist" or "xxz"; n_train_per_class, n_qubits (XXZ chain length) and
-      mnist_path (full MNIST instead of the embedded digits) are its options.
+    dataset: one of ``settings.DATASETS``: "mnist", the quantum phases "xxz", "tfim", "cluster"
+      (``qrobust.data.phases``), "sklearn-digits", "npz" (a user's arrays, ``qrobust.data.npz``). Its options:
+      n_train_per_class; n_qubits (a chain's spins), grid (a phase's coupling grid: a name of
+      ``phases.GRIDS``, a ``phases.Grid``; None: "paper"); digits (mnist, sklearn-digits); mnist_path (full
+      MNIST instead of the embedded digits); data_file (npz).
     models: "qnn" and/or "mlp". seeds: distinct non-negative integers.
     dtype: the QNN's "complex64" (default) or "complex128" (needs JAX's 64-bit mode).
     chunk_size: replicas per compiled program (default: what fits in memory).
     simulator: the QNN's simulator (``qrobust.models.qnn``; None: "native" on CPU where it
       builds, else "blocks"); matmul_precision: "highest" or "tf32" (the "blocks" products).
     gauge, gauge_seed: the global phase of each state of quantum data (``qrobust.data.gauge``: "fixed",
-      "sign" or "phase"; None: "phase" for XXZ, recorded by name; MNIST has none).
+      "sign" or "phase"; None: "phase" for a quantum phase, recorded by name; classical data has none).
     """
 
     dataset: str = "mnist"
@@ -71,10 +76,17 @@ class StudyConfig:
     matmul_precision: str = "highest"
     gauge: str | None = None
     gauge_seed: int = 0
+    grid: Grid | str | dict | None = None
+    digits: tuple[int, int] | None = None
+    data_file: str | None = None
 
     def __post_init__(self):
-        if self.gauge is None and self.dataset != "mnist":  # quantum data: record the default gauge by name
-            object.__setattr__(self, "gauge", DEFAULT_GAUGE)
+        if self.dataset in PHASES:  # quantum data: record the default gauge by name, and the grid's numbers
+            if self.gauge is None:
+                object.__setattr__(self, "gauge", DEFAULT_GAUGE)
+            object.__setattr__(self, "grid", resolve_grid(self.grid))
+        if self.digits is not None:
+            object.__setattr__(self, "digits", tuple(self.digits))
 
     def validate_common(self) -> None:
         """Check the shared fields (a study's ``validate`` calls this, then checks its own grid)."""
@@ -86,11 +98,17 @@ class StudyConfig:
             raise ConfigError(f"seeds must be distinct non-negative integers, got {self.seeds}")
         if self.chunk_size is not None and self.chunk_size < 1:
             raise ConfigError(f"chunk size must be positive, got {self.chunk_size}")
-        if self.n_train_per_class is not None and self.n_train_per_class < 1:
-            raise ConfigError(f"training-set size per class must be positive, got {self.n_train_per_class}")
+        check_data_options(self.dataset, mnist_path=self.mnist_path, n_train_per_class=self.n_train_per_class,
+                           n_qubits=self.n_qubits, gauge=self.gauge, digits=self.digits, data_file=self.data_file,
+                           grid=self.grid)
+        if self.dataset in PHASES:
+            PHASES[self.dataset].check_spins(12 if self.n_qubits is None else self.n_qubits)
+            self.grid.check(PHASES[self.dataset].critical)
+        if self.digits is not None:
+            check_digits(self.digits)
         check_dtype(self.dtype)
         check_simulator(self.simulator, self.matmul_precision)
-        if self.gauge is not None:  # (a gauge on MNIST is refused where the data is loaded: load_dataset)
+        if self.gauge is not None:
             check_gauge(self.gauge, self.gauge_seed)
 
 
@@ -133,7 +151,8 @@ class Prepared(NamedTuple):
 def load(config: StudyConfig) -> Dataset:
     """The study's dataset with its options."""
     return load_dataset(config.dataset, mnist_path=config.mnist_path, n_train_per_class=config.n_train_per_class,
-                        n_qubits=config.n_qubits, gauge=config.gauge, gauge_seed=config.gauge_seed)
+                        n_qubits=config.n_qubits, gauge=config.gauge, gauge_seed=config.gauge_seed,
+                        digits=config.digits, data_file=config.data_file, grid=config.grid)
 
 
 def build_models(config: StudyConfig, dataset: Dataset, settings: dict[str, ModelSettings]) -> dict[str, Model]:
@@ -174,21 +193,28 @@ def chunk_size(config: StudyConfig, store: RunDirectory | None, program: str, mo
 
 
 def make_chunk_inputs(model: Model, dataset: Dataset):
-    """A function (seeds (R,), corruption index (R,), count (R,)) -> (initial params, shuffle keys, TrainData),
-    jitted once per model, so that no chunk compiles anything new. Keys from the seed alone
-    (``qrobust.keys``): a seed's replica is the same in every study."""
+    """A function (seeds (R,), corruption index (R,), count (R,), scores (R, N) or None) -> (initial params,
+    shuffle keys, TrainData), jitted once per model, so that no chunk compiles anything new. Keys from the seed
+    alone (``qrobust.keys``): a seed's replica is the same in every study. ``scores``: the aimed poisoners'
+    priorities per replica (``qrobust.experiments.poisoners``; None: zeros, all the others need)."""
     x = jnp.asarray(dataset.x_train)  # float32 / complex64 (or 64-bit in x64 mode)
     y = jnp.asarray(dataset.y_train, jnp.int32)
 
     @jax.jit
-    def build(seeds, kinds, counts, x, y):
+    def build(seeds, kinds, counts, scores, x, y):
         keys = replica_keys(seeds)
-        c = corrupt_replicas(kinds, keys[CORRUPT], x, y, counts)
+        c = corrupt_replicas(kinds, keys[CORRUPT], x, y, counts, scores)
         y_clean = jnp.broadcast_to(y, c.y.shape).astype(jnp.float32)
         data = plain_data(model.prepare(c.x), c.y.astype(jnp.float32), y_clean, c.mask)
         return jax.vmap(model.init)(keys[INIT]), keys[SHUFFLE], data
 
-    return lambda seeds, kinds, counts: build(jnp.asarray(seeds), jnp.asarray(kinds), jnp.asarray(counts), x, y)
+    def inputs(seeds, kinds, counts, scores=None):
+        if scores is None:
+            scores = jnp.zeros((jnp.shape(seeds)[0], y.shape[0]), jnp.float32)
+        return build(jnp.asarray(seeds), jnp.asarray(kinds), jnp.asarray(counts), jnp.asarray(scores, jnp.float32),
+                     x, y)
+
+    return inputs
 
 
 def program_footprint(train: Callable, args_for: Callable[[int], tuple]) -> Callable[[int], int]:

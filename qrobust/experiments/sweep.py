@@ -27,7 +27,7 @@ from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible
 from qrobust.engine import evaluated_epochs, make_train_fn
 from qrobust.errors import ConfigError
 from qrobust.analysis.summary import diverged as loss_diverged
-from qrobust.experiments import study
+from qrobust.experiments import poisoners, study
 from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
 from qrobust.experiments.settings import ModelSettings, check_name, model_settings
 from qrobust.experiments.study import StudyConfig, make_chunk_inputs
@@ -134,7 +134,7 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
               for kind in config.corruptions for a in config.alphas}
     settings = {m: config.settings_for(m) for m in config.models}
     run_settings = dict(config.resolved(), n_train=len(dataset.y_train), n_qubits_data=dataset.n_qubits,
-                        dataset_meta={k: v for k, v in dataset.meta.items() if not k.startswith("deltas")})
+                        dataset_meta={k: v for k, v in dataset.meta.items() if k != "per_state"})
     dataset, models, val, store = study.prepare(config, settings, run_settings, out, dataset=dataset)
 
     bar = Progress(None, progress)
@@ -145,15 +145,21 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
     chunks = plan_chunks(pd.concat([replica_table(config, m) for m in config.models], ignore_index=True), "model",
                          lambda m, n: study.chunk_size(config, store, m, m, study.program_footprint(
                              trainers[m], study.training_args(inputs[m], val[m])), n), store=store)
-    todo = [c for c in chunks if store is None or not store.has_chunk(c.name)]
+    references = {m: poisoners.plan_references(config, m, trainers[m], inputs[m], val[m], config.seeds, store)
+                  for m in config.models if "boundary" in config.corruptions}
+    todo = [c for c in chunks + sum(references.values(), []) if store is None or not store.has_chunk(c.name)]
     bar.start(sum(config.settings_for(c.program).epochs * len(c.rows) for c in todo))
+    priorities = {m: poisoners.Priorities(dataset, poisoners.run_references(
+        references[m], models[m], trainers[m], inputs[m], val[m], dataset, config.learning_rates_for(m)[0], store,
+        bar) if m in references else None) for m in config.models}
 
     def run(chunk):
         m = chunk.program
         padded, n_real = chunk.padded, len(chunk.rows)
         n_corrupt = np.array([counts[(c, a)] for c, a in zip(padded.corruption, padded.alpha)], np.int32)
         kinds = np.array([CORRUPTIONS.index(c) for c in padded.corruption], np.int32)
-        params, shuffle_keys, data = inputs[m](padded.seed.to_numpy(), kinds, n_corrupt)
+        params, shuffle_keys, data = inputs[m](padded.seed.to_numpy(), kinds, n_corrupt,
+                                               priorities[m].rows(padded.corruption, padded.seed))
         _, metrics = trainers[m](params, jnp.asarray(padded.learning_rate, jnp.float32), shuffle_keys, data, val[m])
         metrics = {k: np.asarray(v)[:n_real] for k, v in metrics.items()}
         return _to_frame(chunk.rows, metrics, n_corrupt[:n_real],

@@ -39,10 +39,10 @@ import pandas as pd
 from qrobust.analysis.forgetting import GRID, score_students  # noqa: F401 (GRID re-exported)
 from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible
 from qrobust.errors import ConfigError
-from qrobust.experiments import study
+from qrobust.experiments import poisoners, study
 from qrobust.experiments import unlearning_stages as stages
 from qrobust.experiments.chunks import Progress
-from qrobust.experiments.settings import ModelSettings, check_name
+from qrobust.experiments.settings import ModelSettings, check_name, paper_family
 from qrobust.experiments.study import StudyConfig
 from qrobust.objectives import UNLEARNING_METHODS, method_coefs, weights_used  # noqa: F401 (method_coefs re-exported)
 
@@ -122,18 +122,18 @@ class UnlearnConfig(StudyConfig):
         return self
 
     def teacher_settings(self, model: str) -> ModelSettings:
-        s = TEACHER_SETTINGS[self.dataset][model]
+        s = TEACHER_SETTINGS[paper_family(self.dataset)][model]
         return s if self.teacher_epochs is None else ModelSettings(**{**asdict(s), "epochs": self.teacher_epochs})
 
     def student_settings(self, model: str, n_retain: int) -> tuple[int, float]:
-        batch, lr = UNLEARN_SETTINGS[self.dataset][model]
+        batch, lr = UNLEARN_SETTINGS[paper_family(self.dataset)][model]
         batch = self.batch_size or batch or n_retain
         return min(batch, n_retain), self.learning_rate or lr
 
     def resolved(self) -> dict:
         d = asdict(self)
         d["teachers"] = {m: self.teacher_settings(m).to_dict(m) for m in self.models}
-        d["students"] = {m: dict(zip(("batch_size", "learning_rate"), UNLEARN_SETTINGS[self.dataset][m]))
+        d["students"] = {m: dict(zip(("batch_size", "learning_rate"), UNLEARN_SETTINGS[paper_family(self.dataset)][m]))
                          for m in self.models}
         return d
 
@@ -178,12 +178,20 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
                              dataset=dataset)
     ctx = stages.Context(config, prepared, n_poisoned, n_known, bar=Progress(None, progress))
     chunks = stages.teacher_chunks(ctx)
+    references = {m: poisoners.plan_references(config, m, ctx.teacher_trainers[m], ctx.inputs[m], prepared.val[m],
+                                               config.seeds, prepared.store)
+                  for m in config.models if config.corruption == "boundary"}
     students = replica_table(config)
-    todo = [c for c in chunks if prepared.store is None or not prepared.store.has_chunk(c.name)]
+    todo = [c for c in chunks + sum(references.values(), [])
+            if prepared.store is None or not prepared.store.has_chunk(c.name)]
     # the students' chunks are planned once the teachers (and so the forget sets) exist; until then the bar
     # counts all of them
     ctx.bar.start(sum(config.teacher_settings(c.program).epochs * len(c.rows) for c in todo)
                   + config.epochs * len(students))
+    for m, planned in references.items():  # "boundary": the clean reference models first
+        ctx.priorities[m] = poisoners.Priorities(dataset, poisoners.run_references(
+            planned, prepared.models[m], ctx.teacher_trainers[m], ctx.inputs[m], prepared.val[m], dataset,
+            config.teacher_settings(m).learning_rate, prepared.store, ctx.bar))
     teachers = stages.train_teachers(ctx, chunks)
     forget = stages.forget_sets(ctx)
     results, params, seconds = stages.train_students(ctx, students, stages.StudentInputs(ctx))

@@ -17,7 +17,7 @@ from qrobust.analysis.detection import detection_metrics
 from qrobust.analysis.forgetting import GRID, loss_mia_accuracy
 from qrobust.corruption import CORRUPTIONS
 from qrobust.engine import make_train_fn
-from qrobust.experiments import study
+from qrobust.experiments import poisoners, study
 from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
 from qrobust.keys import FORGET_PART, FRESH_INIT, RANDOM_LABELS, STUDENT_ORDER, replica_keys
 from qrobust.models import batch_logits
@@ -40,8 +40,11 @@ class Context:
     teacher_trainers: dict | None = None
     teacher_flat: dict | None = None
     forget_sets: dict | None = None
+    priorities: dict | None = None  # model -> poisoners.Priorities (the aimed poisoners' scores)
 
     def __post_init__(self):
+        if self.priorities is None:
+            self.priorities = {m: poisoners.Priorities(self.prepared.dataset) for m in self.config.models}
         self.inputs = {m: study.make_chunk_inputs(self.prepared.models[m], self.prepared.dataset)
                        for m in self.config.models}
         self.logits = {m: jax.jit(jax.vmap(batch_logits(self.prepared.models[m]))) for m in self.config.models}
@@ -61,7 +64,11 @@ class Context:
         """(initial params, shuffle keys, TrainData) of the poisoned training set of each seed."""
         kind = CORRUPTIONS.index(self.config.corruption)
         return self.inputs[m](seeds, np.full(len(seeds), kind, np.int32),
-                              np.full(len(seeds), self.n_poisoned, np.int32))
+                              np.full(len(seeds), self.n_poisoned, np.int32), self.scores(m, seeds))
+
+    def scores(self, m: str, seeds) -> np.ndarray:
+        """(R, N) the poisoner's per-sample scores for these seeds (zeros unless it is an aimed one)."""
+        return self.priorities[m].rows([self.config.corruption] * len(seeds), seeds)
 
     def teacher_params(self, m: str, seeds, alpha: float):
         flat = np.stack([self.teacher_flat[(m, alpha, s)] for s in seeds]).astype(np.float32)
@@ -112,7 +119,8 @@ def train_teachers(ctx: Context, chunks: list) -> pd.DataFrame:
         m, s = chunk.program, config.teacher_settings(chunk.program)
         seeds = chunk.padded.seed.to_numpy()
         counts = np.where(chunk.padded.alpha > 0, ctx.n_poisoned, 0).astype(np.int32)
-        params, shuffle_keys, data = ctx.inputs[m](seeds, np.full(len(seeds), kind, np.int32), counts)
+        params, shuffle_keys, data = ctx.inputs[m](seeds, np.full(len(seeds), kind, np.int32), counts,
+                                                   ctx.scores(m, seeds))
         params, metrics = trainers[m](params, jnp.full(len(seeds), s.learning_rate, jnp.float32),
                                       shuffle_keys, data, p.val[m])
         k = len(chunk.rows)
