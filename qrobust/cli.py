@@ -72,6 +72,7 @@ class _UsageError(Exception):
 _DATASETS = ("mnist", "xxz", "tfim", "cluster", "sklearn-digits", "npz")  # settings.DATASETS (literals: fast --help)
 _MODELS = ("qnn", "mlp")
 _CORRUPTIONS = ("flip", "features", "class-targeted", "boundary", "quid")  # corruption.CORRUPTIONS
+_LABEL_FLIPS = ("flip", "class-targeted", "boundary", "quid")  # corruption.LABEL_FLIPS
 _DTYPES = ("complex64", "complex128")
 _METHODS = ("retrain", "finetune", "scrub", "ga", "neggrad", "relabel", "scrub_kurmanji")
 
@@ -249,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     de = _study(sub, "detect", "find the flipped labels: model margins, AUM, cleanlab baselines", seeds=3)
     de.add_argument("--alphas", default="0.1:0.5:0.1", help="label-flipping ratios")
+    de.add_argument("--corruption", default="flip", choices=_LABEL_FLIPS,
+                    help="the label flips to find: the paper's random ones, or an aimed poisoner's")
     de.add_argument("--epochs", type=int, help="override the paper's epochs")
     de.add_argument("--folds", type=int, default=5, help="cross-validation folds of the cleanlab baselines")
     de.add_argument("--no-baselines", action="store_true", help="skip the cleanlab baselines")
@@ -424,7 +427,7 @@ def _detect(args) -> int:
 
     config = DetectConfig(**_data_options(args), models=tuple(args.models or ("qnn", "mlp")),
                           alphas=parse_alphas(args.alphas), seeds=seed_range(args), epochs=args.epochs,
-                          folds=args.folds, baselines=not args.no_baselines, simulator=_simulator(args))
+                          corruption=args.corruption, folds=args.folds, baselines=not args.no_baselines, simulator=_simulator(args))
     result = run_detection(config, args.out, progress=not args.no_progress)
     _draw(args)
     table = result.groupby(["detector", "alpha"])[["auroc", "auprc", "precision_at_k", "precision", "recall"]].mean()

@@ -46,7 +46,20 @@ def test_every_help_text_is_honest_about_defaults_and_usage_errors_are_one_line(
     for name, sub in commands.items():
         text = sub.format_help()
         assert "(default: None)" not in text and "default both) (default" not in text, name
-        assert name == "analyze" or "{mnist,xxz}" in text, name  # the fixed sets are offered as choices
+        assert name == "analyze" or "{mnist,xxz,tfim,cluster,sklearn-digits,npz}" in text, name  # the fixed sets are offered as choices
     assert main(["sweep", "--dataset", "cifar", "--out", "x"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("qrobust: error: argument --dataset: invalid choice") and err.count("\n") == 1
+
+
+def test_the_clis_literal_choices_are_the_librarys():
+    """The CLI spells its fixed choices out (a fast --help imports no library); they must be the library's."""
+    from qrobust import cli
+    from qrobust.corruption import CORRUPTIONS, LABEL_FLIPS
+    from qrobust.data.gauge import GAUGES
+    from qrobust.data.phases import GRIDS
+    from qrobust.experiments.settings import DATASETS
+    from qrobust.models.qnn import SIMULATORS
+
+    assert cli._DATASETS == DATASETS and cli._CORRUPTIONS == CORRUPTIONS and cli._LABEL_FLIPS == LABEL_FLIPS
+    assert cli._GAUGES == GAUGES and cli._GRIDS == tuple(GRIDS) and cli._SIMULATORS == tuple(SIMULATORS)

@@ -97,7 +97,7 @@ def _tiny(dataset="xxz", **overrides):
     ({"--dataset": "cifar", "--qubits": None}, "argument --dataset: invalid choice: 'cifar'"),
     ({"--model": "cnn"}, "argument --model: invalid choice: 'cnn'"),
     ({"--corruption": "blur"}, "argument --corruption: invalid choice: 'blur'"),
-    ({"--dataset": "mnist", "--qubits": "5"}, "10 qubits"),
+    ({"--dataset": "mnist", "--qubits": "5"}, "--qubits applies to spin chains"),
     ({"--dataset": "mnist", "--qubits": None, "--mnist-path": "/nonexistent/mnist.npz"}, "does not exist"),
     ({"--dtype": "complex32"}, "argument --dtype: invalid choice: 'complex32'"),
     ({"--epochs": "0"}, "epochs must be a positive integer"),

@@ -33,9 +33,16 @@ def _read(path: Path) -> dict[str, np.ndarray]:
     if path.is_dir():
         raise DataError(f"data file {path} is a directory; give an .npz file with the keys {', '.join(KEYS)}")
     try:
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+    if magic == b"\x93NUMPY":
+        raise DataError(f"{path} holds one array (.npy), not an .npz archive with the keys {', '.join(KEYS)}")
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"cannot read {path} as an .npz file: it is not a zip archive (np.savez writes one)")
+    try:
         with np.load(path, allow_pickle=False) as z:
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise DataError(f"{path} holds one array, not an .npz archive with the keys {', '.join(KEYS)}")
             missing = [k for k in KEYS if k not in z.files]
             extra = [k for k in z.files if k not in KEYS]
             if missing or extra:

@@ -28,20 +28,22 @@ import numpy as np
 import pandas as pd
 
 from qrobust.analysis.detection import detection_metrics, margin_scores
-from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible
+from qrobust.corruption import CORRUPTIONS, LABEL_FLIPS, check_alpha, check_feasible
 from qrobust.data.encoding import classical_view
 from qrobust.engine import make_train_fn
 from qrobust.errors import ConfigError
-from qrobust.experiments import study
+from qrobust.experiments import poisoners, study
 from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
-from qrobust.experiments.settings import model_settings
+from qrobust.experiments.settings import check_name, model_settings
 from qrobust.experiments.study import StudyConfig, make_chunk_inputs
 
 @dataclass(frozen=True)
 class DetectConfig(StudyConfig):
-    """A detection study (the shared fields: ``StudyConfig``): alphas (label flipping) x seeds; epochs
+    """A detection study (the shared fields: ``StudyConfig``): alphas x seeds of one label-flipping
+    ``corruption`` (the paper's random "flip", or an aimed one: ``qrobust.corruption.LABEL_FLIPS``); epochs
     overrides the paper's; folds and baselines: the cross-validated cleanlab baselines."""
 
+    corruption: str = "flip"
     seeds: tuple[int, ...] = (0, 1, 2)
     alphas: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
     epochs: int | None = None
@@ -50,6 +52,7 @@ class DetectConfig(StudyConfig):
 
     def validate(self) -> "DetectConfig":
         self.validate_common()
+        check_name("label-flipping corruption", self.corruption, LABEL_FLIPS)
         study.check_axis("alpha", self.alphas)
         for a in self.alphas:
             check_alpha(a)
@@ -73,7 +76,7 @@ def run_detection(config: DetectConfig, out: str | Path | None = None, *, progre
     config = config.validate()
     dataset = study.load(config)
     n = len(dataset.y_train)
-    counts = {a: check_feasible("flip", a, dataset.y_train) for a in config.alphas}
+    counts = {a: check_feasible(config.corruption, a, dataset.y_train) for a in config.alphas}
     find_issues = _cleanlab() if config.baselines else None
     if config.baselines and find_issues is None:
         warnings.warn("cleanlab is not installed (pip install 'qrobust[cleanlab]'): baselines skipped",
@@ -118,14 +121,23 @@ def run_detection(config: DetectConfig, out: str | Path | None = None, *, progre
     chunks = plan_chunks(table, "program", lambda p, rows: study.chunk_size(
         config, store, p, p.split("_")[0], study.program_footprint(trainer(p, n), study.training_args(
             inputs[p], vals[p])), rows, legacy=50), store=store)
-    bar.start(sum(settings[c.program].epochs * len(c.rows) for c in chunks))
+    # "boundary": a clean reference per family (the first program of it), trained first
+    families = {p.split("_")[0]: p for p in reversed(list(models))}
+    references = {f: poisoners.plan_references(config, p, trainer(p, n), inputs[p], vals[p], config.seeds, store)
+                  for f, p in families.items() if config.corruption == "boundary"}
+    todo = [c for c in chunks + sum(references.values(), []) if store is None or not store.has_chunk(c.name)]
+    bar.start(sum(settings[c.program].epochs * len(c.rows) for c in todo))
+    priorities = {f: poisoners.Priorities(dataset, poisoners.run_references(
+        references[f], models[p], trainer(p, n), inputs[p], vals[p], dataset, settings[p].learning_rate, store, bar)
+        if f in references else None) for f, p in families.items()}
 
     def run(chunk):
         rows, k = chunk.padded, len(chunk.rows)
         s = settings[chunk.program]
         n_flip = np.array([counts[a] for a in rows.alpha], np.int32)
         params, shuffle_keys, data = inputs[chunk.program](
-            rows.seed.to_numpy(), np.full(len(rows), CORRUPTIONS.index("flip"), np.int32), n_flip)
+            rows.seed.to_numpy(), np.full(len(rows), CORRUPTIONS.index(config.corruption), np.int32), n_flip,
+            priorities[chunk.program.split("_")[0]].rows([config.corruption] * len(rows), rows.seed))
         if chunk.program == "mlp_cv":
             held = np.stack([folds_of(sd) == f for sd, f in zip(rows.seed, rows.fold)])
             data = data._replace(stream=jnp.asarray(~held))
