@@ -350,7 +350,8 @@ def _unlearn(args) -> int:
         methods=tuple(args.methods or ("retrain", "finetune", "scrub", "ga")), alpha=args.alpha,
         corruption=args.corruption, seeds=seed_range(args),
         epochs=args.epochs, kl_ws=parse_alphas(args.kl_w, "kl_w"), fo_ws=parse_alphas(args.fo_w, "fo_w"),
-        known_fraction=args.known_fraction, forget_source=args.forget_source, batch_size=args.batch_size, learning_rate=args.lr,
+        known_fraction=args.known_fraction, forget_source=args.forget_source, batch_size=args.batch_size,
+        learning_rate=args.lr,
         teacher_epochs=args.teacher_epochs, dtype=args.dtype, chunk_size=args.chunk_size,
         simulator=_simulator(args), matmul_precision=args.matmul_precision,
     )
@@ -427,7 +428,8 @@ def _detect(args) -> int:
 
     config = DetectConfig(**_data_options(args), models=tuple(args.models or ("qnn", "mlp")),
                           alphas=parse_alphas(args.alphas), seeds=seed_range(args), epochs=args.epochs,
-                          corruption=args.corruption, folds=args.folds, baselines=not args.no_baselines, simulator=_simulator(args))
+                          corruption=args.corruption, folds=args.folds, baselines=not args.no_baselines,
+                          simulator=_simulator(args))
     result = run_detection(config, args.out, progress=not args.no_progress)
     _draw(args)
     table = result.groupby(["detector", "alpha"])[["auroc", "auprc", "precision_at_k", "precision", "recall"]].mean()

@@ -46,7 +46,8 @@ def test_every_help_text_is_honest_about_defaults_and_usage_errors_are_one_line(
     for name, sub in commands.items():
         text = sub.format_help()
         assert "(default: None)" not in text and "default both) (default" not in text, name
-        assert name == "analyze" or "{mnist,xxz,tfim,cluster,sklearn-digits,npz}" in text, name  # the fixed sets are offered as choices
+        # the fixed sets are offered as choices
+        assert name == "analyze" or "{mnist,xxz,tfim,cluster,sklearn-digits,npz}" in text, name
     assert main(["sweep", "--dataset", "cifar", "--out", "x"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("qrobust: error: argument --dataset: invalid choice") and err.count("\n") == 1
