@@ -71,7 +71,7 @@ class _UsageError(Exception):
 
 _DATASETS = ("mnist", "xxz", "tfim", "cluster", "sklearn-digits", "npz")  # settings.DATASETS (literals: fast --help)
 _MODELS = ("qnn", "mlp")
-_CORRUPTIONS = ("flip", "features", "class-targeted", "boundary", "quid")  # corruption.CORRUPTIONS
+_CORRUPTIONS = ("flip", "features", "class-targeted", "boundary", "quid", "random-labels")  # corruption.CORRUPTIONS
 _LABEL_FLIPS = ("flip", "class-targeted", "boundary", "quid")  # corruption.LABEL_FLIPS
 _DTYPES = ("complex64", "complex128")
 _METHODS = ("retrain", "finetune", "scrub", "ga", "neggrad", "relabel", "scrub_kurmanji")
@@ -205,15 +205,18 @@ def _sweep_options(sw, dataset: str = "mnist") -> None:
     sw.add_argument("--corruption", action="append", dest="corruptions", choices=_CORRUPTIONS,
                     help="repeat; default the paper's two, flip and features. Aimed label flips: class-targeted "
                          "(class 0 only), boundary (what a clean reference model is least sure of), quid (states "
-                         "nearest the other class)")
+                         "nearest the other class); random-labels (labels replaced by coin flips: at alpha 1, can the model "
+                         "memorise noise?)")
     sw.add_argument("--alphas", default="0:0.9:0.1", help="START:STOP:STEP or a comma list")
     sw.add_argument("--seed-offset", type=int, default=0, help="first seed")
     sw.add_argument("--epochs", type=int, help="override the paper's epochs")
     sw.add_argument("--batch-size", type=int, help="override the paper's batch size")
     sw.add_argument("--lr", type=float, action="append", dest="learning_rates",
                     help="learning rate; repeat for a learning-rate grid axis")
-    sw.add_argument("--depth", type=int, help="QNN depth")
-    sw.add_argument("--hidden", help="MLP hidden sizes, e.g. 64,16")
+    sw.add_argument("--depth", type=int, action="append", dest="depths",
+                    help="QNN depth; repeat for a capacity axis (each depth its own program)")
+    sw.add_argument("--hidden", action="append", dest="hiddens",
+                    help="MLP hidden sizes, e.g. 64,16; repeat for a capacity axis")
     sw.add_argument("--dtype", default="complex64", choices=_DTYPES, help="the QNN's state dtype")
     sw.add_argument("--n-train", type=int, dest="n_train_per_class", help="training samples per class")
     sw.add_argument("--chunk-size", type=int, help="replicas per compiled program (default: what fits in memory)")
@@ -300,7 +303,8 @@ def _sweep_config(args, corruptions=("flip", "features")):
         seeds=seed_range(args),
         epochs=args.epochs, batch_size=args.batch_size,
         learning_rates=tuple(args.learning_rates) if args.learning_rates else None,
-        depth=args.depth, hidden=parse_ints(args.hidden) if args.hidden else None,
+        depth=tuple(args.depths) if args.depths else None,
+        hidden=tuple(parse_ints(h) for h in args.hiddens) if args.hiddens else None,
         dtype=args.dtype, chunk_size=args.chunk_size, eval_every=args.eval_every,
         simulator=_simulator(args), matmul_precision=args.matmul_precision,
     )

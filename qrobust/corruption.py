@@ -20,11 +20,14 @@ Corruptions:
   fidelity of a sample's state to each class's mean density matrix). QUID gives a poisoned sample the
   label of the class farthest from it in that measure; with two classes and flips only, qrobust's binary
   form spends the budget on the samples nearest the other class, as the issue that asked for it defines.
+- "random-labels": the labels of random samples, half per class, replaced by fair coin flips (about half
+  keep their label; the mask marks every replaced sample): at alpha = 1 the classic test of whether a
+  model can memorise noise (Zhang et al., arXiv:1611.03530; for QNNs Gil-Fuster et al., arXiv:2306.13461).
 The aimed flips rank by ``scores`` (highest first; ties broken by the key), so the random part is only the
 tie-break.
 
 Counts (host side, from alpha and the number of training samples N):
-- every label flip: floor(alpha N) rounded down to even (equal counts at equal alpha across poisoners);
+- every label flip, and random labels: floor(alpha N) rounded down to even (equal counts at equal alpha);
 - feature randomisation: floor(alpha N) rounded up to even.
 """
 
@@ -39,7 +42,8 @@ import numpy as np
 
 from qrobust.errors import ConfigError
 
-CORRUPTIONS = ("flip", "features", "class-targeted", "boundary", "quid")
+CORRUPTIONS = ("flip", "features", "class-targeted", "boundary", "quid", "random-labels")
+PAPER_CORRUPTIONS = ("flip", "features")  # the paper's two: a sweep's default
 LABEL_FLIPS = ("flip", "class-targeted", "boundary", "quid")
 RANKED = ("boundary", "quid")  # need per-sample scores from the study
 
@@ -72,7 +76,7 @@ def corruption_count(kind: str, alpha: float, n_samples: int) -> int:
     """How many of ``n_samples`` training samples ``kind`` corrupts at ratio ``alpha``."""
     alpha = check_alpha(alpha)
     base = math.floor(alpha * n_samples + 1e-9)  # 0.3 * 10 must give 3, not 2
-    if kind in LABEL_FLIPS:
+    if kind in LABEL_FLIPS or kind == "random-labels":
         return base - base % 2
     if kind == "features":
         return min(base + base % 2, n_samples - n_samples % 2)
@@ -157,6 +161,14 @@ def quid_scores(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return other - own
 
 
+def random_labels(key: jax.Array, x: jax.Array, y: jax.Array, n_corrupt: jax.Array, scores=None) -> Corrupted:
+    """Replace the labels of n_corrupt samples (half per class) by fair coin flips; the mask marks them all."""
+    k_sel, k_coin = jax.random.split(key)
+    mask = balanced_selection(k_sel, y, n_corrupt)
+    coins = jax.random.bernoulli(k_coin, 0.5, y.shape).astype(y.dtype)
+    return Corrupted(x=x, y=jnp.where(mask, coins, y), mask=mask)
+
+
 def randomize_features(key: jax.Array, x: jax.Array, y: jax.Array, n_corrupt: jax.Array, scores=None) -> Corrupted:
     """Replace the inputs of n_corrupt samples (half per class) by unit-norm Gaussian noise.
 
@@ -174,7 +186,7 @@ def randomize_features(key: jax.Array, x: jax.Array, y: jax.Array, n_corrupt: ja
 
 
 _FUNCTIONS = {"flip": flip_labels, "features": randomize_features, "class-targeted": flip_class,
-              "boundary": flip_ranked, "quid": flip_ranked}
+              "boundary": flip_ranked, "quid": flip_ranked, "random-labels": random_labels}
 
 
 def corruption_fn(kind: str) -> Callable[..., Corrupted]:

@@ -43,13 +43,15 @@ def plot_noise_response(results, path: str | Path, *, title: str = "", critical=
         for j, corruption in enumerate(corruptions):
             ax = axes[i][j]
             part = summary[(summary.model == model) & (summary.corruption == corruption)]
-            for lr, sub in part.groupby("learning_rate"):
-                tag = f" (lr {lr:g})" if part.learning_rate.nunique() > 1 else ""
+            for (arch, lr), sub in part.groupby(["arch", "learning_rate"], sort=False):
+                tags = ([arch] if part.arch.nunique() > 1 else []) + ([f"lr {lr:g}"] if part.learning_rate.nunique() > 1
+                                                                       else [])
+                tag = f" ({', '.join(tags)})" if tags else ""
                 for metric, label, marker in (("train_acc", "train", "o"), ("val_acc", "validation", "s")):
                     ax.errorbar(sub.alpha, sub[f"{metric}_mean"], yerr=sub[f"{metric}_std"].fillna(0),
                                 marker=marker, ms=4, capsize=2, label=label + tag)
             ax.plot([0, 1], [1, 0], ls="--", c="grey", lw=0.8, label=r"$1-\alpha$")
-            if critical is not None:
+            if critical is not None and part.arch.nunique() == 1:  # several architectures: see plot_capacity
                 _mark_critical(ax, critical[(critical.model == model) & (critical.corruption == corruption)])
             ax.set_title(f"{model.upper()}, {CORRUPTION_TITLES.get(corruption, corruption)}", fontsize=10)
             ax.set_ylim(-0.03, 1.03)
@@ -61,6 +63,54 @@ def plot_noise_response(results, path: str | Path, *, title: str = "", critical=
     axes[0][0].legend(fontsize=8, loc="lower left")
     if title:
         fig.suptitle(f"Noise response: {title}", fontsize=11)
+    return _save(fig, path)
+
+
+def plot_capacity(results, path: str | Path, *, critical=None, corruption: str | None = None) -> Path:
+    """Capacity as an axis: per model family, final training (dashed) and validation (solid) accuracy against
+    alpha for each architecture; with ``critical`` (``qrobust.analysis.critical_points``), a last panel of
+    alpha_c (from memorisation, with its interval) against the number of parameters, "no transition" drawn
+    as an open marker at the top."""
+    summary = final_summary(results)
+    corruption = corruption or _ordered(summary.corruption, ("flip", "random-labels"))[0]
+    summary = summary[summary.corruption == corruption]
+    models = _ordered(summary.model, ("qnn", "mlp"))
+    n_panels = len(models) + (critical is not None)
+    fig, axes = _subplots(1, n_panels, figsize=(4.4 * n_panels, 3.6), squeeze=False)
+    axes = axes[0]
+    for ax, model in zip(axes, models):
+        part = summary[summary.model == model].sort_values(["n_params", "alpha"])
+        for k, (arch, sub) in enumerate(part.groupby("arch", sort=False)):
+            color = f"C{k % 10}"
+            ax.plot(sub.alpha, sub.val_acc_mean, marker="s", ms=3, c=color,
+                    label=f"{arch} ({int(sub.n_params.iloc[0]):,} params)")
+            ax.plot(sub.alpha, sub.train_acc_mean, ls="--", lw=0.9, c=color)
+        ax.plot([0, 1], [1, 0], ls=":", c="grey", lw=0.8)
+        ax.set_title(f"{model.upper()}: validation (solid), training (dashed)", fontsize=9)
+        ax.set_xlabel(r"corruption ratio $\alpha$")
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+    axes[0].set_ylabel(f"final accuracy ({CORRUPTION_TITLES.get(corruption, corruption)})")
+    if critical is not None:
+        ax = axes[-1]
+        crit = critical[critical.corruption == corruption]
+        for k, model in enumerate(models):
+            rows = crit[crit.model == model].sort_values("n_params")
+            found = rows[rows.transition.astype(bool)]
+            ax.errorbar(found.n_params, found.alpha_c_memorization,
+                        yerr=[found.alpha_c_memorization - found.alpha_c_memorization_lo,
+                              found.alpha_c_memorization_hi - found.alpha_c_memorization],
+                        marker="o", c=f"C{k}", capsize=3, ls="-", label=f"{model.upper()} $\\alpha_c$")
+            none = rows[~rows.transition.astype(bool)]
+            ax.scatter(none.n_params, np.ones(len(none)), marker="o", facecolors="none", edgecolors=f"C{k}",
+                       label=f"{model.upper()}: no transition" if len(none) else None)
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel("parameters")
+        ax.set_ylabel(r"$\alpha_c$ (memorisation crosses 1/2)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     return _save(fig, path)
 
 

@@ -26,8 +26,11 @@ def draw(path: str | Path, *, critical: pd.DataFrame | None = None) -> list[Path
     s, out = run.settings, run.path
     if run.study == "sweep":
         critical = run.tables.get("critical_points") if critical is None else critical
-        return [plots.plot_noise_response(run["results"], out / "noise_response.png",
-                                          title=str(s.get("dataset", out.name)), critical=critical)]
+        figures = [plots.plot_noise_response(run["results"], out / "noise_response.png",
+                                             title=str(s.get("dataset", out.name)), critical=critical)]
+        if "arch" in run["results"] and run["results"].groupby("model").arch.nunique().max() > 1:
+            figures.append(plots.plot_capacity(run["results"], out / "capacity.png", critical=critical))
+        return figures
     if run.study == "unlearning":
         figures = [plots.plot_unlearning(run["results"], run["final"], out / "unlearning.png",
                                          title=f"{s.get('dataset')}, alpha={s.get('alpha')}")]

@@ -70,7 +70,8 @@ def _estimates(frame: pd.DataFrame) -> dict:
 
 
 def critical_points(results: pd.DataFrame, *, n_boot: int = 200, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
-    """Per model x corruption (x learning rate): alpha_c from M and from V, CIs, and the no-transition flag.
+    """Per model x architecture x corruption (x learning rate): alpha_c from M and from V, CIs, and the
+    no-transition flag.
 
     ``results`` is a sweep's table; its final epoch is used, diverged replicas left out.
     """
@@ -78,14 +79,16 @@ def critical_points(results: pd.DataFrame, *, n_boot: int = 200, seed: int = 0, 
     final = final[~final.diverged]
     rng = np.random.default_rng(seed)
     rows = []
-    for (model, corruption, lr), part in final.groupby(["model", "corruption", "learning_rate"], sort=False):
+    for (model, arch, n_params, corruption, lr), part in final.groupby(
+            ["model", "arch", "n_params", "corruption", "learning_rate"], sort=False):
         point = _estimates(part)
         seeds = part.seed.unique()
         by_seed = {s: part[part.seed == s] for s in seeds}
         boots = [_estimates(pd.concat([by_seed[s] for s in rng.choice(seeds, len(seeds))])) for _ in range(n_boot)]
         span = part.alpha.max() - part.alpha.min()
         lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
-        row = dict(model=model, corruption=corruption, learning_rate=lr, n_seeds=len(seeds), **point)
+        row = dict(model=model, arch=arch, n_params=n_params, corruption=corruption, learning_rate=lr,
+                   n_seeds=len(seeds), **point)
         for key in ("alpha_c_memorization", "alpha_c_validation"):
             values = np.array([b[key] for b in boots], float)
             finite = values[np.isfinite(values)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-GROUP = ["model", "corruption", "alpha", "learning_rate"]
+GROUP = ["model", "arch", "n_params", "corruption", "alpha", "learning_rate"]
 LOSS_CEILING = 1e6  # a mean cross-entropy above this means logits of order 1e6: float32's sigmoid is saturated
 
 
@@ -16,14 +16,24 @@ def diverged(losses, axis: int = -1):
     return ~(np.isfinite(losses) & (losses <= LOSS_CEILING)).all(axis=axis)
 
 
+def with_architecture(results: pd.DataFrame) -> pd.DataFrame:
+    """``results`` with the ``arch`` and ``n_params`` columns (a table written before architecture was an
+    axis has neither: one architecture per model, named "-", parameters unknown, -1)."""
+    if "arch" in results and "n_params" in results:
+        return results
+    return results.assign(**{c: results[c] if c in results else v for c, v in (("arch", "-"), ("n_params", -1))})
+
+
 def final_epoch(results: pd.DataFrame) -> pd.DataFrame:
     """The last recorded epoch of every replica."""
-    last = results.groupby(["model"])["epoch"].transform("max")
+    results = with_architecture(results)
+    last = results.groupby(["model", "arch"])["epoch"].transform("max")
     return results[results.epoch == last]
 
 
 def final_summary(results: pd.DataFrame, metrics=("train_acc", "train_acc_clean", "val_acc", "memorization")) -> pd.DataFrame:
-    """Mean and standard deviation over seeds of the final metrics, per model x corruption x alpha.
+    """Mean and standard deviation over seeds of the final metrics, per model x architecture x corruption x
+    alpha x learning rate.
 
     Diverged replicas are left out (and counted in ``n_diverged``); ``n_seeds`` is
     the number averaged. Memorisation is undefined (NaN) at alpha = 0 and stays NaN.
