@@ -1,0 +1,206 @@
+"""A QNN from any circuit written with TensorCircuit: ``circuit_qnn(ansatz, n_qubits, n_params)``.
+
+The user writes the circuit the way they write circuits already, a function that applies TensorCircuit
+gates to a ``tc.Circuit``:
+
+    def my_ansatz(c, params, x):            # params: (n_params,); x: the input's features, or None
+        n = c._nqubits
+        for q in range(n):
+            c.ry(q, theta=params[q])
+        for q in range(n - 1):
+            c.cz(q, q + 1)
+
+    model = circuit_qnn(my_ansatz, n_qubits=10, n_params=10)
+
+The model's logit is ``readout_scale * <Z_measured>`` (the paper's readout: scale 5, the last qubit), its
+parameters a flat vector drawn from N(0, init_std**2), and it is a ``Model`` like every other: every
+study trains it on the replica engine.
+
+Encodings (``encoding=``): "amplitude" (the input is the circuit's initial state, 2**n amplitudes; ``x`` is
+None), "angle" (the input is a feature vector of at most n values, loaded by RY(x_q) on qubit q of |0...0>
+before the ansatz; ``x`` is None), "reupload" (the input is a feature vector, the circuit starts in
+|0...0>, and the ansatz loads the features itself wherever it likes: ``x`` is the vector).
+
+Simulators (``simulator=``), chosen per circuit, with the reason recorded in ``settings``:
+  "xla-gates"   the circuit's own gates, read from TensorCircuit's record of them (``Circuit._qir``: every
+                gate's matrix and qubits), applied one by one to the statevector by tensor contractions in
+                XLA: any one- or two-qubit (or wider) gate TensorCircuit has, data-dependent rotations
+                included, with forward and reverse mode. The default, where the record reproduces
+                TensorCircuit's own state for a probe input (checked when the model is built).
+  "tc-circuit"  TensorCircuit's own contraction of the circuit, per example: whatever the circuit does.
+                The fallback, e.g. for a circuit whose record does not reproduce its state (noise
+                channels, measurements, MPO gates).
+The C++ kernel (``qrobust.models.native``) runs the built-in HEA only (``qrobust.models.qnn``); a circuit
+from this module never runs on it, and the library's "hea" entry is the same circuit as the built-in one
+(tested to 1e-10), so a study of the paper's ansatz keeps the fast built-in.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from qrobust.backend import check_dtype, real_dtype, tc_context
+from qrobust.errors import ConfigError
+from qrobust.models.base import Model
+
+ENCODINGS = ("amplitude", "angle", "reupload")
+CIRCUIT_SIMULATORS = ("xla-gates", "tc-circuit")
+
+
+def _start(tc, n: int, encoding: str, x):
+    """The circuit before the ansatz: the input state, |0...0> with RY(x_q), or |0...0>."""
+    if encoding == "amplitude":
+        return tc.Circuit(n, inputs=x)
+    c = tc.Circuit(n)
+    if encoding == "angle":
+        for q in range(x.shape[-1]):
+            c.ry(q, theta=x[q])
+    return c
+
+
+def record(ansatz: Callable, n: int, encoding: str, params, x, dtype: str = "complex64"):
+    """The gates of the circuit for these ``params`` and input ``x``: a list of (matrix (2**k, 2**k), qubits),
+    and the ``tc.Circuit`` they were recorded from. Raises ValueError naming a record entry that is not a
+    plain gate."""
+    with tc_context(dtype) as tc:
+        c = _start(tc, n, encoding, x)
+        ansatz(c, params, x if encoding == "reupload" else None)
+        gates = []
+        for entry in c._qir:
+            qubits = tuple(int(q) for q in entry["index"])
+            tensor = getattr(entry.get("gate"), "tensor", None)
+            k = len(qubits)
+            if entry.get("mpo") or tensor is None or tuple(tensor.shape) != (2,) * (2 * k):
+                raise ValueError(f"the circuit's {entry.get('name', 'gate')!r} on qubits {qubits} is not a plain "
+                                 f"{k}-qubit gate")
+            gates.append((jnp.reshape(tensor, (2**k, 2**k)), qubits))
+    return gates, c
+
+
+def apply_gates(state: jax.Array, gates, n: int) -> jax.Array:
+    """``state`` (2**n,) after each (matrix, qubits) of ``gates`` in turn; qubit 0 is the most significant bit."""
+    psi = jnp.reshape(state, (2,) * n)
+    for matrix, qubits in gates:
+        k = len(qubits)
+        u = jnp.reshape(matrix.astype(psi.dtype), (2,) * (2 * k))
+        psi = jnp.tensordot(u, psi, axes=(list(range(k, 2 * k)), list(qubits)))
+        psi = jnp.moveaxis(psi, list(range(k)), list(qubits))
+    return jnp.reshape(psi, (2**n,))
+
+
+def z_expectation(state: jax.Array, n: int, qubit: int) -> jax.Array:
+    """<Z_qubit> of a statevector (2**n,)."""
+    probs = jnp.abs(jnp.reshape(state, (2,) * n)) ** 2
+    marginal = jnp.sum(probs, axis=tuple(q for q in range(n) if q != qubit))
+    return marginal[0] - marginal[1]
+
+
+def _initial_state(n: int, encoding: str, x, dtype) -> jax.Array:
+    """What the recorded gates act on: the input state (amplitude encoding), else |0...0> (the angle
+    encoding's RY gates are part of the record)."""
+    if encoding == "amplitude":
+        return jnp.asarray(x, dtype)
+    return jnp.zeros(2**n, dtype).at[0].set(1.0)
+
+
+def _why_not_gates(ansatz, n, encoding, probe_params, probe_x, dtype) -> str | None:
+    """Why "xla-gates" cannot run this circuit (None: it can): the record is not plain gates, or applying it
+    does not give TensorCircuit's own state for a probe input."""
+    try:
+        gates, c = record(ansatz, n, encoding, probe_params, probe_x, dtype)
+    except ValueError as exc:
+        return str(exc)
+    start = _initial_state(n, encoding, probe_x, jnp.complex128 if dtype == "complex128" else jnp.complex64)
+    ours = np.asarray(apply_gates(start, gates, n))
+    with tc_context(dtype):
+        theirs = np.asarray(c.state())
+    tol = 1e-9 if dtype == "complex128" else 1e-4
+    if not np.allclose(ours, theirs, atol=tol):
+        return ("the circuit's recorded gates do not reproduce TensorCircuit's state (it uses something beyond "
+                "gates: a channel, a measurement, an MPO)")
+    return None
+
+
+def circuit_qnn(ansatz: Callable, n_qubits: int, n_params: int, *, encoding: str = "amplitude",
+                n_features: int | None = None, readout_scale: float = 5.0, measured: int | None = None,
+                init_std: float = 0.01, dtype: str = "complex64", simulator: str | None = None,
+                name: str | None = None, settings: dict | None = None) -> Model:
+    """A QNN Model from ``ansatz(c, params, x)`` (module docstring). ``n_features``: the length of a feature
+    input ("angle", "reupload"; default ``n_qubits``). ``measured``: the qubit read out (default the last).
+    ``simulator``: "xla-gates" or "tc-circuit" (None: "xla-gates" where it reproduces the circuit, else
+    "tc-circuit"; the choice and its reason are in ``settings``). ``settings``: extra entries recorded."""
+    if int(n_qubits) != n_qubits or not 1 <= n_qubits <= 24:
+        raise ConfigError(f"a circuit QNN needs 1 to 24 qubits, got {n_qubits}")
+    if int(n_params) != n_params or n_params < 1:
+        raise ConfigError(f"a circuit QNN needs a positive number of parameters, got {n_params}")
+    if encoding not in ENCODINGS:
+        raise ConfigError(f"unknown encoding {encoding!r}; choose from {', '.join(ENCODINGS)}")
+    check_dtype(dtype)
+    n, measured = int(n_qubits), n_qubits - 1 if measured is None else measured
+    if not 0 <= measured < n:
+        raise ConfigError(f"the measured qubit must be one of 0..{n - 1}, got {measured}")
+    n_features = n if n_features is None else n_features
+    if encoding == "angle" and not 1 <= n_features <= n:
+        raise ConfigError(f"angle encoding loads one feature per qubit: {n_features} features do not fit {n} "
+                          "qubits")
+    if simulator is not None and simulator not in CIRCUIT_SIMULATORS:
+        raise ConfigError(f"unknown circuit simulator {simulator!r}; choose from {', '.join(CIRCUIT_SIMULATORS)}")
+    cdtype = jnp.complex128 if dtype == "complex128" else jnp.complex64
+    rdt = real_dtype(dtype)
+    rng = np.random.default_rng(0)
+    probe_params = jnp.asarray(rng.normal(size=n_params), rdt)
+    if encoding == "amplitude":
+        v = rng.normal(size=2**n) + 1j * rng.normal(size=2**n)
+        probe_x = jnp.asarray(v / np.linalg.norm(v), cdtype)
+    else:
+        probe_x = jnp.asarray(rng.uniform(0, math.pi, size=n_features), rdt)
+    try:
+        why_not = _why_not_gates(ansatz, n, encoding, probe_params, probe_x, dtype)
+    except ConfigError:
+        raise
+    except Exception as exc:  # the user's function failed on a probe input: say so, with its own message
+        raise ConfigError(f"the circuit function {getattr(ansatz, '__name__', ansatz)!r} failed on a probe input "
+                          f"({n} qubits, {n_params} parameters, encoding {encoding!r}): "
+                          f"{type(exc).__name__}: {exc}") from None
+    if simulator is None:
+        simulator = "xla-gates" if why_not is None else "tc-circuit"
+    elif simulator == "xla-gates" and why_not is not None:
+        raise ConfigError(f"simulator 'xla-gates' cannot run this circuit: {why_not}")
+
+    def apply_gates_sim(params, x):
+        gates, _ = record(ansatz, n, encoding, params, x, dtype)
+        start = _initial_state(n, encoding, x, cdtype)
+        return readout_scale * z_expectation(apply_gates(start, gates, n), n, measured)
+
+    def apply_tc(params, x):
+        with tc_context(dtype) as tc:
+            c = _start(tc, n, encoding, x)
+            ansatz(c, params, x if encoding == "reupload" else None)
+            return readout_scale * jnp.real(c.expectation_ps(z=[measured]))
+
+    apply = apply_gates_sim if simulator == "xla-gates" else apply_tc
+
+    def init(key):
+        return init_std * jax.random.normal(key, (n_params,), rdt)
+
+    width = 2**n if encoding == "amplitude" else n_features
+
+    def prepare(inputs):
+        inputs = jnp.asarray(inputs)
+        if inputs.shape[-1:] != (width,):
+            raise ConfigError(f"this circuit QNN ({encoding} encoding) takes inputs of length {width}, got shape "
+                              f"{inputs.shape}")
+        return inputs.astype(cdtype if encoding == "amplitude" else rdt)
+
+    recorded = dict(kind="qnn", circuit=name or getattr(ansatz, "__name__", "circuit"), n_qubits=n,
+                    n_params=int(n_params), encoding=encoding, n_features=n_features if encoding != "amplitude"
+                    else None, readout_scale=readout_scale, measured=measured, init_std=init_std, dtype=dtype,
+                    simulator=simulator, simulator_reason=why_not if simulator == "tc-circuit" else None,
+                    **(settings or {}))
+    return Model(name="qnn", init=init, apply=apply, prepare=prepare, input_shape=(width,), settings=recorded)
+

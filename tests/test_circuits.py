@@ -1,0 +1,248 @@
+"""Circuits from TensorCircuit: every library ansatz and random user circuits, on every simulator that accepts
+them, against TensorCircuit's own simulation and an independent numpy statevector (outputs and gradients)."""
+
+from functools import reduce
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from qrobust.errors import ConfigError
+from qrobust.models import qnn
+from qrobust.models.ansatze import LIBRARY, Ansatz, library_qnn
+from qrobust.models.circuits import CIRCUIT_SIMULATORS, circuit_qnn
+
+# --- an independent numpy statevector simulator (qubit 0 the most significant bit) ---------------------------
+
+I2 = np.eye(2)
+X = np.array([[0, 1], [1, 0]], complex)
+Y = np.array([[0, -1j], [1j, 0]])
+Z = np.diag([1.0, -1.0]).astype(complex)
+
+
+def rot(pauli, t):
+    return np.cos(t / 2) * I2 - 1j * np.sin(t / 2) * pauli
+
+
+def on(n, ops: dict):
+    return reduce(np.kron, [ops.get(q, I2) for q in range(n)])
+
+
+def np_gate(n, name, qubits, t=None):
+    if name in ("rx", "ry", "rz"):
+        return on(n, {qubits[0]: rot({"rx": X, "ry": Y, "rz": Z}[name], t)})
+    a, b = qubits
+    if name in ("rzz", "rxx", "ryy"):
+        p = {"rzz": Z, "rxx": X, "ryy": Y}[name]
+        pp = on(n, {a: p, b: p})
+        return np.cos(t / 2) * np.eye(2**n) - 1j * np.sin(t / 2) * pp
+    if name == "cz":
+        return np.diag([(-1.0) ** (((k >> (n - 1 - a)) & 1) * ((k >> (n - 1 - b)) & 1)) for k in range(2**n)])
+    if name == "cnot":
+        p0, p1 = np.diag([1, 0]), np.diag([0, 1])
+        return on(n, {a: p0}) + on(n, {a: p1, b: X})
+    raise ValueError(name)
+
+
+def random_program(rng, n, n_layers=3):
+    """A random circuit as a list of (gate, qubits, parameter index or None)."""
+    prog, k = [], 0
+    for _ in range(n_layers):
+        for q in range(n):
+            prog.append((str(rng.choice(["rx", "ry", "rz"])), (q,), k))
+            k += 1
+        for q in range(n - 1):
+            name = str(rng.choice(["rzz", "rxx", "ryy", "cz", "cnot"]))
+            a, b = (q, q + 1) if rng.random() < 0.5 else (q + 1, q)
+            if name in ("cz", "cnot"):
+                prog.append((name, (a, b), None))
+            else:
+                prog.append((name, (a, b), k))
+                k += 1
+    return prog, k
+
+
+def as_tc(prog):
+    def circuit(c, params, x):
+        for name, qubits, k in prog:
+            if k is None:
+                getattr(c, name)(*qubits)
+            else:
+                getattr(c, name)(*qubits, theta=params[k])
+    return circuit
+
+
+def np_logit(prog, n, params, state, scale=5.0, measured=None):
+    psi = np.asarray(state, complex)
+    for name, qubits, k in prog:
+        psi = np_gate(n, name, qubits, None if k is None else float(params[k])) @ psi
+    m = n - 1 if measured is None else measured
+    return scale * np.real(psi.conj() @ on(n, {m: Z}) @ psi)
+
+
+def _states(rng, n, b):
+    v = rng.normal(size=(b, 2**n)) + 1j * rng.normal(size=(b, 2**n))
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+# --- tests ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("simulator", CIRCUIT_SIMULATORS)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_random_user_circuits_match_numpy_outputs_and_gradients(x64, simulator, seed):
+    rng = np.random.default_rng(seed)
+    n = 4
+    prog, n_params = random_program(rng, n)
+    model = circuit_qnn(as_tc(prog), n, n_params, dtype="complex128", simulator=simulator)
+    assert model.settings["simulator"] == simulator
+    params = jnp.asarray(rng.normal(size=n_params))
+    states = _states(rng, n, 3)
+    xs = model.prepare(states)
+    got = jax.vmap(model.apply, in_axes=(None, 0))(params, xs)
+    want = [np_logit(prog, n, np.asarray(params), s) for s in states]
+    np.testing.assert_allclose(got, want, atol=1e-10)
+    # gradient of one logit against central differences of the numpy simulator
+    grad = jax.grad(model.apply)(params, xs[0])
+    eps = 1e-6
+    for k in range(0, n_params, 3):
+        e = np.zeros(n_params)
+        e[k] = eps
+        fd = (np_logit(prog, n, np.asarray(params) + e, states[0]) - np_logit(prog, n, np.asarray(params) - e,
+                                                                                 states[0])) / (2 * eps)
+        assert abs(float(grad[k]) - fd) < 1e-6
+
+
+@pytest.mark.parametrize("simulator", CIRCUIT_SIMULATORS)
+def test_the_librarys_hea_is_the_built_in_qnn(x64, simulator):
+    """The same circuit written in TensorCircuit and built in: logits and gradients to 1e-10."""
+    n, d = 5, 3
+    ours = library_qnn("hea", n, d, dtype="complex128", simulator=simulator)
+    built_in = qnn(n, d, dtype="complex128", simulator="blocks")
+    key = jax.random.PRNGKey(3)
+    p = jax.random.normal(key, (d, n, 4), jnp.float64)
+    xs = built_in.prepare(_states(np.random.default_rng(2), n, 4))
+    a = jax.vmap(ours.apply, in_axes=(None, 0))(p.reshape(-1), xs)
+    b = jax.vmap(built_in.apply, in_axes=(None, 0))(p, xs)
+    np.testing.assert_allclose(a, b, atol=1e-10)
+    ga = jax.grad(lambda q: ours.apply(q, xs[0]))(p.reshape(-1))
+    gb = jax.grad(lambda q: built_in.apply(q, xs[0]))(p)
+    np.testing.assert_allclose(ga, gb.reshape(-1), atol=1e-10)
+    assert ours.settings["n_params"] == 4 * n * d
+
+
+@pytest.mark.parametrize("name", ["rxry_cnot", "hea_cz"])
+def test_library_ansatzes_match_tensorcircuit_and_numpy(x64, name):
+    n, d = 4, 2
+    rng = np.random.default_rng(5)
+    fast = library_qnn(name, n, d, dtype="complex128", simulator="xla-gates")
+    ref = library_qnn(name, n, d, dtype="complex128", simulator="tc-circuit")
+    params = jnp.asarray(rng.normal(size=LIBRARY[name].n_params(n, d)))
+    xs = fast.prepare(_states(rng, n, 3))
+    np.testing.assert_allclose(jax.vmap(fast.apply, in_axes=(None, 0))(params, xs),
+                               jax.vmap(ref.apply, in_axes=(None, 0))(params, xs), atol=1e-10)
+    if name == "rxry_cnot":  # the built-in variant
+        built_in = qnn(n, d, ansatz="rxry_cnot", dtype="complex128", simulator="tc-fused")
+        np.testing.assert_allclose(jax.vmap(fast.apply, in_axes=(None, 0))(params, xs),
+                                   jax.vmap(built_in.apply, in_axes=(None, 0))(params.reshape(d, n, 2), xs),
+                                   atol=1e-10)
+    else:  # by hand in numpy
+        p = np.asarray(params).reshape(d, n, 2)
+        prog = [g for layer in range(d) for g in
+                [(gate, (q,), None) for q in range(n) for gate in ("ry", "rz")] + [("cz", (q, q + 1), None)
+                                                                                   for q in range(n - 1)]]
+        values = iter(p.reshape(-1))
+        prog = [(g, qs, next(values) if g in ("ry", "rz") else None) for g, qs, _ in prog]
+        for x, s in zip(xs, np.asarray(xs)):
+            psi = s
+            for g, qs, t in prog:
+                psi = np_gate(n, g, qs, t) @ psi
+            assert abs(5 * np.real(psi.conj() @ on(n, {n - 1: Z}) @ psi) - float(fast.apply(params, x))) < 1e-10
+
+
+@pytest.mark.parametrize("simulator", CIRCUIT_SIMULATORS)
+def test_reupload_and_angle_encodings_load_the_features(x64, simulator):
+    n, d = 3, 2
+    rng = np.random.default_rng(7)
+    feats = rng.uniform(0, np.pi, size=(2, n))
+    model = library_qnn("reupload", n, d, encoding="reupload", dtype="complex128", simulator=simulator)
+    params = jnp.asarray(rng.normal(size=2 * n * d))
+    p = np.asarray(params).reshape(d, n, 2)
+    for f, x in zip(feats, model.prepare(feats)):
+        psi = np.zeros(2**n, complex)
+        psi[0] = 1
+        for layer in range(d):
+            for q in range(n):
+                psi = np_gate(n, "rx", (q,), f[q]) @ psi
+            for q in range(n):
+                psi = np_gate(n, "rz", (q,), p[layer, q, 1]) @ np_gate(n, "ry", (q,), p[layer, q, 0]) @ psi
+            for q in range(n - 1):
+                psi = np_gate(n, "cz", (q, q + 1)) @ psi
+        assert abs(5 * np.real(psi.conj() @ on(n, {n - 1: Z}) @ psi) - float(model.apply(params, x))) < 1e-10
+    angle = library_qnn("hea_cz", n, d, encoding="angle", n_features=2, dtype="complex128", simulator=simulator)
+    psi0 = np.zeros(2**n, complex)
+    psi0[0] = 1
+    f = feats[0, :2]
+    psi = np_gate(n, "ry", (1,), f[1]) @ np_gate(n, "ry", (0,), f[0]) @ psi0
+    p = np.asarray(params).reshape(d, n, 2)
+    for layer in range(d):
+        for q in range(n):
+            psi = np_gate(n, "rz", (q,), p[layer, q, 1]) @ np_gate(n, "ry", (q,), p[layer, q, 0]) @ psi
+        for q in range(n - 1):
+            psi = np_gate(n, "cz", (q, q + 1)) @ psi
+    got = float(angle.apply(params, angle.prepare(f[None])[0]))
+    assert abs(5 * np.real(psi.conj() @ on(n, {n - 1: Z}) @ psi) - got) < 1e-10
+
+
+def test_complex64_circuits_agree_to_float32_rounding():
+    rng = np.random.default_rng(11)
+    prog, n_params = random_program(rng, 5)
+    model = circuit_qnn(as_tc(prog), 5, n_params)
+    params = jnp.asarray(rng.normal(size=n_params), jnp.float32)
+    states = _states(rng, 5, 2)
+    got = jax.vmap(model.apply, in_axes=(None, 0))(params, model.prepare(states))
+    want = [np_logit(prog, 5, np.asarray(params, float), s) for s in states]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_a_circuit_beyond_gates_falls_back_to_tensorcircuit_and_says_why():
+    def post_selected(c, params, x):
+        c.ry(0, theta=params[0])
+        c.h(1)
+        c.post_select(1, keep=0)  # a projection: not a gate
+
+    model = circuit_qnn(post_selected, 2, 1)
+    assert model.settings["simulator"] == "tc-circuit"
+    assert "do not reproduce TensorCircuit's state" in model.settings["simulator_reason"]
+    with pytest.raises(ConfigError, match="cannot run this circuit"):
+        circuit_qnn(post_selected, 2, 1, simulator="xla-gates")
+
+
+def test_bad_circuits_and_settings_are_refused_by_name():
+    def broken(c, params, x):
+        c.rx(7, theta=params[0])
+
+    with pytest.raises(ConfigError, match="failed on a probe input"):
+        circuit_qnn(broken, 3, 1)
+    with pytest.raises(ConfigError, match="unknown encoding"):
+        circuit_qnn(broken, 3, 1, encoding="basis")
+    with pytest.raises(ConfigError, match="loads the features itself"):
+        library_qnn("reupload", 3, 1)
+    with pytest.raises(ConfigError, match="unknown ansatz"):
+        library_qnn("qcnn", 3, 1)
+    with pytest.raises(ConfigError, match="4 features do not fit 3 qubits"):
+        library_qnn("hea_cz", 3, 1, encoding="angle", n_features=4)
+
+
+def test_a_user_ansatz_from_a_function_counts_its_parameters():
+    def mine(c, params, x, depth):
+        for layer in range(depth):
+            for q in range(3):
+                c.ry(q, theta=params[layer * 3 + q])
+            c.cnot(0, 1)
+
+    a = Ansatz.from_function("mine", mine, lambda n, d: n * d)
+    model = library_qnn(a, 3, 2)
+    assert model.settings["n_params"] == 6 and model.settings["circuit"] == "mine"
+    assert model.settings["simulator"] == "xla-gates"
