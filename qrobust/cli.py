@@ -119,6 +119,8 @@ def _study(sub, name: str, help: str, *, seeds: int) -> argparse.ArgumentParser:
 _SIMULATORS = ("native", "blocks", "tc-fused", "tc-gates")  # qrobust.models.qnn.SIMULATORS (not imported: fast --help)
 _GAUGES = ("fixed", "sign", "phase")  # qrobust.data.gauge.GAUGES (likewise)
 _GRIDS = ("paper", "wide")  # qrobust.data.phases.GRIDS (likewise)
+_ANSATZE = ("hea", "rxry_cnot", "hea_cz", "reupload")  # qrobust.models.ansatze.LIBRARY (likewise)
+_ENCODINGS = ("amplitude", "angle", "reupload")  # qrobust.data.features.ENCODINGS (likewise)
 
 
 def parse_floats(text: str, what: str) -> tuple[float, ...]:
@@ -217,6 +219,16 @@ def _sweep_options(sw, dataset: str = "mnist") -> None:
                     help="QNN depth; repeat for a capacity axis (each depth its own program)")
     sw.add_argument("--hidden", action="append", dest="hiddens",
                     help="MLP hidden sizes, e.g. 64,16; repeat for a capacity axis")
+    sw.add_argument("--ansatz", action="append", dest="ansatze", choices=_ANSATZE,
+                    help="the QNN's circuit (repeat for an axis; default hea, the paper's): rxry_cnot (the paper's "
+                         "Hessian-study circuit), hea_cz (RY RZ + CZ chain), reupload (data re-uploading, with "
+                         "--encoding reupload); written in TensorCircuit, qrobust/models/ansatze.py")
+    sw.add_argument("--encoding", action="append", dest="encodings", choices=_ENCODINGS,
+                    help="how inputs enter (repeat for an axis; default amplitude, the paper's): angle (principal "
+                         "components as RY angles) or reupload (the same features, loaded by the reupload "
+                         "ansatz in every layer); the MLP gets the same features")
+    sw.add_argument("--features", type=int, dest="n_features",
+                    help="principal components for angle and reupload encodings (default: the data's qubits)")
     sw.add_argument("--dtype", default="complex64", choices=_DTYPES, help="the QNN's state dtype")
     sw.add_argument("--n-train", type=int, dest="n_train_per_class", help="training samples per class")
     sw.add_argument("--chunk-size", type=int, help="replicas per compiled program (default: what fits in memory)")
@@ -305,6 +317,8 @@ def _sweep_config(args, corruptions=("flip", "features")):
         learning_rates=tuple(args.learning_rates) if args.learning_rates else None,
         depth=tuple(args.depths) if args.depths else None,
         hidden=tuple(parse_ints(h) for h in args.hiddens) if args.hiddens else None,
+        ansatz=tuple(args.ansatze) if args.ansatze else "hea",
+        encoding=tuple(args.encodings) if args.encodings else "amplitude", n_features=args.n_features,
         dtype=args.dtype, chunk_size=args.chunk_size, eval_every=args.eval_every,
         simulator=_simulator(args), matmul_precision=args.matmul_precision,
     )

@@ -64,3 +64,7 @@ def test_the_clis_literal_choices_are_the_librarys():
 
     assert cli._DATASETS == DATASETS and cli._CORRUPTIONS == CORRUPTIONS and cli._LABEL_FLIPS == LABEL_FLIPS
     assert cli._GAUGES == GAUGES and cli._GRIDS == tuple(GRIDS) and cli._SIMULATORS == tuple(SIMULATORS)
+    from qrobust.data.features import ENCODINGS
+    from qrobust.models.ansatze import _BUILT_IN, LIBRARY
+
+    assert cli._ENCODINGS == ENCODINGS and set(cli._ANSATZE) == _BUILT_IN and cli._ANSATZE == tuple(LIBRARY)[:4]

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import curve_fit
 
-from qrobust.analysis.summary import final_epoch
+from qrobust.analysis.summary import ARCH, final_epoch
 
 
 def logistic_step(alpha, lo, hi, alpha_0, width):
@@ -79,16 +79,15 @@ def critical_points(results: pd.DataFrame, *, n_boot: int = 200, seed: int = 0, 
     final = final[~final.diverged]
     rng = np.random.default_rng(seed)
     rows = []
-    for (model, arch, n_params, corruption, lr), part in final.groupby(
-            ["model", "arch", "n_params", "corruption", "learning_rate"], sort=False):
+    keys = ["model", *ARCH, "corruption", "learning_rate"]
+    for key, part in final.groupby(keys, sort=False):
         point = _estimates(part)
         seeds = part.seed.unique()
         by_seed = {s: part[part.seed == s] for s in seeds}
         boots = [_estimates(pd.concat([by_seed[s] for s in rng.choice(seeds, len(seeds))])) for _ in range(n_boot)]
         span = part.alpha.max() - part.alpha.min()
         lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
-        row = dict(model=model, arch=arch, n_params=n_params, corruption=corruption, learning_rate=lr,
-                   n_seeds=len(seeds), **point)
+        row = dict(zip(keys, key), n_seeds=len(seeds), **point)
         for key in ("alpha_c_memorization", "alpha_c_validation"):
             values = np.array([b[key] for b in boots], float)
             finite = values[np.isfinite(values)]

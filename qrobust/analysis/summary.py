@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-GROUP = ["model", "arch", "n_params", "corruption", "alpha", "learning_rate"]
+ARCH = ["arch", "n_params", "encoding", "ansatz", "depth", "hidden"]  # a model's architecture (a sweep axis)
+GROUP = ["model", *ARCH, "corruption", "alpha", "learning_rate"]
+_ARCH_DEFAULTS = dict(arch="-", n_params=-1, encoding="amplitude", ansatz="-", depth=0, hidden="-")
 LOSS_CEILING = 1e6  # a mean cross-entropy above this means logits of order 1e6: float32's sigmoid is saturated
 
 
@@ -17,11 +19,10 @@ def diverged(losses, axis: int = -1):
 
 
 def with_architecture(results: pd.DataFrame) -> pd.DataFrame:
-    """``results`` with the ``arch`` and ``n_params`` columns (a table written before architecture was an
-    axis has neither: one architecture per model, named "-", parameters unknown, -1)."""
-    if "arch" in results and "n_params" in results:
-        return results
-    return results.assign(**{c: results[c] if c in results else v for c, v in (("arch", "-"), ("n_params", -1))})
+    """``results`` with the architecture columns ``ARCH`` (a table written before architecture was an axis
+    has none: one architecture per model, named "-", parameters unknown, -1)."""
+    missing = {c: v for c, v in _ARCH_DEFAULTS.items() if c not in results}
+    return results.assign(**missing) if missing else results
 
 
 def final_epoch(results: pd.DataFrame) -> pd.DataFrame:

@@ -30,6 +30,7 @@ class ModelSettings:
     learning_rate: float
     depth: int = 6
     hidden: tuple[int, ...] = (64, 16)
+    ansatz: str = "hea"  # the QNN's circuit: "hea" (the built-in) or a name of qrobust.models.ansatze.LIBRARY
 
     def validate(self, name: str) -> "ModelSettings":
         for field, value in (("epochs", self.epochs), ("batch_size", self.batch_size), ("depth", self.depth)):
@@ -39,11 +40,17 @@ class ModelSettings:
             raise ConfigError(f"{name}: learning rate must be positive and finite, got {self.learning_rate}")
         if not self.hidden or any(int(h) != h or h < 1 for h in self.hidden):
             raise ConfigError(f"{name}: hidden sizes must be positive integers, got {self.hidden}")
+        if self.ansatz != "hea":
+            from qrobust.models.ansatze import ansatz
+
+            ansatz(self.ansatz)
         return self
 
     def to_dict(self, name: str) -> dict:
         d = asdict(self)
         d.pop("hidden" if name == "qnn" else "depth")
+        if name != "qnn" or d["ansatz"] == "hea":  # (the paper's: recorded as before ansatz was an option)
+            d.pop("ansatz")
         d["hidden"] = list(d["hidden"]) if "hidden" in d else None
         return {k: v for k, v in d.items() if v is not None}
 
@@ -136,13 +143,22 @@ def load_dataset(name: str, *, mnist_path: str | None = None, n_train_per_class:
 
 def build_model(name: str, dataset: Dataset, settings: ModelSettings, *, dtype: str = "complex64",
                 simulator: str | None = None, matmul_precision: str = "highest") -> Model:
-    """The model ``name`` for ``dataset``'s states. ``simulator`` (None: the QNN's default for this
-    machine) and ``matmul_precision`` apply to the QNN (``qrobust.models.qnn``)."""
+    """The model ``name`` for ``dataset``'s inputs. The QNN: the built-in (``qrobust.models.qnn``, its
+    ``simulator``, None: the machine's default, and ``matmul_precision``) for the paper's "hea" ansatz on
+    amplitude-encoded states; otherwise the library circuit ``settings.ansatz`` (``qrobust.models.ansatze``)
+    in the dataset's encoding (``dataset.meta["encoding"]``, ``qrobust.data.features``), on the circuit
+    simulators (``qrobust.models.circuits``). The MLP reads the same inputs."""
     check_name("model", name, MODELS)
+    encoding = dataset.meta.get("encoding", "amplitude")
     if name == "qnn":
-        return qnn(dataset.n_qubits, settings.depth, dtype=dtype, simulator=simulator,
-                   matmul_precision=matmul_precision)
-    return mlp(2**dataset.n_qubits, settings.hidden, complex_input=dataset.is_complex)
+        if settings.ansatz == "hea" and encoding == "amplitude":
+            return qnn(dataset.n_qubits, settings.depth, dtype=dtype, simulator=simulator,
+                       matmul_precision=matmul_precision)
+        from qrobust.models.ansatze import library_qnn
+
+        return library_qnn(settings.ansatz, dataset.n_qubits, settings.depth, encoding=encoding,
+                           n_features=None if encoding == "amplitude" else dataset.x_train.shape[1], dtype=dtype)
+    return mlp(dataset.x_train.shape[1], settings.hidden, complex_input=dataset.is_complex)
 
 
 def check_simulator(simulator: str | None, matmul_precision: str = "highest") -> None:

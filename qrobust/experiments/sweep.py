@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import warnings
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 from pathlib import Path
 
 import jax
@@ -31,12 +32,14 @@ from qrobust.analysis.summary import diverged as loss_diverged
 from qrobust.experiments import poisoners, study
 from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
 from qrobust.experiments.settings import ModelSettings, check_name, model_settings
+from qrobust.data.features import ENCODINGS, encode
 from qrobust.experiments.study import StudyConfig, make_chunk_inputs
 from qrobust.models import count_params
 
 GRID_COLUMNS = ("model", "arch", "corruption", "alpha", "seed", "learning_rate")
 SWEEP_METRICS = ("loss", "train_acc", "train_acc_clean", "val_acc", "memorization")
-RESULT_COLUMNS = GRID_COLUMNS + ("epoch",) + SWEEP_METRICS + ("diverged", "n_corrupted", "n_params")
+ARCH_COLUMNS = ("n_params", "encoding", "ansatz", "depth", "hidden")  # what an arch label stands for
+RESULT_COLUMNS = GRID_COLUMNS + ("epoch",) + SWEEP_METRICS + ("diverged", "n_corrupted") + ARCH_COLUMNS
 DEFAULT_ALPHAS = tuple(round(0.1 * i, 1) for i in range(10))
 
 
@@ -52,6 +55,13 @@ class SweepConfig(StudyConfig):
       depths, a tuple of hidden-size tuples) make architecture a grid axis: each architecture is its own
       compiled program (named MODEL_ARCH, e.g. qnn_d4, mlp_h32x8), and the results' ``arch`` column
       ("d4", "h32x8") and ``n_params`` say which.
+    ansatz: the QNN's circuit: "hea" (the paper's, the built-in simulators), a name of the ansatz library
+      (``qrobust.models.ansatze``: "rxry_cnot", "hea_cz", "reupload"), or a user's ``Ansatz``; several make
+      it an axis too.
+    encoding: "amplitude" (the paper's), "angle" or "reupload" (``qrobust.data.features``: principal
+      components as rotation angles; the MLP gets the same features); several make it an axis (each
+      encoding with the ansatzes that fit it: "reupload" with the ones that load data, the others with the
+      rest). n_features: principal components for those encodings (default: the dataset's qubits).
     eval_every: record metrics every this many epochs and at the last (default 1: every
       epoch); the evaluation of other epochs is skipped, which saves about a third of
       the QNN's time. The analyses use the last epoch only.
@@ -64,10 +74,21 @@ class SweepConfig(StudyConfig):
     learning_rates: tuple[float, ...] | None = None
     depth: int | tuple[int, ...] | None = None
     hidden: tuple[int, ...] | tuple[tuple[int, ...], ...] | None = None
+    ansatz: object = "hea"
+    encoding: str | tuple[str, ...] = "amplitude"
+    n_features: int | None = None
     eval_every: int = 1
 
     def __post_init__(self):
         super().__post_init__()
+        from qrobust.models.ansatze import register
+
+        names = tuple(register(a) for a in (self.ansatz if isinstance(self.ansatz, (tuple, list)) else
+                                            (self.ansatz,)))
+        object.__setattr__(self, "ansatz", names[0] if len(names) == 1 else names)
+        if isinstance(self.encoding, (tuple, list)):
+            object.__setattr__(self, "encoding", self.encoding[0] if len(self.encoding) == 1
+                               else tuple(self.encoding))
         if isinstance(self.depth, (tuple, list)) and len(self.depth) == 1:
             object.__setattr__(self, "depth", self.depth[0])
         if self.hidden is not None:
@@ -92,14 +113,29 @@ class SweepConfig(StudyConfig):
             raise ConfigError(f"eval_every must be a positive integer, got {self.eval_every}")
         for m in self.models:
             self.settings_for(m)
-        for name, values in (("depth", self.depths()), ("hidden sizes", self.hiddens())):
+        for name, values in (("depth", self.depths()), ("hidden sizes", self.hiddens()),
+                             ("ansatz", self.ansatze()), ("encoding", self.encodings())):
             if len(values) > 1:
                 study.check_axis(name, values)
+        for e in self.encodings():
+            check_name("encoding", e, ENCODINGS)
+        if self.n_features is not None and set(self.encodings()) == {"amplitude"}:
+            raise ConfigError("--features applies to the angle and reupload encodings")
+        for m in self.models:
+            if not self.architectures(m):
+                raise ConfigError(f"no {m} architecture fits: the reupload encoding needs an ansatz that loads "
+                                  "the features (reupload), the other encodings one that does not")
         study.check_table_size(sum(len(self.corruptions) * len(self.alphas) * len(self.seeds)
                                    * len(self.learning_rates_for(m)) * len(self.architectures(m))
                                    * (self.settings_for(m).epochs // self.eval_every + 1)
                                    for m in self.models), "these seeds, grid and epochs")
         return self
+
+    def ansatze(self) -> tuple:
+        return self.ansatz if isinstance(self.ansatz, tuple) else (self.ansatz,)
+
+    def encodings(self) -> tuple:
+        return self.encoding if isinstance(self.encoding, tuple) else (self.encoding,)
 
     def depths(self) -> tuple:
         return self.depth if isinstance(self.depth, tuple) else (self.depth,)
@@ -107,26 +143,41 @@ class SweepConfig(StudyConfig):
     def hiddens(self) -> tuple:
         return self.hidden if self.hidden and isinstance(self.hidden[0], tuple) else (self.hidden,)
 
-    def architectures(self, model: str) -> dict[str, ModelSettings]:
-        """arch label -> settings of each architecture of ``model`` ("d6" for a QNN of depth 6, "64x16" for
-        an MLP with hidden sizes 64, 16)."""
+    def architectures(self, model: str) -> dict[str, Architecture]:
+        """arch label -> each architecture of ``model``: "d6" for a QNN of depth 6, "h64x16" for an MLP with
+        hidden sizes 64, 16; prefixed by the encoding and ansatz where they are not the paper's or vary
+        ("angle-hea_cz-d4", "angle-h64x16")."""
+        from qrobust.models.ansatze import ansatz as library_ansatz
+
         out = {}
-        for depth, hidden in ([(d, None) for d in self.depths()] if model == "qnn"
-                              else [(None, h) for h in self.hiddens()]):
-            s = model_settings(self.dataset, model, epochs=self.epochs, batch_size=self.batch_size, depth=depth,
-                               hidden=hidden, learning_rate=self.learning_rates[0] if self.learning_rates else None)
-            out[f"d{s.depth}" if model == "qnn" else "h" + "x".join(map(str, s.hidden))] = s
+        show_encoding = self.encodings() != ("amplitude",)
+        show_ansatz = self.ansatze() != ("hea",)
+        encodings = self.encodings()
+        if model != "qnn" and {"angle", "reupload"} <= set(encodings):  # the same features: one MLP for both
+            encodings = tuple(e for e in encodings if e != "reupload")
+        for encoding in encodings:
+            ansatze = ([a for a in self.ansatze() if library_ansatz(a).loads_data == (encoding == "reupload")]
+                       if model == "qnn" else [None])
+            for a in ansatze:
+                for depth, hidden in ([(d, None) for d in self.depths()] if model == "qnn"
+                                      else [(None, h) for h in self.hiddens()]):
+                    s = model_settings(self.dataset, model, epochs=self.epochs, batch_size=self.batch_size,
+                                       depth=depth, hidden=hidden, ansatz=a,
+                                       learning_rate=self.learning_rates[0] if self.learning_rates else None)
+                    parts = ([encoding] if show_encoding else []) + ([a] if show_ansatz and a else []) + \
+                        [f"d{s.depth}" if model == "qnn" else "h" + "x".join(map(str, s.hidden))]
+                    out["-".join(parts)] = Architecture(s, encoding)
         return out
 
-    def programs(self, model: str) -> dict[str, tuple[str, ModelSettings]]:
-        """program name -> (arch, settings): the model's name alone for one architecture, MODEL_ARCH for
+    def programs(self, model: str) -> dict[str, tuple[str, Architecture]]:
+        """program name -> (arch, architecture): the model's name alone for one architecture, MODEL_ARCH for
         several (so a run directory of one architecture keeps the names it always had)."""
         archs = self.architectures(model)
-        return {(model if len(archs) == 1 else f"{model}_{a}"): (a, s) for a, s in archs.items()}
+        return {(model if len(archs) == 1 else f"{model}_{a}"): (a, arch) for a, arch in archs.items()}
 
     def settings_for(self, model: str) -> ModelSettings:
         """The settings of ``model``'s (first) architecture."""
-        return next(iter(self.architectures(model).values()))
+        return next(iter(self.architectures(model).values())).settings
 
     def learning_rates_for(self, model: str) -> tuple[float, ...]:
         return tuple(self.learning_rates) if self.learning_rates else (self.settings_for(model).learning_rate,)
@@ -141,18 +192,36 @@ class SweepConfig(StudyConfig):
                 d["models"][m]["architectures"] = list(self.architectures(m))
         for k in ("epochs", "batch_size", "learning_rates", "depth", "hidden", "chunk_size"):
             d.pop(k)
+        for k, paper in (("ansatz", "hea"), ("encoding", "amplitude"), ("n_features", None)):
+            if d[k] == paper:  # the paper's: recorded as before these were options
+                d.pop(k)
         return d
+
+
+class Architecture(NamedTuple):
+    """One architecture of a model in a sweep: its settings (depth or hidden sizes, ansatz) and the encoding
+    of the data it reads."""
+
+    settings: ModelSettings
+    encoding: str
 
 
 def replica_table(config: SweepConfig, model: str) -> pd.DataFrame:
     """One row per replica of ``model``: its program and grid coordinates."""
-    rows = [(program, model, arch, *rest) for program, (arch, _) in config.programs(model).items()
+    rows = [(program, model, label, *rest) for program, (label, _) in config.programs(model).items()
             for rest in itertools.product(config.corruptions, config.alphas, config.seeds,
                                           config.learning_rates_for(model))]
     return pd.DataFrame(rows, columns=["program", *GRID_COLUMNS])
 
 
-def _to_frame(grid: pd.DataFrame, metrics: dict, n_corrupt: np.ndarray, epoch_numbers, n_params: int) -> pd.DataFrame:
+def architecture_columns(model: str, arch: Architecture, n_params: int) -> dict:
+    """The ``ARCH_COLUMNS`` of one architecture (depth 0 for the MLP, hidden "-" for the QNN, which have none)."""
+    s = arch.settings
+    return dict(n_params=n_params, encoding=arch.encoding, ansatz=s.ansatz if model == "qnn" else "-",
+                depth=s.depth if model == "qnn" else 0, hidden="-" if model == "qnn" else "x".join(map(str, s.hidden)))
+
+
+def _to_frame(grid: pd.DataFrame, metrics: dict, n_corrupt: np.ndarray, epoch_numbers, columns: dict) -> pd.DataFrame:
     """Tidy rows: one per replica per recorded epoch (``epoch_numbers``, 1-based)."""
     metrics = {k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()}
     n_rep, epochs = metrics["loss"].shape
@@ -163,7 +232,8 @@ def _to_frame(grid: pd.DataFrame, metrics: dict, n_corrupt: np.ndarray, epoch_nu
         frame[k] = metrics[k].reshape(-1)
     frame["diverged"] = np.repeat(diverged, epochs)
     frame["n_corrupted"] = np.repeat(n_corrupt, epochs)
-    frame["n_params"] = n_params
+    for k, v in columns.items():
+        frame[k] = v
     return frame[list(RESULT_COLUMNS)]
 
 
@@ -178,19 +248,22 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
     dataset = study.load(config)
     counts = {(kind, a): check_feasible(kind, a, dataset.y_train)
               for kind in config.corruptions for a in config.alphas}
-    # one compiled program per model architecture: name -> (model, settings)
-    programs = {p: (m, st) for m in config.models for p, (_, st) in config.programs(m).items()}
+    # one compiled program per model architecture: name -> (model, settings, the data as it reads them)
+    encoded = {e: encode(dataset, e, config.n_features) for e in config.encodings()}
+    programs = {p: (m, arch.settings, encoded[arch.encoding])
+                for m in config.models for p, (_, arch) in config.programs(m).items()}
     run_settings = dict(config.resolved(), n_train=len(dataset.y_train), n_qubits_data=dataset.n_qubits,
                         dataset_meta={k: v for k, v in dataset.meta.items() if k != "per_state"})
-    dataset, models, val, store = study.prepare(config, {p: st for p, (_, st) in programs.items()}, run_settings,
-                                                out, dataset=dataset)
+    models = {p: study.build_models(config, data, {p: st})[p] for p, (_, st, data) in programs.items()}
+    val = {p: study.eval_inputs({p: models[p]}, data)[p] for p, (_, _, data) in programs.items()}
+    store = study.open_store(out, run_settings, models)
     n_params = {p: count_params(jax.eval_shape(models[p].init, jax.random.PRNGKey(0))) for p in programs}
 
     bar = Progress(None, progress)
     trainers = {p: make_train_fn(models[p], epochs=st.epochs, batch_size=st.batch_size,
                                  n_samples=len(dataset.y_train), progress=bar.hook, eval_every=config.eval_every)
-                for p, (_, st) in programs.items()}
-    inputs = {p: make_chunk_inputs(models[p], dataset) for p in programs}
+                for p, (_, st, _) in programs.items()}
+    inputs = {p: make_chunk_inputs(models[p], data) for p, (_, _, data) in programs.items()}
     chunks = plan_chunks(pd.concat([replica_table(config, m) for m in config.models], ignore_index=True), "program",
                          lambda p, n: study.chunk_size(config, store, p, programs[p][0], study.program_footprint(
                              trainers[p], study.training_args(inputs[p], val[p])), n), store=store)
@@ -198,9 +271,10 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
                   for p in programs if "boundary" in config.corruptions}
     todo = [c for c in chunks + sum(references.values(), []) if store is None or not store.has_chunk(c.name)]
     bar.start(sum(programs[c.program][1].epochs * len(c.rows) for c in todo))
+    # the aimed poisoners' scores; QUID's from the amplitude-encoded states whatever a program reads
     priorities = {p: poisoners.Priorities(dataset, poisoners.run_references(
-        references[p], models[p], trainers[p], inputs[p], val[p], dataset, config.learning_rates_for(m)[0], store,
-        bar) if p in references else None) for p, (m, _) in programs.items()}
+        references[p], models[p], trainers[p], inputs[p], val[p], data, config.learning_rates_for(m)[0], store,
+        bar) if p in references else None) for p, (m, _, data) in programs.items()}
 
     def run(chunk):
         p = chunk.program
@@ -212,7 +286,8 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
         _, metrics = trainers[p](params, jnp.asarray(padded.learning_rate, jnp.float32), shuffle_keys, data, val[p])
         metrics = {k: np.asarray(v)[:n_real] for k, v in metrics.items()}
         return _to_frame(chunk.rows, metrics, n_corrupt[:n_real],
-                         evaluated_epochs(programs[p][1].epochs, config.eval_every), n_params[p])
+                         evaluated_epochs(programs[p][1].epochs, config.eval_every),
+                         architecture_columns(programs[p][0], config.programs(programs[p][0])[p][1], n_params[p]))
 
     frames = run_chunks(chunks, run, store, bar).frames
     bar.close()

@@ -104,6 +104,23 @@ LIBRARY: dict[str, Ansatz] = {
     "hea_cz": Ansatz("hea_cz", _hea_cz, lambda n, d: 2 * n * d),
     "reupload": Ansatz("reupload", _reupload, lambda n, d: 2 * n * d, loads_data=True),
 }
+_BUILT_IN = frozenset(LIBRARY)
+
+
+def register(a: str | Ansatz) -> str:
+    """The name of ``a``; a user's Ansatz is added to ``LIBRARY`` under its name (for this process), so it is
+    named like every entry (config.json records the name). A name already used by another circuit is
+    refused."""
+    if isinstance(a, str):
+        ansatz(a)
+        return a
+    if not isinstance(a, Ansatz):
+        raise ConfigError(f"an ansatz is a name ({', '.join(LIBRARY)}) or an Ansatz, got {type(a).__name__}")
+    if a.name in LIBRARY and LIBRARY[a.name] is not a:
+        owner = "the library" if a.name in _BUILT_IN else "another circuit of this process"
+        raise ConfigError(f"the ansatz name {a.name!r} is taken (by {owner}); give the Ansatz another name")
+    LIBRARY[a.name] = a
+    return a.name
 
 
 def ansatz(name_or_ansatz: str | Ansatz) -> Ansatz:
