@@ -73,3 +73,34 @@ def test_capacity_axis_records_its_architectures(depth):
     resolved = config.resolved()
     assert resolved["models"]["qnn"]["architectures"] == ["d1", "d2"]
     assert "architectures" not in SweepConfig(**TINY, depth=3).validate().resolved()["models"]["qnn"]
+
+
+def test_angle_features_are_principal_components_of_the_training_set_scaled_to_angles():
+    from sklearn.decomposition import PCA
+
+    from qrobust.data.features import encode
+    from qrobust.experiments.settings import load_dataset
+
+    ds = load_dataset("mnist", n_train_per_class=30)
+    enc = encode(ds, "angle", 4)
+    pca = PCA(4, svd_solver="full").fit(ds.x_train)  # the training set only
+    raw = pca.transform(ds.x_train)
+    lo, hi = raw.min(0), raw.max(0)
+    np.testing.assert_allclose(enc.x_train, np.pi * (raw - lo) / (hi - lo), atol=1e-9)
+    np.testing.assert_allclose(enc.x_val, np.pi * np.clip((pca.transform(ds.x_val) - lo) / (hi - lo), 0, 1),
+                               atol=1e-9)
+    assert enc.n_qubits == 4 and enc.meta["encoding"] == "angle" and enc.x_train.min() >= 0
+    assert enc.x_train.max() <= np.pi + 1e-12 and len(enc.meta["explained_variance"]) == 4
+
+
+def test_an_encoding_axis_gives_both_models_the_same_features(tmp_path):
+    config = SweepConfig(**dict(TINY, dataset="mnist", gauge=None, n_qubits=None), encoding=("amplitude", "angle"),
+                         n_features=3, depth=1, hidden=(4,))
+    results = run_sweep(config, tmp_path / "enc", progress=False)
+    params = results.groupby(["model", "encoding"]).n_params.first()
+    assert params["mlp", "angle"] == 3 * 4 + 4 + 4 + 1  # the MLP reads the 3 features
+    assert params["mlp", "amplitude"] == 1024 * 4 + 4 + 4 + 1
+    assert params["qnn", "angle"] == 4 * 3 * 1 and params["qnn", "amplitude"] == 4 * 10 * 1
+    assert set(results.arch) == {"amplitude-d1", "angle-d1", "amplitude-h4", "angle-h4"}
+    with pytest.raises(Exception, match="--features applies"):
+        SweepConfig(**TINY, n_features=3).validate()

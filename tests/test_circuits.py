@@ -246,3 +246,19 @@ def test_a_user_ansatz_from_a_function_counts_its_parameters():
     model = library_qnn(a, 3, 2)
     assert model.settings["n_params"] == 6 and model.settings["circuit"] == "mine"
     assert model.settings["simulator"] == "xla-gates"
+
+
+def test_the_whole_batch_path_equals_one_example_at_a_time(x64):
+    from qrobust.models import batch_logits
+
+    rng = np.random.default_rng(13)
+    prog, n_params = random_program(rng, 5)
+    model = circuit_qnn(as_tc(prog), 5, n_params, dtype="complex128")
+    assert model.apply_batch is not None
+    params = jnp.asarray(rng.normal(size=n_params))
+    xs = model.prepare(_states(rng, 5, 6))
+    np.testing.assert_allclose(batch_logits(model)(params, xs), jax.vmap(model.apply, in_axes=(None, 0))(params, xs),
+                               atol=1e-12)
+    g1 = jax.grad(lambda p: batch_logits(model)(p, xs).sum())(params)
+    g2 = jax.grad(lambda p: jax.vmap(model.apply, in_axes=(None, 0))(p, xs).sum())(params)
+    np.testing.assert_allclose(g1, g2, atol=1e-10)

@@ -23,9 +23,11 @@ before the ansatz; ``x`` is None), "reupload" (the input is a feature vector, th
 
 Simulators (``simulator=``), chosen per circuit, with the reason recorded in ``settings``:
   "xla-gates"   the circuit's own gates, read from TensorCircuit's record of them (``Circuit._qir``: every
-                gate's matrix and qubits), applied one by one to the statevector by tensor contractions in
-                XLA: any one- or two-qubit (or wider) gate TensorCircuit has, data-dependent rotations
-                included, with forward and reverse mode. The default, where the record reproduces
+                gate's matrix and qubits), applied to the statevector by tensor contractions in XLA: any
+                one- or two-qubit (or wider) gate TensorCircuit has, data-dependent rotations included,
+                with forward and reverse mode. Gates outside the backward light cone of the measured qubit
+                are left out (exact), consecutive single-qubit gates on a qubit are multiplied into one,
+                and consecutive diagonal gates (RZ, RZZ, CZ, ...) into one phase tensor. The default, where the record reproduces
                 TensorCircuit's own state for a probe input (checked when the model is built).
   "tc-circuit"  TensorCircuit's own contraction of the circuit, per example: whatever the circuit does.
                 The fallback, e.g. for a circuit whose record does not reproduce its state (noise
@@ -37,6 +39,7 @@ from this module never runs on it, and the library's "hea" entry is the same cir
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
@@ -78,26 +81,116 @@ def record(ansatz: Callable, n: int, encoding: str, params, x, dtype: str = "com
             if entry.get("mpo") or tensor is None or tuple(tensor.shape) != (2,) * (2 * k):
                 raise ValueError(f"the circuit's {entry.get('name', 'gate')!r} on qubits {qubits} is not a plain "
                                  f"{k}-qubit gate")
-            gates.append((jnp.reshape(tensor, (2**k, 2**k)), qubits))
+            gates.append((jnp.reshape(tensor, (2**k, 2**k)), qubits, str(entry.get("name", "")).lower()))
     return gates, c
 
 
+DIAGONAL = frozenset({"rz", "z", "s", "t", "sd", "td", "phase", "cz", "rzz"})  # TensorCircuit's diagonal gates
+
+
+def light_cone(gates, measured: int) -> list:
+    """The gates that can change <Z_measured>: walking back from the measurement, those touching a qubit that
+    a kept later gate touches (the backward light cone; exact: the others commute with the observable)."""
+    active, kept = {measured}, []
+    for gate in reversed(gates):
+        if active & set(gate[1]):
+            kept.append(gate)
+            active |= set(gate[1])
+    return kept[::-1]
+
+
+def _apply(psi, matrix, qubits, n):
+    """One gate on the state tensor psi (..., 2,...,2) (n qubit axes last): a tensor contraction."""
+    k, lead = len(qubits), psi.ndim - n
+    axes = [lead + q for q in qubits]
+    u = jnp.reshape(matrix.astype(psi.dtype), (2,) * (2 * k))
+    psi = jnp.tensordot(u, psi, axes=(list(range(k, 2 * k)), axes))
+    return jnp.moveaxis(psi, list(range(k)), axes)
+
+
+def _apply_block(psi, matrices: list, lo: int, n: int):
+    """Single-qubit matrices on the consecutive qubits lo, lo+1, ... as ONE Kronecker product, applied as a
+    matrix product on the state viewed as (2**lo, 2**k, rest)."""
+    k = len(matrices)
+    block = functools.reduce(jnp.kron, matrices)
+    view = jnp.reshape(psi, (-1, 2**k, 2 ** (n - lo - k)))  # leading batch axes fold into the first
+    return jnp.reshape(jnp.einsum("ij,ajb->aib", block, view), psi.shape)
+
+
+BLOCK = 5  # qubits per Kronecker block of fused single-qubit gates (2**5 x 2**5 matrices)
+
+
+def _diagonal_factor(matrix, qubits, n, dtype):
+    """A diagonal gate's phases as a (2,)*n-broadcastable tensor."""
+    k = len(qubits)
+    d = jnp.reshape(jnp.diagonal(matrix).astype(dtype), (2,) * k)
+    order = sorted(range(k), key=lambda i: qubits[i])
+    d = jnp.transpose(d, order)
+    shape = [2 if q in qubits else 1 for q in range(n)]
+    return jnp.reshape(d, shape)  # broadcasts against leading batch axes too
+
+
 def apply_gates(state: jax.Array, gates, n: int) -> jax.Array:
-    """``state`` (2**n,) after each (matrix, qubits) of ``gates`` in turn; qubit 0 is the most significant bit."""
-    psi = jnp.reshape(state, (2,) * n)
-    for matrix, qubits in gates:
-        k = len(qubits)
-        u = jnp.reshape(matrix.astype(psi.dtype), (2,) * (2 * k))
-        psi = jnp.tensordot(u, psi, axes=(list(range(k, 2 * k)), list(qubits)))
-        psi = jnp.moveaxis(psi, list(range(k)), list(qubits))
-    return jnp.reshape(psi, (2**n,))
+    """``state`` (..., 2**n) after each (matrix, qubits, name) of ``gates`` in turn (the same gates on every
+    state of a leading batch); qubit 0 is the most significant bit. Fused on the way: consecutive single-qubit gates on a qubit become one 2x2 matrix, and
+    consecutive diagonal gates (``DIAGONAL``) one phase tensor, each applied only when a gate that does not
+    commute with it comes (the order of every non-commuting pair is kept)."""
+    lead = state.shape[:-1]
+    psi = jnp.reshape(state, lead + (2,) * n)
+    single: dict[int, jax.Array] = {}  # qubit -> the product of its pending single-qubit gates
+    phases, support = None, set()  # the pending diagonal gates and the qubits they touch
+
+    def flush_single(q):
+        """Apply every pending single-qubit gate (all commute with what is pending; applying them now keeps
+        each qubit's order), in Kronecker blocks of consecutive qubits."""
+        nonlocal psi
+        if q not in single:
+            return
+        qubits = sorted(single)
+        run = [qubits[0]]
+        for a in qubits[1:] + [None]:
+            if a is not None and a == run[-1] + 1 and len(run) < BLOCK:
+                run.append(a)
+                continue
+            psi = _apply_block(psi, [single.pop(b) for b in run], run[0], n)
+            run = [a]
+
+    def flush_phases():
+        nonlocal psi, phases, support
+        if phases is not None:
+            psi = psi * phases
+            phases, support = None, set()
+
+    for matrix, qubits, name in gates:
+        if len(qubits) == 1 and name not in DIAGONAL:
+            q = qubits[0]
+            if q in support:  # it does not commute with the pending phases on its qubit
+                flush_phases()
+            single[q] = matrix.astype(psi.dtype) @ single[q] if q in single else matrix.astype(psi.dtype)
+        elif name in DIAGONAL:
+            for q in qubits:
+                flush_single(q)
+            factor = _diagonal_factor(matrix, qubits, n, psi.dtype)
+            phases = factor if phases is None else phases * factor
+            support |= set(qubits)
+        else:
+            for q in qubits:
+                flush_single(q)
+            if support & set(qubits):
+                flush_phases()
+            psi = _apply(psi, matrix, qubits, n)
+    flush_phases()
+    if single:
+        flush_single(min(single))
+    return jnp.reshape(psi, lead + (2**n,))
 
 
 def z_expectation(state: jax.Array, n: int, qubit: int) -> jax.Array:
-    """<Z_qubit> of a statevector (2**n,)."""
-    probs = jnp.abs(jnp.reshape(state, (2,) * n)) ** 2
-    marginal = jnp.sum(probs, axis=tuple(q for q in range(n) if q != qubit))
-    return marginal[0] - marginal[1]
+    """<Z_qubit> of statevectors (..., 2**n)."""
+    lead = state.shape[:-1]
+    probs = jnp.abs(jnp.reshape(state, lead + (2**qubit, 2, 2 ** (n - qubit - 1)))) ** 2
+    marginal = jnp.sum(probs, axis=(-3, -1))
+    return marginal[..., 0] - marginal[..., 1]
 
 
 def _initial_state(n: int, encoding: str, x, dtype) -> jax.Array:
@@ -175,7 +268,7 @@ def circuit_qnn(ansatz: Callable, n_qubits: int, n_params: int, *, encoding: str
     def apply_gates_sim(params, x):
         gates, _ = record(ansatz, n, encoding, params, x, dtype)
         start = _initial_state(n, encoding, x, cdtype)
-        return readout_scale * z_expectation(apply_gates(start, gates, n), n, measured)
+        return readout_scale * z_expectation(apply_gates(start, light_cone(gates, measured), n), n, measured)
 
     def apply_tc(params, x):
         with tc_context(dtype) as tc:
@@ -184,6 +277,11 @@ def circuit_qnn(ansatz: Callable, n_qubits: int, n_params: int, *, encoding: str
             return readout_scale * jnp.real(c.expectation_ps(z=[measured]))
 
     apply = apply_gates_sim if simulator == "xla-gates" else apply_tc
+    apply_batch = None
+    if simulator == "xla-gates" and encoding == "amplitude":  # the gates do not depend on the input: record
+        def apply_batch(params, xs):  # them once and apply them to the whole batch (matrix products, no vmap)
+            gates, _ = record(ansatz, n, encoding, params, None, dtype)
+            return readout_scale * z_expectation(apply_gates(xs, light_cone(gates, measured), n), n, measured)
 
     def init(key):
         return init_std * jax.random.normal(key, (n_params,), rdt)
@@ -202,5 +300,6 @@ def circuit_qnn(ansatz: Callable, n_qubits: int, n_params: int, *, encoding: str
                     else None, readout_scale=readout_scale, measured=measured, init_std=init_std, dtype=dtype,
                     simulator=simulator, simulator_reason=why_not if simulator == "tc-circuit" else None,
                     **(settings or {}))
-    return Model(name="qnn", init=init, apply=apply, prepare=prepare, input_shape=(width,), settings=recorded)
+    return Model(name="qnn", init=init, apply=apply, prepare=prepare, input_shape=(width,), settings=recorded,
+                 apply_batch=apply_batch)
 
