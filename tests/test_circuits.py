@@ -262,3 +262,15 @@ def test_the_whole_batch_path_equals_one_example_at_a_time(x64):
     g1 = jax.grad(lambda p: batch_logits(model)(p, xs).sum())(params)
     g2 = jax.grad(lambda p: jax.vmap(model.apply, in_axes=(None, 0))(p, xs).sum())(params)
     np.testing.assert_allclose(g1, g2, atol=1e-10)
+
+
+def test_angle_encoding_batch_path_equals_the_recorded_ry_gates(x64):
+    from qrobust.models import batch_logits
+
+    rng = np.random.default_rng(17)
+    model = library_qnn("hea_cz", 4, 2, encoding="angle", n_features=3, dtype="complex128")
+    assert model.apply_batch is not None
+    params = jnp.asarray(rng.normal(size=16))
+    xs = model.prepare(rng.uniform(0, np.pi, size=(5, 3)))
+    np.testing.assert_allclose(batch_logits(model)(params, xs), jax.vmap(model.apply, in_axes=(None, 0))(params, xs),
+                               atol=1e-12)

@@ -193,6 +193,16 @@ def z_expectation(state: jax.Array, n: int, qubit: int) -> jax.Array:
     return marginal[..., 0] - marginal[..., 1]
 
 
+def angle_states(xs: jax.Array, n: int, dtype) -> jax.Array:
+    """(B, 2**n) the product states RY(x_q)|0> on qubits q < F, |0> on the rest, for features xs (B, F)."""
+    factors = [jnp.stack([jnp.cos(xs[:, q] / 2), jnp.sin(xs[:, q] / 2)], axis=-1) for q in range(xs.shape[-1])]
+    zero = jnp.zeros((xs.shape[0], 2), xs.dtype).at[:, 0].set(1.0)
+    state = jnp.ones((xs.shape[0], 1), xs.dtype)
+    for f in factors + [zero] * (n - xs.shape[-1]):
+        state = (state[:, :, None] * f[:, None, :]).reshape(xs.shape[0], -1)
+    return state.astype(dtype)
+
+
 def _initial_state(n: int, encoding: str, x, dtype) -> jax.Array:
     """What the recorded gates act on: the input state (amplitude encoding), else |0...0> (the angle
     encoding's RY gates are part of the record)."""
@@ -278,10 +288,13 @@ def circuit_qnn(ansatz: Callable, n_qubits: int, n_params: int, *, encoding: str
 
     apply = apply_gates_sim if simulator == "xla-gates" else apply_tc
     apply_batch = None
-    if simulator == "xla-gates" and encoding == "amplitude":  # the gates do not depend on the input: record
-        def apply_batch(params, xs):  # them once and apply them to the whole batch (matrix products, no vmap)
-            gates, _ = record(ansatz, n, encoding, params, None, dtype)
-            return readout_scale * z_expectation(apply_gates(xs, light_cone(gates, measured), n), n, measured)
+    if simulator == "xla-gates" and encoding in ("amplitude", "angle"):
+        # the ansatz's gates do not depend on the input: record them once and apply them to the whole batch
+        # (matrix products, no vmap); angle encoding's RY(x_q)|0> is a product state, made directly
+        def apply_batch(params, xs):
+            gates, _ = record(ansatz, n, "amplitude", params, None, dtype)
+            states = xs if encoding == "amplitude" else angle_states(xs, n, cdtype)
+            return readout_scale * z_expectation(apply_gates(states, light_cone(gates, measured), n), n, measured)
 
     def init(key):
         return init_std * jax.random.normal(key, (n_params,), rdt)
