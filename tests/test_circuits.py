@@ -274,3 +274,28 @@ def test_angle_encoding_batch_path_equals_the_recorded_ry_gates(x64):
     xs = model.prepare(rng.uniform(0, np.pi, size=(5, 3)))
     np.testing.assert_allclose(batch_logits(model)(params, xs), jax.vmap(model.apply, in_axes=(None, 0))(params, xs),
                                atol=1e-12)
+
+
+def test_the_readmes_user_circuit_trains_through_the_sweep(tmp_path):
+    """The README's example, on a small problem: a user's TensorCircuit function through run_sweep."""
+    from qrobust.experiments.sweep import SweepConfig, run_sweep
+    from qrobust.models.ansatze import Ansatz
+
+    def ry_cz(c, params, x, depth):
+        n = c._nqubits
+        for layer in range(depth):
+            for q in range(n):
+                c.ry(q, theta=params[layer * n + q])
+            for q in range(n - 1):
+                c.cz(q, q + 1)
+
+    mine = Ansatz.from_function("ry_cz_test", ry_cz, n_params=lambda n, d: n * d)
+    results = run_sweep(SweepConfig(dataset="xxz", n_qubits=4, models=("qnn",), ansatz=mine, depth=(1, 2),
+                                    seeds=(0,), corruptions=("flip",), alphas=(0.0,), epochs=2, batch_size=16,
+                                    gauge="fixed"), tmp_path / "run", progress=False)
+    assert set(results.ansatz) == {"ry_cz_test"} and set(results.n_params) == {4, 8}
+    assert set(results.arch) == {"ry_cz_test-d1", "ry_cz_test-d2"} and results.val_acc.notna().all()
+    import json
+
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["settings"]
+    assert recorded["ansatz"] == "ry_cz_test" and set(recorded["simulators"].values()) == {"xla-gates"}

@@ -81,10 +81,10 @@ class SweepConfig(StudyConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        from qrobust.models.ansatze import register
+        from qrobust.models.ansatze import Ansatz, register
 
-        names = tuple(register(a) for a in (self.ansatz if isinstance(self.ansatz, (tuple, list)) else
-                                            (self.ansatz,)))
+        several = isinstance(self.ansatz, (tuple, list)) and not isinstance(self.ansatz, Ansatz)
+        names = tuple(register(a) for a in (self.ansatz if several else (self.ansatz,)))
         object.__setattr__(self, "ansatz", names[0] if len(names) == 1 else names)
         if isinstance(self.encoding, (tuple, list)):
             object.__setattr__(self, "encoding", self.encoding[0] if len(self.encoding) == 1
