@@ -24,16 +24,11 @@ import numpy as np
 
 
 def user_hea(n: int, depth: int):
-    def circuit(c, params, x):  # the README's example circuit
-        p = params.reshape(depth, n, 4)
-        for layer in range(depth):
-            for q in range(n):
-                c.rx(q, theta=p[layer, q, 0])
-                c.ry(q, theta=p[layer, q, 1])
-                c.rx(q, theta=p[layer, q, 2])
-            for q in range(n):
-                c.rzz(q, (q + 1) % n, theta=p[layer, q, 3])
-    return circuit
+    """The paper's HEA written in TensorCircuit, as a user would (the library's entry; trained here as a user's
+    circuit, through ``circuit_qnn``)."""
+    from qrobust.models.ansatze import LIBRARY
+
+    return LIBRARY["hea"].circuit(n, depth)
 
 
 def time_model(model, dataset, replicas: int, epochs: int) -> tuple[float, float]:

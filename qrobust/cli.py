@@ -207,8 +207,8 @@ def _sweep_options(sw, dataset: str = "mnist") -> None:
     sw.add_argument("--corruption", action="append", dest="corruptions", choices=_CORRUPTIONS,
                     help="repeat; default the paper's two, flip and features. Aimed label flips: class-targeted "
                          "(class 0 only), boundary (what a clean reference model is least sure of), quid (states "
-                         "nearest the other class); random-labels (labels replaced by coin flips: at alpha 1, can the model "
-                         "memorise noise?)")
+                         "nearest the other class); random-labels (labels replaced by coin flips: at alpha 1, "
+                         "can the model memorise noise?)")
     sw.add_argument("--alphas", default="0:0.9:0.1", help="START:STOP:STEP or a comma list")
     sw.add_argument("--seed-offset", type=int, default=0, help="first seed")
     sw.add_argument("--epochs", type=int, help="override the paper's epochs")

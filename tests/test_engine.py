@@ -106,12 +106,13 @@ def test_metrics_hand_computed():
 
 
 def test_diverged_replicas_are_marked_and_left_out_of_averages():
-    grid = pd.DataFrame(dict(model="mlp", corruption="flip", alpha=[0.2, 0.2, 0.2], seed=[0, 1, 2],
-                             learning_rate=0.1))
+    grid = pd.DataFrame(dict(program="mlp", model="mlp", arch="h64x16", corruption="flip", alpha=[0.2, 0.2, 0.2],
+                             seed=[0, 1, 2], learning_rate=0.1))
     metrics = {k: np.array([[0.5, 0.6], [0.7, 0.8], [0.9, 0.95]]) for k in
                ("train_acc", "train_acc_clean", "val_acc", "memorization")}
     metrics["loss"] = np.array([[0.3, 0.2], [0.4, np.nan], [0.1, 0.1]])
-    frame = _to_frame(grid, metrics, np.array([10, 10, 10]), np.arange(1, metrics['loss'].shape[1] + 1))
+    frame = _to_frame(grid, metrics, np.array([10, 10, 10]), np.arange(1, metrics['loss'].shape[1] + 1),
+                      dict(n_params=100, encoding="amplitude", ansatz="-", depth=0, hidden="64x16"))
     assert frame.groupby("seed").diverged.all().tolist() == [False, True, False]
     summary = final_summary(frame)
     assert summary.n_seeds.item() == 2 and summary.n_diverged.item() == 1

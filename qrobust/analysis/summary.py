@@ -32,7 +32,8 @@ def final_epoch(results: pd.DataFrame) -> pd.DataFrame:
     return results[results.epoch == last]
 
 
-def final_summary(results: pd.DataFrame, metrics=("train_acc", "train_acc_clean", "val_acc", "memorization")) -> pd.DataFrame:
+def final_summary(results: pd.DataFrame,
+                  metrics=("train_acc", "train_acc_clean", "val_acc", "memorization")) -> pd.DataFrame:
     """Mean and standard deviation over seeds of the final metrics, per model x architecture x corruption x
     alpha x learning rate.
 

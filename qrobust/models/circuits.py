@@ -26,9 +26,11 @@ Simulators (``simulator=``), chosen per circuit, with the reason recorded in ``s
                 gate's matrix and qubits), applied to the statevector by tensor contractions in XLA: any
                 one- or two-qubit (or wider) gate TensorCircuit has, data-dependent rotations included,
                 with forward and reverse mode. Gates outside the backward light cone of the measured qubit
-                are left out (exact), consecutive single-qubit gates on a qubit are multiplied into one,
-                and consecutive diagonal gates (RZ, RZZ, CZ, ...) into one phase tensor. The default, where the record reproduces
-                TensorCircuit's own state for a probe input (checked when the model is built).
+                are left out (exact), consecutive single-qubit gates on a qubit are multiplied into one
+                (applied in Kronecker blocks), consecutive diagonal gates (RZ, RZZ, CZ, ...) into one phase
+                tensor, and gates that do not depend on the input are applied to the whole batch at once.
+                The default, where the record reproduces TensorCircuit's own state for a probe input
+                (checked when the model is built).
   "tc-circuit"  TensorCircuit's own contraction of the circuit, per example: whatever the circuit does.
                 The fallback, e.g. for a circuit whose record does not reproduce its state (noise
                 channels, measurements, MPO gates).
@@ -132,9 +134,10 @@ def _diagonal_factor(matrix, qubits, n, dtype):
 
 def apply_gates(state: jax.Array, gates, n: int) -> jax.Array:
     """``state`` (..., 2**n) after each (matrix, qubits, name) of ``gates`` in turn (the same gates on every
-    state of a leading batch); qubit 0 is the most significant bit. Fused on the way: consecutive single-qubit gates on a qubit become one 2x2 matrix, and
-    consecutive diagonal gates (``DIAGONAL``) one phase tensor, each applied only when a gate that does not
-    commute with it comes (the order of every non-commuting pair is kept)."""
+    state of a leading batch); qubit 0 is the most significant bit. Fused on the way: consecutive single-qubit
+    gates on a qubit become one 2x2 matrix, and consecutive diagonal gates (``DIAGONAL``) one phase tensor,
+    each applied only when a gate that does not commute with it comes (the order of every non-commuting pair is
+    kept)."""
     lead = state.shape[:-1]
     psi = jnp.reshape(state, lead + (2,) * n)
     single: dict[int, jax.Array] = {}  # qubit -> the product of its pending single-qubit gates
