@@ -14,6 +14,7 @@ TINY = dict(dataset="xxz", n_qubits=4, corruptions=("flip",), alphas=(0.0, 0.5),
             batch_size=16, n_train_per_class=12, gauge="fixed")
 
 
+@pytest.mark.slow  # (a sweep or two; CI runs the slow tests)
 def test_each_architecture_is_its_own_program_and_gives_the_numbers_it_gives_alone(tmp_path):
     both = run_sweep(SweepConfig(**TINY, depth=(1, 2), hidden=((4,), (8, 2))), tmp_path / "both", progress=False)
     assert set(zip(both.model, both.arch)) == {("qnn", "d1"), ("qnn", "d2"), ("mlp", "h4"), ("mlp", "h8x2")}
@@ -93,6 +94,7 @@ def test_angle_features_are_principal_components_of_the_training_set_scaled_to_a
     assert enc.x_train.max() <= np.pi + 1e-12 and len(enc.meta["explained_variance"]) == 4
 
 
+@pytest.mark.slow  # (a sweep or two; CI runs the slow tests)
 def test_an_encoding_axis_gives_both_models_the_same_features(tmp_path):
     config = SweepConfig(**dict(TINY, dataset="mnist", gauge=None, n_qubits=None), encoding=("amplitude", "angle"),
                          n_features=3, depth=1, hidden=(4,))

@@ -243,6 +243,7 @@ def test_quid_scores_are_fidelities_to_the_class_mean_density_matrices():
         assert abs(got[i] - expected) < 1e-12
 
 
+@pytest.mark.slow  # (a sweep or two; CI runs the slow tests)
 def test_boundary_reference_is_the_sweeps_clean_replica_and_aims_at_its_doubt(tmp_path):
     """The reference of a seed is the sweep's alpha-0 replica of that seed (same accuracy from its stored
     probabilities), and boundary flips the samples it was least sure of."""
