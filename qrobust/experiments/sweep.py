@@ -250,14 +250,15 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
               for kind in config.corruptions for a in config.alphas}
     # one compiled program per model architecture: name -> (model, settings, the data as it reads them)
     encoded = {e: encode(dataset, e, config.n_features) for e in config.encodings()}
-    programs = {p: (m, arch.settings, encoded[arch.encoding])
-                for m in config.models for p, (_, arch) in config.programs(m).items()}
+    architectures = {p: (m, arch) for m in config.models for p, (_, arch) in config.programs(m).items()}
+    programs = {p: (m, arch.settings, encoded[arch.encoding]) for p, (m, arch) in architectures.items()}
     run_settings = dict(config.resolved(), n_train=len(dataset.y_train), n_qubits_data=dataset.n_qubits,
                         dataset_meta={k: v for k, v in dataset.meta.items() if k != "per_state"})
     models = {p: study.build_models(config, data, {p: st})[p] for p, (_, st, data) in programs.items()}
     val = {p: study.eval_inputs({p: models[p]}, data)[p] for p, (_, _, data) in programs.items()}
     store = study.open_store(out, run_settings, models)
-    n_params = {p: count_params(jax.eval_shape(models[p].init, jax.random.PRNGKey(0))) for p in programs}
+    columns = {p: architecture_columns(m, arch, count_params(jax.eval_shape(models[p].init, jax.random.PRNGKey(0))))
+               for p, (m, arch) in architectures.items()}
 
     bar = Progress(None, progress)
     trainers = {p: make_train_fn(models[p], epochs=st.epochs, batch_size=st.batch_size,
@@ -286,8 +287,7 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
         _, metrics = trainers[p](params, jnp.asarray(padded.learning_rate, jnp.float32), shuffle_keys, data, val[p])
         metrics = {k: np.asarray(v)[:n_real] for k, v in metrics.items()}
         return _to_frame(chunk.rows, metrics, n_corrupt[:n_real],
-                         evaluated_epochs(programs[p][1].epochs, config.eval_every),
-                         architecture_columns(programs[p][0], config.programs(programs[p][0])[p][1], n_params[p]))
+                         evaluated_epochs(programs[p][1].epochs, config.eval_every), columns[p])
 
     frames = run_chunks(chunks, run, store, bar).frames
     bar.close()
