@@ -74,7 +74,8 @@ _MODELS = ("qnn", "mlp")
 _CORRUPTIONS = ("flip", "features", "class-targeted", "boundary", "quid", "random-labels")  # corruption.CORRUPTIONS
 _LABEL_FLIPS = ("flip", "class-targeted", "boundary", "quid")  # corruption.LABEL_FLIPS
 _DTYPES = ("complex64", "complex128")
-_METHODS = ("retrain", "finetune", "scrub", "ga", "neggrad", "relabel", "scrub_kurmanji")
+_METHODS = ("retrain", "finetune", "scrub", "ga", "neggrad", "relabel", "scrub_kurmanji", "salun", "l1_sparse",
+            "retrain_full")
 
 
 def _study(sub, name: str, help: str, *, seeds: int) -> argparse.ArgumentParser:
@@ -285,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fraction of the poisoned samples the forget set holds")
     un.add_argument("--forget-source", default="oracle", choices=("oracle", "qnn_detector"),
                     help="oracle (the true poisoned samples) or qnn_detector (those the poisoned QNN refuses)")
+    un.add_argument("--l1-w", type=float, default=5e-4, help="l1_sparse's penalty weight (Jia et al.'s 5e-4)")
+    un.add_argument("--salun-fraction", type=float, default=0.5,
+                    help="the fraction of the weights SalUn updates (its saliency mask; default half)")
     un.add_argument("--batch-size", type=int, help="student batch size (default: the paper's)")
     un.add_argument("--lr", type=float, help="student learning rate (default: the paper's)")
     un.add_argument("--teacher-epochs", type=int, help="override the teachers' epochs")
@@ -369,7 +373,7 @@ def _unlearn(args) -> int:
         corruption=args.corruption, seeds=seed_range(args),
         epochs=args.epochs, kl_ws=parse_alphas(args.kl_w, "kl_w"), fo_ws=parse_alphas(args.fo_w, "fo_w"),
         known_fraction=args.known_fraction, forget_source=args.forget_source, batch_size=args.batch_size,
-        learning_rate=args.lr,
+        learning_rate=args.lr, l1_w=args.l1_w, salun_fraction=args.salun_fraction,
         teacher_epochs=args.teacher_epochs, dtype=args.dtype, chunk_size=args.chunk_size,
         simulator=_simulator(args), matmul_precision=args.matmul_precision,
     )

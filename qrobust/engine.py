@@ -58,6 +58,8 @@ class TrainData(NamedTuple):
     random_labels: (N,) float labels used by the relabelling objective.
     forget_idx: (F,) int indices of the forget set (padded); forget_w: (F,) 1 real / 0 pad.
     coef: (K,) the objective's loss weights.
+    grad_mask: None, or a pytree shaped like the parameters: each gradient is multiplied by it before the
+      optimiser sees it (0 freezes a weight; SalUn's saliency mask).
     """
 
     x: jax.Array
@@ -70,6 +72,7 @@ class TrainData(NamedTuple):
     forget_idx: jax.Array
     forget_w: jax.Array
     coef: jax.Array
+    grad_mask: Any = None
 
 
 def plain_data(x, y, y_clean, corrupted) -> TrainData:
@@ -204,13 +207,18 @@ def make_train_fn(
         return Batch(logits_of(params, data.x[idx]), data.y[idx], data.forget_w, data.teacher[idx],
                      data.random_labels[idx])
 
-    def step_loss(params, data: TrainData, idx, wb):
+    def step_loss(params, data: TrainData, idx, wb, epoch):
         batch = Batch(logits_of(params, data.x[idx]), data.y[idx], wb, data.teacher[idx], data.random_labels[idx])
         forget = forget_batch(params, data) if objective.uses_forget else None
-        return objective.loss(batch, forget, data.coef)
+        value = objective.loss(batch, forget, data.coef)
+        if objective.param_loss is not None:
+            value = value + objective.param_loss(params, data.coef, epoch / epochs)
+        return value
 
-    def descend(params, opt_state, loss_fn, *args):
+    def descend(params, opt_state, loss_fn, *args, mask=None):
         value, grads = jax.value_and_grad(loss_fn)(params, *args)
+        if mask is not None:
+            grads = jax.tree_util.tree_map(lambda g, m: g * m.astype(g.dtype), grads, mask)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, value
 
@@ -230,11 +238,13 @@ def make_train_fn(
             idx, wb = batch
             if objective.max_loss is not None:
                 def ascend(p, o):
-                    p, o, _ = descend(p, o, lambda q: objective.max_loss(forget_batch(q, data), data.coef))
+                    p, o, _ = descend(p, o, lambda q: objective.max_loss(forget_batch(q, data), data.coef),
+                                      mask=data.grad_mask)
                     return p, o
                 params, opt_state = jax.lax.cond(epoch < objective.max_epochs, ascend, lambda p, o: (p, o),
                                                  params, opt_state)
-            params, opt_state, value = descend(params, opt_state, step_loss, data, idx, wb)
+            params, opt_state, value = descend(params, opt_state, step_loss, data, idx, wb, epoch,
+                                               mask=data.grad_mask)
             real = jnp.sum(wb) > 0
             return (params, opt_state), (jnp.where(real, value, 0.0), real)
 

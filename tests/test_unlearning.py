@@ -121,6 +121,66 @@ def test_retrain_with_zero_forget_weight_is_fresh_training_on_the_retain_set(x64
     np.testing.assert_allclose(np.asarray(w_engine[0]), np.asarray(w), atol=1e-7)
 
 
+def _linear(dim):
+    return Model("lin", lambda k: 0.1 * jax.random.normal(k, (dim,)), lambda w, v: jnp.dot(w, v), jnp.asarray,
+                 (dim,), {})
+
+
+def test_l1_sparse_penalty_by_formula():
+    coef = jnp.asarray(method_coefs("l1_sparse", 0.0, 0.0, l1_w=0.1))
+    params = {"a": jnp.array([1.0, -2.0]), "b": jnp.array([[3.0]])}
+    # Jia et al.: the weight decays linearly over the epochs; a quarter through: 0.1 * 0.75 * (1 + 2 + 3)
+    assert float(unlearning_family().param_loss(params, coef, 0.25)) == pytest.approx(0.45)
+    assert float(unlearning_family().param_loss(params, jnp.asarray(method_coefs("finetune", 0, 0)), 0.0)) == 0
+
+
+def test_a_gradient_mask_freezes_exactly_the_masked_weights():
+    rng = np.random.default_rng(0)
+    n, dim = 8, 3
+    x, y = rng.normal(size=(n, dim)).astype(np.float32), (rng.random(n) > 0.5).astype(np.float32)
+    model = _linear(dim)
+    w0 = model.init(jax.random.PRNGKey(0))[None]
+    data = TrainData(x=jnp.asarray(x)[None], y=jnp.asarray(y)[None], y_clean=jnp.asarray(y)[None],
+                     corrupted=jnp.zeros((1, n), bool), stream=jnp.ones((1, n), bool), teacher=jnp.zeros((1, n)),
+                     random_labels=jnp.zeros((1, n)), forget_idx=jnp.zeros((1, 1), jnp.int32),
+                     forget_w=jnp.zeros((1, 1)), coef=jnp.asarray(method_coefs("finetune", 0, 0))[None],
+                     grad_mask=jnp.asarray([[1.0, 0.0, 1.0]]))
+    train = make_train_fn(model, epochs=3, batch_size=4, n_samples=n, objective=unlearning_family())
+    w, _ = train(w0, jnp.array([0.1]), jax.random.PRNGKey(1)[None], data, EvalData(jnp.asarray(x), jnp.asarray(y)))
+    moved = np.abs(np.asarray(w - w0))[0]
+    assert moved[1] == 0 and moved[0] > 1e-3 and moved[2] > 1e-3
+
+
+def test_salun_mask_keeps_the_weights_with_the_largest_forget_gradient():
+    from qrobust.experiments.unlearning_stages import StudentInputs
+
+    rng = np.random.default_rng(1)
+    n, dim, f = 10, 6, 4
+    x, y = rng.normal(size=(n, dim)).astype(np.float32), (rng.random(n) > 0.5).astype(np.float32)
+    model = _linear(dim)
+    teacher = jnp.asarray(rng.normal(size=(1, dim)), jnp.float32)
+    forget = np.array([0, 3, 5, 7])
+    data = TrainData(x=jnp.asarray(x)[None], y=jnp.asarray(y)[None], y_clean=jnp.asarray(y)[None],
+                     corrupted=jnp.zeros((1, n), bool), stream=jnp.ones((1, n), bool), teacher=jnp.zeros((1, n)),
+                     random_labels=jnp.zeros((1, n)), forget_idx=jnp.asarray(forget)[None],
+                     forget_w=jnp.ones((1, f)), coef=jnp.zeros((1, 6)))
+    from qrobust.keys import replica_keys
+    complete = StudentInputs._completion(model, 0.5)
+    args = (data, teacher, replica_keys(jnp.array([0])), jnp.zeros((1, 6)), jnp.array([False]))
+    known = jnp.asarray(np.isin(np.arange(n), forget))[None]
+    _, salun = complete(*args, jnp.array([True]), jnp.asarray(forget)[None], jnp.ones((1, f)), known,
+                        jnp.ones((1, n), bool))
+    _, other = complete(*args, jnp.array([False]), jnp.asarray(forget)[None], jnp.ones((1, f)), known,
+                        jnp.ones((1, n), bool))
+    # by hand: d mean BCE / dw = mean over the forget set of (sigmoid(x w) - y) x
+    xf, yf = x[forget], y[forget]
+    grad = ((1 / (1 + np.exp(-(xf @ np.asarray(teacher[0])))) - yf)[:, None] * xf).mean(0)
+    top = np.argsort(-np.abs(grad))[:dim // 2]
+    assert np.flatnonzero(np.asarray(salun.grad_mask[0])).tolist() == sorted(top.tolist())
+    assert np.asarray(other.grad_mask).min() == 1  # every other method updates every weight
+    assert np.asarray(salun.stream[0]).tolist() == (~np.isin(np.arange(n), forget)).tolist()
+
+
 def test_membership_attack_calibration():
     rng = np.random.default_rng(0)
     same = loss_mia_accuracy(rng.exponential(1.0, 400), rng.exponential(1.0, 400))

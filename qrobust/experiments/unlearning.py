@@ -44,9 +44,10 @@ from qrobust.experiments import unlearning_stages as stages
 from qrobust.experiments.chunks import Progress
 from qrobust.experiments.settings import ModelSettings, check_name, paper_family
 from qrobust.experiments.study import StudyConfig
-from qrobust.objectives import UNLEARNING_METHODS, method_coefs, weights_used  # noqa: F401 (method_coefs re-exported)
+from qrobust.objectives import L1_WEIGHT, UNLEARNING_METHODS, method_coefs, weights_used  # noqa: F401
 
 FORGET_SOURCES = ("oracle", "qnn_detector")
+PROGRAMS = {"scrub_kurmanji": "kurmanji", "retrain_full": "full"}  # methods with their own compiled program
 METHODS = UNLEARNING_METHODS
 PAPER_METHODS = ("retrain", "finetune", "scrub", "ga")
 
@@ -74,6 +75,7 @@ class UnlearnConfig(StudyConfig):
       weights it uses (the others are recorded as 0, their value in its objective).
     epochs, batch_size, learning_rate: the students'; teacher_epochs overrides the teachers'.
     known_fraction, forget_source: the forget set (module docstring).
+    l1_w: l1_sparse's penalty weight; salun_fraction: the fraction of the weights SalUn updates.
     """
 
     methods: tuple[str, ...] = PAPER_METHODS
@@ -87,6 +89,8 @@ class UnlearnConfig(StudyConfig):
     batch_size: int | None = None
     learning_rate: float | None = None
     teacher_epochs: int | None = None
+    l1_w: float = L1_WEIGHT
+    salun_fraction: float = 0.5
 
     def validate(self) -> "UnlearnConfig":
         self.validate_common()
@@ -115,6 +119,10 @@ class UnlearnConfig(StudyConfig):
         if self.corruption != "flip" and ({"ga", "neggrad"} & set(self.methods)):
             raise ConfigError("ga and neggrad ascend the cross-entropy of the poisoned labels; with feature "
                               "randomisation the labels are clean, so use --corruption flip")
+        if not (0 <= self.l1_w < float("inf")):
+            raise ConfigError(f"the l1 weight must be finite and >= 0, got {self.l1_w}")
+        if not 0 < self.salun_fraction <= 1:
+            raise ConfigError(f"SalUn's fraction of updated weights must lie in (0, 1], got {self.salun_fraction}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"batch size must be positive, got {self.batch_size}")
         if self.learning_rate is not None and not 0 < self.learning_rate < float("inf"):
@@ -145,7 +153,7 @@ def replica_table(config: UnlearnConfig) -> pd.DataFrame:
         use_kl, use_fo = weights_used(method)
         for seed, kl_w, fo_w in itertools.product(config.seeds, config.kl_ws if use_kl else (0.0,),
                                                   config.fo_ws if use_fo else (0.0,)):
-            program = f"{model}-{'kurmanji' if method == 'scrub_kurmanji' else 'family'}"
+            program = f"{model}-{PROGRAMS.get(method, 'family')}"
             rows.append(dict(model=model, method=method, seed=seed, kl_w=kl_w, fo_w=fo_w, program=program))
     return pd.DataFrame(rows)
 
@@ -158,8 +166,9 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
     data loaded, before anything is written.
     """
     config = config.validate()
-    n_students = len(config.models) * len(config.methods) * len(config.seeds) * len(config.kl_ws) * len(config.fo_ws)
-    study.check_table_size(n_students * config.epochs, "these seeds, methods, weights and epochs")
+    students = replica_table(config)
+    epochs = {m: max(config.epochs, config.teacher_settings(m).epochs) for m in config.models}
+    study.check_table_size(int(sum(epochs[m] for m in students.model)), "these seeds, methods, weights and epochs")
     dataset = study.load(config)
     n = len(dataset.y_train)
     n_poisoned = check_feasible(config.corruption, config.alpha, dataset.y_train)
@@ -181,13 +190,12 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
     references = {m: poisoners.plan_references(config, m, ctx.teacher_trainers[m], ctx.inputs[m], prepared.val[m],
                                                config.seeds, prepared.store)
                   for m in config.models if config.corruption == "boundary"}
-    students = replica_table(config)
     todo = [c for c in chunks + sum(references.values(), [])
             if prepared.store is None or not prepared.store.has_chunk(c.name)]
     # the students' chunks are planned once the teachers (and so the forget sets) exist; until then the bar
     # counts all of them
     ctx.bar.start(sum(config.teacher_settings(c.program).epochs * len(c.rows) for c in todo)
-                  + config.epochs * len(students))
+                  + sum(stages.student_recipe(config, q, 1)[2] for q in students.program))
     for m, planned in references.items():  # "boundary": the clean reference models first
         ctx.priorities[m] = poisoners.Priorities(dataset, poisoners.run_references(
             planned, prepared.models[m], ctx.teacher_trainers[m], ctx.inputs[m], prepared.val[m], dataset,
@@ -196,7 +204,8 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
     forget = stages.forget_sets(ctx)
     results, params, seconds = stages.train_students(ctx, students, stages.StudentInputs(ctx))
     ctx.bar.close()
-    final = results[results.epoch == config.epochs].drop(columns="epoch").reset_index(drop=True)
+    last = results.groupby(list(GRID), sort=False).epoch.transform("max")  # retrain_full runs the teacher's epochs
+    final = results[results.epoch == last].drop(columns="epoch").reset_index(drop=True)
     results, final = score_students(results, final, teachers, params, seconds, forget)
     if final.diverged.any():
         warnings.warn(f"{int(final.diverged.sum())} student replica(s) diverged and are left out of averages",
