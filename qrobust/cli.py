@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -286,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fraction of the poisoned samples the forget set holds")
     un.add_argument("--forget-source", default="oracle", choices=("oracle", "qnn_detector"),
                     help="oracle (the true poisoned samples) or qnn_detector (those the poisoned QNN refuses)")
+    un.add_argument("--shadows", type=int, nargs="?", const=64, default=0, metavar="K",
+                    help="shadow replicas per model for the per-example evaluation (U-LiRA, the unlearning "
+                         "challenge's epsilon, output KL to retraining; writes scorecard.csv and scorecard.png): "
+                         "--shadows alone is 64, 0 (default) skips it")
     un.add_argument("--l1-w", type=float, default=5e-4, help="l1_sparse's penalty weight (Jia et al.'s 5e-4)")
     un.add_argument("--salun-fraction", type=float, default=0.5,
                     help="the fraction of the weights SalUn updates (its saliency mask; default half)")
@@ -373,14 +378,22 @@ def _unlearn(args) -> int:
         corruption=args.corruption, seeds=seed_range(args),
         epochs=args.epochs, kl_ws=parse_alphas(args.kl_w, "kl_w"), fo_ws=parse_alphas(args.fo_w, "fo_w"),
         known_fraction=args.known_fraction, forget_source=args.forget_source, batch_size=args.batch_size,
-        learning_rate=args.lr, l1_w=args.l1_w, salun_fraction=args.salun_fraction,
+        learning_rate=args.lr, l1_w=args.l1_w, salun_fraction=args.salun_fraction, shadows=args.shadows,
         teacher_epochs=args.teacher_epochs, dtype=args.dtype, chunk_size=args.chunk_size,
         simulator=_simulator(args), matmul_precision=args.matmul_precision,
     )
     start = time.perf_counter()
     run_unlearning(config, args.out, progress=not args.no_progress)
     _draw(args)
-    print(f"wrote {args.out}/results.csv, final.csv, recovery.csv, teachers.csv, unlearning.png "
+    extra = ", scorecard.csv, scorecard.png, shadows.csv, examples.csv" if config.shadows else ""
+    if config.shadows:
+        import pandas as pd
+
+        card = pd.read_csv(Path(args.out) / "scorecard.csv")
+        cols = ["model", "method", "val_acc", "forget_acc_clean", "auc", "tpr_at_1pct_fpr", "forgetting_quality",
+                "kl_forget_mean"]
+        print(card[[c for c in cols if c in card]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"wrote {args.out}/results.csv, final.csv, recovery.csv, teachers.csv, unlearning.png{extra} "
           f"in {time.perf_counter() - start:.1f} s")
     return 0
 

@@ -169,6 +169,43 @@ def plot_unlearning(results, final, path: str | Path, *, title: str = "") -> Pat
     return _save(fig, path)
 
 
+SCORECARD_PANELS = (("val_acc", "validation accuracy", (0, 1)), ("forget_acc_clean", "forget accuracy (clean labels)",
+                                                                 (0, 1)),
+                    ("auc", "U-LiRA AUC (0.5: forgotten)", (0.4, 1)), ("tpr_at_1pct_fpr", "U-LiRA TPR at 1% FPR",
+                                                                      (0, 1)),
+                    ("forgetting_quality", "forgetting quality F (challenge; 1 best)", (0, 1)),
+                    ("kl_forget_mean", "KL(method || retrain) on the forget set", None))
+
+
+def plot_scorecard(card, path: str | Path, *, title: str = "") -> Path:
+    """The unlearning scorecard: per method (bars grouped by model), the study's validation and forget
+    accuracy and the shadows' U-LiRA AUC, TPR at 1 % FPR, the challenge's forgetting quality and the output
+    KL to the retrained shadows; error bars the std over shadows for KL. ``none`` is the un-unlearned teacher."""
+    card = card[~card.diverged] if "diverged" in card else card
+    models = _ordered(card.model, ("qnn", "mlp"))
+    methods = list(dict.fromkeys(card.method))
+    fig, axes = _subplots(2, 3, figsize=(15, 7.5), squeeze=False)
+    width = 0.8 / max(len(models), 1)
+    x = np.arange(len(methods))
+    for ax, (column, label, limits) in zip(axes.ravel(), SCORECARD_PANELS):
+        for i, model in enumerate(models):
+            part = card[card.model == model].groupby("method", sort=False).first().reindex(methods)
+            err = part.get("kl_forget_std") if column == "kl_forget_mean" else None
+            ax.bar(x + (i - (len(models) - 1) / 2) * width, part[column].to_numpy(dtype=float), width,
+                   yerr=None if err is None else err.to_numpy(dtype=float), label=model.upper(), capsize=2)
+        if column == "auc":
+            ax.axhline(0.5, color="k", ls="--", lw=0.8)
+        ax.set_xticks(x, methods, rotation=35, ha="right", fontsize=8)
+        ax.set_title(label, fontsize=9)
+        if limits is not None:
+            ax.set_ylim(*limits)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
 def plot_weight_heatmaps(final, path: str | Path) -> Path:
     """Final validation accuracy (mean over seeds) over the (kl_w, fo_w) grid, per model x method."""
     ok = final[~final.diverged]

@@ -36,6 +36,10 @@ def draw(path: str | Path, *, critical: pd.DataFrame | None = None) -> list[Path
                                          title=f"{s.get('dataset')}, alpha={s.get('alpha')}")]
         if len(s.get("kl_ws", ())) > 1 or len(s.get("fo_ws", ())) > 1:
             figures.append(plots.plot_weight_heatmaps(run["final"], out / "weights_heatmap.png"))
+        if "scorecard" in run.tables:
+            figures.append(plots.plot_scorecard(run["scorecard"], out / "scorecard.png",
+                                                title=f"{s.get('dataset')}, alpha={s.get('alpha')}, "
+                                                      f"{s.get('shadows')} shadows"))
         return figures
     if run.study == "detection":
         return [plots.plot_detection(run["detection"], out / "detection.png")]

@@ -297,7 +297,8 @@ class RunDirectory:
 STUDIES = {  # checked in this order: an unlearning directory holds a results.csv too
     "landscape": ("landscape.csv",),
     "detection": ("detection.csv",),
-    "unlearning": ("final.csv", "results.csv", "teachers.csv", "recovery.csv"),
+    "unlearning": ("final.csv", "results.csv", "teachers.csv", "recovery.csv", "scorecard.csv", "shadows.csv",
+                   "examples.csv"),
     "sweep": ("results.csv", "summary.csv", "critical_points.csv"),
 }
 

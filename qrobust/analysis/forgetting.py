@@ -84,3 +84,29 @@ def score_students(results: pd.DataFrame, final: pd.DataFrame, teachers: pd.Data
     for i, name in enumerate(("forget_size", "forget_precision", "forget_recall")):
         final[name] = [forget[int(s)][i] for s in final.seed]
     return results, final
+
+
+SCORECARD = ("model", "method", "kl_w", "fo_w", "val_acc", "recovered", "forget_acc_clean", "auc", "tpr_at_1pct_fpr",
+             "tpr_at_01pct_fpr", "forgetting_quality", "epsilon_median", "kl_forget_mean", "kl_forget_std",
+             "kl_val_mean", "js_forget_mean", "agree_forget_mean", "agree_val_mean", "seconds_per_replica",
+             "shadow_seconds", "n_seeds", "n_shadows", "n_forget", "diverged")
+
+
+def scorecard(final: pd.DataFrame, shadows: pd.DataFrame) -> pd.DataFrame:
+    """One row per model x method x weights: the study's students (mean over seeds, diverged left out):
+    validation accuracy, ``recovered`` = (val - poisoned teacher's) / (clean model's - poisoned teacher's)
+    validation accuracy, forget accuracy against the clean labels, wall seconds per replica; and the shadows'
+    per-example scores (``qrobust.experiments.shadows.score``). The shadows' ``none`` row (no unlearning)
+    has no study columns; a method the shadows diverged on has no shadow columns."""
+    kept = final[~final.diverged].copy()
+    kept["recovered"] = ((kept.val_acc - kept.teacher_val_acc)
+                         / (kept.clean_val_acc - kept.teacher_val_acc).where(lambda d: d.abs() > 1e-9))
+    keys = ["model", "method", "kl_w", "fo_w"]
+    study = kept.groupby(keys, sort=False).agg(
+        val_acc=("val_acc", "mean"), recovered=("recovered", "mean"), forget_acc_clean=("forget_acc_clean", "mean"),
+        seconds_per_replica=("seconds", "mean"), n_seeds=("seed", "size")).reset_index()
+    card = study.merge(shadows, on=keys, how="outer")
+    card["diverged"] = card["diverged"].astype("boolean").fillna(False).astype(bool)
+    order = {v: i for i, v in enumerate(dict.fromkeys(list(final.model) + list(final.method) + ["none"]))}
+    card = card.sort_values(["model", "method"], key=lambda c: c.map(order), kind="stable")
+    return card[[c for c in SCORECARD if c in card.columns]].reset_index(drop=True)

@@ -33,13 +33,14 @@ import itertools
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
-from qrobust.analysis.forgetting import GRID, score_students  # noqa: F401 (GRID re-exported)
+from qrobust.analysis.forgetting import GRID, score_students, scorecard  # noqa: F401 (GRID re-exported)
 from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible
 from qrobust.errors import ConfigError
-from qrobust.experiments import poisoners, study
+from qrobust.experiments import poisoners, shadows, study
 from qrobust.experiments import unlearning_stages as stages
 from qrobust.experiments.chunks import Progress
 from qrobust.experiments.settings import ModelSettings, check_name, paper_family
@@ -76,6 +77,8 @@ class UnlearnConfig(StudyConfig):
     epochs, batch_size, learning_rate: the students'; teacher_epochs overrides the teachers'.
     known_fraction, forget_source: the forget set (module docstring).
     l1_w: l1_sparse's penalty weight; salun_fraction: the fraction of the weights SalUn updates.
+    shadows: K shadow replicas per model for the per-example evaluation (``qrobust.experiments.shadows``;
+      0 skips it; ``shadows.DEFAULT_SHADOWS`` is the evaluation's usual 64).
     """
 
     methods: tuple[str, ...] = PAPER_METHODS
@@ -91,6 +94,7 @@ class UnlearnConfig(StudyConfig):
     teacher_epochs: int | None = None
     l1_w: float = L1_WEIGHT
     salun_fraction: float = 0.5
+    shadows: int = 0
 
     def validate(self) -> "UnlearnConfig":
         self.validate_common()
@@ -123,6 +127,10 @@ class UnlearnConfig(StudyConfig):
             raise ConfigError(f"the l1 weight must be finite and >= 0, got {self.l1_w}")
         if not 0 < self.salun_fraction <= 1:
             raise ConfigError(f"SalUn's fraction of updated weights must lie in (0, 1], got {self.salun_fraction}")
+        if self.shadows != 0 and self.shadows < shadows.MIN_SHADOWS:
+            raise ConfigError(f"--shadows {self.shadows}: U-LiRA fits two Gaussians per example from the shadows "
+                              f"holding it (half of them), leaving one out: use at least {shadows.MIN_SHADOWS} "
+                              "shadows, or 0 to skip them")
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"batch size must be positive, got {self.batch_size}")
         if self.learning_rate is not None and not 0 < self.learning_rate < float("inf"):
@@ -158,12 +166,30 @@ def replica_table(config: UnlearnConfig) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+class Unlearned(NamedTuple):
+    """What an unlearning study gives: per-epoch ``results``, the per-student ``final`` table, and with shadows
+    (``UnlearnConfig.shadows``) the ``scorecard`` (per model x method x weights) and the per-example scores
+    (``examples``); both None without shadows."""
+
+    results: pd.DataFrame
+    final: pd.DataFrame
+    scorecard: pd.DataFrame | None = None
+    examples: pd.DataFrame | None = None
+
+
 def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, progress: bool = True):
-    """Run (or resume) an unlearning study. Returns (per-epoch results, per-replica final table).
+    """Run (or resume) an unlearning study. Returns (per-epoch results, per-replica final table); with shadows
+    the scorecard is written to ``out`` (``evaluate_unlearning`` returns it)."""
+    return evaluate_unlearning(config, out, progress=progress)[:2]
+
+
+def evaluate_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, progress: bool = True) -> Unlearned:
+    """Run (or resume) an unlearning study, with its shadow replicas if ``config.shadows`` (``Unlearned``).
 
     Stages (``qrobust.experiments.unlearning_stages``): teachers, forget sets, student inputs, students;
-    then the scoring (``qrobust.analysis.forgetting.score_students``). Everything is validated, and the
-    data loaded, before anything is written.
+    then the scoring (``qrobust.analysis.forgetting.score_students``); then the shadows
+    (``qrobust.experiments.shadows``). Everything is validated, and the data loaded, before anything is
+    written.
     """
     config = config.validate()
     students = replica_table(config)
@@ -195,7 +221,8 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
     # the students' chunks are planned once the teachers (and so the forget sets) exist; until then the bar
     # counts all of them
     ctx.bar.start(sum(config.teacher_settings(c.program).epochs * len(c.rows) for c in todo)
-                  + sum(stages.student_recipe(config, q, 1)[2] for q in students.program))
+                  + sum(stages.student_recipe(config, q, 1)[2] for q in students.program)
+                  + shadows.work(config))
     for m, planned in references.items():  # "boundary": the clean reference models first
         ctx.priorities[m] = poisoners.Priorities(dataset, poisoners.run_references(
             planned, prepared.models[m], ctx.teacher_trainers[m], ctx.inputs[m], prepared.val[m], dataset,
@@ -203,6 +230,7 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
     teachers = stages.train_teachers(ctx, chunks)
     forget = stages.forget_sets(ctx)
     results, params, seconds = stages.train_students(ctx, students, stages.StudentInputs(ctx))
+    shadow_scores, examples = shadows.Shadows(ctx).run() if config.shadows else (None, None)
     ctx.bar.close()
     last = results.groupby(list(GRID), sort=False).epoch.transform("max")  # retrain_full runs the teacher's epochs
     final = results[results.epoch == last].drop(columns="epoch").reset_index(drop=True)
@@ -210,6 +238,7 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
     if final.diverged.any():
         warnings.warn(f"{int(final.diverged.sum())} student replica(s) diverged and are left out of averages",
                       RuntimeWarning, stacklevel=2)
+    card = None if shadow_scores is None else scorecard(final, shadow_scores)
     store = prepared.store
     if store is not None and store.writer:
         from qrobust.analysis.summary import recovery_summary
@@ -218,4 +247,8 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
         store.write_table("final.csv", final)
         store.write_table("teachers.csv", teachers)
         store.write_table("recovery.csv", recovery_summary(final))
-    return results, final
+        if card is not None:
+            store.write_table("shadows.csv", shadow_scores)
+            store.write_table("examples.csv", examples)
+            store.write_table("scorecard.csv", card)
+    return Unlearned(results, final, card, examples)

@@ -1,0 +1,286 @@
+"""Shadow replicas of an unlearning setting: forgetting measured per example (``--shadows K``).
+
+Protocol (U-LiRA, Hayes et al., arXiv:2403.01218; the NeurIPS 2023 unlearning challenge, arXiv:2406.09073):
+the *pool* is the study's poisoned training set of its first seed (its flipped labels, its forget set).
+K shadows each take a random half of the pool, keyed by the seed: every sample is in exactly
+floor(K / 2) of them (LiRA's balanced split). Shadow k's teacher trains on its half with the teacher's
+settings; its forget set is the study's forget set within the half, its retain set the rest of the half.
+From that teacher every method of the study unlearns, with the study's budget and weights; and every
+shadow is retrained on its retain set with the teacher's whole recipe from a fresh initialisation
+(``retrain_full``, the reference any method is measured against: the model that never saw the forget
+set). The shadow teacher itself is scored too, as method ``none`` (no unlearning: how memorable the
+forget set is to begin with).
+
+All of it runs as replicas of the study's own programs (one per model and objective), chunked and
+resumable in the study's run directory (chunks ``shadow-*``); the chunks keep each shadow's final logits
+on the whole pool and on the validation set, and ``qrobust.analysis.ulira`` scores them: per forget
+example and pooled, unlearned shadows against retrained ones.
+"""
+
+from __future__ import annotations
+
+import itertools
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from qrobust.analysis import ulira
+from qrobust.engine import make_train_fn
+from qrobust.experiments import study
+from qrobust.experiments.chunks import plan_chunks, run_chunks
+from qrobust.experiments.unlearning_stages import (Context, StudentInputs, flatten, method_vectors,
+                                                   student_recipe, unflatten)
+from qrobust.keys import INIT, SHUFFLE, STUDENT_ORDER, shadow_keys
+from qrobust.objectives import scrub_kurmanji, unlearning_family, weights_used
+
+REFERENCE = "retrain_full"  # what the shadows' unlearned outputs are told apart from
+DEFAULT_SHADOWS = 64
+MIN_SHADOWS = 8  # each example in 4 shadows at least: leave-one-out Gaussian fits of 3 outputs
+
+
+def work(config) -> int:
+    """Replica-epochs of every shadow of ``config`` (0 without shadows), for the progress bar."""
+    if not config.shadows:
+        return 0
+    teachers, students = shadow_tables(config)
+    return (sum(config.teacher_settings(m).epochs for m in teachers.model)
+            + sum(student_recipe(config, q, 1)[2] for q in students.program))
+
+
+@partial(jax.jit, static_argnums=(1, 2))
+def _split(seed, n_shadows: int, n: int):
+    u = jax.random.uniform(shadow_keys(seed, jnp.arange(1))[INIT, 0], (n_shadows, n))
+    rank = jnp.argsort(jnp.argsort(u, axis=0), axis=0)
+    return rank < n_shadows // 2
+
+
+def shadow_split(seed: int, n_shadows: int, n: int) -> np.ndarray:
+    """(K, N) bool: sample i is in shadow k's half. Every sample is in exactly floor(K / 2) shadows; keyed
+    by ``seed`` alone (the same pool gives the same halves)."""
+    return np.asarray(_split(jnp.uint32(seed), n_shadows, n))
+
+
+def shadow_tables(config) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(teachers, students): one row per shadow teacher (model, shadow) and per shadow student (model,
+    method, shadow, kl_w, fo_w, program); the students are every method of the study, and the reference."""
+    k = range(config.shadows)
+    teachers = pd.DataFrame([dict(model=m, shadow=s, program=m) for m in config.models for s in k])
+    methods = list(config.methods) + ([REFERENCE] if REFERENCE not in config.methods else [])
+    rows = []
+    for model, method in itertools.product(config.models, methods):
+        use_kl, use_fo = weights_used(method)
+        program = f"{model}-{ {'scrub_kurmanji': 'kurmanji', 'retrain_full': 'full'}.get(method, 'family') }"
+        for kl_w, fo_w, s in itertools.product(config.kl_ws if use_kl else (0.0,), config.fo_ws if use_fo else (0.0,),
+                                               k):
+            rows.append(dict(model=model, method=method, shadow=s, kl_w=kl_w, fo_w=fo_w, program=program))
+    return teachers, pd.DataFrame(rows)
+
+
+class Shadows:
+    """The shadow replicas of one study (``Context`` after its forget sets are drawn)."""
+
+    def __init__(self, ctx: Context):
+        self.ctx, config = ctx, ctx.config
+        self.seed = int(config.seeds[0])
+        self.member = shadow_split(self.seed, config.shadows, ctx.n)
+        forget = np.zeros(ctx.n, bool)
+        forget[ctx.forget_sets[self.seed]] = True
+        self.forget = forget
+        self.known = self.member & forget[None]
+        self.n_forget_max = max(1, int(self.known.sum(1).max()))
+        self.n_retain = int((self.member & ~forget[None]).sum(1).max())
+        self.complete = {m: StudentInputs._completion(ctx.prepared.models[m], config.salun_fraction)
+                         for m in config.models}
+        self.teachers, self.students = shadow_tables(config)
+
+    def pool(self, m: str, r: int):
+        """(initial params, shuffle keys, TrainData) of the pool (the first seed's poisoned set), r times."""
+        return self.ctx.poisoned_data(m, np.full(r, self.seed))
+
+    def _discount(self, chunks, epochs) -> None:
+        store = self.ctx.prepared.store
+        done = sum(epochs(c) * len(c.rows) for c in chunks if store is not None and store.has_chunk(c.name))
+        if done:
+            self.ctx.bar.discount(done)
+
+    def _chunk_size(self, program, model, train, args_for, n):
+        return self.ctx.chunk_size(program, model, study.program_footprint(train, args_for), n)
+
+    def train_teachers(self) -> dict:
+        """(model, shadow) -> the shadow teacher's flat parameters; its final logits go to ``self.outputs``."""
+        ctx, config, p = self.ctx, self.ctx.config, self.ctx.prepared
+        n_half = int(self.member.sum(1).max())
+        trainers = {m: make_train_fn(p.models[m], epochs=config.teacher_settings(m).epochs,
+                                     batch_size=min(config.teacher_settings(m).batch_size, n_half), n_samples=n_half,
+                                     progress=ctx.bar.hook, eval_every=config.teacher_settings(m).epochs)
+                    for m in config.models}
+
+        def args(m, shadows):
+            _, _, data = self.pool(m, len(shadows))
+            keys = shadow_keys(self.seed, jnp.asarray(shadows))
+            params = jax.vmap(p.models[m].init)(keys[INIT])
+            lr = jnp.full(len(shadows), config.teacher_settings(m).learning_rate, jnp.float32)
+            return params, lr, keys[SHUFFLE], data._replace(stream=jnp.asarray(self.member[shadows])), p.val[m]
+
+        chunks = plan_chunks(self.teachers, "program", lambda m, n: self._chunk_size(
+            f"shadow-teacher-{m}", m, trainers[m], lambda r: args(m, np.arange(r) % config.shadows), n),
+            prefix="shadow-teacher-", store=p.store)
+        self._discount(chunks, lambda c: config.teacher_settings(c.program).epochs)
+
+        def run(chunk):
+            m = chunk.program
+            a = args(m, chunk.padded.shadow.to_numpy())
+            params, metrics = trainers[m](*a)
+            return self._outputs(chunk, m, params, a[3], metrics), {"params": flatten(params)[:len(chunk.rows)],
+                                                                    **self._logits(m, params, a[3], len(chunk.rows))}
+
+        done = run_chunks(chunks, run, p.store, ctx.bar)
+        self.teacher_frames = pd.concat([done.frames[c.name] for c in chunks], ignore_index=True)
+        self.teacher_arrays = {c.name: done.arrays[c.name] for c in chunks}
+        self.teacher_chunks = chunks
+        return {(r.model, r.shadow): w for c in chunks
+                for r, w in zip(c.rows.itertuples(index=False), done.arrays[c.name]["params"])}
+
+    def _logits(self, m, params, data, k):
+        val = self.ctx.prepared.val[m]
+        val_x = jnp.broadcast_to(val.x, (data.x.shape[0],) + val.x.shape)
+        return {"logits": np.asarray(self.ctx.logits[m](params, data.x))[:k],
+                "val_logits": np.asarray(self.ctx.logits[m](params, val_x))[:k]}
+
+    @staticmethod
+    def _outputs(chunk, m, params, data, metrics):
+        k = len(chunk.rows)
+        frame = chunk.rows.drop(columns="program").copy()
+        for name in ("val_acc", "retain_acc", "forget_acc_clean", "memorization", "loss"):
+            frame[name] = np.asarray(metrics[name], np.float64)[:k, -1]
+        if "objective" in metrics:
+            frame["diverged"] = ~np.isfinite(np.asarray(metrics["objective"])[:k]).all(1)
+        return frame
+
+    def train_students(self, teacher_flat: dict):
+        """Every shadow student. Returns (table of final metrics, chunk name -> arrays, the chunks)."""
+        ctx, config, p = self.ctx, self.ctx.config, self.ctx.prepared
+        objectives = {"family": unlearning_family(), "full": unlearning_family(), "kurmanji": scrub_kurmanji()}
+
+        def trainer(program):
+            m, family = program.split("-")
+            batch, _, epochs = student_recipe(config, program, self.n_retain)
+            return make_train_fn(p.models[m], epochs=epochs, batch_size=batch, n_samples=self.n_retain,
+                                 objective=objectives[family], progress=ctx.bar.hook, eval_every=epochs)
+
+        trainers = {q: trainer(q) for q in dict.fromkeys(self.students.program)}
+
+        def args(program, rows):
+            m = program.split("-")[0]
+            shadows = rows.shadow.to_numpy()
+            _, _, data = self.pool(m, len(rows))
+            flat = np.stack([teacher_flat[(m, int(s))] for s in shadows]).astype(np.float32)
+            idx = np.zeros((len(rows), self.n_forget_max), np.int32)
+            w = np.zeros((len(rows), self.n_forget_max), np.float32)
+            for r, s in enumerate(shadows):
+                f = np.flatnonzero(self.known[s])
+                idx[r, :len(f)], w[r, :len(f)] = f, 1.0
+            keys = shadow_keys(self.seed, jnp.asarray(shadows))
+            start, data = self.complete[m](data, unflatten(ctx.templates[m], flat), keys, method_vectors(config, rows),
+                                           *StudentInputs.flags(rows), jnp.asarray(idx), jnp.asarray(w),
+                                           jnp.asarray(self.known[shadows]), jnp.asarray(self.member[shadows]))
+            lr = student_recipe(config, program, self.n_retain)[1]
+            return start, jnp.full(len(rows), lr, jnp.float32), keys[STUDENT_ORDER], data, p.val[m]
+
+        def args_for(q):
+            rows = self.students[self.students.program == q].reset_index(drop=True)
+            return lambda r: args(q, rows.iloc[np.arange(r) % len(rows)])
+
+        chunks = plan_chunks(self.students, "program", lambda q, n: self._chunk_size(
+            f"shadow-student-{q}", q.split("-")[0], trainers[q], args_for(q), n), prefix="shadow-student-",
+            store=p.store)
+        self._discount(chunks, lambda c: student_recipe(config, c.program, 1)[2])
+
+        def run(chunk):
+            m = chunk.program.split("-")[0]
+            a = args(chunk.program, chunk.padded)
+            params, metrics = trainers[chunk.program](*a)
+            return self._outputs(chunk, m, params, a[3], metrics), self._logits(m, params, a[3], len(chunk.rows))
+
+        done = run_chunks(chunks, run, p.store, ctx.bar)
+        frames = []
+        for c in chunks:
+            frame = done.frames[c.name].copy()
+            frame["seconds"] = done.seconds[c.name] / len(c.padded)
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True), done.arrays, chunks
+
+    def run(self):
+        """Train every shadow; returns the scores (``score``)."""
+        teacher_flat = self.train_teachers()
+        students, arrays, chunks = self.train_students(teacher_flat)
+        outputs = {}  # (model, method, kl_w, fo_w) -> (logits (K, N), val_logits (K, M)), rows in shadow order
+        for c in chunks:
+            for i, r in enumerate(c.rows.itertuples(index=False)):
+                outputs.setdefault((r.model, r.method, r.kl_w, r.fo_w), {})[r.shadow] = (
+                    arrays[c.name]["logits"][i], arrays[c.name]["val_logits"][i])
+        for c in self.teacher_chunks:
+            for i, r in enumerate(c.rows.itertuples(index=False)):
+                outputs.setdefault((r.model, "none", 0.0, 0.0), {})[r.shadow] = (
+                    self.teacher_arrays[c.name]["logits"][i], self.teacher_arrays[c.name]["val_logits"][i])
+        stacked = {key: tuple(np.stack([v[s][j] for s in range(self.ctx.config.shadows)]) for j in (0, 1))
+                   for key, v in outputs.items()}
+        diverged = students.groupby(["model", "method", "kl_w", "fo_w"]).diverged.any()
+        seconds = students.groupby(["model", "method", "kl_w", "fo_w"]).seconds.mean()
+        val_y = np.asarray(self.ctx.prepared.dataset.y_val)
+        return score(stacked, self.member, self.forget, self.labels(), val_y, diverged, seconds)
+
+    def labels(self) -> np.ndarray:
+        """(N,) the pool's training labels (poisoned where flipped)."""
+        _, _, data = self.pool(self.ctx.config.models[0], 1)
+        return np.asarray(data.y[0])
+
+
+def score(outputs: dict, member: np.ndarray, forget: np.ndarray, labels: np.ndarray, val_labels: np.ndarray,
+          diverged=None, seconds=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(summary, per-example) from the shadows' outputs.
+
+    ``outputs``: (model, method, kl_w, fo_w) -> (logits (K, N) on the pool, val_logits (K, M)), shadows in
+    order; the reference's (``REFERENCE``) must be there for every model. ``member`` (K, N) the split,
+    ``forget`` (N,) the forget set, ``labels`` (N,) the labels trained on, ``val_labels`` (M,). Summary, per model x method x
+    weights: U-LiRA's ``auc``, ``tpr_at_1pct_fpr``, ``tpr_at_01pct_fpr`` (targets pooled); the challenge's
+    ``forgetting_quality`` and median per-example ``epsilon``; per shadow, the mean over its forget set and
+    over validation of KL(method || reference) and JS, and the agreement of predicted labels, given as mean
+    and std over shadows; ``n_shadows``; ``shadow_val_acc``. Per example (forget set only): U-LiRA's fits,
+    scores and AUC, and epsilon.
+    """
+    f = np.flatnonzero(forget)
+    mem = member[:, f]
+    rows, examples = [], []
+    for (model, method, kl_w, fo_w), (logits, val_logits) in outputs.items():
+        if method == REFERENCE:
+            continue
+        ref_logits, ref_val = outputs[(model, REFERENCE, 0.0, 0.0)]
+        u, r = ulira.confidence(logits[:, f], labels[f]), ulira.confidence(ref_logits[:, f], labels[f])
+        row = dict(model=model, method=method, kl_w=kl_w, fo_w=fo_w, n_shadows=len(logits), n_forget=len(f))
+        bad = not (np.isfinite(u[mem]).all() and np.isfinite(val_logits).all())
+        row["diverged"] = bool(bad or (diverged is not None and diverged.get((model, method, kl_w, fo_w), False)))
+        if row["diverged"]:  # scored no further: NaN never enters an average
+            rows.append(row)
+            continue
+        summary, per = ulira.ulira(u, r, mem)
+        eps = ulira.example_epsilons(u, r, mem)
+        row.update(summary, forgetting_quality=ulira.forgetting_quality(eps), epsilon_median=float(np.nanmedian(eps)))
+        on_forget = ulira.bernoulli_divergences(logits[:, f], ref_logits[:, f])
+        on_val = ulira.bernoulli_divergences(val_logits, ref_val)
+        for name in ("kl", "js", "agree"):
+            per_shadow_f = np.where(mem, on_forget[name], 0).sum(1) / np.maximum(mem.sum(1), 1)
+            per_shadow_v = on_val[name].mean(1)
+            row[f"{name}_forget_mean"], row[f"{name}_forget_std"] = per_shadow_f.mean(), per_shadow_f.std(ddof=1)
+            row[f"{name}_val_mean"], row[f"{name}_val_std"] = per_shadow_v.mean(), per_shadow_v.std(ddof=1)
+        row["shadow_val_acc"] = float(np.mean((val_logits > 0) == (val_labels[None] > 0.5)))
+        if seconds is not None:
+            row["shadow_seconds"] = float(seconds.get((model, method, kl_w, fo_w), np.nan))
+        rows.append(row)
+        examples.append(pd.DataFrame(dict(model=model, method=method, kl_w=kl_w, fo_w=fo_w, index=f, **per,
+                                          epsilon=eps)))
+    per_example = pd.concat(examples, ignore_index=True) if examples else pd.DataFrame()
+    return pd.DataFrame(rows), per_example
