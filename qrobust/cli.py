@@ -283,8 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     un.add_argument("--epochs", type=int, default=50, help="unlearning epochs")
     un.add_argument("--kl-w", default="0", help="SCRUB's retain-KL weight(s): value, list or START:STOP:STEP")
     un.add_argument("--fo-w", default="0.2", help="forget weight(s): value, list or START:STOP:STEP")
-    un.add_argument("--known-fraction", type=float, default=1.0,
-                    help="fraction of the poisoned samples the forget set holds")
+    un.add_argument("--known-fraction", default="1",
+                    help="fraction(s) of the poisoned samples the forget set holds: value, list or START:STOP:STEP "
+                         "(several: the corrective curve, corrective.png)")
     un.add_argument("--forget-source", default="oracle", choices=("oracle", "qnn_detector"),
                     help="oracle (the true poisoned samples) or qnn_detector (those the poisoned QNN refuses)")
     un.add_argument("--shadows", type=int, nargs="?", const=64, default=0, metavar="K",
@@ -377,7 +378,7 @@ def _unlearn(args) -> int:
         methods=tuple(args.methods or ("retrain", "finetune", "scrub", "ga")), alpha=args.alpha,
         corruption=args.corruption, seeds=seed_range(args),
         epochs=args.epochs, kl_ws=parse_alphas(args.kl_w, "kl_w"), fo_ws=parse_alphas(args.fo_w, "fo_w"),
-        known_fraction=args.known_fraction, forget_source=args.forget_source, batch_size=args.batch_size,
+        known_fraction=parse_alphas(args.known_fraction, "known fraction"), forget_source=args.forget_source, batch_size=args.batch_size,
         learning_rate=args.lr, l1_w=args.l1_w, salun_fraction=args.salun_fraction, shadows=args.shadows,
         teacher_epochs=args.teacher_epochs, dtype=args.dtype, chunk_size=args.chunk_size,
         simulator=_simulator(args), matmul_precision=args.matmul_precision,

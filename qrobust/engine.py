@@ -207,9 +207,20 @@ def make_train_fn(
         return Batch(logits_of(params, data.x[idx]), data.y[idx], data.forget_w, data.teacher[idx],
                      data.random_labels[idx])
 
+    def no_forget(params, data: TrainData):  # the forget set's Batch where no term reads it: weights 0
+        idx = data.forget_idx
+        zeros = jnp.zeros(idx.shape, data.teacher.dtype)
+        return Batch(zeros, data.y[idx], jnp.zeros_like(data.forget_w), data.teacher[idx], data.random_labels[idx])
+
     def step_loss(params, data: TrainData, idx, wb, epoch):
         batch = Batch(logits_of(params, data.x[idx]), data.y[idx], wb, data.teacher[idx], data.random_labels[idx])
-        forget = forget_batch(params, data) if objective.uses_forget else None
+        if not objective.uses_forget:
+            forget = None
+        elif objective.reads_forget is None:
+            forget = forget_batch(params, data)
+        else:  # a replica whose weights leave the forget set out skips its forward pass (a branch per replica
+            # in "map" mode; under vmap both sides run and one is selected, as before)
+            forget = jax.lax.cond(objective.reads_forget(data.coef), forget_batch, no_forget, params, data)
         value = objective.loss(batch, forget, data.coef)
         if objective.param_loss is not None:
             value = value + objective.param_loss(params, data.coef, epoch / epochs)

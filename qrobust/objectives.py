@@ -68,6 +68,7 @@ class Objective(NamedTuple):
     uses_forget: bool = False
     uses_teacher: bool = False
     param_loss: Optional[Callable[[object, jax.Array, jax.Array], jax.Array]] = None
+    reads_forget: Optional[Callable[[jax.Array], jax.Array]] = None  # coef -> whether loss reads the forget set
 
 
 def weighted_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
@@ -115,7 +116,11 @@ def unlearning_family(temperature: float = 1.0) -> Objective:
         norm = sum(jnp.sum(jnp.abs(leaf)) for leaf in jax.tree_util.tree_leaves(params))
         return coef[COEFS.index("l1")] * (1 - progress) * norm
 
-    return Objective("unlearning", loss, uses_forget=True, uses_teacher=True, param_loss=l1)
+    def reads_forget(coef):
+        return jnp.any(coef[jnp.array([COEFS.index(c) for c in ("klf", "cef", "rl")])] != 0)
+
+    return Objective("unlearning", loss, uses_forget=True, uses_teacher=True, param_loss=l1,
+                     reads_forget=reads_forget)
 
 
 def scrub_kurmanji(*, temperature: float = 4.0, ce_weight: float = 0.99, kl_weight: float = 0.001,

@@ -141,6 +141,9 @@ def plot_unlearning(results, final, path: str | Path, *, title: str = "") -> Pat
     dashed line is the clean model's validation accuracy (mean over seeds), the
     dotted one the poisoned teacher's.
     """
+    if "known_fraction" in final:  # a corrective study: the curves of the largest known part
+        final = final[final.known_fraction == final.known_fraction.max()]
+        results = results[results.known_fraction == results.known_fraction.max()]
     ok = final[~final.diverged]
     models = _ordered(results.model, ("qnn", "mlp"))
     fig, axes = _subplots(1, len(models), figsize=(5.2 * len(models), 3.8), squeeze=False)
@@ -166,6 +169,37 @@ def plot_unlearning(results, final, path: str | Path, *, title: str = "") -> Pat
         ax.legend(fontsize=7, loc="lower right")
     if title:
         fig.suptitle(f"Unlearning: {title}", fontsize=11)
+    return _save(fig, path)
+
+
+def plot_corrective(final, path: str | Path, *, title: str = "") -> Path:
+    """Corrective unlearning (Goel et al., arXiv:2402.14015): after unlearning, validation accuracy and the
+    forget set's accuracy against its clean labels, against the fraction of the poisoned set the forget set
+    holds; one curve per method (its smallest weights), models side by side; mean +- std over seeds."""
+    ok = final[~final.diverged]
+    models = _ordered(ok.model, ("qnn", "mlp"))
+    fig, axes = _subplots(2, len(models), figsize=(5.2 * len(models), 6.6), squeeze=False, sharex=True)
+    for col, model in enumerate(models):
+        part = ok[ok.model == model]
+        for method, sub in part.groupby("method", sort=False):
+            cell = sub[["kl_w", "fo_w"]].drop_duplicates().sort_values(["fo_w", "kl_w"]).iloc[0]
+            sub = sub[(sub.kl_w == cell.kl_w) & (sub.fo_w == cell.fo_w)]
+            for row, column in enumerate(("val_acc", "forget_acc_clean")):
+                curve = sub.groupby("known_fraction")[column].agg(["mean", "std"])
+                axes[row, col].errorbar(curve.index, curve["mean"], yerr=curve["std"].fillna(0), marker="o", ms=3,
+                                        capsize=2, label=method)
+        axes[0, col].axhline(part.clean_val_acc.mean(), ls="--", c="k", lw=0.8, label="clean model")
+        axes[0, col].axhline(part.teacher_val_acc.mean(), ls=":", c="k", lw=0.8, label="poisoned teacher")
+        axes[0, col].set_title(model.upper())
+        axes[0, col].set_ylabel("validation accuracy")
+        axes[1, col].set_ylabel("forget-set accuracy (clean labels)")
+        axes[1, col].set_xlabel("known fraction of the poisoned set")
+        for ax in axes[:, col]:
+            ax.set_ylim(-0.02, 1.02)
+            ax.grid(alpha=0.3)
+        axes[0, col].legend(fontsize=7, loc="lower right")
+    if title:
+        fig.suptitle(f"Corrective unlearning: {title}", fontsize=11)
     return _save(fig, path)
 
 

@@ -36,6 +36,9 @@ def draw(path: str | Path, *, critical: pd.DataFrame | None = None) -> list[Path
                                          title=f"{s.get('dataset')}, alpha={s.get('alpha')}")]
         if len(s.get("kl_ws", ())) > 1 or len(s.get("fo_ws", ())) > 1:
             figures.append(plots.plot_weight_heatmaps(run["final"], out / "weights_heatmap.png"))
+        if "known_fraction" in run["final"] and run["final"].known_fraction.nunique() > 1:
+            figures.append(plots.plot_corrective(run["final"], out / "corrective.png",
+                                                 title=f"{s.get('dataset')}, alpha={s.get('alpha')}"))
         if "scorecard" in run.tables:
             figures.append(plots.plot_scorecard(run["scorecard"], out / "scorecard.png",
                                                 title=f"{s.get('dataset')}, alpha={s.get('alpha')}, "

@@ -249,10 +249,46 @@ def test_partial_knowledge_scores_the_full_poisoned_set(tmp_path):
     assert np.all(np.isclose(acc * 6, np.round(acc * 6)))
 
 
+def test_known_fraction_axis_nests_the_forget_sets_in_one_program(tmp_path):
+    """The corrective curve: several known fractions are replicas of the same programs; a smaller fraction's
+    forget set is part of a larger one's; the figure is drawn from the run directory."""
+    from qrobust import report
+    from qrobust.experiments import unlearning_stages as stages
+
+    seen = {}
+    original = stages.forget_sets
+
+    def spy(ctx):
+        out = original(ctx)
+        seen.update(ctx.forget_sets)
+        return out
+
+    config = UnlearnConfig(dataset="xxz", n_qubits=4, n_train_per_class=10, models=("mlp",),
+                           methods=("finetune", "ga"), seeds=(0, 1), epochs=2, teacher_epochs=3,
+                           known_fraction=(1 / 3, 2 / 3, 1.0))
+    try:
+        stages.forget_sets = spy
+        import qrobust.experiments.unlearning as unlearning
+
+        unlearning.stages.forget_sets = spy
+        results, final = run_unlearning(config, tmp_path / "c", progress=False)
+    finally:
+        stages.forget_sets = original
+    assert sorted(final.known_fraction.unique()) == pytest.approx([1 / 3, 2 / 3, 1.0])
+    # 6 flipped samples: forget sets of 2, 4, 6, each inside the next, per seed
+    assert sorted(final.forget_size.unique()) == [2, 4, 6] and (final.forget_precision == 1).all()
+    for s in (0, 1):
+        a, b, c = (set(seen[(s, kf)]) for kf in (1 / 3, 2 / 3, 1.0))
+        assert a < b < c
+    assert len(list((tmp_path / "c" / "chunks").glob("student-mlp-family-*.csv"))) == 1  # one program, one chunk
+    assert tmp_path / "c" / "corrective.png" in report.draw(tmp_path / "c")
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--alpha", "0"], "the forget set is empty"),
     (["--method", "neggrad", "--fo-w", "1.0"], "unbounded below"),
     (["--known-fraction", "0"], "known fraction"),
+    (["--known-fraction", "0.5,0.5"], "given twice"),
     (["--method", "forget-me"], "argument --method: invalid choice: 'forget-me'"),
     (["--fo-w", "-0.1"], "fo_w values must be"),
     (["--alpha", "1.2"], "alpha must lie in [0, 1]"),

@@ -7,7 +7,7 @@ import pandas as pd
 
 from qrobust.analysis.summary import diverged as loss_diverged
 
-GRID = ("model", "method", "seed", "kl_w", "fo_w")  # one unlearning student
+GRID = ("model", "method", "seed", "kl_w", "fo_w", "known_fraction")  # one unlearning student
 
 
 def loss_mia_accuracy(forget_losses: np.ndarray, test_losses: np.ndarray, *, n_splits: int = 5,
@@ -58,14 +58,14 @@ def score_students(results: pd.DataFrame, final: pd.DataFrame, teachers: pd.Data
     forget_size, forget_precision, forget_recall   the forget set against the true poisoned set
 
     ``params``: GRID tuple -> final parameter vector; ``seconds``: GRID tuple -> seconds; ``forget``:
-    seed -> (size, precision, recall).
+    (seed, known fraction) -> (size, precision, recall).
     """
     grid = list(GRID)
     keys = [tuple(r) for r in final[grid].itertuples(index=False)]
-    retrained = {(k[0], k[2]): v for k, v in params.items() if k[1] == "retrain"}
+    retrained = {(k[0], k[2], k[5]): v for k, v in params.items() if k[1] == "retrain"}
     final = final.copy()
-    final["dist_to_retrain"] = [float(np.linalg.norm(params[k] - retrained[(k[0], k[2])]))
-                                if (k[0], k[2]) in retrained else np.nan for k in keys]
+    final["dist_to_retrain"] = [float(np.linalg.norm(params[k] - retrained[(k[0], k[2], k[5])]))
+                                if (k[0], k[2], k[5]) in retrained else np.nan for k in keys]
     final["param_norm"] = [float(np.linalg.norm(params[k])) for k in keys]
     by = results.groupby(grid)
     diverged = (by.objective.transform(lambda v: ~np.isfinite(v).all())
@@ -82,7 +82,7 @@ def score_students(results: pd.DataFrame, final: pd.DataFrame, teachers: pd.Data
     final["epochs_to_recover"] = [recover[k] for k in keys]
     final["seconds"] = [seconds[k] for k in keys]
     for i, name in enumerate(("forget_size", "forget_precision", "forget_recall")):
-        final[name] = [forget[int(s)][i] for s in final.seed]
+        final[name] = [forget[(int(s), float(kf))][i] for s, kf in zip(final.seed, final.known_fraction)]
     return results, final
 
 
@@ -102,6 +102,7 @@ def scorecard(final: pd.DataFrame, shadows: pd.DataFrame) -> pd.DataFrame:
     kept["recovered"] = ((kept.val_acc - kept.teacher_val_acc)
                          / (kept.clean_val_acc - kept.teacher_val_acc).where(lambda d: d.abs() > 1e-9))
     keys = ["model", "method", "kl_w", "fo_w"]
+    kept = kept[kept.known_fraction == kept.known_fraction.max()]  # the shadows forget the largest known part
     study = kept.groupby(keys, sort=False).agg(
         val_acc=("val_acc", "mean"), recovered=("recovered", "mean"), forget_acc_clean=("forget_acc_clean", "mean"),
         seconds_per_replica=("seconds", "mean"), n_seeds=("seed", "size")).reset_index()

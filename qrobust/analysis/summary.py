@@ -50,7 +50,7 @@ def final_summary(results: pd.DataFrame,
     return stats.reset_index()
 
 
-UNLEARN_GROUP = ["model", "method", "kl_w", "fo_w"]
+UNLEARN_GROUP = ["model", "method", "kl_w", "fo_w", "known_fraction"]
 
 
 def recovery_summary(final: pd.DataFrame) -> pd.DataFrame:
@@ -60,6 +60,8 @@ def recovery_summary(final: pd.DataFrame) -> pd.DataFrame:
     many did), final validation / forget / retain accuracy, membership-inference
     accuracy, distance to the retrained student, wall seconds per replica.
     """
+    if "known_fraction" not in final:  # a table written before the known fraction was an axis
+        final = final.assign(known_fraction=1.0)
     kept = final[~final.diverged]
     g = kept.groupby(UNLEARN_GROUP)
     out = g.agg(n_seeds=("seed", "size"), n_recovered=("epochs_to_recover", "count"),

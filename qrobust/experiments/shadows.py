@@ -1,7 +1,8 @@
 """Shadow replicas of an unlearning setting: forgetting measured per example (``--shadows K``).
 
 Protocol (U-LiRA, Hayes et al., arXiv:2403.01218; the NeurIPS 2023 unlearning challenge, arXiv:2406.09073):
-the *pool* is the study's poisoned training set of its first seed (its flipped labels, its forget set).
+the *pool* is the study's poisoned training set of its first seed (its flipped labels, its forget set:
+with several known fractions, the largest).
 K shadows each take a random half of the pool, keyed by the seed: every sample is in exactly
 floor(K / 2) of them (LiRA's balanced split). Shadow k's teacher trains on its half with the teacher's
 settings; its forget set is the study's forget set within the half, its retain set the rest of the half.
@@ -87,7 +88,7 @@ class Shadows:
         self.seed = int(config.seeds[0])
         self.member = shadow_split(self.seed, config.shadows, ctx.n)
         forget = np.zeros(ctx.n, bool)
-        forget[ctx.forget_sets[self.seed]] = True
+        forget[ctx.forget_sets[(self.seed, max(config.known_fraction))]] = True
         self.forget = forget
         self.known = self.member & forget[None]
         self.n_forget_max = max(1, int(self.known.sum(1).max()))

@@ -87,7 +87,7 @@ class UnlearnConfig(StudyConfig):
     epochs: int = 50
     kl_ws: tuple[float, ...] = (0.0,)
     fo_ws: tuple[float, ...] = (0.2,)
-    known_fraction: float = 1.0
+    known_fraction: float | tuple[float, ...] = 1.0
     forget_source: str = "oracle"
     batch_size: int | None = None
     learning_rate: float | None = None
@@ -96,6 +96,12 @@ class UnlearnConfig(StudyConfig):
     salun_fraction: float = 0.5
     shadows: int = 0
 
+    def __post_init__(self):
+        super().__post_init__()
+        kf = self.known_fraction
+        object.__setattr__(self, "known_fraction", tuple(float(v) for v in (kf if isinstance(kf, (tuple, list))
+                                                                            else (kf,))))
+
     def validate(self) -> "UnlearnConfig":
         self.validate_common()
         check_name("corruption", self.corruption, CORRUPTIONS)
@@ -103,13 +109,14 @@ class UnlearnConfig(StudyConfig):
         for v in self.methods:
             check_name("method", v, METHODS)
         check_alpha(self.alpha)
-        if not 0 < self.known_fraction <= 1:
-            raise ConfigError(f"known fraction must lie in (0, 1], got {self.known_fraction}")
+        study.check_axis("known fraction", self.known_fraction)
+        if not all(0 < v <= 1 for v in self.known_fraction):
+            raise ConfigError(f"known fractions must lie in (0, 1], got {self.known_fraction}")
         check_name("forget source", self.forget_source, FORGET_SOURCES)
         if self.forget_source == "qnn_detector":
             if "qnn" not in self.models:
                 raise ConfigError("the qnn_detector forget set comes from the poisoned QNN teacher: include --model qnn")
-            if self.known_fraction != 1.0:
+            if self.known_fraction != (1.0,):
                 raise ConfigError("--known-fraction applies to the oracle forget set only")
         if self.epochs < 1 or (self.teacher_epochs is not None and self.teacher_epochs < 1):
             raise ConfigError("epochs must be positive")
@@ -148,6 +155,8 @@ class UnlearnConfig(StudyConfig):
 
     def resolved(self) -> dict:
         d = asdict(self)
+        if len(self.known_fraction) == 1:  # recorded as a number, as before it was an axis
+            d["known_fraction"] = self.known_fraction[0]
         d["teachers"] = {m: self.teacher_settings(m).to_dict(m) for m in self.models}
         d["students"] = {m: dict(zip(("batch_size", "learning_rate"), UNLEARN_SETTINGS[paper_family(self.dataset)][m]))
                          for m in self.models}
@@ -159,10 +168,12 @@ def replica_table(config: UnlearnConfig) -> pd.DataFrame:
     rows = []
     for model, method in itertools.product(config.models, config.methods):
         use_kl, use_fo = weights_used(method)
-        for seed, kl_w, fo_w in itertools.product(config.seeds, config.kl_ws if use_kl else (0.0,),
-                                                  config.fo_ws if use_fo else (0.0,)):
+        for kf, seed, kl_w, fo_w in itertools.product(config.known_fraction, config.seeds,
+                                                      config.kl_ws if use_kl else (0.0,),
+                                                      config.fo_ws if use_fo else (0.0,)):
             program = f"{model}-{PROGRAMS.get(method, 'family')}"
-            rows.append(dict(model=model, method=method, seed=seed, kl_w=kl_w, fo_w=fo_w, program=program))
+            rows.append(dict(model=model, method=method, seed=seed, kl_w=kl_w, fo_w=fo_w, known_fraction=kf,
+                             program=program))
     return pd.DataFrame(rows)
 
 
@@ -198,17 +209,19 @@ def evaluate_unlearning(config: UnlearnConfig, out: str | Path | None = None, *,
     dataset = study.load(config)
     n = len(dataset.y_train)
     n_poisoned = check_feasible(config.corruption, config.alpha, dataset.y_train)
-    n_known = int(round(config.known_fraction * n_poisoned))
-    if n_known == 0:
-        raise ConfigError(f"the forget set is empty: {config.corruption} at alpha={config.alpha} corrupts "
-                          f"{n_poisoned} of {n} samples, and a known fraction of {config.known_fraction} of "
-                          "them leaves none to forget")
+    n_known = {kf: int(round(kf * n_poisoned)) for kf in config.known_fraction}
+    for kf, size in n_known.items():
+        if size == 0:
+            raise ConfigError(f"the forget set is empty: {config.corruption} at alpha={config.alpha} corrupts "
+                              f"{n_poisoned} of {n} samples, and a known fraction of {kf} of them leaves none "
+                              "to forget")
     if "mlp" in config.models and {"scrub", "ga"} & set(config.methods) and max(config.fo_ws) > 0:
         warnings.warn("the MLP's logits are unbounded, so the ascent terms of scrub/ga (fo_w > 0) are "
                       "unbounded below; replicas that diverge are marked and left out of averages",
                       RuntimeWarning, stacklevel=2)
     run_settings = dict(config.resolved(), n_poisoned=n_poisoned,
-                        n_forget=n_known if config.forget_source == "oracle" else None)
+                        n_forget=(list(n_known.values()) if len(n_known) > 1 else n_known[config.known_fraction[0]])
+                        if config.forget_source == "oracle" else None)
     prepared = study.prepare(config, {m: config.teacher_settings(m) for m in config.models}, run_settings, out,
                              dataset=dataset)
     ctx = stages.Context(config, prepared, n_poisoned, n_known, bar=Progress(None, progress))

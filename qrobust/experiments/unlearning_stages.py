@@ -34,7 +34,7 @@ class Context:
     config: object
     prepared: study.Prepared
     n_poisoned: int
-    n_known: int
+    n_known: dict  # known fraction -> forget set size (oracle)
     bar: Progress | None = None
     inputs: dict | None = None
     teacher_trainers: dict | None = None
@@ -141,8 +141,9 @@ def _uniforms(keys, n):
 
 
 def forget_sets(ctx: Context) -> dict:
-    """Stage 2: per seed, the forget set: the oracle's (a random ``n_known`` of the poisoned samples), or the
-    samples whose training label the poisoned QNN teacher refuses. Returns seed -> (size, precision, recall)
+    """Stage 2: per seed and known fraction, the forget set: the oracle's (a random ``n_known`` of the
+    poisoned samples; a smaller fraction's set is part of every larger one's), or the samples whose training
+    label the poisoned QNN teacher refuses. Returns (seed, known fraction) -> (size, precision, recall)
     against the true poisoned set; the sets themselves go to ``ctx.forget_sets``."""
     config, n = ctx.config, ctx.n
     seeds = np.asarray(config.seeds)
@@ -151,18 +152,20 @@ def forget_sets(ctx: Context) -> dict:
     if config.forget_source == "oracle":
         u = np.asarray(_uniforms(replica_keys(seeds)[FORGET_PART], n))
         order = np.argsort(np.where(poisoned, u, 2.0 + u), axis=1, kind="stable")  # poisoned first, random
-        sets = {int(s): np.sort(order[i, :ctx.n_known]) for i, s in enumerate(seeds)}
+        sets = {(int(s), kf): np.sort(order[i, :n_known]) for i, s in enumerate(seeds)
+                for kf, n_known in ctx.n_known.items()}
     else:
         _, _, q_data = ctx.poisoned_data("qnn", seeds)
         logits = ctx.logits["qnn"](ctx.teacher_params("qnn", seeds, config.alpha), q_data.x)
         refused = np.asarray((logits > 0) != (q_data.y == 1))
-        sets = {int(s): np.flatnonzero(refused[i]) for i, s in enumerate(seeds)}
+        sets = {(int(s), 1.0): np.flatnonzero(refused[i]) for i, s in enumerate(seeds)}
     ctx.forget_sets = sets
     out = {}
-    for i, (s, f) in enumerate(sets.items()):
+    row = {int(s): i for i, s in enumerate(seeds)}
+    for (s, kf), f in sets.items():
         flagged = np.isin(np.arange(n), f)
-        m = detection_metrics(flagged.astype(float), poisoned[i], flagged=flagged)
-        out[s] = (len(f), m["precision"], m["recall"])
+        m = detection_metrics(flagged.astype(float), poisoned[row[s]], flagged=flagged)
+        out[(s, kf)] = (len(f), m["precision"], m["recall"])
     return out
 
 
@@ -206,13 +209,13 @@ class StudentInputs:
 
         return complete
 
-    def forget_arrays(self, seeds):
+    def forget_arrays(self, seeds, fractions):
         """(R, F) padded forget indices, their weights, and the (R, N) forget mask."""
         idx = np.zeros((len(seeds), self.n_forget_max), np.int32)
         w = np.zeros((len(seeds), self.n_forget_max), np.float32)
         mask = np.zeros((len(seeds), self.ctx.n), bool)
-        for r, s in enumerate(seeds):
-            f = self.ctx.forget_sets[int(s)]
+        for r, (s, kf) in enumerate(zip(seeds, fractions)):
+            f = self.ctx.forget_sets[(int(s), float(kf))]
             idx[r, :len(f)], w[r, :len(f)], mask[r, f] = f, 1.0, True
         return jnp.asarray(idx), jnp.asarray(w), jnp.asarray(mask)
 
@@ -221,7 +224,7 @@ class StudentInputs:
         seeds = rows.seed.to_numpy()
         _, lr, _ = student_recipe(ctx.config, program, self.n_retain)
         _, _, poisoned = ctx.poisoned_data(m, seeds)
-        forget_idx, forget_w, known = self.forget_arrays(seeds)
+        forget_idx, forget_w, known = self.forget_arrays(seeds, rows.known_fraction.to_numpy())
         keys = replica_keys(seeds)
         start, data = self.complete[m](poisoned, ctx.teacher_params(m, seeds, ctx.config.alpha), keys,
                                        method_vectors(ctx.config, rows), *self.flags(rows), forget_idx, forget_w,
