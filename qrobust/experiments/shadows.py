@@ -246,12 +246,14 @@ def score(outputs: dict, member: np.ndarray, forget: np.ndarray, labels: np.ndar
 
     ``outputs``: (model, method, kl_w, fo_w) -> (logits (K, N) on the pool, val_logits (K, M)), shadows in
     order; the reference's (``REFERENCE``) must be there for every model. ``member`` (K, N) the split,
-    ``forget`` (N,) the forget set, ``labels`` (N,) the labels trained on, ``val_labels`` (M,). Summary, per model x method x
-    weights: U-LiRA's ``auc``, ``tpr_at_1pct_fpr``, ``tpr_at_01pct_fpr`` (targets pooled); the challenge's
-    ``forgetting_quality`` and median per-example ``epsilon``; per shadow, the mean over its forget set and
-    over validation of KL(method || reference) and JS, and the agreement of predicted labels, given as mean
-    and std over shadows; ``n_shadows``; ``shadow_val_acc``. Per example (forget set only): U-LiRA's fits,
-    scores and AUC, and epsilon.
+    ``forget`` (N,) the forget set, ``labels`` (N,) the labels trained on, ``val_labels`` (M,).
+
+    Summary, per model x method x weights: U-LiRA's ``auc``, ``tpr_at_1pct_fpr``, ``tpr_at_01pct_fpr``
+    (targets pooled); the challenge's ``forgetting_quality`` and median per-example ``epsilon``; per shadow,
+    the mean over its forget set and over validation of KL(method || reference) and JS, and the agreement of
+    predicted labels, given as mean and std over shadows; ``n_shadows``; ``shadow_val_acc``. A method whose
+    shadows diverged is marked and scored no further. Per example (forget set only): U-LiRA's fits, scores
+    and AUC, and epsilon.
     """
     f = np.flatnonzero(forget)
     mem = member[:, f]

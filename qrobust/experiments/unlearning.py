@@ -115,7 +115,8 @@ class UnlearnConfig(StudyConfig):
         check_name("forget source", self.forget_source, FORGET_SOURCES)
         if self.forget_source == "qnn_detector":
             if "qnn" not in self.models:
-                raise ConfigError("the qnn_detector forget set comes from the poisoned QNN teacher: include --model qnn")
+                raise ConfigError("the qnn_detector forget set comes from the poisoned QNN teacher: "
+                                  "include --model qnn")
             if self.known_fraction != (1.0,):
                 raise ConfigError("--known-fraction applies to the oracle forget set only")
         if self.epochs < 1 or (self.teacher_epochs is not None and self.teacher_epochs < 1):
