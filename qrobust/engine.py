@@ -9,6 +9,10 @@ replica axis: every replica has its own parameters, optimiser state, key,
 training inputs and labels, masks, teacher logits, loss weights and learning
 rate. The validation set is shared (broadcast).
 
+A replica whose stream is shorter than the longest (a shadow's half, a smaller
+retain set) takes only the steps its own samples fill: a minibatch of padding
+alone is skipped, not taken with a zero gradient.
+
 The step minimises an ``Objective`` (``qrobust.objectives``): plain binary
 cross-entropy for training; the unlearning family for forgetting, which also
 sees the whole forget set at every step. Optimiser: Adam, with the learning
@@ -245,19 +249,26 @@ def make_train_fn(
         weights = weights.reshape(n_batches, batch_size)
 
         def step(carry, batch):
-            params, opt_state = carry
             idx, wb = batch
-            if objective.max_loss is not None:
-                def ascend(p, o):
-                    p, o, _ = descend(p, o, lambda q: objective.max_loss(forget_batch(q, data), data.coef),
-                                      mask=data.grad_mask)
-                    return p, o
-                params, opt_state = jax.lax.cond(epoch < objective.max_epochs, ascend, lambda p, o: (p, o),
-                                                 params, opt_state)
-            params, opt_state, value = descend(params, opt_state, step_loss, data, idx, wb, epoch,
-                                               mask=data.grad_mask)
+
+            def take(carry):
+                params, opt_state = carry
+                if objective.max_loss is not None:
+                    def ascend(p, o):
+                        p, o, _ = descend(p, o, lambda q: objective.max_loss(forget_batch(q, data), data.coef),
+                                          mask=data.grad_mask)
+                        return p, o
+                    params, opt_state = jax.lax.cond(epoch < objective.max_epochs, ascend, lambda p, o: (p, o),
+                                                     params, opt_state)
+                params, opt_state, value = descend(params, opt_state, step_loss, data, idx, wb, epoch,
+                                                   mask=data.grad_mask)
+                return (params, opt_state), value.astype(data.y.dtype)
+
+            # a batch of padding only (this replica's stream is shorter than the longest) is no step: Adam's
+            # moments would otherwise move the weights on a zero gradient. A branch per replica in "map" mode.
             real = jnp.sum(wb) > 0
-            return (params, opt_state), (jnp.where(real, value, 0.0), real)
+            carry, value = jax.lax.cond(real, take, lambda c: (c, jnp.zeros((), data.y.dtype)), carry)
+            return carry, (value, real)
 
         (params, opt_state), (values, real) = jax.lax.scan(step, (state.params, state.opt_state), (order, weights))
         measure = lambda p: evaluate(model, p, data, val, margins=record_margins)  # noqa: E731

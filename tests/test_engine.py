@@ -162,3 +162,29 @@ def test_map_and_vmap_over_replicas_agree():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
     with pytest.raises(ValueError, match="replica_mode"):
         make_train_fn(model, epochs=3, batch_size=5, n_samples=n, replica_mode="loop")
+
+
+@pytest.mark.parametrize("mode", ["map", "vmap"])
+def test_a_shorter_stream_takes_only_its_own_steps(mode, x64):
+    """A replica whose stream (5 samples) is shorter than its program's longest (9) takes ceil(5 / 4) = 2 steps
+    per epoch, exactly as when trained alone: its third, all-padding batch is no step (Adam would otherwise
+    move the weights on a zero gradient)."""
+    rng = np.random.default_rng(0)
+    n, dim = 9, 3
+    x = jnp.asarray(rng.normal(size=(n, dim)))
+    y = jnp.asarray((rng.random(n) > 0.5).astype(np.float64))
+    model = Model("lin", lambda k: 0.1 * jax.random.normal(k, (dim,), jnp.float64), lambda w, v: jnp.dot(w, v),
+                  jnp.asarray, (dim,), {})
+    short = np.zeros(n, bool)
+    short[[0, 2, 3, 6, 8]] = True
+    streams = jnp.asarray(np.stack([np.ones(n, bool), short]))
+    data = plain_data(jnp.stack([x, x]), jnp.stack([y, y]), jnp.stack([y, y]), jnp.zeros((2, n), bool))
+    data = data._replace(stream=streams)
+    w0 = jnp.stack([model.init(jax.random.PRNGKey(1))] * 2)
+    keys = jnp.stack([jax.random.PRNGKey(2)] * 2)
+    val = EvalData(x, y)
+    both, _ = make_train_fn(model, epochs=3, batch_size=4, n_samples=n, replica_mode=mode)(
+        w0, jnp.array([0.05, 0.05]), keys, data, val)
+    alone, _ = make_train_fn(model, epochs=3, batch_size=4, n_samples=5, replica_mode=mode)(
+        w0[1:], jnp.array([0.05]), keys[1:], jax.tree_util.tree_map(lambda a: a[1:], data), val)
+    np.testing.assert_allclose(np.asarray(both[1]), np.asarray(alone[0]), rtol=1e-12, atol=1e-14)
