@@ -75,6 +75,8 @@ _MODELS = ("qnn", "mlp")
 _CORRUPTIONS = ("flip", "features", "class-targeted", "boundary", "quid", "random-labels")  # corruption.CORRUPTIONS
 _LABEL_FLIPS = ("flip", "class-targeted", "boundary", "quid")  # corruption.LABEL_FLIPS
 _DTYPES = ("complex64", "complex128")
+_PARTS = ("noise-mnist", "noise-xxz", "capacity-mnist", "unlearn-mnist", "unlearn-xxz", "weights-mnist",
+          "landscape-mnist", "detect-mnist", "scorecard-mnist")  # reproduce.PART_NAMES (literals: fast --help)
 _METHODS = ("retrain", "finetune", "scrub", "ga", "neggrad", "relabel", "scrub_kurmanji", "salun", "l1_sparse",
             "retrain_full")
 
@@ -253,6 +255,19 @@ def build_parser() -> argparse.ArgumentParser:
                                         "(OUT/fixed, OUT/sign, OUT/phase), QNN and MLP side by side", seeds=5),
                    dataset="xxz")
 
+    re = sub.add_parser("reproduce", help="every experiment of the paper, then its report (OUT/report.html)",
+                        formatter_class=_Help)
+    re.add_argument("--out", required=True, help="the reproduction's directory (resumes where it stopped)")
+    re.add_argument("--quick", action="store_true",
+                    help="fewer seeds and sizes, chosen so every finding still shows in minutes on 2 CPU cores")
+    re.add_argument("--profile", choices=("full", "quick", "tiny"), help=argparse.SUPPRESS)  # tiny: tests
+    re.add_argument("--part", action="append", dest="parts", choices=_PARTS,
+                    help="run only this part (repeat; default all)")
+    re.add_argument("--no-progress", action="store_true", help="no progress bars")
+    rp = sub.add_parser("report", help="(re)write the report of a reproduction directory, without training",
+                        formatter_class=_Help)
+    rp.add_argument("run_dir", help="a directory of qrobust reproduce")
+
     an = sub.add_parser("analyze", help="critical point of a sweep: fits, bootstrap CIs, figure",
                         formatter_class=_Help)
     an.add_argument("run_dirs", nargs="+", help="sweep output directories")
@@ -400,6 +415,35 @@ def _unlearn(args) -> int:
     return 0
 
 
+def _reproduce(args) -> int:
+    from qrobust.experiments.reproduce import run_reproduce
+
+    profile = args.profile or ("quick" if args.quick else "full")
+    start = time.perf_counter()
+
+    def done(part, seconds):
+        print(f"{part.name}: {seconds:.0f} s", flush=True)
+
+    run_reproduce(args.out, profile=profile, parts=args.parts, progress=not args.no_progress, on_part=done)
+    print(f"trained in {time.perf_counter() - start:.0f} s")
+    return _write_report(args.out)
+
+
+def _report(args) -> int:
+    return _write_report(args.run_dir)
+
+
+def _write_report(out) -> int:
+    from qrobust import paper_report
+
+    md, page, report = paper_report.write(out)
+    width = max((len(v.claim) for v in report["verdicts"]), default=10)
+    for v in report["verdicts"]:
+        print(f"{v.verdict:>9}  {v.claim:<{width}}  {v.measured}")
+    print(f"wrote {page} and {md}")
+    return 0
+
+
 def _analyze(args) -> int:
     from pathlib import Path
 
@@ -491,7 +535,8 @@ def main(argv=None) -> int:
         initialize_distributed()
     try:
         return {"sweep": _sweep, "gauge": _gauge, "unlearn": _unlearn, "analyze": _analyze,
-                "landscape": _landscape, "detect": _detect}[args.command](args)
+                "landscape": _landscape, "detect": _detect, "reproduce": _reproduce,
+                "report": _report}[args.command](args)
     except BaseException as exc:
         if distributed:  # the other processes stop at their next wait instead of hanging in it
             from qrobust.sharding import announce_failure

@@ -1,0 +1,196 @@
+"""Every experiment of the paper (arXiv:2508.02422) at its settings, each a study of its own: ``qrobust reproduce``.
+
+A reproduction is a directory of parts, one run directory each (``OUT/PART``), so it resumes as a whole: a part
+whose study finished is read back, a part cut short resumes from its chunks. The parts:
+
+  noise-mnist      Fig. 2 on MNIST: QNN and MLP, label flipping and feature randomisation, alpha 0 to 0.9
+  noise-xxz        Fig. 2 on XXZ under each gauge of the states (the gauge study: OUT/noise-xxz/GAUGE)
+  capacity-mnist   the capacity study: the MLP's hidden sizes and the QNN's depth, under label flipping
+  unlearn-mnist    Fig. 3 on MNIST: retrain, finetune, scrub, ga at alpha 0.3
+  unlearn-xxz      Fig. 3 on XXZ
+  weights-mnist    SCRUB's and gradient ascent's loss-weight grid on MNIST
+  landscape-mnist  the Hessian trace ratio noisy / clean
+  detect-mnist     finding the flipped labels
+  scorecard-mnist  forgetting per example with shadow replicas (U-LiRA, the challenge's epsilon)
+
+``profile``: "full" (the paper's settings: 5 seeds, every alpha, 64 shadows), "quick" (fewer seeds and
+sizes, chosen so every finding still shows in minutes on 2 CPU cores), or "tiny" (a smoke test of the
+machinery on toy sizes: its numbers mean nothing). The studies return and store tables; the judging
+and the report are ``qrobust.analysis.claims`` and ``qrobust.paper_report``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from qrobust.errors import ConfigError
+
+PROFILES = ("full", "quick", "tiny")
+ALPHAS = tuple(round(0.1 * i, 1) for i in range(10))
+
+
+@dataclass(frozen=True)
+class Part:
+    """One experiment: its directory name, what it shows, the command that reproduces it at the paper's
+    settings, and its settings per profile (keyword arguments of its study's config)."""
+
+    name: str
+    title: str
+    command: str
+    study: str  # sweep, gauge, unlearning, landscape, detection
+    settings: dict = field(default_factory=dict)  # profile -> config keywords
+
+    def config(self, profile: str):
+        kwargs = dict(self.settings.get("all", {}), **self.settings[profile])
+        if self.study in ("sweep", "gauge"):
+            from qrobust.experiments.sweep import SweepConfig
+
+            return SweepConfig(**kwargs)
+        if self.study == "unlearning":
+            from qrobust.experiments.unlearning import UnlearnConfig
+
+            return UnlearnConfig(**kwargs)
+        if self.study == "landscape":
+            from qrobust.experiments.landscape import LandscapeConfig
+
+            return LandscapeConfig(**kwargs)
+        from qrobust.experiments.detection import DetectConfig
+
+        return DetectConfig(**kwargs)
+
+
+_TINY_MNIST = dict(n_train_per_class=12)
+_TINY_XXZ = dict(n_qubits=4)
+S2, S3 = (0, 1), (0, 1, 2)
+
+PARTS = (
+    Part("noise-mnist", "Noise response on MNIST (the paper's Fig. 2)",
+         "qrobust sweep --dataset mnist --seeds 5 --out OUT/noise-mnist", "sweep",
+         {"all": dict(dataset="mnist"), "full": dict(), "quick": dict(seeds=S2, eval_every=100),
+          "tiny": dict(_TINY_MNIST, seeds=S2, alphas=(0.0, 0.3, 0.6, 0.9), epochs=3)}),
+    Part("noise-xxz", "Noise response on XXZ, under each gauge of the states (Fig. 2)",
+         "qrobust gauge --dataset xxz --corruption flip --corruption features --seeds 5 --out OUT/noise-xxz",
+         "gauge",
+         {"all": dict(dataset="xxz"), "full": dict(), "quick": dict(seeds=(0,), eval_every=100, n_qubits=8),
+          "tiny": dict(_TINY_XXZ, seeds=S2, alphas=(0.0, 0.3, 0.6, 0.9), epochs=3)}),
+    Part("capacity-mnist", "Capacity: the MLP's hidden sizes and the QNN's depth under label flipping",
+         "qrobust sweep --dataset mnist --corruption flip --hidden 64,16 --hidden 32,8 --hidden 16,4 --hidden 8,2 "
+         "--hidden 8,4 --depth 2 --depth 6 --depth 10 --seeds 5 --eval-every 20 --out OUT/capacity-mnist", "sweep",
+         {"all": dict(dataset="mnist", corruptions=("flip",)),
+          "full": dict(hidden=((64, 16), (32, 8), (16, 4), (8, 2), (8, 4)), depth=(2, 6, 10), eval_every=20),
+          "quick": dict(hidden=((64, 16), (8, 2)), depth=(2, 6), seeds=(0,), alphas=(0.0, 0.2, 0.4, 0.6, 0.8),
+                        eval_every=100),
+          "tiny": dict(_TINY_MNIST, hidden=((8, 2), (4, 2)), depth=(1, 2), seeds=(0,), alphas=(0.0, 0.5),
+                       epochs=2)}),
+    Part("unlearn-mnist", "Unlearning on MNIST at alpha = 0.3 (Fig. 3)",
+         "qrobust unlearn --dataset mnist --seeds 5 --out OUT/unlearn-mnist", "unlearning",
+         {"all": dict(dataset="mnist"), "full": dict(), "quick": dict(seeds=S2, epochs=20),
+          "tiny": dict(_TINY_MNIST, seeds=S2, epochs=6, teacher_epochs=3)}),
+    Part("unlearn-xxz", "Unlearning on XXZ at alpha = 0.3 (Fig. 3)",
+         "qrobust unlearn --dataset xxz --seeds 5 --out OUT/unlearn-xxz", "unlearning",
+         {"all": dict(dataset="xxz"), "full": dict(), "quick": dict(seeds=S2, epochs=20, n_qubits=8),
+          "tiny": dict(_TINY_XXZ, seeds=S2, epochs=6, teacher_epochs=3)}),
+    Part("weights-mnist", "The loss-weight grid of SCRUB and gradient ascent on MNIST",
+         "qrobust unlearn --dataset mnist --method scrub --method ga --kl-w 0:0.9:0.1 --fo-w 0:0.9:0.1 --seeds 1 "
+         "--out OUT/weights-mnist", "unlearning",
+         {"all": dict(dataset="mnist", methods=("scrub", "ga")),
+          "full": dict(seeds=(0,), kl_ws=ALPHAS, fo_ws=ALPHAS),
+          "quick": dict(seeds=(0,), kl_ws=(0.0, 0.4, 0.8), fo_ws=(0.0, 0.4, 0.8), epochs=20),
+          "tiny": dict(_TINY_MNIST, seeds=(0,), kl_ws=(0.0, 0.5), fo_ws=(0.0, 0.5), epochs=2, teacher_epochs=2)}),
+    Part("landscape-mnist", "The loss landscape: Hessian trace ratio noisy / clean",
+         "qrobust landscape --dataset mnist --seeds 5 --out OUT/landscape-mnist", "landscape",
+         {"all": dict(dataset="mnist"), "full": dict(), "quick": dict(seeds=S2, hutchinson_samples=20),
+          "tiny": dict(n_train_per_class=20, seeds=(0,), epochs=2, hutchinson_samples=4, n_eval=10,
+                       lanczos_iter=4, lanczos_k=2)}),
+    Part("detect-mnist", "Finding the flipped labels without being told",
+         "qrobust detect --dataset mnist --seeds 3 --out OUT/detect-mnist", "detection",
+         {"all": dict(dataset="mnist"), "full": dict(), "quick": dict(seeds=(0,), baselines=False),
+          "tiny": dict(_TINY_MNIST, seeds=(0,), alphas=(0.3,), epochs=2, baselines=False)}),
+    Part("scorecard-mnist", "Forgetting per example: U-LiRA and the challenge's epsilon from shadow replicas",
+         "qrobust unlearn --dataset mnist --method retrain --method finetune --method scrub --method ga "
+         "--method neggrad --method salun --method l1_sparse --method retrain_full --shadows 64 "
+         "--out OUT/scorecard-mnist", "unlearning",
+         {"all": dict(dataset="mnist", methods=("retrain", "finetune", "scrub", "ga", "neggrad", "salun", "l1_sparse",
+                                                "retrain_full")),
+          "full": dict(shadows=64), "quick": dict(seeds=(0,), shadows=8, epochs=20,
+                                                  methods=("retrain", "finetune", "scrub", "retrain_full")),
+          "tiny": dict(_TINY_MNIST, seeds=(0,), shadows=8, epochs=2, teacher_epochs=2,
+                       methods=("finetune", "retrain_full"))}),
+)
+PART_NAMES = tuple(p.name for p in PARTS)
+
+
+def check_parts(names) -> tuple[Part, ...]:
+    """The parts named (all of them for None or empty), in the canonical order."""
+    if not names:
+        return PARTS
+    unknown = [n for n in names if n not in PART_NAMES]
+    if unknown:
+        raise ConfigError(f"unknown part(s) {', '.join(unknown)}: choose from {', '.join(PART_NAMES)}")
+    return tuple(p for p in PARTS if p.name in names)
+
+
+def run_part(part: Part, out: Path, profile: str, *, progress: bool = True):
+    """Run (or resume) one part into ``out / part.name``; returns its study's table."""
+    config = part.config(profile)
+    where = out / part.name
+    if part.study == "sweep":
+        from qrobust.experiments.sweep import run_sweep
+
+        return run_sweep(config, where, progress=progress)
+    if part.study == "gauge":
+        from qrobust.experiments.gauge import run_gauge_study
+
+        return run_gauge_study(config, where, progress=progress)
+    if part.study == "unlearning":
+        from qrobust.experiments.unlearning import run_unlearning
+
+        return run_unlearning(config, where, progress=progress)[1]
+    if part.study == "landscape":
+        from qrobust.experiments.landscape import run_landscape
+
+        return run_landscape(config, where, progress=progress)
+    from qrobust.experiments.detection import run_detection
+
+    return run_detection(config, where, progress=progress)
+
+
+def run_reproduce(out: str | Path, *, profile: str = "full", parts=None, progress: bool = True,
+                  on_part: Callable[[Part, float], None] | None = None) -> dict:
+    """Run (or resume) the reproduction into ``out``; returns its record (also ``out/reproduce.json``): the
+    profile, and per part its wall seconds in this call and whether it finished. Every part's config is
+    validated before the first one runs. ``on_part(part, seconds)`` is called after each part."""
+    from qrobust.store import atomic_write_text, unwritable
+
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}: choose {', '.join(PROFILES)}")
+    chosen = check_parts(parts)
+    for part in chosen:
+        config = part.config(profile)
+        config.validate()
+    out = Path(out)
+    reason = unwritable(out)
+    if reason is not None:
+        raise ConfigError(f"--out {out}: {reason}")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "reproduce.json"
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    if record.get("profile", profile) != profile:
+        raise ConfigError(f"{out} holds a {record['profile']} reproduction: use another --out for {profile}")
+    record.update(profile=profile, parts=record.get("parts", {}))
+    for part in chosen:
+        start = time.perf_counter()
+        run_part(part, out, profile, progress=progress)
+        seconds = time.perf_counter() - start
+        entry = record["parts"].setdefault(part.name, {"seconds": 0.0})
+        entry["seconds"] = round(entry["seconds"] + seconds, 1)
+        entry["finished"] = True
+        entry["command"] = part.command.replace("OUT", str(out))
+        atomic_write_text(path, json.dumps(record, indent=2))
+        if on_part is not None:
+            on_part(part, seconds)
+    return record

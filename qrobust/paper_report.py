@@ -1,0 +1,224 @@
+"""The reproduction's report: ``DIR/report.html`` (one self-contained file: figures embedded, no network) and
+``DIR/report.md``, generated from a reproduction directory alone (``qrobust report DIR``), so a finished
+run is re-reported without training.
+
+A surface (DESIGN.md, layer 7): it reads the parts' tables (``qrobust.store``), draws their figures
+(``qrobust.report``), asks ``qrobust.analysis.claims`` for the verdicts and writes the two files. No
+science lives here.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from qrobust.analysis import claims
+from qrobust.errors import ConfigError
+from qrobust.experiments.reproduce import PARTS
+from qrobust.store import atomic_write_text
+
+
+def _load(path: Path):
+    from qrobust.store import load_results
+
+    return load_results(path)
+
+
+def _critical(run_dir: Path) -> pd.DataFrame:
+    """The sweep's critical points: stored, else computed (and stored, as ``qrobust analyze`` would)."""
+    stored = run_dir / "critical_points.csv"
+    if stored.is_file():
+        return pd.read_csv(stored)
+    from qrobust.analysis.critical import critical_points
+
+    table = critical_points(_load(run_dir)["results"])
+    atomic_write_text(stored, table.to_csv(index=False))
+    return table
+
+
+def _section(part, out: Path) -> dict | None:
+    """One part's figures, verdicts and provenance; None where the part was never run."""
+    from qrobust import report
+
+    where = out / part.name
+    if not where.is_dir():
+        return None
+    figures, verdicts, configs = [], [], []
+    try:
+        if part.study == "sweep":
+            critical = _critical(where)
+            figures += report.draw(where, critical=critical)
+            results = _load(where)["results"]
+            if part.name.startswith("capacity"):
+                verdicts += claims.capacity_claims(results, part.name)
+            else:
+                verdicts += claims.noise_claims(results, critical, part.name, "MNIST")
+            configs.append(where / "config.json")
+        elif part.study == "gauge":
+            from qrobust.data.gauge import DEFAULT_GAUGE
+            from qrobust.plots import plot_gauge
+
+            gauge = pd.read_csv(where / "gauge.csv")
+            figures.append(plot_gauge(gauge, where / "gauge.png", corruption="flip"))
+            for g in dict.fromkeys(gauge.gauge):
+                critical = _critical(where / g)
+                drawn = report.draw(where / g, critical=critical)
+                configs.append(where / g / "config.json")
+                if g == DEFAULT_GAUGE:
+                    figures += drawn
+                    verdicts += claims.noise_claims(_load(where / g)["results"], critical, part.name,
+                                                    f"XXZ (gauge {g})")
+            verdicts += claims.gauge_claims(gauge, part.name)
+        elif part.study == "unlearning":
+            run = _load(where)
+            figures += report.draw(where)
+            configs.append(where / "config.json")
+            if "scorecard" in run.tables:
+                verdicts += claims.scorecard_claims(run["scorecard"], part.name)
+            elif not part.name.startswith("weights"):
+                data = "MNIST" if part.name.endswith("mnist") else "XXZ"
+                verdicts += claims.unlearning_claims(run["results"], run["final"], part.name, data)
+        elif part.study == "landscape":
+            figures += report.draw(where)
+            verdicts += claims.landscape_claims(_load(where)["landscape"], part.name)
+            configs.append(where / "config.json")
+        else:
+            figures += report.draw(where)
+            configs.append(where / "config.json")
+    except ConfigError:  # a part started but not finished: its tables are not there yet
+        return dict(part=part, figures=[], verdicts=[claims.Verdict(part.title, "-", "-", "not run", part.name)],
+                    provenance={})
+    return dict(part=part, figures=figures, verdicts=verdicts, provenance=_provenance(configs))
+
+
+def _provenance(configs) -> dict:
+    out = {}
+    for path in configs:
+        if not path.is_file():
+            continue
+        c = json.loads(path.read_text())
+        s = c.get("settings", {})
+        out.setdefault("seeds", s.get("seeds"))
+        out.setdefault("simulators", s.get("simulators"))
+        out.setdefault("devices", c.get("devices"))
+        out.setdefault("versions", c.get("versions"))
+        out.setdefault("created", c.get("created"))
+    return out
+
+
+def build(out: str | Path) -> dict:
+    """Everything the report shows, from the directory ``out`` of ``qrobust reproduce``."""
+    out = Path(out)
+    record_path = out / "reproduce.json"
+    if not record_path.is_file():
+        raise ConfigError(f"{out} is not a reproduction directory (no reproduce.json): run qrobust reproduce "
+                          f"--out {out} first")
+    record = json.loads(record_path.read_text())
+    sections = [s for s in (_section(p, out) for p in PARTS) if s is not None]
+    verdicts = [v for s in sections for v in s["verdicts"]]
+    return dict(record=record, sections=sections, verdicts=verdicts, out=out)
+
+
+def _verdict_table_md(verdicts) -> list[str]:
+    lines = ["| claim | rule | measured | verdict |", "|---|---|---|---|"]
+    for v in verdicts:
+        lines.append(f"| {v.claim} | {v.rule} | {v.measured} | **{v.verdict}** |")
+    return lines
+
+
+def to_markdown(report: dict) -> str:
+    rec, out = report["record"], report["out"]
+    total = sum(p.get("seconds", 0) for p in rec.get("parts", {}).values())
+    lines = ["# Does the paper hold? qrobust's reproduction of arXiv:2508.02422", "",
+             f"Profile: **{rec.get('profile')}**; wall time of the parts {total / 60:.1f} min. "
+             "Each verdict applies the stated rule to the measured quantity.", "", "## Verdicts", ""]
+    lines += _verdict_table_md(report["verdicts"])
+    for s in report["sections"]:
+        part = s["part"]
+        lines += ["", f"## {part.title}", ""]
+        for fig in s["figures"]:
+            lines.append(f"![{fig.name}]({Path(fig).relative_to(out)})")
+        if s["verdicts"]:
+            lines += [""] + _verdict_table_md(s["verdicts"])
+        entry = rec.get("parts", {}).get(part.name, {})
+        lines += ["", f"Reproduce: `{entry.get('command', part.command)}`", ""]
+        lines.append(_provenance_line(s["provenance"], entry))
+    return "\n".join(lines) + "\n"
+
+
+def _provenance_line(p: dict, entry: dict) -> str:
+    versions = p.get("versions") or {}
+    keep = ("qrobust", "qrobust_commit", "jax", "tensorcircuit-ng", "python")
+    v = ", ".join(f"{k} {versions[k]}" for k in keep if k in versions)
+    return (f"Provenance: seeds {p.get('seeds')}; simulators {p.get('simulators')}; devices {p.get('devices')}; "
+            f"{v}; wall time {entry.get('seconds', float('nan')):.0f} s; started {p.get('created')}.")
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; width: 100%; font-size: 0.9em; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+td.holds { background: #d9f2d9; font-weight: bold; }
+td.departs { background: #f8d7d7; font-weight: bold; }
+td.undefined, td.not-run { background: #eee; }
+img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
+code { background: #f5f5f5; padding: 1px 4px; }
+.provenance { font-size: 0.8em; color: #555; }
+"""
+
+# counts the figures the browser decoded (a check for the reader, and for the headless-browser test)
+_SCRIPT = """
+window.addEventListener('load', function () {
+  var images = Array.prototype.slice.call(document.images);
+  var decoded = images.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.setAttribute('data-images-decoded', decoded + '/' + images.length);
+  document.getElementById('decoded').textContent = decoded + ' of ' + images.length + ' figures shown.';
+});
+"""
+
+
+def _verdict_table_html(verdicts) -> str:
+    rows = "".join(f"<tr><td>{html.escape(v.claim)}</td><td>{html.escape(v.rule)}</td>"
+                   f"<td>{html.escape(v.measured)}</td><td class=\"{v.verdict.replace(' ', '-')}\">"
+                   f"{html.escape(v.verdict)}</td></tr>" for v in verdicts)
+    return f"<table><tr><th>claim</th><th>rule</th><th>measured</th><th>verdict</th></tr>{rows}</table>"
+
+
+def to_html(report: dict) -> str:
+    rec = report["record"]
+    total = sum(p.get("seconds", 0) for p in rec.get("parts", {}).values())
+    counts = pd.Series([v.verdict for v in report["verdicts"]]).value_counts().to_dict()
+    summary = ", ".join(f"{n} {k}" for k, n in counts.items())
+    body = [f"<h1>Does the paper hold? qrobust's reproduction of arXiv:2508.02422</h1>",
+            f"<p>Profile <b>{html.escape(str(rec.get('profile')))}</b>; wall time of the parts "
+            f"{total / 60:.1f} min; {html.escape(summary)}. <span id=\"decoded\"></span></p>",
+            "<h2>Verdicts</h2>", _verdict_table_html(report["verdicts"])]
+    for s in report["sections"]:
+        part = s["part"]
+        body.append(f"<h2>{html.escape(part.title)}</h2>")
+        for fig in s["figures"]:
+            data = base64.b64encode(Path(fig).read_bytes()).decode()
+            body.append(f"<img alt=\"{html.escape(Path(fig).name)}\" src=\"data:image/png;base64,{data}\">")
+        if s["verdicts"]:
+            body.append(_verdict_table_html(s["verdicts"]))
+        entry = rec.get("parts", {}).get(part.name, {})
+        body.append(f"<p>Reproduce: <code>{html.escape(entry.get('command', part.command))}</code></p>")
+        body.append(f"<p class=\"provenance\">{html.escape(_provenance_line(s['provenance'], entry))}</p>")
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<title>qrobust: reproduction report</title>"
+            f"<style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>\n" + "\n".join(body)
+            + "\n</body></html>\n")
+
+
+def write(out: str | Path) -> tuple[Path, Path, dict]:
+    """Write ``out/report.md`` and ``out/report.html``; returns their paths and the report."""
+    report = build(out)
+    md, page = Path(out) / "report.md", Path(out) / "report.html"
+    atomic_write_text(md, to_markdown(report))
+    atomic_write_text(page, to_html(report))
+    return md, page, report

@@ -1,0 +1,122 @@
+"""qrobust reproduce and its report: the parts, the verdicts, the self-contained page as a browser shows it."""
+
+import base64
+import io
+import re
+import shutil
+import subprocess
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+
+from qrobust.analysis import claims
+from qrobust.cli import _PARTS, main
+from qrobust.experiments.reproduce import PART_NAMES, PARTS
+
+VERDICTS = {"holds", "departs", "undefined", "not run"}
+
+
+def test_the_command_lines_parts_are_the_librarys():
+    assert _PARTS == PART_NAMES
+    for part in PARTS:  # every profile of every part is a valid study configuration
+        for profile in ("full", "quick", "tiny"):
+            part.config(profile).validate()
+
+
+def _sweep_table(qnn_train, qnn_val, mlp_train, mlp_val, feat_val):
+    rows = []
+    alphas = np.round(np.arange(10) * 0.1, 1)
+    for model, train, val in (("qnn", qnn_train, qnn_val), ("mlp", mlp_train, mlp_val)):
+        for corruption in ("flip", "features"):
+            for a, t, v in zip(alphas, train(alphas), val(alphas) if corruption == "flip" else feat_val(alphas)):
+                rows.append(dict(model=model, corruption=corruption, alpha=a, seed=0, epoch=1, train_acc=t,
+                                 train_acc_clean=t, val_acc=v, memorization=0.5, learning_rate=0.01,
+                                 diverged=False))
+    return pd.DataFrame(rows)
+
+
+def test_noise_claims_on_hand_made_curves():
+    """The paper's picture holds; a QNN that memorises like the MLP departs from it."""
+    paper = _sweep_table(qnn_train=lambda a: np.where(a < 0.5, 1 - a, a), qnn_val=lambda a: np.where(a < 0.5, 0.98, 0.05),
+                         mlp_train=lambda a: np.ones_like(a), mlp_val=lambda a: 1 - 0.9 * a,
+                         feat_val=lambda a: 0.98 - 0.05 * a)
+    critical = pd.DataFrame([dict(model="qnn", corruption="flip", alpha_c_memorization=0.5,
+                                  alpha_c_memorization_lo=0.48, alpha_c_memorization_hi=0.52, transition=True)])
+    got = {v.claim.split(": ", 1)[1]: v.verdict for v in claims.noise_claims(paper, critical, "p", "toy")}
+    assert set(got.values()) == {"holds"} and len(got) == 7
+    memorising = _sweep_table(qnn_train=lambda a: np.ones_like(a), qnn_val=lambda a: 1 - 0.9 * a,
+                              mlp_train=lambda a: np.ones_like(a), mlp_val=lambda a: 1 - 0.9 * a,
+                              feat_val=lambda a: 0.98 - 0.05 * a)
+    got = {v.claim.split(": ", 1)[1][:20]: v.verdict for v in claims.noise_claims(memorising, critical, "p", "toy")}
+    assert got["the QNN's training a"] == "departs" and got["the QNN's validation"] == "departs"
+
+
+def test_a_missing_table_is_not_run_and_nan_is_undefined():
+    card = pd.DataFrame([dict(model="qnn", method="finetune", auc=np.nan, diverged=False)])
+    assert claims.scorecard_claims(card, "s")[0].verdict == "not run"
+    gauge = pd.DataFrame([dict(gauge=g, model="qnn", corruption="flip", alpha=0.0, val_acc_mean=0.9)
+                          for g in ("fixed", "phase")])
+    assert claims.gauge_claims(gauge, "g")[0].verdict == "not run"  # no MLP rows
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@pytest.fixture(scope="module")
+def tiny_reproduction(tmp_path_factory):
+    out = tmp_path_factory.mktemp("repro") / "r"
+    assert main(["reproduce", "--out", str(out), "--profile", "tiny", "--no-progress"]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_a_tiny_reproduction_reports_every_part(tiny_reproduction):
+    out = tiny_reproduction
+    page = (out / "report.html").read_text()
+    md = (out / "report.md").read_text()
+    assert "http://" not in page and "https://" not in page  # nothing to fetch: opens from disk, offline
+    images = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([^"]+)">', page)
+    assert len(images) == page.count("<img") >= len(PARTS)
+    for data in images:  # every figure decodes
+        assert matplotlib.image.imread(io.BytesIO(base64.b64decode(data)), format="png").shape[0] > 100
+    for part in PARTS:
+        assert part.title in page and part.title in md
+    verdicts = re.findall(r'<td class="([a-z-]+)">([a-z ]+)</td></tr>', page)
+    assert verdicts and all(v in VERDICTS for _, v in verdicts)
+    assert "QNN changes qualitatively" in page and "per example (U-LiRA)" in page
+    # re-reported from the directory alone, without training
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.html").read_text() == page
+
+
+@pytest.mark.slow
+def test_the_report_opens_in_a_headless_browser_without_network(tiny_reproduction, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no Chromium here (Debian: apt-get install chromium)")
+    page = tiny_reproduction / "report.html"
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+           "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9", "--virtual-time-budget=10000",
+           f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    n = page.read_text().count("<img")
+    assert f'data-images-decoded="{n}/{n}"' in run.stdout
+    errors = [line for line in run.stderr.splitlines() if "CONSOLE" in line and ("Uncaught" in line or "rror" in line)]
+    assert not errors, errors
+
+
+def test_bad_input_is_refused_before_any_work(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["reproduce", "--out", str(out), "--part", "nope"]) == 2
+    assert "invalid choice" in capsys.readouterr().err and not out.exists()
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a reproduction directory" in capsys.readouterr().err
