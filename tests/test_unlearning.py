@@ -240,6 +240,7 @@ def test_unlearn_end_to_end_with_a_weight_grid_and_resume(tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(out / "final.csv"), final)
 
 
+@pytest.mark.slow  # 19 s; the known-fraction axis test below covers partial forget sets in the default suite
 def test_partial_knowledge_scores_the_full_poisoned_set(tmp_path):
     results, final = run_unlearning(UnlearnConfig(dataset="xxz", n_qubits=4, n_train_per_class=10, models=("mlp",),
                                                   methods=("finetune",), seeds=(0,), epochs=2, teacher_epochs=5,

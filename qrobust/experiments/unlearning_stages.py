@@ -101,9 +101,11 @@ def teacher_table(config) -> pd.DataFrame:
 def teacher_chunks(ctx: Context) -> list:
     """The teachers' chunks, sized from their training programs (kept in ``ctx.teacher_trainers``)."""
     config, p = ctx.config, ctx.prepared
+    # only the teachers' last epoch is kept: the others' evaluation (about half a QNN teacher's time) is skipped
     ctx.teacher_trainers = {m: make_train_fn(p.models[m], epochs=config.teacher_settings(m).epochs,
                                              batch_size=config.teacher_settings(m).batch_size, n_samples=ctx.n,
-                                             progress=ctx.bar.hook) for m in config.models}
+                                             progress=ctx.bar.hook, eval_every=config.teacher_settings(m).epochs)
+                            for m in config.models}
     return plan_chunks(teacher_table(config), "program", lambda m, n: ctx.chunk_size(
         f"teacher-{m}", m, study.program_footprint(ctx.teacher_trainers[m], study.training_args(
             ctx.inputs[m], p.val[m])), n), prefix="teacher-", store=p.store)
