@@ -23,10 +23,11 @@ _WHERE = {
     **dict.fromkeys(("ConfigError", "DataError", "QrobustError", "ResultsMismatchError"), "qrobust.errors"),
     **dict.fromkeys(("PAPER_DEFAULTS", "StudyConfig", "SweepConfig", "load_dataset", "run_sweep", "UnlearnConfig",
                      "run_unlearning", "DetectConfig", "run_detection", "LandscapeConfig", "run_landscape",
-                     "run_gauge_study"),
+                     "run_gauge_study", "evaluate_unlearning", "run_reproduce"),
                     "qrobust.experiments"),
     **dict.fromkeys(("RunResults", "load_results"), "qrobust.store"),
     "draw": "qrobust.report",
+    "write_report": "qrobust.paper_report",
     **dict.fromkeys(("Model", "mlp", "qnn"), "qrobust.models"),
 }
 

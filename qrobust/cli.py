@@ -436,7 +436,7 @@ def _report(args) -> int:
 def _write_report(out) -> int:
     from qrobust import paper_report
 
-    md, page, report = paper_report.write(out)
+    md, page, report = paper_report.write_report(out)
     width = max((len(v.claim) for v in report["verdicts"]), default=10)
     for v in report["verdicts"]:
         print(f"{v.verdict:>9}  {v.claim:<{width}}  {v.measured}")

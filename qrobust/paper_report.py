@@ -215,7 +215,7 @@ def to_html(report: dict) -> str:
             + "\n</body></html>\n")
 
 
-def write(out: str | Path) -> tuple[Path, Path, dict]:
+def write_report(out: str | Path) -> tuple[Path, Path, dict]:
     """Write ``out/report.md`` and ``out/report.html``; returns their paths and the report."""
     report = build(out)
     md, page = Path(out) / "report.md", Path(out) / "report.html"

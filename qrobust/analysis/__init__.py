@@ -8,7 +8,10 @@ _WHERE = {
     **dict.fromkeys(("analyze_sweeps", "critical_points", "fit_step", "logistic_step", "transition_width"),
                     "qrobust.analysis.critical"),
     **dict.fromkeys(("detection_metrics", "margin_scores"), "qrobust.analysis.detection"),
-    **dict.fromkeys(("epochs_to_recover", "loss_mia_accuracy", "score_students"), "qrobust.analysis.forgetting"),
+    **dict.fromkeys(("epochs_to_recover", "loss_mia_accuracy", "score_students", "scorecard"),
+                    "qrobust.analysis.forgetting"),
+    **dict.fromkeys(("bernoulli_divergences", "example_epsilons", "forgetting_quality", "ulira"),
+                    "qrobust.analysis.ulira"),
     **dict.fromkeys(("hessian_trace", "hutchinson_trace", "lanczos_eigenvalues"), "qrobust.analysis.landscape"),
     **dict.fromkeys(("final_epoch", "final_summary", "recovery_summary"), "qrobust.analysis.summary"),
 }

@@ -12,7 +12,9 @@ _WHERE = {
     "StudyConfig": "qrobust.experiments.study",
     "run_gauge_study": "qrobust.experiments.gauge",
     **dict.fromkeys(("SweepConfig", "run_sweep"), "qrobust.experiments.sweep"),
-    **dict.fromkeys(("UnlearnConfig", "run_unlearning"), "qrobust.experiments.unlearning"),
+    **dict.fromkeys(("UnlearnConfig", "Unlearned", "evaluate_unlearning", "run_unlearning"),
+                    "qrobust.experiments.unlearning"),
+    **dict.fromkeys(("PARTS", "run_reproduce"), "qrobust.experiments.reproduce"),
 }
 __all__ = sorted(_WHERE)
 __getattr__, __dir__ = exports(__name__, _WHERE)
