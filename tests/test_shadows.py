@@ -21,6 +21,7 @@ def test_the_split_puts_each_example_in_half_the_shadows_keyed_by_the_seed():
     assert 0.4 < co.mean() < 0.6
 
 
+@pytest.mark.slow  # 48 s; CI runs it (the analysis tests and the split keep the default suite's coverage)
 def test_shadow_evaluation_end_to_end(tmp_path):
     """MLP on a small XXZ pool, 8 shadows. The budget-limited retrain is given the reference's very recipe
     (same epochs, batch and rate, the same keys), so it must be indistinguishable from it: AUC 0.5 exactly,
