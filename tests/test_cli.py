@@ -47,7 +47,9 @@ def test_every_help_text_is_honest_about_defaults_and_usage_errors_are_one_line(
         text = sub.format_help()
         assert "(default: None)" not in text and "default both) (default" not in text, name
         # the fixed sets are offered as choices
-        assert name == "analyze" or "{mnist,xxz,tfim,cluster,sklearn-digits,npz}" in text, name
+        if name not in ("analyze", "reproduce", "report"):  # the studies: their data sets as choices
+            assert "{mnist,xxz,tfim,cluster,sklearn-digits,npz}" in text, name
+    assert "{noise-mnist,noise-xxz," in commands["reproduce"].format_help()
     assert main(["sweep", "--dataset", "cifar", "--out", "x"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("qrobust: error: argument --dataset: invalid choice") and err.count("\n") == 1
@@ -68,3 +70,6 @@ def test_the_clis_literal_choices_are_the_librarys():
     from qrobust.models.ansatze import _BUILT_IN, LIBRARY
 
     assert cli._ENCODINGS == ENCODINGS and set(cli._ANSATZE) == _BUILT_IN and cli._ANSATZE == tuple(LIBRARY)[:4]
+    from qrobust.objectives import UNLEARNING_METHODS
+
+    assert cli._METHODS == UNLEARNING_METHODS
