@@ -103,7 +103,7 @@ PARTS = (
           "tiny": dict(_TINY_MNIST, seeds=(0,), kl_ws=(0.0, 0.5), fo_ws=(0.0, 0.5), epochs=2, teacher_epochs=2)}),
     Part("landscape-mnist", "The loss landscape: Hessian trace ratio noisy / clean",
          "qrobust landscape --dataset mnist --seeds 5 --out OUT/landscape-mnist", "landscape",
-         {"all": dict(dataset="mnist"), "full": dict(), "quick": dict(seeds=(0,), hutchinson_samples=30, exact_max_params=1000),
+         {"all": dict(dataset="mnist"), "full": dict(), "quick": dict(seeds=(0,), hutchinson_samples=20),
           "tiny": dict(n_train_per_class=20, seeds=(0,), epochs=2, hutchinson_samples=4, n_eval=10,
                        lanczos_iter=4, lanczos_k=2)}),
     Part("detect-mnist", "Finding the flipped labels without being told",
