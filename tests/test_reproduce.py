@@ -40,7 +40,8 @@ def _sweep_table(qnn_train, qnn_val, mlp_train, mlp_val, feat_val):
 
 def test_noise_claims_on_hand_made_curves():
     """The paper's picture holds; a QNN that memorises like the MLP departs from it."""
-    paper = _sweep_table(qnn_train=lambda a: np.where(a < 0.5, 1 - a, a), qnn_val=lambda a: np.where(a < 0.5, 0.98, 0.05),
+    paper = _sweep_table(qnn_train=lambda a: np.where(a < 0.5, 1 - a, a),
+                         qnn_val=lambda a: np.where(a < 0.5, 0.98, 0.05),
                          mlp_train=lambda a: np.ones_like(a), mlp_val=lambda a: 1 - 0.9 * a,
                          feat_val=lambda a: 0.98 - 0.05 * a)
     critical = pd.DataFrame([dict(model="qnn", corruption="flip", alpha_c_memorization=0.5,
