@@ -33,7 +33,7 @@ from qrobust.engine import make_train_fn
 from qrobust.experiments import study
 from qrobust.experiments.chunks import plan_chunks, run_chunks
 from qrobust.experiments.unlearning_stages import (Context, StudentInputs, flatten, method_vectors,
-                                                   student_recipe, unflatten)
+                                                   program_of, student_recipe, unflatten)
 from qrobust.keys import INIT, SHUFFLE, STUDENT_ORDER, shadow_keys
 from qrobust.objectives import scrub_kurmanji, unlearning_family, weights_used
 
@@ -73,7 +73,7 @@ def shadow_tables(config) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = []
     for model, method in itertools.product(config.models, methods):
         use_kl, use_fo = weights_used(method)
-        program = f"{model}-{ {'scrub_kurmanji': 'kurmanji', 'retrain_full': 'full'}.get(method, 'family') }"
+        program = program_of(model, method)
         for kl_w, fo_w, s in itertools.product(config.kl_ws if use_kl else (0.0,), config.fo_ws if use_fo else (0.0,),
                                                k):
             rows.append(dict(model=model, method=method, shadow=s, kl_w=kl_w, fo_w=fo_w, program=program))

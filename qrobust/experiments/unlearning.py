@@ -48,7 +48,6 @@ from qrobust.experiments.study import StudyConfig
 from qrobust.objectives import L1_WEIGHT, UNLEARNING_METHODS, method_coefs, weights_used  # noqa: F401
 
 FORGET_SOURCES = ("oracle", "qnn_detector")
-PROGRAMS = {"scrub_kurmanji": "kurmanji", "retrain_full": "full"}  # methods with their own compiled program
 METHODS = UNLEARNING_METHODS
 PAPER_METHODS = ("retrain", "finetune", "scrub", "ga")
 
@@ -172,7 +171,7 @@ def replica_table(config: UnlearnConfig) -> pd.DataFrame:
         for kf, seed, kl_w, fo_w in itertools.product(config.known_fraction, config.seeds,
                                                       config.kl_ws if use_kl else (0.0,),
                                                       config.fo_ws if use_fo else (0.0,)):
-            program = f"{model}-{PROGRAMS.get(method, 'family')}"
+            program = stages.program_of(model, method)
             rows.append(dict(model=model, method=method, seed=seed, kl_w=kl_w, fo_w=fo_w, known_fraction=kf,
                              program=program))
     return pd.DataFrame(rows)

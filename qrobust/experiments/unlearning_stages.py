@@ -240,6 +240,14 @@ class StudentInputs:
         return jnp.asarray(np.isin(methods, ("retrain", "retrain_full"))), jnp.asarray(methods == "salun")
 
 
+PROGRAMS = {"scrub_kurmanji": "kurmanji", "retrain_full": "full"}  # methods with their own compiled program
+
+
+def program_of(model: str, method: str) -> str:
+    """The compiled student program a method runs in: MODEL-family, MODEL-kurmanji or MODEL-full."""
+    return f"{model}-{PROGRAMS.get(method, 'family')}"
+
+
 def method_vectors(config, rows: pd.DataFrame) -> jax.Array:
     """(R, len(COEFS)) the unlearning family's loss weights of each row's method."""
     return jnp.asarray([method_coefs(*r, config.l1_w) for r in zip(rows.method, rows.kl_w, rows.fo_w)], jnp.float32)
