@@ -13,6 +13,8 @@ from qrobust.models import qnn
 from qrobust.models.ansatze import LIBRARY, Ansatz, library_qnn
 from qrobust.models.circuits import CIRCUIT_SIMULATORS, circuit_qnn
 
+ANY_DTYPE = [s for s in CIRCUIT_SIMULATORS if s != "native-gates"]  # complex128 too (native: complex64 only)
+
 # --- an independent numpy statevector simulator (qubit 0 the most significant bit) ---------------------------
 
 I2 = np.eye(2)
@@ -89,7 +91,7 @@ def _states(rng, n, b):
 # --- tests ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("simulator", CIRCUIT_SIMULATORS)
+@pytest.mark.parametrize("simulator", ANY_DTYPE)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_random_user_circuits_match_numpy_outputs_and_gradients(x64, simulator, seed):
     rng = np.random.default_rng(seed)
@@ -114,7 +116,7 @@ def test_random_user_circuits_match_numpy_outputs_and_gradients(x64, simulator, 
         assert abs(float(grad[k]) - fd) < 1e-6
 
 
-@pytest.mark.parametrize("simulator", CIRCUIT_SIMULATORS)
+@pytest.mark.parametrize("simulator", ANY_DTYPE)
 def test_the_librarys_hea_is_the_built_in_qnn(x64, simulator):
     """The same circuit written in TensorCircuit and built in: logits and gradients to 1e-10."""
     n, d = 5, 3
@@ -161,7 +163,7 @@ def test_library_ansatzes_match_tensorcircuit_and_numpy(x64, name):
             assert abs(5 * np.real(psi.conj() @ on(n, {n - 1: Z}) @ psi) - float(fast.apply(params, x))) < 1e-10
 
 
-@pytest.mark.parametrize("simulator", CIRCUIT_SIMULATORS)
+@pytest.mark.parametrize("simulator", ANY_DTYPE)
 def test_reupload_and_angle_encodings_load_the_features(x64, simulator):
     n, d = 3, 2
     rng = np.random.default_rng(7)
@@ -299,3 +301,72 @@ def test_the_readmes_user_circuit_trains_through_the_sweep(tmp_path):
 
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())["settings"]
     assert recorded["ansatz"] == "ry_cz_test" and set(recorded["simulators"].values()) == {"xla-gates"}
+
+
+# --- the native kernel for circuits ("native-gates": complex64, 5 to 20 qubits, one- and two-qubit gates) ---
+
+
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)])
+def test_native_gates_match_numpy_and_the_xla_gradient(native_kernel, seed):
+    """Random circuits of every gate kind (fused 2x2s, diagonals, 4x4s such as CNOT and RXX in both qubit
+    orders), any measured qubit: outputs against the numpy statevector, parameter gradients of a weighted sum
+    against the XLA simulator's reverse mode, in complex64."""
+    from qrobust.models import batch_logits
+
+    rng = np.random.default_rng(seed)
+    n, measured = 5 + seed, [4, 0, 3][seed]
+    prog, n_params = random_program(rng, n, n_layers=2)
+    model = circuit_qnn(as_tc(prog), n, n_params, measured=measured)
+    assert model.settings["simulator"] == "native-gates" and model.settings["simulator_reason"] is None
+    xla = circuit_qnn(as_tc(prog), n, n_params, measured=measured, simulator="xla-gates")
+    params = jnp.asarray(rng.normal(size=n_params), jnp.float32)
+    states = _states(rng, n, 7)
+    xs = model.prepare(states)
+    want = [np_logit(prog, n, np.asarray(params, float), s, measured=measured) for s in states]
+    np.testing.assert_allclose(batch_logits(model)(params, xs), want, atol=1e-5)
+    np.testing.assert_allclose(jax.vmap(model.apply, in_axes=(None, 0))(params, xs), want, atol=1e-5)
+    w = jnp.asarray(rng.normal(size=7), jnp.float32)
+    got = jax.grad(lambda p: batch_logits(model)(p, xs) @ w)(params)
+    ref = jax.grad(lambda p: batch_logits(xla)(p, xs) @ w)(params)
+    assert float(jnp.abs(ref).max()) > 0.1
+    np.testing.assert_allclose(got, ref, atol=2e-5 * float(jnp.abs(ref).max()))
+
+
+def test_native_gates_run_the_librarys_hea_as_the_built_in_kernel(native_kernel):
+    """The paper's HEA written in TensorCircuit, on the circuit kernel, against the built-in HEA kernel: logits
+    and gradients, and angle encoding against the recorded RY gates."""
+    from qrobust.models import batch_logits
+
+    n, d = 6, 3
+    ours = library_qnn("hea", n, d)
+    built_in = qnn(n, d, simulator="native")
+    assert ours.settings["simulator"] == "native-gates"
+    p = 0.7 * jax.random.normal(jax.random.PRNGKey(4), (d, n, 4), jnp.float32)
+    xs = built_in.prepare(_states(np.random.default_rng(6), n, 5))
+    np.testing.assert_allclose(batch_logits(ours)(p.reshape(-1), xs), batch_logits(built_in)(p, xs), atol=1e-5)
+    ga = jax.grad(lambda q: batch_logits(ours)(q, xs).sum())(p.reshape(-1))
+    gb = jax.grad(lambda q: batch_logits(built_in)(q, xs).sum())(p)
+    np.testing.assert_allclose(ga, gb.reshape(-1), atol=1e-4)
+    angle = library_qnn("hea_cz", n, 2, encoding="angle", n_features=4)
+    slow = library_qnn("hea_cz", n, 2, encoding="angle", n_features=4, simulator="xla-gates")
+    assert angle.settings["simulator"] == "native-gates"
+    q = jnp.asarray(np.random.default_rng(8).normal(size=4 * n), jnp.float32)
+    feats = angle.prepare(np.random.default_rng(9).uniform(0, np.pi, size=(3, 4)))
+    np.testing.assert_allclose(batch_logits(angle)(q, feats), batch_logits(slow)(q, feats), atol=1e-5)
+
+
+def test_the_default_simulator_says_why_it_is_not_native(native_kernel):
+    def toffoli(c, params, x):
+        for q in range(c._nqubits):
+            c.ry(q, theta=params[q])
+        c.toffoli(0, 1, 2)
+
+    model = circuit_qnn(toffoli, 5, 5)
+    assert model.settings["simulator"] == "xla-gates"
+    assert "3-qubit gate" in model.settings["simulator_reason"]
+    small = library_qnn("hea", 4, 1)
+    assert small.settings["simulator"] == "xla-gates" and "5 to 20 qubits" in small.settings["simulator_reason"]
+    reupload = library_qnn("reupload", 5, 1, encoding="reupload")
+    assert reupload.settings["simulator"] == "xla-gates" and "reupload" in reupload.settings["simulator_reason"]
+    with pytest.raises(ConfigError, match="native-gates.*complex64 only"):
+        library_qnn("hea", 5, 1, dtype="complex128", simulator="native-gates")

@@ -21,22 +21,29 @@ None), "angle" (the input is a feature vector of at most n values, loaded by RY(
 before the ansatz; ``x`` is None), "reupload" (the input is a feature vector, the circuit starts in
 |0...0>, and the ansatz loads the features itself wherever it likes: ``x`` is the vector).
 
-Simulators (``simulator=``), chosen per circuit, with the reason recorded in ``settings``:
+Simulators (``simulator=``), chosen per circuit, the first of these that can run it (the choice and why the
+faster ones could not are recorded in ``settings``: ``simulator``, ``simulator_reason``):
+  "native-gates" the C++ kernel (``qrobust.models.native.gate_logits``, ``csrc/gates.cc``) with its adjoint
+                gradient, on the operations the gates are ``fused`` into: consecutive single-qubit gates on a
+                qubit as one 2x2 matrix, consecutive diagonal gates as one vector of 2**n phases, any other
+                two-qubit gate (CNOT, RXX, ...) as a 4x4 matrix. JAX builds those matrices from the parameters
+                (and differentiates that); the kernel runs them on one state at a time in cache. For circuits
+                of one- and two-qubit gates whose input is the initial state ("amplitude", "angle"), in
+                complex64, on 5 to 20 qubits, on CPU, where the kernel builds. On the paper's HEA it runs as
+                fast as the built-in HEA kernel (``benchmarks/user_circuit.py``).
   "xla-gates"   the circuit's own gates, read from TensorCircuit's record of them (``Circuit._qir``: every
                 gate's matrix and qubits), applied to the statevector by tensor contractions in XLA: any
                 one- or two-qubit (or wider) gate TensorCircuit has, data-dependent rotations included,
-                with forward and reverse mode. Gates outside the backward light cone of the measured qubit
-                are left out (exact), consecutive single-qubit gates on a qubit are multiplied into one
-                (applied in Kronecker blocks), consecutive diagonal gates (RZ, RZZ, CZ, ...) into one phase
-                tensor, and gates that do not depend on the input are applied to the whole batch at once.
-                The default, where the record reproduces TensorCircuit's own state for a probe input
-                (checked when the model is built).
+                with forward and reverse mode, in complex64 or complex128, on any device. Gates outside the
+                backward light cone of the measured qubit are left out (exact; "native-gates" too), the
+                gates are ``fused`` as above (single-qubit matrices applied in Kronecker blocks), and gates that
+                do not depend on the input are applied to the whole batch at once. Used where the record
+                reproduces TensorCircuit's own state for a probe input (checked when the model is built).
   "tc-circuit"  TensorCircuit's own contraction of the circuit, per example: whatever the circuit does.
                 The fallback, e.g. for a circuit whose record does not reproduce its state (noise
                 channels, measurements, MPO gates).
-The C++ kernel (``qrobust.models.native``) runs the built-in HEA only (``qrobust.models.qnn``); a circuit
-from this module never runs on it, and the library's "hea" entry is the same circuit as the built-in one
-(tested to 1e-10), so a study of the paper's ansatz keeps the fast built-in.
+The built-in ``qrobust.models.qnn`` keeps its own kernel for the paper's HEA (``simulator="native"``); the
+library's "hea" entry is the same circuit (tested to 1e-10).
 """
 
 from __future__ import annotations
@@ -54,7 +61,7 @@ from qrobust.errors import ConfigError
 from qrobust.models.base import Model
 
 ENCODINGS = ("amplitude", "angle", "reupload")
-CIRCUIT_SIMULATORS = ("xla-gates", "tc-circuit")
+CIRCUIT_SIMULATORS = ("native-gates", "xla-gates", "tc-circuit")
 
 
 def _start(tc, n: int, encoding: str, x):
@@ -132,48 +139,39 @@ def _diagonal_factor(matrix, qubits, n, dtype):
     return jnp.reshape(d, shape)  # broadcasts against leading batch axes too
 
 
-def apply_gates(state: jax.Array, gates, n: int) -> jax.Array:
-    """``state`` (..., 2**n) after each (matrix, qubits, name) of ``gates`` in turn (the same gates on every
-    state of a leading batch); qubit 0 is the most significant bit. Fused on the way: consecutive single-qubit
-    gates on a qubit become one 2x2 matrix, and consecutive diagonal gates (``DIAGONAL``) one phase tensor,
-    each applied only when a gate that does not commute with it comes (the order of every non-commuting pair is
-    kept)."""
-    lead = state.shape[:-1]
-    psi = jnp.reshape(state, lead + (2,) * n)
+def fused(gates, n: int, dtype) -> list:
+    """``gates`` (matrix, qubits, name) as the operations that apply them, in order: ("singles", [(q, 2x2),
+    ...]) single-qubit gates, consecutive ones on a qubit multiplied into one; ("phases", tensor) consecutive
+    diagonal gates (``DIAGONAL``) as one phase tensor broadcastable to (2,)*n; ("gate", matrix, qubits) any
+    other. A pending product is emitted only when a gate that does not commute with it comes, so the order of
+    every non-commuting pair is kept. Matrices in ``dtype``; qubit 0 is the most significant bit."""
+    events: list = []
     single: dict[int, jax.Array] = {}  # qubit -> the product of its pending single-qubit gates
     phases, support = None, set()  # the pending diagonal gates and the qubits they touch
 
     def flush_single(q):
-        """Apply every pending single-qubit gate (all commute with what is pending; applying them now keeps
-        each qubit's order), in Kronecker blocks of consecutive qubits."""
-        nonlocal psi
-        if q not in single:
-            return
-        qubits = sorted(single)
-        run = [qubits[0]]
-        for a in qubits[1:] + [None]:
-            if a is not None and a == run[-1] + 1 and len(run) < BLOCK:
-                run.append(a)
-                continue
-            psi = _apply_block(psi, [single.pop(b) for b in run], run[0], n)
-            run = [a]
+        """Emit every pending single-qubit gate (all commute with what is pending) once one is on qubit q."""
+        if q in single:
+            events.append(("singles", sorted(single.items())))
+            single.clear()
 
     def flush_phases():
-        nonlocal psi, phases, support
+        nonlocal phases, support
         if phases is not None:
-            psi = psi * phases
+            events.append(("phases", phases))
             phases, support = None, set()
 
     for matrix, qubits, name in gates:
+        matrix = matrix.astype(dtype)
         if len(qubits) == 1 and name not in DIAGONAL:
             q = qubits[0]
             if q in support:  # it does not commute with the pending phases on its qubit
                 flush_phases()
-            single[q] = matrix.astype(psi.dtype) @ single[q] if q in single else matrix.astype(psi.dtype)
+            single[q] = matrix @ single[q] if q in single else matrix
         elif name in DIAGONAL:
             for q in qubits:
                 flush_single(q)
-            factor = _diagonal_factor(matrix, qubits, n, psi.dtype)
+            factor = _diagonal_factor(matrix, qubits, n, dtype)
             phases = factor if phases is None else phases * factor
             support |= set(qubits)
         else:
@@ -181,11 +179,60 @@ def apply_gates(state: jax.Array, gates, n: int) -> jax.Array:
                 flush_single(q)
             if support & set(qubits):
                 flush_phases()
-            psi = _apply(psi, matrix, qubits, n)
+            events.append(("gate", matrix, qubits))
     flush_phases()
     if single:
-        flush_single(min(single))
+        events.append(("singles", sorted(single.items())))
+    return events
+
+
+def apply_gates(state: jax.Array, gates, n: int) -> jax.Array:
+    """``state`` (..., 2**n) after each (matrix, qubits, name) of ``gates`` in turn (the same gates on every
+    state of a leading batch), as XLA tensor operations; qubit 0 is the most significant bit. The gates are
+    ``fused`` first; single-qubit gates on consecutive qubits are applied as Kronecker blocks."""
+    lead = state.shape[:-1]
+    psi = jnp.reshape(state, lead + (2,) * n)
+    for event in fused(gates, n, psi.dtype):
+        if event[0] == "singles":
+            pending = dict(event[1])
+            qubits = sorted(pending)
+            run = [qubits[0]]
+            for a in qubits[1:] + [None]:
+                if a is not None and a == run[-1] + 1 and len(run) < BLOCK:
+                    run.append(a)
+                    continue
+                psi = _apply_block(psi, [pending[b] for b in run], run[0], n)
+                run = [a]
+        elif event[0] == "phases":
+            psi = psi * event[1]
+        else:
+            psi = _apply(psi, event[1], event[2], n)
     return jnp.reshape(psi, lead + (2**n,))
+
+
+def native_operations(gates, n: int):
+    """``gates`` as the native kernel's operations (``qrobust.models.native.gate_logits``): (ops (G, 4) int32,
+    mats1 (N1, 2, 2), diags (ND, 2**n), mats2 (N2, 4, 4)), complex64, each array at least one entry (unused
+    padding where a kind is absent). ValueError for a gate on more than two qubits."""
+    ops, mats1, diags, mats2 = [], [], [], []
+    for event in fused(gates, n, jnp.complex64):
+        if event[0] == "singles":
+            for q, matrix in event[1]:
+                ops.append((0, len(mats1), q, 0))
+                mats1.append(matrix)
+        elif event[0] == "phases":
+            ops.append((1, len(diags), 0, 0))
+            diags.append(jnp.reshape(jnp.broadcast_to(event[1], (2,) * n), (2**n,)))
+        elif len(event[2]) == 2:
+            ops.append((2, len(mats2), *event[2]))
+            mats2.append(event[1])
+        else:
+            raise ValueError(f"a {len(event[2])}-qubit gate on qubits {event[2]} (the native kernel takes one- and "
+                             "two-qubit gates)")
+    pad = [(mats1, jnp.eye(2, dtype=jnp.complex64)), (diags, jnp.ones(2**n, jnp.complex64)),
+           (mats2, jnp.eye(4, dtype=jnp.complex64))]
+    arrays = tuple(jnp.stack(items) if items else filler[None] for items, filler in pad)
+    return (np.asarray(ops, np.int32).reshape(-1, 4), *arrays)
 
 
 def z_expectation(state: jax.Array, n: int, qubit: int) -> jax.Array:
@@ -232,14 +279,38 @@ def _why_not_gates(ansatz, n, encoding, probe_params, probe_x, dtype) -> str | N
     return None
 
 
+def _why_not_native(ansatz, n, encoding, dtype, probe_params) -> str | None:
+    """Why "native-gates" cannot run this circuit here (None: it can): the encoding, dtype, size, device, a
+    gate on more than two qubits, or the kernel itself (built on the first call)."""
+    from qrobust import sharding
+    from qrobust.models import native
+
+    if encoding not in ("amplitude", "angle"):
+        return f"the {encoding} encoding loads the input inside the circuit (the native kernel applies one circuit " \
+               "to the whole batch)"
+    if dtype != "complex64":
+        return f"the native kernel runs in complex64 only, not {dtype}"
+    if not native.MIN_QUBITS <= n <= native.MAX_QUBITS:
+        return f"the native kernel needs {native.MIN_QUBITS} to {native.MAX_QUBITS} qubits, not {n}"
+    if not sharding.cpu_only():
+        return "the native kernel runs on CPU devices only"
+    try:
+        gates, _ = record(ansatz, n, "amplitude", probe_params, None, dtype)
+        native_operations(gates, n)
+    except ValueError as exc:
+        return str(exc)
+    return native.unavailable_reason()
+
+
 def circuit_qnn(ansatz: Callable, n_qubits: int, n_params: int, *, encoding: str = "amplitude",
                 n_features: int | None = None, readout_scale: float = 5.0, measured: int | None = None,
                 init_std: float = 0.01, dtype: str = "complex64", simulator: str | None = None,
                 name: str | None = None, settings: dict | None = None) -> Model:
     """A QNN Model from ``ansatz(c, params, x)`` (module docstring). ``n_features``: the length of a feature
     input ("angle", "reupload"; default ``n_qubits``). ``measured``: the qubit read out (default the last).
-    ``simulator``: "xla-gates" or "tc-circuit" (None: "xla-gates" where it reproduces the circuit, else
-    "tc-circuit"; the choice and its reason are in ``settings``). ``settings``: extra entries recorded."""
+    ``simulator``: "native-gates", "xla-gates" or "tc-circuit" (None: the first that can run the circuit
+    here, module docstring; the choice and the reasons the faster ones could not are in ``settings``).
+    ``settings``: extra entries recorded."""
     if int(n_qubits) != n_qubits or not 1 <= n_qubits <= 24:
         raise ConfigError(f"a circuit QNN needs 1 to 24 qubits, got {n_qubits}")
     if int(n_params) != n_params or n_params < 1:
@@ -273,10 +344,13 @@ def circuit_qnn(ansatz: Callable, n_qubits: int, n_params: int, *, encoding: str
         raise ConfigError(f"the circuit function {getattr(ansatz, '__name__', ansatz)!r} failed on a probe input "
                           f"({n} qubits, {n_params} parameters, encoding {encoding!r}): "
                           f"{type(exc).__name__}: {exc}") from None
+    why_not_native = why_not or _why_not_native(ansatz, n, encoding, dtype, probe_params)
     if simulator is None:
-        simulator = "xla-gates" if why_not is None else "tc-circuit"
+        simulator = "native-gates" if why_not_native is None else "xla-gates" if why_not is None else "tc-circuit"
     elif simulator == "xla-gates" and why_not is not None:
         raise ConfigError(f"simulator 'xla-gates' cannot run this circuit: {why_not}")
+    elif simulator == "native-gates" and why_not_native is not None:
+        raise ConfigError(f"simulator 'native-gates' cannot run this circuit: {why_not_native}")
 
     def apply_gates_sim(params, x):
         gates, _ = record(ansatz, n, encoding, params, x, dtype)
@@ -291,6 +365,23 @@ def circuit_qnn(ansatz: Callable, n_qubits: int, n_params: int, *, encoding: str
 
     apply = apply_gates_sim if simulator == "xla-gates" else apply_tc
     apply_batch = None
+    if simulator == "native-gates":
+        from qrobust.models import native
+
+        kernels: dict = {}  # operation table -> its kernel (the table is fixed by the circuit's structure)
+
+        def apply_batch(params, xs):
+            gates, _ = record(ansatz, n, "amplitude", params, None, dtype)
+            ops, *arrays = native_operations(light_cone(gates, measured), n)
+            key = ops.tobytes()
+            if key not in kernels:
+                kernels[key] = native.gate_logits(ops, measured, readout_scale)
+            states = xs if encoding == "amplitude" else angle_states(xs, n, cdtype)
+            return kernels[key](*arrays, states)
+
+        def apply(params, x):
+            return apply_batch(params, x[None])[0]
+
     if simulator == "xla-gates" and encoding in ("amplitude", "angle"):
         # the ansatz's gates do not depend on the input: record them once and apply them to the whole batch
         # (matrix products, no vmap); angle encoding's RY(x_q)|0> is a product state, made directly
@@ -314,7 +405,7 @@ def circuit_qnn(ansatz: Callable, n_qubits: int, n_params: int, *, encoding: str
     recorded = dict(kind="qnn", circuit=name or getattr(ansatz, "__name__", "circuit"), n_qubits=n,
                     n_params=int(n_params), encoding=encoding, n_features=n_features if encoding != "amplitude"
                     else None, readout_scale=readout_scale, measured=measured, init_std=init_std, dtype=dtype,
-                    simulator=simulator, simulator_reason=why_not if simulator == "tc-circuit" else None,
+                    simulator=simulator, simulator_reason=None if simulator == "native-gates" else why_not_native,
                     **(settings or {}))
     return Model(name="qnn", init=init, apply=apply, prepare=prepare, input_shape=(width,), settings=recorded,
                  apply_batch=apply_batch)

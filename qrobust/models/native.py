@@ -1,4 +1,10 @@
-"""The "native" QNN simulator: a C++ statevector kernel called from JAX through the XLA FFI (CPU).
+"""The "native" QNN simulators: C++ statevector kernels called from JAX through the XLA FFI (CPU).
+
+Two kernels share one library and the machinery of ``csrc/statevector.h``: ``csrc/hea.cc``, the paper's
+hardware-efficient ansatz from its parameters (``hea_logits``, the built-in QNN's "native"), and
+``csrc/gates.cc``, any circuit given as fused operations, 2x2 and 4x4 matrices and diagonals
+(``gate_logits``, the "native-gates" simulator of ``qrobust.models.circuits``). What follows describes the
+first; the second works the same way on its operations.
 
 XLA runs the "blocks" simulator as a sequence of whole-batch operations, each a
 pass over all the states in memory; its gradient is reverse mode through those
@@ -71,10 +77,13 @@ from qrobust.errors import ConfigError
 from qrobust.models import hea
 from qrobust.models.base import Capabilities, SimOptions
 
-SOURCE = Path(__file__).with_name("csrc") / "hea.cc"
+CSRC = Path(__file__).with_name("csrc")
+SOURCES = (CSRC / "hea.cc", CSRC / "gates.cc")  # one library; both include csrc/statevector.h
+HEADERS = (CSRC / "statevector.h",)
 FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-pthread")
 MIN_QUBITS, MAX_QUBITS = 5, 20  # the kernel works on 32 amplitudes at a time
-TARGETS = {"qrobust_hea_forward": "QrobustHeaForward", "qrobust_hea_backward": "QrobustHeaBackward"}
+TARGETS = {"qrobust_hea_forward": "QrobustHeaForward", "qrobust_hea_backward": "QrobustHeaBackward",
+           "qrobust_gates_forward": "QrobustGatesForward", "qrobust_gates_backward": "QrobustGatesBackward"}
 THREADS_VARIABLE = "QROBUST_THREADS"
 COMPILE_TIMEOUT_S = 600  # a hung compiler must not hang qnn(); the build takes seconds
 
@@ -125,16 +134,17 @@ def _library_name(command: list[str], path: str, version: str) -> str:
     import jaxlib
 
     key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(FLAGS), " ".join(command), path, version, jaxlib.__version__,
+    sources = (f.read_bytes() for f in SOURCES + HEADERS)
+    for part in (*sources, " ".join(FLAGS), " ".join(command), path, version, jaxlib.__version__,
                  platform.machine(), _cpu_features()):
         key.update(part if isinstance(part, bytes) else part.encode())
         key.update(b"\0")
-    return f"hea-{key.hexdigest()[:16]}.so"
+    return f"kernels-{key.hexdigest()[:16]}.so"
 
 
 def _compile(command: list[str], target: Path) -> None:
     """Compile the kernel into ``target``; NativeUnavailable with the compiler's message if that fails."""
-    argv = [*command, *FLAGS, f"-I{jax.ffi.include_dir()}", str(SOURCE), "-o", str(target)]
+    argv = [*command, *FLAGS, f"-I{jax.ffi.include_dir()}", *map(str, SOURCES), "-o", str(target)]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=COMPILE_TIMEOUT_S)
     except (OSError, subprocess.SubprocessError) as error:
@@ -348,6 +358,51 @@ def hea_logits(rotations: np.ndarray, pairs: np.ndarray, readout_scale: float):
     def logits(params, states):
         """The kernel in its dtypes; the casts carry the gradient back to the caller's parameter dtype."""
         return kernel(jnp.asarray(params).astype(jnp.float32), jnp.asarray(states).astype(jnp.complex64))
+
+    return logits
+
+
+def gate_logits(ops: np.ndarray, measured: int, readout_scale: float):
+    """``logits(mats1, diags, mats2, states) -> (B,)`` float32 of a circuit given as operations, run by the
+    native kernel (``csrc/gates.cc``).
+
+    ops: (G, 4) int32 rows (kind, index, q1, q2): kind 0 the 2x2 ``mats1[index]`` on qubit q1, 1 the diagonal
+    ``diags[index]`` (2**L phases), 2 the 4x4 ``mats2[index]`` on qubits (q1, q2) (row 2 * bit(q1) + bit(q2));
+    qubit 0 is the most significant. mats1 (N1, 2, 2), diags (ND, 2**L), mats2 (N2, 4, 4) and states (B, 2**L)
+    complex64 (each of the three at least one entry). logit = readout_scale * <Z_measured>. Differentiable
+    (reverse mode) in the three operation arrays, whose cotangents carry the gradient on to whatever made
+    them; not in the states. The thread count (``thread_count()``) is read here, once.
+    """
+    _require()
+    table = np.asarray(ops, np.int32).reshape(-1, 4)  # numpy: a constant of every program that calls it
+    attributes = dict(scale=np.float32(readout_scale), measured=np.int64(measured), threads=np.int64(thread_count()))
+
+    def forward(mats1, diags, mats2, states):
+        out = jax.ShapeDtypeStruct(states.shape[:1], jnp.float32)
+        return jax.ffi.ffi_call("qrobust_gates_forward", out, vmap_method="sequential")(
+            table, mats1, diags, mats2, states, **attributes)
+
+    kernel = jax.custom_vjp(forward)
+
+    def kernel_fwd(mats1, diags, mats2, states):
+        if states.perturbed:
+            raise NotImplementedError("the native simulator differentiates the circuit's parameters only, not "
+                                      "the input states; use simulator='xla-gates'")
+        operands = (mats1.value, diags.value, mats2.value, states.value)
+        return forward(*operands), operands
+
+    def kernel_bwd(operands, cotangent):
+        mats1, diags, mats2, states = operands
+        outs = tuple(jax.ShapeDtypeStruct(a.shape, jnp.complex64) for a in (mats1, diags, mats2))
+        cts = jax.ffi.ffi_call("qrobust_gates_backward", outs, vmap_method="sequential")(
+            table, mats1, diags, mats2, states, cotangent.astype(jnp.float32), **attributes)
+        return (*cts, None)
+
+    kernel.defvjp(kernel_fwd, kernel_bwd, symbolic_zeros=True)
+
+    def logits(mats1, diags, mats2, states):
+        c64 = jnp.complex64
+        return kernel(*(jnp.asarray(a).astype(c64) for a in (mats1, diags, mats2, states)))
 
     return logits
 

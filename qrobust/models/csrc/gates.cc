@@ -1,0 +1,303 @@
+// Statevector kernel of any circuit given as a list of operations, forward and adjoint gradient, as XLA FFI
+// handlers for JAX on CPU (qrobust.models.native builds and registers it; qrobust.models.circuits makes the
+// list from a TensorCircuit circuit).
+//
+// Operations (ops, (G, 4) int32 rows: kind, index, q1, q2; qubit 0 is the most significant bit):
+//   kind 0  a 2x2 matrix mats1[index] on qubit q1 (fused single-qubit gates);
+//   kind 1  a diagonal diags[index] of 2**L phases on the whole state (fused diagonal gates: RZ, RZZ, CZ...);
+//   kind 2  a 4x4 matrix mats2[index] on qubits (q1, q2), row 2 * bit(q1) + bit(q2) (CNOT, RXX, ...).
+// The same operations act on every state of the batch. Output per state: logit = scale * <Z_measured>.
+//
+// The gradient is the adjoint method with respect to the operations' matrices (JAX carries it on to the
+// parameters that made them): one forward pass to the final state psi, the costate lambda = w scale Z psi
+// (w: the state's output cotangent), then every operation U is undone in reverse order, psi <- U^dagger psi
+// (the state before U) and lambda <- U^dagger lambda after adding M = lambda psi^dagger (lambda after U,
+// restricted to U's qubits and summed over the rest and over the batch). For a real loss with
+// dL = 2 Re sum conj(M) dU, JAX's cotangent of U is 2 conj(M).
+
+#include "statevector.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+using c64 = std::complex<float>;
+
+struct Op {
+  int32_t kind, index, q1, q2;
+};
+
+struct Program {
+  int64_t n_qubits, dim;
+  std::vector<Op> ops;
+  std::vector<Mat2> u1, u1_dagger;  // (N1,)
+  std::vector<float> d_r, d_i;      // (ND, dim)
+  std::vector<c64> u2;              // (N2, 16), row-major
+  std::vector<float> z;             // (dim,) the measured qubit's Z
+};
+
+Mat2 mat2_of(const c64* m) {
+  Mat2 out;
+  for (int k = 0; k < 4; ++k) out.r[k] = m[k].real(), out.i[k] = m[k].imag();
+  return out;
+}
+
+Program build(const int32_t* ops, int64_t n_ops, const c64* mats1, int64_t n1, const c64* diags, int64_t nd,
+              const c64* mats2, int64_t n2, int64_t L, int64_t measured) {
+  Program p;
+  p.n_qubits = L;
+  p.dim = int64_t{1} << L;
+  for (int64_t g = 0; g < n_ops; ++g) p.ops.push_back({ops[4 * g], ops[4 * g + 1], ops[4 * g + 2], ops[4 * g + 3]});
+  for (int64_t k = 0; k < n1; ++k) {
+    p.u1.push_back(mat2_of(mats1 + 4 * k));
+    p.u1_dagger.push_back(dagger(p.u1.back()));
+  }
+  p.d_r.resize(nd * p.dim);
+  p.d_i.resize(nd * p.dim);
+  for (int64_t k = 0; k < nd * p.dim; ++k) p.d_r[k] = diags[k].real(), p.d_i[k] = diags[k].imag();
+  p.u2.assign(mats2, mats2 + 16 * n2);
+  p.z.resize(p.dim);
+  for (int64_t s = 0; s < p.dim; ++s) p.z[s] = static_cast<float>(1 - 2 * ((s >> (L - 1 - measured)) & 1));
+  return p;
+}
+
+int64_t stride(const Program& p, int32_t q) { return int64_t{1} << (p.n_qubits - 1 - q); }
+
+// The four amplitudes of every quad (bits q1, q2 of the index running over 00, 01, 10, 11) that a two-qubit
+// operation mixes: f(index[4]) for each quad.
+template <typename F>
+void quads(const Program& p, int32_t q1, int32_t q2, F&& f) {
+  const int64_t s1 = stride(p, q1), s2 = stride(p, q2);
+  for (int64_t k = 0; k < p.dim; ++k) {
+    if (k & (s1 | s2)) continue;
+    const int64_t index[4] = {k, k | s2, k | s1, k | s1 | s2};
+    f(index);
+  }
+}
+
+// (re, im)[quad] <- u (re, im)[quad], or u^dagger with dagger.
+void apply4(const Program& p, const Op& op, float* re, float* im, bool dagger) {
+  const c64* u = p.u2.data() + 16 * op.index;
+  quads(p, op.q1, op.q2, [&](const int64_t* index) {
+    c64 x[4], y[4];
+    for (int a = 0; a < 4; ++a) x[a] = {re[index[a]], im[index[a]]};
+    for (int a = 0; a < 4; ++a) {
+      y[a] = 0;
+      for (int b = 0; b < 4; ++b) y[a] += (dagger ? std::conj(u[4 * b + a]) : u[4 * a + b]) * x[b];
+    }
+    for (int a = 0; a < 4; ++a) re[index[a]] = y[a].real(), im[index[a]] = y[a].imag();
+  });
+}
+
+void forward(const Program& p, float* re, float* im) {
+  const int64_t n = p.dim;
+  for (const Op& op : p.ops) {
+    if (op.kind == 0) {
+      apply2(re, im, n, stride(p, op.q1), p.u1[op.index]);
+    } else if (op.kind == 1) {
+      multiply_phase(re, im, p.d_r.data() + op.index * n, p.d_i.data() + op.index * n, n, false);
+    } else {
+      apply4(p, op, re, im, false);
+    }
+  }
+}
+
+float readout(const Program& p, const float* re, const float* im) {  // <Z_measured>
+  v16 acc = splat(0);
+  for (int64_t k = 0; k < p.dim; k += W) {
+    const v16 r = load(re + k), i = load(im + k);
+    acc += (r * r + i * i) * load(p.z.data() + k);
+  }
+  return sum_lanes(acc);
+}
+
+// Per-thread sums of M = lambda psi^dagger: (N1, 2, 2), (ND, dim) and (N2, 4, 4), real and imaginary parts.
+struct Sums {
+  std::vector<double> m1;  // (N1, 4, 2)
+  std::vector<float> md;   // (ND, dim, 2): one entry per amplitude, summed over the thread's states
+  std::vector<double> m2;  // (N2, 16, 2)
+  Sums(int64_t n1, int64_t nd, int64_t dim, int64_t n2) : m1(8 * n1), md(2 * nd * dim), m2(32 * n2) {}
+};
+
+// Undo a 2x2 operation on psi and lambda, adding its M.
+void undo2(const Program& p, const Op& op, float* pr, float* pi, float* lr, float* li, double* m) {
+  float* planes[4] = {pr, pi, lr, li};
+  const Mat2& ud = p.u1_dagger[op.index];
+  v16 acc[8];
+  for (auto& a : acc) a = splat(0);
+  pairs<4>(planes, p.dim, stride(p, op.q1), [&](v16* x0, v16* x1) {
+    rotate(ud, x0, x1, 0);  // psi before the operation
+    const v16* psi[2] = {x0, x1};
+    for (int a = 0; a < 2; ++a)
+      for (int b = 0; b < 2; ++b) {  // lambda_a conj(psi_b)
+        const v16 *l = psi[a] + 2, *s = psi[b];
+        acc[2 * (2 * a + b)] += l[0] * s[0] + l[1] * s[1];
+        acc[2 * (2 * a + b) + 1] += l[1] * s[0] - l[0] * s[1];
+      }
+    rotate(ud, x0, x1, 2);
+  });
+  for (int k = 0; k < 8; ++k) m[k] += sum_lanes(acc[k]);
+}
+
+// Undo a diagonal on psi and lambda, adding M's diagonal per amplitude.
+void undo_diagonal(const Program& p, const Op& op, float* pr, float* pi, float* lr, float* li, float* m) {
+  const float* dr = p.d_r.data() + op.index * p.dim;
+  const float* di = p.d_i.data() + op.index * p.dim;
+  for (int64_t k = 0; k < p.dim; ++k) {
+    const float a = pr[k] * dr[k] + pi[k] * di[k], b = pi[k] * dr[k] - pr[k] * di[k];  // conj(d) psi
+    m[2 * k] += lr[k] * a + li[k] * b;
+    m[2 * k + 1] += li[k] * a - lr[k] * b;
+    const float c = lr[k] * dr[k] + li[k] * di[k], e = li[k] * dr[k] - lr[k] * di[k];
+    pr[k] = a, pi[k] = b, lr[k] = c, li[k] = e;
+  }
+}
+
+// Undo a 4x4 operation on psi and lambda, adding its M.
+void undo4(const Program& p, const Op& op, float* pr, float* pi, float* lr, float* li, double* m) {
+  const c64* u = p.u2.data() + 16 * op.index;
+  c64 acc[16] = {};
+  quads(p, op.q1, op.q2, [&](const int64_t* index) {
+    c64 x[4], l[4], y[4], z[4];
+    for (int a = 0; a < 4; ++a) x[a] = {pr[index[a]], pi[index[a]]}, l[a] = {lr[index[a]], li[index[a]]};
+    for (int a = 0; a < 4; ++a) {
+      y[a] = z[a] = 0;
+      for (int b = 0; b < 4; ++b) y[a] += std::conj(u[4 * b + a]) * x[b], z[a] += std::conj(u[4 * b + a]) * l[b];
+    }
+    for (int a = 0; a < 4; ++a)
+      for (int b = 0; b < 4; ++b) acc[4 * a + b] += l[a] * std::conj(y[b]);
+    for (int a = 0; a < 4; ++a)
+      pr[index[a]] = y[a].real(), pi[index[a]] = y[a].imag(), lr[index[a]] = z[a].real(), li[index[a]] = z[a].imag();
+  });
+  for (int k = 0; k < 16; ++k) m[2 * k] += acc[k].real(), m[2 * k + 1] += acc[k].imag();
+}
+
+// Adds weight * M of every operation (before the readout scale) to sums.
+void backward(const Program& p, float* pr, float* pi, float* lr, float* li, float weight, Sums& sums) {
+  const int64_t n = p.dim;
+  forward(p, pr, pi);
+  for (int64_t k = 0; k < n; ++k) lr[k] = weight * p.z[k] * pr[k], li[k] = weight * p.z[k] * pi[k];
+  for (auto op = p.ops.rbegin(); op != p.ops.rend(); ++op) {
+    if (op->kind == 0) {
+      undo2(p, *op, pr, pi, lr, li, sums.m1.data() + 8 * op->index);
+    } else if (op->kind == 1) {
+      undo_diagonal(p, *op, pr, pi, lr, li, sums.md.data() + 2 * op->index * n);
+    } else {
+      undo4(p, *op, pr, pi, lr, li, sums.m2.data() + 32 * op->index);
+    }
+  }
+}
+
+using C64s = ffi::Buffer<ffi::C64>;
+
+ffi::Error check(ffi::Buffer<ffi::S32> ops, C64s mats1, C64s diags, C64s mats2, C64s states, int64_t measured) {
+  const auto od = ops.dimensions(), m1 = mats1.dimensions(), dd = diags.dimensions(), m2 = mats2.dimensions(),
+             sd = states.dimensions();
+  if (od.size() != 2 || od[1] != 4 || m1.size() != 3 || m1[1] != 2 || m1[2] != 2 || dd.size() != 2 ||
+      m2.size() != 3 || m2[1] != 4 || m2[2] != 4 || sd.size() != 2)
+    return ffi::Error::InvalidArgument("gates kernel: ops (G, 4), mats1 (N1, 2, 2), diags (ND, 2**L), "
+                                       "mats2 (N2, 4, 4), states (B, 2**L)");
+  int64_t L = 0;
+  while ((int64_t{1} << L) < sd[1]) ++L;
+  if ((int64_t{1} << L) != sd[1] || L < 5 || L > 20 || dd[1] != sd[1] || measured < 0 || measured >= L)
+    return ffi::Error::InvalidArgument("gates kernel: states of 2**L amplitudes, 5 <= L <= 20, diagonals of "
+                                       "the same length, a measured qubit below L");
+  const int32_t* o = ops.typed_data();
+  for (int64_t g = 0; g < od[0]; ++g) {
+    const int32_t kind = o[4 * g], index = o[4 * g + 1], q1 = o[4 * g + 2], q2 = o[4 * g + 3];
+    const int64_t count = kind == 0 ? m1[0] : kind == 1 ? dd[0] : m2[0];
+    if (kind < 0 || kind > 2 || index < 0 || index >= count || q1 < 0 || q1 >= L ||
+        (kind == 2 && (q2 < 0 || q2 >= L || q2 == q1)))
+      return ffi::Error::InvalidArgument("gates kernel: an operation's kind, index or qubits are out of range");
+  }
+  return ffi::Error::Success();
+}
+
+Program program_of(ffi::Buffer<ffi::S32> ops, C64s mats1, C64s diags, C64s mats2, C64s states, int64_t measured) {
+  int64_t L = 0;
+  while ((int64_t{1} << L) < states.dimensions()[1]) ++L;
+  return build(ops.typed_data(), ops.dimensions()[0], mats1.typed_data(), mats1.dimensions()[0],
+               diags.typed_data(), diags.dimensions()[0], mats2.typed_data(), mats2.dimensions()[0], L, measured);
+}
+
+ffi::Error Forward(ffi::Buffer<ffi::S32> ops, C64s mats1, C64s diags, C64s mats2, C64s states, float scale,
+                   int64_t measured, int64_t threads, ffi::ResultBuffer<ffi::F32> logits) {
+  if (auto e = check(ops, mats1, diags, mats2, states, measured); e.failure()) return e;
+  const Program p = program_of(ops, mats1, diags, mats2, states, measured);
+  const int64_t batch = states.dimensions()[0], n = p.dim;
+  const c64* x = states.typed_data();
+  float* out = logits->typed_data();
+  parallel(n_threads(batch, n, threads), batch, [&](int64_t, int64_t first, int64_t last) {
+    std::vector<float> re(n), im(n);
+    for (int64_t b = first; b < last; ++b) {
+      load(x + b * n, re.data(), im.data(), n);
+      forward(p, re.data(), im.data());
+      out[b] = scale * readout(p, re.data(), im.data());
+    }
+  });
+  return ffi::Error::Success();
+}
+
+ffi::Error Backward(ffi::Buffer<ffi::S32> ops, C64s mats1, C64s diags, C64s mats2, C64s states,
+                    ffi::Buffer<ffi::F32> cotangent, float scale, int64_t measured, int64_t threads,
+                    ffi::ResultBuffer<ffi::C64> ct1, ffi::ResultBuffer<ffi::C64> ctd, ffi::ResultBuffer<ffi::C64> ct2) {
+  if (auto e = check(ops, mats1, diags, mats2, states, measured); e.failure()) return e;
+  const Program p = program_of(ops, mats1, diags, mats2, states, measured);
+  const int64_t batch = states.dimensions()[0], n = p.dim;
+  if (static_cast<int64_t>(cotangent.element_count()) != batch)
+    return ffi::Error::InvalidArgument("gates kernel: the cotangent needs one entry per state");
+  const int64_t n1 = mats1.dimensions()[0], nd = diags.dimensions()[0], n2 = mats2.dimensions()[0];
+  const c64* x = states.typed_data();
+  const float* g = cotangent.typed_data();
+  const int64_t t = n_threads(batch, n, threads);
+  std::vector<Sums> sums(t, Sums(n1, nd, n, n2));
+  parallel(t, batch, [&](int64_t thread, int64_t first, int64_t last) {
+    std::vector<float> pr(n), pi(n), lr(n), li(n);
+    for (int64_t b = first; b < last; ++b) {
+      if (g[b] == 0.0f) continue;
+      load(x + b * n, pr.data(), pi.data(), n);
+      backward(p, pr.data(), pi.data(), lr.data(), li.data(), scale * g[b], sums[thread]);
+    }
+  });
+  // JAX's cotangent of each matrix: 2 conj(M), M summed over the threads in double
+  auto write = [&](c64* out, int64_t count, auto part) {
+    for (int64_t k = 0; k < count; ++k) {
+      double re = 0, im = 0;
+      for (int64_t th = 0; th < t; ++th) re += part(sums[th], 2 * k), im += part(sums[th], 2 * k + 1);
+      out[k] = {static_cast<float>(2 * re), static_cast<float>(-2 * im)};
+    }
+  };
+  write(ct1->typed_data(), 4 * n1, [](const Sums& s, int64_t k) { return s.m1[k]; });
+  write(ctd->typed_data(), nd * n, [](const Sums& s, int64_t k) { return static_cast<double>(s.md[k]); });
+  write(ct2->typed_data(), 16 * n2, [](const Sums& s, int64_t k) { return s.m2[k]; });
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(QrobustGatesForward, Forward,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<C64s>()
+                                  .Arg<C64s>()
+                                  .Arg<C64s>()
+                                  .Arg<C64s>()
+                                  .Attr<float>("scale")
+                                  .Attr<int64_t>("measured")
+                                  .Attr<int64_t>("threads")
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(QrobustGatesBackward, Backward,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<C64s>()
+                                  .Arg<C64s>()
+                                  .Arg<C64s>()
+                                  .Arg<C64s>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Attr<float>("scale")
+                                  .Attr<int64_t>("measured")
+                                  .Attr<int64_t>("threads")
+                                  .Ret<C64s>()
+                                  .Ret<C64s>()
+                                  .Ret<C64s>());
