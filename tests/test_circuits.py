@@ -355,7 +355,7 @@ def test_native_gates_run_the_librarys_hea_as_the_built_in_kernel(native_kernel)
     np.testing.assert_allclose(batch_logits(angle)(q, feats), batch_logits(slow)(q, feats), atol=1e-5)
 
 
-def test_the_default_simulator_says_why_it_is_not_native(native_kernel):
+def test_the_default_simulator_says_why_it_is_not_native(native_kernel, x64):
     def toffoli(c, params, x):
         for q in range(c._nqubits):
             c.ry(q, theta=params[q])
