@@ -35,6 +35,7 @@ def test_each_architecture_is_its_own_program_and_gives_the_numbers_it_gives_alo
     assert len(summary) == 4 * 2 and {"arch", "n_params"} <= set(summary.columns)
 
 
+@pytest.mark.slow  # measured 2026-12-01 on 2 AVX2 cores: kept out of the default suite's 10 minutes
 def test_the_capacity_command_draws_its_figure_and_refuses_a_depth_given_twice(tmp_path, capsys):
     args = ["sweep", "--dataset", "xxz", "--qubits", "4", "--gauge", "fixed", "--corruption", "random-labels",
             "--alphas", "0,1", "--seeds", "1", "--epochs", "2", "--n-train", "8", "--no-progress"]

@@ -116,7 +116,7 @@ def test_random_user_circuits_match_numpy_outputs_and_gradients(x64, simulator, 
         assert abs(float(grad[k]) - fd) < 1e-6
 
 
-@pytest.mark.parametrize("simulator", ANY_DTYPE)
+@pytest.mark.parametrize("simulator", [pytest.param("xla-gates", marks=pytest.mark.slow), "tc-circuit"])
 def test_the_librarys_hea_is_the_built_in_qnn(x64, simulator):
     """The same circuit written in TensorCircuit and built in: logits and gradients to 1e-10."""
     n, d = 5, 3
@@ -250,6 +250,7 @@ def test_a_user_ansatz_from_a_function_counts_its_parameters():
     assert model.settings["simulator"] == "xla-gates"
 
 
+@pytest.mark.slow  # measured 2026-12-01 on 2 AVX2 cores: kept out of the default suite's 10 minutes
 def test_the_whole_batch_path_equals_one_example_at_a_time(x64):
     from qrobust.models import batch_logits
 

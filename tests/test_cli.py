@@ -17,7 +17,7 @@ def test_version_and_help_do_not_load_jax():
     assert run.stdout.startswith("qrobust 0.")
 
 
-@pytest.mark.parametrize("simulator, expected", [("blocks", "blocks")])
+@pytest.mark.parametrize("simulator, expected", [pytest.param("blocks", "blocks", marks=pytest.mark.slow)])
 def test_sweep_records_the_simulator_that_ran(tmp_path, simulator, expected):
     out = tmp_path / "run"
     code = main(["sweep", "--dataset", "xxz", "--qubits", "4", "--model", "qnn", "--model", "mlp", "--chunk-size", "1",

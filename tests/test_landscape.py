@@ -40,7 +40,8 @@ def _qnn_loss():
     return loss, params
 
 
-@pytest.mark.parametrize("make", [_mlp_loss, pytest.param(_qnn_loss, marks=pytest.mark.slow)])  # QNN: slow (37 s)
+@pytest.mark.parametrize("make", [pytest.param(_mlp_loss, marks=pytest.mark.slow),
+                                  pytest.param(_qnn_loss, marks=pytest.mark.slow)])  # 37 s each on 2 cores
 def test_exact_trace_matches_the_dense_hessian(x64, make):
     loss, params = make()
     exact, _ = full_hessian_trace_and_spectrum(loss, params)
@@ -59,7 +60,7 @@ def test_hutchinson_error_bar_covers_the_exact_trace(x64):
     assert covered >= 8  # a 2-sigma interval covers ~95 % of the time
 
 
-@pytest.mark.parametrize("make", [_mlp_loss, _qnn_loss])
+@pytest.mark.parametrize("make", [_mlp_loss, pytest.param(_qnn_loss, marks=pytest.mark.slow)])
 def test_lanczos_top_eigenvalues(x64, make):
     loss, params = make()
     _, spectrum = full_hessian_trace_and_spectrum(loss, params)

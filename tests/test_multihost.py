@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import pandas as pd
+import pytest
 
 ARGS = ["sweep", "--dataset", "xxz", "--qubits", "4", "--n-train", "4", "--model", "mlp", "--corruption", "flip",
         "--alphas", "0,0.5", "--seeds", "3", "--epochs", "2", "--batch-size", "4", "--hidden", "4",
@@ -48,6 +49,7 @@ def _run_two_processes(command: list[str], expect_success: bool = True) -> tuple
     return codes, logs
 
 
+@pytest.mark.slow  # measured 2026-12-01 on 2 AVX2 cores: kept out of the default suite's 10 minutes
 def test_two_processes_share_the_chunks_and_match_one_process(tmp_path):
     one = tmp_path / "one"  # the reference in a fresh process too: no state of earlier tests in this one
     env = {k: v for k, v in os.environ.items() if "_proxy" not in k.lower()}

@@ -42,7 +42,7 @@ def test_native_matches_numpy_statevector(n, depth, pruning, native_kernel):
     assert abs(float(one) - expected[0]) < FLOAT32_TOL
 
 
-@pytest.mark.parametrize("n, depth", [(5, 3), (8, 4)])
+@pytest.mark.parametrize("n, depth", [(5, 3), pytest.param(8, 4, marks=pytest.mark.slow)])
 def test_native_gradient_equals_exact_gradient(x64, n, depth, native_kernel):
     """Adjoint gradient (float32) against reverse mode through the complex128 "blocks" kernel; the
     weights include zeros (skipped states) and negative values."""
@@ -241,6 +241,7 @@ def test_a_read_only_cache_builds_privately(read_only_dir, monkeypatch, caplog, 
     _assert_native_agrees_with_blocks()
 
 
+@pytest.mark.slow  # measured 2026-12-01 on 2 AVX2 cores: kept out of the default suite's 10 minutes
 def test_a_cache_that_is_a_file_builds_privately(tmp_path, monkeypatch, caplog, compiler, fresh_native):
     """The same as a read-only cache, where root can write anywhere: the cache path is taken by a file."""
     blocker = tmp_path / "not-a-directory"
@@ -365,6 +366,7 @@ def test_each_simulator_declares_forward_mode_truthfully(name):
             jvp()
 
 
+@pytest.mark.slow  # measured 2026-12-01 on 2 AVX2 cores: kept out of the default suite's 10 minutes
 def test_a_cached_library_others_can_write_is_never_loaded(tmp_path, compiler):
     """A file planted at the library's predictable name, writable by others: were it loaded, its
     constructor would run in this process (here it would not even load). It is left alone, and the kernel

@@ -156,7 +156,7 @@ def test_simulators_agree_on_gradients(x64):
     assert np.allclose(grad_for("blocks"), grad_for("tc-gates"), atol=1e-10)
 
 
-@pytest.mark.parametrize("simulator", ["blocks", "native"])
+@pytest.mark.parametrize("simulator", [pytest.param("blocks", marks=pytest.mark.slow), "native"])
 def test_float32_tolerance_at_paper_size(x64, simulator, request):
     """The documented float32 tolerance: |logit(complex64) - logit(complex128)| < 1e-5 at 10 qubits, depth 6."""
     if simulator == "native":

@@ -53,6 +53,7 @@ def test_shadow_evaluation_end_to_end(tmp_path):
     pd.testing.assert_frame_equal(again.scorecard, out.scorecard)
 
 
+@pytest.mark.slow  # measured 2026-12-01 on 2 AVX2 cores: kept out of the default suite's 10 minutes
 def test_retrain_full_runs_the_teachers_recipe(tmp_path):
     config = UnlearnConfig(dataset="xxz", n_qubits=4, n_train_per_class=10, models=("mlp",), seeds=(0,),
                            methods=("retrain", "retrain_full"), epochs=2, teacher_epochs=5)

@@ -19,7 +19,8 @@ STUDIES = {  # the detection study runs the sweep's programs, with margins: the 
 }
 
 
-@pytest.mark.parametrize("name", list(STUDIES))
+@pytest.mark.parametrize("name", ["sweep", pytest.param("unlearning", marks=pytest.mark.slow),
+                                  pytest.param("landscape", marks=pytest.mark.slow)])
 def test_a_study_traces_its_programs_at_their_first_chunk_only(name, tmp_path, monkeypatch):
     """One replica per chunk, so each program runs 4 or more chunks of one shape: every function the study
     runs is traced (and so compiled) during the first chunk of its program and never again. (The landscape

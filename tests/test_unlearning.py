@@ -199,6 +199,7 @@ TINY = ["unlearn", "--dataset", "xxz", "--qubits", "4", "--n-train", "10", "--te
         "--epochs", "4", "--seeds", "2", "--no-progress"]
 
 
+@pytest.mark.slow  # measured 2026-12-01 on 2 AVX2 cores: kept out of the default suite's 10 minutes
 def test_unlearn_end_to_end_with_a_weight_grid_and_resume(tmp_path):
     out = tmp_path / "u"
     args = TINY + ["--method", "retrain", "--method", "finetune", "--method", "scrub", "--method", "ga",
