@@ -61,6 +61,7 @@ def test_features_replaced_by_unit_noise(complex_):
     assert (np.abs(np.asarray(c.x)[mask].imag).sum() > 0) == complex_
 
 
+@pytest.mark.slow  # measured 2026-12-01 on 2 AVX2 cores: kept out of the default suite's 10 minutes
 def test_nested_sets_and_vmap_over_replicas():
     x, y = _data(50, 50)
     key = jax.random.PRNGKey(7)

@@ -140,6 +140,7 @@ def test_complex128_without_x64_is_explained():
         qnn(4, 2, dtype="complex128")
 
 
+@pytest.mark.slow  # measured 2026-12-01 on 2 AVX2 cores: kept out of the default suite's 10 minutes
 def test_simulators_agree_on_gradients(x64):
     """Training differentiates the batched kernel: its gradient equals TensorCircuit's, gate by gate."""
     rng = np.random.default_rng(3)

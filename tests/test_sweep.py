@@ -63,6 +63,7 @@ def test_tiny_sweep_outputs_resume_and_reproducibility(tmp_path, capsys):
     assert "different configuration" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # measured 2026-12-01 on 2 AVX2 cores: kept out of the default suite's 10 minutes
 def test_chunking_does_not_change_what_is_learned(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     assert main(TINY_XXZ + ["--model", "mlp", "--out", str(a), "--chunk-size", "8"]) == 0
