@@ -105,7 +105,8 @@ def _rotation(name: str, parameters, dtype):
     any other gate. The same matrix as TensorCircuit's own (the record is checked against TensorCircuit's
     state when a model is built), in a few operations instead of the dozens TensorCircuit's construction
     takes, which makes a user circuit's training program several times quicker to compile."""
-    theta = (parameters or {}).get("theta")
+    parameters = parameters or {}
+    theta = parameters.get("theta")
     if name not in ROTATIONS or set(parameters) != {"theta"} or theta is None or jnp.iscomplexobj(theta):
         return None
     pauli = functools.reduce(np.kron, [_PAULI[p] for p in ROTATIONS[name]])
@@ -213,8 +214,8 @@ def apply_gates(state: jax.Array, gates, n: int) -> jax.Array:
     psi = jnp.reshape(state, lead + (2,) * n)
     for event in fused(gates, n, psi.dtype):
         if event[0] == "singles":
-            pending = dict(event[1])
-            qubits = sorted(pending)
+            pending = dict(event[1])  # qubit -> 2x2, in qubit order
+            qubits = list(pending)
             run = [qubits[0]]
             for a in qubits[1:] + [None]:
                 if a is not None and a == run[-1] + 1 and len(run) < BLOCK:
@@ -384,30 +385,35 @@ def circuit_qnn(ansatz: Callable, n_qubits: int, n_params: int, *, encoding: str
 
     apply = apply_gates_sim if simulator == "xla-gates" else apply_tc
     apply_batch = None
+
+    def ansatz_and_states(params, xs):
+        """For a circuit whose input is its initial state ("amplitude", "angle"): the ansatz's gates in the
+        measured qubit's light cone, recorded once for the whole batch, and the batch's initial states (angle
+        encoding's RY(x_q)|0> is a product state, made directly)."""
+        gates, _ = record(ansatz, n, "amplitude", params, None, dtype)
+        return light_cone(gates, measured), xs if encoding == "amplitude" else angle_states(xs, n, cdtype)
+
     if simulator == "native-gates":
         from qrobust.models import native
 
         kernels: dict = {}  # operation table -> its kernel (the table is fixed by the circuit's structure)
 
         def apply_batch(params, xs):
-            gates, _ = record(ansatz, n, "amplitude", params, None, dtype)
-            ops, *arrays = native_operations(light_cone(gates, measured), n)
+            gates, states = ansatz_and_states(params, xs)
+            ops, *arrays = native_operations(gates, n)
             key = ops.tobytes()
             if key not in kernels:
                 kernels[key] = native.gate_logits(ops, measured, readout_scale)
-            states = xs if encoding == "amplitude" else angle_states(xs, n, cdtype)
             return kernels[key](*arrays, states)
 
         def apply(params, x):
             return apply_batch(params, x[None])[0]
 
     if simulator == "xla-gates" and encoding in ("amplitude", "angle"):
-        # the ansatz's gates do not depend on the input: record them once and apply them to the whole batch
-        # (matrix products, no vmap); angle encoding's RY(x_q)|0> is a product state, made directly
+        # the ansatz's gates do not depend on the input: applied to the whole batch (matrix products, no vmap)
         def apply_batch(params, xs):
-            gates, _ = record(ansatz, n, "amplitude", params, None, dtype)
-            states = xs if encoding == "amplitude" else angle_states(xs, n, cdtype)
-            return readout_scale * z_expectation(apply_gates(states, light_cone(gates, measured), n), n, measured)
+            gates, states = ansatz_and_states(params, xs)
+            return readout_scale * z_expectation(apply_gates(states, gates, n), n, measured)
 
     def init(key):
         return init_std * jax.random.normal(key, (n_params,), rdt)
