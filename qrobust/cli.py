@@ -120,7 +120,7 @@ def _study(sub, name: str, help: str, *, seeds: int) -> argparse.ArgumentParser:
     return p
 
 
-_SIMULATORS = ("native", "blocks", "tc-fused", "tc-gates")  # qrobust.models.qnn.SIMULATORS (not imported: fast --help)
+_SIMULATORS = ("native", "native-gates", "blocks", "tc-fused", "tc-gates")  # qrobust.models.qnn.SIMULATORS (not imported: fast --help)
 _GAUGES = ("fixed", "sign", "phase")  # qrobust.data.gauge.GAUGES (likewise)
 _GRIDS = ("paper", "wide")  # qrobust.data.phases.GRIDS (likewise)
 _ANSATZE = ("hea", "rxry_cnot", "hea_cz", "reupload")  # qrobust.models.ansatze.LIBRARY (likewise)

@@ -1,5 +1,7 @@
 """Hessian measures against the dense Hessian of small models."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -88,6 +90,9 @@ def test_landscape_command_end_to_end(tmp_path, capsys):
     assert main(args) == 0
     table = pd.read_csv(out / "landscape.csv")
     assert len(table) == 2 * 2 * 2 and (out / "landscape.png").exists()
+    # the Hessian's simulator has forward mode, and is recorded beside the training's
+    recorded = json.loads((out / "config.json").read_text())["settings"]
+    assert recorded["hessian_simulators"]["qnn"] in ("blocks", "tc-fused", "tc-gates")
     assert np.allclose(table[table.alpha == 0].ratio, 1.0)
     # Hutchinson agrees with the exact trace within a few standard errors (plus float32 slack)
     gap = (table.trace_hutchinson - table.trace_exact).abs()

@@ -24,7 +24,7 @@ from qrobust.errors import ConfigError
 from qrobust.models import batch_logits, native, qnn
 from qrobust.models.native import NativeUnavailable
 from qrobust.models.qnn import default_simulator
-from test_qnn import _random_state, numpy_qnn_expectation
+from test_qnn import _random_state, numpy_qnn_expectation, numpy_rxry_cnot_expectation
 
 FLOAT32_TOL = 2e-5  # logits are 5 <Z>; float32 rounding over ~40 gates on 2**n amplitudes
 
@@ -94,7 +94,29 @@ def test_native_refuses_complex128(x64):
 def test_default_simulator_is_native_on_cpu(native_kernel):
     assert default_simulator(10, "complex64", "hea") == "native"
     assert default_simulator(4, "complex64", "hea") == "blocks"
-    assert default_simulator(10, "complex64", "rxry_cnot") == "tc-fused"
+    assert default_simulator(10, "complex64", "rxry_cnot") == "native-gates"
+    assert default_simulator(10, "complex64", "rxry_cnot", forward_mode=True) == "tc-fused"
+
+
+@pytest.mark.parametrize("ansatz", ["rxry_cnot", "hea"])
+def test_native_gates_runs_the_built_in_ansatze_exactly(native_kernel, ansatz):
+    """The registry's "native-gates" (the circuit recorded gate by gate, run by the C++ kernel) against numpy's
+    dense statevector, and its gradient against TensorCircuit gate by gate."""
+    rng = np.random.default_rng(11)
+    n, depth = 6, 3
+    model = qnn(n, depth, ansatz=ansatz, simulator="native-gates")
+    reference = qnn(n, depth, ansatz=ansatz, simulator="tc-gates")
+    assert model.settings["simulator"] == "native-gates"
+    params = jnp.asarray(rng.uniform(-np.pi, np.pi, size=model.init(jax.random.PRNGKey(0)).shape), jnp.float32)
+    states = np.stack([_random_state(rng, n) for _ in range(3)])
+    expect = numpy_rxry_cnot_expectation if ansatz == "rxry_cnot" else numpy_qnn_expectation
+    got = batch_logits(model)(params, model.prepare(states))
+    for g, state in zip(np.asarray(got), states):
+        assert abs(g - 5.0 * expect(np.asarray(params, np.float64), state, n)) < 2e-5
+    xs = model.prepare(states)
+    g_native = jax.grad(lambda p: jnp.sum(batch_logits(model)(p, xs)))(params)
+    g_ref = jax.grad(lambda p: jnp.sum(jax.vmap(reference.apply, in_axes=(None, 0))(p, xs)))(params)
+    np.testing.assert_allclose(g_native, g_ref, atol=2e-5)
 
 
 def test_on_an_accelerator_the_default_is_blocks_and_native_is_refused(monkeypatch):
@@ -337,20 +359,21 @@ def test_the_registry_says_why_a_simulator_cannot_run_a_qnn():
                                                 forward_mode=True, **here)
     name, passed = simulators.choose(n_qubits=10, dtype="complex64", ansatz="hea", forward_mode=True, **here)
     assert name == "blocks" and "forward mode" in passed["native"]
-    name, passed = simulators.choose(n_qubits=6, dtype="complex64", ansatz="rxry_cnot", **here)
-    assert name == "tc-fused" and set(passed) == {"native", "blocks"}
+    name, passed = simulators.choose(n_qubits=6, dtype="complex64", ansatz="rxry_cnot", forward_mode=True, **here)
+    assert name == "tc-fused" and set(passed) == {"native", "native-gates", "blocks"}
+    assert "forward mode" in passed["native-gates"] and "ansatz only" in passed["blocks"]
     assert qnn(10, 6, forward_mode=True).settings["simulator"] == "blocks"
     with pytest.raises(ConfigError, match="no forward mode"):
         qnn(10, 6, simulator="native", forward_mode=True)
 
 
-@pytest.mark.parametrize("name", ["native", "blocks", "tc-fused", "tc-gates"])
+@pytest.mark.parametrize("name", ["native", "native-gates", "blocks", "tc-fused", "tc-gates"])
 def test_each_simulator_declares_forward_mode_truthfully(name):
     """A simulator's declared forward mode is what jax.jvp finds (native: declared without, and jvp fails)."""
     from qrobust.models import simulators
 
-    if name == "native" and simulators.capabilities("native").unavailable() is not None:
-        pytest.skip(simulators.capabilities("native").unavailable())
+    if name.startswith("native") and simulators.capabilities(name).unavailable() is not None:
+        pytest.skip(simulators.capabilities(name).unavailable())
     model = qnn(5, 2, simulator=name)
     params = model.init(jax.random.PRNGKey(0))
     x = model.prepare(np.eye(32)[3])

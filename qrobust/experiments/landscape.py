@@ -71,9 +71,10 @@ class LandscapeConfig(StudyConfig):
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.hutchinson_samples < 2:
             raise ConfigError("Hutchinson needs at least 2 probes for an error bar")
-        if self.simulator == "native":
-            raise ConfigError("the Hessian takes forward mode through the gradient, which the 'native' simulator "
-                              "does not have: use --simulator blocks (the default) or tc-fused")
+        if self.simulator in ("native", "native-gates"):
+            raise ConfigError(f"the Hessian takes forward mode through the gradient, which the {self.simulator!r} "
+                              "simulator does not have: leave --simulator out (the fastest simulator trains, one "
+                              "with forward mode measures) or name blocks or tc-fused")
         return self
 
 
@@ -99,18 +100,25 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
         else held
     y_tr = dataset.y_train[tr]
     counts = {a: check_feasible("flip", a, y_tr) for a in config.alphas}
-    # Hessians take forward mode through the gradient: the registry picks (or checks) a simulator that has it
-    models = {"qnn": lambda: qnn(dataset.n_qubits, config.depth, ansatz=config.ansatz, simulator=config.simulator,
-                                 dtype=config.dtype, matmul_precision=config.matmul_precision, forward_mode=True),
-              "mlp": lambda: mlp(2**dataset.n_qubits, config.hidden, complex_input=dataset.is_complex)}
-    models = {m: models[m]() for m in config.models}
-    dataset, models, vals, store = study.prepare(config, {}, asdict(config), out, dataset=dataset, models=models)
+    # Hessians take forward mode through the gradient, training needs reverse mode only: without a named
+    # simulator each gets the fastest that has what it needs (the same circuit and parameters); a named one
+    # runs both, and the registry checks it has forward mode
+    def build_qnn(forward_mode: bool):
+        return qnn(dataset.n_qubits, config.depth, ansatz=config.ansatz, simulator=config.simulator,
+                   dtype=config.dtype, matmul_precision=config.matmul_precision, forward_mode=forward_mode)
+
+    builders = {"qnn": lambda: build_qnn(config.simulator is not None),
+                "mlp": lambda: mlp(2**dataset.n_qubits, config.hidden, complex_input=dataset.is_complex)}
+    models = {m: builders[m]() for m in config.models}
+    hessian = {m: build_qnn(True) if m == "qnn" and config.simulator is None else models[m] for m in models}
+    run_settings = dict(asdict(config), hessian_simulators=study.simulators_used(hessian))
+    dataset, models, vals, store = study.prepare(config, {}, run_settings, out, dataset=dataset, models=models)
     table = pd.DataFrame([dict(model=m, alpha=a, seed=s) for m, a, s in
                           itertools.product(config.models, config.alphas, config.seeds)])
     training_part = replace(dataset, x_train=dataset.x_train[tr], y_train=y_tr)
 
     bar = Progress(None, progress)
-    programs = {m: _programs(models[m], training_part, dataset, held, config, bar) for m in config.models}
+    programs = {m: _programs(models[m], hessian[m], training_part, dataset, held, config, bar) for m in config.models}
     chunks = plan_chunks(table, "model", lambda m, n: study.chunk_size(
         config, store, m, m, study.program_footprint(programs[m][1], study.training_args(programs[m][0], vals[m])),
         n, legacy=len(table)), store=store)  # the training program's (the measurements run replica by replica: lax.map)
@@ -152,16 +160,17 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
     return result
 
 
-def _programs(model, training_part, dataset, held, config: LandscapeConfig, bar):
+def _programs(model, hessian_model, training_part, dataset, held, config: LandscapeConfig, bar):
     """A model's compiled pieces, built once for all its chunks: (chunk inputs, training, the Hutchinson and
-    Lanczos measurements, the exact trace, the number of parameters). Replicas are measured one after another inside one program
+    Lanczos measurements, the exact trace, the number of parameters). ``model`` trains, ``hessian_model`` (the
+    same circuit on a simulator with forward mode) is measured. Replicas are measured one after another inside one program
     (lax.map), Hessian-vector products a few at a time: a QNN's products keep every intermediate statevector
     of the held-out samples alive."""
-    xe = model.prepare(dataset.x_train[held])
+    xe = hessian_model.prepare(dataset.x_train[held])
     ye = jnp.asarray(dataset.y_train[held], jnp.float32)
 
     def loss_at(p):
-        return lambda q: jnp.mean(optax.sigmoid_binary_cross_entropy(batch_logits(model)(q, xe), ye))
+        return lambda q: jnp.mean(optax.sigmoid_binary_cross_entropy(batch_logits(hessian_model)(q, xe), ye))
 
     def measure_one(p, k_h, k_l):
         loss = loss_at(p)

@@ -255,6 +255,39 @@ def native_operations(gates, n: int):
     return (np.asarray(ops, np.int32).reshape(-1, 4), *arrays)
 
 
+def native_batch(gates_and_states: Callable, n: int, measured: int, readout_scale: float) -> Callable:
+    """``logits(params, xs) -> (B,)`` on the C++ kernel ("native-gates") of a circuit whose gates do not depend
+    on the input: ``gates_and_states(params, xs)`` gives the recorded gates (one- and two-qubit) and the batch's
+    initial states. One kernel per operation table (fixed by the circuit's structure, so built once)."""
+    from qrobust.models import native
+
+    kernels: dict = {}
+
+    def logits(params, xs):
+        gates, states = gates_and_states(params, xs)
+        ops, *arrays = native_operations(gates, n)
+        key = ops.tobytes()
+        if key not in kernels:
+            kernels[key] = native.gate_logits(ops, measured, readout_scale)
+        return kernels[key](*arrays, states)
+
+    return logits
+
+
+def build_native_gates(plan, options):
+    """The registry's "native-gates" for the built-in ansatze (``qrobust.models.simulators``): the plan's
+    gates, written gate by gate in TensorCircuit as "tc-gates" writes them, recorded once per batch and run by
+    the C++ kernel (reverse mode only)."""
+    from qrobust.models import tc_sim
+
+    def gates_and_states(params, xs):
+        gates, _ = record(lambda c, p, _x: tc_sim.plan_gates(c, plan, p), plan.n_qubits, "amplitude", params,
+                          None, options.dtype)
+        return light_cone(gates, plan.measured), xs
+
+    return native_batch(gates_and_states, plan.n_qubits, plan.measured, plan.readout_scale)
+
+
 def z_expectation(state: jax.Array, n: int, qubit: int) -> jax.Array:
     """<Z_qubit> of statevectors (..., 2**n)."""
     lead = state.shape[:-1]
@@ -394,17 +427,7 @@ def circuit_qnn(ansatz: Callable, n_qubits: int, n_params: int, *, encoding: str
         return light_cone(gates, measured), xs if encoding == "amplitude" else angle_states(xs, n, cdtype)
 
     if simulator == "native-gates":
-        from qrobust.models import native
-
-        kernels: dict = {}  # operation table -> its kernel (the table is fixed by the circuit's structure)
-
-        def apply_batch(params, xs):
-            gates, states = ansatz_and_states(params, xs)
-            ops, *arrays = native_operations(gates, n)
-            key = ops.tobytes()
-            if key not in kernels:
-                kernels[key] = native.gate_logits(ops, measured, readout_scale)
-            return kernels[key](*arrays, states)
+        apply_batch = native_batch(ansatz_and_states, n, measured, readout_scale)
 
         def apply(params, x):
             return apply_batch(params, x[None])[0]

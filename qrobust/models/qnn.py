@@ -159,10 +159,12 @@ def qnn(
       readout_scale: logit = readout_scale * <Z_{L-1}>.
       init_std: parameters are drawn from N(0, init_std**2).
       dtype: "complex64" (default) or "complex128" (needs JAX 64-bit mode).
-      simulator: "native" (the C++ kernel), "blocks" (batched matrix products),
-        "tc-fused" (TensorCircuit with fused block gates, the default for
-        "rxry_cnot") or "tc-gates" (TensorCircuit gate by gate, as the paper's code).
-        None: ``default_simulator`` ("native" where it can run, else "blocks", for "hea").
+      simulator: "native" (the C++ kernel), "native-gates" (the C++ kernel's gate list,
+        every ansatz), "blocks" (batched matrix products), "tc-fused" (TensorCircuit with
+        fused block gates) or "tc-gates" (TensorCircuit gate by gate, as the paper's code).
+        None: ``default_simulator``, the first of ``simulators.PREFERENCE`` that can run it
+        ("native" for "hea" on CPU, "native-gates" for "rxry_cnot"; with forward mode
+        "blocks" for "hea" and "tc-fused" for "rxry_cnot").
       contractor: TensorCircuit's contractor for the "tc-*" simulators (default:
         TensorCircuit's own; "cotengra" is what the paper's code uses).
       block_size: qubits per fused single-qubit block (2**block_size matrices).
@@ -198,7 +200,7 @@ def qnn(
 
         if importlib.util.find_spec("cotengra") is None:
             raise ConfigError("contractor='cotengra' needs the cotengra package: pip install 'qrobust[cotengra]'")
-    if contractor is not None and simulator in ("blocks", "native"):
+    if contractor is not None and simulator in ("blocks", "native", "native-gates"):
         raise ConfigError("a TensorCircuit contractor applies to the 'tc-fused' and 'tc-gates' simulators only")
     if matmul_precision not in PRECISIONS:
         raise ConfigError(f"unknown matmul_precision {matmul_precision!r}; choose from {', '.join(PRECISIONS)}")

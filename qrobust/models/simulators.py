@@ -7,7 +7,9 @@ which Hessians need), and whether it can be used on this machine at all: the
 native kernel must build) and a ``build(plan, options)`` that turns a circuit
 (``qrobust.models.hea.Plan``) into logits:
 
-  "native"    ``qrobust.models.native``: the C++ kernel (CPU), whole batch.
+  "native"    ``qrobust.models.native``: the C++ kernel (CPU), whole batch, the paper's "hea" ansatz.
+  "native-gates"  ``qrobust.models.circuits.build_native_gates``: the C++ kernel's gate list (CPU), whole
+              batch, every built-in ansatz (the circuit recorded gate by gate in TensorCircuit).
   "blocks"    ``qrobust.models.blocks``: batched matrix products in XLA, whole batch.
   "tc-fused"  ``qrobust.models.tc_sim``: TensorCircuit, fused gates, one example.
   "tc-gates"  ``qrobust.models.tc_sim``: TensorCircuit, gate by gate, one example.
@@ -33,18 +35,19 @@ class Simulator(NamedTuple):
 
 
 def _registry() -> dict[str, Simulator]:
-    from qrobust.models import blocks, native, tc_sim
+    from qrobust.models import blocks, circuits, hea, native, tc_sim
 
     return {
         "native": Simulator(native.CAPABILITIES, native.build),
+        "native-gates": Simulator(native.CAPABILITIES._replace(ansatze=hea.ANSATZE), circuits.build_native_gates),
         "blocks": Simulator(blocks.CAPABILITIES, blocks.build),
         "tc-fused": Simulator(tc_sim.FUSED, tc_sim.build_fused),
         "tc-gates": Simulator(tc_sim.GATES, tc_sim.build_gates),
     }
 
 
-SIMULATORS = ("native", "blocks", "tc-fused", "tc-gates")
-PREFERENCE = ("native", "blocks", "tc-fused")  # fastest first (benchmarks/suite.py); tc-gates is for cross-checks
+SIMULATORS = ("native", "native-gates", "blocks", "tc-fused", "tc-gates")
+PREFERENCE = ("native", "native-gates", "blocks", "tc-fused")  # fastest first (benchmarks/suite.py); tc-gates is for cross-checks
 
 
 def capabilities(name: str) -> Capabilities:

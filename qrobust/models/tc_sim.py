@@ -49,24 +49,30 @@ def build_fused(plan: hea.Plan, options: SimOptions):
     return apply
 
 
+def plan_gates(c, plan: hea.Plan, params) -> None:
+    """The plan's circuit gate by gate on ``c``, as the paper's code writes it: per layer RX RY (RX) on every
+    qubit, then the RZZ ring or the CNOT ring."""
+    L = plan.n_qubits
+    for layer in range(plan.depth):
+        for q in range(L):
+            c.rx(q, theta=params[layer, q, 0])
+            c.ry(q, theta=params[layer, q, 1])
+            if not plan.cnot_ring:
+                c.rx(q, theta=params[layer, q, 2])
+        for q in range(L):
+            if plan.cnot_ring:
+                c.cnot(q, (q + 1) % L)
+            else:
+                c.rzz(q, (q + 1) % L, theta=params[layer, q, 3])
+
+
 def build_gates(plan: hea.Plan, options: SimOptions):
     """``apply(params, x) -> logit`` of one example, gate by gate in TensorCircuit (no light cone)."""
-    L = plan.n_qubits
 
     def apply(params, x):
         with tc_context(options.dtype, options.contractor) as tc:
-            c = tc.Circuit(L, inputs=x)
-            for layer in range(plan.depth):
-                for q in range(L):
-                    c.rx(q, theta=params[layer, q, 0])
-                    c.ry(q, theta=params[layer, q, 1])
-                    if not plan.cnot_ring:
-                        c.rx(q, theta=params[layer, q, 2])
-                for q in range(L):
-                    if plan.cnot_ring:
-                        c.cnot(q, (q + 1) % L)
-                    else:
-                        c.rzz(q, (q + 1) % L, theta=params[layer, q, 3])
+            c = tc.Circuit(plan.n_qubits, inputs=x)
+            plan_gates(c, plan, params)
             return plan.readout_scale * jnp.real(c.expectation_ps(z=[plan.measured]))
 
     return apply
