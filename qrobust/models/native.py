@@ -80,7 +80,9 @@ from qrobust.models.base import Capabilities, SimOptions
 CSRC = Path(__file__).with_name("csrc")
 SOURCES = (CSRC / "hea.cc", CSRC / "gates.cc")  # one library; both include csrc/statevector.h
 HEADERS = (CSRC / "statevector.h",)
-FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-pthread")
+# -fcx-limited-range: complex products as the textbook formula, not a library call checking for inf/NaN
+# (the two-qubit operations of csrc/gates.cc multiply std::complex numbers; their matrices are finite)
+FLAGS = ("-O3", "-march=native", "-fcx-limited-range", "-std=c++17", "-shared", "-fPIC", "-pthread")
 MIN_QUBITS, MAX_QUBITS = 5, 20  # the kernel works on 32 amplitudes at a time
 TARGETS = {"qrobust_hea_forward": "QrobustHeaForward", "qrobust_hea_backward": "QrobustHeaBackward",
            "qrobust_gates_forward": "QrobustGatesForward", "qrobust_gates_backward": "QrobustGatesBackward"}

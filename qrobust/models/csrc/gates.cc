@@ -68,9 +68,10 @@ int64_t stride(const Program& p, int32_t q) { return int64_t{1} << (p.n_qubits -
 // operation mixes: f(index[4]) for each quad.
 template <typename F>
 void quads(const Program& p, int32_t q1, int32_t q2, F&& f) {
-  const int64_t s1 = stride(p, q1), s2 = stride(p, q2);
-  for (int64_t k = 0; k < p.dim; ++k) {
-    if (k & (s1 | s2)) continue;
+  const int64_t s1 = stride(p, q1), s2 = stride(p, q2), lo = std::min(s1, s2), hi = std::max(s1, s2);
+  for (int64_t j = 0; j < p.dim / 4; ++j) {  // j with a zero bit inserted at lo's place, then at hi's
+    int64_t k = ((j & ~(lo - 1)) << 1) | (j & (lo - 1));
+    k = ((k & ~(hi - 1)) << 1) | (k & (hi - 1));
     const int64_t index[4] = {k, k | s2, k | s1, k | s1 | s2};
     f(index);
   }
