@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -533,6 +535,9 @@ def main(argv=None) -> int:
         from qrobust.sharding import initialize_distributed
 
         initialize_distributed()
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    # SIGTERM (a batch scheduler's stop) ends a command as Ctrl-C does; the previous handler is restored after
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return {"sweep": _sweep, "gauge": _gauge, "unlearn": _unlearn, "analyze": _analyze,
                 "landscape": _landscape, "detect": _detect, "reproduce": _reproduce,
@@ -545,7 +550,27 @@ def main(argv=None) -> int:
         if isinstance(exc, QrobustError):
             print(f"qrobust: error: {exc}", file=sys.stderr)
             return 2
+        if isinstance(exc, (KeyboardInterrupt, _Terminated)):
+            signum = exc.signum if isinstance(exc, _Terminated) else signal.SIGINT
+            print(f"qrobust: interrupted ({signal.Signals(signum).name}); the finished chunks are kept: rerun the "
+                  "same command to resume", file=sys.stderr)
+            return 128 + signum
         raise
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+class _Terminated(BaseException):
+    """SIGTERM (a batch scheduler's stop) inside a command: ends it as Ctrl-C does."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum, _frame):
+    raise _Terminated(signum)
 
 
 if __name__ == "__main__":

@@ -364,17 +364,62 @@ def test_native_gates_load_angle_features_as_the_recorded_ry_gates(native_kernel
 
 
 def test_the_default_simulator_says_why_it_is_not_native(native_kernel, x64):
-    def toffoli(c, params, x):
-        for q in range(c._nqubits):
-            c.ry(q, theta=params[q])
-        c.toffoli(0, 1, 2)
+    from scipy.linalg import expm
 
-    model = circuit_qnn(toffoli, 5, 5)
+    h = np.random.default_rng(0).normal(size=(8, 8))
+    three = expm(1j * (h + h.T))  # a constant 3-qubit unitary that is no permutation
+
+    def with_gate(gate):
+        def circuit(c, params, x):
+            for q in range(c._nqubits):
+                c.ry(q, theta=params[q])
+            gate(c)
+        return circuit
+
+    model = circuit_qnn(with_gate(lambda c: c.any(0, 1, 2, unitary=three)), 5, 5)
     assert model.settings["simulator"] == "xla-gates"
     assert "3-qubit gate" in model.settings["simulator_reason"]
+    # a Toffoli permutes basis states: the kernel runs it as an index gather, as XLA does
+    toffoli = circuit_qnn(with_gate(lambda c: c.toffoli(0, 1, 4)), 5, 5, measured=4)
+    assert toffoli.settings["simulator"] == "native-gates"
+    xla = circuit_qnn(with_gate(lambda c: c.toffoli(0, 1, 4)), 5, 5, measured=4, simulator="xla-gates")
+    params = jnp.asarray(np.random.default_rng(1).uniform(0, np.pi, 5), jnp.float32)
+    xs = toffoli.prepare(np.eye(32)[[0, 5, 31]])
+    np.testing.assert_allclose(jax.vmap(toffoli.apply, in_axes=(None, 0))(params, xs),
+                               jax.vmap(xla.apply, in_axes=(None, 0))(params, xs), atol=1e-5)
     small = library_qnn("hea", 4, 1)
     assert small.settings["simulator"] == "xla-gates" and "5 to 20 qubits" in small.settings["simulator_reason"]
     reupload = library_qnn("reupload", 5, 1, encoding="reupload")
     assert reupload.settings["simulator"] == "xla-gates" and "reupload" in reupload.settings["simulator_reason"]
     with pytest.raises(ConfigError, match="native-gates.*complex64 only"):
         library_qnn("hea", 5, 1, dtype="complex128", simulator="native-gates")
+
+
+def test_constant_permutation_gates_become_one_gather_checked_against_dense_matrices():
+    """A CNOT, a SWAP and a Toffoli (constant 0/1 matrices) as index arrays: state[gather] equals the dense
+    matrix times the state, for qubits in either order; consecutive ones fuse into one gather (the CNOT ring of
+    a layer is one), a matrix traced from parameters or with a phase is never taken for one."""
+    from qrobust.models.circuits import fused, permutation_gather
+
+    n = 5
+    rng = np.random.default_rng(3)
+    psi = rng.normal(size=2**n) + 1j * rng.normal(size=2**n)
+    swap = np.eye(4)[[0, 2, 1, 3]]
+    toffoli = np.eye(8)[[0, 1, 2, 3, 4, 5, 7, 6]]
+    p0, p1 = np.diag([1, 0]), np.diag([0, 1])
+    cases = [(np_gate(2, "cnot", (0, 1)), (3, 1), np_gate(n, "cnot", (3, 1))),
+             (swap, (4, 0), on(n, {4: p0, 0: p0}) + on(n, {4: p1, 0: p1}) + on(n, {4: p0 @ X, 0: p1 @ X})
+              + on(n, {4: p1 @ X, 0: p0 @ X})),
+             (toffoli, (2, 0, 4), np.eye(2**n) - on(n, {2: p1, 0: p1}) + on(n, {2: p1, 0: p1, 4: X}))]
+    for matrix, qubits, dense in cases:
+        np.testing.assert_allclose(psi[permutation_gather(matrix, qubits, n)], dense @ psi, atol=1e-12)
+    assert permutation_gather(np.diag([1, 1, 1, -1]), (0, 1), n) is None  # a phase: CZ is a diagonal instead
+    assert permutation_gather(np.eye(4) * 1j, (0, 1), n) is None
+    traced = jax.jit(lambda t: jnp.asarray(permutation_gather(t * np.eye(4), (0, 1), n) is None))(1.0)
+    assert bool(traced)
+    cnot = jnp.asarray(np_gate(2, "cnot", (0, 1)), jnp.complex64)
+    ring = [(cnot, (q, (q + 1) % n), "cnot") for q in range(n)]
+    events = fused(ring + ring, n, jnp.complex64)
+    assert [e[0] for e in events] == ["permutation"]
+    dense = reduce(lambda acc, g: np_gate(n, "cnot", g[1]) @ acc, ring + ring, np.eye(2**n))
+    np.testing.assert_allclose(psi[events[0][1]], dense @ psi, atol=1e-12)

@@ -94,7 +94,8 @@ def test_native_refuses_complex128(x64):
 def test_default_simulator_is_native_on_cpu(native_kernel):
     assert default_simulator(10, "complex64", "hea") == "native"
     assert default_simulator(4, "complex64", "hea") == "blocks"
-    assert default_simulator(10, "complex64", "rxry_cnot") == "tc-fused"  # "native-gates" by name only
+    assert default_simulator(10, "complex64", "rxry_cnot") == "native-gates"
+    assert default_simulator(10, "complex64", "rxry_cnot", forward_mode=True) == "tc-fused"
 
 
 @pytest.mark.parametrize("ansatz", ["rxry_cnot", "hea"])
@@ -359,9 +360,8 @@ def test_the_registry_says_why_a_simulator_cannot_run_a_qnn():
     name, passed = simulators.choose(n_qubits=10, dtype="complex64", ansatz="hea", forward_mode=True, **here)
     assert name == "blocks" and "forward mode" in passed["native"]
     name, passed = simulators.choose(n_qubits=6, dtype="complex64", ansatz="rxry_cnot", forward_mode=True, **here)
-    assert name == "tc-fused" and set(passed) == {"native", "blocks"} and "ansatz only" in passed["blocks"]
-    assert "forward mode" in simulators.why_not("native-gates", n_qubits=6, dtype="complex64", ansatz="rxry_cnot",
-                                                forward_mode=True, **here)
+    assert name == "tc-fused" and set(passed) == {"native", "native-gates", "blocks"}
+    assert "forward mode" in passed["native-gates"] and "ansatz only" in passed["blocks"]
     assert qnn(10, 6, forward_mode=True).settings["simulator"] == "blocks"
     with pytest.raises(ConfigError, match="no forward mode"):
         qnn(10, 6, simulator="native", forward_mode=True)

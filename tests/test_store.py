@@ -236,3 +236,38 @@ def test_an_unlearning_run_with_another_chunk_plan_reads_no_stale_chunk(tmp_path
         pd.testing.assert_frame_equal(a.drop(columns=["seconds"], errors="ignore"),
                                       b.drop(columns=["seconds"], errors="ignore"), check_exact=False, atol=1e-6)
     assert any((out / "chunks" / "rejected").glob("teacher-*.csv"))
+
+
+@pytest.mark.slow  # three small sweeps in fresh processes (about 40 s on 2 cores); CI runs it
+def test_an_interrupted_run_says_so_in_one_line_and_resumes_to_an_undisturbed_runs_table(tmp_path):
+    """Ctrl-C (SIGINT) or a scheduler's stop (SIGTERM) between two chunks: one line naming the signal, the
+    exit status 128 + signal, no traceback and no result table; the same command then finishes the run, and
+    its table equals that of a run never interrupted."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [sys.executable, "-m", "qrobust.cli", "sweep", *TINY, "--epochs", "20000", "--chunk-size", "1",
+               "--seeds", "3"]
+
+    def finished(out):
+        subprocess.run(command + ["--out", str(out)], check=True, capture_output=True, timeout=300)
+        return pd.read_csv(out / "results.csv")
+
+    reference = finished(tmp_path / "undisturbed")
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        out = tmp_path / sig.name
+        run = subprocess.Popen(command + ["--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+        deadline = time.monotonic() + 240
+        while not list((out / "chunks").glob("*.csv")) and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        run.send_signal(sig)
+        _, err = run.communicate(timeout=120)
+        assert run.returncode == 128 + sig, err
+        assert "Traceback" not in err
+        assert err.strip().splitlines()[-1] == (f"qrobust: interrupted ({sig.name}); the finished chunks are kept: "
+                                                "rerun the same command to resume")
+        assert not (out / "results.csv").exists() and 1 <= len(list((out / "chunks").glob("*.csv"))) < 6
+        pd.testing.assert_frame_equal(finished(out), reference)

@@ -79,7 +79,8 @@ def record(ansatz: Callable, n: int, encoding: str, params, x, dtype: str = "com
     """The gates of the circuit for these ``params`` and input ``x``: a list of (matrix (2**k, 2**k), qubits),
     and the ``tc.Circuit`` they were recorded from. Raises ValueError naming a record entry that is not a
     plain gate."""
-    with tc_context(dtype) as tc:
+    # constant gates (a CNOT's matrix) stay concrete values under jit, so ``fused`` can see what they are
+    with tc_context(dtype) as tc, jax.ensure_compile_time_eval():
         c = _start(tc, n, encoding, x)
         ansatz(c, params, x if encoding == "reupload" else None)
         gates = []
@@ -159,10 +160,30 @@ def _diagonal_factor(matrix, qubits, n, dtype):
     return jnp.reshape(d, shape)  # broadcasts against leading batch axes too
 
 
+def permutation_gather(matrix, qubits, n: int) -> np.ndarray | None:
+    """For a gate whose matrix is a constant permutation of basis states (0/1 entries, one 1 per row and
+    column), the index array ``gather`` (2**n,) with state_after = state_before[gather]; else None (a matrix
+    that depends on parameters, a traced value, is never one)."""
+    if isinstance(matrix, jax.core.Tracer):
+        return None
+    m = np.asarray(matrix)
+    if not (np.all((m == 0) | (m == 1)) and np.all(m.sum(0) == 1) and np.all(m.sum(1) == 1)):
+        return None
+    source = np.argmax(m, axis=1)  # row a of the gate takes its amplitude from column source[a]
+    index = np.arange(2**n)
+    shifts = [n - 1 - q for q in qubits]  # qubit 0 is the most significant bit
+    sub = sum(((index >> s) & 1) << (len(qubits) - 1 - i) for i, s in enumerate(shifts))
+    cleared = index & ~sum(1 << s for s in shifts)
+    new = source[sub]
+    return cleared | sum(((new >> (len(qubits) - 1 - i)) & 1) << s for i, s in enumerate(shifts))
+
+
 def fused(gates, n: int, dtype) -> list:
     """``gates`` (matrix, qubits, name) as the operations that apply them, in order: ("singles", [(q, 2x2),
     ...]) single-qubit gates, consecutive ones on a qubit multiplied into one; ("phases", tensor) consecutive
-    diagonal gates (``DIAGONAL``) as one phase tensor broadcastable to (2,)*n; ("gate", matrix, qubits) any
+    diagonal gates (``DIAGONAL``) as one phase tensor broadcastable to (2,)*n; ("permutation", gather)
+    consecutive gates that only permute basis states (a constant 0/1 matrix: CNOT, SWAP, X, Toffoli, ...) as
+    one numpy index array, the state after them being ``state[..., gather]``; ("gate", matrix, qubits) any
     other. A pending product is emitted only when a gate that does not commute with it comes, so the order of
     every non-commuting pair is kept. Matrices in ``dtype``; qubit 0 is the most significant bit."""
     events: list = []
@@ -199,7 +220,13 @@ def fused(gates, n: int, dtype) -> list:
                 flush_single(q)
             if support & set(qubits):
                 flush_phases()
-            events.append(("gate", matrix, qubits))
+            gather = permutation_gather(matrix, qubits, n)
+            if gather is None:
+                events.append(("gate", matrix, qubits))
+            elif events and events[-1][0] == "permutation":  # nothing came between: one permutation
+                events[-1] = ("permutation", events[-1][1][gather])
+            else:
+                events.append(("permutation", gather))
     flush_phases()
     if single:
         events.append(("singles", sorted(single.items())))
@@ -225,6 +252,8 @@ def apply_gates(state: jax.Array, gates, n: int) -> jax.Array:
                 run = [a]
         elif event[0] == "phases":
             psi = psi * event[1]
+        elif event[0] == "permutation":
+            psi = jnp.reshape(jnp.reshape(psi, lead + (2**n,))[..., event[1]], psi.shape)
         else:
             psi = _apply(psi, event[1], event[2], n)
     return jnp.reshape(psi, lead + (2**n,))
@@ -232,10 +261,15 @@ def apply_gates(state: jax.Array, gates, n: int) -> jax.Array:
 
 def native_operations(gates, n: int):
     """``gates`` as the native kernel's operations (``qrobust.models.native.gate_logits``): (ops (G, 4) int32,
-    mats1 (N1, 2, 2), diags (ND, 2**n), mats2 (N2, 4, 4)), complex64, each array at least one entry (unused
-    padding where a kind is absent). ValueError for a gate on more than two qubits."""
-    ops, mats1, diags, mats2 = [], [], [], []
+    perms (NP, 2**n) int32, both numpy: the circuit's structure; mats1 (N1, 2, 2), diags (ND, 2**n), mats2
+    (N2, 4, 4) complex64), each array at least one entry (unused padding where a kind is absent). ValueError
+    for a gate on more than two qubits that is not a permutation."""
+    ops, perms, mats1, diags, mats2 = [], [], [], [], []
     for event in fused(gates, n, jnp.complex64):
+        if event[0] == "permutation":
+            ops.append((3, len(perms), 0, 0))
+            perms.append(event[1])
+            continue
         if event[0] == "singles":
             for q, matrix in event[1]:
                 ops.append((0, len(mats1), q, 0))
@@ -252,7 +286,8 @@ def native_operations(gates, n: int):
     pad = [(mats1, jnp.eye(2, dtype=jnp.complex64)), (diags, jnp.ones(2**n, jnp.complex64)),
            (mats2, jnp.eye(4, dtype=jnp.complex64))]
     arrays = tuple(jnp.stack(items) if items else filler[None] for items, filler in pad)
-    return (np.asarray(ops, np.int32).reshape(-1, 4), *arrays)
+    perms = np.asarray(perms if perms else [np.arange(2**n)], np.int32)
+    return (np.asarray(ops, np.int32).reshape(-1, 4), perms, *arrays)
 
 
 def native_batch(gates_and_states: Callable, n: int, measured: int, readout_scale: float) -> Callable:
@@ -265,10 +300,10 @@ def native_batch(gates_and_states: Callable, n: int, measured: int, readout_scal
 
     def logits(params, xs):
         gates, states = gates_and_states(params, xs)
-        ops, *arrays = native_operations(gates, n)
-        key = ops.tobytes()
+        ops, perms, *arrays = native_operations(gates, n)
+        key = ops.tobytes() + perms.tobytes()
         if key not in kernels:
-            kernels[key] = native.gate_logits(ops, measured, readout_scale)
+            kernels[key] = native.gate_logits(ops, perms, measured, readout_scale)
         return kernels[key](*arrays, states)
 
     return logits

@@ -364,25 +364,27 @@ def hea_logits(rotations: np.ndarray, pairs: np.ndarray, readout_scale: float):
     return logits
 
 
-def gate_logits(ops: np.ndarray, measured: int, readout_scale: float):
+def gate_logits(ops: np.ndarray, perms: np.ndarray, measured: int, readout_scale: float):
     """``logits(mats1, diags, mats2, states) -> (B,)`` float32 of a circuit given as operations, run by the
     native kernel (``csrc/gates.cc``).
 
     ops: (G, 4) int32 rows (kind, index, q1, q2): kind 0 the 2x2 ``mats1[index]`` on qubit q1, 1 the diagonal
-    ``diags[index]`` (2**L phases), 2 the 4x4 ``mats2[index]`` on qubits (q1, q2) (row 2 * bit(q1) + bit(q2));
-    qubit 0 is the most significant. mats1 (N1, 2, 2), diags (ND, 2**L), mats2 (N2, 4, 4) and states (B, 2**L)
+    ``diags[index]`` (2**L phases), 2 the 4x4 ``mats2[index]`` on qubits (q1, q2) (row 2 * bit(q1) + bit(q2)),
+    3 the permutation ``perms[index]`` (the state after it is the state before at these indices; perms
+    (NP, 2**L) int32, at least one row); qubit 0 is the most significant. mats1 (N1, 2, 2), diags (ND, 2**L), mats2 (N2, 4, 4) and states (B, 2**L)
     complex64 (each of the three at least one entry). logit = readout_scale * <Z_measured>. Differentiable
     (reverse mode) in the three operation arrays, whose cotangents carry the gradient on to whatever made
     them; not in the states. The thread count (``thread_count()``) is read here, once.
     """
     _require()
-    table = np.asarray(ops, np.int32).reshape(-1, 4)  # numpy: a constant of every program that calls it
+    table = np.asarray(ops, np.int32).reshape(-1, 4)  # numpy: constants of every program that calls it
+    gathers = np.asarray(perms, np.int32)
     attributes = dict(scale=np.float32(readout_scale), measured=np.int64(measured), threads=np.int64(thread_count()))
 
     def forward(mats1, diags, mats2, states):
         out = jax.ShapeDtypeStruct(states.shape[:1], jnp.float32)
         return jax.ffi.ffi_call("qrobust_gates_forward", out, vmap_method="sequential")(
-            table, mats1, diags, mats2, states, **attributes)
+            table, gathers, mats1, diags, mats2, states, **attributes)
 
     kernel = jax.custom_vjp(forward)
 
@@ -397,7 +399,7 @@ def gate_logits(ops: np.ndarray, measured: int, readout_scale: float):
         mats1, diags, mats2, states = operands
         outs = tuple(jax.ShapeDtypeStruct(a.shape, jnp.complex64) for a in (mats1, diags, mats2))
         cts = jax.ffi.ffi_call("qrobust_gates_backward", outs, vmap_method="sequential")(
-            table, mats1, diags, mats2, states, cotangent.astype(jnp.float32), **attributes)
+            table, gathers, mats1, diags, mats2, states, cotangent.astype(jnp.float32), **attributes)
         return (*cts, None)
 
     kernel.defvjp(kernel_fwd, kernel_bwd, symbolic_zeros=True)

@@ -163,7 +163,8 @@ def qnn(
         every ansatz), "blocks" (batched matrix products), "tc-fused" (TensorCircuit with
         fused block gates) or "tc-gates" (TensorCircuit gate by gate, as the paper's code).
         None: ``default_simulator``, the first of ``simulators.PREFERENCE`` that can run it
-        ("native" for "hea" on CPU, else "blocks"; "tc-fused" for "rxry_cnot").
+        ("native" for "hea" and "native-gates" for "rxry_cnot" on CPU; else "blocks" for "hea"
+        and "tc-fused" for "rxry_cnot", which are also the choices with ``forward_mode``).
       contractor: TensorCircuit's contractor for the "tc-*" simulators (default:
         TensorCircuit's own; "cotengra" is what the paper's code uses).
       block_size: qubits per fused single-qubit block (2**block_size matrices).

@@ -47,11 +47,11 @@ def _registry() -> dict[str, Simulator]:
 
 
 SIMULATORS = ("native", "native-gates", "blocks", "tc-fused", "tc-gates")
-# Fastest first (benchmarks/suite.py); tc-gates is for cross-checks. "native-gates" is chosen by name only:
-# on the CNOT ring of "rxry_cnot", whose two-qubit operations its kernel applies as general 4x4 matrices, it
-# measured slower than "tc-fused" (10 qubits, depth 5, the gradient on 32 / 256 examples: 48 / 190 ms against
-# 24 / 142 ms, 2026-12-01, 2 cores).
-PREFERENCE = ("native", "blocks", "tc-fused")
+# Fastest first where each can run (benchmarks/suite.py, benchmarks/builtin_simulators.py); tc-gates is for
+# cross-checks. For "hea", "native" is 1.03-1.15x faster than "native-gates"; for "rxry_cnot", "native-gates"
+# (its CNOT ring one permutation per layer) is 3.4x / 5.5x faster than "tc-fused" (the gradient on 32 / 256
+# examples, 10 qubits, 2026-12-01, 2 cores).
+PREFERENCE = ("native", "native-gates", "blocks", "tc-fused")
 
 
 def capabilities(name: str) -> Capabilities:

@@ -5,7 +5,9 @@
 // Operations (ops, (G, 4) int32 rows: kind, index, q1, q2; qubit 0 is the most significant bit):
 //   kind 0  a 2x2 matrix mats1[index] on qubit q1 (fused single-qubit gates);
 //   kind 1  a diagonal diags[index] of 2**L phases on the whole state (fused diagonal gates: RZ, RZZ, CZ...);
-//   kind 2  a 4x4 matrix mats2[index] on qubits (q1, q2), row 2 * bit(q1) + bit(q2) (CNOT, RXX, ...).
+//   kind 2  a 4x4 matrix mats2[index] on qubits (q1, q2), row 2 * bit(q1) + bit(q2) (RXX, ...);
+//   kind 3  a permutation of basis states perms[index] (perms (NP, 2**L) int32): the state after it is the state
+//           before it at these indices (fused constant gates such as a CNOT ring; no parameters, no gradient).
 // The same operations act on every state of the batch. Output per state: logit = scale * <Z_measured>.
 //
 // The gradient is the adjoint method with respect to the operations' matrices (JAX carries it on to the
@@ -34,6 +36,7 @@ struct Program {
   std::vector<Mat2> u1, u1_dagger;  // (N1,)
   std::vector<float> d_r, d_i;      // (ND, dim)
   std::vector<c64> u2;              // (N2, 16), row-major
+  std::vector<int32_t> perm;        // (NP, dim)
   std::vector<float> z;             // (dim,) the measured qubit's Z
 };
 
@@ -43,8 +46,8 @@ Mat2 mat2_of(const c64* m) {
   return out;
 }
 
-Program build(const int32_t* ops, int64_t n_ops, const c64* mats1, int64_t n1, const c64* diags, int64_t nd,
-              const c64* mats2, int64_t n2, int64_t L, int64_t measured) {
+Program build(const int32_t* ops, int64_t n_ops, const int32_t* perms, int64_t np, const c64* mats1, int64_t n1,
+              const c64* diags, int64_t nd, const c64* mats2, int64_t n2, int64_t L, int64_t measured) {
   Program p;
   p.n_qubits = L;
   p.dim = int64_t{1} << L;
@@ -57,6 +60,7 @@ Program build(const int32_t* ops, int64_t n_ops, const c64* mats1, int64_t n1, c
   p.d_i.resize(nd * p.dim);
   for (int64_t k = 0; k < nd * p.dim; ++k) p.d_r[k] = diags[k].real(), p.d_i[k] = diags[k].imag();
   p.u2.assign(mats2, mats2 + 16 * n2);
+  p.perm.assign(perms, perms + np * p.dim);
   p.z.resize(p.dim);
   for (int64_t s = 0; s < p.dim; ++s) p.z[s] = static_cast<float>(1 - 2 * ((s >> (L - 1 - measured)) & 1));
   return p;
@@ -91,6 +95,22 @@ void apply4(const Program& p, const Op& op, float* re, float* im, bool dagger) {
   });
 }
 
+// planes[k] <- planes[k][gather] (forward) or planes[k][gather] <- planes[k] (undo), through a scratch copy.
+void permute(const Program& p, const Op& op, float* const* planes, int count, bool undo) {
+  thread_local std::vector<float> scratch;
+  const int32_t* gather = p.perm.data() + op.index * p.dim;
+  scratch.resize(p.dim);
+  for (int k = 0; k < count; ++k) {
+    float* x = planes[k];
+    std::copy(x, x + p.dim, scratch.begin());
+    if (undo) {
+      for (int64_t j = 0; j < p.dim; ++j) x[gather[j]] = scratch[j];
+    } else {
+      for (int64_t j = 0; j < p.dim; ++j) x[j] = scratch[gather[j]];
+    }
+  }
+}
+
 void forward(const Program& p, float* re, float* im) {
   const int64_t n = p.dim;
   for (const Op& op : p.ops) {
@@ -98,8 +118,11 @@ void forward(const Program& p, float* re, float* im) {
       apply2(re, im, n, stride(p, op.q1), p.u1[op.index]);
     } else if (op.kind == 1) {
       multiply_phase(re, im, p.d_r.data() + op.index * n, p.d_i.data() + op.index * n, n, false);
-    } else {
+    } else if (op.kind == 2) {
       apply4(p, op, re, im, false);
+    } else {
+      float* planes[2] = {re, im};
+      permute(p, op, planes, 2, false);
     }
   }
 }
@@ -183,48 +206,59 @@ void backward(const Program& p, float* pr, float* pi, float* lr, float* li, floa
       undo2(p, *op, pr, pi, lr, li, sums.m1.data() + 8 * op->index);
     } else if (op->kind == 1) {
       undo_diagonal(p, *op, pr, pi, lr, li, sums.md.data() + 2 * op->index * n);
-    } else {
+    } else if (op->kind == 2) {
       undo4(p, *op, pr, pi, lr, li, sums.m2.data() + 32 * op->index);
+    } else {
+      float* planes[4] = {pr, pi, lr, li};
+      permute(p, *op, planes, 4, true);
     }
   }
 }
 
 using C64s = ffi::Buffer<ffi::C64>;
 
-ffi::Error check(ffi::Buffer<ffi::S32> ops, C64s mats1, C64s diags, C64s mats2, C64s states, int64_t measured) {
-  const auto od = ops.dimensions(), m1 = mats1.dimensions(), dd = diags.dimensions(), m2 = mats2.dimensions(),
-             sd = states.dimensions();
-  if (od.size() != 2 || od[1] != 4 || m1.size() != 3 || m1[1] != 2 || m1[2] != 2 || dd.size() != 2 ||
-      m2.size() != 3 || m2[1] != 4 || m2[2] != 4 || sd.size() != 2)
-    return ffi::Error::InvalidArgument("gates kernel: ops (G, 4), mats1 (N1, 2, 2), diags (ND, 2**L), "
-                                       "mats2 (N2, 4, 4), states (B, 2**L)");
+using S32s = ffi::Buffer<ffi::S32>;
+
+ffi::Error check(S32s ops, S32s perms, C64s mats1, C64s diags, C64s mats2, C64s states, int64_t measured) {
+  const auto od = ops.dimensions(), pd = perms.dimensions(), m1 = mats1.dimensions(), dd = diags.dimensions(),
+             m2 = mats2.dimensions(), sd = states.dimensions();
+  if (od.size() != 2 || od[1] != 4 || pd.size() != 2 || m1.size() != 3 || m1[1] != 2 || m1[2] != 2 ||
+      dd.size() != 2 || m2.size() != 3 || m2[1] != 4 || m2[2] != 4 || sd.size() != 2)
+    return ffi::Error::InvalidArgument("gates kernel: ops (G, 4), perms (NP, 2**L), mats1 (N1, 2, 2), "
+                                       "diags (ND, 2**L), mats2 (N2, 4, 4), states (B, 2**L)");
   int64_t L = 0;
   while ((int64_t{1} << L) < sd[1]) ++L;
-  if ((int64_t{1} << L) != sd[1] || L < 5 || L > 20 || dd[1] != sd[1] || measured < 0 || measured >= L)
-    return ffi::Error::InvalidArgument("gates kernel: states of 2**L amplitudes, 5 <= L <= 20, diagonals of "
-                                       "the same length, a measured qubit below L");
+  if ((int64_t{1} << L) != sd[1] || L < 5 || L > 20 || dd[1] != sd[1] || pd[1] != sd[1] || measured < 0 ||
+      measured >= L)
+    return ffi::Error::InvalidArgument("gates kernel: states of 2**L amplitudes, 5 <= L <= 20, diagonals and "
+                                       "permutations of the same length, a measured qubit below L");
+  const int32_t* g = perms.typed_data();
+  for (int64_t k = 0; k < pd[0] * pd[1]; ++k)
+    if (g[k] < 0 || g[k] >= sd[1]) return ffi::Error::InvalidArgument("gates kernel: a permutation's index is out "
+                                                                      "of range");
   const int32_t* o = ops.typed_data();
   for (int64_t g = 0; g < od[0]; ++g) {
     const int32_t kind = o[4 * g], index = o[4 * g + 1], q1 = o[4 * g + 2], q2 = o[4 * g + 3];
-    const int64_t count = kind == 0 ? m1[0] : kind == 1 ? dd[0] : m2[0];
-    if (kind < 0 || kind > 2 || index < 0 || index >= count || q1 < 0 || q1 >= L ||
+    const int64_t count = kind == 0 ? m1[0] : kind == 1 ? dd[0] : kind == 2 ? m2[0] : pd[0];
+    if (kind < 0 || kind > 3 || index < 0 || index >= count || q1 < 0 || q1 >= L ||
         (kind == 2 && (q2 < 0 || q2 >= L || q2 == q1)))
       return ffi::Error::InvalidArgument("gates kernel: an operation's kind, index or qubits are out of range");
   }
   return ffi::Error::Success();
 }
 
-Program program_of(ffi::Buffer<ffi::S32> ops, C64s mats1, C64s diags, C64s mats2, C64s states, int64_t measured) {
+Program program_of(S32s ops, S32s perms, C64s mats1, C64s diags, C64s mats2, C64s states, int64_t measured) {
   int64_t L = 0;
   while ((int64_t{1} << L) < states.dimensions()[1]) ++L;
-  return build(ops.typed_data(), ops.dimensions()[0], mats1.typed_data(), mats1.dimensions()[0],
+  return build(ops.typed_data(), ops.dimensions()[0], perms.typed_data(), perms.dimensions()[0],
+               mats1.typed_data(), mats1.dimensions()[0],
                diags.typed_data(), diags.dimensions()[0], mats2.typed_data(), mats2.dimensions()[0], L, measured);
 }
 
-ffi::Error Forward(ffi::Buffer<ffi::S32> ops, C64s mats1, C64s diags, C64s mats2, C64s states, float scale,
+ffi::Error Forward(S32s ops, S32s perms, C64s mats1, C64s diags, C64s mats2, C64s states, float scale,
                    int64_t measured, int64_t threads, ffi::ResultBuffer<ffi::F32> logits) {
-  if (auto e = check(ops, mats1, diags, mats2, states, measured); e.failure()) return e;
-  const Program p = program_of(ops, mats1, diags, mats2, states, measured);
+  if (auto e = check(ops, perms, mats1, diags, mats2, states, measured); e.failure()) return e;
+  const Program p = program_of(ops, perms, mats1, diags, mats2, states, measured);
   const int64_t batch = states.dimensions()[0], n = p.dim;
   const c64* x = states.typed_data();
   float* out = logits->typed_data();
@@ -239,11 +273,11 @@ ffi::Error Forward(ffi::Buffer<ffi::S32> ops, C64s mats1, C64s diags, C64s mats2
   return ffi::Error::Success();
 }
 
-ffi::Error Backward(ffi::Buffer<ffi::S32> ops, C64s mats1, C64s diags, C64s mats2, C64s states,
+ffi::Error Backward(S32s ops, S32s perms, C64s mats1, C64s diags, C64s mats2, C64s states,
                     ffi::Buffer<ffi::F32> cotangent, float scale, int64_t measured, int64_t threads,
                     ffi::ResultBuffer<ffi::C64> ct1, ffi::ResultBuffer<ffi::C64> ctd, ffi::ResultBuffer<ffi::C64> ct2) {
-  if (auto e = check(ops, mats1, diags, mats2, states, measured); e.failure()) return e;
-  const Program p = program_of(ops, mats1, diags, mats2, states, measured);
+  if (auto e = check(ops, perms, mats1, diags, mats2, states, measured); e.failure()) return e;
+  const Program p = program_of(ops, perms, mats1, diags, mats2, states, measured);
   const int64_t batch = states.dimensions()[0], n = p.dim;
   if (static_cast<int64_t>(cotangent.element_count()) != batch)
     return ffi::Error::InvalidArgument("gates kernel: the cotangent needs one entry per state");
@@ -279,6 +313,7 @@ ffi::Error Backward(ffi::Buffer<ffi::S32> ops, C64s mats1, C64s diags, C64s mats
 XLA_FFI_DEFINE_HANDLER_SYMBOL(QrobustGatesForward, Forward,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
                                   .Arg<C64s>()
                                   .Arg<C64s>()
                                   .Arg<C64s>()
@@ -290,6 +325,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(QrobustGatesForward, Forward,
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(QrobustGatesBackward, Backward,
                               ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
                                   .Arg<ffi::Buffer<ffi::S32>>()
                                   .Arg<C64s>()
                                   .Arg<C64s>()
