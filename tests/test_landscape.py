@@ -51,6 +51,7 @@ def test_exact_trace_matches_the_dense_hessian(x64, make):
     assert abs(got - exact) <= 1e-6 * abs(exact)
 
 
+@pytest.mark.slow  # 14 to 29 s on 2 AVX2 cores (2026-12-01): kept out of the default suite; CI runs it
 def test_hutchinson_error_bar_covers_the_exact_trace(x64):
     loss, params = _mlp_loss()
     exact, _ = full_hessian_trace_and_spectrum(loss, params)

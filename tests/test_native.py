@@ -98,7 +98,7 @@ def test_default_simulator_is_native_on_cpu(native_kernel):
     assert default_simulator(10, "complex64", "rxry_cnot", forward_mode=True) == "tc-fused"
 
 
-@pytest.mark.parametrize("ansatz", ["rxry_cnot", "hea"])
+@pytest.mark.parametrize("ansatz", ["rxry_cnot", pytest.param("hea", marks=pytest.mark.slow)])
 def test_native_gates_runs_the_built_in_ansatze_exactly(native_kernel, ansatz):
     """The registry's "native-gates" (the circuit recorded gate by gate, run by the C++ kernel) against numpy's
     dense statevector, and its gradient against TensorCircuit gate by gate."""
