@@ -238,7 +238,7 @@ def test_an_unlearning_run_with_another_chunk_plan_reads_no_stale_chunk(tmp_path
     assert any((out / "chunks" / "rejected").glob("teacher-*.csv"))
 
 
-@pytest.mark.slow  # three small sweeps in fresh processes (about 40 s on 2 cores); CI runs it
+@pytest.mark.slow  # five small sweeps in fresh processes (81 s on 2 cores, 2026-12-01); CI runs it
 def test_an_interrupted_run_says_so_in_one_line_and_resumes_to_an_undisturbed_runs_table(tmp_path):
     """Ctrl-C (SIGINT) or a scheduler's stop (SIGTERM) between two chunks: one line naming the signal, the
     exit status 128 + signal, no traceback and no result table; the same command then finishes the run, and
