@@ -113,8 +113,9 @@ def _study(sub, name: str, help: str, *, seeds: int) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory (resumed if it exists)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--simulator", choices=("auto",) + _SIMULATORS, default="auto",
-                   help="the QNN's simulator: auto is 'native' (the C++ kernel) on CPU where it builds, else "
-                        "'blocks'; config.json records the one that ran")
+                   help="the QNN's simulator: auto is the C++ kernel on CPU where it builds ('native' for the "
+                        "hea ansatz, 'native-gates' for rxry_cnot), else 'blocks' (hea) or 'tc-fused'; "
+                        "config.json records the one that ran")
     p.add_argument("--distributed", action="store_true",
                    help="one process per host: join the job (jax.distributed.initialize, settings from the "
                         "cluster's environment or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID) "
@@ -122,7 +123,8 @@ def _study(sub, name: str, help: str, *, seeds: int) -> argparse.ArgumentParser:
     return p
 
 
-_SIMULATORS = ("native", "native-gates", "blocks", "tc-fused", "tc-gates")  # qrobust.models.qnn.SIMULATORS (not imported: fast --help)
+# qrobust.models.qnn.SIMULATORS (not imported: fast --help)
+_SIMULATORS = ("native", "native-gates", "blocks", "tc-fused", "tc-gates")
 _GAUGES = ("fixed", "sign", "phase")  # qrobust.data.gauge.GAUGES (likewise)
 _GRIDS = ("paper", "wide")  # qrobust.data.phases.GRIDS (likewise)
 _ANSATZE = ("hea", "rxry_cnot", "hea_cz", "reupload")  # qrobust.models.ansatze.LIBRARY (likewise)

@@ -161,11 +161,11 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
 
 
 def _programs(model, hessian_model, training_part, dataset, held, config: LandscapeConfig, bar):
-    """A model's compiled pieces, built once for all its chunks: (chunk inputs, training, the Hutchinson and
-    Lanczos measurements, the exact trace, the number of parameters). ``model`` trains, ``hessian_model`` (the
-    same circuit on a simulator with forward mode) is measured. Replicas are measured one after another inside one program
-    (lax.map), Hessian-vector products a few at a time: a QNN's products keep every intermediate statevector
-    of the held-out samples alive."""
+    """A model's compiled pieces, built once for all its chunks: (chunk inputs, training, the Hutchinson and Lanczos
+    measurements, the exact trace, the number of parameters). ``model`` trains, ``hessian_model`` (the same
+    circuit on a simulator with forward mode) is measured. Replicas are measured one after another inside one
+    program (lax.map), Hessian-vector products a few at a time: a QNN's products keep every intermediate
+    statevector of the held-out samples alive."""
     xe = hessian_model.prepare(dataset.x_train[held])
     ye = jnp.asarray(dataset.y_train[held], jnp.float32)
 

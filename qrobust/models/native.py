@@ -369,12 +369,12 @@ def gate_logits(ops: np.ndarray, perms: np.ndarray, measured: int, readout_scale
     native kernel (``csrc/gates.cc``).
 
     ops: (G, 4) int32 rows (kind, index, q1, q2): kind 0 the 2x2 ``mats1[index]`` on qubit q1, 1 the diagonal
-    ``diags[index]`` (2**L phases), 2 the 4x4 ``mats2[index]`` on qubits (q1, q2) (row 2 * bit(q1) + bit(q2)),
-    3 the permutation ``perms[index]`` (the state after it is the state before at these indices; perms
-    (NP, 2**L) int32, at least one row); qubit 0 is the most significant. mats1 (N1, 2, 2), diags (ND, 2**L), mats2 (N2, 4, 4) and states (B, 2**L)
-    complex64 (each of the three at least one entry). logit = readout_scale * <Z_measured>. Differentiable
-    (reverse mode) in the three operation arrays, whose cotangents carry the gradient on to whatever made
-    them; not in the states. The thread count (``thread_count()``) is read here, once.
+    ``diags[index]`` (2**L phases), 2 the 4x4 ``mats2[index]`` on qubits (q1, q2) (row 2 * bit(q1) + bit(q2)), 3 the
+    permutation ``perms[index]`` (the state after it is the state before at these indices; perms (NP, 2**L) int32,
+    at least one row); qubit 0 is the most significant. mats1 (N1, 2, 2), diags (ND, 2**L), mats2 (N2, 4, 4) and
+    states (B, 2**L) complex64 (each of the three at least one entry). logit = readout_scale * <Z_measured>.
+    Differentiable (reverse mode) in the three operation arrays, whose cotangents carry the gradient on to whatever
+    made them; not in the states. The thread count (``thread_count()``) is read here, once.
     """
     _require()
     table = np.asarray(ops, np.int32).reshape(-1, 4)  # numpy: constants of every program that calls it
