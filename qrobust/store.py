@@ -5,8 +5,11 @@ Layout:
   chunks/NAME.csv   one finished chunk each, written atomically (rename);
                     chunks/NAME.seconds its wall time, chunks/NAME.npz its arrays
   results.csv       all chunks merged: one row per replica per epoch
+  .lock             held (``flock``) by the one process writing the directory
 A directory whose config.json holds other settings is refused; one with the
-same settings resumes, skipping the chunks already written.
+same settings resumes, skipping the chunks already written. A second process
+asked to write a directory another process is writing is refused at once, with
+the writer's pid, before it reads or writes anything there.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import platform
 import shutil
 import time
+import weakref
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -25,6 +29,11 @@ import numpy as np
 import pandas as pd
 
 from qrobust.errors import ConfigError, ResultsMismatchError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; a second writer is not detected there
+    fcntl = None
 
 log = logging.getLogger("qrobust")
 
@@ -107,6 +116,66 @@ def _same_values(a: pd.Series, b: pd.Series) -> np.ndarray:
     return a.astype(str).to_numpy() == b.astype(str).to_numpy()
 
 
+def _opening_leftover(path: Path) -> bool:
+    """Whether ``path`` is what opening a run directory leaves before config.json is in place (the lock, a
+    temporary config.json of a process killed while writing it): such a directory is a new one."""
+    return path.name == WriterLock.NAME or path.name.startswith(".config.json.tmp")
+
+
+class WriterLock:
+    """An exclusive advisory lock (``flock``) on ``DIR/.lock``, so one process at a time writes a run directory.
+
+    Taken when a study opens its directory and held while the ``RunDirectory`` (the study's run) lives; the
+    operating system drops it when the process ends, however it ends (SIGKILL included), so no stale lock
+    survives a crash. Re-entrant within a process. The lock file holds the writer's pid, for the message
+    that refuses a second writer. Where ``fcntl`` is missing (Windows) nothing is locked."""
+
+    NAME = ".lock"
+    _held: dict[str, list] = {}  # resolved directory -> [file descriptor, holders]
+
+    def __init__(self, key: str):
+        self.key = key
+
+    @classmethod
+    def take(cls, directory: Path) -> "WriterLock | None":
+        if fcntl is None:
+            return None
+        key = str(Path(directory).resolve())
+        if key in cls._held:
+            cls._held[key][1] += 1
+        else:
+            path = Path(key) / cls.NAME
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise ConfigError(f"cannot write the run directory {directory}: {exc.strerror or exc}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise ResultsMismatchError(
+                    f"{directory} is being written by another qrobust process (pid {holder}); wait for it to end "
+                    "(then rerun to resume) or use another --out directory") from None
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            cls._held[key] = [fd, 1]
+        lock = cls(key)
+        weakref.finalize(lock, cls._release, key)
+        return lock
+
+    @classmethod
+    def _release(cls, key: str) -> None:
+        entry = cls._held.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            del cls._held[key]
+            fcntl.flock(entry[0], fcntl.LOCK_UN)
+            os.close(entry[0])
+
+
 class RunDirectory:
     """A run directory tied to one configuration (see module docstring)."""
 
@@ -130,13 +199,17 @@ class RunDirectory:
             return None
         return settings if isinstance(settings, dict) else None
 
-    def check(self) -> None:
-        """Refuse a directory made by other settings (without writing anything)."""
+    def check_place(self) -> None:
+        """Refuse a place where no directory can be made or written."""
         if self.path.exists() and not self.path.is_dir():
             raise ResultsMismatchError(f"output path {self.path} exists and is not a directory")
         reason = unwritable(self.path)
         if reason is not None:
             raise ConfigError(f"cannot write the run directory {self.path}: {reason}")
+
+    def check(self) -> None:
+        """Refuse a directory made by other settings (without writing anything)."""
+        self.check_place()
         if self.config_path.exists():
             try:
                 old = json.loads(self.config_path.read_text())["settings"]
@@ -151,7 +224,7 @@ class RunDirectory:
                     f"{self.path} holds results of a different configuration; use another --out "
                     "directory or delete it. Differences: " + "; ".join(diffs[:8])
                 )
-        elif self.path.exists() and any(self.path.iterdir()):
+        elif self.path.exists() and any(not _opening_leftover(p) for p in self.path.iterdir()):
             raise ResultsMismatchError(f"{self.path} is not empty and holds no qrobust config.json")
 
     @property
@@ -162,21 +235,40 @@ class RunDirectory:
         return is_primary()
 
     def open(self) -> "RunDirectory":
-        """Create the directory and write config.json (kept if it already matches). In a multi-host job
-        every process checks the directory before any writes to it (so all see the same state and refuse
-        alike), then process 0 creates it while the others wait."""
+        """Take the directory for this process (``WriterLock``), then create it and write config.json (kept
+        if it already matches). In a multi-host job every process checks the directory before any writes to it
+        (so all see the same state and refuse alike), then process 0 creates it while the others wait; process
+        0 holds the lock for the job."""
         from qrobust.sharding import barrier
 
-        self.check()
+        created = False
+        if self.writer:
+            self.check_place()
+            try:
+                self.path.mkdir(parents=True)
+                created = True
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise ConfigError(f"cannot write the run directory {self.path}: {exc.strerror or exc}") from None
+            try:
+                self._lock = WriterLock.take(self.path)
+                self.check()
+            except BaseException:
+                if created:
+                    shutil.rmtree(self.path, ignore_errors=True)  # leave nothing behind
+                raise
+        else:
+            self.check()
         barrier(f"qrobust-checked-{self.path}")
         if self.writer:
-            created = not self.path.exists()
-            try:
-                (self.path / "chunks").mkdir(parents=True, exist_ok=True)
+            try:  # config.json first: a run killed before it is written leaves only what _opening_leftover names
+                self.path.mkdir(parents=True, exist_ok=True)
                 if not self.config_path.exists():
                     config = dict(settings=self.settings, versions=versions(), devices=devices(),
                                   created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
                     atomic_write_text(self.config_path, json.dumps(config, indent=2) + "\n")
+                (self.path / "chunks").mkdir(exist_ok=True)
             except OSError as exc:
                 if created and self.path.is_dir() and not self.config_path.exists():
                     shutil.rmtree(self.path, ignore_errors=True)  # leave nothing behind
