@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -123,8 +124,18 @@ def test_an_output_under_a_file_is_refused_with_a_message(tmp_path, capsys):
     assert "is not a directory" in err and "Traceback" not in err
 
 
-def test_a_cached_ground_state_file_others_can_write_is_not_trusted(tmp_path, monkeypatch):
-    """A planted (world-writable) ground-state file is recomputed, not read."""
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc and /sys")
+@pytest.mark.parametrize("place", ["/proc/qrobust-test/run", "/sys/qrobust-test"])
+def test_an_output_in_a_place_no_one_can_write_is_refused_with_a_message(tmp_path, capsys, place):
+    """/proc refuses new entries and /sys is read-only (in a container) or root's: even as root, mkdir fails."""
+    assert main(["sweep", *TINY, "--seeds", "1", "--out", place]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write the run directory {place}" in err and "Traceback" not in err and not Path(place).exists()
+
+
+@pytest.mark.parametrize("planted_by", ["anyone (world-writable)", "another user"])
+def test_a_cached_ground_state_file_others_could_have_planted_is_not_trusted(tmp_path, monkeypatch, planted_by):
+    """A planted ground-state file, world-writable or another user's, is recomputed, not read."""
     import os
 
     from qrobust.data import xxz
@@ -132,8 +143,13 @@ def test_a_cached_ground_state_file_others_can_write_is_not_trusted(tmp_path, mo
     monkeypatch.setenv("QROBUST_CACHE", str(tmp_path / "cache"))
     energies, states = xxz.ground_states(4, [0.5])
     (path,) = (tmp_path / "cache" / "phases" / "xxz").glob("*.npz")
-    np.savez(path, energies=energies + 1.0, states=states)  # another user's "states"
-    os.chmod(path, 0o666)
+    np.savez(path, energies=energies + 1.0, states=states)  # the planted "states"
+    if planted_by == "another user":
+        if os.getuid() != 0:
+            pytest.skip("giving a file to another user needs root")
+        os.chown(path, 65534, 65534)  # nobody
+    else:
+        os.chmod(path, 0o666)
     again, _ = xxz.ground_states(4, [0.5])
     np.testing.assert_allclose(again, energies)
     from qrobust.cache import untrusted
