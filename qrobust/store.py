@@ -2,8 +2,9 @@
 
 Layout:
   config.json       {"settings": ..., "versions": ..., "devices": ..., "created": ...}
-  chunks/NAME.csv   one finished chunk each, written atomically (rename);
-                    chunks/NAME.seconds its wall time, chunks/NAME.npz its arrays
+  chunks/NAME.csv   one finished chunk each, written atomically (rename), last;
+                    chunks/NAME.json what it holds (its name, rows and the digest of the
+                    settings that made it), NAME.seconds its wall time, NAME.npz its arrays
   results.csv       all chunks merged: one row per replica per epoch
   .lock             held (``flock``) by the one process writing the directory
 A directory whose config.json holds other settings is refused; one with the
@@ -14,6 +15,7 @@ the writer's pid, before it reads or writes anything there.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -29,6 +31,8 @@ import numpy as np
 import pandas as pd
 
 from qrobust.errors import ConfigError, ResultsMismatchError
+
+CHUNK_FORMAT = 2  # 2: every chunk has NAME.json naming the settings that made it (1: it has not)
 
 try:
     import fcntl
@@ -182,6 +186,8 @@ class RunDirectory:
     def __init__(self, path: str | Path, settings: dict):
         self.path = Path(path)
         self.settings = json.loads(json.dumps(settings))  # normalise tuples -> lists
+        self.digest = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:16]
+        self.chunk_format = CHUNK_FORMAT
 
     @property
     def config_path(self) -> Path:
@@ -266,7 +272,7 @@ class RunDirectory:
                 self.path.mkdir(parents=True, exist_ok=True)
                 if not self.config_path.exists():
                     config = dict(settings=self.settings, versions=versions(), devices=devices(),
-                                  created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                                  created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), chunk_format=CHUNK_FORMAT)
                     atomic_write_text(self.config_path, json.dumps(config, indent=2) + "\n")
                 (self.path / "chunks").mkdir(exist_ok=True)
             except OSError as exc:
@@ -274,6 +280,7 @@ class RunDirectory:
                     shutil.rmtree(self.path, ignore_errors=True)  # leave nothing behind
                 raise ConfigError(f"cannot write the run directory {self.path}: {exc.strerror or exc}") from None
         barrier(f"qrobust-open-{self.path}")
+        self.chunk_format = json.loads(self.config_path.read_text()).get("chunk_format", 1)
         return self
 
     @property
@@ -309,26 +316,54 @@ class RunDirectory:
                     arrays: dict | None = None) -> None:
         """Store a finished chunk: its table, its arrays (NAME.npz) and wall time (NAME.seconds).
 
-        The table is written last, so its presence means the chunk is complete.
+        The table is written last, so its presence means the chunk is complete; before it, NAME.json
+        records what the chunk holds (``check_chunk``).
         """
+        record = {"chunk": name, "rows": len(frame), "settings_digest": self.digest}
         if arrays:
             tmp = self.chunk_path(name).with_name(f".{name}.tmp{os.getpid()}.npz")
             np.savez(tmp, **arrays)
             os.replace(tmp, self.chunk_path(name).with_suffix(".npz"))
         if seconds is not None:
             atomic_write_text(self.chunk_path(name).with_suffix(".seconds"), f"{seconds:.3f}\n")
+        atomic_write_text(self.chunk_path(name).with_suffix(".json"), json.dumps(record) + "\n")
         atomic_write_text(self.chunk_path(name), frame.to_csv(index=False))
+
+    def _record_mismatch(self, name: str, frame: pd.DataFrame) -> str | None:
+        """Why chunk ``name``'s record (NAME.json) does not name this run's chunk ``name`` (None: it does)."""
+        path = self.chunk_path(name).with_suffix(".json")
+        try:
+            record = json.loads(path.read_text())
+        except FileNotFoundError:
+            return f"it has no {path.name} naming the settings that made it"
+        except (ValueError, UnicodeDecodeError, OSError) as exc:
+            return f"its {path.name} does not parse ({type(exc).__name__})"
+        if not isinstance(record, dict):
+            return f"its {path.name} is not a record"
+        if record.get("settings_digest") != self.digest:
+            return (f"it was made by other settings (digest {record.get('settings_digest')!r}, this run's "
+                    f"{self.digest!r})")
+        if record.get("chunk") != name or record.get("rows") != len(frame):
+            return f"its record names chunk {record.get('chunk')!r} of {record.get('rows')!r} rows"
+        return None
 
     def check_chunk(self, name: str, rows: pd.DataFrame) -> str | None:
         """Why the stored chunk ``name`` is not the chunk of replicas ``rows`` (None: it is). A chunk is
-        trusted only if its table parses, holds a whole number of rows per replica, and names exactly these
+        trusted only if its record (NAME.json) names this chunk, its rows and the digest of this run's
+        settings; its table parses, holds a whole number of rows per replica, and names exactly these
         replicas in this order in every column it shares with ``rows``; and its arrays (if any) load and
-        hold one entry per replica. So a chunk copied from another run, cut short, damaged, or planned with
-        other chunk sizes is never read as this one."""
+        hold one entry per replica. So a chunk copied from another run (even one whose grid is this run's,
+        made with other epochs or data), cut short, damaged, or planned with other chunk sizes is never
+        read as this one. A directory made before chunks had records (``chunk_format`` 1) is checked
+        without them."""
         try:
             frame = self.read_chunk(name)
         except (ValueError, UnicodeDecodeError, OSError) as exc:  # pandas' parser errors are ValueErrors
             return f"its table does not parse ({type(exc).__name__}: {str(exc).strip()[:120]})"
+        if self.chunk_format >= 2:
+            why = self._record_mismatch(name, frame)
+            if why is not None:
+                return why
         common = [c for c in rows.columns if c in frame.columns]
         if frame.empty or not common:
             return "its table holds no replicas" if frame.empty else "its table has none of the grid's columns"

@@ -59,6 +59,47 @@ def test_a_chunk_that_is_not_this_runs_is_set_aside_and_run_again(runs, tmp_path
     assert len(warned) == 1 and chunk.name in warned[0], warned
 
 
+def test_a_chunk_of_this_grid_made_with_other_settings_is_set_aside_by_its_record(runs, tmp_path, capsys):
+    """A chunk of a run with the same grid (seeds, alphas) but other epochs has a whole number of rows per
+    replica and names exactly the planned replicas: only its record (the digest of the settings that made
+    it) tells it apart. Copied with its record, or without one, it is set aside and run again."""
+    root, clean, _ = runs
+    longer = tmp_path / "longer"
+    assert main(["sweep", *TINY, "--seeds", "3", "--epochs", "3", "--out", str(longer)]) == 0
+    for how in ("with its record", "without a record"):
+        out = tmp_path / how.replace(" ", "-")
+        shutil.copytree(root / "clean", out)
+        chunk = sorted((out / "chunks").glob("*.csv"))[1]
+        shutil.copy(longer / "chunks" / chunk.name, chunk)
+        record = chunk.with_suffix(".json")
+        if how == "with its record":
+            shutil.copy(longer / "chunks" / record.name, record)
+        else:
+            record.unlink()
+        capsys.readouterr()
+        pd.testing.assert_frame_equal(_sweep(out), clean)
+        warned = [line for line in capsys.readouterr().err.splitlines() if "run again" in line]
+        assert len(warned) == 1 and chunk.name in warned[0], warned
+        assert ("made by other settings" if how == "with its record" else "has no") in warned[0], warned
+
+
+def test_a_directory_made_before_chunks_had_records_resumes_on_its_grid_check(runs, tmp_path):
+    """chunk_format 1 (no NAME.json): its chunks are still checked against the plan and used, not rerun."""
+    root, clean, other = runs
+    out = tmp_path / "old"
+    shutil.copytree(root / "clean", out)
+    config = json.loads((out / "config.json").read_text())
+    del config["chunk_format"]
+    (out / "config.json").write_text(json.dumps(config))
+    for record in (out / "chunks").glob("*.json"):
+        record.unlink()
+    chunks = sorted((out / "chunks").glob("*.csv"))
+    stamp = chunks[0].stat().st_mtime_ns
+    shutil.copy(other / "chunks" / chunks[1].name, chunks[1])  # still caught by its seeds
+    pd.testing.assert_frame_equal(_sweep(out), clean)
+    assert chunks[0].stat().st_mtime_ns == stamp and (out / "chunks" / "rejected" / chunks[1].name).exists()
+
+
 def test_a_chunk_of_another_chunk_plan_is_not_read_as_this_one(runs, tmp_path):
     """chunk_sizes.json deleted: the new plan (one chunk of 6) overlaps the stored chunks of 2; the stored
     chunk under the new plan's name holds 2 replicas, not 6, and is run again."""
