@@ -293,14 +293,30 @@ class RunDirectory:
             return {}
         try:
             return {k: int(v) for k, v in json.loads(self.chunk_sizes_path.read_text()).items()}
-        except (ValueError, AttributeError) as exc:
-            raise ResultsMismatchError(f"{self.chunk_sizes_path} is not a table of chunk sizes ({exc})") from exc
+        except (ValueError, AttributeError, TypeError, OSError) as exc:  # the chunks' records still hold the plan
+            log.warning("%s is not a table of chunk sizes (%s): it is rebuilt from the stored chunks' records",
+                        self.chunk_sizes_path, type(exc).__name__)
+            return {}
 
     def record_chunk_size(self, program: str, size: int) -> None:
         """Keep ``size`` for ``program``, so that a resumed run plans the same chunks on any machine."""
         if self.writer:
             sizes = dict(self.recorded_chunk_sizes(), **{program: int(size)})
             atomic_write_text(self.chunk_sizes_path, json.dumps(sizes, indent=2, sort_keys=True) + "\n")
+
+    def chunk_sizes_in_records(self) -> dict[str, int]:
+        """Replicas per chunk of each program, as the records of its stored chunks (of these settings) name
+        them: the chunk plan, should chunk_sizes.json lose it."""
+        sizes = {}
+        for path in sorted((self.path / "chunks").glob("*.json")):
+            try:
+                record = json.loads(path.read_text())
+                program, size = record["chunk"].rsplit("-", 1)[0], record["chunk_size"]
+            except (ValueError, KeyError, TypeError, AttributeError, OSError):
+                continue
+            if record.get("settings_digest") == self.digest and isinstance(size, int) and size > 0:
+                sizes.setdefault(program, size)
+        return sizes
 
     def has_chunks(self) -> bool:
         """Whether any chunk is stored (a run that was started)."""
@@ -313,13 +329,13 @@ class RunDirectory:
         return self.chunk_path(name).exists()
 
     def write_chunk(self, name: str, frame: pd.DataFrame, seconds: float | None = None,
-                    arrays: dict | None = None) -> None:
+                    arrays: dict | None = None, chunk_size: int | None = None) -> None:
         """Store a finished chunk: its table, its arrays (NAME.npz) and wall time (NAME.seconds).
 
         The table is written last, so its presence means the chunk is complete; before it, NAME.json
         records what the chunk holds (``check_chunk``).
         """
-        record = {"chunk": name, "rows": len(frame), "settings_digest": self.digest}
+        record = {"chunk": name, "rows": len(frame), "settings_digest": self.digest, "chunk_size": chunk_size}
         if arrays:
             tmp = self.chunk_path(name).with_name(f".{name}.tmp{os.getpid()}.npz")
             np.savez(tmp, **arrays)

@@ -100,18 +100,41 @@ def test_a_directory_made_before_chunks_had_records_resumes_on_its_grid_check(ru
     assert chunks[0].stat().st_mtime_ns == stamp and (out / "chunks" / "rejected" / chunks[1].name).exists()
 
 
-def test_a_chunk_of_another_chunk_plan_is_not_read_as_this_one(runs, tmp_path):
-    """chunk_sizes.json deleted: the new plan (one chunk of 6) overlaps the stored chunks of 2; the stored
-    chunk under the new plan's name holds 2 replicas, not 6, and is run again."""
+@pytest.mark.parametrize("lost", ["deleted", "damaged"])
+def test_a_lost_chunk_plan_is_recovered_from_the_chunks_records(runs, tmp_path, capsys, lost):
+    """chunk_sizes.json deleted or damaged, and the run resumed without --chunk-size: the plan is not
+    re-derived (from memory it would be one chunk of 6) but read from the stored chunks' records, so no
+    finished chunk is run again."""
     root, clean, _ = runs
     out = tmp_path / "run"
     shutil.copytree(root / "clean", out)
-    (out / "chunk_sizes.json").unlink(missing_ok=True)  # (asked sizes are not recorded: none here)
+    sizes = out / "chunk_sizes.json"
+    sizes.unlink(missing_ok=True)  # (asked sizes are not recorded there: none here)
+    if lost == "damaged":
+        sizes.write_text("{not json")
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "chunks").glob("*.csv")}
     args = [a for a in TINY]
     i = args.index("--chunk-size")
     del args[i:i + 2]
+    capsys.readouterr()
     assert main(["sweep", *args, "--seeds", "3", "--out", str(out)]) == 0
     pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), clean)
+    assert {p: p.stat().st_mtime_ns for p in (out / "chunks").glob("*.csv")} == stamps
+    assert "2 replicas per chunk, as its stored chunks record" in capsys.readouterr().err
+    assert json.loads(sizes.read_text()) == {"mlp": 2}
+
+
+def test_a_chunk_of_another_chunk_plan_is_not_read_as_this_one(runs, tmp_path):
+    """Asked for chunks of 4 where the stored ones hold 2: the stored chunk under a planned name holds 2
+    replicas, not 4, and is run again."""
+    root, clean, _ = runs
+    out = tmp_path / "run"
+    shutil.copytree(root / "clean", out)
+    args = [a for a in TINY]
+    args[args.index("--chunk-size") + 1] = "4"
+    assert main(["sweep", *args, "--seeds", "3", "--out", str(out)]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), clean)
+    assert (out / "chunks" / "rejected" / "mlp-0000.csv").exists()
 
 
 def test_a_matching_chunk_is_trusted_and_not_run_again(runs, tmp_path):
@@ -342,10 +365,11 @@ def test_analyze_names_a_table_it_cannot_use(runs, tmp_path, capsys, damage):
 
 
 @pytest.mark.slow  # 36 s; CI runs it
-def test_an_unlearning_run_with_another_chunk_plan_reads_no_stale_chunk(tmp_path, monkeypatch):
-    """The unlearning run of the issue: its chunk plan changed under it (stored in chunks of 2, then planned
-    from memory in one chunk). Before the check, teachers.csv got duplicated rows and final.csv broke;
-    now the stale chunks are set aside and the tables equal a clean run's."""
+def test_an_unlearning_run_that_lost_its_chunk_plan_reads_it_from_its_chunks(tmp_path, monkeypatch):
+    """The unlearning run of the issue: chunk_sizes.json lost (stored in chunks of 2; from memory the plan
+    would be one chunk). Before the check, teachers.csv got duplicated rows and final.csv broke; then the
+    stale chunks were set aside and run again; now the plan is read from the chunks' records, nothing is
+    run again, and the tables equal a clean run's."""
     args = ["unlearn", "--dataset", "xxz", "--qubits", "4", "--n-train", "6", "--model", "mlp", "--seeds", "3",
             "--method", "finetune", "--teacher-epochs", "2", "--epochs", "2", "--no-progress"]
     clean, out = tmp_path / "clean", tmp_path / "run"
@@ -354,14 +378,17 @@ def test_an_unlearning_run_with_another_chunk_plan_reads_no_stale_chunk(tmp_path
         m.setattr("qrobust.experiments.chunks.replicas_that_fit", lambda per_replica, *, cap: min(cap, 2))
         assert main(args + ["--out", str(out)]) == 0
     assert set(json.loads((out / "chunk_sizes.json").read_text()).values()) == {2}
-    (out / "chunk_sizes.json").unlink()  # lost: the new plan, from memory, is one chunk per program
+    (out / "chunk_sizes.json").unlink()  # lost: a new plan, from memory, would be one chunk per program
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "chunks").glob("*.csv")}
     assert main(args + ["--out", str(out)]) == 0
+    assert {p: p.stat().st_mtime_ns for p in (out / "chunks").glob("*.csv")} == stamps
+    assert set(json.loads((out / "chunk_sizes.json").read_text()).values()) == {2}
     for table in ("teachers.csv", "final.csv"):
         a, b = pd.read_csv(clean / table), pd.read_csv(out / table)
         assert len(b) == len(a) and not b.duplicated().any(), table
         pd.testing.assert_frame_equal(a.drop(columns=["seconds"], errors="ignore"),
                                       b.drop(columns=["seconds"], errors="ignore"), check_exact=False, atol=1e-6)
-    assert any((out / "chunks" / "rejected").glob("teacher-*.csv"))
+    assert not (out / "chunks" / "rejected").exists()
 
 
 @pytest.mark.slow  # seven small sweeps in fresh processes (81 s with five, on 2 cores); CI runs it

@@ -38,7 +38,8 @@ def fitted_chunk_size(program: str, *, footprint: Callable[[int], int], n_replic
     """Replicas per chunk of ``program`` (which has ``n_replicas`` rows in all).
 
     ``asked`` if given; else the size the run in ``store`` started with
-    (chunk_sizes.json; ``legacy`` for a directory with chunks written before
+    (chunk_sizes.json, or where that file lost it, the records of its stored
+    chunks; ``legacy`` for a directory with chunks written before
     sizes were recorded: a run records its sizes before its first chunk); else as
     many as fit in memory, at most ``cap``, and recorded. What fits is read from
     the program that will run: ``footprint(r)`` is the bytes of the program
@@ -57,6 +58,12 @@ def fitted_chunk_size(program: str, *, footprint: Callable[[int], int], n_replic
         if program in recorded:
             log.info("%s: %d replicas per chunk (recorded when the run started)", program, recorded[program])
             return recorded[program]
+        found = store.chunk_sizes_in_records().get(program) if store is not None else None
+        if found is not None:  # chunk_sizes.json lost or damaged: the plan is in the stored chunks' records
+            log.warning("%s: %d replicas per chunk, as its stored chunks record (not in %s)", program, found,
+                        store.chunk_sizes_path.name)
+            store.record_chunk_size(program, found)
+            return found
         if legacy is not None and store is not None and not recorded and store.has_chunks():
             size, why = legacy, "a run started before sizes were recorded"
         else:
@@ -86,6 +93,7 @@ class Chunk(NamedTuple):
     name: str      # file name in the store
     rows: pd.DataFrame  # the real replicas
     padded: pd.DataFrame  # rows padded to the program's chunk shape
+    size: int = 0  # the replicas per chunk its program was planned with (kept in the chunk's record)
 
 
 def plan_chunks(table: pd.DataFrame, program_column: str, chunk_size: Callable[[str, int], int],
@@ -118,7 +126,7 @@ def _plan(table: pd.DataFrame, program_column: str, chunk_size: Callable[[str, i
         for k, (lo, hi) in enumerate(bounds):
             part = rows.iloc[lo:hi].reset_index(drop=True)
             padded = part.iloc[np.arange(shape) % len(part)].reset_index(drop=True)
-            chunks.append(Chunk(program, f"{prefix}{program}-{k:04d}", part, padded))
+            chunks.append(Chunk(program, f"{prefix}{program}-{k:04d}", part, padded, size))
     return chunks
 
 
@@ -151,7 +159,8 @@ def run_chunks(chunks: list[Chunk], run: Callable, store: RunDirectory | None,
         frames[chunk.name], arrays[chunk.name] = out if isinstance(out, tuple) else (out, {})
         seconds[chunk.name] = time.perf_counter() - start
         if store is not None:
-            store.write_chunk(chunk.name, frames[chunk.name], seconds[chunk.name], arrays[chunk.name])
+            store.write_chunk(chunk.name, frames[chunk.name], seconds[chunk.name], arrays[chunk.name],
+                              chunk_size=chunk.size)
     sharding.barrier("qrobust-chunks-done")
     if store is not None:
         frames = {c.name: store.read_chunk(c.name) for c in chunks}
