@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -127,9 +128,12 @@ def _mark_critical(ax, rows) -> None:
 
 
 def _save(fig, path) -> Path:
+    """Write the figure atomically (a temporary file renamed into place): never a partial image."""
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=120)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    fig.savefig(tmp, dpi=120)
+    os.replace(tmp, path)
     return path
 
 

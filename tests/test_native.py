@@ -281,7 +281,9 @@ def test_a_library_that_does_not_load_is_a_clean_fallback(tmp_path, compiler):
     cache = tmp_path / "cache-with-damage"
     command, path, version = native._compiler()
     (cache / "native").mkdir(parents=True)
-    (cache / "native" / native._library_name(command, path, version)).write_bytes(b"not a shared library")
+    library = cache / "native" / native._library_name(command, path, version)
+    library.write_bytes(b"not a shared library")
+    native._digest_path(library).write_text(native._sha256(library))  # as built, yet it does not load
     program = ("from qrobust.models import native, qnn\n"
                "print(native.available(), qnn(10, 6).settings['simulator'])\n"
                "print(native.unavailable_reason())\n")
@@ -408,3 +410,24 @@ def test_a_cached_library_others_can_write_is_never_loaded(tmp_path, compiler):
     assert done.stdout.startswith("True native"), (done.stdout, done.stderr)
     assert "is not loaded" in done.stderr and "can be written by other users" in done.stderr
     assert planted.read_bytes() == b"not a shared library"
+
+
+@pytest.mark.slow  # builds the kernel in a fresh process
+def test_a_cached_library_whose_content_is_not_what_was_built_is_built_again(tmp_path, compiler):
+    """The library is loaded only when its content hash is the one recorded when it was built: changed
+    afterwards (or with no record), it is built again in the cache, with a warning saying why."""
+    cache = tmp_path / "cache"
+    command, path, version = native._compiler()
+    (cache / "native").mkdir(parents=True)
+    library = cache / "native" / native._library_name(command, path, version)
+    library.write_bytes(b"a library as built")
+    native._digest_path(library).write_text(native._sha256(library))
+    library.write_bytes(b"the library changed since")
+    program = ("from qrobust.models import native, qnn\n"
+               "print(native.available(), qnn(10, 6).settings['simulator'])\n")
+    env = dict(os.environ, QROBUST_CACHE=str(cache))
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("True native"), (done.stdout, done.stderr)
+    assert "its content is not what was built" in done.stderr
+    assert native._digest_path(library).read_text().strip() == native._sha256(library)  # rebuilt, recorded

@@ -176,9 +176,12 @@ def _build() -> Path:
     try:
         if cached.is_file():
             doubt = untrusted(cached)
-            if doubt is None:
+            if doubt is not None:
+                return _build_private(command, name, f"the cached library is not loaded: {doubt}")
+            damage = _content_mismatch(cached)
+            if damage is None:
                 return cached
-            return _build_private(command, name, f"the cached library is not loaded: {doubt}")
+            log.warning("the cached native library %s is not loaded (%s): building it again", cached, damage)
         cached.parent.mkdir(parents=True, exist_ok=True)
         doubt = untrusted(cached.parent)  # the native directory and the cache above it
         if doubt is not None:  # a library built there could be replaced by another user before it is loaded
@@ -188,10 +191,35 @@ def _build() -> Path:
         return _build_private(command, name, error)
     try:
         _compile(command, staging / name)
+        digest = _sha256(staging / name)
         os.replace(staging / name, cached)  # atomic: concurrent builders leave one whole library
+        (staging / "sha256").write_text(digest + "\n")
+        os.replace(staging / "sha256", _digest_path(cached))  # after the library: its digest vouches for it
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return cached
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _digest_path(library: Path) -> Path:
+    return library.with_name(library.name + ".sha256")
+
+
+def _content_mismatch(library: Path) -> str | None:
+    """Why the cached ``library`` is not the one built there (None: it is): its content hash, recorded when it
+    was built, is missing, not trusted, or not the library's."""
+    recorded = _digest_path(library)
+    if not recorded.is_file():
+        return f"no record of its content hash ({recorded.name})"
+    doubt = untrusted(recorded)
+    if doubt is not None:
+        return doubt
+    if recorded.read_text().strip() != _sha256(library):
+        return "its content is not what was built"
+    return None
 
 
 _registered: dict[str, ctypes.CDLL] = {}  # target -> its library, kept loaded: XLA holds pointers into it
