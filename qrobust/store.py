@@ -23,6 +23,7 @@ import platform
 import shutil
 import time
 import weakref
+import zipfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -395,7 +396,7 @@ class RunDirectory:
                         f"{expected[column].tolist()[i]!r}")
         try:
             arrays = self.read_arrays(name)
-        except (ValueError, OSError, EOFError) as exc:
+        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # cut short, damaged
             return f"its arrays do not load ({type(exc).__name__}: {str(exc).strip()[:120]})"
         short = {k: v.shape[:1] for k, v in arrays.items() if v.ndim == 0 or v.shape[0] != len(rows)}
         if short:

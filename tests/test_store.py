@@ -137,6 +137,31 @@ def test_a_chunk_of_another_chunk_plan_is_not_read_as_this_one(runs, tmp_path):
     assert (out / "chunks" / "rejected" / "mlp-0000.csv").exists()
 
 
+@pytest.mark.parametrize("damage", ["cut short", "random bytes", "empty", "one array short"])
+def test_a_chunk_whose_arrays_are_damaged_is_not_this_runs(tmp_path, damage):
+    """A chunk's arrays (NAME.npz: an unlearning study's parameters) that do not load whole, or hold the
+    wrong number of replicas, make the chunk one to run again: a reason, never an exception."""
+    from qrobust.store import RunDirectory
+
+    store = RunDirectory(tmp_path / "run", {"study": "test"}).open()
+    rows = pd.DataFrame({"seed": [0, 1], "alpha": [0.0, 0.3]})
+    params = np.arange(8, dtype=np.float32).reshape(2, 4)
+    store.write_chunk("p-0000", rows.assign(val_acc=[0.5, 0.6]), 1.0, {"params": params}, chunk_size=2)
+    assert store.check_chunk("p-0000", rows) is None
+    npz = store.chunk_path("p-0000").with_suffix(".npz")
+    data = npz.read_bytes()
+    if damage == "cut short":
+        npz.write_bytes(data[: len(data) // 2])
+    elif damage == "random bytes":
+        npz.write_bytes(np.random.default_rng(1).bytes(len(data)))
+    elif damage == "empty":
+        npz.write_bytes(b"")
+    else:
+        np.savez(npz, params=params[:1])
+    reason = store.check_chunk("p-0000", rows)
+    assert reason is not None and ("do not load" in reason or "one entry per replica" in reason), reason
+
+
 def test_a_matching_chunk_is_trusted_and_not_run_again(runs, tmp_path):
     root, clean, _ = runs
     out = tmp_path / "run"
