@@ -158,6 +158,9 @@ def read_mnist_file(path: str | Path):
             _read_idx(_find(path, "t10k-images-idx3-ubyte"), 0x803, 3),
             _read_idx(_find(path, "t10k-labels-idx1-ubyte"), 0x801, 1),
         )
+    elif not zipfile.is_zipfile(path):  # np.load would take it for a pickle and advise allow_pickle
+        raise DataError(f"cannot read {path} as MNIST: it is neither an .npz archive (Keras' mnist.npz) nor a "
+                        "directory of IDX files")
     else:
         try:
             with np.load(path, allow_pickle=False) as z:
