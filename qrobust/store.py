@@ -258,8 +258,8 @@ class RunDirectory:
                 pass
             except OSError as exc:
                 raise ConfigError(f"cannot write the run directory {self.path}: {exc.strerror or exc}") from None
+            self._lock = WriterLock.take(self.path)  # refused: the directory is the other writer's, left alone
             try:
-                self._lock = WriterLock.take(self.path)
                 self.check()
             except BaseException:
                 if created:
