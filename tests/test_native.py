@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -276,20 +277,31 @@ def test_a_cache_that_is_a_file_builds_privately(tmp_path, monkeypatch, caplog, 
     _assert_native_agrees_with_blocks()
 
 
-def test_a_library_that_does_not_load_is_a_clean_fallback(tmp_path, compiler):
-    """A damaged library in the cache, in a fresh process (this one's kernel stays registered)."""
-    cache = tmp_path / "cache-with-damage"
+def _cached_library(cache) -> Path:
+    """Where qrobust looks for its built kernel in the cache ``cache`` (its directory made)."""
     command, path, version = native._compiler()
     (cache / "native").mkdir(parents=True)
-    library = cache / "native" / native._library_name(command, path, version)
-    library.write_bytes(b"not a shared library")
-    native._digest_path(library).write_text(native._sha256(library))  # as built, yet it does not load
+    return cache / "native" / native._library_name(command, path, version)
+
+
+def _qnn_in_a_fresh_process(cache, program: str = "") -> subprocess.CompletedProcess:
+    """Build a QNN in a fresh process using the cache ``cache`` (this process's kernel stays registered);
+    its stdout starts with whether the kernel is available and the simulator the QNN got."""
     program = ("from qrobust.models import native, qnn\n"
-               "print(native.available(), qnn(10, 6).settings['simulator'])\n"
-               "print(native.unavailable_reason())\n")
+               "print(native.available(), qnn(10, 6).settings['simulator'])\n" + program)
     env = dict(os.environ, QROBUST_CACHE=str(cache))
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_a_library_that_does_not_load_is_a_clean_fallback(tmp_path, compiler):
+    """A damaged library in the cache, in a fresh process (this one's kernel stays registered)."""
+    cache = tmp_path / "cache-with-damage"
+    library = _cached_library(cache)
+    library.write_bytes(b"not a shared library")
+    native._digest_path(library).write_text(native._sha256(library))  # as built, yet it does not load
+    done = _qnn_in_a_fresh_process(cache, "print(native.unavailable_reason())\n")
     assert done.stdout.startswith("False blocks") and "does not load" in done.stdout
     assert "Traceback" not in done.stderr and done.stderr.count("native simulator is unavailable") == 1
 
@@ -397,16 +409,10 @@ def test_a_cached_library_others_can_write_is_never_loaded(tmp_path, compiler):
     constructor would run in this process (here it would not even load). It is left alone, and the kernel
     is built privately instead, with a warning naming why."""
     cache = tmp_path / "shared-cache"
-    command, path, version = native._compiler()
-    (cache / "native").mkdir(parents=True)
-    planted = cache / "native" / native._library_name(command, path, version)
+    planted = _cached_library(cache)
     planted.write_bytes(b"not a shared library")
     os.chmod(planted, 0o666)
-    program = ("from qrobust.models import native, qnn\n"
-               "print(native.available(), qnn(10, 6).settings['simulator'])\n")
-    env = dict(os.environ, QROBUST_CACHE=str(cache))
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr
+    done = _qnn_in_a_fresh_process(cache)
     assert done.stdout.startswith("True native"), (done.stdout, done.stderr)
     assert "is not loaded" in done.stderr and "can be written by other users" in done.stderr
     assert planted.read_bytes() == b"not a shared library"
@@ -417,17 +423,11 @@ def test_a_cached_library_whose_content_is_not_what_was_built_is_built_again(tmp
     """The library is loaded only when its content hash is the one recorded when it was built: changed
     afterwards (or with no record), it is built again in the cache, with a warning saying why."""
     cache = tmp_path / "cache"
-    command, path, version = native._compiler()
-    (cache / "native").mkdir(parents=True)
-    library = cache / "native" / native._library_name(command, path, version)
+    library = _cached_library(cache)
     library.write_bytes(b"a library as built")
     native._digest_path(library).write_text(native._sha256(library))
     library.write_bytes(b"the library changed since")
-    program = ("from qrobust.models import native, qnn\n"
-               "print(native.available(), qnn(10, 6).settings['simulator'])\n")
-    env = dict(os.environ, QROBUST_CACHE=str(cache))
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr
+    done = _qnn_in_a_fresh_process(cache)
     assert done.stdout.startswith("True native"), (done.stdout, done.stderr)
     assert "its content is not what was built" in done.stderr
     assert native._digest_path(library).read_text().strip() == native._sha256(library)  # rebuilt, recorded
