@@ -453,7 +453,7 @@ def _analyze(args) -> int:
 
     from qrobust import report
     from qrobust.analysis.critical import analyze_sweeps
-    from qrobust.store import unwritable
+    from qrobust.files import unwritable
 
     if args.bootstrap < 10:
         raise ConfigError(f"--bootstrap must be at least 10, got {args.bootstrap}")

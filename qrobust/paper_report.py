@@ -19,7 +19,7 @@ import pandas as pd
 from qrobust.analysis import claims
 from qrobust.errors import ConfigError
 from qrobust.experiments.reproduce import PARTS
-from qrobust.store import atomic_write_text
+from qrobust.files import atomic_write_text
 
 
 def _load(path: Path):

@@ -19,97 +19,28 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import shutil
 import time
-import weakref
 import zipfile
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from qrobust.errors import ConfigError, ResultsMismatchError
+from qrobust.files import WriterLock, atomic_write_text, opening_leftover, unwritable
+from qrobust.provenance import devices, versions
 
 CHUNK_FORMAT = 2  # 2: every chunk has NAME.json naming the settings that made it (1: it has not)
 
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; a second writer is not detected there
-    fcntl = None
-
 log = logging.getLogger("qrobust")
-
-PACKAGES = ("qrobust", "jax", "jaxlib", "optax", "flax", "tensorcircuit-ng", "numpy", "scipy", "chex", "pandas",
-            "scikit-learn", "mlxtend", "matplotlib", "cotengra", "psutil")
-
-
-def _git_commit() -> str | None:
-    """qrobust's own commit (``+dirty`` with uncommitted changes to tracked files), only where qrobust runs
-    from its own repository: an installed copy inside some other git repository (a user's project, a
-    site-packages under version control) records None, not that repository's commit."""
-    import subprocess
-
-    package = Path(__file__).resolve().parent
-    try:
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=package, capture_output=True, text=True,
-                             timeout=5)
-        if top.returncode != 0:
-            return None
-        root = Path(top.stdout.strip())
-        project = root / "pyproject.toml"
-        if package.parent != root or not project.is_file() or 'name = "qrobust"' not in project.read_text():
-            return None
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def versions() -> dict:
-    """Installed versions of Python and of the packages results depend on (None where absent), and
-    qrobust's own git commit where it runs from its repository."""
-    out = {"python": platform.python_version(), "qrobust_commit": _git_commit()}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def devices() -> list[str]:
-    import jax
-
-    return [f"{d.platform}:{d.device_kind}" for d in jax.devices()]
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
 
 def _diff(a, b, prefix=""):
     if isinstance(a, dict) and isinstance(b, dict):
         keys = sorted(set(a) | set(b))
         return [d for k in keys for d in _diff(a.get(k), b.get(k), f"{prefix}{k}.")]
     return [] if a == b else [f"{prefix[:-1]}: {a!r} here, {b!r} asked for"]
-
-
-def unwritable(path: Path) -> str | None:
-    """Why a directory cannot be made at ``path`` (None: it may be): the nearest existing place on the way
-    is a file, or cannot be written."""
-    above = next(p for p in (path, *Path(path).absolute().parents) if p.exists())
-    if not above.is_dir():
-        return f"{above} is not a directory"
-    if not os.access(above, os.W_OK):
-        return f"{above} cannot be written"
-    return None
 
 
 def _same_values(a: pd.Series, b: pd.Series) -> np.ndarray:
@@ -119,66 +50,6 @@ def _same_values(a: pd.Series, b: pd.Series) -> np.ndarray:
     if x.notna().sum() == a.notna().sum() and y.notna().sum() == b.notna().sum():
         return np.isclose(x.to_numpy(float), y.to_numpy(float), rtol=1e-9, atol=0.0, equal_nan=True)
     return a.astype(str).to_numpy() == b.astype(str).to_numpy()
-
-
-def _opening_leftover(path: Path) -> bool:
-    """Whether ``path`` is what opening a run directory leaves before config.json is in place (the lock, a
-    temporary config.json of a process killed while writing it): such a directory is a new one."""
-    return path.name == WriterLock.NAME or path.name.startswith(".config.json.tmp")
-
-
-class WriterLock:
-    """An exclusive advisory lock (``flock``) on ``DIR/.lock``, so one process at a time writes a run directory.
-
-    Taken when a study opens its directory and held while the ``RunDirectory`` (the study's run) lives; the
-    operating system drops it when the process ends, however it ends (SIGKILL included), so no stale lock
-    survives a crash. Re-entrant within a process. The lock file holds the writer's pid, for the message
-    that refuses a second writer. Where ``fcntl`` is missing (Windows) nothing is locked."""
-
-    NAME = ".lock"
-    _held: dict[str, list] = {}  # resolved directory -> [file descriptor, holders]
-
-    def __init__(self, key: str):
-        self.key = key
-
-    @classmethod
-    def take(cls, directory: Path) -> "WriterLock | None":
-        if fcntl is None:
-            return None
-        key = str(Path(directory).resolve())
-        if key in cls._held:
-            cls._held[key][1] += 1
-        else:
-            path = Path(key) / cls.NAME
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as exc:
-                raise ConfigError(f"cannot write the run directory {directory}: {exc.strerror or exc}") from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
-                os.close(fd)
-                raise ResultsMismatchError(
-                    f"{directory} is being written by another qrobust process (pid {holder}); wait for it to end "
-                    "(then rerun to resume) or use another --out directory") from None
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-            cls._held[key] = [fd, 1]
-        lock = cls(key)
-        weakref.finalize(lock, cls._release, key)
-        return lock
-
-    @classmethod
-    def _release(cls, key: str) -> None:
-        entry = cls._held.get(key)
-        if entry is None:
-            return
-        entry[1] -= 1
-        if entry[1] == 0:
-            del cls._held[key]
-            fcntl.flock(entry[0], fcntl.LOCK_UN)
-            os.close(entry[0])
 
 
 class RunDirectory:
@@ -231,7 +102,7 @@ class RunDirectory:
                     f"{self.path} holds results of a different configuration; use another --out "
                     "directory or delete it. Differences: " + "; ".join(diffs[:8])
                 )
-        elif self.path.exists() and any(not _opening_leftover(p) for p in self.path.iterdir()):
+        elif self.path.exists() and any(not opening_leftover(p) for p in self.path.iterdir()):
             raise ResultsMismatchError(f"{self.path} is not empty and holds no qrobust config.json")
 
     @property
@@ -269,7 +140,7 @@ class RunDirectory:
             self.check()
         barrier(f"qrobust-checked-{self.path}")
         if self.writer:
-            try:  # config.json first: a run killed before it is written leaves only what _opening_leftover names
+            try:  # config.json first: a run killed before it is written leaves only what opening_leftover names
                 self.path.mkdir(parents=True, exist_ok=True)
                 if not self.config_path.exists():
                     config = dict(settings=self.settings, versions=versions(), devices=devices(),

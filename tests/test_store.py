@@ -304,6 +304,7 @@ def test_a_run_killed_between_any_two_writes_resumes_to_the_undisturbed_tables(r
     import os
     import types
 
+    import qrobust.files
     import qrobust.store
 
     root, clean, _ = runs
@@ -317,7 +318,8 @@ def test_a_run_killed_between_any_two_writes_resumes_to_the_undisturbed_tables(r
             raise _Killed(dst)
         return real(src, dst)
 
-    monkeypatch.setattr(qrobust.store, "os", types.SimpleNamespace(**{**vars(os), "replace": replace}))
+    for module in (qrobust.store, qrobust.files):  # the chunks' arrays, and every other file
+        monkeypatch.setattr(module, "os", types.SimpleNamespace(**{**vars(os), "replace": replace}))
     _sweep(tmp_path / "counted")
     n = writes["n"]  # config.json, each chunk's time and table, results.csv, summary.csv
     assert n >= 9, n
@@ -346,7 +348,7 @@ def test_a_second_writer_is_refused_at_once_and_the_first_ones_run_is_untouched(
     for name in ("results.csv", "summary.csv"):
         (out / name).unlink()
     sorted((out / "chunks").glob("*.csv"))[1].unlink()  # the first writer has not finished
-    holder = subprocess.Popen([sys.executable, "-c", "import sys; from qrobust.store import WriterLock; "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from qrobust.files import WriterLock; "
                                "lock = WriterLock.take(sys.argv[1]); print('held', flush=True); sys.stdin.read()",
                                str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

@@ -164,7 +164,7 @@ def run_reproduce(out: str | Path, *, profile: str = "full", parts=None, progres
     """Run (or resume) the reproduction into ``out``; returns its record (also ``out/reproduce.json``): the
     profile, and per part its wall seconds in this call and whether it finished. Every part's config is
     validated before the first one runs. ``on_part(part, seconds)`` is called after each part."""
-    from qrobust.store import atomic_write_text, unwritable
+    from qrobust.files import atomic_write_text, unwritable
 
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}: choose {', '.join(PROFILES)}")
