@@ -296,6 +296,7 @@ class _Killed(BaseException):
     """The process dies here (as under SIGKILL: no handler runs, nothing more is written)."""
 
 
+@pytest.mark.slow  # 25 tiny sweeps in-process (32 s on 2 busy cores); CI runs it
 def test_a_run_killed_between_any_two_writes_resumes_to_the_undisturbed_tables(runs, tmp_path, monkeypatch):
     """Every file of a run directory is written as a temporary file renamed into place. The run is killed at
     each rename in turn, before it (the temporary file is left behind, the file is not there), so every pair
