@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -15,14 +15,21 @@ from qrobust.models.base import Model
 _FULL = jax.lax.Precision.HIGHEST  # full float32 products on a GPU too (its default there is TensorFloat-32)
 
 
-class _MLP(nn.Module):
-    hidden: Sequence[int]
+@functools.cache
+def _module_class():
+    """The Flax module, defined on first use: a study without an MLP does not import Flax (0.2 s)."""
+    import flax.linen as nn
 
-    @nn.compact
-    def __call__(self, x):
-        for width in self.hidden:
-            x = nn.relu(nn.Dense(width, precision=_FULL)(x))
-        return nn.Dense(1, precision=_FULL)(x)[..., 0]
+    class _MLP(nn.Module):
+        hidden: Sequence[int]
+
+        @nn.compact
+        def __call__(self, x):
+            for width in self.hidden:
+                x = nn.relu(nn.Dense(width, precision=_FULL)(x))
+            return nn.Dense(1, precision=_FULL)(x)[..., 0]
+
+    return _MLP
 
 
 def mlp(input_dim: int, hidden: Sequence[int] = (64, 16), *, complex_input: bool = False) -> Model:
@@ -40,7 +47,7 @@ def mlp(input_dim: int, hidden: Sequence[int] = (64, 16), *, complex_input: bool
     if not hidden or any(h < 1 for h in hidden):
         raise ConfigError(f"hidden sizes must be positive integers, got {hidden}")
     features = 2 * input_dim if complex_input else input_dim
-    module = _MLP(hidden)
+    module = _module_class()(hidden)
 
     def init(key):
         return module.init(key, jnp.zeros((features,), jnp.float32))
