@@ -92,7 +92,7 @@ def _states(rng, n, b):
 
 
 @pytest.mark.parametrize("simulator", ANY_DTYPE)
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])  # the second seed: CI
 def test_random_user_circuits_match_numpy_outputs_and_gradients(x64, simulator, seed):
     rng = np.random.default_rng(seed)
     n = 4

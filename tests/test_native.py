@@ -321,6 +321,7 @@ def test_thread_count_follows_the_affinity_mask(monkeypatch):
     assert native.thread_count() == 3
 
 
+@pytest.mark.slow  # 13 s; kept out of the default suite's 10 minutes, CI runs it
 def test_threads_give_the_same_logits_and_gradients(monkeypatch, native_kernel):
     """160 states of 10 qubits: enough amplitudes (2**17) for two threads."""
     rng = np.random.default_rng(11)

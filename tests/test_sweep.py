@@ -102,7 +102,7 @@ def _tiny(dataset="xxz", **overrides):
     ({"--dataset": "mnist", "--qubits": None, "--mnist-path": "/nonexistent/mnist.npz"}, "does not exist"),
     ({"--dtype": "complex32"}, "argument --dtype: invalid choice: 'complex32'"),
     ({"--epochs": "0"}, "epochs must be a positive integer"),
-    ({"--n-train": "2", "--alphas": "1.0"}, None),
+    ({"--n-train": "2", "--alphas": "1.0", "--model": "mlp"}, None),
 ])
 def test_bad_input_is_named_before_any_work(tmp_path, capsys, overrides, message):
     out = tmp_path / "bad"
