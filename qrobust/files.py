@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import weakref
 from pathlib import Path
+from typing import Callable
 
 from qrobust.errors import ConfigError, ResultsMismatchError
 
@@ -15,11 +16,18 @@ except ImportError:  # Windows: no advisory locks; a second writer is not detect
     fcntl = None
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place: never a partial file."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)`` into a temporary file beside ``path`` (same suffix, so writers that read it keep the
+    format), then rename it into place: never a partial file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    write(tmp)
     os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` atomically (``atomic_write``)."""
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def unwritable(path: Path) -> str | None:
@@ -36,7 +44,7 @@ def unwritable(path: Path) -> str | None:
 def opening_leftover(path: Path) -> bool:
     """Whether ``path`` is what opening a run directory leaves before config.json is in place (the lock, a
     temporary config.json of a process killed while writing it): such a directory is a new one."""
-    return path.name == WriterLock.NAME or path.name.startswith(".config.json.tmp")
+    return path.name == WriterLock.NAME or path.name.startswith(".config.tmp")
 
 
 class WriterLock:

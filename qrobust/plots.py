@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from qrobust.analysis.summary import final_summary
+from qrobust.files import atomic_write
 
 
 def _subplots(*args, **kwargs):
@@ -131,9 +131,7 @@ def _save(fig, path) -> Path:
     """Write the figure atomically (a temporary file renamed into place): never a partial image."""
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=120)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120))
     return path
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from qrobust.errors import ConfigError, ResultsMismatchError
-from qrobust.files import WriterLock, atomic_write_text, opening_leftover, unwritable
+from qrobust.files import WriterLock, atomic_write, atomic_write_text, opening_leftover, unwritable
 from qrobust.provenance import devices, versions
 
 CHUNK_FORMAT = 2  # 2: every chunk has NAME.json naming the settings that made it (1: it has not)
@@ -209,9 +209,7 @@ class RunDirectory:
         """
         record = {"chunk": name, "rows": len(frame), "settings_digest": self.digest, "chunk_size": chunk_size}
         if arrays:
-            tmp = self.chunk_path(name).with_name(f".{name}.tmp{os.getpid()}.npz")
-            np.savez(tmp, **arrays)
-            os.replace(tmp, self.chunk_path(name).with_suffix(".npz"))
+            atomic_write(self.chunk_path(name).with_suffix(".npz"), lambda tmp: np.savez(tmp, **arrays))
         if seconds is not None:
             atomic_write_text(self.chunk_path(name).with_suffix(".seconds"), f"{seconds:.3f}\n")
         atomic_write_text(self.chunk_path(name).with_suffix(".json"), json.dumps(record) + "\n")

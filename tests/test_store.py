@@ -310,11 +310,12 @@ def test_a_run_killed_between_any_two_writes_resumes_to_the_undisturbed_tables(r
 
     root, clean, _ = runs
     summary = pd.read_csv(root / "clean" / "summary.csv")
-    writes = {"n": 0, "kill_at": None}
+    writes = {"n": 0, "kill_at": None, "order": []}
     real = os.replace
 
     def replace(src, dst):
         writes["n"] += 1
+        writes["order"].append(Path(dst).name)
         if writes["n"] == writes["kill_at"]:
             raise _Killed(dst)
         return real(src, dst)
@@ -322,15 +323,16 @@ def test_a_run_killed_between_any_two_writes_resumes_to_the_undisturbed_tables(r
     for module in (qrobust.store, qrobust.files):  # the chunks' arrays, and every other file
         monkeypatch.setattr(module, "os", types.SimpleNamespace(**{**vars(os), "replace": replace}))
     _sweep(tmp_path / "counted")
-    n = writes["n"]  # config.json, each chunk's time and table, results.csv, summary.csv
+    n = writes["n"]  # config.json, each chunk's record, time and table, results.csv, summary.csv, the figure
     assert n >= 9, n
+    summary_write = writes["order"].index("summary.csv") + 1
     for k in range(1, n + 1):
         out = tmp_path / f"killed-at-write-{k}"
         writes.update(n=0, kill_at=k)
         with pytest.raises(_Killed):
             _sweep(out)
         writes.update(kill_at=None)
-        assert not (out / "summary.csv").exists()
+        assert (out / "summary.csv").exists() == (k > summary_write)  # only the figure comes after it
         pd.testing.assert_frame_equal(_sweep(out), clean, obj=f"results after a kill at write {k}")
         pd.testing.assert_frame_equal(pd.read_csv(out / "summary.csv"), summary)
         assert not (out / "chunks" / "rejected").exists()  # a kill leaves no damaged chunk to set aside
