@@ -10,7 +10,9 @@ Every measure is built on Hessian-vector products (forward-over-reverse,
 - ``lanczos_eigenvalues``: the largest eigenvalues from ``n_iter`` Lanczos steps
   with full reorthogonalisation (Ritz values of the tridiagonal matrix).
 
-``loss`` is a function of the parameter pytree alone (data closed over).
+``loss`` is a function of the parameter pytree alone (data closed over). Each
+measure runs as one compiled program (``jax.jit`` of its whole body; inside a
+caller's ``jit`` it is simply inlined), not op by op.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ def _flat_hvp(loss: Callable, params):
 
 def hessian_trace(loss: Callable, params, *, batch: int = 64) -> jax.Array:
     """Exact trace of the Hessian of ``loss`` at ``params`` from P Hessian-vector products."""
+    return jax.jit(lambda p: _hessian_trace(loss, p, batch))(params)
+
+
+def _hessian_trace(loss: Callable, params, batch: int) -> jax.Array:
     flat, hvp = _flat_hvp(loss, params)
     n = flat.shape[0]
     eye_rows = jnp.arange(n)
@@ -50,6 +56,10 @@ def hessian_trace(loss: Callable, params, *, batch: int = 64) -> jax.Array:
 def hutchinson_trace(loss: Callable, params, *, key: jax.Array, n_samples: int = 100,
                      batch: int = 32) -> tuple[jax.Array, jax.Array]:
     """(estimate, standard error) of the Hessian trace from ``n_samples`` Rademacher probes."""
+    return jax.jit(lambda p, k: _hutchinson_trace(loss, p, k, n_samples, batch))(params, key)
+
+
+def _hutchinson_trace(loss: Callable, params, key: jax.Array, n_samples: int, batch: int):
     flat, hvp = _flat_hvp(loss, params)
     probes = jax.random.rademacher(key, (n_samples, flat.shape[0]), dtype=flat.dtype)
     values = jax.lax.map(lambda v: jnp.dot(v, hvp(v), precision=_FULL), probes, batch_size=min(batch, n_samples))
@@ -63,6 +73,10 @@ def lanczos_eigenvalues(loss: Callable, params, *, key: jax.Array, k: int = 5, n
     iteration restarts from a random vector orthogonal to the basis with a zero
     off-diagonal, so the tridiagonal matrix stays a compression of H.
     """
+    return jax.jit(lambda p, key: _lanczos(loss, p, key, k, n_iter))(params, key)
+
+
+def _lanczos(loss: Callable, params, key: jax.Array, k: int, n_iter: int) -> jax.Array:
     flat, hvp = _flat_hvp(loss, params)
     n = flat.shape[0]
     m = min(n_iter, n)
@@ -99,5 +113,5 @@ def lanczos_eigenvalues(loss: Callable, params, *, key: jax.Array, k: int = 5, n
 def full_hessian_trace_and_spectrum(loss: Callable, params) -> tuple[float, np.ndarray]:
     """Reference for small models: trace and eigenvalues (descending) of the dense Hessian."""
     flat, unravel = ravel_pytree(params)
-    h = np.asarray(jax.hessian(lambda f: loss(unravel(f)))(flat))
+    h = np.asarray(jax.jit(jax.hessian(lambda f: loss(unravel(f))))(flat))
     return float(np.trace(h)), np.sort(np.linalg.eigvalsh((h + h.T) / 2))[::-1]
