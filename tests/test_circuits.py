@@ -83,6 +83,11 @@ def np_logit(prog, n, params, state, scale=5.0, measured=None):
     return scale * np.real(psi.conj() @ on(n, {m: Z}) @ psi)
 
 
+def logits(model):
+    """The model's logits over a batch, compiled as one program (as the engine runs it), not op by op."""
+    return jax.jit(jax.vmap(model.apply, in_axes=(None, 0)))
+
+
 def _states(rng, n, b):
     v = rng.normal(size=(b, 2**n)) + 1j * rng.normal(size=(b, 2**n))
     return v / np.linalg.norm(v, axis=1, keepdims=True)
@@ -102,11 +107,11 @@ def test_random_user_circuits_match_numpy_outputs_and_gradients(x64, simulator, 
     params = jnp.asarray(rng.normal(size=n_params))
     states = _states(rng, n, 3)
     xs = model.prepare(states)
-    got = jax.vmap(model.apply, in_axes=(None, 0))(params, xs)
+    got = logits(model)(params, xs)
     want = [np_logit(prog, n, np.asarray(params), s) for s in states]
     np.testing.assert_allclose(got, want, atol=1e-10)
     # gradient of one logit against central differences of the numpy simulator
-    grad = jax.grad(model.apply)(params, xs[0])
+    grad = jax.jit(jax.grad(model.apply))(params, xs[0])
     eps = 1e-6
     for k in range(0, n_params, 3):
         e = np.zeros(n_params)
@@ -125,8 +130,8 @@ def test_the_librarys_hea_is_the_built_in_qnn(x64, simulator):
     key = jax.random.PRNGKey(3)
     p = jax.random.normal(key, (d, n, 4), jnp.float64)
     xs = built_in.prepare(_states(np.random.default_rng(2), n, 4))
-    a = jax.vmap(ours.apply, in_axes=(None, 0))(p.reshape(-1), xs)
-    b = jax.vmap(built_in.apply, in_axes=(None, 0))(p, xs)
+    a = jax.vmap(ours.apply, in_axes=(None, 0))(p.reshape(-1), xs)  # op by op: TensorCircuit's contraction
+    b = jax.vmap(built_in.apply, in_axes=(None, 0))(p, xs)  # compiles slower than it runs eagerly here
     np.testing.assert_allclose(a, b, atol=1e-10)
     ga = jax.grad(lambda q: ours.apply(q, xs[0]))(p.reshape(-1))
     gb = jax.grad(lambda q: built_in.apply(q, xs[0]))(p)
@@ -142,12 +147,12 @@ def test_library_ansatzes_match_tensorcircuit_and_numpy(x64, name):
     ref = library_qnn(name, n, d, dtype="complex128", simulator="tc-circuit")
     params = jnp.asarray(rng.normal(size=LIBRARY[name].n_params(n, d)))
     xs = fast.prepare(_states(rng, n, 3))
-    np.testing.assert_allclose(jax.vmap(fast.apply, in_axes=(None, 0))(params, xs),
-                               jax.vmap(ref.apply, in_axes=(None, 0))(params, xs), atol=1e-10)
+    np.testing.assert_allclose(logits(fast)(params, xs),
+                               logits(ref)(params, xs), atol=1e-10)
     if name == "rxry_cnot":  # the built-in variant
         built_in = qnn(n, d, ansatz="rxry_cnot", dtype="complex128", simulator="tc-fused")
-        np.testing.assert_allclose(jax.vmap(fast.apply, in_axes=(None, 0))(params, xs),
-                                   jax.vmap(built_in.apply, in_axes=(None, 0))(params.reshape(d, n, 2), xs),
+        np.testing.assert_allclose(logits(fast)(params, xs),
+                                   logits(built_in)(params.reshape(d, n, 2), xs),
                                    atol=1e-10)
     else:  # by hand in numpy
         p = np.asarray(params).reshape(d, n, 2)
@@ -203,7 +208,7 @@ def test_complex64_circuits_agree_to_float32_rounding():
     model = circuit_qnn(as_tc(prog), 5, n_params)
     params = jnp.asarray(rng.normal(size=n_params), jnp.float32)
     states = _states(rng, 5, 2)
-    got = jax.vmap(model.apply, in_axes=(None, 0))(params, model.prepare(states))
+    got = logits(model)(params, model.prepare(states))
     want = [np_logit(prog, 5, np.asarray(params, float), s) for s in states]
     np.testing.assert_allclose(got, want, atol=1e-5)
 
@@ -260,10 +265,10 @@ def test_the_whole_batch_path_equals_one_example_at_a_time(x64):
     assert model.apply_batch is not None
     params = jnp.asarray(rng.normal(size=n_params))
     xs = model.prepare(_states(rng, 5, 6))
-    np.testing.assert_allclose(batch_logits(model)(params, xs), jax.vmap(model.apply, in_axes=(None, 0))(params, xs),
+    np.testing.assert_allclose(batch_logits(model)(params, xs), logits(model)(params, xs),
                                atol=1e-12)
     g1 = jax.grad(lambda p: batch_logits(model)(p, xs).sum())(params)
-    g2 = jax.grad(lambda p: jax.vmap(model.apply, in_axes=(None, 0))(p, xs).sum())(params)
+    g2 = jax.grad(lambda p: logits(model)(p, xs).sum())(params)
     np.testing.assert_allclose(g1, g2, atol=1e-10)
 
 
@@ -275,7 +280,7 @@ def test_angle_encoding_batch_path_equals_the_recorded_ry_gates(x64):
     assert model.apply_batch is not None
     params = jnp.asarray(rng.normal(size=16))
     xs = model.prepare(rng.uniform(0, np.pi, size=(5, 3)))
-    np.testing.assert_allclose(batch_logits(model)(params, xs), jax.vmap(model.apply, in_axes=(None, 0))(params, xs),
+    np.testing.assert_allclose(batch_logits(model)(params, xs), logits(model)(params, xs),
                                atol=1e-12)
 
 
@@ -326,10 +331,10 @@ def test_native_gates_match_numpy_and_the_xla_gradient(native_kernel, seed):
     xs = model.prepare(states)
     want = [np_logit(prog, n, np.asarray(params, float), s, measured=measured) for s in states]
     np.testing.assert_allclose(batch_logits(model)(params, xs), want, atol=1e-5)
-    np.testing.assert_allclose(jax.vmap(model.apply, in_axes=(None, 0))(params, xs), want, atol=1e-5)
+    np.testing.assert_allclose(logits(model)(params, xs), want, atol=1e-5)
     w = jnp.asarray(rng.normal(size=7), jnp.float32)
-    got = jax.grad(lambda p: batch_logits(model)(p, xs) @ w)(params)
-    ref = jax.grad(lambda p: batch_logits(xla)(p, xs) @ w)(params)
+    got = jax.jit(jax.grad(lambda p: batch_logits(model)(p, xs) @ w))(params)
+    ref = jax.jit(jax.grad(lambda p: batch_logits(xla)(p, xs) @ w))(params)
     assert float(jnp.abs(ref).max()) > 0.1
     np.testing.assert_allclose(got, ref, atol=2e-5 * float(jnp.abs(ref).max()))
 
@@ -387,8 +392,8 @@ def test_the_default_simulator_says_why_it_is_not_native(native_kernel, x64):
     xla = circuit_qnn(with_gate(lambda c: c.toffoli(0, 1, 4)), 5, 5, measured=4, simulator="xla-gates")
     params = jnp.asarray(np.random.default_rng(1).uniform(0, np.pi, 5), jnp.float32)
     xs = toffoli.prepare(np.eye(32)[[0, 5, 31]])
-    np.testing.assert_allclose(jax.vmap(toffoli.apply, in_axes=(None, 0))(params, xs),
-                               jax.vmap(xla.apply, in_axes=(None, 0))(params, xs), atol=1e-5)
+    np.testing.assert_allclose(logits(toffoli)(params, xs),
+                               logits(xla)(params, xs), atol=1e-5)
     small = library_qnn("hea", 4, 1)
     assert small.settings["simulator"] == "xla-gates" and "5 to 20 qubits" in small.settings["simulator_reason"]
     reupload = library_qnn("reupload", 5, 1, encoding="reupload")
