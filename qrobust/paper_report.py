@@ -64,15 +64,16 @@ def _section(part, out: Path) -> dict | None:
 
             gauge = pd.read_csv(where / "gauge.csv")
             figures.append(plot_gauge(gauge, where / "gauge.png", corruption="flip"))
+            runs = {}
             for g in dict.fromkeys(gauge.gauge):
+                runs[g] = _load(where / g)["results"]
                 critical = _critical(where / g)
                 drawn = report.draw(where / g, critical=critical)
                 configs.append(where / g / "config.json")
                 if g == DEFAULT_GAUGE:
                     figures += drawn
-                    verdicts += claims.noise_claims(_load(where / g)["results"], critical, part.name,
-                                                    f"XXZ (gauge {g})")
-            verdicts += claims.gauge_claims(gauge, part.name)
+                    verdicts += claims.noise_claims(runs[g], critical, part.name, f"XXZ (gauge {g})")
+            verdicts += claims.gauge_claims(gauge, part.name, runs)
         elif part.study == "unlearning":
             run = _load(where)
             figures += report.draw(where)

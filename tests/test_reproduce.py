@@ -61,6 +61,41 @@ def test_a_missing_table_is_not_run_and_nan_is_undefined():
     gauge = pd.DataFrame([dict(gauge=g, model="qnn", corruption="flip", alpha=0.0, val_acc_mean=0.9)
                           for g in ("fixed", "phase")])
     assert claims.gauge_claims(gauge, "g")[0].verdict == "not run"  # no MLP rows
+    assert claims.gauge_claims(gauge, "g", {})[0].verdict == "not run"  # no results tables
+
+
+def _gauge_tables(qnn_loss_shift, mlp_val_shift=0.2, mlp_loss_shift=0.3):
+    """A gauge study's summary and results: two gauges, 2 alphas x 2 seeds; the "phase" gauge moves each model's
+    final loss by the shift given (per seed: +shift, -shift / 2) and the MLP's validation accuracy by its shift."""
+    summary, results = [], {}
+    for g, on in (("fixed", 0.0), ("phase", 1.0)):
+        rows = []
+        for model, shift in (("qnn", qnn_loss_shift), ("mlp", mlp_loss_shift)):
+            for alpha in (0.0, 0.5):
+                summary.append(dict(gauge=g, model=model, corruption="flip", alpha=alpha,
+                                    val_acc_mean=0.9 - on * (mlp_val_shift if model == "mlp" else 0.0)))
+                for seed, sign in ((0, 1.0), (1, -0.5)):
+                    for epoch in (1, 2):
+                        rows.append(dict(model=model, corruption="flip", alpha=alpha, seed=seed, epoch=epoch,
+                                         loss=0.4 + (on * sign * shift if epoch == 2 else 0.0)))
+        results[g] = pd.DataFrame(rows)
+    return pd.DataFrame(summary), results
+
+
+def test_the_gauge_rule_reads_the_qnns_final_loss_against_the_mlps():
+    # rounding-level QNN differences (1e-2 against the MLP's 0.3): holds, with the measured numbers shown
+    v = claims.gauge_claims(*_gauge_tables(0.01)[:1], "g", _gauge_tables(0.01)[1])[0]
+    assert v.verdict == "holds" and "QNN 0.01," in v.measured and "MLP 0.3" in v.measured
+    # a QNN that sees the phase as much as the MLP does: departs
+    assert claims.gauge_claims(*_gauge_tables(0.3)[:1], "g", _gauge_tables(0.3)[1])[0].verdict == "departs"
+    # an MLP blind to the phase too: the finding (the MLP's dependence) departs
+    summary, runs = _gauge_tables(0.0, mlp_val_shift=0.01)
+    assert claims.gauge_claims(summary, "g", runs)[0].verdict == "departs"
+    # a diverged replica's loss is left out, not a NaN verdict
+    summary, runs = _gauge_tables(0.01)
+    final = runs["phase"].epoch == 2
+    runs["phase"].loc[final[final].index[0], "loss"] = np.nan
+    assert claims.gauge_claims(summary, "g", runs)[0].verdict == "holds"
 
 
 def _chromium():
