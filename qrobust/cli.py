@@ -333,7 +333,7 @@ def _x64_if_asked(dtype: str) -> None:
 
 
 def _sweep_config(args, corruptions=("flip", "features")):
-    from qrobust.experiments.sweep import SweepConfig
+    from qrobust.experiments.sweep_grid import SweepConfig
 
     _x64_if_asked(args.dtype)
     return SweepConfig(

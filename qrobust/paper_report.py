@@ -195,7 +195,7 @@ def to_html(report: dict) -> str:
     total = sum(p.get("seconds", 0) for p in rec.get("parts", {}).values())
     counts = pd.Series([v.verdict for v in report["verdicts"]]).value_counts().to_dict()
     summary = ", ".join(f"{n} {k}" for k, n in counts.items())
-    body = [f"<h1>Does the paper hold? qrobust's reproduction of arXiv:2508.02422</h1>",
+    body = ["<h1>Does the paper hold? qrobust's reproduction of arXiv:2508.02422</h1>",
             f"<p>Profile <b>{html.escape(str(rec.get('profile')))}</b>; wall time of the parts "
             f"{total / 60:.1f} min; {html.escape(summary)}. <span id=\"decoded\"></span></p>",
             "<h2>Verdicts</h2>", _verdict_table_html(report["verdicts"])]

@@ -153,7 +153,7 @@ def unlearning_claims(results: pd.DataFrame, final: pd.DataFrame, part: str, dat
             parts.append(f"{m.upper()} retrain {r:.3f} vs finetune {f:.3f}")
         return _verdict(good, "; ".join(parts))
 
-    add(f"the QNN regains high validation accuracy within a few epochs of fine-tuning or SCRUB",
+    add("the QNN regains high validation accuracy within a few epochs of fine-tuning or SCRUB",
         f"QNN: val after {epoch} epochs of finetune and of scrub within 0.05 of the clean model's", qnn_fast)
     add("the MLP's memories of the flipped labels are stubborn",
         f"MLP: after {epoch} epochs, finetune and scrub more than 0.05 below clean, and further than the QNN",

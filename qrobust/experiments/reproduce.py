@@ -47,7 +47,7 @@ class Part:
     def config(self, profile: str):
         kwargs = dict(self.settings.get("all", {}), **self.settings[profile])
         if self.study in ("sweep", "gauge"):
-            from qrobust.experiments.sweep import SweepConfig
+            from qrobust.experiments.sweep_grid import SweepConfig
 
             return SweepConfig(**kwargs)
         if self.study == "unlearning":

@@ -1,4 +1,5 @@
-"""Layer 5: the noise-response sweep, model x corruption x alpha x seed x learning rate.
+"""Layer 5: the noise-response sweep, model x corruption x alpha x seed x learning rate (its configuration
+and grid: ``qrobust.experiments.sweep_grid``, whose names are importable from here too).
 
 All replicas of one model train as ONE compiled, vmapped program, in chunks of
 equal size (the last padded with repeats that are discarded), so a chunk never
@@ -14,10 +15,7 @@ from the same parameters, sees the same batch order, and corrupts nested sets
 
 from __future__ import annotations
 
-import itertools
 import warnings
-from dataclasses import asdict, dataclass
-from typing import NamedTuple
 from pathlib import Path
 
 import jax
@@ -25,200 +23,17 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from qrobust.corruption import CORRUPTIONS, PAPER_CORRUPTIONS, check_alpha, check_feasible
-from qrobust.engine import evaluated_epochs, make_train_fn
-from qrobust.errors import ConfigError
 from qrobust.analysis.summary import diverged as loss_diverged
+from qrobust.corruption import CORRUPTIONS, check_feasible
+from qrobust.data.features import encode
+from qrobust.engine import evaluated_epochs, make_train_fn
 from qrobust.experiments import poisoners, study
 from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
-from qrobust.experiments.settings import ModelSettings, check_name, model_settings
-from qrobust.data.features import ENCODINGS, encode
-from qrobust.experiments.study import StudyConfig, make_chunk_inputs
+from qrobust.experiments.study import make_chunk_inputs
+from qrobust.experiments.sweep_grid import (  # noqa: F401 (the sweep's description, importable from here too)
+    ARCH_COLUMNS, DEFAULT_ALPHAS, GRID_COLUMNS, RESULT_COLUMNS, SWEEP_METRICS, Architecture, SweepConfig,
+    architecture_columns, replica_table)
 from qrobust.models import count_params
-
-GRID_COLUMNS = ("model", "arch", "corruption", "alpha", "seed", "learning_rate")
-SWEEP_METRICS = ("loss", "train_acc", "train_acc_clean", "val_acc", "memorization")
-ARCH_COLUMNS = ("n_params", "encoding", "ansatz", "depth", "hidden")  # what an arch label stands for
-RESULT_COLUMNS = GRID_COLUMNS + ("epoch",) + SWEEP_METRICS + ("diverged", "n_corrupted") + ARCH_COLUMNS
-DEFAULT_ALPHAS = tuple(round(0.1 * i, 1) for i in range(10))
-
-
-@dataclass(frozen=True)
-class SweepConfig(StudyConfig):
-    """A noise-response sweep (the shared fields: ``StudyConfig``). ``None`` settings take the paper's
-    per-dataset defaults.
-
-    corruptions, alphas, learning_rates: the grid with models and seeds; several learning rates make
-      learning rate a grid axis (default: the paper's).
-    epochs, batch_size: override the paper's per model.
-    depth, hidden: the QNN's depth and the MLP's hidden sizes, overriding the paper's; several (a tuple of
-      depths, a tuple of hidden-size tuples) make architecture a grid axis: each architecture is its own
-      compiled program (named MODEL_ARCH, e.g. qnn_d4, mlp_h32x8), and the results' ``arch`` column
-      ("d4", "h32x8") and ``n_params`` say which.
-    ansatz: the QNN's circuit: "hea" (the paper's, the built-in simulators), a name of the ansatz library
-      (``qrobust.models.ansatze``: "rxry_cnot", "hea_cz", "reupload"), or a user's ``Ansatz``; several make
-      it an axis too.
-    encoding: "amplitude" (the paper's), "angle" or "reupload" (``qrobust.data.features``: principal
-      components as rotation angles; the MLP gets the same features); several make it an axis (each
-      encoding with the ansatzes that fit it: "reupload" with the ones that load data, the others with the
-      rest). n_features: principal components for those encodings (default: the dataset's qubits).
-    eval_every: record metrics every this many epochs and at the last (default 1: every
-      epoch); the evaluation of other epochs is skipped, which saves about a third of
-      the QNN's time. The analyses use the last epoch only.
-    """
-
-    corruptions: tuple[str, ...] = PAPER_CORRUPTIONS
-    alphas: tuple[float, ...] = DEFAULT_ALPHAS
-    epochs: int | None = None
-    batch_size: int | None = None
-    learning_rates: tuple[float, ...] | None = None
-    depth: int | tuple[int, ...] | None = None
-    hidden: tuple[int, ...] | tuple[tuple[int, ...], ...] | None = None
-    ansatz: object = "hea"
-    encoding: str | tuple[str, ...] = "amplitude"
-    n_features: int | None = None
-    eval_every: int = 1
-
-    def __post_init__(self):
-        super().__post_init__()
-        from qrobust.models.ansatze import Ansatz, register
-
-        several = isinstance(self.ansatz, (tuple, list)) and not isinstance(self.ansatz, Ansatz)
-        names = tuple(register(a) for a in (self.ansatz if several else (self.ansatz,)))
-        object.__setattr__(self, "ansatz", names[0] if len(names) == 1 else names)
-        if isinstance(self.encoding, (tuple, list)):
-            object.__setattr__(self, "encoding", self.encoding[0] if len(self.encoding) == 1
-                               else tuple(self.encoding))
-        if isinstance(self.depth, (tuple, list)) and len(self.depth) == 1:
-            object.__setattr__(self, "depth", self.depth[0])
-        if self.hidden is not None:
-            hidden = tuple(tuple(h) if isinstance(h, (tuple, list)) else h for h in self.hidden)
-            if hidden and isinstance(hidden[0], tuple):
-                hidden = hidden[0] if len(hidden) == 1 else hidden
-            object.__setattr__(self, "hidden", hidden)
-
-    def validate(self) -> "SweepConfig":
-        self.validate_common()
-        study.check_axis("corruption", self.corruptions)
-        for v in self.corruptions:
-            check_name("corruption", v, CORRUPTIONS)
-        study.check_axis("alpha", self.alphas)
-        for a in self.alphas:
-            check_alpha(a)
-        if self.learning_rates is not None:
-            study.check_axis("learning rate", self.learning_rates)
-            if min(self.learning_rates) <= 0:
-                raise ConfigError(f"learning rates must be positive, got {self.learning_rates}")
-        if int(self.eval_every) != self.eval_every or self.eval_every < 1:
-            raise ConfigError(f"eval_every must be a positive integer, got {self.eval_every}")
-        for m in self.models:
-            self.settings_for(m)
-        for name, values in (("depth", self.depths()), ("hidden sizes", self.hiddens()),
-                             ("ansatz", self.ansatze()), ("encoding", self.encodings())):
-            if len(values) > 1:
-                study.check_axis(name, values)
-        for e in self.encodings():
-            check_name("encoding", e, ENCODINGS)
-        if self.n_features is not None and set(self.encodings()) == {"amplitude"}:
-            raise ConfigError("--features applies to the angle and reupload encodings")
-        for m in self.models:
-            if not self.architectures(m):
-                raise ConfigError(f"no {m} architecture fits: the reupload encoding needs an ansatz that loads "
-                                  "the features (reupload), the other encodings one that does not")
-        study.check_table_size(sum(len(self.corruptions) * len(self.alphas) * len(self.seeds)
-                                   * len(self.learning_rates_for(m)) * len(self.architectures(m))
-                                   * (self.settings_for(m).epochs // self.eval_every + 1)
-                                   for m in self.models), "these seeds, grid and epochs")
-        return self
-
-    def ansatze(self) -> tuple:
-        return self.ansatz if isinstance(self.ansatz, tuple) else (self.ansatz,)
-
-    def encodings(self) -> tuple:
-        return self.encoding if isinstance(self.encoding, tuple) else (self.encoding,)
-
-    def depths(self) -> tuple:
-        return self.depth if isinstance(self.depth, tuple) else (self.depth,)
-
-    def hiddens(self) -> tuple:
-        return self.hidden if self.hidden and isinstance(self.hidden[0], tuple) else (self.hidden,)
-
-    def architectures(self, model: str) -> dict[str, Architecture]:
-        """arch label -> each architecture of ``model``: "d6" for a QNN of depth 6, "h64x16" for an MLP with
-        hidden sizes 64, 16; prefixed by the encoding and ansatz where they are not the paper's or vary
-        ("angle-hea_cz-d4", "angle-h64x16")."""
-        from qrobust.models.ansatze import ansatz as library_ansatz
-
-        out = {}
-        show_encoding = self.encodings() != ("amplitude",)
-        show_ansatz = self.ansatze() != ("hea",)
-        encodings = self.encodings()
-        if model != "qnn" and {"angle", "reupload"} <= set(encodings):  # the same features: one MLP for both
-            encodings = tuple(e for e in encodings if e != "reupload")
-        for encoding in encodings:
-            ansatze = ([a for a in self.ansatze() if library_ansatz(a).loads_data == (encoding == "reupload")]
-                       if model == "qnn" else [None])
-            for a in ansatze:
-                for depth, hidden in ([(d, None) for d in self.depths()] if model == "qnn"
-                                      else [(None, h) for h in self.hiddens()]):
-                    s = model_settings(self.dataset, model, epochs=self.epochs, batch_size=self.batch_size,
-                                       depth=depth, hidden=hidden, ansatz=a,
-                                       learning_rate=self.learning_rates[0] if self.learning_rates else None)
-                    parts = ([encoding] if show_encoding else []) + ([a] if show_ansatz and a else []) + \
-                        [f"d{s.depth}" if model == "qnn" else "h" + "x".join(map(str, s.hidden))]
-                    out["-".join(parts)] = Architecture(s, encoding)
-        return out
-
-    def programs(self, model: str) -> dict[str, tuple[str, Architecture]]:
-        """program name -> (arch, architecture): the model's name alone for one architecture, MODEL_ARCH for
-        several (so a run directory of one architecture keeps the names it always had)."""
-        archs = self.architectures(model)
-        return {(model if len(archs) == 1 else f"{model}_{a}"): (a, arch) for a, arch in archs.items()}
-
-    def settings_for(self, model: str) -> ModelSettings:
-        """The settings of ``model``'s (first) architecture."""
-        return next(iter(self.architectures(model).values())).settings
-
-    def learning_rates_for(self, model: str) -> tuple[float, ...]:
-        return tuple(self.learning_rates) if self.learning_rates else (self.settings_for(model).learning_rate,)
-
-    def resolved(self) -> dict:
-        """Every setting that determines the numbers, for config.json (chunk sizes: chunk_sizes.json)."""
-        d = asdict(self)
-        d["models"] = {m: dict(self.settings_for(m).to_dict(m), learning_rates=list(self.learning_rates_for(m)))
-                       for m in self.models}
-        for m in self.models:
-            if len(self.architectures(m)) > 1:
-                d["models"][m]["architectures"] = list(self.architectures(m))
-        for k in ("epochs", "batch_size", "learning_rates", "depth", "hidden", "chunk_size"):
-            d.pop(k)
-        for k, paper in (("ansatz", "hea"), ("encoding", "amplitude"), ("n_features", None)):
-            if d[k] == paper:  # the paper's: recorded as before these were options
-                d.pop(k)
-        return d
-
-
-class Architecture(NamedTuple):
-    """One architecture of a model in a sweep: its settings (depth or hidden sizes, ansatz) and the encoding
-    of the data it reads."""
-
-    settings: ModelSettings
-    encoding: str
-
-
-def replica_table(config: SweepConfig, model: str) -> pd.DataFrame:
-    """One row per replica of ``model``: its program and grid coordinates."""
-    rows = [(program, model, label, *rest) for program, (label, _) in config.programs(model).items()
-            for rest in itertools.product(config.corruptions, config.alphas, config.seeds,
-                                          config.learning_rates_for(model))]
-    return pd.DataFrame(rows, columns=["program", *GRID_COLUMNS])
-
-
-def architecture_columns(model: str, arch: Architecture, n_params: int) -> dict:
-    """The ``ARCH_COLUMNS`` of one architecture (depth 0 for the MLP, hidden "-" for the QNN, which have none)."""
-    s = arch.settings
-    return dict(n_params=n_params, encoding=arch.encoding, ansatz=s.ansatz if model == "qnn" else "-",
-                depth=s.depth if model == "qnn" else 0, hidden="-" if model == "qnn" else "x".join(map(str, s.hidden)))
 
 
 def _to_frame(grid: pd.DataFrame, metrics: dict, n_corrupt: np.ndarray, epoch_numbers, columns: dict) -> pd.DataFrame:
