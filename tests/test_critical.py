@@ -90,6 +90,7 @@ def test_finite_size_table_from_several_runs(tmp_path, capsys):
     assert main(["analyze", *runs, "--bootstrap", "20", "--finite-size-out", str(tmp_path / "fs")]) == 0
     table = pd.read_csv(tmp_path / "fs" / "finite_size.csv")
     assert list(table.n_train) == [40, 160] and (table.n_qubits == 8).all()
-    assert abs(table.alpha_c_memorization.iloc[0] - 0.44) < 0.02 and abs(table.alpha_c_memorization.iloc[1] - 0.48) < 0.02
+    assert abs(table.alpha_c_memorization.iloc[0] - 0.44) < 0.02
+    assert abs(table.alpha_c_memorization.iloc[1] - 0.48) < 0.02
     assert np.allclose(table.width_10_90, 2 * np.log(9) * table.width_memorization)
     assert (tmp_path / "fs" / "finite_size.png").exists()

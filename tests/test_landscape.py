@@ -43,7 +43,7 @@ def _qnn_loss():
 
 
 @pytest.mark.parametrize("make", [pytest.param(_mlp_loss, marks=pytest.mark.slow),
-                                  pytest.param(_qnn_loss, marks=pytest.mark.slow)])  # 10 s (MLP), 34 s (QNN) on 2 busy cores
+                                  pytest.param(_qnn_loss, marks=pytest.mark.slow)])  # 10 s, 34 s on busy cores
 def test_exact_trace_matches_the_dense_hessian(x64, make):
     loss, params = make()
     exact, _ = full_hessian_trace_and_spectrum(loss, params)

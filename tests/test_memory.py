@@ -140,7 +140,8 @@ def test_fitted_chunk_size_prefers_asked_then_recorded_then_legacy(tmp_path):
     # a directory whose chunks were written before sizes were recorded keeps the old fixed size
     old = RunDirectory(tmp_path / "old", {"a": 1}).open()
     old.write_chunk("p-0000", pd.DataFrame({"x": [1]}))
-    assert fitted_chunk_size("p", footprint=footprint, n_replicas=80, cap=50, store=old, legacy=50) == 50 and len(calls) == 1
+    assert fitted_chunk_size("p", footprint=footprint, n_replicas=80, cap=50, store=old, legacy=50) == 50
+    assert len(calls) == 1
     assert old.recorded_chunk_sizes() == {"p": 50}
 
 

@@ -53,8 +53,8 @@ def _run_two_processes(command: list[str], expect_success: bool = True) -> tuple
 def test_two_processes_share_the_chunks_and_match_one_process(tmp_path):
     one = tmp_path / "one"  # the reference in a fresh process too: no state of earlier tests in this one
     env = {k: v for k, v in os.environ.items() if "_proxy" not in k.lower()}
-    run = subprocess.run([sys.executable, "-m", "qrobust.cli", *ARGS, "--out", str(one)], env=dict(env, JAX_PLATFORMS="cpu"),
-                         capture_output=True, text=True, timeout=TIMEOUT_S)
+    run = subprocess.run([sys.executable, "-m", "qrobust.cli", *ARGS, "--out", str(one)],
+                         env=dict(env, JAX_PLATFORMS="cpu"), capture_output=True, text=True, timeout=TIMEOUT_S)
     assert run.returncode == 0, run.stderr[-3000:]
     two = tmp_path / "two"
     _run_two_processes([sys.executable, "-m", "qrobust.cli", *ARGS, "--out", str(two), "--distributed"])

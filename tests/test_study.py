@@ -27,7 +27,7 @@ def test_a_study_traces_its_programs_at_their_first_chunk_only(name, tmp_path, m
     study rebuilt its training and measurement programs inside each chunk until the skeleton.)"""
     from dataclasses import replace
 
-    from qrobust.experiments import chunks, detection, landscape, sweep, unlearning_stages
+    from qrobust.experiments import chunks, detection, landscape, sweep, unlearning_stages, unlearning_students
 
     traced = []  # (program, functions traced while its chunk ran)
     real = chunks.run_chunks
@@ -42,7 +42,7 @@ def test_a_study_traces_its_programs_at_their_first_chunk_only(name, tmp_path, m
 
         return real(chunk_list, counted, store, progress)
 
-    for module in (sweep, unlearning_stages, landscape, detection):
+    for module in (sweep, unlearning_stages, unlearning_students, landscape, detection):
         monkeypatch.setattr(module, "run_chunks", counting)
     run, config = STUDIES[name]
     run(replace(config, chunk_size=1), tmp_path / "run", progress=False)

@@ -152,7 +152,7 @@ def test_a_gradient_mask_freezes_exactly_the_masked_weights():
 
 
 def test_salun_mask_keeps_the_weights_with_the_largest_forget_gradient():
-    from qrobust.experiments.unlearning_stages import StudentInputs
+    from qrobust.experiments.unlearning_students import StudentInputs
 
     rng = np.random.default_rng(1)
     n, dim, f = 10, 6, 4

@@ -32,8 +32,8 @@ from qrobust.analysis import ulira
 from qrobust.engine import make_train_fn
 from qrobust.experiments import study
 from qrobust.experiments.chunks import plan_chunks, run_chunks
-from qrobust.experiments.unlearning_stages import (Context, StudentInputs, flatten, method_vectors,
-                                                   program_of, student_recipe, unflatten)
+from qrobust.experiments.unlearning_stages import Context, flatten, unflatten
+from qrobust.experiments.unlearning_students import StudentInputs, method_vectors, program_of, student_recipe
 from qrobust.keys import INIT, SHUFFLE, STUDENT_ORDER, shadow_keys
 from qrobust.objectives import scrub_kurmanji, unlearning_family, weights_used
 

@@ -42,6 +42,7 @@ from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible
 from qrobust.errors import ConfigError
 from qrobust.experiments import poisoners, shadows, study
 from qrobust.experiments import unlearning_stages as stages
+from qrobust.experiments import unlearning_students as student_stages
 from qrobust.experiments.chunks import Progress
 from qrobust.experiments.settings import ModelSettings, check_name, paper_family
 from qrobust.experiments.study import StudyConfig
@@ -171,7 +172,7 @@ def replica_table(config: UnlearnConfig) -> pd.DataFrame:
         for kf, seed, kl_w, fo_w in itertools.product(config.known_fraction, config.seeds,
                                                       config.kl_ws if use_kl else (0.0,),
                                                       config.fo_ws if use_fo else (0.0,)):
-            program = stages.program_of(model, method)
+            program = student_stages.program_of(model, method)
             rows.append(dict(model=model, method=method, seed=seed, kl_w=kl_w, fo_w=fo_w, known_fraction=kf,
                              program=program))
     return pd.DataFrame(rows)
@@ -197,8 +198,8 @@ def run_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, prog
 def evaluate_unlearning(config: UnlearnConfig, out: str | Path | None = None, *, progress: bool = True) -> Unlearned:
     """Run (or resume) an unlearning study, with its shadow replicas if ``config.shadows`` (``Unlearned``).
 
-    Stages (``qrobust.experiments.unlearning_stages``): teachers, forget sets, student inputs, students;
-    then the scoring (``qrobust.analysis.forgetting.score_students``); then the shadows
+    Stages (``qrobust.experiments.unlearning_stages``, ``unlearning_students``): teachers, forget sets, student
+    inputs, students; then the scoring (``qrobust.analysis.forgetting.score_students``); then the shadows
     (``qrobust.experiments.shadows``). Everything is validated, and the data loaded, before anything is
     written.
     """
@@ -234,7 +235,7 @@ def evaluate_unlearning(config: UnlearnConfig, out: str | Path | None = None, *,
     # the students' chunks are planned once the teachers (and so the forget sets) exist; until then the bar
     # counts all of them
     ctx.bar.start(sum(config.teacher_settings(c.program).epochs * len(c.rows) for c in todo)
-                  + sum(stages.student_recipe(config, q, 1)[2] for q in students.program)
+                  + sum(student_stages.student_recipe(config, q, 1)[2] for q in students.program)
                   + shadows.work(config))
     for m, planned in references.items():  # "boundary": the clean reference models first
         ctx.priorities[m] = poisoners.Priorities(dataset, poisoners.run_references(
@@ -242,7 +243,7 @@ def evaluate_unlearning(config: UnlearnConfig, out: str | Path | None = None, *,
             config.teacher_settings(m).learning_rate, prepared.store, ctx.bar))
     teachers = stages.train_teachers(ctx, chunks)
     forget = stages.forget_sets(ctx)
-    results, params, seconds = stages.train_students(ctx, students, stages.StudentInputs(ctx))
+    results, params, seconds = student_stages.train_students(ctx, students, student_stages.StudentInputs(ctx))
     shadow_scores, examples = shadows.Shadows(ctx).run() if config.shadows else (None, None)
     ctx.bar.close()
     last = results.groupby(list(GRID), sort=False).epoch.transform("max")  # retrain_full runs the teacher's epochs

@@ -6,4 +6,5 @@ from qrobust.models.qnn import SIMULATORS, light_cone, qnn, ring_zz_signs, rotat
 
 MODELS = ("qnn", "mlp")
 
-__all__ = ["Model", "batch_logits", "count_params", "SIMULATORS", "mlp", "qnn", "light_cone", "ring_zz_signs", "rotation_matrix", "MODELS"]
+__all__ = ["Model", "batch_logits", "count_params", "SIMULATORS", "mlp", "qnn", "light_cone", "ring_zz_signs",
+           "rotation_matrix", "MODELS"]
