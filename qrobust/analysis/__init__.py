@@ -10,7 +10,7 @@ _WHERE = {
     **dict.fromkeys(("detection_metrics", "margin_scores"), "qrobust.analysis.detection"),
     **dict.fromkeys(("epochs_to_recover", "loss_mia_accuracy", "score_students", "scorecard"),
                     "qrobust.analysis.forgetting"),
-    **dict.fromkeys(("bernoulli_divergences", "example_epsilons", "forgetting_quality"),
+    **dict.fromkeys(("bernoulli_divergences", "example_epsilons", "forgetting_quality", "score_shadows"),
                     "qrobust.analysis.ulira"),
     **dict.fromkeys(("hessian_trace", "hutchinson_trace", "lanczos_eigenvalues"), "qrobust.analysis.landscape"),
     **dict.fromkeys(("final_epoch", "final_summary", "recovery_summary"), "qrobust.analysis.summary"),

@@ -96,7 +96,7 @@ def scorecard(final: pd.DataFrame, shadows: pd.DataFrame) -> pd.DataFrame:
     """One row per model x method x weights: the study's students (mean over seeds, diverged left out):
     validation accuracy, ``recovered`` = (val - poisoned teacher's) / (clean model's - poisoned teacher's)
     validation accuracy, forget accuracy against the clean labels, wall seconds per replica; and the shadows'
-    per-example scores (``qrobust.experiments.shadows.score``). The shadows' ``none`` row (no unlearning)
+    per-example scores (``qrobust.analysis.ulira.score_shadows``). The shadows' ``none`` row (no unlearning)
     has no study columns; a method the shadows diverged on has no shadow columns."""
     kept = final[~final.diverged].copy()
     kept["recovered"] = ((kept.val_acc - kept.teacher_val_acc)

@@ -24,6 +24,7 @@ probability of the label y in {0, 1} the model was trained on, log(p / (1 - p)) 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy import special
 
 DELTA = 0.01  # the challenge's delta
@@ -189,3 +190,55 @@ def bernoulli_divergences(logits_a: np.ndarray, logits_b: np.ndarray) -> dict:
     lm1, lm0 = np.log(np.maximum(m1, 1e-300)), np.log(np.maximum(1 - m1, 1e-300))
     js = 0.5 * (pa * (la1 - lm1) + (1 - pa) * (la0 - lm0)) + 0.5 * (pb * (lb1 - lm1) + (1 - pb) * (lb0 - lm0))
     return dict(kl=kl, js=np.maximum(js, 0.0), agree=(a > 0) == (b > 0))
+
+
+def score_shadows(outputs: dict, member: np.ndarray, forget: np.ndarray, labels: np.ndarray, val_labels: np.ndarray,
+                  *, reference: str = "retrain_full", diverged=None,
+                  seconds=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(summary, per-example) DataFrames from the shadows' outputs (the study:
+    ``qrobust.experiments.shadows``).
+
+    ``outputs``: (model, method, kl_w, fo_w) -> (logits (K, N) on the pool, val_logits (K, M)), shadows in
+    order; the reference method's (``reference``, weights 0, 0) must be there for every model. ``member``
+    (K, N) the split, ``forget`` (N,) the forget set, ``labels`` (N,) the labels trained on, ``val_labels``
+    (M,).
+
+    Summary, per model x method x weights: U-LiRA's ``auc``, ``tpr_at_1pct_fpr``, ``tpr_at_01pct_fpr``
+    (targets pooled); the challenge's ``forgetting_quality`` and median per-example ``epsilon``; per shadow,
+    the mean over its forget set and over validation of KL(method || reference) and JS, and the agreement of
+    predicted labels, given as mean and std over shadows; ``n_shadows``; ``shadow_val_acc``. A method whose
+    shadows diverged is marked and scored no further. Per example (forget set only): U-LiRA's fits, scores
+    and AUC, and epsilon.
+    """
+    f = np.flatnonzero(forget)
+    mem = member[:, f]
+    rows, examples = [], []
+    for (model, method, kl_w, fo_w), (logits, val_logits) in outputs.items():
+        if method == reference:
+            continue
+        ref_logits, ref_val = outputs[(model, reference, 0.0, 0.0)]
+        u, r = confidence(logits[:, f], labels[f]), confidence(ref_logits[:, f], labels[f])
+        row = dict(model=model, method=method, kl_w=kl_w, fo_w=fo_w, n_shadows=len(logits), n_forget=len(f))
+        bad = not (np.isfinite(u[mem]).all() and np.isfinite(val_logits).all())
+        row["diverged"] = bool(bad or (diverged is not None and diverged.get((model, method, kl_w, fo_w), False)))
+        if row["diverged"]:  # scored no further: NaN never enters an average
+            rows.append(row)
+            continue
+        summary, per = ulira(u, r, mem)
+        eps = example_epsilons(u, r, mem)
+        row.update(summary, forgetting_quality=forgetting_quality(eps), epsilon_median=float(np.nanmedian(eps)))
+        on_forget = bernoulli_divergences(logits[:, f], ref_logits[:, f])
+        on_val = bernoulli_divergences(val_logits, ref_val)
+        for name in ("kl", "js", "agree"):
+            per_shadow_f = np.where(mem, on_forget[name], 0).sum(1) / np.maximum(mem.sum(1), 1)
+            per_shadow_v = on_val[name].mean(1)
+            row[f"{name}_forget_mean"], row[f"{name}_forget_std"] = per_shadow_f.mean(), per_shadow_f.std(ddof=1)
+            row[f"{name}_val_mean"], row[f"{name}_val_std"] = per_shadow_v.mean(), per_shadow_v.std(ddof=1)
+        row["shadow_val_acc"] = float(np.mean((val_logits > 0) == (val_labels[None] > 0.5)))
+        if seconds is not None:
+            row["shadow_seconds"] = float(seconds.get((model, method, kl_w, fo_w), np.nan))
+        rows.append(row)
+        examples.append(pd.DataFrame(dict(model=model, method=method, kl_w=kl_w, fo_w=fo_w, index=f, **per,
+                                          epsilon=eps)))
+    per_example = pd.concat(examples, ignore_index=True) if examples else pd.DataFrame()
+    return pd.DataFrame(rows), per_example

@@ -215,7 +215,7 @@ class Shadows:
         return pd.concat(frames, ignore_index=True), done.arrays, chunks
 
     def run(self):
-        """Train every shadow; returns the scores (``score``)."""
+        """Train every shadow; returns the scores (``qrobust.analysis.ulira.score_shadows``)."""
         teacher_flat = self.train_teachers()
         students, arrays, chunks = self.train_students(teacher_flat)
         outputs = {}  # (model, method, kl_w, fo_w) -> (logits (K, N), val_logits (K, M)), rows in shadow order
@@ -232,58 +232,10 @@ class Shadows:
         diverged = students.groupby(["model", "method", "kl_w", "fo_w"]).diverged.any()
         seconds = students.groupby(["model", "method", "kl_w", "fo_w"]).seconds.mean()
         val_y = np.asarray(self.ctx.prepared.dataset.y_val)
-        return score(stacked, self.member, self.forget, self.labels(), val_y, diverged, seconds)
+        return ulira.score_shadows(stacked, self.member, self.forget, self.labels(), val_y, reference=REFERENCE,
+                                   diverged=diverged, seconds=seconds)
 
     def labels(self) -> np.ndarray:
         """(N,) the pool's training labels (poisoned where flipped)."""
         _, _, data = self.pool(self.ctx.config.models[0], 1)
         return np.asarray(data.y[0])
-
-
-def score(outputs: dict, member: np.ndarray, forget: np.ndarray, labels: np.ndarray, val_labels: np.ndarray,
-          diverged=None, seconds=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(summary, per-example) from the shadows' outputs.
-
-    ``outputs``: (model, method, kl_w, fo_w) -> (logits (K, N) on the pool, val_logits (K, M)), shadows in
-    order; the reference's (``REFERENCE``) must be there for every model. ``member`` (K, N) the split,
-    ``forget`` (N,) the forget set, ``labels`` (N,) the labels trained on, ``val_labels`` (M,).
-
-    Summary, per model x method x weights: U-LiRA's ``auc``, ``tpr_at_1pct_fpr``, ``tpr_at_01pct_fpr``
-    (targets pooled); the challenge's ``forgetting_quality`` and median per-example ``epsilon``; per shadow,
-    the mean over its forget set and over validation of KL(method || reference) and JS, and the agreement of
-    predicted labels, given as mean and std over shadows; ``n_shadows``; ``shadow_val_acc``. A method whose
-    shadows diverged is marked and scored no further. Per example (forget set only): U-LiRA's fits, scores
-    and AUC, and epsilon.
-    """
-    f = np.flatnonzero(forget)
-    mem = member[:, f]
-    rows, examples = [], []
-    for (model, method, kl_w, fo_w), (logits, val_logits) in outputs.items():
-        if method == REFERENCE:
-            continue
-        ref_logits, ref_val = outputs[(model, REFERENCE, 0.0, 0.0)]
-        u, r = ulira.confidence(logits[:, f], labels[f]), ulira.confidence(ref_logits[:, f], labels[f])
-        row = dict(model=model, method=method, kl_w=kl_w, fo_w=fo_w, n_shadows=len(logits), n_forget=len(f))
-        bad = not (np.isfinite(u[mem]).all() and np.isfinite(val_logits).all())
-        row["diverged"] = bool(bad or (diverged is not None and diverged.get((model, method, kl_w, fo_w), False)))
-        if row["diverged"]:  # scored no further: NaN never enters an average
-            rows.append(row)
-            continue
-        summary, per = ulira.ulira(u, r, mem)
-        eps = ulira.example_epsilons(u, r, mem)
-        row.update(summary, forgetting_quality=ulira.forgetting_quality(eps), epsilon_median=float(np.nanmedian(eps)))
-        on_forget = ulira.bernoulli_divergences(logits[:, f], ref_logits[:, f])
-        on_val = ulira.bernoulli_divergences(val_logits, ref_val)
-        for name in ("kl", "js", "agree"):
-            per_shadow_f = np.where(mem, on_forget[name], 0).sum(1) / np.maximum(mem.sum(1), 1)
-            per_shadow_v = on_val[name].mean(1)
-            row[f"{name}_forget_mean"], row[f"{name}_forget_std"] = per_shadow_f.mean(), per_shadow_f.std(ddof=1)
-            row[f"{name}_val_mean"], row[f"{name}_val_std"] = per_shadow_v.mean(), per_shadow_v.std(ddof=1)
-        row["shadow_val_acc"] = float(np.mean((val_logits > 0) == (val_labels[None] > 0.5)))
-        if seconds is not None:
-            row["shadow_seconds"] = float(seconds.get((model, method, kl_w, fo_w), np.nan))
-        rows.append(row)
-        examples.append(pd.DataFrame(dict(model=model, method=method, kl_w=kl_w, fo_w=fo_w, index=f, **per,
-                                          epsilon=eps)))
-    per_example = pd.concat(examples, ignore_index=True) if examples else pd.DataFrame()
-    return pd.DataFrame(rows), per_example
