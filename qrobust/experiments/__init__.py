@@ -13,8 +13,8 @@ _WHERE = {
     "run_gauge_study": "qrobust.experiments.gauge",
     "SweepConfig": "qrobust.experiments.sweep_grid",
     "run_sweep": "qrobust.experiments.sweep",
-    **dict.fromkeys(("UnlearnConfig", "Unlearned", "evaluate_unlearning", "run_unlearning"),
-                    "qrobust.experiments.unlearning"),
+    "UnlearnConfig": "qrobust.experiments.unlearning_grid",
+    **dict.fromkeys(("Unlearned", "evaluate_unlearning", "run_unlearning"), "qrobust.experiments.unlearning"),
     **dict.fromkeys(("PARTS", "run_reproduce"), "qrobust.experiments.reproduce"),
 }
 __all__ = sorted(_WHERE)

@@ -51,7 +51,7 @@ class Part:
 
             return SweepConfig(**kwargs)
         if self.study == "unlearning":
-            from qrobust.experiments.unlearning import UnlearnConfig
+            from qrobust.experiments.unlearning_grid import UnlearnConfig
 
             return UnlearnConfig(**kwargs)
         if self.study == "landscape":

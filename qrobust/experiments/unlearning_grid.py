@@ -1,0 +1,147 @@
+"""Layer 5: what an unlearning study is: its configuration (``UnlearnConfig``, with the paper's teacher and
+student settings) and its grid of student replicas (``replica_table``). The study itself, its stages and its
+scoring, is ``qrobust.experiments.unlearning``, from which these names are importable too."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from qrobust.corruption import CORRUPTIONS, check_alpha
+from qrobust.errors import ConfigError
+from qrobust.experiments import shadows, study
+from qrobust.experiments import unlearning_students as student_stages
+from qrobust.experiments.settings import ModelSettings, check_name, paper_family
+from qrobust.experiments.study import StudyConfig
+from qrobust.objectives import L1_WEIGHT, UNLEARNING_METHODS, weights_used
+
+FORGET_SOURCES = ("oracle", "qnn_detector")
+METHODS = UNLEARNING_METHODS
+PAPER_METHODS = ("retrain", "finetune", "scrub", "ga")
+
+# Teachers (the paper's settings): the noise-study QNN; on MNIST a smaller MLP (16, 4).
+TEACHER_SETTINGS = {
+    "mnist": {"qnn": ModelSettings(epochs=100, batch_size=256, learning_rate=0.005, depth=6),
+              "mlp": ModelSettings(epochs=100, batch_size=128, learning_rate=0.01, hidden=(16, 4))},
+    "xxz": {"qnn": ModelSettings(epochs=200, batch_size=32, learning_rate=0.03, depth=4),
+            "mlp": ModelSettings(epochs=400, batch_size=32, learning_rate=0.01, hidden=(64, 16))},
+}
+# Students: batch size (None = the whole retain set as one batch) and learning rate.
+UNLEARN_SETTINGS = {
+    "mnist": {"qnn": (256, 0.005), "mlp": (None, 0.001)},
+    "xxz": {"qnn": (None, 0.005), "mlp": (None, 0.01)},
+}
+
+
+
+@dataclass(frozen=True)
+class UnlearnConfig(StudyConfig):
+    """An unlearning study (the shared fields: ``StudyConfig``). None settings take the paper's defaults
+    (module constants).
+
+    methods, alpha, corruption, kl_ws, fo_ws: the grid with models and seeds; each method gets only the
+      weights it uses (the others are recorded as 0, their value in its objective).
+    epochs, batch_size, learning_rate: the students'; teacher_epochs overrides the teachers'.
+    known_fraction, forget_source: the forget set (module docstring).
+    l1_w: l1_sparse's penalty weight; salun_fraction: the fraction of the weights SalUn updates.
+    shadows: K shadow replicas per model for the per-example evaluation (``qrobust.experiments.shadows``;
+      0 skips it; ``shadows.DEFAULT_SHADOWS`` is the evaluation's usual 64).
+    """
+
+    methods: tuple[str, ...] = PAPER_METHODS
+    alpha: float = 0.3
+    corruption: str = "flip"
+    epochs: int = 50
+    kl_ws: tuple[float, ...] = (0.0,)
+    fo_ws: tuple[float, ...] = (0.2,)
+    known_fraction: float | tuple[float, ...] = 1.0
+    forget_source: str = "oracle"
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    teacher_epochs: int | None = None
+    l1_w: float = L1_WEIGHT
+    salun_fraction: float = 0.5
+    shadows: int = 0
+
+    def __post_init__(self):
+        super().__post_init__()
+        kf = self.known_fraction
+        object.__setattr__(self, "known_fraction", tuple(float(v) for v in (kf if isinstance(kf, (tuple, list))
+                                                                            else (kf,))))
+
+    def validate(self) -> "UnlearnConfig":
+        self.validate_common()
+        check_name("corruption", self.corruption, CORRUPTIONS)
+        study.check_axis("method", self.methods)
+        for v in self.methods:
+            check_name("method", v, METHODS)
+        check_alpha(self.alpha)
+        study.check_axis("known fraction", self.known_fraction)
+        if not all(0 < v <= 1 for v in self.known_fraction):
+            raise ConfigError(f"known fractions must lie in (0, 1], got {self.known_fraction}")
+        check_name("forget source", self.forget_source, FORGET_SOURCES)
+        if self.forget_source == "qnn_detector":
+            if "qnn" not in self.models:
+                raise ConfigError("the qnn_detector forget set comes from the poisoned QNN teacher: "
+                                  "include --model qnn")
+            if self.known_fraction != (1.0,):
+                raise ConfigError("--known-fraction applies to the oracle forget set only")
+        if self.epochs < 1 or (self.teacher_epochs is not None and self.teacher_epochs < 1):
+            raise ConfigError("epochs must be positive")
+        for name, ws in (("kl_w", self.kl_ws), ("fo_w", self.fo_ws)):
+            study.check_axis(name, ws)
+            if min(ws) < 0:
+                raise ConfigError(f"{name} values must be finite and >= 0, got {ws}")
+        if "neggrad" in self.methods and max(self.fo_ws) >= 1:
+            raise ConfigError(f"neggrad weighs retain descent by 1 - fo_w; fo_w = {max(self.fo_ws)} leaves pure "
+                              "gradient ascent on the forget set, whose loss is unbounded below: use fo_w < 1")
+        if self.corruption != "flip" and ({"ga", "neggrad"} & set(self.methods)):
+            raise ConfigError("ga and neggrad ascend the cross-entropy of the poisoned labels; with feature "
+                              "randomisation the labels are clean, so use --corruption flip")
+        if not (0 <= self.l1_w < float("inf")):
+            raise ConfigError(f"the l1 weight must be finite and >= 0, got {self.l1_w}")
+        if not 0 < self.salun_fraction <= 1:
+            raise ConfigError(f"SalUn's fraction of updated weights must lie in (0, 1], got {self.salun_fraction}")
+        if self.shadows != 0 and self.shadows < shadows.MIN_SHADOWS:
+            raise ConfigError(f"--shadows {self.shadows}: U-LiRA fits two Gaussians per example from the shadows "
+                              f"holding it (half of them), leaving one out: use at least {shadows.MIN_SHADOWS} "
+                              "shadows, or 0 to skip them")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError(f"batch size must be positive, got {self.batch_size}")
+        if self.learning_rate is not None and not 0 < self.learning_rate < float("inf"):
+            raise ConfigError(f"learning rate must be positive and finite, got {self.learning_rate}")
+        return self
+
+    def teacher_settings(self, model: str) -> ModelSettings:
+        s = TEACHER_SETTINGS[paper_family(self.dataset)][model]
+        return s if self.teacher_epochs is None else ModelSettings(**{**asdict(s), "epochs": self.teacher_epochs})
+
+    def student_settings(self, model: str, n_retain: int) -> tuple[int, float]:
+        batch, lr = UNLEARN_SETTINGS[paper_family(self.dataset)][model]
+        batch = self.batch_size or batch or n_retain
+        return min(batch, n_retain), self.learning_rate or lr
+
+    def resolved(self) -> dict:
+        d = asdict(self)
+        if len(self.known_fraction) == 1:  # recorded as a number, as before it was an axis
+            d["known_fraction"] = self.known_fraction[0]
+        d["teachers"] = {m: self.teacher_settings(m).to_dict(m) for m in self.models}
+        d["students"] = {m: dict(zip(("batch_size", "learning_rate"), UNLEARN_SETTINGS[paper_family(self.dataset)][m]))
+                         for m in self.models}
+        return d
+
+
+def replica_table(config: UnlearnConfig) -> pd.DataFrame:
+    """One row per student replica: model, method, seed, kl_w, fo_w, its program and loss weights."""
+    rows = []
+    for model, method in itertools.product(config.models, config.methods):
+        use_kl, use_fo = weights_used(method)
+        for kf, seed, kl_w, fo_w in itertools.product(config.known_fraction, config.seeds,
+                                                      config.kl_ws if use_kl else (0.0,),
+                                                      config.fo_ws if use_fo else (0.0,)):
+            program = student_stages.program_of(model, method)
+            rows.append(dict(model=model, method=method, seed=seed, kl_w=kl_w, fo_w=fo_w, known_fraction=kf,
+                             program=program))
+    return pd.DataFrame(rows)
