@@ -155,8 +155,9 @@ def _provenance_line(p: dict, entry: dict) -> str:
     versions = p.get("versions") or {}
     keep = ("qrobust", "qrobust_commit", "jax", "tensorcircuit-ng", "python")
     v = ", ".join(f"{k} {versions[k]}" for k in keep if k in versions)
+    resumed = f" over {entry['interrupted'] + 1} calls (resumed)" if entry.get("interrupted") else ""
     return (f"Provenance: seeds {p.get('seeds')}; simulators {p.get('simulators')}; devices {p.get('devices')}; "
-            f"{v}; wall time {entry.get('seconds', float('nan')):.0f} s; started {p.get('created')}.")
+            f"{v}; wall time {entry.get('seconds', float('nan')):.0f} s{resumed}; started {p.get('created')}.")
 
 
 _STYLE = """

@@ -164,3 +164,32 @@ def test_bad_input_is_refused_before_any_work(tmp_path, capsys):
     assert "invalid choice" in capsys.readouterr().err and not out.exists()
     assert main(["report", str(tmp_path)]) == 2
     assert "not a reproduction directory" in capsys.readouterr().err
+
+
+def test_an_interrupted_part_keeps_its_time_and_a_rerun_adds_to_it(tmp_path, monkeypatch):
+    """Ctrl-C in a part: reproduce.json records the seconds it ran (finished false, interrupted 1); the rerun
+    that finishes it adds its own seconds, so the wall time of a resumed reproduction is the sum of its calls."""
+    import json
+    import time
+
+    from qrobust.experiments import reproduce
+
+    calls = []
+
+    def part_that_runs(part, out, profile, progress=True):
+        calls.append(part.name)
+        time.sleep(0.3)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(reproduce, "run_part", part_that_runs)
+    out = tmp_path / "r"
+    with pytest.raises(KeyboardInterrupt):
+        reproduce.run_reproduce(out, profile="tiny", parts=["unlearn-xxz"], progress=False)
+    entry = json.loads((out / "reproduce.json").read_text())["parts"]["unlearn-xxz"]
+    assert entry["finished"] is False and entry["interrupted"] == 1 and 0.3 <= entry["seconds"] < 5
+    first = entry["seconds"]
+    record = reproduce.run_reproduce(out, profile="tiny", parts=["unlearn-xxz"], progress=False)
+    entry = record["parts"]["unlearn-xxz"]
+    assert entry["finished"] is True and entry["interrupted"] == 1 and entry["seconds"] >= first + 0.3
+    assert entry == json.loads((out / "reproduce.json").read_text())["parts"]["unlearn-xxz"]

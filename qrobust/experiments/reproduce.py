@@ -162,8 +162,9 @@ def run_part(part: Part, out: Path, profile: str, *, progress: bool = True):
 def run_reproduce(out: str | Path, *, profile: str = "full", parts=None, progress: bool = True,
                   on_part: Callable[[Part, float], None] | None = None) -> dict:
     """Run (or resume) the reproduction into ``out``; returns its record (also ``out/reproduce.json``): the
-    profile, and per part its wall seconds in this call and whether it finished. Every part's config is
-    validated before the first one runs. ``on_part(part, seconds)`` is called after each part."""
+    profile, and per part its wall seconds over every call (an interrupted call's included, counted in
+    ``interrupted``; a SIGKILL's are lost) and whether it finished. Every part's config is validated before
+    the first one runs. ``on_part(part, seconds)`` is called after each part."""
     from qrobust.files import atomic_write_text, unwritable
 
     if profile not in PROFILES:
@@ -183,13 +184,20 @@ def run_reproduce(out: str | Path, *, profile: str = "full", parts=None, progres
         raise ConfigError(f"{out} holds a {record['profile']} reproduction: use another --out for {profile}")
     record.update(profile=profile, parts=record.get("parts", {}))
     for part in chosen:
-        start = time.perf_counter()
-        run_part(part, out, profile, progress=progress)
-        seconds = time.perf_counter() - start
         entry = record["parts"].setdefault(part.name, {"seconds": 0.0})
+        entry["command"] = part.command.replace("OUT", str(out))
+        start = time.perf_counter()
+        try:
+            run_part(part, out, profile, progress=progress)
+        except BaseException:  # Ctrl-C, SIGTERM, an error: the time spent still counts (its chunks are kept)
+            entry["seconds"] = round(entry["seconds"] + time.perf_counter() - start, 1)
+            entry.setdefault("finished", False)
+            entry["interrupted"] = entry.get("interrupted", 0) + 1
+            atomic_write_text(path, json.dumps(record, indent=2))
+            raise
+        seconds = time.perf_counter() - start
         entry["seconds"] = round(entry["seconds"] + seconds, 1)
         entry["finished"] = True
-        entry["command"] = part.command.replace("OUT", str(out))
         atomic_write_text(path, json.dumps(record, indent=2))
         if on_part is not None:
             on_part(part, seconds)
