@@ -443,7 +443,8 @@ def _write_report(out) -> int:
     md, page, report = paper_report.write_report(out)
     width = max((len(v.claim) for v in report["verdicts"]), default=10)
     for v in report["verdicts"]:
-        print(f"{v.verdict:>9}  {v.claim:<{width}}  {v.measured}")
+        paper = f"  [the paper's own numbers: {v.paper.split(':')[0]}]" if v.paper else ""
+        print(f"{v.verdict:>9}  {v.claim:<{width}}  {v.measured}{paper}")
     print(f"wrote {page} and {md}")
     return 0
 

@@ -1,5 +1,5 @@
 """Turn the numbers the paper's authors published with their code into plain CSV tables (run once; the CSVs are
-committed under docs/paper/, so nothing here runs in the tests or at run time).
+committed under qrobust/paper/ and read by ``qrobust.paper``; nothing here runs in the tests or at run time).
 
 Source: github.com/yutuer21/quantum-machine-unlearning (MIT licence), data/*.npy, described in its
 data/README.md: fig2c/fig2d (MNIST / XXZ noise response: MLP flip, QNN flip, MLP features, QNN features x
@@ -8,7 +8,7 @@ scrub, grad-asc x 5 runs x 50 steps). The files are pickled object arrays (dicts
 JAX arrays): they are read with an unpickler that builds nothing but numpy arrays and scalars, never with
 ``allow_pickle=True``.
 
-    python scripts/published_results.py PATH/TO/quantum-machine-unlearning/data docs/paper
+    python scripts/published_results.py PATH/TO/quantum-machine-unlearning/data qrobust/paper
 """
 
 from __future__ import annotations

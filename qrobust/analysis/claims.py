@@ -24,6 +24,7 @@ class Verdict(NamedTuple):
     measured: str   # the quantity the rule reads, as measured
     verdict: str    # holds, departs, not run, undefined
     part: str       # the reproduction part it comes from
+    paper: str = ""  # the same rule on the paper's published numbers ("VERDICT: measured"; "" not applied)
 
 
 def _verdict(ok, measured: str) -> tuple[str, str]:
@@ -37,48 +38,69 @@ def _curve(summary: pd.DataFrame, model: str, corruption: str, column: str) -> p
     return part.groupby("alpha")[f"{column}_mean"].mean().sort_index()
 
 
-def noise_claims(results: pd.DataFrame, critical: pd.DataFrame | None, part: str, data: str) -> list[Verdict]:
+def published_summary(published: pd.DataFrame) -> pd.DataFrame:
+    """A summary (``final_summary``'s columns the noise rules read) of the paper's published final accuracies
+    (``qrobust.paper.published_noise``): mean over its runs per model x corruption x alpha."""
+    return published.groupby(["model", "corruption", "alpha"], as_index=False).agg(
+        train_acc_mean=("train_acc", "mean"), val_acc_mean=("val_acc", "mean"))
+
+
+def noise_claims(results: pd.DataFrame, critical: pd.DataFrame | None, part: str, data: str,
+                 published: pd.DataFrame | None = None) -> list[Verdict]:
     """The four findings of Fig. 2 from a sweep's results (models qnn and mlp, corruptions flip and features)
-    and its critical points (``qrobust.analysis.critical.critical_points``)."""
-    s = final_summary(results)
+    and its critical points (``qrobust.analysis.critical.critical_points``). With ``published`` (the paper's
+    own final accuracies for this dataset, ``qrobust.paper.published_noise``), each rule is applied to those
+    numbers too (``Verdict.paper``); the critical point needs the memorisation, which the paper did not
+    publish."""
+    ours = final_summary(results)
+    theirs = None if published is None else published_summary(published)
     out = []
 
-    def add(claim, rule, fn):
+    def judged(fn, s, crit):
         try:
-            measured, verdict = fn()
+            return fn(s, crit)
         except (KeyError, ValueError, IndexError):
-            measured, verdict = "-", "not run"
-        out.append(Verdict(f"{data}: {claim}", rule, measured, verdict, part))
+            return "-", "not run"
 
-    def mlp_memorises():
+    def add(claim, rule, fn):
+        measured, verdict = judged(fn, ours, critical)
+        paper = ""
+        if theirs is not None:
+            m, v = judged(fn, theirs, None)
+            paper = "not published" if v == "not run" else f"{v}: {m}"
+        out.append(Verdict(f"{data}: {claim}", rule, measured, verdict, part, paper))
+
+    def mlp_memorises(s, _):
         train = _curve(s, "mlp", "flip", "train_acc")
         return _verdict(train.min() >= 0.95 if len(train) else None, f"min train acc {train.min():.3f}")
 
-    def mlp_linear():
+    def mlp_linear(s, _):
         val = _curve(s, "mlp", "flip", "val_acc")
         r = float(np.corrcoef(val.index, val.to_numpy())[0, 1])
         drop = val.iloc[0] - val.iloc[-1]
         return _verdict(r <= -0.9 and drop >= 0.3, f"r = {r:.3f}, drop {drop:.3f}")
 
-    def qnn_refuses():
+    def qnn_refuses(s, _):
         train = _curve(s, "qnn", "flip", "train_acc")
         below = train[train.index < 0.5]
         gap = float(np.max(np.abs(below.to_numpy() - (1 - below.index.to_numpy()))))
         return _verdict(gap <= 0.1, f"max |train - (1 - alpha)| = {gap:.3f}")
 
-    def qnn_plateau():
+    def qnn_plateau(s, _):
         val = _curve(s, "qnn", "flip", "val_acc")
         below = val[val.index < 0.5]
         fall = float(val.iloc[0] - below.min())
         return _verdict(fall <= 0.05, f"val {val.iloc[0]:.3f} at alpha 0, lowest {below.min():.3f} below 0.5")
 
-    def critical_point():
-        row = critical[(critical.model == "qnn") & (critical.corruption == "flip")].iloc[0]
+    def critical_point(_, crit):
+        if crit is None:
+            raise KeyError("no critical points")
+        row = crit[(crit.model == "qnn") & (crit.corruption == "flip")].iloc[0]
         a, lo, hi = row.alpha_c_memorization, row.alpha_c_memorization_lo, row.alpha_c_memorization_hi
         return _verdict(bool(row.transition) and 0.4 <= a <= 0.6,
                         f"alpha_c = {a:.3f} [{lo:.3f}, {hi:.3f}], transition {bool(row.transition)}")
 
-    def inverted():
+    def inverted(s, _):
         val, train = _curve(s, "qnn", "flip", "val_acc"), _curve(s, "qnn", "flip", "train_acc")
         a = val.index.max()
         if a < 0.8:
@@ -86,7 +108,7 @@ def noise_claims(results: pd.DataFrame, critical: pd.DataFrame | None, part: str
         return _verdict(val.loc[a] <= 0.2 and train.loc[a] >= 0.8,
                         f"at alpha {a:g}: val {val.loc[a]:.3f}, train {train.loc[a]:.3f}")
 
-    def features_milder():
+    def features_milder(s, _):
         parts = []
         ok = True
         for model in ("qnn", "mlp"):
@@ -117,35 +139,51 @@ def noise_claims(results: pd.DataFrame, critical: pd.DataFrame | None, part: str
 
 
 def unlearning_claims(results: pd.DataFrame, final: pd.DataFrame, part: str, data: str,
-                      epoch: int = 5) -> list[Verdict]:
+                      epoch: int = 5, published: pd.DataFrame | None = None) -> list[Verdict]:
     """Fig. 3's findings from an unlearning study: validation accuracy after ``epoch`` unlearning epochs
-    (mean over seeds, diverged students left out) against the clean model's."""
+    (mean over seeds, diverged students left out) against the clean model's. With ``published`` (the paper's
+    own curves for this dataset, ``qrobust.paper.published_unlearning``: its step k is after k epochs, step 0
+    the teacher), each rule is applied to them too where they suffice (``Verdict.paper``); the paper did not
+    publish its clean model's accuracy, which two of the rules need."""
     ok = results[~results.diverged] if "diverged" in results else results
     if "known_fraction" in ok:
         ok = ok[ok.known_fraction == ok.known_fraction.max()]
-    at = ok[ok.epoch == epoch].groupby(["model", "method"]).val_acc.mean()
+    ours = ok[ok.epoch == epoch].groupby(["model", "method"]).val_acc.mean()
     clean = final.groupby("model").clean_val_acc.mean()
-    gap = lambda m, meth: float(clean.loc[m] - at.loc[(m, meth)])  # noqa: E731
+    theirs = (None if published is None
+              else published[published.step == epoch].groupby(["model", "method"]).val_acc.mean())
     out = []
 
-    def add(claim, rule, fn):
+    def judged(fn, at, clean_acc):
         try:
-            measured, verdict = fn()
+            return fn(at, clean_acc)
         except KeyError:
-            measured, verdict = "-", "not run"
-        out.append(Verdict(f"{data}: {claim}", rule, measured, verdict, part))
+            return "-", "not run"
 
-    def qnn_fast():
-        g = {m: gap("qnn", m) for m in ("finetune", "scrub")}
+    def add(claim, rule, fn):
+        measured, verdict = judged(fn, ours, clean)
+        paper = ""
+        if theirs is not None:
+            m, v = judged(fn, theirs, None)
+            paper = "not published" if v == "not run" else f"{v}: {m}"
+        out.append(Verdict(f"{data}: {claim}", rule, measured, verdict, part, paper))
+
+    def gap(at, clean_acc, m, meth):
+        if clean_acc is None:
+            raise KeyError("no clean model")
+        return float(clean_acc.loc[m] - at.loc[(m, meth)])
+
+    def qnn_fast(at, clean_acc):
+        g = {m: gap(at, clean_acc, "qnn", m) for m in ("finetune", "scrub")}
         return _verdict(max(g.values()) <= 0.05, ", ".join(f"{m} {v:.3f} below clean" for m, v in g.items()))
 
-    def mlp_stubborn():
-        g = {m: gap("mlp", m) for m in ("finetune", "scrub")}
-        q = {m: gap("qnn", m) for m in ("finetune", "scrub")}
+    def mlp_stubborn(at, clean_acc):
+        g = {m: gap(at, clean_acc, "mlp", m) for m in ("finetune", "scrub")}
+        q = {m: gap(at, clean_acc, "qnn", m) for m in ("finetune", "scrub")}
         return _verdict(all(g[m] > 0.05 and g[m] > q[m] for m in g),
                         ", ".join(f"{m}: MLP {g[m]:.3f}, QNN {q[m]:.3f} below clean" for m in g))
 
-    def retrain_slow():
+    def retrain_slow(at, _):
         parts, good = [], True
         for m in ("qnn", "mlp"):
             r, f = at.loc[(m, "retrain")], at.loc[(m, "finetune")]
