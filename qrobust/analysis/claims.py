@@ -38,6 +38,23 @@ def _curve(summary: pd.DataFrame, model: str, corruption: str, column: str) -> p
     return part.groupby("alpha")[f"{column}_mean"].mean().sort_index()
 
 
+def _judged(rule, args: tuple, errors: tuple) -> tuple[str, str]:
+    """(measured, verdict) of ``rule(*args)``; "not run" where a table it needs is missing (``errors``)."""
+    try:
+        return rule(*args)
+    except errors:
+        return "-", "not run"
+
+
+def _on_published(rule, args: tuple | None, errors: tuple) -> str:
+    """``Verdict.paper``: the rule on the paper's published numbers ("" when none were given; "not published"
+    when they lack what the rule reads)."""
+    if args is None:
+        return ""
+    measured, verdict = _judged(rule, args, errors)
+    return "not published" if verdict == "not run" else f"{verdict}: {measured}"
+
+
 def published_summary(published: pd.DataFrame) -> pd.DataFrame:
     """A summary (``final_summary``'s columns the noise rules read) of the paper's published final accuracies
     (``qrobust.paper.published_noise``): mean over its runs per model x corruption x alpha."""
@@ -56,19 +73,10 @@ def noise_claims(results: pd.DataFrame, critical: pd.DataFrame | None, part: str
     theirs = None if published is None else published_summary(published)
     out = []
 
-    def judged(fn, s, crit):
-        try:
-            return fn(s, crit)
-        except (KeyError, ValueError, IndexError):
-            return "-", "not run"
-
     def add(claim, rule, fn):
-        measured, verdict = judged(fn, ours, critical)
-        paper = ""
-        if theirs is not None:
-            m, v = judged(fn, theirs, None)
-            paper = "not published" if v == "not run" else f"{v}: {m}"
-        out.append(Verdict(f"{data}: {claim}", rule, measured, verdict, part, paper))
+        errors = (KeyError, ValueError, IndexError)
+        out.append(Verdict(f"{data}: {claim}", rule, *_judged(fn, (ours, critical), errors), part,
+                           _on_published(fn, None if theirs is None else (theirs, None), errors)))
 
     def mlp_memorises(s, _):
         train = _curve(s, "mlp", "flip", "train_acc")
@@ -154,19 +162,9 @@ def unlearning_claims(results: pd.DataFrame, final: pd.DataFrame, part: str, dat
               else published[published.step == epoch].groupby(["model", "method"]).val_acc.mean())
     out = []
 
-    def judged(fn, at, clean_acc):
-        try:
-            return fn(at, clean_acc)
-        except KeyError:
-            return "-", "not run"
-
     def add(claim, rule, fn):
-        measured, verdict = judged(fn, ours, clean)
-        paper = ""
-        if theirs is not None:
-            m, v = judged(fn, theirs, None)
-            paper = "not published" if v == "not run" else f"{v}: {m}"
-        out.append(Verdict(f"{data}: {claim}", rule, measured, verdict, part, paper))
+        out.append(Verdict(f"{data}: {claim}", rule, *_judged(fn, (ours, clean), (KeyError,)), part,
+                           _on_published(fn, None if theirs is None else (theirs, None), (KeyError,))))
 
     def gap(at, clean_acc, m, meth):
         if clean_acc is None:
