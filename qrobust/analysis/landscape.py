@@ -10,9 +10,10 @@ Every measure is built on Hessian-vector products (forward-over-reverse,
 - ``lanczos_eigenvalues``: the largest eigenvalues from ``n_iter`` Lanczos steps
   with full reorthogonalisation (Ritz values of the tridiagonal matrix).
 
-``loss`` is a function of the parameter pytree alone (data closed over). Each
-measure runs as one compiled program (``jax.jit`` of its whole body; inside a
-caller's ``jit`` it is simply inlined), not op by op.
+``loss`` is a function of the parameter pytree alone (data closed over). Called
+with concrete arrays, each measure runs as one compiled program (``jax.jit`` of
+its whole body), not op by op; called inside a caller's transformation (the
+landscape study's ``jit``) it traces its body into that program as it is.
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ from jax.flatten_util import ravel_pytree
 
 _FULL = jax.lax.Precision.HIGHEST  # full-precision products on a GPU too (its default is TensorFloat-32)
 
+def _compiled(body: Callable, *args):
+    """``body(*args)``: jitted as one program for concrete arguments, traced as it is inside a transformation."""
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(args)):
+        return body(*args)
+    return jax.jit(body)(*args)
+
+
 def _flat_hvp(loss: Callable, params):
     flat, unravel = ravel_pytree(params)
     grad = jax.grad(lambda f: loss(unravel(f)))
@@ -39,7 +47,7 @@ def _flat_hvp(loss: Callable, params):
 
 def hessian_trace(loss: Callable, params, *, batch: int = 64) -> jax.Array:
     """Exact trace of the Hessian of ``loss`` at ``params`` from P Hessian-vector products."""
-    return jax.jit(lambda p: _hessian_trace(loss, p, batch))(params)
+    return _compiled(lambda p: _hessian_trace(loss, p, batch), params)
 
 
 def _hessian_trace(loss: Callable, params, batch: int) -> jax.Array:
@@ -56,7 +64,7 @@ def _hessian_trace(loss: Callable, params, batch: int) -> jax.Array:
 def hutchinson_trace(loss: Callable, params, *, key: jax.Array, n_samples: int = 100,
                      batch: int = 32) -> tuple[jax.Array, jax.Array]:
     """(estimate, standard error) of the Hessian trace from ``n_samples`` Rademacher probes."""
-    return jax.jit(lambda p, k: _hutchinson_trace(loss, p, k, n_samples, batch))(params, key)
+    return _compiled(lambda p, k: _hutchinson_trace(loss, p, k, n_samples, batch), params, key)
 
 
 def _hutchinson_trace(loss: Callable, params, key: jax.Array, n_samples: int, batch: int):
@@ -73,7 +81,7 @@ def lanczos_eigenvalues(loss: Callable, params, *, key: jax.Array, k: int = 5, n
     iteration restarts from a random vector orthogonal to the basis with a zero
     off-diagonal, so the tridiagonal matrix stays a compression of H.
     """
-    return jax.jit(lambda p, key: _lanczos(loss, p, key, k, n_iter))(params, key)
+    return _compiled(lambda p, key: _lanczos(loss, p, key, k, n_iter), params, key)
 
 
 def _lanczos(loss: Callable, params, key: jax.Array, k: int, n_iter: int) -> jax.Array:
