@@ -25,11 +25,16 @@ import pandas as pd
 NOISE_DATASETS = ("mnist", "xxz")
 
 
+def _table(name: str) -> pd.DataFrame:
+    """One of the CSV tables beside this module (package data, so an installed wheel has them too)."""
+    with resources.files(__package__).joinpath(name).open() as fh:
+        return pd.read_csv(fh)
+
+
 def published_noise(dataset: str | None = None) -> pd.DataFrame:
     """The paper's Fig. 2 final accuracies (all datasets, or ``dataset``'s: "mnist" or "xxz"; the paper's XXZ
     states carry arbitrary phases, qrobust's ``phase`` gauge)."""
-    with resources.files(__package__).joinpath("published_noise.csv").open() as fh:
-        table = pd.read_csv(fh)
+    table = _table("published_noise.csv")
     if dataset is None:
         return table
     if dataset not in NOISE_DATASETS:
@@ -39,6 +44,5 @@ def published_noise(dataset: str | None = None) -> pd.DataFrame:
 
 def published_unlearning(dataset: str | None = None) -> pd.DataFrame:
     """The paper's Fig. 3 unlearning curves (all datasets, or ``dataset``'s)."""
-    with resources.files(__package__).joinpath("published_unlearning.csv").open() as fh:
-        table = pd.read_csv(fh)
+    table = _table("published_unlearning.csv")
     return table if dataset is None else table[table.dataset == dataset].reset_index(drop=True)
