@@ -96,7 +96,24 @@ def _section(part, out: Path) -> dict | None:
     except ConfigError:  # a part started but not finished: its tables are not there yet
         return dict(part=part, figures=[], verdicts=[claims.Verdict(part.title, "-", "-", "not run", part.name)],
                     provenance={})
-    return dict(part=part, figures=figures, verdicts=verdicts, provenance=_provenance(configs))
+    return dict(part=part, figures=figures, verdicts=verdicts,
+                provenance=dict(_provenance(configs), chunk_seconds=_chunk_seconds(where)))
+
+
+def _chunk_seconds(where: Path) -> float:
+    """The seconds the part's chunks trained for, summed from their ``.seconds`` files.
+
+    Each file is written when its chunk finishes, so this sum survives what ``reproduce.json`` cannot: a call
+    killed outright (SIGKILL, a lost session) loses its recorded wall time but keeps its finished chunks' time.
+    Chunks set aside as another run's (``chunks/rejected``) do not count.
+    """
+    total = 0.0
+    for f in where.rglob("chunks/*.seconds"):
+        try:
+            total += float(f.read_text())
+        except (OSError, ValueError):  # damaged: its time is unknown
+            continue
+    return total
 
 
 def _provenance(configs) -> dict:
@@ -133,6 +150,13 @@ _METHOD = ("Each verdict applies the stated rule to the measured quantity. Where
            "reproduction.")
 
 
+def _times(report: dict) -> str:
+    """The parts' recorded wall time and their chunks' training time (the latter survives a killed call)."""
+    wall = sum(p.get("seconds", 0) for p in report["record"].get("parts", {}).values())
+    trained = sum(s["provenance"].get("chunk_seconds", 0) for s in report["sections"])
+    return f"wall time of the parts {wall / 60:.1f} min, their chunks trained for {trained / 60:.1f} min"
+
+
 def _verdict_table_md(verdicts) -> list[str]:
     lines = ["| claim | rule | measured | verdict | the paper's own numbers |", "|---|---|---|---|---|"]
     for v in verdicts:
@@ -142,9 +166,8 @@ def _verdict_table_md(verdicts) -> list[str]:
 
 def to_markdown(report: dict) -> str:
     rec, out = report["record"], report["out"]
-    total = sum(p.get("seconds", 0) for p in rec.get("parts", {}).values())
     lines = ["# Does the paper hold? qrobust's reproduction of arXiv:2508.02422", "",
-             f"Profile: **{rec.get('profile')}**; wall time of the parts {total / 60:.1f} min. "
+             f"Profile: **{rec.get('profile')}**; {_times(report)}. "
              f"{_METHOD}", "", "## Verdicts", ""]
     lines += _verdict_table_md(report["verdicts"])
     for s in report["sections"]:
@@ -166,7 +189,8 @@ def _provenance_line(p: dict, entry: dict) -> str:
     v = ", ".join(f"{k} {versions[k]}" for k in keep if k in versions)
     resumed = f" over {entry['interrupted'] + 1} calls (resumed)" if entry.get("interrupted") else ""
     return (f"Provenance: seeds {p.get('seeds')}; simulators {p.get('simulators')}; devices {p.get('devices')}; "
-            f"{v}; wall time {entry.get('seconds', float('nan')):.0f} s{resumed}; started {p.get('created')}.")
+            f"{v}; wall time {entry.get('seconds', float('nan')):.0f} s{resumed}, its chunks trained for "
+            f"{p.get('chunk_seconds', 0):.0f} s; started {p.get('created')}.")
 
 
 _STYLE = """
@@ -205,12 +229,11 @@ def _verdict_table_html(verdicts) -> str:
 
 def to_html(report: dict) -> str:
     rec = report["record"]
-    total = sum(p.get("seconds", 0) for p in rec.get("parts", {}).values())
     counts = pd.Series([v.verdict for v in report["verdicts"]]).value_counts().to_dict()
     summary = ", ".join(f"{n} {k}" for k, n in counts.items())
     body = ["<h1>Does the paper hold? qrobust's reproduction of arXiv:2508.02422</h1>",
-            f"<p>Profile <b>{html.escape(str(rec.get('profile')))}</b>; wall time of the parts "
-            f"{total / 60:.1f} min; {html.escape(summary)}. <span id=\"decoded\"></span></p>",
+            f"<p>Profile <b>{html.escape(str(rec.get('profile')))}</b>; {html.escape(_times(report))}; "
+            f"{html.escape(summary)}. <span id=\"decoded\"></span></p>",
             f"<p>{html.escape(_METHOD)}</p>",
             "<h2>Verdicts</h2>", _verdict_table_html(report["verdicts"])]
     for s in report["sections"]:

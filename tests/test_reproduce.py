@@ -182,6 +182,8 @@ def test_a_tiny_reproduction_reports_every_part(tiny_reproduction):
     # the paper's own numbers beside the MNIST plateau: its published curve falls to 0.795 (test below)
     assert "departs: val 0.980 at alpha 0, lowest 0.795 below 0.5" in page and "not published" in md
     assert "QNN changes qualitatively" in page and "per example (U-LiRA)" in page
+    trained = sum(float(f.read_text()) for f in out.glob("*/**/chunks/*.seconds"))  # every part's chunks
+    assert trained > 0 and f"their chunks trained for {trained / 60:.1f} min" in md.splitlines()[2]
     # re-reported from the directory alone, without training
     (out / "report.html").unlink()
     assert main(["report", str(out)]) == 0
@@ -247,3 +249,22 @@ def test_an_interrupted_part_keeps_its_time_and_a_rerun_adds_to_it(tmp_path, mon
     entry = record["parts"]["unlearn-xxz"]
     assert entry["finished"] is True and entry["interrupted"] == 1 and entry["seconds"] >= first + 0.3
     assert entry == json.loads((out / "reproduce.json").read_text())["parts"]["unlearn-xxz"]
+
+
+def test_the_chunks_training_time_is_read_from_their_files_and_survives_a_killed_call(tmp_path):
+    """A SIGKILL loses a call's entry in reproduce.json but not its finished chunks' .seconds: the report sums
+    those, over every gauge's directory, and leaves out chunks set aside as another run's and damaged files."""
+    from qrobust import paper_report
+
+    part = tmp_path / "noise-xxz"
+    files = {"phase/chunks/qnn-0000.seconds": "10.5\n", "sign/chunks/mlp-0000.seconds": "4.000\n",
+             "phase/chunks/rejected/qnn-0000.seconds": "100\n", "sign/chunks/qnn-0000.seconds": "garbled"}
+    for name, text in files.items():
+        (part / name).parent.mkdir(parents=True, exist_ok=True)
+        (part / name).write_text(text)
+    assert paper_report._chunk_seconds(part) == 14.5
+    report = dict(record={"parts": {"noise-xxz": {"seconds": 3.0}}},
+                  sections=[dict(provenance={"chunk_seconds": 14.5}), dict(provenance={})])
+    assert paper_report._times(report) == "wall time of the parts 0.1 min, their chunks trained for 0.2 min"
+    line = paper_report._provenance_line({"chunk_seconds": 14.5}, {"seconds": 3.0})
+    assert "wall time 3 s, its chunks trained for 14 s;" in line
