@@ -157,10 +157,16 @@ def _times(report: dict) -> str:
     return f"wall time of the parts {wall / 60:.1f} min, their chunks trained for {trained / 60:.1f} min"
 
 
+def _cell(text: str) -> str:
+    """A Markdown table cell: a literal | (as in "max |train - (1 - alpha)|") escaped, not a column break."""
+    return text.replace("|", "\\|")
+
+
 def _verdict_table_md(verdicts) -> list[str]:
     lines = ["| claim | rule | measured | verdict | the paper's own numbers |", "|---|---|---|---|---|"]
     for v in verdicts:
-        lines.append(f"| {v.claim} | {v.rule} | {v.measured} | **{v.verdict}** | {v.paper or '-'} |")
+        cells = (_cell(v.claim), _cell(v.rule), _cell(v.measured), f"**{v.verdict}**", _cell(v.paper or "-"))
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 

@@ -268,3 +268,16 @@ def test_the_chunks_training_time_is_read_from_their_files_and_survives_a_killed
     assert paper_report._times(report) == "wall time of the parts 0.1 min, their chunks trained for 0.2 min"
     line = paper_report._provenance_line({"chunk_seconds": 14.5}, {"seconds": 3.0})
     assert "wall time 3 s, its chunks trained for 14 s;" in line
+
+
+def test_a_bar_inside_a_verdict_does_not_break_the_markdown_table():
+    """The rules quote |train - (1 - alpha)|: in report.md each bar is escaped, so every row has 5 cells."""
+    from qrobust import paper_report
+
+    v = claims.Verdict("QNN tracks 1 - alpha", "max |train acc - (1 - alpha)| <= 0.1",
+                       "max |train - (1 - alpha)| = 0.02", "holds", "noise-mnist",
+                       "holds: max |train - (1 - alpha)| = 0.039")
+    rows = paper_report._verdict_table_md([v])
+    cells = [re.split(r"(?<!\\)\|", row)[1:-1] for row in rows]
+    assert [len(c) for c in cells] == [5, 5, 5]
+    assert cells[2][2].strip() == r"max \|train - (1 - alpha)\| = 0.02" and cells[2][3].strip() == "**holds**"
