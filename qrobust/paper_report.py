@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +22,7 @@ from qrobust.errors import ConfigError
 from qrobust.experiments.reproduce import PARTS
 from qrobust.files import atomic_write_text
 from qrobust.paper import published_noise, published_unlearning
+from qrobust.store import read_seconds
 
 
 def _load(path: Path):
@@ -107,13 +109,8 @@ def _chunk_seconds(where: Path) -> float:
     killed outright (SIGKILL, a lost session) loses its recorded wall time but keeps its finished chunks' time.
     Chunks set aside as another run's (``chunks/rejected``) do not count.
     """
-    total = 0.0
-    for f in where.rglob("chunks/*.seconds"):
-        try:
-            total += float(f.read_text())
-        except (OSError, ValueError):  # damaged: its time is unknown
-            continue
-    return total
+    seconds = (read_seconds(f) for f in where.rglob("chunks/*.seconds"))
+    return float(sum(s for s in seconds if not math.isnan(s)))  # a damaged file's time is unknown: left out
 
 
 def _provenance(configs) -> dict:

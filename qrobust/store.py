@@ -289,11 +289,7 @@ class RunDirectory:
             return {k: z[k] for k in z.files}
 
     def chunk_seconds(self, name: str) -> float:
-        path = self.chunk_path(name).with_suffix(".seconds")
-        try:
-            return float(path.read_text())
-        except (OSError, ValueError):  # missing or damaged: the time is unknown, the results are not affected
-            return float("nan")
+        return read_seconds(self.chunk_path(name).with_suffix(".seconds"))
 
     def read_chunk(self, name: str) -> pd.DataFrame:
         return pd.read_csv(self.chunk_path(name))
@@ -304,6 +300,15 @@ class RunDirectory:
         if self.writer:
             atomic_write_text(path, frame.to_csv(index=False))
         return path
+
+
+def read_seconds(path: Path) -> float:
+    """A chunk's wall time from its ``NAME.seconds`` file; NaN where the file is missing or damaged (the time is
+    unknown, the results are not affected)."""
+    try:
+        return float(Path(path).read_text())
+    except (OSError, ValueError):
+        return float("nan")
 
 
 # the table that marks each study's directory, and the tables it may hold (in order of importance)
