@@ -188,3 +188,28 @@ def test_a_shorter_stream_takes_only_its_own_steps(mode, x64):
     alone, _ = make_train_fn(model, epochs=3, batch_size=4, n_samples=5, replica_mode=mode)(
         w0[1:], jnp.array([0.05]), keys[1:], jax.tree_util.tree_map(lambda a: a[1:], data), val)
     np.testing.assert_allclose(np.asarray(both[1]), np.asarray(alone[0]), rtol=1e-12, atol=1e-14)
+
+
+def test_the_program_runs_in_segments_of_epochs_without_changing_a_number():
+    """The trainer advances the replicas a segment of epochs per call (progress is reported between calls, so
+    the program holds no host callback); one call for all epochs gives the same bits."""
+    from qrobust.engine import Trainer, segment_length
+
+    assert segment_length(100) == 10 and segment_length(7) == 1 and segment_length(400) == 40
+    n, dim, R = 10, 3, 2
+    x, y = _toy(n, dim, seed=5)
+    model = mlp(dim, (4,))
+    keys = jax.random.split(jax.random.PRNGKey(4), R)
+    params = jax.vmap(model.init)(keys)
+    data = plain_data(jnp.broadcast_to(jnp.asarray(x), (R, n, dim)), jnp.stack([jnp.asarray(y)] * R),
+                      jnp.stack([jnp.asarray(y)] * R), jnp.zeros((R, n), bool))
+    val = EvalData(jnp.asarray(x), jnp.asarray(y))
+    done = []
+    segmented = make_train_fn(model, epochs=20, batch_size=4, n_samples=n, eval_every=3, progress=done.append)
+    assert segmented.segment == 2
+    whole = Trainer(segmented.recipe, n, segment=20)
+    a, b = segmented(params, jnp.array([0.02, 0.05]), keys, data, val), whole(params, jnp.array([0.02, 0.05]), keys,
+                                                                              data, val)
+    assert done == [2] * 10
+    for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))

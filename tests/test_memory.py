@@ -166,5 +166,5 @@ def test_the_chunk_size_is_read_from_the_program_that_runs_so_it_compiles_once(t
                          alphas=(0.0, 0.5), seeds=(0, 1, 2), epochs=2)
     with caplog.at_level(logging.WARNING), jax.log_compiles(True):
         run_sweep(config, tmp_path / "run", progress=False)
-    compiled = [r.getMessage() for r in caplog.records if "Finished XLA compilation of jit(train)" in r.getMessage()]
+    compiled = [r.getMessage() for r in caplog.records if "Finished XLA compilation of jit(train_epochs)" in r.getMessage()]
     assert asked == [6 // jax.local_device_count()] and len(compiled) == 1, (asked, compiled)

@@ -187,14 +187,14 @@ class Progress:
         self.bar = tqdm(total=total, unit="replica-epoch", disable=not self.enabled, smoothing=0.1)
 
     @property
-    def hook(self) -> "Progress | None":
-        """The engine's progress hook: None when the bar is off, so the programs carry no host callback (JAX's
-        persistent compilation cache keeps only programs without one: a repeated study then compiles nothing)."""
-        return self if self.enabled else None
+    def hook(self) -> "Progress":
+        """The engine's progress hook (called from the host between the program's calls)."""
+        return self
 
-    def __call__(self, epoch):
+    def __call__(self, epochs: int):
+        """``epochs`` more epochs of the running chunk's ``step`` replicas are done."""
         if self.bar is not None:
-            self.bar.update(self.step)
+            self.bar.update(self.step * epochs)
 
     def discount(self, replica_epochs: int) -> None:
         """Take work found already done out of the total."""
