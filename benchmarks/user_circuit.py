@@ -25,7 +25,7 @@ import numpy as np
 
 def user_hea(n: int, depth: int):
     """The paper's HEA written in TensorCircuit, as a user would (the library's entry; trained here as a user's
-    circuit, through ``circuit_qnn``)."""
+    circuit, through ``qnn(ansatz=fn, n_params=...)``)."""
     from qrobust.models.ansatze import LIBRARY
 
     return LIBRARY["hea"].circuit(n, depth)
@@ -63,15 +63,14 @@ def main() -> None:
 
     from qrobust.data import mnist_embedded
     from qrobust.models import qnn
-    from qrobust.models.circuits import circuit_qnn
 
     dataset = mnist_embedded()
     n, d = args.qubits, args.depth
     cases = {"built-in HEA, default simulator": qnn(n, d),
              "built-in HEA, blocks": qnn(n, d, simulator="blocks"),
-             "user circuit, native-gates": circuit_qnn(user_hea(n, d), n, 4 * n * d, simulator="native-gates"),
-             "user circuit, xla-gates": circuit_qnn(user_hea(n, d), n, 4 * n * d, simulator="xla-gates"),
-             "user circuit, tc-circuit": circuit_qnn(user_hea(n, d), n, 4 * n * d, simulator="tc-circuit")}
+             "user circuit, native-gates": qnn(n, ansatz=user_hea(n, d), n_params=4 * n * d, simulator="native-gates"),
+             "user circuit, xla-gates": qnn(n, ansatz=user_hea(n, d), n_params=4 * n * d, simulator="xla-gates"),
+             "user circuit, tc-gates": qnn(n, ansatz=user_hea(n, d), n_params=4 * n * d, simulator="tc-gates")}
     rows = {}
     for name, model in cases.items():
         compile_s, per = time_model(model, dataset, args.replicas, args.epochs)

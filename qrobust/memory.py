@@ -61,10 +61,11 @@ def replicas_that_fit(per_replica_bytes: int, *, cap: int, fraction: float = 0.5
     return max(devices, fit // devices * devices)
 
 
-def default_cap(model: str) -> int:
-    """Largest chunk worth running at once: on CPU time per replica stops falling at a few tens of
-    replicas, and smaller chunks lose less to an interruption; an accelerator wants as many as fit."""
+def default_cap(quantum: bool) -> int:
+    """Largest chunk worth running at once, for a quantum model (a QNN) or a classical one: on CPU time per
+    replica stops falling at a few tens of replicas, and smaller chunks lose less to an interruption; an
+    accelerator wants as many as fit."""
     on_cpu = jax.devices()[0].platform == "cpu"
-    if model == "qnn":
+    if quantum:
         return 50 if on_cpu else 1000
     return 200 if on_cpu else 4000

@@ -10,10 +10,9 @@ import pytest
 
 from qrobust.errors import ConfigError
 from qrobust.models import qnn
-from qrobust.models.ansatze import LIBRARY, Ansatz, library_qnn
-from qrobust.models.circuits import CIRCUIT_SIMULATORS, circuit_qnn
+from qrobust.models.ansatze import LIBRARY, Ansatz
 
-ANY_DTYPE = [s for s in CIRCUIT_SIMULATORS if s != "native-gates"]  # complex128 too (native: complex64 only)
+ANY_DTYPE = ["xla-gates", "tc-gates"]  # complex128 too (native-gates: complex64 only)
 
 # --- an independent numpy statevector simulator (qubit 0 the most significant bit) ---------------------------
 
@@ -102,7 +101,7 @@ def test_random_user_circuits_match_numpy_outputs_and_gradients(x64, simulator, 
     rng = np.random.default_rng(seed)
     n = 4
     prog, n_params = random_program(rng, n)
-    model = circuit_qnn(as_tc(prog), n, n_params, dtype="complex128", simulator=simulator)
+    model = qnn(n, ansatz=as_tc(prog), n_params=n_params, dtype="complex128", simulator=simulator)
     assert model.settings["simulator"] == simulator
     params = jnp.asarray(rng.normal(size=n_params))
     states = _states(rng, n, 3)
@@ -121,11 +120,11 @@ def test_random_user_circuits_match_numpy_outputs_and_gradients(x64, simulator, 
         assert abs(float(grad[k]) - fd) < 1e-6
 
 
-@pytest.mark.parametrize("simulator", [pytest.param("xla-gates", marks=pytest.mark.slow), "tc-circuit"])
+@pytest.mark.parametrize("simulator", [pytest.param("xla-gates", marks=pytest.mark.slow), "tc-gates"])
 def test_the_librarys_hea_is_the_built_in_qnn(x64, simulator):
     """The same circuit written in TensorCircuit and built in: logits and gradients to 1e-10."""
     n, d = 5, 3
-    ours = library_qnn("hea", n, d, dtype="complex128", simulator=simulator)
+    ours = qnn(n, d, ansatz="hea", dtype="complex128", simulator=simulator)
     built_in = qnn(n, d, dtype="complex128", simulator="blocks")
     key = jax.random.PRNGKey(3)
     p = jax.random.normal(key, (d, n, 4), jnp.float64)
@@ -143,8 +142,8 @@ def test_the_librarys_hea_is_the_built_in_qnn(x64, simulator):
 def test_library_ansatzes_match_tensorcircuit_and_numpy(x64, name):
     n, d = 4, 2
     rng = np.random.default_rng(5)
-    fast = library_qnn(name, n, d, dtype="complex128", simulator="xla-gates")
-    ref = library_qnn(name, n, d, dtype="complex128", simulator="tc-circuit")
+    fast = qnn(n, d, ansatz=name, dtype="complex128", simulator="xla-gates")
+    ref = qnn(n, d, ansatz=name, dtype="complex128", simulator="tc-gates")
     params = jnp.asarray(rng.normal(size=LIBRARY[name].n_params(n, d)))
     xs = fast.prepare(_states(rng, n, 3))
     np.testing.assert_allclose(logits(fast)(params, xs),
@@ -173,7 +172,7 @@ def test_reupload_and_angle_encodings_load_the_features(x64, simulator):
     n, d = 3, 2
     rng = np.random.default_rng(7)
     feats = rng.uniform(0, np.pi, size=(2, n))
-    model = library_qnn("reupload", n, d, encoding="reupload", dtype="complex128", simulator=simulator)
+    model = qnn(n, d, ansatz="reupload", encoding="reupload", dtype="complex128", simulator=simulator)
     params = jnp.asarray(rng.normal(size=2 * n * d))
     p = np.asarray(params).reshape(d, n, 2)
     for f, x in zip(feats, model.prepare(feats)):
@@ -187,7 +186,7 @@ def test_reupload_and_angle_encodings_load_the_features(x64, simulator):
             for q in range(n - 1):
                 psi = np_gate(n, "cz", (q, q + 1)) @ psi
         assert abs(5 * np.real(psi.conj() @ on(n, {n - 1: Z}) @ psi) - float(model.apply(params, x))) < 1e-10
-    angle = library_qnn("hea_cz", n, d, encoding="angle", n_features=2, dtype="complex128", simulator=simulator)
+    angle = qnn(n, d, ansatz="hea_cz", encoding="angle", n_features=2, dtype="complex128", simulator=simulator)
     psi0 = np.zeros(2**n, complex)
     psi0[0] = 1
     f = feats[0, :2]
@@ -205,7 +204,7 @@ def test_reupload_and_angle_encodings_load_the_features(x64, simulator):
 def test_complex64_circuits_agree_to_float32_rounding():
     rng = np.random.default_rng(11)
     prog, n_params = random_program(rng, 5)
-    model = circuit_qnn(as_tc(prog), 5, n_params)
+    model = qnn(5, ansatz=as_tc(prog), n_params=n_params)
     params = jnp.asarray(rng.normal(size=n_params), jnp.float32)
     states = _states(rng, 5, 2)
     got = logits(model)(params, model.prepare(states))
@@ -219,11 +218,11 @@ def test_a_circuit_beyond_gates_falls_back_to_tensorcircuit_and_says_why():
         c.h(1)
         c.post_select(1, keep=0)  # a projection: not a gate
 
-    model = circuit_qnn(post_selected, 2, 1)
-    assert model.settings["simulator"] == "tc-circuit"
+    model = qnn(2, ansatz=post_selected, n_params=1)
+    assert model.settings["simulator"] == "tc-gates"
     assert "do not reproduce TensorCircuit's state" in model.settings["simulator_reason"]
-    with pytest.raises(ConfigError, match="cannot run this circuit"):
-        circuit_qnn(post_selected, 2, 1, simulator="xla-gates")
+    with pytest.raises(ConfigError, match="xla-gates.*cannot run this QNN: the circuit.s recorded gates"):
+        qnn(2, ansatz=post_selected, n_params=1, simulator="xla-gates")
 
 
 def test_bad_circuits_and_settings_are_refused_by_name():
@@ -231,15 +230,15 @@ def test_bad_circuits_and_settings_are_refused_by_name():
         c.rx(7, theta=params[0])
 
     with pytest.raises(ConfigError, match="failed on a probe input"):
-        circuit_qnn(broken, 3, 1)
+        qnn(3, ansatz=broken, n_params=1)
     with pytest.raises(ConfigError, match="unknown encoding"):
-        circuit_qnn(broken, 3, 1, encoding="basis")
+        qnn(3, ansatz=broken, n_params=1, encoding="basis")
     with pytest.raises(ConfigError, match="loads the features itself"):
-        library_qnn("reupload", 3, 1)
+        qnn(3, 1, ansatz="reupload")
     with pytest.raises(ConfigError, match="unknown ansatz"):
-        library_qnn("qcnn", 3, 1)
+        qnn(3, 1, ansatz="qcnn")
     with pytest.raises(ConfigError, match="4 features do not fit 3 qubits"):
-        library_qnn("hea_cz", 3, 1, encoding="angle", n_features=4)
+        qnn(3, 1, ansatz="hea_cz", encoding="angle", n_features=4)
 
 
 def test_a_user_ansatz_from_a_function_counts_its_parameters():
@@ -250,8 +249,8 @@ def test_a_user_ansatz_from_a_function_counts_its_parameters():
             c.cnot(0, 1)
 
     a = Ansatz.from_function("mine", mine, lambda n, d: n * d)
-    model = library_qnn(a, 3, 2)
-    assert model.settings["n_params"] == 6 and model.settings["circuit"] == "mine"
+    model = qnn(3, 2, ansatz=a)
+    assert model.settings["n_params"] == 6 and model.settings["ansatz"] == "mine"
     assert model.settings["simulator"] == "xla-gates"
 
 
@@ -261,7 +260,7 @@ def test_the_whole_batch_path_equals_one_example_at_a_time(x64):
 
     rng = np.random.default_rng(13)
     prog, n_params = random_program(rng, 5)
-    model = circuit_qnn(as_tc(prog), 5, n_params, dtype="complex128")
+    model = qnn(5, ansatz=as_tc(prog), n_params=n_params, dtype="complex128")
     assert model.apply_batch is not None
     params = jnp.asarray(rng.normal(size=n_params))
     xs = model.prepare(_states(rng, 5, 6))
@@ -276,7 +275,7 @@ def test_angle_encoding_batch_path_equals_the_recorded_ry_gates(x64):
     from qrobust.models import batch_logits
 
     rng = np.random.default_rng(17)
-    model = library_qnn("hea_cz", 4, 2, encoding="angle", n_features=3, dtype="complex128")
+    model = qnn(4, 2, ansatz="hea_cz", encoding="angle", n_features=3, dtype="complex128")
     assert model.apply_batch is not None
     params = jnp.asarray(rng.normal(size=16))
     xs = model.prepare(rng.uniform(0, np.pi, size=(5, 3)))
@@ -323,9 +322,10 @@ def test_native_gates_match_numpy_and_the_xla_gradient(native_kernel, seed):
     rng = np.random.default_rng(seed)
     n, measured = 5 + seed, [4, 0, 3][seed]
     prog, n_params = random_program(rng, n, n_layers=2)
-    model = circuit_qnn(as_tc(prog), n, n_params, measured=measured)
-    assert model.settings["simulator"] == "native-gates" and model.settings["simulator_reason"] is None
-    xla = circuit_qnn(as_tc(prog), n, n_params, measured=measured, simulator="xla-gates")
+    model = qnn(n, ansatz=as_tc(prog), n_params=n_params, measured=measured)
+    assert model.settings["simulator"] == "native-gates"
+    assert model.settings["simulator_reason"].startswith("native: it runs the 'hea' ansatz only")
+    xla = qnn(n, ansatz=as_tc(prog), n_params=n_params, measured=measured, simulator="xla-gates")
     params = jnp.asarray(rng.normal(size=n_params), jnp.float32)
     states = _states(rng, n, 7)
     xs = model.prepare(states)
@@ -346,7 +346,7 @@ def test_native_gates_run_the_librarys_hea_as_the_built_in_kernel(native_kernel)
     from qrobust.models import batch_logits
 
     n, d = 6, 3
-    ours = library_qnn("hea", n, d)
+    ours = qnn(n, d, ansatz="hea")
     built_in = qnn(n, d, simulator="native")
     assert ours.settings["simulator"] == "native-gates"
     p = 0.7 * jax.random.normal(jax.random.PRNGKey(4), (d, n, 4), jnp.float32)
@@ -362,8 +362,8 @@ def test_native_gates_load_angle_features_as_the_recorded_ry_gates(native_kernel
     from qrobust.models import batch_logits
 
     n = 6
-    angle = library_qnn("hea_cz", n, 2, encoding="angle", n_features=4)
-    slow = library_qnn("hea_cz", n, 2, encoding="angle", n_features=4, simulator="xla-gates")
+    angle = qnn(n, 2, ansatz="hea_cz", encoding="angle", n_features=4)
+    slow = qnn(n, 2, ansatz="hea_cz", encoding="angle", n_features=4, simulator="xla-gates")
     assert angle.settings["simulator"] == "native-gates"
     q = jnp.asarray(np.random.default_rng(8).normal(size=4 * n), jnp.float32)
     feats = angle.prepare(np.random.default_rng(9).uniform(0, np.pi, size=(3, 4)))
@@ -383,23 +383,23 @@ def test_the_default_simulator_says_why_it_is_not_native(native_kernel, x64):
             gate(c)
         return circuit
 
-    model = circuit_qnn(with_gate(lambda c: c.any(0, 1, 2, unitary=three)), 5, 5)
+    model = qnn(5, ansatz=with_gate(lambda c: c.any(0, 1, 2, unitary=three)), n_params=5)
     assert model.settings["simulator"] == "xla-gates"
     assert "3-qubit gate" in model.settings["simulator_reason"]
     # a Toffoli permutes basis states: the kernel runs it as an index gather, as XLA does
-    toffoli = circuit_qnn(with_gate(lambda c: c.toffoli(0, 1, 4)), 5, 5, measured=4)
+    toffoli = qnn(5, ansatz=with_gate(lambda c: c.toffoli(0, 1, 4)), n_params=5, measured=4)
     assert toffoli.settings["simulator"] == "native-gates"
-    xla = circuit_qnn(with_gate(lambda c: c.toffoli(0, 1, 4)), 5, 5, measured=4, simulator="xla-gates")
+    xla = qnn(5, ansatz=with_gate(lambda c: c.toffoli(0, 1, 4)), n_params=5, measured=4, simulator="xla-gates")
     params = jnp.asarray(np.random.default_rng(1).uniform(0, np.pi, 5), jnp.float32)
     xs = toffoli.prepare(np.eye(32)[[0, 5, 31]])
     np.testing.assert_allclose(logits(toffoli)(params, xs),
                                logits(xla)(params, xs), atol=1e-5)
-    small = library_qnn("hea", 4, 1)
-    assert small.settings["simulator"] == "xla-gates" and "5 to 20 qubits" in small.settings["simulator_reason"]
-    reupload = library_qnn("reupload", 5, 1, encoding="reupload")
+    small = qnn(4, 1, ansatz="hea")  # too small for the kernels: the structured XLA simulator runs the paper's HEA
+    assert small.settings["simulator"] == "blocks" and "5 to 20 qubits" in small.settings["simulator_reason"]
+    reupload = qnn(5, 1, ansatz="reupload", encoding="reupload")
     assert reupload.settings["simulator"] == "xla-gates" and "reupload" in reupload.settings["simulator_reason"]
     with pytest.raises(ConfigError, match="native-gates.*complex64 only"):
-        library_qnn("hea", 5, 1, dtype="complex128", simulator="native-gates")
+        qnn(5, 1, ansatz="hea", dtype="complex128", simulator="native-gates")
 
 
 def test_constant_permutation_gates_become_one_gather_checked_against_dense_matrices():

@@ -5,8 +5,10 @@ Tests that need the kernel take the ``native_kernel`` fixture (conftest), which 
 where it cannot be built here.
 """
 
+import ctypes
 import logging
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -24,7 +26,6 @@ from qrobust import sharding
 from qrobust.errors import ConfigError
 from qrobust.models import batch_logits, native, qnn
 from qrobust.models.native import NativeUnavailable
-from qrobust.models.qnn import default_simulator
 from test_qnn import _random_state, numpy_qnn_expectation, numpy_rxry_cnot_expectation
 
 FLOAT32_TOL = 2e-5  # logits are 5 <Z>; float32 rounding over ~40 gates on 2**n amplitudes
@@ -86,6 +87,15 @@ def test_native_refuses_what_it_cannot_do(native_kernel):
         jax.grad(lambda s: jnp.sum(batch_logits(model)(params, s)).real)(x)
 
 
+def default_simulator(n_qubits, dtype, ansatz, *, forward_mode=False) -> str:
+    """The simulator the registry chooses for the library's ``ansatz`` at depth 2 (no model is built)."""
+    from qrobust.models.ansatze import ansatz as library_ansatz
+    from qrobust.models.circuit import Circuit
+    from qrobust.models.qnn import choose_simulator
+
+    return choose_simulator(Circuit(library_ansatz(ansatz), n_qubits, 2), dtype, forward_mode=forward_mode)[0]
+
+
 def test_native_refuses_complex128(x64):
     with pytest.raises(ConfigError, match="complex64 only"):
         qnn(6, 2, dtype="complex128", simulator="native")
@@ -126,6 +136,192 @@ def test_on_an_accelerator_the_default_is_blocks_and_native_is_refused(monkeypat
     assert default_simulator(10, "complex64", "hea") == "blocks"
     with pytest.raises(ConfigError, match="runs on CPU devices"):
         qnn(10, 2, simulator="native")
+
+
+# -- the kernels' contract: operation kinds, checks of their buffers, errors instead of crashes -------------
+
+
+def test_op_kinds_are_the_same_in_python_and_cpp():
+    """native.OpKind mirrors the C++ enum OpKind of csrc/gates.cc (kTwoQubit <-> TWO_QUBIT), value for value."""
+    source = re.sub(r"//[^\n]*|/\*.*?\*/", "", (native.CSRC / "gates.cc").read_text(), flags=re.S)
+    found = re.findall(r"\benum\s+(?:class\s+)?OpKind\s*:\s*int32_t\s*\{([^}]*)\}", source)
+    assert len(found) == 1, "csrc/gates.cc should define one `enum OpKind : int32_t { ... }`"
+    cpp = {}
+    for entry in filter(None, (e.strip() for e in found[0].split(","))):
+        name_value = re.fullmatch(r"k([A-Z][A-Za-z0-9]*)\s*=\s*(\d+)", entry)
+        assert name_value, f"every enumerator of OpKind has the form kName = value, not {entry!r}"
+        cpp[re.sub(r"(?<!^)(?=[A-Z])", "_", name_value[1]).upper()] = int(name_value[2])
+    assert cpp == {kind.name: kind.value for kind in native.OpKind}
+
+
+_F32, _C64, _S32 = jnp.float32, jnp.complex64, jnp.int32
+_HEA_ATTRS = dict(scale=np.float32(5), threads=np.int64(2))
+_GATE_ATTRS = dict(scale=np.float32(5), measured=np.int64(0), threads=np.int64(2))
+
+
+def _out(*shape, dtype=_F32):
+    return jax.ShapeDtypeStruct(shape, dtype)
+
+
+def _hea_args(params=(1, 5, 4), states=(3, 32), rot=(1, 5), pair=(1, 5)):
+    return [jnp.zeros(params, _F32), jnp.ones(states, _C64) / np.sqrt(32), jnp.ones(rot, _S32), jnp.ones(pair, _S32)]
+
+
+def _gate_args(ops=((native.OpKind.SINGLE, 0, 1, 0),), perms=(1, 32), mats1=(1, 2, 2), diags=(1, 32),
+               mats2=(1, 4, 4), states=(3, 32), perm_entries=0):
+    return [jnp.asarray(ops, _S32), jnp.full(perms, perm_entries, _S32), jnp.ones(mats1, _C64),
+            jnp.ones(diags, _C64), jnp.ones(mats2, _C64), jnp.ones(states, _C64) / np.sqrt(32)]
+
+
+# (target, results, operands, attributes, the error's message): each input shaped, or valued, as the kernel must
+# refuse. Several were read before they were checked (params of rank 1, states of 2**L amplitudes for a huge L),
+# and results too small were written past their end.
+_BAD_CALLS = {
+    "hea params of rank 1": ("qrobust_hea_forward", _out(3), _hea_args(params=(4,)), _HEA_ATTRS,
+                             r"hea kernel: params must be \(d, L, 4\) with 5 <= L <= 20, got \(4,\)"),
+    "hea 64 qubits": ("qrobust_hea_forward", _out(3), _hea_args(params=(1, 64, 4)), _HEA_ATTRS,
+                      r"hea kernel: params must be \(d, L, 4\)"),
+    "hea states of another L": ("qrobust_hea_forward", _out(3), _hea_args(states=(3, 64)), _HEA_ATTRS,
+                                r"hea kernel: states must be \(B, 2\*\*L\) = \(B, 32\), got \(3, 64\)"),
+    "hea mask of rank 1": ("qrobust_hea_forward", _out(3), _hea_args(rot=(5,)), _HEA_ATTRS,
+                           r"hea kernel: the masks rot and pair must be \(d, L\) = \(1, 5\), got \(5,\)"),
+    "hea logits too few": ("qrobust_hea_forward", _out(1), _hea_args(), _HEA_ATTRS,
+                           r"hea kernel: the logits must be \(B,\) = \(3,\), got \(1,\)"),
+    "hea cotangent too short": ("qrobust_hea_backward", _out(1, 5, 4), [*_hea_args(), jnp.ones(2, _F32)],
+                                _HEA_ATTRS, r"hea kernel: the cotangent must be \(B,\) = \(3,\), got \(2,\)"),
+    "hea gradient of another shape": ("qrobust_hea_backward", _out(2, 5, 4), [*_hea_args(), jnp.ones(3, _F32)],
+                                      _HEA_ATTRS, r"hea kernel: the gradient must be shaped as params"),
+    "gates ops of rank 1": ("qrobust_gates_forward", _out(3), _gate_args(ops=(0, 0, 1, 0)), _GATE_ATTRS,
+                            r"gates kernel: ops, perms, mats1, diags, mats2, states must have ranks"),
+    "gates states of 48": ("qrobust_gates_forward", _out(3), _gate_args(states=(3, 48)), _GATE_ATTRS,
+                           r"gates kernel: states must be \(B, 2\*\*L\) with 5 <= L <= 20, got \(3, 48\)"),
+    "gates states of 2**40": ("qrobust_gates_forward", _out(1), _gate_args(states=(0, 2 ** 40)), _GATE_ATTRS,
+                              r"gates kernel: states must be \(B, 2\*\*L\)"),
+    "gates diagonals too short": ("qrobust_gates_forward", _out(3), _gate_args(diags=(1, 16)), _GATE_ATTRS,
+                                  r"gates kernel: ops must be \(G, 4\), perms \(NP, 32\)"),
+    "gates unknown kind": ("qrobust_gates_forward", _out(3), _gate_args(ops=((7, 0, 1, 0),)), _GATE_ATTRS,
+                           r"gates kernel: operation 0 has kind 7, not one of 0 to 3"),
+    "gates index out of range": ("qrobust_gates_forward", _out(3), _gate_args(ops=((0, 0, 1, 0), (0, 1, 1, 0))),
+                                 _GATE_ATTRS, r"gates kernel: operation 1 .* out of range"),
+    "gates two qubits the same": ("qrobust_gates_forward", _out(3), _gate_args(ops=((2, 0, 3, 3),)), _GATE_ATTRS,
+                                  r"gates kernel: operation 0 .* out of range"),
+    "gates permutation out of range": ("qrobust_gates_forward", _out(3), _gate_args(perm_entries=32), _GATE_ATTRS,
+                                       r"gates kernel: permutation 0 has index 32, out of range \[0, 32\)"),
+    "gates measured qubit": ("qrobust_gates_forward", _out(3), _gate_args(),
+                             dict(_GATE_ATTRS, measured=np.int64(5)),
+                             r"gates kernel: the measured qubit must be in \[0, 5\), got 5"),
+    "gates logits too many": ("qrobust_gates_forward", _out(5), _gate_args(), _GATE_ATTRS,
+                              r"gates kernel: the logits must be \(B,\) = \(3,\), got \(5,\)"),
+    "gates cotangent of rank 2": ("qrobust_gates_backward", (_out(1, 2, 2, dtype=_C64), _out(1, 32, dtype=_C64),
+                                                             _out(1, 4, 4, dtype=_C64)),
+                                  [*_gate_args(), jnp.ones((3, 1), _F32)], _GATE_ATTRS,
+                                  r"gates kernel: .* must have ranks 2, 2, 3, 2, 3, 2, 1"),
+    "gates cotangents of other shapes": ("qrobust_gates_backward", (_out(1, 2, 2, dtype=_C64),
+                                                                    _out(2, 32, dtype=_C64),
+                                                                    _out(1, 4, 4, dtype=_C64)),
+                                         [*_gate_args(), jnp.ones(3, _F32)], _GATE_ATTRS,
+                                         r"gates kernel: the cotangents must be shaped as mats1, diags, mats2"),
+}
+
+
+@pytest.mark.parametrize("case", list(_BAD_CALLS))
+def test_the_kernels_refuse_bad_buffers_before_reading_them(case, native_kernel):
+    """Called straight through the FFI with buffers that native.py never makes, each handler returns
+    INVALID_ARGUMENT, naming the buffer and its shape, which JAX raises (as JaxRuntimeError or ValueError,
+    depending on its dispatch path); the process goes on, and the kernel with it."""
+    target, results, operands, attributes, message = _BAD_CALLS[case]
+    with pytest.raises(Exception, match="INVALID_ARGUMENT: " + message):
+        jax.block_until_ready(jax.ffi.ffi_call(target, results)(*operands, **attributes))
+    # the kernel still answers: the uniform state, an all-ones matrix on qubit 1, <Z_0> = 0
+    good = jax.ffi.ffi_call("qrobust_gates_forward", _out(3))(*_gate_args(), **_GATE_ATTRS)
+    np.testing.assert_allclose(np.asarray(good), 0.0, atol=1e-6)
+
+
+_FAULTY: dict[str, str] = {}  # target -> the same handler of the faulty build, registered once per process
+_FAULTY_LIBRARY: list[ctypes.CDLL] = []  # kept loaded: XLA holds pointers into it
+
+
+def _register_faulty_kernels(directory: Path) -> dict[str, str]:
+    """Build the kernels from a copy of csrc/ into which faults are injected (not in qrobust's sources): with
+    $QROBUST_TEST_THROW set, every chunk of a batch but the first throws std::bad_alloc (the first runs on the
+    calling thread, the others on threads of their own); with $QROBUST_TEST_NO_THREADS set, starting a thread
+    throws std::system_error. Register its handlers under targets of their own, once per process."""
+    if _FAULTY:
+        return _FAULTY
+    copy = directory / "csrc"
+    shutil.copytree(native.CSRC, copy)
+    header = (copy / "statevector.h").read_text()
+    run_chunk = "      body(k, batch * k / t, batch * (k + 1) / t);\n"
+    start_thread = "    for (; k < t; ++k) pool.emplace_back(chunk, k);\n"
+    assert run_chunk in header and start_thread in header, "parallel() of csrc/statevector.h changed: update the test"
+    header = header.replace("#pragma once\n", "#pragma once\n#include <cerrno>\n#include <cstdlib>\n", 1)
+    throw_in_chunk = '      if (k > 0 && std::getenv("QROBUST_TEST_THROW")) throw std::bad_alloc();\n'
+    refuse_thread = ('      if (std::getenv("QROBUST_TEST_NO_THREADS"))\n'
+                     "        throw std::system_error(EAGAIN, std::generic_category());\n")
+    header = header.replace(run_chunk, throw_in_chunk + run_chunk)
+    header = header.replace(start_thread, "    for (; k < t; ++k) {\n" + refuse_thread
+                            + "      pool.emplace_back(chunk, k);\n    }\n")
+    (copy / "statevector.h").write_text(header)
+    command, _, _ = native._compiler()
+    library = directory / "faulty.so"
+    argv = [*command, *native.FLAGS, f"-I{jax.ffi.include_dir()}", str(copy / "hea.cc"), str(copy / "gates.cc"),
+            "-o", str(library)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=native.COMPILE_TIMEOUT_S)
+    assert done.returncode == 0, done.stderr
+    loaded = ctypes.cdll.LoadLibrary(str(library))
+    for target, symbol in native.TARGETS.items():
+        jax.ffi.register_ffi_target(f"{target}_faulty", jax.ffi.pycapsule(getattr(loaded, symbol)), platform="cpu")
+        _FAULTY[target] = f"{target}_faulty"
+    _FAULTY_LIBRARY.append(loaded)
+    return _FAULTY
+
+
+def test_an_exception_in_a_kernel_thread_is_an_error_not_a_crash(tmp_path, monkeypatch, native_kernel):
+    """A C++ exception in any thread of a batch (here injected into a copy of the kernels: std::bad_alloc) is
+    caught there; once every thread is joined the handler returns RESOURCE_EXHAUSTED, which JAX raises, and the
+    process goes on. A thread the system refuses to start has its share run on the calling thread: the same
+    results, bit for bit."""
+    faulty = _register_faulty_kernels(tmp_path)
+    rng = np.random.default_rng(2)
+    n, batch = 10, 128  # 2**17 amplitudes: two threads
+    states = jnp.asarray(rng.normal(size=(batch, 2 ** n)) + 1j * rng.normal(size=(batch, 2 ** n)), _C64)
+    cotangent = jnp.asarray(rng.normal(size=batch), _F32)
+    params = jnp.asarray(rng.uniform(-np.pi, np.pi, size=(2, n, 4)), _F32)
+    masks = [jnp.ones((2, n), _S32)] * 2
+    ops = [(native.OpKind.SINGLE, 0, 3, 0), (native.OpKind.TWO_QUBIT, 0, 1, 7), (native.OpKind.DIAGONAL, 0, 0, 0),
+           (native.OpKind.PERMUTATION, 0, 0, 0)]
+    gates = [jnp.asarray(ops, _S32), jnp.asarray(rng.permutation(2 ** n)[None], _S32),
+             jnp.asarray(rng.normal(size=(1, 2, 2)), _C64),
+             jnp.asarray(np.exp(1j * rng.normal(size=(1, 2 ** n))), _C64),
+             jnp.asarray(rng.normal(size=(1, 4, 4)), _C64), states]
+    calls = {
+        "qrobust_hea_forward": (_out(batch), [params, states, *masks], _HEA_ATTRS),
+        "qrobust_hea_backward": (_out(2, n, 4), [params, states, *masks, cotangent], _HEA_ATTRS),
+        "qrobust_gates_forward": (_out(batch), gates, dict(_GATE_ATTRS, measured=np.int64(4))),
+        "qrobust_gates_backward": ((_out(1, 2, 2, dtype=_C64), _out(1, 2 ** n, dtype=_C64),
+                                    _out(1, 4, 4, dtype=_C64)), [*gates, cotangent],
+                                   dict(_GATE_ATTRS, measured=np.int64(4))),
+    }
+
+    def run(target, kind=""):
+        results, operands, attributes = calls[target]
+        return jax.tree.map(np.asarray, jax.ffi.ffi_call(target + kind, results)(*operands, **attributes))
+
+    for target in calls:
+        expected = run(target)
+        monkeypatch.setenv("QROBUST_TEST_NO_THREADS", "1")
+        for got, want in zip(jax.tree.leaves(run(target, "_faulty")), jax.tree.leaves(expected)):
+            np.testing.assert_array_equal(got, want)
+        for no_threads in (True, False):  # the chunk that throws runs on the calling thread, then on its own
+            if not no_threads:
+                monkeypatch.delenv("QROBUST_TEST_NO_THREADS")
+            monkeypatch.setenv("QROBUST_TEST_THROW", "1")
+            kernel = target.split("_")[1]
+            with pytest.raises(Exception, match=f"RESOURCE_EXHAUSTED: {kernel} kernel: out of memory"):
+                run(target, "_faulty")
+            monkeypatch.delenv("QROBUST_TEST_THROW")
+        for got, want in zip(jax.tree.leaves(run(target, "_faulty")), jax.tree.leaves(expected)):
+            np.testing.assert_array_equal(got, want)
 
 
 # -- the environment: cache, compiler, threads, dtypes ------------------------------------------------------
@@ -363,20 +559,23 @@ def test_the_registry_says_why_a_simulator_cannot_run_a_qnn():
     (the Hessian study asks for forward mode, and gets a simulator that has it)."""
     from qrobust.models import simulators
 
+    from qrobust.models.ansatze import ansatz
+    from qrobust.models.circuit import Circuit
+
     here = dict(on_accelerator=False)
-    assert simulators.why_not("blocks", n_qubits=10, dtype="complex128", ansatz="hea", **here) is None
-    assert "ansatz only" in simulators.why_not("blocks", n_qubits=4, dtype="complex64", ansatz="rxry_cnot", **here)
-    assert "complex64 only" in simulators.why_not("native", n_qubits=10, dtype="complex128", ansatz="hea", **here)
-    assert "5 to 20 qubits" in simulators.why_not("native", n_qubits=4, dtype="complex64", ansatz="hea", **here)
-    assert "CPU devices only" in simulators.why_not("native", n_qubits=10, dtype="complex64", ansatz="hea",
-                                                    on_accelerator=True)
-    assert "forward mode" in simulators.why_not("native", n_qubits=10, dtype="complex64", ansatz="hea",
-                                                forward_mode=True, **here)
-    name, passed = simulators.choose(n_qubits=10, dtype="complex64", ansatz="hea", forward_mode=True, **here)
+    hea10, hea4 = Circuit(ansatz("hea"), 10, 2), Circuit(ansatz("hea"), 4, 2)
+    assert simulators.why_not("blocks", hea10, dtype="complex128", **here) is None
+    assert "'hea' ansatz only" in simulators.why_not("blocks", Circuit(ansatz("rxry_cnot"), 4, 2),
+                                                                      dtype="complex64", **here)
+    assert "complex64 only" in simulators.why_not("native", hea10, dtype="complex128", **here)
+    assert "5 to 20 qubits" in simulators.why_not("native", hea4, dtype="complex64", **here)
+    assert "CPU devices only" in simulators.why_not("native", hea10, dtype="complex64", on_accelerator=True)
+    assert "forward mode" in simulators.why_not("native", hea10, dtype="complex64", forward_mode=True, **here)
+    name, passed = simulators.choose(hea10, dtype="complex64", forward_mode=True, **here)
     assert name == "blocks" and "forward mode" in passed["native"]
-    name, passed = simulators.choose(n_qubits=6, dtype="complex64", ansatz="rxry_cnot", forward_mode=True, **here)
+    name, passed = simulators.choose(Circuit(ansatz("rxry_cnot"), 6, 2), dtype="complex64", forward_mode=True, **here)
     assert name == "tc-fused" and set(passed) == {"native", "native-gates", "blocks"}
-    assert "forward mode" in passed["native-gates"] and "ansatz only" in passed["blocks"]
+    assert "forward mode" in passed["native-gates"] and "'hea' ansatz" in passed["blocks"]
     assert qnn(10, 6, forward_mode=True).settings["simulator"] == "blocks"
     with pytest.raises(ConfigError, match="no forward mode"):
         qnn(10, 6, simulator="native", forward_mode=True)

@@ -20,22 +20,20 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
 from qrobust.analysis.detection import detection_metrics, margin_scores
 from qrobust.corruption import CORRUPTIONS, LABEL_FLIPS, check_alpha, check_feasible
 from qrobust.data.encoding import classical_view
-from qrobust.engine import make_train_fn
 from qrobust.errors import ConfigError
 from qrobust.experiments import poisoners, study
-from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
-from qrobust.experiments.settings import check_name, model_settings
-from qrobust.experiments.study import StudyConfig, make_chunk_inputs
+from qrobust.experiments.chunks import Progress, run_chunks
+from qrobust.experiments.settings import check_name
+from qrobust.experiments.study import StudyConfig
 
 @dataclass(frozen=True)
 class DetectConfig(StudyConfig):
@@ -82,9 +80,11 @@ def run_detection(config: DetectConfig, out: str | Path | None = None, *, progre
         warnings.warn("cleanlab is not installed (pip install 'qrobust[cleanlab]'): baselines skipped",
                       RuntimeWarning, stacklevel=2)
     # the cross-validated baseline "mlp_cv" is the MLP with the sweep's settings, one replica per fold
-    settings = {m: model_settings(config.dataset, m.split("_")[0], epochs=config.epochs)
-                for m in (*config.models, "mlp_cv")}
-    dataset, models, vals, store = study.prepare(config, settings, asdict(config), out, dataset=dataset)
+    bar = Progress(None, progress)
+    programs = {p: study.build_program(config, p, m, config.settings_of(m, epochs=config.epochs), dataset,
+                                       progress=bar.hook, record_margins=True)
+                for p, m in [(m, m) for m in config.models] + [("mlp_cv", "mlp")]}
+    store = study.open_store(out, config.recorded(), programs)
     grid = pd.DataFrame(list(itertools.product(config.alphas, config.seeds)), columns=["alpha", "seed"])
 
     def folds_of(seed):
@@ -103,53 +103,33 @@ def run_detection(config: DetectConfig, out: str | Path | None = None, *, progre
     if "fold" not in table:
         table["fold"] = -1
     table["fold"] = table.fold.fillna(-1).astype(int)
-
-    inputs = {p: make_chunk_inputs(models[p], dataset) for p in models}
-    bar = Progress(None, progress)
-
-    def trainer(program, n_stream):
-        """The program's trainer streaming n_stream samples (the MLP's folds stream fewer), built once."""
-        if (program, n_stream) not in trainers:
-            s = settings[program]
-            trainers[program, n_stream] = make_train_fn(models[program], epochs=s.epochs, batch_size=s.batch_size,
-                                                        n_samples=n_stream, progress=bar.hook, record_margins=True)
-        return trainers[program, n_stream]
-
-    trainers = {}
     # the footprint of the program streaming all N samples (the most a fold streams): the one that runs but
     # for the cross-validated MLP
-    chunks = plan_chunks(table, "program", lambda p, rows: study.chunk_size(
-        config, store, p, p.split("_")[0], study.program_footprint(trainer(p, n), study.training_args(
-            inputs[p], vals[p])), rows, legacy=50), store=store)
-    # "boundary": a clean reference per family (the first program of it), trained first
-    families = {p.split("_")[0]: p for p in reversed(list(models))}
-    references = {f: poisoners.plan_references(config, p, trainer(p, n), inputs[p], vals[p], config.seeds, store)
-                  for f, p in families.items() if config.corruption == "boundary"}
+    chunks = study.plan(config, store, table, programs, legacy=50)
+    # "boundary": a clean reference per model (of its first program), trained first
+    first = {programs[p].model: p for p in reversed(programs)}
+    references = {m: poisoners.plan_references(config, programs[p], config.seeds, store)
+                  for m, p in first.items() if config.corruption == "boundary"}
     todo = [c for c in chunks + sum(references.values(), []) if store is None or not store.has_chunk(c.name)]
-    bar.start(sum(settings[c.program].epochs * len(c.rows) for c in todo))
-    priorities = {f: poisoners.Priorities(dataset, poisoners.run_references(
-        references[f], models[p], trainer(p, n), inputs[p], vals[p], dataset, settings[p].learning_rate, store, bar)
-        if f in references else None) for f, p in families.items()}
+    bar.start(sum(programs[c.program].epochs * len(c.rows) for c in todo))
+    scores = {m: poisoners.Priorities(dataset, poisoners.run_references(
+        references[m], programs[p], programs[p].settings.learning_rate, store, bar) if m in references else None)
+        for m, p in first.items()}
+    priorities = {p: scores[program.model] for p, program in programs.items()}
 
     def run(chunk):
         rows, k = chunk.padded, len(chunk.rows)
-        s = settings[chunk.program]
+        p = programs[chunk.program]
         n_flip = np.array([counts[a] for a in rows.alpha], np.int32)
-        params, shuffle_keys, data = inputs[chunk.program](
-            rows.seed.to_numpy(), np.full(len(rows), CORRUPTIONS.index(config.corruption), np.int32), n_flip,
-            priorities[chunk.program.split("_")[0]].rows([config.corruption] * len(rows), rows.seed))
-        if chunk.program == "mlp_cv":
-            held = np.stack([folds_of(sd) == f for sd, f in zip(rows.seed, rows.fold)])
-            data = data._replace(stream=jnp.asarray(~held))
-            n_stream = int((~held).sum(1).max())
-        else:
-            n_stream = n
-        _, metrics = trainer(chunk.program, n_stream)(params, jnp.full(len(rows), s.learning_rate, jnp.float32),
-                                             shuffle_keys, data, vals[chunk.program])
+        stream = (np.stack([folds_of(sd) != f for sd, f in zip(rows.seed, rows.fold)])
+                  if chunk.program == "mlp_cv" else None)
+        params, metrics, data = p.train(rows.seed.to_numpy(), np.full(len(rows), CORRUPTIONS.index(config.corruption)),
+                                        n_flip, priorities[chunk.program].rows([config.corruption] * len(rows), rows.seed),
+                                        stream=stream)
         margins = np.asarray(metrics["margin"])[:k]  # (R, epochs, N)
         frame = chunk.rows.drop(columns="program").copy()
         arrays = {"margins": margins.astype(np.float32), "mask": np.asarray(data.corrupted)[:k],
-                  "labels": np.asarray(data.y)[:k]}
+                  "labels": np.asarray(data.y)[:k], **study.weights(params, k, config.keeps_weights(p.model))}
         return frame, arrays
 
     done = run_chunks(chunks, run, store, bar)

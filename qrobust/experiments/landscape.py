@@ -18,7 +18,7 @@ Hutchinson probes and the Lanczos start from their own purposes (``qrobust.keys`
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import jax
@@ -29,13 +29,13 @@ import pandas as pd
 
 from qrobust.analysis.landscape import hessian_trace, hutchinson_trace, lanczos_eigenvalues
 from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible
-from qrobust.engine import make_train_fn
 from qrobust.errors import ConfigError
 from qrobust.experiments import study
-from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
-from qrobust.experiments.study import StudyConfig, make_chunk_inputs
+from qrobust.experiments.chunks import Progress, run_chunks
+from qrobust.experiments.settings import build_model, simulators_used
+from qrobust.experiments.study import StudyConfig
 from qrobust.keys import HUTCHINSON, LANCZOS, replica_keys
-from qrobust.models import batch_logits, count_params, mlp, qnn
+from qrobust.models import batch_logits, count_params, registry
 
 
 @dataclass(frozen=True)
@@ -103,37 +103,35 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
     # Hessians take forward mode through the gradient, training needs reverse mode only: without a named
     # simulator each gets the fastest that has what it needs (the same circuit and parameters); a named one
     # runs both, and the registry checks it has forward mode
-    def build_qnn(forward_mode: bool):
-        return qnn(dataset.n_qubits, config.depth, ansatz=config.ansatz, simulator=config.simulator,
-                   dtype=config.dtype, matmul_precision=config.matmul_precision, forward_mode=forward_mode)
-
-    builders = {"qnn": lambda: build_qnn(config.simulator is not None),
-                "mlp": lambda: mlp(2**dataset.n_qubits, config.hidden, complex_input=dataset.is_complex)}
-    models = {m: builders[m]() for m in config.models}
-    hessian = {m: build_qnn(True) if m == "qnn" and config.simulator is None else models[m] for m in models}
-    run_settings = dict(asdict(config), hessian_simulators=study.simulators_used(hessian))
-    dataset, models, vals, store = study.prepare(config, {}, run_settings, out, dataset=dataset, models=models)
+    settings = {m: config.settings_of(m, epochs=config.epochs, batch_size=config.batch_size,
+                                      learning_rate=config.learning_rate, depth=config.depth, ansatz=config.ansatz,
+                                      hidden=config.hidden) for m in config.models}
+    training_part = replace(dataset, x_train=dataset.x_train[tr], y_train=y_tr)
+    bar = Progress(None, progress)
+    programs = {m: study.build_program(config, m, m, settings[m], training_part, progress=bar.hook,
+                                       forward_mode=config.simulator is not None and registry.spec(m).quantum)
+                for m in config.models}
+    hessian = {m: build_model(m, dataset, settings[m], dtype=config.dtype, simulator=config.simulator,
+                                    matmul_precision=config.matmul_precision, forward_mode=True)
+               if registry.spec(m).quantum and config.simulator is None else programs[m].built for m in programs}
+    run_settings = dict(config.recorded(), hessian_simulators=simulators_used(hessian))
+    store = study.open_store(out, run_settings, programs)
     table = pd.DataFrame([dict(model=m, alpha=a, seed=s) for m, a, s in
                           itertools.product(config.models, config.alphas, config.seeds)])
-    training_part = replace(dataset, x_train=dataset.x_train[tr], y_train=y_tr)
-
-    bar = Progress(None, progress)
-    programs = {m: _programs(models[m], hessian[m], training_part, dataset, held, config, bar) for m in config.models}
-    chunks = plan_chunks(table, "model", lambda m, n: study.chunk_size(
-        config, store, m, m, study.program_footprint(programs[m][1], study.training_args(programs[m][0], vals[m])),
-        n, legacy=len(table)), store=store)  # the training program's (the measurements run replica by replica: lax.map)
+    measures = {m: _measures(hessian[m], dataset, held, config) for m in config.models}
+    # the training program's footprint (the measurements run replica by replica: lax.map)
+    chunks = study.plan(config, store, table, programs, column="model", legacy=len(table))
     bar.start(config.epochs * len(table))
 
     def run(chunk):
         m, rows = chunk.program, chunk.padded
-        inputs, train, measure, exact_trace, n_params = programs[m]
+        measure, exact_trace = measures[m]
         seeds = rows.seed.to_numpy()
         n_flip = np.array([counts[a] for a in rows.alpha], np.int32)
-        params, shuffle_keys, data = inputs(seeds, np.full(len(rows), CORRUPTIONS.index("flip"), np.int32), n_flip)
+        params, metrics, _ = programs[m].train(seeds, np.full(len(rows), CORRUPTIONS.index("flip")), n_flip)
         keys = replica_keys(seeds)
-        params, metrics = train(params, jnp.full(len(rows), config.learning_rate, jnp.float32), shuffle_keys, data,
-                                vals[m])
         held_loss, h_mean, h_se, top = measure(params, keys[HUTCHINSON], keys[LANCZOS])
+        n_params = count_params(jax.eval_shape(programs[m].built.init, jax.random.PRNGKey(0)))
         exact = exact_trace(params) if n_params <= config.exact_max_params else jnp.full(len(rows), jnp.nan)
         k = len(chunk.rows)
         frame = chunk.rows.copy()
@@ -146,7 +144,7 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
         frame["trace_hutchinson_se"] = np.asarray(h_se)[:k]
         for j in range(config.lanczos_k):
             frame[f"eig_{j + 1}"] = np.asarray(top)[:k, j]
-        return frame
+        return frame, study.weights(params, k, config.keeps_weights(m))
 
     frames = run_chunks(chunks, run, store, bar).frames
     bar.close()
@@ -160,12 +158,11 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
     return result
 
 
-def _programs(model, hessian_model, training_part, dataset, held, config: LandscapeConfig, bar):
-    """A model's compiled pieces, built once for all its chunks: (chunk inputs, training, the Hutchinson and Lanczos
-    measurements, the exact trace, the number of parameters). ``model`` trains, ``hessian_model`` (the same
-    circuit on a simulator with forward mode) is measured. Replicas are measured one after another inside one
-    program (lax.map), Hessian-vector products a few at a time: a QNN's products keep every intermediate
-    statevector of the held-out samples alive."""
+def _measures(hessian_model, dataset, held, config: LandscapeConfig):
+    """A model's compiled measurements, built once for all its chunks: (the Hutchinson and Lanczos measurements,
+    the exact trace), of ``hessian_model`` (the trained circuit on a simulator with forward mode) on the held-out
+    samples. Replicas are measured one after another inside one program (lax.map), Hessian-vector products a
+    few at a time: a QNN's products keep every intermediate statevector of the held-out samples alive."""
     xe = hessian_model.prepare(dataset.x_train[held])
     ye = jnp.asarray(dataset.y_train[held], jnp.float32)
 
@@ -178,9 +175,6 @@ def _programs(model, hessian_model, training_part, dataset, held, config: Landsc
         top = lanczos_eigenvalues(loss, p, key=k_l, k=config.lanczos_k, n_iter=config.lanczos_iter)
         return loss(p), mean, se, top
 
-    train = make_train_fn(model, epochs=config.epochs, batch_size=config.batch_size,
-                          n_samples=len(training_part.y_train), progress=bar.hook)
     measure = jax.jit(lambda *a: jax.lax.map(lambda b: measure_one(*b), a))
     exact = jax.jit(lambda ps: jax.lax.map(lambda p: hessian_trace(loss_at(p), p, batch=8), ps))
-    n_params = count_params(jax.eval_shape(model.init, jax.random.PRNGKey(0)))
-    return make_chunk_inputs(model, training_part), train, measure, exact, n_params
+    return measure, exact

@@ -13,7 +13,6 @@ supplies the scores through ``Priorities.rows``:
 from __future__ import annotations
 
 import functools
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +22,8 @@ import pandas as pd
 from qrobust.corruption import CORRUPTIONS, quid_scores
 from qrobust.data import Dataset
 from qrobust.experiments import study
-from qrobust.experiments.chunks import plan_chunks, run_chunks
-from qrobust.models import Model, batch_logits
+from qrobust.experiments.chunks import run_chunks
+from qrobust.models import batch_logits
 
 
 class Priorities:
@@ -50,27 +49,25 @@ class Priorities:
         return out
 
 
-def plan_references(config, name: str, train: Callable, inputs: Callable, val, seeds, store) -> list:
-    """The chunks "reference-NAME-..." that train the clean reference models of ``seeds`` with ``train`` (the
-    study's own program for model ``name``)."""
-    table = pd.DataFrame({"program": name, "seed": list(seeds)})
-    return plan_chunks(table, "program", lambda m, n: study.chunk_size(
-        config, store, m, m, study.program_footprint(train, study.training_args(inputs, val)), n),
-        prefix="reference-", store=store)
+def plan_references(config, program, seeds, store) -> list:
+    """The chunks "reference-PROGRAM-..." that train the clean reference models of ``seeds`` with the study's own
+    ``program`` (a ``study.Program``; its chunk size is the program's own)."""
+    table = pd.DataFrame({"program": program.name, "seed": list(seeds)})
+    return study.plan(config, store, table, {program.name: program}, prefix="reference-", sizes_key="")
 
 
-def run_references(chunks: list, model: Model, train: Callable, inputs: Callable, val, dataset: Dataset,
-                   learning_rate: float, store, bar) -> dict[int, np.ndarray]:
+def run_references(chunks: list, program, learning_rate: float, store, bar) -> dict[int, np.ndarray]:
     """seed -> (N,) probabilities the clean model of that seed gives each training sample (``chunks``:
     ``plan_references``; those already in ``store`` are read back)."""
+    model = program.built
     logits = jax.jit(jax.vmap(batch_logits(model), in_axes=(0, None)))
-    x = model.prepare(jnp.asarray(dataset.x_train))
+    x = model.prepare(jnp.asarray(program.data.x_train))
 
     def run(chunk):
         rows, k = chunk.padded, len(chunk.rows)
         zeros = np.zeros(len(rows), np.int32)
-        params, keys, data = inputs(rows.seed.to_numpy(), zeros + CORRUPTIONS.index("flip"), zeros)
-        params, _ = train(params, jnp.full(len(rows), learning_rate, jnp.float32), keys, data, val)
+        params, _, _ = program.train(rows.seed.to_numpy(), zeros + CORRUPTIONS.index("flip"), zeros,
+                                     learning_rates=np.full(len(rows), learning_rate))
         p = np.asarray(jax.nn.sigmoid(logits(params, x)), np.float32)[:k]
         return chunk.rows.drop(columns="program"), {"p": p}
 

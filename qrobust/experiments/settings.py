@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 
 from qrobust.data import Dataset, mnist_embedded, mnist_from_file
 from qrobust.data.gauge import DEFAULT_GAUGE
 from qrobust.data.phases import PHASES, phase_dataset
 from qrobust.errors import ConfigError
-from qrobust.models import MODELS, Model, mlp, qnn
+from qrobust.models import Model, registry
+from qrobust.models.registry import BuildOptions, ModelSettings
 
 QUANTUM_DATASETS = tuple(PHASES)  # ground states of spin chains (qrobust.data.phases)
 CLASSICAL_DATASETS = ("mnist", "sklearn-digits", "npz")
@@ -19,40 +20,6 @@ def paper_family(dataset: str) -> str:
     """Whose paper settings a dataset trains with: the XXZ experiment's for every quantum phase, MNIST's for
     every classical dataset (a documented choice: the paper has only these two; override per run)."""
     return "xxz" if dataset in QUANTUM_DATASETS else "mnist"
-
-
-@dataclass(frozen=True)
-class ModelSettings:
-    """How one model is built and trained. ``depth`` is for the QNN, ``hidden`` for the MLP."""
-
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    depth: int = 6
-    hidden: tuple[int, ...] = (64, 16)
-    ansatz: str = "hea"  # the QNN's circuit: "hea" (the built-in) or a name of qrobust.models.ansatze.LIBRARY
-
-    def validate(self, name: str) -> "ModelSettings":
-        for field, value in (("epochs", self.epochs), ("batch_size", self.batch_size), ("depth", self.depth)):
-            if int(value) != value or value < 1:
-                raise ConfigError(f"{name}: {field} must be a positive integer, got {value}")
-        if not 0 < self.learning_rate < float("inf"):
-            raise ConfigError(f"{name}: learning rate must be positive and finite, got {self.learning_rate}")
-        if not self.hidden or any(int(h) != h or h < 1 for h in self.hidden):
-            raise ConfigError(f"{name}: hidden sizes must be positive integers, got {self.hidden}")
-        if self.ansatz != "hea":
-            from qrobust.models.ansatze import ansatz
-
-            ansatz(self.ansatz)
-        return self
-
-    def to_dict(self, name: str) -> dict:
-        d = asdict(self)
-        d.pop("hidden" if name == "qnn" else "depth")
-        if name != "qnn" or d["ansatz"] == "hea":  # (the paper's: recorded as before ansatz was an option)
-            d.pop("ansatz")
-        d["hidden"] = list(d["hidden"]) if "hidden" in d else None
-        return {k: v for k, v in d.items() if v is not None}
 
 
 PAPER_DEFAULTS: dict[str, dict[str, ModelSettings]] = {
@@ -68,13 +35,16 @@ PAPER_DEFAULTS: dict[str, dict[str, ModelSettings]] = {
 
 
 def model_settings(dataset: str, model: str, **overrides) -> ModelSettings:
-    """The paper's settings for ``model`` on ``dataset`` with non-None ``overrides`` applied."""
+    """The paper's settings for ``model`` on ``dataset`` with non-None ``overrides`` applied. A model of the
+    registry that is not the paper's starts from its family's settings (the MLP's) and its own training
+    defaults (``ModelSpec.training``)."""
     check_name("dataset", dataset, DATASETS)
-    check_name("model", model, MODELS)
-    changes = {k: v for k, v in overrides.items() if v is not None}
+    spec = registry.spec(model)
+    changes = dict(spec.training or {})
+    changes.update({k: v for k, v in overrides.items() if v is not None})
     if "hidden" in changes:
         changes["hidden"] = tuple(changes["hidden"])
-    return replace(PAPER_DEFAULTS[paper_family(dataset)][model], **changes).validate(model)
+    return replace(PAPER_DEFAULTS[paper_family(dataset)][spec.family], **changes).validate(model)
 
 
 def check_name(kind: str, value: str, allowed) -> str:
@@ -142,23 +112,12 @@ def load_dataset(name: str, *, mnist_path: str | None = None, n_train_per_class:
 
 
 def build_model(name: str, dataset: Dataset, settings: ModelSettings, *, dtype: str = "complex64",
-                simulator: str | None = None, matmul_precision: str = "highest") -> Model:
-    """The model ``name`` for ``dataset``'s inputs. The QNN: the built-in (``qrobust.models.qnn``, its
-    ``simulator``, None: the machine's default, and ``matmul_precision``) for the paper's "hea" ansatz on
-    amplitude-encoded states; otherwise the library circuit ``settings.ansatz`` (``qrobust.models.ansatze``)
-    in the dataset's encoding (``dataset.meta["encoding"]``, ``qrobust.data.features``), on the circuit
-    simulators (``qrobust.models.circuits``). The MLP reads the same inputs."""
-    check_name("model", name, MODELS)
-    encoding = dataset.meta.get("encoding", "amplitude")
-    if name == "qnn":
-        if settings.ansatz == "hea" and encoding == "amplitude":
-            return qnn(dataset.n_qubits, settings.depth, dtype=dtype, simulator=simulator,
-                       matmul_precision=matmul_precision)
-        from qrobust.models.ansatze import library_qnn
-
-        return library_qnn(settings.ansatz, dataset.n_qubits, settings.depth, encoding=encoding,
-                           n_features=None if encoding == "amplitude" else dataset.x_train.shape[1], dtype=dtype)
-    return mlp(dataset.x_train.shape[1], settings.hidden, complex_input=dataset.is_complex)
+                simulator: str | None = None, matmul_precision: str = "highest", forward_mode: bool = False) -> Model:
+    """The model ``name`` of the registry (``qrobust.models.registry``) for ``dataset``'s inputs: the QNN on its
+    ansatz (``settings.ansatz``) in the dataset's encoding (``dataset.meta["encoding"]``), run by ``simulator``
+    (None: the registry's choice; a named one that cannot run it is refused) at ``matmul_precision``; the MLP and
+    a user's model on the same inputs."""
+    return registry.build(name, dataset, settings, BuildOptions(dtype, simulator, matmul_precision, forward_mode))
 
 
 def check_simulator(simulator: str | None, matmul_precision: str = "highest") -> None:

@@ -29,13 +29,13 @@ import numpy as np
 import pandas as pd
 
 from qrobust.analysis import ulira
-from qrobust.engine import make_train_fn
 from qrobust.experiments import study
-from qrobust.experiments.chunks import plan_chunks, run_chunks
+from qrobust.experiments.chunks import run_chunks
 from qrobust.experiments.unlearning_stages import Context, flatten, unflatten
-from qrobust.experiments.unlearning_students import StudentInputs, method_vectors, program_of, student_recipe
+from qrobust.experiments.unlearning_students import (StudentInputs, method_vectors, program_of, student_programs,
+                                                     student_recipe)
 from qrobust.keys import INIT, SHUFFLE, STUDENT_ORDER, shadow_keys
-from qrobust.objectives import scrub_kurmanji, unlearning_family, weights_used
+from qrobust.objectives import weights_used
 
 REFERENCE = "retrain_full"  # what the shadows' unlearned outputs are told apart from
 DEFAULT_SHADOWS = 64
@@ -93,7 +93,7 @@ class Shadows:
         self.known = self.member & forget[None]
         self.n_forget_max = max(1, int(self.known.sum(1).max()))
         self.n_retain = int((self.member & ~forget[None]).sum(1).max())
-        self.complete = {m: StudentInputs._completion(ctx.prepared.models[m], config.salun_fraction)
+        self.complete = {m: StudentInputs._completion(ctx.models[m], config.salun_fraction)
                          for m in config.models}
         self.teachers, self.students = shadow_tables(config)
 
@@ -101,44 +101,42 @@ class Shadows:
         """(initial params, shuffle keys, TrainData) of the pool (the first seed's poisoned set), r times."""
         return self.ctx.poisoned_data(m, np.full(r, self.seed))
 
-    def _discount(self, chunks, epochs) -> None:
-        store = self.ctx.prepared.store
-        done = sum(epochs(c) * len(c.rows) for c in chunks if store is not None and store.has_chunk(c.name))
+    def _discount(self, chunks, programs) -> None:
+        store = self.ctx.store
+        done = sum(programs[c.program].epochs * len(c.rows) for c in chunks
+                   if store is not None and store.has_chunk(c.name))
         if done:
             self.ctx.bar.discount(done)
 
-    def _chunk_size(self, program, model, train, args_for, n):
-        return self.ctx.chunk_size(program, model, study.program_footprint(train, args_for), n)
-
     def train_teachers(self) -> dict:
         """(model, shadow) -> the shadow teacher's flat parameters; its final logits go to ``self.outputs``."""
-        ctx, config, p = self.ctx, self.ctx.config, self.ctx.prepared
+        ctx, config = self.ctx, self.ctx.config
         n_half = int(self.member.sum(1).max())
-        trainers = {m: make_train_fn(p.models[m], epochs=config.teacher_settings(m).epochs,
-                                     batch_size=min(config.teacher_settings(m).batch_size, n_half), n_samples=n_half,
-                                     progress=ctx.bar.hook, eval_every=config.teacher_settings(m).epochs)
-                    for m in config.models}
 
         def args(m, shadows):
             _, _, data = self.pool(m, len(shadows))
             keys = shadow_keys(self.seed, jnp.asarray(shadows))
-            params = jax.vmap(p.models[m].init)(keys[INIT])
+            params = jax.vmap(ctx.models[m].init)(keys[INIT])
             lr = jnp.full(len(shadows), config.teacher_settings(m).learning_rate, jnp.float32)
-            return params, lr, keys[SHUFFLE], data._replace(stream=jnp.asarray(self.member[shadows])), p.val[m]
+            return params, lr, keys[SHUFFLE], data._replace(stream=jnp.asarray(self.member[shadows])), ctx.val[m]
 
-        chunks = plan_chunks(self.teachers, "program", lambda m, n: self._chunk_size(
-            f"shadow-teacher-{m}", m, trainers[m], lambda r: args(m, np.arange(r) % config.shadows), n),
-            prefix="shadow-teacher-", store=p.store)
-        self._discount(chunks, lambda c: config.teacher_settings(c.program).epochs)
+        programs = {}
+        for m in config.models:
+            teacher, s = ctx.teachers[m], config.teacher_settings(m)
+            programs[m] = study.Program(m, m, teacher.built, s, teacher.data, progress=ctx.bar.hook, inputs=args,
+                                        args_for=lambda r, m=m: args(m, np.arange(r) % config.shadows),
+                                        n_stream=n_half, batch_size=min(s.batch_size, n_half), eval_every=s.epochs)
+        chunks = ctx.plan(self.teachers, programs, "shadow-teacher-")
+        self._discount(chunks, programs)
 
         def run(chunk):
             m = chunk.program
             a = args(m, chunk.padded.shadow.to_numpy())
-            params, metrics = trainers[m](*a)
+            params, metrics = programs[m].trainer()(*a)
             return self._outputs(chunk, m, params, a[3], metrics), {"params": flatten(params)[:len(chunk.rows)],
                                                                     **self._logits(m, params, a[3], len(chunk.rows))}
 
-        done = run_chunks(chunks, run, p.store, ctx.bar)
+        done = run_chunks(chunks, run, ctx.store, ctx.bar)
         self.teacher_frames = pd.concat([done.frames[c.name] for c in chunks], ignore_index=True)
         self.teacher_arrays = {c.name: done.arrays[c.name] for c in chunks}
         self.teacher_chunks = chunks
@@ -146,7 +144,7 @@ class Shadows:
                 for r, w in zip(c.rows.itertuples(index=False), done.arrays[c.name]["params"])}
 
     def _logits(self, m, params, data, k):
-        val = self.ctx.prepared.val[m]
+        val = self.ctx.val[m]
         val_x = jnp.broadcast_to(val.x, (data.x.shape[0],) + val.x.shape)
         return {"logits": np.asarray(self.ctx.logits[m](params, data.x))[:k],
                 "val_logits": np.asarray(self.ctx.logits[m](params, val_x))[:k]}
@@ -163,16 +161,7 @@ class Shadows:
 
     def train_students(self, teacher_flat: dict):
         """Every shadow student. Returns (table of final metrics, chunk name -> arrays, the chunks)."""
-        ctx, config, p = self.ctx, self.ctx.config, self.ctx.prepared
-        objectives = {"family": unlearning_family(), "full": unlearning_family(), "kurmanji": scrub_kurmanji()}
-
-        def trainer(program):
-            m, family = program.split("-")
-            batch, _, epochs = student_recipe(config, program, self.n_retain)
-            return make_train_fn(p.models[m], epochs=epochs, batch_size=batch, n_samples=self.n_retain,
-                                 objective=objectives[family], progress=ctx.bar.hook, eval_every=epochs)
-
-        trainers = {q: trainer(q) for q in dict.fromkeys(self.students.program)}
+        ctx, config = self.ctx, self.ctx.config
 
         def args(program, rows):
             m = program.split("-")[0]
@@ -189,24 +178,19 @@ class Shadows:
                                            *StudentInputs.flags(rows), jnp.asarray(idx), jnp.asarray(w),
                                            jnp.asarray(self.known[shadows]), jnp.asarray(self.member[shadows]))
             lr = student_recipe(config, program, self.n_retain)[1]
-            return start, jnp.full(len(rows), lr, jnp.float32), keys[STUDENT_ORDER], data, p.val[m]
+            return start, jnp.full(len(rows), lr, jnp.float32), keys[STUDENT_ORDER], data, ctx.val[m]
 
-        def args_for(q):
-            rows = self.students[self.students.program == q].reset_index(drop=True)
-            return lambda r: args(q, rows.iloc[np.arange(r) % len(rows)])
-
-        chunks = plan_chunks(self.students, "program", lambda q, n: self._chunk_size(
-            f"shadow-student-{q}", q.split("-")[0], trainers[q], args_for(q), n), prefix="shadow-student-",
-            store=p.store)
-        self._discount(chunks, lambda c: student_recipe(config, c.program, 1)[2])
+        programs = student_programs(ctx, self.students, self.n_retain, args, eval_every="last")
+        chunks = ctx.plan(self.students, programs, "shadow-student-")
+        self._discount(chunks, programs)
 
         def run(chunk):
             m = chunk.program.split("-")[0]
             a = args(chunk.program, chunk.padded)
-            params, metrics = trainers[chunk.program](*a)
+            params, metrics = programs[chunk.program].trainer()(*a)
             return self._outputs(chunk, m, params, a[3], metrics), self._logits(m, params, a[3], len(chunk.rows))
 
-        done = run_chunks(chunks, run, p.store, ctx.bar)
+        done = run_chunks(chunks, run, ctx.store, ctx.bar)
         frames = []
         for c in chunks:
             frame = done.frames[c.name].copy()
@@ -231,7 +215,7 @@ class Shadows:
                    for key, v in outputs.items()}
         diverged = students.groupby(["model", "method", "kl_w", "fo_w"]).diverged.any()
         seconds = students.groupby(["model", "method", "kl_w", "fo_w"]).seconds.mean()
-        val_y = np.asarray(self.ctx.prepared.dataset.y_val)
+        val_y = np.asarray(self.ctx.dataset.y_val)
         return ulira.score_shadows(stacked, self.member, self.forget, self.labels(), val_y, reference=REFERENCE,
                                    diverged=diverged, seconds=seconds)
 

@@ -3,31 +3,30 @@
 A study is its own grid (a replica table), its own compiled programs and its own
 result table. Everything else is here, written once:
 
-- ``StudyConfig``: the fields every study has (dataset and its options, models,
-  seeds, dtype, chunk size, simulator), validated in one place; a study's config
-  extends it with its own grid.
-- ``prepare``: load the data, build the models and their validation inputs, and
-  open the run directory (config.json records the simulator each model runs on),
-  all before any training and after every check.
-- ``chunk_size``: replicas per chunk of a program, from the one mechanism
-  (``chunks.fitted_chunk_size``: asked, else recorded in chunk_sizes.json by the
-  run that started the directory, else what fits in memory).
-- ``make_chunk_inputs``, ``program_footprint``: a chunk's training inputs (so
-  every study's replica of a seed is the sweep's replica of that seed) and the
-  footprint of the program a chunk runs, read from its compilation.
+- ``StudyConfig``: the fields every study has (dataset and its options, models, seeds, optimiser, dtype,
+  chunk size, simulator), validated in one place; a study's config extends it with its own grid.
+- ``Program``: one compiled training program of a study (a model of the registry, its settings, the data as
+  it reads them, its trainer, the inputs of a chunk of its replicas); ``plan`` sizes and plans the chunks of
+  a study's programs, ``Program.train`` trains a chunk of replicas.
+- ``load``, ``open_store``: the data, and the run directory (config.json records the simulator each program
+  runs on), opened after every check and before any training.
+- ``make_chunk_inputs``, ``training_args``: a chunk's training inputs (so every study's replica of a seed is
+  the sweep's replica of that seed) and their shapes, for the footprint of the program a chunk runs.
 
-Planning, running, resuming and concatenating chunks is ``qrobust.experiments.chunks``.
+Which studies exist, and how a surface runs one, is ``qrobust.experiments.registry``; planning, running,
+resuming and concatenating chunks is ``qrobust.experiments.chunks``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from qrobust.backend import check_dtype
 from qrobust.corruption import corrupt_replicas
@@ -35,14 +34,14 @@ from qrobust.data import Dataset
 from qrobust.data.gauge import DEFAULT_GAUGE, check_gauge
 from qrobust.data.mnist import check_digits
 from qrobust.data.phases import PHASES, Grid, resolve_grid
-from qrobust.engine import EvalData, plain_data
+from qrobust.engine import EvalData, Trainer, make_train_fn, plain_data
 from qrobust.errors import ConfigError
-from qrobust.experiments.chunks import fitted_chunk_size
+from qrobust.experiments.chunks import fitted_chunk_size, plan_chunks
 from qrobust.experiments.settings import (DATASETS, ModelSettings, build_model, check_data_options, check_name,
-                                         check_simulator, load_dataset, simulators_used)
+                                         check_simulator, load_dataset, model_settings, simulators_used)
 from qrobust.keys import CORRUPT, INIT, SHUFFLE, replica_keys
 from qrobust.memory import default_cap, program_bytes
-from qrobust.models import MODELS, Model
+from qrobust.models import Model, registry
 from qrobust.store import RunDirectory
 
 
@@ -55,7 +54,14 @@ class StudyConfig:
       n_train_per_class; n_qubits (a chain's spins), grid (a phase's coupling grid: a name of
       ``phases.GRIDS``, a ``phases.Grid``; None: "paper"); digits (mnist, sklearn-digits); mnist_path (full
       MNIST instead of the embedded digits); data_file (npz).
-    models: "qnn" and/or "mlp". seeds: distinct non-negative integers.
+    models: names of the model registry ("qnn", "mlp", ...) or a user's ``ModelSpec`` (``qrobust.models.flax_model``,
+      ``model_from``), registered for this process under its name. seeds: distinct non-negative integers, or a
+      count n (the seeds 0 .. n-1).
+    optimizer: the optimiser of every model (a name of ``qrobust.optimizers`` or an ``Optimizer``; None: each
+      model's own, the paper's Adam for the built-in ones).
+    keep_weights: store each replica's trained weights with its chunk (``qrobust.load_results`` returns them):
+      True (every model), False, or the names of the models whose weights are kept (their cost on disk:
+      docs/weights.md).
     dtype: the QNN's "complex64" (default) or "complex128" (needs JAX's 64-bit mode).
     chunk_size: replicas per compiled program (default: what fits in memory).
     simulator: the QNN's simulator (``qrobust.models.qnn``; None: "native" on CPU where it
@@ -65,8 +71,8 @@ class StudyConfig:
     """
 
     dataset: str = "mnist"
-    models: tuple[str, ...] = MODELS
-    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    models: tuple[str, ...] = registry.BUILT_IN
+    seeds: tuple[int, ...] | int = (0, 1, 2, 3, 4)
     n_train_per_class: int | None = None
     n_qubits: int | None = None
     mnist_path: str | None = None
@@ -79,8 +85,24 @@ class StudyConfig:
     grid: Grid | str | dict | None = None
     digits: tuple[int, int] | None = None
     data_file: str | None = None
+    optimizer: str | None = None
+    keep_weights: bool | tuple[str, ...] = True
 
     def __post_init__(self):
+        from qrobust import optimizers
+
+        models = self.models if isinstance(self.models, (tuple, list)) else (self.models,)
+        object.__setattr__(self, "models", tuple(registry.register(m) for m in models))
+        if isinstance(self.seeds, (int, np.integer)) and not isinstance(self.seeds, bool):
+            if self.seeds < 1:
+                raise ConfigError(f"a count of seeds must be at least 1, got {self.seeds}")
+            object.__setattr__(self, "seeds", tuple(range(int(self.seeds))))
+        elif isinstance(self.seeds, (tuple, list, range)):
+            object.__setattr__(self, "seeds", tuple(self.seeds))
+        if self.optimizer is not None:
+            object.__setattr__(self, "optimizer", optimizers.register(self.optimizer))
+        if isinstance(self.keep_weights, (list, tuple)):
+            object.__setattr__(self, "keep_weights", tuple(self.keep_weights))
         if self.dataset in PHASES:  # quantum data: record the default gauge by name, and the grid's numbers
             if self.gauge is None:
                 object.__setattr__(self, "gauge", DEFAULT_GAUGE)
@@ -93,8 +115,9 @@ class StudyConfig:
         check_name("dataset", self.dataset, DATASETS)
         check_axis("model", self.models)
         for m in self.models:
-            check_name("model", m, MODELS)
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            registry.spec(m)
+        if (not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0
+                or any(int(v) != v for v in self.seeds)):
             raise ConfigError(f"seeds must be distinct non-negative integers, got {self.seeds}")
         if self.chunk_size is not None and self.chunk_size < 1:
             raise ConfigError(f"chunk size must be positive, got {self.chunk_size}")
@@ -110,6 +133,32 @@ class StudyConfig:
         check_simulator(self.simulator, self.matmul_precision)
         if self.gauge is not None:
             check_gauge(self.gauge, self.gauge_seed)
+        if not isinstance(self.keep_weights, bool):
+            unknown = [m for m in self.keep_weights if m not in self.models]
+            if unknown:
+                raise ConfigError(f"keep_weights names {', '.join(map(repr, unknown))}, not a model of this study "
+                                  f"({', '.join(self.models)}); give True, False or some of its models")
+
+    def keeps_weights(self, model: str) -> bool:
+        """Whether the trained weights of ``model``'s replicas are stored with their chunks (``keep_weights``)."""
+        return self.keep_weights is True or (isinstance(self.keep_weights, tuple) and model in self.keep_weights)
+
+    def settings_of(self, model: str, **overrides) -> ModelSettings:
+        """``model``'s paper settings for this dataset, with ``overrides`` and the study's optimiser applied."""
+        return model_settings(self.dataset, model, optimizer=self.optimizer, **overrides)
+
+    def recorded(self) -> dict:
+        """The config's fields for config.json; a field at its default that was added after runs were stored
+        (the optimiser) is left out, so those runs' directories keep their settings."""
+        d = asdict(self)
+        d.pop("keep_weights")  # what is stored, not what is computed
+        for f in fields(self):
+            if f.name in ADDED_LATER and d[f.name] == f.default:
+                d.pop(f.name)
+        return d
+
+
+ADDED_LATER = ("optimizer",)
 
 
 def check_axis(name: str, values) -> None:
@@ -139,15 +188,6 @@ def check_table_size(n_rows: int, what: str) -> None:
                           f"of the {free / 2**30:.1f} GiB free: ask for fewer")
 
 
-class Prepared(NamedTuple):
-    """A study's data, models (name -> Model), validation inputs (name -> EvalData) and run directory."""
-
-    dataset: Dataset
-    models: dict
-    val: dict
-    store: RunDirectory | None
-
-
 def load(config: StudyConfig) -> Dataset:
     """The study's dataset with its options."""
     return load_dataset(config.dataset, mnist_path=config.mnist_path, n_train_per_class=config.n_train_per_class,
@@ -155,41 +195,95 @@ def load(config: StudyConfig) -> Dataset:
                         digits=config.digits, data_file=config.data_file, grid=config.grid)
 
 
-def build_models(config: StudyConfig, dataset: Dataset, settings: dict[str, ModelSettings]) -> dict[str, Model]:
-    """name -> Model for each entry of ``settings`` (a name "mlp_cv" or "qnn" builds that family)."""
-    return {name: build_model(name.split("_")[0], dataset, s, dtype=config.dtype, simulator=config.simulator,
-                              matmul_precision=config.matmul_precision) for name, s in settings.items()}
+class Program:
+    """One compiled training program of a study: a model of the registry (``model``) built for the data as it
+    reads them (``data``), trained with ``settings`` (epochs, batch size, learning rate, optimiser) by one
+    ``Trainer`` per stream length (``trainer``), on chunks of replicas whose inputs ``inputs`` makes (default:
+    ``make_chunk_inputs``, the sweep's replica of each seed). ``args_for(r)``: the abstract arguments of r
+    replicas (default ``training_args``), from which ``plan`` reads the program's footprint. Trainer keywords
+    (objective, eval_every, record_margins, epochs, batch_size) go to ``make_train_fn``; ``n_stream``: the longest
+    stream its chunks train on (default every training sample)."""
+
+    def __init__(self, name: str, model: str, built: Model, settings: ModelSettings, data: Dataset, *,
+                 progress=None, inputs: Callable | None = None, args_for: Callable | None = None,
+                 n_stream: int | None = None, **trainer):
+        self.name, self.model, self.built, self.settings, self.data = name, model, built, settings, data
+        self.val = EvalData(built.prepare(data.x_val), jnp.asarray(data.y_val, jnp.float32))
+        self.inputs = make_chunk_inputs(built, data) if inputs is None else inputs
+        self.args_for = training_args(self.inputs, self.val) if args_for is None else args_for
+        self.epochs = trainer.pop("epochs", settings.epochs)
+        self.batch_size = trainer.pop("batch_size", settings.batch_size)
+        self.n_stream = len(data.y_train) if n_stream is None else n_stream
+        self.progress, self._options, self._trainers = progress, trainer, {}
+
+    @property
+    def quantum(self) -> bool:
+        return registry.spec(self.model).quantum
+
+    @property
+    def n(self) -> int:
+        return len(self.data.y_train)
+
+    def trainer(self, n_stream: int | None = None) -> Trainer:
+        """The program's trainer for streams of at most ``n_stream`` samples (default the program's), built once."""
+        from qrobust.optimizers import get
+
+        n_stream = self.n_stream if n_stream is None else n_stream
+        if n_stream not in self._trainers:
+            self._trainers[n_stream] = make_train_fn(
+                self.built, epochs=self.epochs, batch_size=self.batch_size, n_samples=n_stream,
+                optimizer=get(self.settings.optimizer), progress=self.progress, **self._options)
+        return self._trainers[n_stream]
+
+    def footprint(self) -> Callable[[int], int]:
+        """``footprint(r)``: bytes of the program a chunk of r replicas runs (``program_footprint``)."""
+        return program_footprint(self.trainer(), self.args_for)
+
+    def train(self, seeds, kinds, counts, scores=None, learning_rates=None, *, stream=None):
+        """Train the replicas of ``seeds`` with corruption ``kinds`` of ``counts`` samples (``make_chunk_inputs``);
+        ``learning_rates`` (default the settings'); ``stream`` (R, N) bool: the samples each replica trains on
+        (default all). Returns (final params, metrics, the training data)."""
+        params, keys, data = self.inputs(np.asarray(seeds), np.asarray(kinds, np.int32), np.asarray(counts, np.int32),
+                                         scores)
+        n_stream = None
+        if stream is not None:
+            data = data._replace(stream=jnp.asarray(stream))
+            n_stream = int(np.asarray(stream).sum(1).max())
+        rates = np.full(len(seeds), self.settings.learning_rate) if learning_rates is None else learning_rates
+        params, metrics = self.trainer(n_stream)(params, jnp.asarray(rates, jnp.float32), keys, data, self.val)
+        return params, metrics, data
 
 
-def eval_inputs(models: dict[str, Model], dataset: Dataset) -> dict[str, EvalData]:
-    """name -> the shared validation set as the model reads it."""
-    y = jnp.asarray(dataset.y_val, jnp.float32)
-    return {name: EvalData(model.prepare(dataset.x_val), y) for name, model in models.items()}
+def build_program(config: StudyConfig, name: str, model: str, settings: ModelSettings, data: Dataset, *,
+                  forward_mode: bool = False, **program) -> Program:
+    """A ``Program`` of registry model ``model`` built with the study's numerics (dtype, simulator, precision)."""
+    built = build_model(model, data, settings, dtype=config.dtype, simulator=config.simulator,
+                        matmul_precision=config.matmul_precision, forward_mode=forward_mode)
+    return Program(name, model, built, settings, data, **program)
 
 
-def open_store(out: str | Path | None, settings: dict, models: dict[str, Model]) -> RunDirectory | None:
-    """The run directory for ``settings`` plus the simulator each model runs on (None without ``out``)."""
+def plan(config: StudyConfig, store: RunDirectory | None, table, programs: dict[str, Program], *,
+         column: str = "program", prefix: str = "", sizes_key: str | None = None, legacy: int | None = None) -> list:
+    """The chunks of ``table``'s replicas, a chunk size per program of ``column`` (``chunks.fitted_chunk_size``:
+    asked, recorded when the run started, else what fits of the program's footprint). Chunk files are named
+    ``prefix + program``; chunk_sizes.json keys ``sizes_key + program`` (default the prefix)."""
+    key = prefix if sizes_key is None else sizes_key
+
+    def size(program: str, n_rows: int) -> int:
+        p = programs[program]
+        return fitted_chunk_size(key + program, footprint=p.footprint(), n_replicas=n_rows,
+                                 cap=default_cap(p.quantum), store=store, asked=config.chunk_size, legacy=legacy)
+
+    return plan_chunks(table, column, size, prefix=prefix, store=store)
+
+
+def open_store(out: str | Path | None, settings: dict, programs: dict) -> RunDirectory | None:
+    """The run directory for ``settings`` plus the simulator each program runs on (None without ``out``);
+    ``programs``: name -> Program (or Model)."""
     if out is None:
         return None
+    models = {name: getattr(p, "built", p) for name, p in programs.items()}
     return RunDirectory(out, dict(settings, simulators=simulators_used(models))).open()
-
-
-def prepare(config: StudyConfig, settings: dict[str, ModelSettings], run_settings: dict, out,
-            dataset: Dataset | None = None, models: dict | None = None) -> Prepared:
-    """Data, models, validation inputs and the opened run directory, in that order (so every refusal
-    comes before anything is written). ``dataset`` or ``models`` given are used as they are."""
-    dataset = load(config) if dataset is None else dataset
-    models = build_models(config, dataset, settings) if models is None else models
-    val = eval_inputs(models, dataset)
-    return Prepared(dataset, models, val, open_store(out, run_settings, models))
-
-
-def chunk_size(config: StudyConfig, store: RunDirectory | None, program: str, model_kind: str,
-               footprint: Callable[[int], int], n_replicas: int, legacy: int | None = None) -> int:
-    """Replicas per chunk of ``program`` (one mechanism for every study: ``chunks.fitted_chunk_size``);
-    ``footprint(r)``: bytes of the program for r replicas (``program_footprint``)."""
-    return fitted_chunk_size(program, footprint=footprint, n_replicas=n_replicas, cap=default_cap(model_kind),
-                             store=store, asked=config.chunk_size, legacy=legacy)
 
 
 def make_chunk_inputs(model: Model, dataset: Dataset):
@@ -234,3 +328,12 @@ def training_args(inputs: Callable, val: EvalData) -> Callable[[int], tuple]:
         return params, jax.ShapeDtypeStruct((r,), jnp.float32), keys, data, val
 
     return args_for
+
+
+def weights(params, n_real: int, keep: bool = True) -> dict:
+    """A chunk's stored arrays of its trained weights: {"params": (n_real, P) float32 flat vectors} of the first
+    ``n_real`` replicas of the replica-stacked ``params`` (``qrobust.models.base.flatten``), or {} where the
+    study does not keep them."""
+    from qrobust.models.base import flatten
+
+    return {"params": flatten(params)[:n_real]} if keep else {}

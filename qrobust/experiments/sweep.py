@@ -26,10 +26,9 @@ import pandas as pd
 from qrobust.analysis.summary import diverged as loss_diverged
 from qrobust.corruption import CORRUPTIONS, check_feasible
 from qrobust.data.features import encode
-from qrobust.engine import evaluated_epochs, make_train_fn
+from qrobust.engine import evaluated_epochs
 from qrobust.experiments import poisoners, study
-from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
-from qrobust.experiments.study import make_chunk_inputs
+from qrobust.experiments.chunks import Progress, run_chunks
 from qrobust.experiments.sweep_grid import (  # noqa: F401 (the sweep's description, importable from here too)
     ARCH_COLUMNS, DEFAULT_ALPHAS, GRID_COLUMNS, RESULT_COLUMNS, SWEEP_METRICS, Architecture, SweepConfig,
     architecture_columns, replica_table)
@@ -56,53 +55,44 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
     """Run (or resume) a sweep; returns the tidy results (one row per replica per epoch).
 
     Everything is validated, and the data loaded, before anything is written. With
-    ``out`` the chunks, results.csv, summary.csv and config.json are written there (the figure:
-    ``qrobust.report.draw(out)``).
+    ``out`` the chunks (with each replica's trained weights), results.csv, summary.csv and config.json are
+    written there (the figure: ``qrobust.report.draw(out)``).
     """
     config = config.validate()
     dataset = study.load(config)
     counts = {(kind, a): check_feasible(kind, a, dataset.y_train)
               for kind in config.corruptions for a in config.alphas}
-    # one compiled program per model architecture: name -> (model, settings, the data as it reads them)
-    encoded = {e: encode(dataset, e, config.n_features) for e in config.encodings()}
-    architectures = {p: (m, arch) for m in config.models for p, (_, arch) in config.programs(m).items()}
-    programs = {p: (m, arch.settings, encoded[arch.encoding]) for p, (m, arch) in architectures.items()}
+    bar = Progress(None, progress)
+    built = _programs(config, dataset, bar)
+    programs = {p: program for p, (program, _) in built.items()}
     run_settings = dict(config.resolved(), n_train=len(dataset.y_train), n_qubits_data=dataset.n_qubits,
                         dataset_meta={k: v for k, v in dataset.meta.items() if k != "per_state"})
-    models = {p: study.build_models(config, data, {p: st})[p] for p, (_, st, data) in programs.items()}
-    val = {p: study.eval_inputs({p: models[p]}, data)[p] for p, (_, _, data) in programs.items()}
-    store = study.open_store(out, run_settings, models)
-    columns = {p: architecture_columns(m, arch, count_params(jax.eval_shape(models[p].init, jax.random.PRNGKey(0))))
-               for p, (m, arch) in architectures.items()}
-
-    bar = Progress(None, progress)
-    trainers = {p: make_train_fn(models[p], epochs=st.epochs, batch_size=st.batch_size,
-                                 n_samples=len(dataset.y_train), progress=bar.hook, eval_every=config.eval_every)
-                for p, (_, st, _) in programs.items()}
-    inputs = {p: make_chunk_inputs(models[p], data) for p, (_, _, data) in programs.items()}
-    chunks = plan_chunks(pd.concat([replica_table(config, m) for m in config.models], ignore_index=True), "program",
-                         lambda p, n: study.chunk_size(config, store, p, programs[p][0], study.program_footprint(
-                             trainers[p], study.training_args(inputs[p], val[p])), n), store=store)
-    references = {p: poisoners.plan_references(config, p, trainers[p], inputs[p], val[p], config.seeds, store)
+    store = study.open_store(out, run_settings, programs)
+    columns = {p: architecture_columns(program.model, arch, count_params(jax.eval_shape(
+        program.built.init, jax.random.PRNGKey(0)))) for p, (program, arch) in built.items()}
+    chunks = study.plan(config, store, pd.concat([replica_table(config, m) for m in config.models],
+                                                 ignore_index=True), programs)
+    references = {p: poisoners.plan_references(config, programs[p], config.seeds, store)
                   for p in programs if "boundary" in config.corruptions}
     todo = [c for c in chunks + sum(references.values(), []) if store is None or not store.has_chunk(c.name)]
-    bar.start(sum(programs[c.program][1].epochs * len(c.rows) for c in todo))
+    bar.start(sum(programs[c.program].epochs * len(c.rows) for c in todo))
     # the aimed poisoners' scores; QUID's from the amplitude-encoded states whatever a program reads
     priorities = {p: poisoners.Priorities(dataset, poisoners.run_references(
-        references[p], models[p], trainers[p], inputs[p], val[p], data, config.learning_rates_for(m)[0], store,
-        bar) if p in references else None) for p, (m, _, data) in programs.items()}
+        references[p], programs[p], config.learning_rates_for(programs[p].model)[0], store, bar)
+        if p in references else None) for p in programs}
 
     def run(chunk):
-        p = chunk.program
+        p = programs[chunk.program]
         padded, n_real = chunk.padded, len(chunk.rows)
         n_corrupt = np.array([counts[(c, a)] for c, a in zip(padded.corruption, padded.alpha)], np.int32)
         kinds = np.array([CORRUPTIONS.index(c) for c in padded.corruption], np.int32)
-        params, shuffle_keys, data = inputs[p](padded.seed.to_numpy(), kinds, n_corrupt,
-                                               priorities[p].rows(padded.corruption, padded.seed))
-        _, metrics = trainers[p](params, jnp.asarray(padded.learning_rate, jnp.float32), shuffle_keys, data, val[p])
+        params, metrics, _ = p.train(padded.seed.to_numpy(), kinds, n_corrupt,
+                                     priorities[chunk.program].rows(padded.corruption, padded.seed),
+                                     padded.learning_rate.to_numpy())
         metrics = {k: np.asarray(v)[:n_real] for k, v in metrics.items()}
-        return _to_frame(chunk.rows, metrics, n_corrupt[:n_real],
-                         evaluated_epochs(programs[p][1].epochs, config.eval_every), columns[p])
+        frame = _to_frame(chunk.rows, metrics, n_corrupt[:n_real], evaluated_epochs(p.epochs, config.eval_every),
+                          columns[chunk.program])
+        return frame, study.weights(params, n_real, config.keeps_weights(p.model))
 
     frames = run_chunks(chunks, run, store, bar).frames
     bar.close()
@@ -118,3 +108,12 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
         store.write_table("results.csv", results)
         store.write_table("summary.csv", final_summary(results))
     return results
+
+
+def _programs(config: SweepConfig, dataset, bar) -> dict:
+    """program name -> (Program, Architecture): one compiled program per model architecture, each on the data
+    as its encoding reads them."""
+    encoded = {e: encode(dataset, e, config.n_features) for e in config.encodings()}
+    return {p: (study.build_program(config, p, m, arch.settings, encoded[arch.encoding], progress=bar.hook,
+                                    eval_every=config.eval_every), arch)
+            for m in config.models for p, (_, arch) in config.programs(m).items()}

@@ -5,7 +5,7 @@ The sweep itself, one compiled program per architecture run in chunks, is ``qrob
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import pandas as pd
@@ -14,8 +14,9 @@ from qrobust.corruption import CORRUPTIONS, PAPER_CORRUPTIONS, check_alpha
 from qrobust.data.features import ENCODINGS
 from qrobust.errors import ConfigError
 from qrobust.experiments import study
-from qrobust.experiments.settings import ModelSettings, check_name, model_settings
+from qrobust.experiments.settings import ModelSettings, check_name
 from qrobust.experiments.study import StudyConfig
+from qrobust.models import registry
 
 GRID_COLUMNS = ("model", "arch", "corruption", "alpha", "seed", "learning_rate")
 SWEEP_METRICS = ("loss", "train_acc", "train_acc_clean", "val_acc", "memorization")
@@ -90,6 +91,13 @@ class SweepConfig(StudyConfig):
             study.check_axis("learning rate", self.learning_rates)
             if min(self.learning_rates) <= 0:
                 raise ConfigError(f"learning rates must be positive, got {self.learning_rates}")
+            for m in self.models:
+                from qrobust.optimizers import get
+
+                optimizer = get(self.settings_for(m).optimizer)
+                if len(self.learning_rates) > 1 and not optimizer.uses_learning_rate:
+                    raise ConfigError(f"the optimizer {optimizer.name!r} of {m} is a fixed transformation: a "
+                                      "learning-rate axis does not apply to it")
         if int(self.eval_every) != self.eval_every or self.eval_every < 1:
             raise ConfigError(f"eval_every must be a positive integer, got {self.eval_every}")
         for m in self.models:
@@ -126,27 +134,30 @@ class SweepConfig(StudyConfig):
 
     def architectures(self, model: str) -> dict[str, Architecture]:
         """arch label -> each architecture of ``model``: "d6" for a QNN of depth 6, "h64x16" for an MLP with
-        hidden sizes 64, 16; prefixed by the encoding and ansatz where they are not the paper's or vary
-        ("angle-hea_cz-d4", "angle-h64x16")."""
+        hidden sizes 64, 16, "-" for a model with no architecture axis (a user's); prefixed by the encoding and
+        ansatz where they are not the paper's or vary ("angle-hea_cz-d4", "angle-h64x16")."""
         from qrobust.models.ansatze import ansatz as library_ansatz
 
+        axis = registry.spec(model).arch_axis
         out = {}
         show_encoding = self.encodings() != ("amplitude",)
         show_ansatz = self.ansatze() != ("hea",)
         encodings = self.encodings()
-        if model != "qnn" and {"angle", "reupload"} <= set(encodings):  # the same features: one MLP for both
+        if axis != "depth" and {"angle", "reupload"} <= set(encodings):  # the same features: one model for both
             encodings = tuple(e for e in encodings if e != "reupload")
         for encoding in encodings:
             ansatze = ([a for a in self.ansatze() if library_ansatz(a).loads_data == (encoding == "reupload")]
-                       if model == "qnn" else [None])
+                       if axis == "depth" else [None])
             for a in ansatze:
-                for depth, hidden in ([(d, None) for d in self.depths()] if model == "qnn"
-                                      else [(None, h) for h in self.hiddens()]):
-                    s = model_settings(self.dataset, model, epochs=self.epochs, batch_size=self.batch_size,
-                                       depth=depth, hidden=hidden, ansatz=a,
-                                       learning_rate=self.learning_rates[0] if self.learning_rates else None)
-                    parts = ([encoding] if show_encoding else []) + ([a] if show_ansatz and a else []) + \
-                        [f"d{s.depth}" if model == "qnn" else "h" + "x".join(map(str, s.hidden))]
+                shapes = ([(d, None) for d in self.depths()] if axis == "depth" else
+                          [(None, h) for h in self.hiddens()] if axis == "hidden" else [(None, None)])
+                for depth, hidden in shapes:
+                    s = self.settings_of(model, epochs=self.epochs, batch_size=self.batch_size, depth=depth,
+                                         hidden=hidden, ansatz=a,
+                                         learning_rate=self.learning_rates[0] if self.learning_rates else None)
+                    label = (f"d{s.depth}" if axis == "depth" else "h" + "x".join(map(str, s.hidden))
+                             if axis == "hidden" else "-")
+                    parts = ([encoding] if show_encoding else []) + ([a] if show_ansatz and a else []) + [label]
                     out["-".join(parts)] = Architecture(s, encoding)
         return out
 
@@ -165,7 +176,7 @@ class SweepConfig(StudyConfig):
 
     def resolved(self) -> dict:
         """Every setting that determines the numbers, for config.json (chunk sizes: chunk_sizes.json)."""
-        d = asdict(self)
+        d = self.recorded()
         d["models"] = {m: dict(self.settings_for(m).to_dict(m), learning_rates=list(self.learning_rates_for(m)))
                        for m in self.models}
         for m in self.models:
@@ -196,7 +207,9 @@ def replica_table(config: SweepConfig, model: str) -> pd.DataFrame:
 
 
 def architecture_columns(model: str, arch: Architecture, n_params: int) -> dict:
-    """The ``ARCH_COLUMNS`` of one architecture (depth 0 for the MLP, hidden "-" for the QNN, which have none)."""
-    s = arch.settings
-    return dict(n_params=n_params, encoding=arch.encoding, ansatz=s.ansatz if model == "qnn" else "-",
-                depth=s.depth if model == "qnn" else 0, hidden="-" if model == "qnn" else "x".join(map(str, s.hidden)))
+    """The ``ARCH_COLUMNS`` of one architecture (depth 0 and ansatz "-" for a model without a circuit, hidden
+    "-" for one without hidden sizes)."""
+    s, axis = arch.settings, registry.spec(model).arch_axis
+    return dict(n_params=n_params, encoding=arch.encoding, ansatz=s.ansatz if axis == "depth" else "-",
+                depth=s.depth if axis == "depth" else 0,
+                hidden="x".join(map(str, s.hidden)) if axis == "hidden" else "-")

@@ -93,15 +93,14 @@ def evaluate_unlearning(config: UnlearnConfig, out: str | Path | None = None, *,
     run_settings = dict(config.resolved(), n_poisoned=n_poisoned,
                         n_forget=(list(n_known.values()) if len(n_known) > 1 else n_known[config.known_fraction[0]])
                         if config.forget_source == "oracle" else None)
-    prepared = study.prepare(config, {m: config.teacher_settings(m) for m in config.models}, run_settings, out,
-                             dataset=dataset)
-    ctx = stages.Context(config, prepared, n_poisoned, n_known, bar=Progress(None, progress))
+    bar = Progress(None, progress)
+    programs = stages.teacher_programs(config, dataset, bar)
+    store = study.open_store(out, run_settings, programs)
+    ctx = stages.Context(config, dataset, store, programs, n_poisoned, n_known, bar=bar)
     chunks = stages.teacher_chunks(ctx)
-    references = {m: poisoners.plan_references(config, m, ctx.teacher_trainers[m], ctx.inputs[m], prepared.val[m],
-                                               config.seeds, prepared.store)
+    references = {m: poisoners.plan_references(config, programs[m], config.seeds, store)
                   for m in config.models if config.corruption == "boundary"}
-    todo = [c for c in chunks + sum(references.values(), [])
-            if prepared.store is None or not prepared.store.has_chunk(c.name)]
+    todo = [c for c in chunks + sum(references.values(), []) if store is None or not store.has_chunk(c.name)]
     # the students' chunks are planned once the teachers (and so the forget sets) exist; until then the bar
     # counts all of them
     ctx.bar.start(sum(config.teacher_settings(c.program).epochs * len(c.rows) for c in todo)
@@ -109,8 +108,7 @@ def evaluate_unlearning(config: UnlearnConfig, out: str | Path | None = None, *,
                   + shadows.work(config))
     for m, planned in references.items():  # "boundary": the clean reference models first
         ctx.priorities[m] = poisoners.Priorities(dataset, poisoners.run_references(
-            planned, prepared.models[m], ctx.teacher_trainers[m], ctx.inputs[m], prepared.val[m], dataset,
-            config.teacher_settings(m).learning_rate, prepared.store, ctx.bar))
+            planned, programs[m], config.teacher_settings(m).learning_rate, store, ctx.bar))
     teachers = stages.train_teachers(ctx, chunks)
     forget = stages.forget_sets(ctx)
     results, params, seconds = student_stages.train_students(ctx, students, student_stages.StudentInputs(ctx))
@@ -123,7 +121,6 @@ def evaluate_unlearning(config: UnlearnConfig, out: str | Path | None = None, *,
         warnings.warn(f"{int(final.diverged.sum())} student replica(s) diverged and are left out of averages",
                       RuntimeWarning, stacklevel=2)
     card = None if shadow_scores is None else scorecard(final, shadow_scores)
-    store = prepared.store
     if store is not None and store.writer:
         from qrobust.analysis.summary import recovery_summary
 

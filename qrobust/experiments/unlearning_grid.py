@@ -124,7 +124,7 @@ class UnlearnConfig(StudyConfig):
         return min(batch, n_retain), self.learning_rate or lr
 
     def resolved(self) -> dict:
-        d = asdict(self)
+        d = self.recorded()
         if len(self.known_fraction) == 1:  # recorded as a number, as before it was an axis
             d["known_fraction"] = self.known_fraction[0]
         d["teachers"] = {m: self.teacher_settings(m).to_dict(m) for m in self.models}

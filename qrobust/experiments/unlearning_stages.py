@@ -16,45 +16,56 @@ import pandas as pd
 
 from qrobust.analysis.detection import detection_metrics
 from qrobust.corruption import CORRUPTIONS
-from qrobust.engine import make_train_fn
 from qrobust.experiments import poisoners, study
-from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
+from qrobust.experiments.chunks import Progress, run_chunks
 from qrobust.keys import FORGET_PART, replica_keys
 from qrobust.models import batch_logits
+from qrobust.models.base import flatten, unflatten
 
 @dataclass
 class Context:
-    """What every stage reads: the study's config, prepared data and models, the poisoned count, the
-    progress bar, and what earlier stages left (teachers' parameters, forget sets)."""
+    """What every stage reads: the study's config, data, run directory and teacher programs (one per model,
+    ``study.Program``), the poisoned count, the progress bar, and what earlier stages left (teachers'
+    parameters, forget sets)."""
 
     config: object
-    prepared: study.Prepared
+    dataset: object
+    store: object
+    teachers: dict  # model -> the teacher's study.Program
     n_poisoned: int
     n_known: dict  # known fraction -> forget set size (oracle)
     bar: Progress | None = None
-    inputs: dict | None = None
-    teacher_trainers: dict | None = None
     teacher_flat: dict | None = None
     forget_sets: dict | None = None
     priorities: dict | None = None  # model -> poisoners.Priorities (the aimed poisoners' scores)
 
     def __post_init__(self):
         if self.priorities is None:
-            self.priorities = {m: poisoners.Priorities(self.prepared.dataset) for m in self.config.models}
-        self.inputs = {m: study.make_chunk_inputs(self.prepared.models[m], self.prepared.dataset)
-                       for m in self.config.models}
-        self.logits = {m: jax.jit(jax.vmap(batch_logits(self.prepared.models[m]))) for m in self.config.models}
+            self.priorities = {m: poisoners.Priorities(self.dataset) for m in self.config.models}
+        self.logits = {m: jax.jit(jax.vmap(batch_logits(self.models[m]))) for m in self.config.models}
         # one replica's parameters (shapes only), for unflatten: built once, not per chunk
-        self.templates = {m: jax.eval_shape(self.prepared.models[m].init, jax.random.PRNGKey(0))
-                          for m in self.config.models}
+        self.templates = {m: jax.eval_shape(self.models[m].init, jax.random.PRNGKey(0)) for m in self.config.models}
 
     @property
     def n(self) -> int:
-        return len(self.prepared.dataset.y_train)
+        return len(self.dataset.y_train)
 
-    def chunk_size(self, program: str, model: str, footprint, n_replicas: int) -> int:
-        """Asked, recorded or what fits; 50 for a directory started before sizes were recorded."""
-        return study.chunk_size(self.config, self.prepared.store, program, model, footprint, n_replicas, legacy=50)
+    @property
+    def models(self) -> dict:
+        return {m: p.built for m, p in self.teachers.items()}
+
+    @property
+    def val(self) -> dict:
+        return {m: p.val for m, p in self.teachers.items()}
+
+    @property
+    def inputs(self) -> dict:
+        return {m: p.inputs for m, p in self.teachers.items()}
+
+    def plan(self, table: pd.DataFrame, programs: dict, prefix: str) -> list:
+        """The chunks of ``table`` (its "program" column names ``programs``), files named ``prefix``...; 50 replicas
+        per chunk for a directory started before sizes were recorded."""
+        return study.plan(self.config, self.store, table, programs, prefix=prefix, legacy=50)
 
     def poisoned_data(self, m: str, seeds):
         """(initial params, shuffle keys, TrainData) of the poisoned training set of each seed."""
@@ -71,21 +82,11 @@ class Context:
         return unflatten(self.templates[m], flat)
 
 
-def flatten(params) -> np.ndarray:
-    """(R, P) flat parameter vectors of a replica-stacked pytree."""
-    leaves = jax.tree_util.tree_leaves(params)
-    return np.concatenate([np.asarray(leaf).reshape(leaf.shape[0], -1) for leaf in leaves], axis=1)
-
-
-def unflatten(template, flat: np.ndarray):
-    """Inverse of ``flatten`` for a single replica's template pytree, stacked over rows of ``flat``."""
-    leaves, treedef = jax.tree_util.tree_flatten(template)
-    out, i = [], 0
-    for leaf in leaves:
-        size = int(np.prod(leaf.shape))
-        out.append(jnp.asarray(flat[:, i:i + size].reshape((flat.shape[0],) + leaf.shape), leaf.dtype))
-        i += size
-    return jax.tree_util.tree_unflatten(treedef, out)
+def teacher_programs(config, dataset, bar) -> dict:
+    """model -> the teachers' Program (the paper's teacher settings; only the last epoch is evaluated: the
+    others' evaluation, about half a QNN teacher's time, is skipped)."""
+    return {m: study.build_program(config, m, m, config.teacher_settings(m), dataset, progress=bar.hook,
+                                   eval_every=config.teacher_settings(m).epochs) for m in config.models}
 
 
 def teacher_table(config) -> pd.DataFrame:
@@ -95,39 +96,27 @@ def teacher_table(config) -> pd.DataFrame:
 
 
 def teacher_chunks(ctx: Context) -> list:
-    """The teachers' chunks, sized from their training programs (kept in ``ctx.teacher_trainers``)."""
-    config, p = ctx.config, ctx.prepared
-    # only the teachers' last epoch is kept: the others' evaluation (about half a QNN teacher's time) is skipped
-    ctx.teacher_trainers = {m: make_train_fn(p.models[m], epochs=config.teacher_settings(m).epochs,
-                                             batch_size=config.teacher_settings(m).batch_size, n_samples=ctx.n,
-                                             progress=ctx.bar.hook, eval_every=config.teacher_settings(m).epochs)
-                            for m in config.models}
-    return plan_chunks(teacher_table(config), "program", lambda m, n: ctx.chunk_size(
-        f"teacher-{m}", m, study.program_footprint(ctx.teacher_trainers[m], study.training_args(
-            ctx.inputs[m], p.val[m])), n), prefix="teacher-", store=p.store)
+    """The teachers' chunks, sized from their training programs."""
+    return ctx.plan(teacher_table(ctx.config), ctx.teachers, "teacher-")
 
 
 def train_teachers(ctx: Context, chunks: list) -> pd.DataFrame:
     """Stage 1: train (or read back) the teachers; keeps their parameters in ``ctx.teacher_flat``."""
-    config, p = ctx.config, ctx.prepared
-    trainers = ctx.teacher_trainers
+    config = ctx.config
     kind = CORRUPTIONS.index(config.corruption)
 
     def run(chunk):
-        m, s = chunk.program, config.teacher_settings(chunk.program)
+        m = chunk.program
         seeds = chunk.padded.seed.to_numpy()
         counts = np.where(chunk.padded.alpha > 0, ctx.n_poisoned, 0).astype(np.int32)
-        params, shuffle_keys, data = ctx.inputs[m](seeds, np.full(len(seeds), kind, np.int32), counts,
-                                                   ctx.scores(m, seeds))
-        params, metrics = trainers[m](params, jnp.full(len(seeds), s.learning_rate, jnp.float32),
-                                      shuffle_keys, data, p.val[m])
+        params, metrics, _ = ctx.teachers[m].train(seeds, np.full(len(seeds), kind), counts, ctx.scores(m, seeds))
         k = len(chunk.rows)
         frame = chunk.rows.drop(columns="program").copy()
         for name in ("val_acc", "train_acc", "memorization"):
             frame[name] = np.asarray(metrics[name])[:k, -1]
         return frame, {"params": flatten(params)[:k]}
 
-    done = run_chunks(chunks, run, p.store, ctx.bar)
+    done = run_chunks(chunks, run, ctx.store, ctx.bar)
     ctx.teacher_flat = {(r.model, r.alpha, r.seed): w for c in chunks
                         for r, w in zip(c.rows.itertuples(index=False), done.arrays[c.name]["params"])}
     return pd.concat([done.frames[c.name] for c in chunks], ignore_index=True)

@@ -5,6 +5,8 @@ and forget sets, are ``qrobust.experiments.unlearning_stages``): stage 3, the st
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,9 +14,8 @@ import optax
 import pandas as pd
 
 from qrobust.analysis.forgetting import GRID, loss_mia_accuracy
-from qrobust.engine import make_train_fn
 from qrobust.experiments import study
-from qrobust.experiments.chunks import plan_chunks, run_chunks
+from qrobust.experiments.chunks import run_chunks
 from qrobust.experiments.unlearning_stages import Context, flatten
 from qrobust.keys import FRESH_INIT, RANDOM_LABELS, STUDENT_ORDER, replica_keys
 from qrobust.models import batch_logits
@@ -30,7 +31,7 @@ class StudentInputs:
         self.ctx = ctx
         sizes = [len(f) for f in ctx.forget_sets.values()]
         self.n_forget_max, self.n_retain = max(1, max(sizes)), ctx.n - min(sizes)
-        self.complete = {m: self._completion(ctx.prepared.models[m], ctx.config.salun_fraction)
+        self.complete = {m: self._completion(ctx.models[m], ctx.config.salun_fraction)
                          for m in ctx.config.models}
 
     @staticmethod
@@ -83,7 +84,7 @@ class StudentInputs:
         start, data = self.complete[m](poisoned, ctx.teacher_params(m, seeds, ctx.config.alpha), keys,
                                        method_vectors(ctx.config, rows), *self.flags(rows), forget_idx, forget_w,
                                        known, jnp.ones(known.shape, bool))
-        return start, jnp.full(len(seeds), lr, jnp.float32), keys[STUDENT_ORDER], data, ctx.prepared.val[m]
+        return start, jnp.full(len(seeds), lr, jnp.float32), keys[STUDENT_ORDER], data, ctx.val[m]
 
     @staticmethod
     def flags(rows: pd.DataFrame):
@@ -120,44 +121,49 @@ def _bce(logits, labels):
     return optax.sigmoid_binary_cross_entropy(logits, labels)
 
 
+def student_programs(ctx: Context, table: pd.DataFrame, n_retain: int, args: Callable, *, eval_every=None) -> dict:
+    """program -> the Program of the students in ``table`` (one per model and objective: ``program_of``), on the
+    teacher's model, streaming at most ``n_retain`` samples; ``args(program, rows)`` gives a chunk's arguments.
+    ``eval_every``: None records every epoch; "last" the last only."""
+    objectives = {"family": unlearning_family(), "kurmanji": scrub_kurmanji(), "full": unlearning_family()}
+    programs = {}
+    for q in dict.fromkeys(table.program):
+        m, family = q.split("-")
+        batch, _, epochs = student_recipe(ctx.config, q, n_retain)
+        rows = table[table.program == q].reset_index(drop=True)
+        teacher = ctx.teachers[m]
+        programs[q] = study.Program(q, m, teacher.built, teacher.settings, teacher.data, progress=ctx.bar.hook,
+                                    inputs=args, args_for=_args_for(args, q, rows), n_stream=n_retain,
+                                    objective=objectives[family], epochs=epochs, batch_size=batch,
+                                    eval_every=epochs if eval_every == "last" else 1)
+    return programs
+
+
+def _args_for(args: Callable, program: str, rows: pd.DataFrame) -> Callable:
+    """``args_for(r)``: the arguments of r of ``rows``' replicas (for the footprint of their program)."""
+    return lambda r: args(program, rows.iloc[np.arange(r) % len(rows)])
+
+
 def train_students(ctx: Context, students: pd.DataFrame, inputs: StudentInputs):
     """Stage 4: every student, as replicas of one program per model and objective. Returns (per-epoch
     results, GRID tuple -> final parameters, GRID tuple -> seconds)."""
-    config, p = ctx.config, ctx.prepared
-    objectives = {"family": unlearning_family(), "kurmanji": scrub_kurmanji()}
-
-    objectives["full"] = objectives["family"]
-
-    def trainer(program, progress_hook=None):
-        m, family = program.split("-")
-        batch, _, epochs = student_recipe(config, program, inputs.n_retain)
-        return make_train_fn(p.models[m], epochs=epochs, batch_size=batch, n_samples=inputs.n_retain,
-                             objective=objectives[family], progress=progress_hook)
-
-    trainers = {q: trainer(q, ctx.bar.hook) for q in dict.fromkeys(students.program)}
-
-    def args_for(program):
-        rows = students[students.program == program].reset_index(drop=True)
-        return lambda r: inputs(program, rows.iloc[np.arange(r) % len(rows)])
-
-    chunks = plan_chunks(students, "program", lambda q, n: ctx.chunk_size(
-        f"student-{q}", q.split("-")[0], study.program_footprint(trainers[q], args_for(q)), n), prefix="student-",
-                         store=p.store)
-    stored = sum(student_recipe(config, c.program, inputs.n_retain)[2] * len(c.rows) for c in chunks
-                 if p.store is not None and p.store.has_chunk(c.name))
+    programs = student_programs(ctx, students, inputs.n_retain, inputs)
+    chunks = ctx.plan(students, programs, "student-")
+    stored = sum(programs[c.program].epochs * len(c.rows) for c in chunks
+                 if ctx.store is not None and ctx.store.has_chunk(c.name))
     ctx.bar.discount(stored)
 
     def run(chunk):
         m = chunk.program.split("-")[0]
         start, rates, keys, data, val = inputs(chunk.program, chunk.padded)
-        params, metrics = trainers[chunk.program](start, rates, keys, data, val)
+        params, metrics = programs[chunk.program].trainer()(start, rates, keys, data, val)
         k = len(chunk.rows)
         # membership inference on the final students: forget-set losses (poisoned labels) vs validation losses
         train_losses = np.asarray(_bce(ctx.logits[m](params, data.x), data.y))
         val_x = jnp.broadcast_to(val.x, (len(chunk.padded),) + val.x.shape)
         val_losses = np.asarray(_bce(ctx.logits[m](params, val_x), val.y[None]))
         mask = np.asarray(data.corrupted)
-        epochs = student_recipe(config, chunk.program, inputs.n_retain)[2]
+        epochs = programs[chunk.program].epochs
         frame = chunk.rows.drop(columns="program").loc[chunk.rows.index.repeat(epochs)].reset_index(drop=True)
         frame["epoch"] = np.tile(np.arange(1, epochs + 1), k)
         names = dict(forget_acc_poisoned="memorization")
@@ -167,7 +173,7 @@ def train_students(ctx: Context, students: pd.DataFrame, inputs: StudentInputs):
                                       for r in range(k)], epochs)
         return frame, {"params": flatten(params)[:k]}
 
-    done = run_chunks(chunks, run, p.store, ctx.bar)
+    done = run_chunks(chunks, run, ctx.store, ctx.bar)
     results = pd.concat([done.frames[c.name] for c in chunks], ignore_index=True)
     params, seconds = {}, {}
     for c in chunks:

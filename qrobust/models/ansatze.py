@@ -1,50 +1,64 @@
-"""A small library of ansatzes, each written as a TensorCircuit circuit (``qrobust.models.circuits``).
+"""The QNN's circuits: each written once, with TensorCircuit's gates, as an ``Ansatz``.
 
-Every entry is an ``Ansatz``: its circuit for n qubits and depth d, written with TensorCircuit's gates,
-its parameter count, and whether it loads the input's features itself (data re-uploading). A user's own
-circuit is one more ``Ansatz`` (``Ansatz.from_function``), usable wherever a library name is.
+Every entry is an ``Ansatz``: its circuit for n qubits and depth d, written with TensorCircuit's gates
+(a function ``(c, params, x)`` of a ``tc.Circuit``), the shape of its parameters, and whether it loads the
+input's features itself (data re-uploading). A user's own circuit is one more ``Ansatz``
+(``Ansatz.from_function``, or simply the function given to ``qnn``), usable wherever a library name is.
+Every simulator reads the circuit from here (``qrobust.models.circuit``): the gate-level ones record its
+gates; the fast kernels for the paper's two circuits ("hea", "rxry_cnot") read their structure
+(``qrobust.models.hea``), which a test holds against the recorded gates.
 
   hea        the paper's: per layer RX(a) RY(b) RX(c) on every qubit, then RZZ(e) on every ring pair
-             (i, i+1 mod n); 4 n d parameters. The same circuit as the built-in ``qrobust.models.qnn``
-             (tested to 1e-10), which the studies keep using for it: its simulators are faster.
+             (i, i+1 mod n); parameters (d, n, 4) = [a, b, c, e] per layer and qubit.
   rxry_cnot  the paper's Hessian-study variant: RX(a) RY(b) on every qubit, then CNOT(i, i+1 mod n) for
-             i = 0 .. n-1 in order; 2 n d parameters.
+             i = 0 .. n-1 in order; parameters (d, n, 2).
   hea_cz     hardware-efficient with CZ entanglers: RY(a) RZ(b) on every qubit, then CZ(i, i+1) on the open
-             chain; 2 n d parameters.
+             chain; parameters (d, n, 2).
   reupload   data re-uploading (Perez-Salinas et al., Quantum 4, 226 (2020)): per layer RX(x_q) loads
              feature q on qubit q, then RY(a) RZ(b) on every qubit and CZ(i, i+1) on the open chain;
-             2 n d parameters; needs the "reupload" encoding (it loads the features itself).
-Parameters are a flat vector, read in (layer, qubit, gate) order.
+             parameters (d, n, 2); needs the "reupload" encoding (it loads the features itself).
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable, NamedTuple
 
 from qrobust.errors import ConfigError
 
 
 class Ansatz(NamedTuple):
-    """name; circuit(n_qubits, depth) -> fn(c, params, x); n_params(n_qubits, depth); loads_data: the
-    circuit reads the features ``x`` itself (then the encoding is "reupload")."""
+    """name; circuit(n_qubits, depth) -> fn(c, params, x); shape(n_qubits, depth) -> the parameters' shape;
+    loads_data: the circuit reads the features ``x`` itself (the "reupload" encoding); structured: the
+    paper's circuits, which the fast kernels ("native", "blocks", "tc-fused") run from their structure."""
 
     name: str
     circuit: Callable[[int, int], Callable]
-    n_params: Callable[[int, int], int]
+    shape: Callable[[int, int], tuple[int, ...]]
     loads_data: bool = False
+    structured: bool = False
+
+    def n_params(self, n_qubits: int, depth: int) -> int:
+        size = 1
+        for s in self.shape(n_qubits, depth):
+            size *= s
+        return size
 
     @staticmethod
     def from_function(name: str, fn: Callable, n_params: int | Callable[[int, int], int], *,
                       loads_data: bool = False) -> "Ansatz":
         """A user's circuit ``fn(c, params, x)`` (the same for every depth, or ``fn(c, params, x, depth)``
-        where it takes a fourth argument) as an Ansatz; ``n_params``: a number, or a function of (qubits,
-        depth)."""
-        import inspect
-
+        where it takes a fourth argument) as an Ansatz with a flat parameter vector; ``n_params``: a number,
+        or a function of (qubits, depth)."""
+        if not isinstance(name, str) or not name:
+            raise ConfigError("an ansatz needs a name (it is recorded with the results)")
+        if not callable(fn):
+            raise ConfigError(f"an ansatz is a function (c, params, x) of a TensorCircuit circuit, got "
+                              f"{type(fn).__name__}")
         takes_depth = len(inspect.signature(fn).parameters) >= 4
         count = n_params if callable(n_params) else (lambda n, d: int(n_params))
-        return Ansatz(name, (lambda n, d: (lambda c, p, x: fn(c, p, x, d))) if takes_depth else (lambda n, d: fn),
-                      count, loads_data)
+        circuit = (lambda n, d: (lambda c, p, x: fn(c, p, x, d))) if takes_depth else (lambda n, d: fn)
+        return Ansatz(name, circuit, lambda n, d: (int(count(n, d)),), loads_data)
 
 
 def _hea(n: int, depth: int):
@@ -98,11 +112,15 @@ def _reupload(n: int, depth: int):
     return circuit
 
 
+def _per_qubit(k: int):
+    return lambda n, d: (d, n, k)
+
+
 LIBRARY: dict[str, Ansatz] = {
-    "hea": Ansatz("hea", _hea, lambda n, d: 4 * n * d),
-    "rxry_cnot": Ansatz("rxry_cnot", _rxry_cnot, lambda n, d: 2 * n * d),
-    "hea_cz": Ansatz("hea_cz", _hea_cz, lambda n, d: 2 * n * d),
-    "reupload": Ansatz("reupload", _reupload, lambda n, d: 2 * n * d, loads_data=True),
+    "hea": Ansatz("hea", _hea, _per_qubit(4), structured=True),
+    "rxry_cnot": Ansatz("rxry_cnot", _rxry_cnot, _per_qubit(2), structured=True),
+    "hea_cz": Ansatz("hea_cz", _hea_cz, _per_qubit(2)),
+    "reupload": Ansatz("reupload", _reupload, _per_qubit(2), loads_data=True),
 }
 _BUILT_IN = frozenset(LIBRARY)
 
@@ -131,19 +149,3 @@ def ansatz(name_or_ansatz: str | Ansatz) -> Ansatz:
         raise ConfigError(f"unknown ansatz {name_or_ansatz!r}; choose from {', '.join(LIBRARY)}, or pass an "
                           "Ansatz (qrobust.models.ansatze.Ansatz.from_function)")
     return LIBRARY[name_or_ansatz]
-
-
-def library_qnn(name_or_ansatz: str | Ansatz, n_qubits: int, depth: int, *, encoding: str = "amplitude",
-                n_features: int | None = None, **kwargs):
-    """The QNN of a library (or user) ansatz at ``depth`` on ``n_qubits`` (``circuits.circuit_qnn``)."""
-    from qrobust.models.circuits import circuit_qnn
-
-    a = ansatz(name_or_ansatz)
-    if a.loads_data and encoding != "reupload":
-        raise ConfigError(f"the {a.name!r} ansatz loads the features itself: it needs --encoding reupload")
-    if encoding == "reupload" and not a.loads_data:
-        raise ConfigError(f"--encoding reupload needs an ansatz that loads the features (reupload), not {a.name!r}")
-    if int(depth) != depth or depth < 1:
-        raise ConfigError(f"the QNN needs depth >= 1, got {depth}")
-    return circuit_qnn(a.circuit(n_qubits, depth), n_qubits, a.n_params(n_qubits, depth), encoding=encoding,
-                       n_features=n_features, name=a.name, settings=dict(ansatz=a.name, depth=depth), **kwargs)

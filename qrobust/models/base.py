@@ -35,10 +35,15 @@ class Model(NamedTuple):
 class Capabilities(NamedTuple):
     """What a QNN simulator runs (declared in its own module, collected by ``qrobust.models.simulators``).
 
+    ansatze: the structured circuits it runs from their structure (``qrobust.models.hea``), or None: any
+      circuit, from its recorded gates.
+    encodings: the inputs it takes ("amplitude": the initial state; "angle", "reupload": features).
+    gates_only: it runs the recorded gates, so they must stand for the circuit (no channels, measurements).
+    native_gates: it runs them on the native kernel (one- and two-qubit gates and permutations only).
     ``unavailable()`` returns why it cannot be used on this machine, or None.
     """
 
-    ansatze: tuple[str, ...]
+    ansatze: tuple[str, ...] | None
     dtypes: tuple[str, ...]
     min_qubits: int
     max_qubits: int
@@ -46,6 +51,9 @@ class Capabilities(NamedTuple):
     forward_mode: bool  # jax.jvp through it (Hessian-vector products by forward-over-reverse)
     whole_batch: bool  # its build returns logits(params, xs) for a batch (else apply(params, x) for one example)
     unavailable: Callable[[], str | None] = lambda: None
+    encodings: tuple[str, ...] = ("amplitude",)
+    gates_only: bool = False
+    native_gates: bool = False
 
 
 class SimOptions(NamedTuple):
@@ -67,3 +75,25 @@ def batch_logits(model: Model) -> Callable[[Any, jax.Array], jax.Array]:
 def count_params(params) -> int:
     """Number of scalar parameters in a pytree (of arrays, or of shapes: ``jax.eval_shape``)."""
     return int(sum(np.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(params)))
+
+
+def flatten(params) -> np.ndarray:
+    """(R, P) flat parameter vectors of a replica-stacked pytree (leaves in tree order, each row-major)."""
+    leaves = jax.tree_util.tree_leaves(params)
+    return np.concatenate([np.asarray(leaf).reshape(leaf.shape[0], -1) for leaf in leaves], axis=1)
+
+
+def unflatten(template, flat: np.ndarray):
+    """Inverse of ``flatten``: the rows of ``flat`` (R, P) as a replica-stacked pytree shaped like ``template``
+    (one replica's parameters, or their shapes: ``jax.eval_shape(model.init, key)``), in its dtypes."""
+    import jax.numpy as jnp
+
+    leaves, treedef = jax.tree_util.tree_flatten(template)
+    sizes = [int(np.prod(leaf.shape)) for leaf in leaves]
+    if flat.shape[1] != sum(sizes):
+        raise ValueError(f"{flat.shape[1]} stored weights per replica, the model has {sum(sizes)}")
+    out, i = [], 0
+    for leaf, size in zip(leaves, sizes):
+        out.append(jnp.asarray(flat[:, i:i + size].reshape((flat.shape[0],) + tuple(leaf.shape)), leaf.dtype))
+        i += size
+    return jax.tree_util.tree_unflatten(treedef, out)

@@ -1,67 +1,34 @@
-"""A QNN from any circuit written with TensorCircuit: ``circuit_qnn(ansatz, n_qubits, n_params)``.
+"""Circuits as recorded gates, and the three simulators that run them: "native-gates", "xla-gates", "tc-gates".
 
-The user writes the circuit the way they write circuits already, a function that applies TensorCircuit
-gates to a ``tc.Circuit``:
+A circuit (``qrobust.models.circuit.Circuit``) is written with TensorCircuit's gates; ``record`` runs it on a
+``tc.Circuit`` and reads back TensorCircuit's record of every gate (matrix and qubits). Gates outside the
+backward light cone of the measured qubit are left out (``light_cone``: exact), consecutive gates are
+``fused`` (single-qubit gates on a qubit into one 2x2 matrix, diagonal gates into one vector of phases,
+constant 0/1 matrices into one index gather), and the result runs on one of:
 
-    def my_ansatz(c, params, x):            # params: (n_params,); x: the input's features, or None
-        n = c._nqubits
-        for q in range(n):
-            c.ry(q, theta=params[q])
-        for q in range(n - 1):
-            c.cz(q, q + 1)
-
-    model = circuit_qnn(my_ansatz, n_qubits=10, n_params=10)
-
-The model's logit is ``readout_scale * <Z_measured>`` (the paper's readout: scale 5, the last qubit), its
-parameters a flat vector drawn from N(0, init_std**2), and it is a ``Model`` like every other: every
-study trains it on the replica engine.
-
-Encodings (``encoding=``): "amplitude" (the input is the circuit's initial state, 2**n amplitudes; ``x`` is
-None), "angle" (the input is a feature vector of at most n values, loaded by RY(x_q) on qubit q of |0...0>
-before the ansatz; ``x`` is None), "reupload" (the input is a feature vector, the circuit starts in
-|0...0>, and the ansatz loads the features itself wherever it likes: ``x`` is the vector).
-
-Simulators (``simulator=``), chosen per circuit, the first of these that can run it (the choice and why the
-faster ones could not are recorded in ``settings``: ``simulator``, ``simulator_reason``):
   "native-gates" the C++ kernel (``qrobust.models.native.gate_logits``, ``csrc/gates.cc``) with its adjoint
-                gradient, on the operations the gates are ``fused`` into: consecutive single-qubit gates on a
-                qubit as one 2x2 matrix, consecutive diagonal gates as one vector of 2**n phases, any other
-                two-qubit gate (CNOT, RXX, ...) as a 4x4 matrix. JAX builds those matrices from the parameters
-                (and differentiates that); the kernel runs them on one state at a time in cache. For circuits
-                of one- and two-qubit gates whose input is the initial state ("amplitude", "angle"), in
-                complex64, on 5 to 20 qubits, on CPU, where the kernel builds. On the paper's HEA it runs as
-                fast as the built-in HEA kernel (``benchmarks/user_circuit.py``).
-  "xla-gates"   the circuit's own gates, read from TensorCircuit's record of them (``Circuit._qir``: every
-                gate's matrix and qubits), applied to the statevector by tensor contractions in XLA: any
-                one- or two-qubit (or wider) gate TensorCircuit has, data-dependent rotations included,
-                with forward and reverse mode, in complex64 or complex128, on any device. Gates outside the
-                backward light cone of the measured qubit are left out (exact; "native-gates" too), the
-                gates are ``fused`` as above (single-qubit matrices applied in Kronecker blocks), and gates that
-                do not depend on the input are applied to the whole batch at once. Used where the record
-                reproduces TensorCircuit's own state for a probe input (checked when the model is built).
-  "tc-circuit"  TensorCircuit's own contraction of the circuit, per example: whatever the circuit does.
-                The fallback, e.g. for a circuit whose record does not reproduce its state (noise
-                channels, measurements, MPO gates).
-The built-in ``qrobust.models.qnn`` keeps its own kernel for the paper's HEA (``simulator="native"``); the
-library's "hea" entry is the same circuit (tested to 1e-10).
+                gradient: JAX builds the fused matrices from the parameters (and differentiates that), the
+                kernel runs them on one state at a time in cache. One- and two-qubit gates and permutations;
+                inputs that are the initial state ("amplitude", "angle"); complex64; CPU.
+  "xla-gates"   the fused gates as tensor contractions in XLA (single-qubit matrices in Kronecker blocks),
+                forward and reverse mode, any dtype and device; gates that do not depend on the input act on
+                the whole batch at once. Where the record reproduces TensorCircuit's own state for a probe input.
+  "tc-gates"    TensorCircuit's own contraction of the circuit, per example: whatever the circuit does (noise
+                channels, measurements, MPO gates), with ``contractor="cotengra"`` as the paper's code does.
+What each runs is declared with its capabilities in ``qrobust.models.simulators``.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qrobust.backend import check_dtype, real_dtype, tc_context
-from qrobust.errors import ConfigError
-from qrobust.models.base import Model
+from qrobust.backend import tc_context
 
-ENCODINGS = ("amplitude", "angle", "reupload")
-CIRCUIT_SIMULATORS = ("native-gates", "xla-gates", "tc-circuit")
 
 
 def _start(tc, n: int, encoding: str, x):
@@ -264,21 +231,23 @@ def native_operations(gates, n: int):
     perms (NP, 2**n) int32, both numpy: the circuit's structure; mats1 (N1, 2, 2), diags (ND, 2**n), mats2
     (N2, 4, 4) complex64), each array at least one entry (unused padding where a kind is absent). ValueError
     for a gate on more than two qubits that is not a permutation."""
+    from qrobust.models.native import OpKind
+
     ops, perms, mats1, diags, mats2 = [], [], [], [], []
     for event in fused(gates, n, jnp.complex64):
         if event[0] == "permutation":
-            ops.append((3, len(perms), 0, 0))
+            ops.append((OpKind.PERMUTATION, len(perms), 0, 0))
             perms.append(event[1])
             continue
         if event[0] == "singles":
             for q, matrix in event[1]:
-                ops.append((0, len(mats1), q, 0))
+                ops.append((OpKind.SINGLE, len(mats1), q, 0))
                 mats1.append(matrix)
         elif event[0] == "phases":
-            ops.append((1, len(diags), 0, 0))
+            ops.append((OpKind.DIAGONAL, len(diags), 0, 0))
             diags.append(jnp.reshape(jnp.broadcast_to(event[1], (2,) * n), (2**n,)))
         elif len(event[2]) == 2:
-            ops.append((2, len(mats2), *event[2]))
+            ops.append((OpKind.TWO_QUBIT, len(mats2), *event[2]))
             mats2.append(event[1])
         else:
             raise ValueError(f"a {len(event[2])}-qubit gate on qubits {event[2]} (the native kernel takes one- and "
@@ -309,20 +278,6 @@ def native_batch(gates_and_states: Callable, n: int, measured: int, readout_scal
     return logits
 
 
-def build_native_gates(plan, options):
-    """The registry's "native-gates" for the built-in ansatze (``qrobust.models.simulators``): the plan's
-    gates, written gate by gate in TensorCircuit as "tc-gates" writes them, recorded once per batch and run by
-    the C++ kernel (reverse mode only)."""
-    from qrobust.models import tc_sim
-
-    def gates_and_states(params, xs):
-        gates, _ = record(lambda c, p, _x: tc_sim.plan_gates(c, plan, p), plan.n_qubits, "amplitude", params,
-                          None, options.dtype)
-        return light_cone(gates, plan.measured), xs
-
-    return native_batch(gates_and_states, plan.n_qubits, plan.measured, plan.readout_scale)
-
-
 def z_expectation(state: jax.Array, n: int, qubit: int) -> jax.Array:
     """<Z_qubit> of statevectors (..., 2**n)."""
     lead = state.shape[:-1]
@@ -349,14 +304,14 @@ def _initial_state(n: int, encoding: str, x, dtype) -> jax.Array:
     return jnp.zeros(2**n, dtype).at[0].set(1.0)
 
 
-def _why_not_gates(ansatz, n, encoding, probe_params, probe_x, dtype) -> str | None:
-    """Why "xla-gates" cannot run this circuit (None: it can): the record is not plain gates, or applying it
-    does not give TensorCircuit's own state for a probe input."""
+def record_problem(ansatz, n: int, encoding: str, params, x, dtype: str) -> str | None:
+    """Why the recorded gates of ``ansatz`` cannot stand for it (None: they can): the record is not plain gates,
+    or applying it does not give TensorCircuit's own state for the input ``x``."""
     try:
-        gates, c = record(ansatz, n, encoding, probe_params, probe_x, dtype)
+        gates, c = record(ansatz, n, encoding, params, x, dtype)
     except ValueError as exc:
         return str(exc)
-    start = _initial_state(n, encoding, probe_x, jnp.complex128 if dtype == "complex128" else jnp.complex64)
+    start = _initial_state(n, encoding, x, jnp.complex128 if dtype == "complex128" else jnp.complex64)
     ours = np.asarray(apply_gates(start, gates, n))
     with tc_context(dtype):
         theirs = np.asarray(c.state())
@@ -367,129 +322,61 @@ def _why_not_gates(ansatz, n, encoding, probe_params, probe_x, dtype) -> str | N
     return None
 
 
-def _why_not_native(ansatz, n, encoding, dtype, probe_params) -> str | None:
-    """Why "native-gates" cannot run this circuit here (None: it can): the encoding, dtype, size, device, a
-    gate on more than two qubits, or the kernel itself (built on the first call)."""
-    from qrobust import sharding
-    from qrobust.models import native
+def _ansatz_and_states(circuit, dtype: str):
+    """For a circuit whose input is its initial state ("amplitude", "angle"): ``(params, xs) -> (gates, states)``,
+    the ansatz's gates in the measured qubit's light cone, recorded once for the whole batch, and the batch's
+    initial states (the angle encoding's RY(x_q)|0> is a product state, made directly)."""
+    fn, n, cdtype = circuit.function(), circuit.n_qubits, _complex(dtype)
 
-    if encoding not in ("amplitude", "angle"):
-        return f"the {encoding} encoding loads the input inside the circuit (the native kernel applies one circuit " \
-               "to the whole batch)"
-    if dtype != "complex64":
-        return f"the native kernel runs in complex64 only, not {dtype}"
-    if not native.MIN_QUBITS <= n <= native.MAX_QUBITS:
-        return f"the native kernel needs {native.MIN_QUBITS} to {native.MAX_QUBITS} qubits, not {n}"
-    if not sharding.cpu_only():
-        return "the native kernel runs on CPU devices only"
-    try:
-        gates, _ = record(ansatz, n, "amplitude", probe_params, None, dtype)
-        native_operations(gates, n)
-    except ValueError as exc:
-        return str(exc)
-    return native.unavailable_reason()
+    def gates_and_states(params, xs):
+        gates, _ = record(fn, n, "amplitude", params, None, dtype)
+        states = xs if circuit.encoding == "amplitude" else angle_states(xs, n, cdtype)
+        return light_cone(gates, circuit.readout), states
+
+    return gates_and_states
 
 
-def circuit_qnn(ansatz: Callable, n_qubits: int, n_params: int, *, encoding: str = "amplitude",
-                n_features: int | None = None, readout_scale: float = 5.0, measured: int | None = None,
-                init_std: float = 0.01, dtype: str = "complex64", simulator: str | None = None,
-                name: str | None = None, settings: dict | None = None) -> Model:
-    """A QNN Model from ``ansatz(c, params, x)`` (module docstring). ``n_features``: the length of a feature
-    input ("angle", "reupload"; default ``n_qubits``). ``measured``: the qubit read out (default the last).
-    ``simulator``: "native-gates", "xla-gates" or "tc-circuit" (None: the first that can run the circuit
-    here, module docstring; the choice and the reasons the faster ones could not are in ``settings``).
-    ``settings``: extra entries recorded."""
-    if int(n_qubits) != n_qubits or not 1 <= n_qubits <= 24:
-        raise ConfigError(f"a circuit QNN needs 1 to 24 qubits, got {n_qubits}")
-    if int(n_params) != n_params or n_params < 1:
-        raise ConfigError(f"a circuit QNN needs a positive number of parameters, got {n_params}")
-    if encoding not in ENCODINGS:
-        raise ConfigError(f"unknown encoding {encoding!r}; choose from {', '.join(ENCODINGS)}")
-    check_dtype(dtype)
-    n, measured = int(n_qubits), n_qubits - 1 if measured is None else measured
-    if not 0 <= measured < n:
-        raise ConfigError(f"the measured qubit must be one of 0..{n - 1}, got {measured}")
-    n_features = n if n_features is None else n_features
-    if encoding == "angle" and not 1 <= n_features <= n:
-        raise ConfigError(f"angle encoding loads one feature per qubit: {n_features} features do not fit {n} "
-                          "qubits")
-    if simulator is not None and simulator not in CIRCUIT_SIMULATORS:
-        raise ConfigError(f"unknown circuit simulator {simulator!r}; choose from {', '.join(CIRCUIT_SIMULATORS)}")
-    cdtype = jnp.complex128 if dtype == "complex128" else jnp.complex64
-    rdt = real_dtype(dtype)
-    rng = np.random.default_rng(0)
-    probe_params = jnp.asarray(rng.normal(size=n_params), rdt)
-    if encoding == "amplitude":
-        v = rng.normal(size=2**n) + 1j * rng.normal(size=2**n)
-        probe_x = jnp.asarray(v / np.linalg.norm(v), cdtype)
-    else:
-        probe_x = jnp.asarray(rng.uniform(0, math.pi, size=n_features), rdt)
-    try:
-        why_not = _why_not_gates(ansatz, n, encoding, probe_params, probe_x, dtype)
-    except ConfigError:
-        raise
-    except Exception as exc:  # the user's function failed on a probe input: say so, with its own message
-        raise ConfigError(f"the circuit function {getattr(ansatz, '__name__', ansatz)!r} failed on a probe input "
-                          f"({n} qubits, {n_params} parameters, encoding {encoding!r}): "
-                          f"{type(exc).__name__}: {exc}") from None
-    why_not_native = why_not or _why_not_native(ansatz, n, encoding, dtype, probe_params)
-    if simulator is None:
-        simulator = "native-gates" if why_not_native is None else "xla-gates" if why_not is None else "tc-circuit"
-    elif simulator == "xla-gates" and why_not is not None:
-        raise ConfigError(f"simulator 'xla-gates' cannot run this circuit: {why_not}")
-    elif simulator == "native-gates" and why_not_native is not None:
-        raise ConfigError(f"simulator 'native-gates' cannot run this circuit: {why_not_native}")
+def _complex(dtype: str):
+    return jnp.complex128 if dtype == "complex128" else jnp.complex64
 
-    def apply_gates_sim(params, x):
-        gates, _ = record(ansatz, n, encoding, params, x, dtype)
+
+def build_native_gates(circuit, options):
+    """"native-gates": (apply, apply_batch) of ``circuit`` on the C++ kernel (reverse mode only)."""
+    batch = native_batch(_ansatz_and_states(circuit, options.dtype), circuit.n_qubits, circuit.readout,
+                         circuit.readout_scale)
+    return (lambda params, x: batch(params, x[None])[0]), batch
+
+
+def build_xla_gates(circuit, options):
+    """"xla-gates": (apply, apply_batch) of ``circuit`` as XLA tensor contractions; the whole batch at once where
+    the gates do not depend on the input, else one example at a time (apply_batch None)."""
+    fn, n, encoding, cdtype = circuit.function(), circuit.n_qubits, circuit.encoding, _complex(options.dtype)
+    measured, scale = circuit.readout, circuit.readout_scale
+
+    def apply(params, x):
+        gates, _ = record(fn, n, encoding, params, x, options.dtype)
         start = _initial_state(n, encoding, x, cdtype)
-        return readout_scale * z_expectation(apply_gates(start, light_cone(gates, measured), n), n, measured)
+        return scale * z_expectation(apply_gates(start, light_cone(gates, measured), n), n, measured)
 
-    def apply_tc(params, x):
-        with tc_context(dtype) as tc:
+    if encoding == "reupload":
+        return apply, None
+    gates_and_states = _ansatz_and_states(circuit, options.dtype)
+
+    def apply_batch(params, xs):
+        gates, states = gates_and_states(params, xs)
+        return scale * z_expectation(apply_gates(states, gates, n), n, measured)
+
+    return apply, apply_batch
+
+
+def build_tc_gates(circuit, options):
+    """"tc-gates": (apply, None) of ``circuit`` contracted by TensorCircuit itself, one example per call."""
+    fn, n, encoding = circuit.function(), circuit.n_qubits, circuit.encoding
+
+    def apply(params, x):
+        with tc_context(options.dtype, options.contractor) as tc:
             c = _start(tc, n, encoding, x)
-            ansatz(c, params, x if encoding == "reupload" else None)
-            return readout_scale * jnp.real(c.expectation_ps(z=[measured]))
+            fn(c, params, x if encoding == "reupload" else None)
+            return circuit.readout_scale * jnp.real(c.expectation_ps(z=[circuit.readout]))
 
-    apply = apply_gates_sim if simulator == "xla-gates" else apply_tc
-    apply_batch = None
-
-    def ansatz_and_states(params, xs):
-        """For a circuit whose input is its initial state ("amplitude", "angle"): the ansatz's gates in the
-        measured qubit's light cone, recorded once for the whole batch, and the batch's initial states (angle
-        encoding's RY(x_q)|0> is a product state, made directly)."""
-        gates, _ = record(ansatz, n, "amplitude", params, None, dtype)
-        return light_cone(gates, measured), xs if encoding == "amplitude" else angle_states(xs, n, cdtype)
-
-    if simulator == "native-gates":
-        apply_batch = native_batch(ansatz_and_states, n, measured, readout_scale)
-
-        def apply(params, x):
-            return apply_batch(params, x[None])[0]
-
-    if simulator == "xla-gates" and encoding in ("amplitude", "angle"):
-        # the ansatz's gates do not depend on the input: applied to the whole batch (matrix products, no vmap)
-        def apply_batch(params, xs):
-            gates, states = ansatz_and_states(params, xs)
-            return readout_scale * z_expectation(apply_gates(states, gates, n), n, measured)
-
-    def init(key):
-        return init_std * jax.random.normal(key, (n_params,), rdt)
-
-    width = 2**n if encoding == "amplitude" else n_features
-
-    def prepare(inputs):
-        inputs = jnp.asarray(inputs)
-        if inputs.shape[-1:] != (width,):
-            raise ConfigError(f"this circuit QNN ({encoding} encoding) takes inputs of length {width}, got shape "
-                              f"{inputs.shape}")
-        return inputs.astype(cdtype if encoding == "amplitude" else rdt)
-
-    recorded = dict(kind="qnn", circuit=name or getattr(ansatz, "__name__", "circuit"), n_qubits=n,
-                    n_params=int(n_params), encoding=encoding, n_features=n_features if encoding != "amplitude"
-                    else None, readout_scale=readout_scale, measured=measured, init_std=init_std, dtype=dtype,
-                    simulator=simulator, simulator_reason=None if simulator == "native-gates" else why_not_native,
-                    **(settings or {}))
-    return Model(name="qnn", init=init, apply=apply, prepare=prepare, input_shape=(width,), settings=recorded,
-                 apply_batch=apply_batch)
-
+    return apply, None

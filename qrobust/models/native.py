@@ -45,6 +45,13 @@ than one per 2**16 amplitudes of the batch (a thread costs about as much to
 start as a few thousand amplitudes to simulate). The count is fixed when a model
 is built.
 
+Errors. Each FFI handler validates the ranks and dimensions of all its buffers (and the operations of
+``csrc/gates.cc``) before it reads any of them, and returns INVALID_ARGUMENT, naming the buffer and its shape,
+where one is wrong. No C++ exception leaves a handler or a thread: one thrown in a thread of the batch
+(``std::bad_alloc``, say) is recorded, every thread is joined, and the call fails with RESOURCE_EXHAUSTED (out of
+memory) or INTERNAL; a thread the system will not start has its share of the batch run on the calling thread.
+JAX raises these as its runtime error (``jax.errors.JaxRuntimeError``), and the process goes on.
+
 Limits: complex64 states, float32 parameters (other real parameters are cast to
 float32 and their gradients returned in their own dtype), the "hea" ansatz, the
 CPU. Only the parameters are differentiable (differentiating with respect to the
@@ -56,6 +63,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import enum
 import functools
 import hashlib
 import logging
@@ -71,7 +79,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qrobust import sharding
 from qrobust.cache import cache_dir, untrusted
 from qrobust.errors import ConfigError
 from qrobust.models import hea
@@ -94,6 +101,19 @@ log = logging.getLogger("qrobust")
 
 class NativeUnavailable(ConfigError):
     """The native kernel cannot be built or loaded on this machine."""
+
+
+class OpKind(enum.IntEnum):
+    """The kind of an operation, the first entry of a row of ``gate_logits``'s ops.
+
+    Mirrors the C++ enum ``OpKind`` of ``csrc/gates.cc`` (kSingle, kDiagonal, kTwoQubit, kPermutation), value for
+    value; tests/test_native.py checks that the two agree.
+    """
+
+    SINGLE = 0  # the 2x2 matrix mats1[index] on qubit q1
+    DIAGONAL = 1  # the diagonal diags[index] of 2**L phases on the whole state
+    TWO_QUBIT = 2  # the 4x4 matrix mats2[index] on qubits (q1, q2)
+    PERMUTATION = 3  # the permutation perms[index] of basis states
 
 
 def _compiler() -> tuple[list[str], str, str]:
@@ -321,24 +341,11 @@ def thread_count() -> int:
     return min(cpus, _cgroup_cpus() or cpus)
 
 
-def check(n_qubits: int, dtype: str) -> None:
-    """Raise ConfigError unless the native kernel can run an ``n_qubits`` QNN in ``dtype`` here (building it on
-    the first call); NativeUnavailable, naming the cause, where it cannot be built or loaded."""
-    if dtype != "complex64":
-        raise ConfigError(f"the native simulator runs in complex64 only, not {dtype}; use simulator='blocks'")
-    if not MIN_QUBITS <= n_qubits <= MAX_QUBITS:
-        raise ConfigError(f"the native simulator needs {MIN_QUBITS} to {MAX_QUBITS} qubits, got {n_qubits}")
-    if not sharding.cpu_only():
-        raise ConfigError(f"the native simulator runs on CPU devices, and this process's are "
-                          f"{jax.local_devices()[0].platform}; use simulator='blocks'")
-    _require()
-
-
 def available() -> bool:
     """Whether the native kernel builds and loads here (built on the first call, the outcome remembered).
 
     Where it does not, the reason (``unavailable_reason()``) is logged once per process as the fallback to
-    "blocks": ``qnn`` asks this only where it would pick "native" by default.
+    "blocks" (the warning ``qnn`` logs where it would have picked "native" by default).
     """
     reason = _load()
     if reason is not None:
@@ -396,11 +403,12 @@ def gate_logits(ops: np.ndarray, perms: np.ndarray, measured: int, readout_scale
     """``logits(mats1, diags, mats2, states) -> (B,)`` float32 of a circuit given as operations, run by the
     native kernel (``csrc/gates.cc``).
 
-    ops: (G, 4) int32 rows (kind, index, q1, q2): kind 0 the 2x2 ``mats1[index]`` on qubit q1, 1 the diagonal
-    ``diags[index]`` (2**L phases), 2 the 4x4 ``mats2[index]`` on qubits (q1, q2) (row 2 * bit(q1) + bit(q2)), 3 the
-    permutation ``perms[index]`` (the state after it is the state before at these indices; perms (NP, 2**L) int32,
-    at least one row); qubit 0 is the most significant. mats1 (N1, 2, 2), diags (ND, 2**L), mats2 (N2, 4, 4) and
-    states (B, 2**L) complex64 (each of the three at least one entry). logit = readout_scale * <Z_measured>.
+    ops: (G, 4) int32 rows (kind, index, q1, q2), kind an ``OpKind``: SINGLE the 2x2 ``mats1[index]`` on qubit q1,
+    DIAGONAL the diagonal ``diags[index]`` (2**L phases), TWO_QUBIT the 4x4 ``mats2[index]`` on qubits (q1, q2) (row
+    2 * bit(q1) + bit(q2)), PERMUTATION the permutation ``perms[index]`` (the state after it is the state before at
+    these indices; perms (NP, 2**L) int32, at least one row); qubit 0 is the most significant. mats1 (N1, 2, 2),
+    diags (ND, 2**L), mats2 (N2, 4, 4) and states (B, 2**L) complex64 (each of the three at least one entry).
+    logit = readout_scale * <Z_measured>.
     Differentiable (reverse mode) in the three operation arrays, whose cotangents carry the gradient on to whatever
     made them; not in the states. The thread count (``thread_count()``) is read here, once.
     """

@@ -1,41 +1,23 @@
-"""The paper's quantum neural network, simulated as statevectors in JAX.
+"""The QNN: ``qnn``, the one front door for every circuit, simulated as statevectors in JAX.
 
-The circuit (``qrobust.models.hea``): hardware-efficient, L qubits, depth d;
-every layer applies RX(a) RY(b) RX(c) to each qubit, then RZZ(e) on every ring
-pair (i, i+1 mod L); parameters (d, L, 4). The input state is the amplitude
-vector (qubit 0 = most significant bit). Output logit = readout_scale *
-<Z_{L-1}>, so p(y = 1) = sigmoid(5 <Z_{L-1}>) with the paper's scale. Gates
-outside the backward light cone of the measured qubit are left out (exact).
+A QNN is a circuit (``qrobust.models.circuit``: an ansatz written once in TensorCircuit's gates,
+``qrobust.models.ansatze``; a user's own function is one more) at L qubits and depth d, an encoding of the
+input, and a readout: logit = readout_scale * <Z_measured>, so p(y = 1) = sigmoid(5 <Z_{L-1}>) with the
+paper's scale and qubit. The paper's circuit, "hea": every layer applies RX(a) RY(b) RX(c) to each qubit, then
+RZZ(e) on every ring pair (i, i+1 mod L); parameters (d, L, 4); the input state is the amplitude vector (qubit
+0 = most significant bit).
 
-Gates are fused (the "blocks" and "tc-fused" simulators): per layer, the three
-rotations of each qubit are multiplied into one 2x2 matrix, the matrices of a
-block of up to ``block_size`` neighbouring qubits are Kronecker-multiplied into
-one 2**k x 2**k unitary, and the whole RZZ ring is ONE diagonal whose phases
-are computed from the parameters.
-
-Simulators (``simulator=``):
-  "native"    (default for "hea" in complex64 with 5 to 20 qubits, on CPU
-              devices, where a C++ compiler is found) the C++ kernel of
-              ``qrobust.models.native``: one state at a time in cache, gate by
-              gate, gradient by the adjoint method; reverse mode in the
-              parameters only (no ``jax.jvp``, so Hessians use "blocks").
-  "blocks"    (the default otherwise) a whole batch at once in the layout of
-              ``qrobust.models.blocks``, where every fused block is one matrix
-              product without transposes; 2x faster than "tc-fused" per
-              replica on CPU, 2.2x slower than "native" (benchmarks/suite.py).
-  "tc-fused"  TensorCircuit: the fused blocks as ``Circuit.any`` gates and the
-              ring as one ``Circuit.diagonal``, per example (vmapped).
-  "tc-gates"  TensorCircuit gate by gate (35 small gates per layer), as the
-              paper's code builds it; with ``contractor="cotengra"`` as it
-              contracts it. For cross-checks and benchmarks.
-What each simulator can run (ansatzes, dtypes, qubits, accelerators, forward mode, whether it can be
-used here) is declared in one registry, ``qrobust.models.simulators``; the default is the first of its
-preference order that can run the QNN, and a fallback is logged with its reason.
-All agree to 1e-10 in complex128 with an independent numpy statevector (tests);
-"native" (complex64 only) to float32 rounding, about 1e-6.
+Which simulator runs it is asked of one registry (``qrobust.models.simulators``), which knows what each can
+run: the C++ kernels ("native" for "hea", "native-gates" for any circuit of one- and two-qubit gates), XLA's
+batched products ("blocks", "hea" on an accelerator) and gate contractions ("xla-gates"), TensorCircuit itself
+("tc-fused", "tc-gates"). All agree to 1e-10 in complex128 with an independent numpy statevector (tests); the
+native kernels (complex64 only) to float32 rounding, about 1e-6. ``forward_flops`` and ``training_flops`` count
+the arithmetic of the paper's circuit, for the benchmarks.
 """
 
 from __future__ import annotations
+
+import logging
 
 import jax
 import jax.numpy as jnp
@@ -44,48 +26,18 @@ from qrobust import sharding
 from qrobust.backend import check_dtype, real_dtype
 from qrobust.data.encoding import qubits_for_length
 from qrobust.errors import ConfigError
-from qrobust.models import hea, native, simulators
+from qrobust.models import native, simulators
+from qrobust.models.ansatze import Ansatz, ansatz as library_ansatz
 from qrobust.models.base import Model, SimOptions
 from qrobust.models.blocks import PRECISIONS, Layout
-from qrobust.models.hea import ANSATZE, PARAMS_PER_QUBIT, cones, light_cone, ring_zz_signs, rotation_matrix
+from qrobust.models.circuit import Circuit
+from qrobust.models.hea import cones, light_cone, ring_zz_signs, rotation_matrix
 
 SIMULATORS = simulators.SIMULATORS
-__all__ = ["qnn", "default_simulator", "check_simulator", "forward_flops", "training_flops", "ANSATZE",
-           "SIMULATORS", "PARAMS_PER_QUBIT", "light_cone", "ring_zz_signs", "rotation_matrix"]
+__all__ = ["qnn", "choose_simulator", "check_simulator", "forward_flops", "training_flops", "SIMULATORS",
+           "light_cone", "ring_zz_signs", "rotation_matrix"]
 
-
-
-
-
-
-
-
-
-
-def default_simulator(n_qubits: int, dtype: str, ansatz: str, *, forward_mode: bool = False) -> str:
-    """The simulator ``qnn`` uses when none is named: the first of ``simulators.PREFERENCE`` that the registry
-    says can run this QNN here. Where "native" would have run but its kernel cannot be built or loaded, the
-    reason is logged once per process (the fallback is never silent)."""
-    name, passed_over = simulators.choose(n_qubits=n_qubits, dtype=dtype, ansatz=ansatz,
-                                          on_accelerator=not sharding.cpu_only(), forward_mode=forward_mode)
-    reason = passed_over.get("native")
-    if reason is not None and reason == native.unavailable_reason():
-        native._warn_fallback(reason)
-    return name
-
-
-def check_simulator(simulator: str, n_qubits: int, dtype: str, ansatz: str, *, forward_mode: bool = False) -> None:
-    """Refuse, naming the reason, a simulator the registry says cannot run this QNN here (NativeUnavailable
-    where the native kernel cannot be built or loaded)."""
-    if simulator not in SIMULATORS:
-        raise ConfigError(f"unknown simulator {simulator!r}; choose from {', '.join(SIMULATORS)}")
-    reason = simulators.why_not(simulator, n_qubits=n_qubits, dtype=dtype, ansatz=ansatz,
-                                on_accelerator=not sharding.cpu_only(), forward_mode=forward_mode)
-    if reason is None:
-        return
-    if simulator == "native" and reason == native.unavailable_reason():
-        raise native.NativeUnavailable(reason)
-    raise ConfigError(f"simulator {simulator!r} cannot run this QNN: {reason}")
+log = logging.getLogger("qrobust")
 
 
 def forward_flops(n_qubits: int, depth: int, *, block_size: int = 5, light_cone_pruning: bool = True,
@@ -134,12 +86,41 @@ def training_flops(n_qubits: int, depth: int, *, block_size: int = 5, light_cone
     return fwd + backward
 
 
+def choose_simulator(circuit: Circuit, dtype: str, *, forward_mode: bool = False) -> tuple[str, dict]:
+    """The simulator ``qnn`` uses when none is named: the first of ``simulators.PREFERENCE`` that the registry
+    says can run ``circuit`` here, and {name: why not} for those passed over. Where "native" would have run but
+    its kernel cannot be built or loaded, the reason is logged once per process (the fallback is never silent)."""
+    name, passed_over = simulators.choose(circuit, dtype=dtype, on_accelerator=not sharding.cpu_only(),
+                                          forward_mode=forward_mode)
+    reason = passed_over.get("native")
+    if reason is not None and reason == native.unavailable_reason():
+        native._warn_fallback(reason)
+    return name, passed_over
+
+
+def check_simulator(simulator: str, circuit: Circuit, dtype: str, *, forward_mode: bool = False) -> None:
+    """Refuse, naming the reason, a simulator the registry says cannot run ``circuit`` here (NativeUnavailable
+    where the native kernel cannot be built or loaded)."""
+    if simulator not in SIMULATORS:
+        raise ConfigError(f"unknown simulator {simulator!r}; choose from {', '.join(SIMULATORS)}")
+    reason = simulators.why_not(simulator, circuit, dtype=dtype, on_accelerator=not sharding.cpu_only(),
+                                forward_mode=forward_mode)
+    if reason is None:
+        return
+    if simulator in ("native", "native-gates") and reason == native.unavailable_reason():
+        raise native.NativeUnavailable(reason)
+    raise ConfigError(f"simulator {simulator!r} cannot run this QNN: {reason}")
 
 
 def qnn(
     n_qubits: int,
-    depth: int,
+    depth: int = 1,
     *,
+    ansatz: str | Ansatz | object = "hea",
+    n_params: int | None = None,
+    encoding: str = "amplitude",
+    n_features: int | None = None,
+    measured: int | None = None,
     readout_scale: float = 5.0,
     init_std: float = 0.01,
     dtype: str = "complex64",
@@ -147,96 +128,112 @@ def qnn(
     contractor: str | None = None,
     block_size: int = 5,
     light_cone_pruning: bool = True,
-    ansatz: str = "hea",
     matmul_precision: str = "highest",
     forward_mode: bool = False,
 ) -> Model:
-    """The paper's QNN as a Model (see module docstring).
+    """A QNN as a Model: the one front door for the paper's circuits, the library's and a user's own.
 
     Args:
-      n_qubits: L, qubits of the input state (inputs have length 2**L).
-      depth: d, number of layers.
-      readout_scale: logit = readout_scale * <Z_{L-1}>.
-      init_std: parameters are drawn from N(0, init_std**2).
+      n_qubits: L, qubits of the circuit (amplitude-encoded inputs have length 2**L).
+      depth: d, number of layers (a user's function that takes no depth ignores it).
+      ansatz: a name of the library (``qrobust.models.ansatze``: "hea", the paper's, default; "rxry_cnot",
+        "hea_cz", "reupload"), an ``Ansatz``, or a function ``fn(c, params, x)`` writing TensorCircuit gates on
+        ``c`` (then ``n_params``, the length of its flat parameter vector, is required).
+      encoding: "amplitude" (the input is the initial state), "angle" (features as RY angles on |0...0>),
+        "reupload" (the ansatz loads the features itself); n_features: the features' length (default L).
+      measured: the qubit read out (default the last); logit = readout_scale * <Z_measured>.
+      init_std: parameters are drawn from N(0, init_std**2), in the ansatz's shape ((d, L, 4) for "hea").
       dtype: "complex64" (default) or "complex128" (needs JAX 64-bit mode).
-      simulator: "native" (the C++ kernel), "native-gates" (the C++ kernel's gate list,
-        every ansatz), "blocks" (batched matrix products), "tc-fused" (TensorCircuit with
-        fused block gates) or "tc-gates" (TensorCircuit gate by gate, as the paper's code).
-        None: ``default_simulator``, the first of ``simulators.PREFERENCE`` that can run it
-        ("native" for "hea" and "native-gates" for "rxry_cnot" on CPU; else "blocks" for "hea"
-        and "tc-fused" for "rxry_cnot", which are also the choices with ``forward_mode``).
-      contractor: TensorCircuit's contractor for the "tc-*" simulators (default:
-        TensorCircuit's own; "cotengra" is what the paper's code uses).
-      block_size: qubits per fused single-qubit block (2**block_size matrices).
-      light_cone_pruning: leave out gates that cannot reach the measured qubit
-        (for the "hea" ansatz; the CNOT ring of "rxry_cnot" is applied whole).
-      ansatz: "hea", the paper's main ansatz, parameters (d, L, 4); or
-        "rxry_cnot", the paper's Hessian-study variant: per layer RX(a) RY(b) on
-        every qubit, then CNOT(i, i+1 mod L) for i = 0, ..., L-1 in that order,
-        parameters (d, L, 2).
-      matmul_precision: precision of the "blocks" simulator's matrix products:
-        "highest" (default: full float32 in complex64) or "tf32" (XLA's default on a
-        GPU, TensorFloat-32 products where the hardware has them: faster there, about
-        1e-3 relative error per product; the same as "highest" on CPU). See
-        ``qrobust.models.blocks``.
-      forward_mode: the model must support forward mode (``jax.jvp``, as Hessian-vector products do):
-        the default simulator is then one that has it, and one that has not is refused.
-    Which simulators can run which QNN is declared in one registry, ``qrobust.models.simulators``.
+      simulator: a name of ``qrobust.models.simulators`` (module docstring). None: ``choose_simulator``, the
+        first that can run this circuit here ("native" for "hea" on CPU, "native-gates" for other circuits of
+        one- and two-qubit gates, "blocks" for "hea" on a GPU, ...). A named simulator that cannot run the
+        circuit is refused with the reason, never replaced. The choice, and why faster ones could not run it,
+        are in ``settings`` ("simulator", "simulator_reason").
+      contractor: TensorCircuit's contractor for "tc-fused" and "tc-gates" (default TensorCircuit's own;
+        "cotengra" is what the paper's code uses).
+      block_size: qubits per fused single-qubit block of "blocks" and "tc-fused" (2**block_size matrices).
+      light_cone_pruning: the structured kernels leave out gates that cannot reach the measured qubit (exact).
+      matmul_precision: precision of the "blocks" products: "highest" (default: full float32 in complex64) or
+        "tf32" (TensorFloat-32 products on a GPU that has them: faster, about 1e-3 relative error per product;
+        the same as "highest" on CPU). See ``qrobust.models.blocks``.
+      forward_mode: the model must support forward mode (``jax.jvp``, as Hessian-vector products do): the
+        default simulator is then one that has it, and one that has not is refused.
     """
-    if n_qubits < 2:
-        raise ConfigError(f"the QNN needs at least 2 qubits, got {n_qubits}")
-    if depth < 1:
-        raise ConfigError(f"the QNN needs depth >= 1, got {depth}")
+    circuit = _circuit(n_qubits, depth, ansatz, n_params, encoding, n_features, measured, readout_scale,
+                       light_cone_pruning)
+    check_dtype(dtype)
     if not 1 <= block_size <= 8:
         raise ConfigError(f"block_size must be between 1 and 8, got {block_size}")
-    check_dtype(dtype)
-    if ansatz not in ANSATZE:
-        raise ConfigError(f"unknown ansatz {ansatz!r}; choose from {', '.join(ANSATZE)}")
+    passed_over = None
     if simulator is None:
-        simulator = default_simulator(n_qubits, dtype, ansatz, forward_mode=forward_mode)
-    check_simulator(simulator, n_qubits, dtype, ansatz, forward_mode=forward_mode)
+        simulator, passed_over = choose_simulator(circuit, dtype, forward_mode=forward_mode)
+    check_simulator(simulator, circuit, dtype, forward_mode=forward_mode)
+    _check_options(simulator, contractor, matmul_precision)
+    apply, apply_batch = simulators.build(simulator, circuit, SimOptions(
+        dtype=dtype, contractor=contractor, block_size=block_size, matmul_precision=matmul_precision))
+    shape, rdt = circuit.param_shape, real_dtype(dtype)
+
+    def init(key):
+        return init_std * jax.random.normal(key, shape, rdt)
+
+    settings = dict(kind="qnn", forward_mode=forward_mode, n_qubits=circuit.n_qubits, depth=circuit.depth,
+                    ansatz=circuit.ansatz.name, n_params=circuit.n_params(), encoding=circuit.encoding,
+                    n_features=None if circuit.encoding == "amplitude" else circuit.features,
+                    measured=circuit.readout, readout_scale=readout_scale, init_std=init_std, dtype=dtype,
+                    simulator=simulator, simulator_reason="; ".join(f"{k}: {v}" for k, v in passed_over.items())
+                    if passed_over else None, contractor=contractor, block_size=block_size,
+                    light_cone_pruning=light_cone_pruning, matmul_precision=matmul_precision)
+    return Model(name="qnn", init=init, apply=apply, prepare=_prepare(circuit, dtype), input_shape=(
+        circuit.input_width,), settings=settings, apply_batch=apply_batch)
+
+
+def _circuit(n_qubits, depth, ansatz, n_params, encoding, n_features, measured, readout_scale,
+             light_cone_pruning) -> Circuit:
+    """The checked Circuit of ``qnn``'s arguments (a user's function becomes an Ansatz of ``n_params``)."""
+    if isinstance(ansatz, (str, Ansatz)):
+        if n_params is not None:
+            raise ConfigError("n_params is for a circuit given as a function; an Ansatz knows its parameters")
+        a = library_ansatz(ansatz)
+    elif callable(ansatz):
+        if n_params is None:
+            raise ConfigError("a circuit given as a function needs n_params, the length of its parameter vector")
+        a = Ansatz.from_function(getattr(ansatz, "__name__", "circuit"), ansatz, n_params)
+    else:
+        raise ConfigError(f"an ansatz is a name, an Ansatz or a function (c, params, x), got {type(ansatz).__name__}")
+    return Circuit(a, n_qubits, depth, encoding, n_features, measured, float(readout_scale),
+                   bool(light_cone_pruning)).check()
+
+
+def _check_options(simulator: str, contractor: str | None, matmul_precision: str) -> None:
     if contractor == "cotengra":
         import importlib.util
 
         if importlib.util.find_spec("cotengra") is None:
             raise ConfigError("contractor='cotengra' needs the cotengra package: pip install 'qrobust[cotengra]'")
-    if contractor is not None and simulator in ("blocks", "native", "native-gates"):
+    if contractor is not None and simulator not in ("tc-fused", "tc-gates"):
         raise ConfigError("a TensorCircuit contractor applies to the 'tc-fused' and 'tc-gates' simulators only")
     if matmul_precision not in PRECISIONS:
         raise ConfigError(f"unknown matmul_precision {matmul_precision!r}; choose from {', '.join(PRECISIONS)}")
     if matmul_precision != "highest" and simulator != "blocks":
         raise ConfigError(f"matmul_precision applies to the 'blocks' simulator only, not {simulator!r}")
-    L, d = n_qubits, depth
-    light_cone_pruning = light_cone_pruning and ansatz == "hea"  # the CNOT ring of "rxry_cnot" is applied whole
-    circuit = hea.plan(ansatz, L, d, readout_scale=readout_scale, light_cone_pruning=light_cone_pruning)
-    apply, apply_batch = simulators.build(simulator, circuit, SimOptions(
-        dtype=dtype, contractor=contractor, block_size=block_size, matmul_precision=matmul_precision))
-    n_per_qubit = PARAMS_PER_QUBIT[ansatz]
-    rdt = real_dtype(dtype)
 
-    def init(key):
-        return init_std * jax.random.normal(key, (d, L, n_per_qubit), rdt)
 
-    dim = 2**L
-    jdtype = jnp.complex128 if dtype == "complex128" else jnp.complex64
+def _prepare(circuit: Circuit, dtype: str):
+    """``prepare(inputs)``: amplitude vectors (..., 2**L) as ``dtype``, or feature vectors (..., F) as its real
+    dtype (numpy or jax input)."""
+    width = circuit.input_width
+    amplitude = circuit.encoding == "amplitude"
+    target = (jnp.complex128 if dtype == "complex128" else jnp.complex64) if amplitude else real_dtype(dtype)
 
-    def prepare(states):
-        """(..., 2**L) amplitude vectors -> the same as ``dtype`` (numpy or jax input)."""
-        length = states.shape[-1] if states.ndim else 0
-        if length != dim:
-            qubits_for_length(length)  # names a non-power-of-two length first
-            raise ConfigError(f"a {L}-qubit QNN needs inputs of length {dim}, got shape {states.shape}")
-        return jnp.asarray(states).astype(jdtype)
+    def prepare(inputs):
+        length = inputs.shape[-1] if getattr(inputs, "ndim", 0) else 0
+        if length != width:
+            if amplitude:
+                qubits_for_length(length)  # names a non-power-of-two length first
+                raise ConfigError(f"a {circuit.n_qubits}-qubit QNN needs inputs of length {width}, got shape "
+                                  f"{inputs.shape}")
+            raise ConfigError(f"this QNN ({circuit.encoding} encoding) takes inputs of length {width}, got shape "
+                              f"{inputs.shape}")
+        return jnp.asarray(inputs).astype(target)
 
-    return Model(
-        name="qnn",
-        init=init,
-        apply=apply,
-        prepare=prepare,
-        input_shape=(dim,),
-        settings=dict(kind="qnn", forward_mode=forward_mode, n_qubits=L, depth=d, readout_scale=readout_scale,
-                      init_std=init_std, dtype=dtype, simulator=simulator, contractor=contractor, block_size=block_size,
-                      light_cone_pruning=light_cone_pruning, ansatz=ansatz,
-                      matmul_precision=matmul_precision),
-        apply_batch=apply_batch,
-    )
+    return prepare

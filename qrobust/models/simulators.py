@@ -1,25 +1,21 @@
 """The QNN's simulators behind one registry: each declares what it can run, and ``qnn`` asks.
 
-Each simulator lives in its own module, which declares its ``Capabilities``
-(``qrobust.models.base``: which ansatzes, dtypes and qubit counts it runs,
-whether it runs on accelerators, whether it has forward mode (``jax.jvp``,
-which Hessians need), and whether it can be used on this machine at all: the
-native kernel must build) and a ``build(plan, options)`` that turns a circuit
-(``qrobust.models.hea.Plan``) into logits:
+Every simulator runs a ``Circuit`` (``qrobust.models.circuit``: an ansatz written once in TensorCircuit, at a
+size, with an encoding and a readout). Each declares its ``Capabilities`` (``qrobust.models.base``) in its own
+module, and a ``build(circuit, options) -> (apply, apply_batch)``:
 
-  "native"    ``qrobust.models.native``: the C++ kernel (CPU), whole batch, the paper's "hea" ansatz.
-  "native-gates"  ``qrobust.models.circuits.build_native_gates``: the C++ kernel's gate list (CPU), whole
-              batch, every built-in ansatz (the circuit recorded gate by gate in TensorCircuit).
-  "blocks"    ``qrobust.models.blocks``: batched matrix products in XLA, whole batch.
-  "tc-fused"  ``qrobust.models.tc_sim``: TensorCircuit, fused gates, one example.
-  "tc-gates"  ``qrobust.models.tc_sim``: TensorCircuit, gate by gate, one example.
+  "native"        ``qrobust.models.native``: the C++ kernel for the paper's "hea" (CPU), whole batch.
+  "native-gates"  ``qrobust.models.circuits``: the C++ kernel on any circuit's recorded gates (CPU).
+  "blocks"        ``qrobust.models.blocks``: "hea" as batched matrix products in XLA (the default on a GPU).
+  "tc-fused"      ``qrobust.models.tc_sim``: the paper's two circuits fused, in TensorCircuit, one example.
+  "xla-gates"     ``qrobust.models.circuits``: any circuit's recorded gates as XLA tensor contractions.
+  "tc-gates"      ``qrobust.models.circuits``: TensorCircuit's own contraction of any circuit, one example.
 
-``why_not`` names the first reason a simulator cannot run a given QNN (None: it
-can); ``choose`` picks the first of ``PREFERENCE`` that can, and says why each
-one before it was passed over. So a call site states what it needs
-(``forward_mode=True`` for the Hessian study) instead of naming a simulator, and
-a fallback is explained, never silent. A new simulator is a module with these
-two names and one line in ``_registry``.
+``why_not`` names the first reason a simulator cannot run a circuit here (None: it can); ``choose`` picks the
+first of ``PREFERENCE`` that can, and says why each one before it was passed over. A call site states what it
+needs (``forward_mode=True`` for the Hessian study) instead of naming a simulator; an explicit choice that
+cannot run is refused with its reason (``check``), never replaced. A new simulator is a module with its
+capabilities and build, and one line in ``_registry``.
 """
 
 from __future__ import annotations
@@ -27,72 +23,94 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 
 from qrobust.models.base import Capabilities, SimOptions
+from qrobust.models.circuit import Circuit, gate_problem, native_problem
 
 
 class Simulator(NamedTuple):
     capabilities: Capabilities
-    build: Callable  # build(plan, options) -> logits(params, xs) (whole_batch) or apply(params, x)
+    build: Callable  # build(circuit, options) -> (apply(params, x), apply_batch(params, xs) or None)
+
+
+def _structured(build_plan: Callable, whole_batch: bool) -> Callable:
+    """A build of a structured kernel (it reads the circuit's ``hea.Plan``) as (apply, apply_batch)."""
+
+    def build(circuit: Circuit, options: SimOptions):
+        built = build_plan(circuit.plan(), options)
+        if whole_batch:
+            return (lambda params, x: built(params, x[None])[0]), built
+        return built, None
+
+    return build
 
 
 def _registry() -> dict[str, Simulator]:
-    from qrobust.models import blocks, circuits, hea, native, tc_sim
+    from qrobust.backend import COMPLEX_DTYPES
+    from qrobust.models import blocks, circuits, native, tc_sim
 
+    gates = Capabilities(None, COMPLEX_DTYPES, 1, 30, accelerators=True, forward_mode=True, whole_batch=False,
+                         encodings=("amplitude", "angle", "reupload"))
     return {
-        "native": Simulator(native.CAPABILITIES, native.build),
-        "native-gates": Simulator(native.CAPABILITIES._replace(ansatze=hea.ANSATZE), circuits.build_native_gates),
-        "blocks": Simulator(blocks.CAPABILITIES, blocks.build),
-        "tc-fused": Simulator(tc_sim.FUSED, tc_sim.build_fused),
-        "tc-gates": Simulator(tc_sim.GATES, tc_sim.build_gates),
+        "native": Simulator(native.CAPABILITIES, _structured(native.build, True)),
+        "native-gates": Simulator(native.CAPABILITIES._replace(ansatze=None, encodings=("amplitude", "angle"),
+                                                               gates_only=True, native_gates=True),
+                                  circuits.build_native_gates),
+        "blocks": Simulator(blocks.CAPABILITIES, _structured(blocks.build, True)),
+        "tc-fused": Simulator(tc_sim.CAPABILITIES, _structured(tc_sim.build_fused, False)),
+        "xla-gates": Simulator(gates._replace(gates_only=True), circuits.build_xla_gates),
+        "tc-gates": Simulator(gates, circuits.build_tc_gates),
     }
 
 
-SIMULATORS = ("native", "native-gates", "blocks", "tc-fused", "tc-gates")
-# Fastest first where each can run (benchmarks/suite.py, benchmarks/builtin_simulators.py); tc-gates is for
-# cross-checks. For "hea", "native" is 1.03-1.15x faster than "native-gates"; for "rxry_cnot", "native-gates"
-# (its CNOT ring one permutation per layer) is 3.4x / 5.5x faster than "tc-fused" (the gradient on 32 / 256
-# examples, 10 qubits, 2026-12-01, 2 cores).
-PREFERENCE = ("native", "native-gates", "blocks", "tc-fused")
+SIMULATORS = ("native", "native-gates", "blocks", "tc-fused", "xla-gates", "tc-gates")
+# Fastest first where each can run (benchmarks/suite.py, benchmarks/builtin_simulators.py, benchmarks/
+# user_circuit.py); "tc-gates" runs everything and is the cross-check. For "hea", "native" is 1.03-1.15x faster
+# than "native-gates"; for "rxry_cnot", "native-gates" (its CNOT ring one permutation per layer) is 3.4x / 5.5x
+# faster than "tc-fused" (the gradient on 32 / 256 examples, 10 qubits, 2026-12-01, 2 cores).
+PREFERENCE = SIMULATORS
 
 
 def capabilities(name: str) -> Capabilities:
     return _registry()[name].capabilities
 
 
-def build(name: str, plan, options: SimOptions):
-    """(apply, apply_batch) of ``plan`` on simulator ``name``: the per-example logit, and the whole-batch
-    logits where the simulator has them (else None: a batch is the vmapped ``apply``)."""
-    simulator = _registry()[name]
-    built = simulator.build(plan, options)
-    if simulator.capabilities.whole_batch:
-        return (lambda params, x: built(params, x[None])[0]), built
-    return built, None
-
-
-def why_not(name: str, *, n_qubits: int, dtype: str, ansatz: str, on_accelerator: bool,
-            forward_mode: bool = False) -> str | None:
-    """Why simulator ``name`` cannot run this QNN here (the first reason found), or None if it can."""
+def why_not(name: str, circuit: Circuit, *, dtype: str, on_accelerator: bool, forward_mode: bool = False) -> str | None:
+    """Why simulator ``name`` cannot run ``circuit`` here (the first reason found), or None if it can."""
     c = capabilities(name)
-    if ansatz not in c.ansatze:
-        return f"it supports the {' and '.join(repr(a) for a in c.ansatze)} ansatz only, not {ansatz!r}"
+    if c.ansatze is not None and circuit.structure not in c.ansatze:
+        what = (f"the {circuit.ansatz.name!r} ansatz" if circuit.structure is not None or not circuit.ansatz.structured
+                else f"the {circuit.ansatz.name!r} ansatz with {circuit.encoding} encoding read on qubit "
+                     f"{circuit.readout}")
+        return f"it runs the {' and '.join(repr(a) for a in c.ansatze)} ansatz only (on amplitude-encoded states, " \
+               f"read on the last qubit), not {what}"
+    if circuit.encoding not in c.encodings:
+        return f"it takes {' or '.join(c.encodings)} encoded inputs only, not {circuit.encoding}"
     if dtype not in c.dtypes:
         return f"it runs in {', '.join(c.dtypes)} only, not {dtype}"
-    if not c.min_qubits <= n_qubits <= c.max_qubits:
-        return f"it needs {c.min_qubits} to {c.max_qubits} qubits, got {n_qubits}"
+    if not c.min_qubits <= circuit.n_qubits <= c.max_qubits:
+        return f"it needs {c.min_qubits} to {c.max_qubits} qubits, got {circuit.n_qubits}"
     if on_accelerator and not c.accelerators:
         return "it runs on CPU devices only, and this process's devices are accelerators"
     if forward_mode and not c.forward_mode:
         return "it has no forward mode (jax.jvp), which Hessian-vector products need"
-    return c.unavailable()
+    reason = gate_problem(circuit, dtype) if c.gates_only else None
+    if reason is None and c.native_gates:
+        reason = native_problem(circuit)
+    return reason or c.unavailable()
 
 
-def choose(*, n_qubits: int, dtype: str, ansatz: str, on_accelerator: bool,
+def choose(circuit: Circuit, *, dtype: str, on_accelerator: bool,
            forward_mode: bool = False) -> tuple[str, dict[str, str]]:
-    """The first simulator of ``PREFERENCE`` that can run this QNN, and {name: why not} for those before it."""
+    """The first simulator of ``PREFERENCE`` that can run ``circuit``, and {name: why not} for those before it."""
     passed_over = {}
     for name in PREFERENCE:
-        reason = why_not(name, n_qubits=n_qubits, dtype=dtype, ansatz=ansatz, on_accelerator=on_accelerator,
-                         forward_mode=forward_mode)
+        reason = why_not(name, circuit, dtype=dtype, on_accelerator=on_accelerator, forward_mode=forward_mode)
         if reason is None:
             return name, passed_over
         passed_over[name] = reason
-    raise ValueError(f"no simulator runs this QNN: {passed_over}")  # tc-fused runs every ansatz and dtype
+    raise ValueError(f"no simulator runs this QNN: {passed_over}")  # tc-gates runs every circuit
+
+
+def build(name: str, circuit: Circuit, options: SimOptions):
+    """(apply, apply_batch) of ``circuit`` on simulator ``name``: the per-example logit, and the whole-batch
+    logits where the simulator has them (else None: a batch is the vmapped ``apply``)."""
+    return _registry()[name].build(circuit, options)

@@ -2,12 +2,14 @@
 // handlers for JAX on CPU (qrobust.models.native builds and registers it; qrobust.models.circuits makes the
 // list from a TensorCircuit circuit).
 //
-// Operations (ops, (G, 4) int32 rows: kind, index, q1, q2; qubit 0 is the most significant bit):
-//   kind 0  a 2x2 matrix mats1[index] on qubit q1 (fused single-qubit gates);
-//   kind 1  a diagonal diags[index] of 2**L phases on the whole state (fused diagonal gates: RZ, RZZ, CZ...);
-//   kind 2  a 4x4 matrix mats2[index] on qubits (q1, q2), row 2 * bit(q1) + bit(q2) (RXX, ...);
-//   kind 3  a permutation of basis states perms[index] (perms (NP, 2**L) int32): the state after it is the state
-//           before it at these indices (fused constant gates such as a CNOT ring; no parameters, no gradient).
+// Operations (ops, (G, 4) int32 rows: kind, index, q1, q2; qubit 0 is the most significant bit), by kind (OpKind):
+//   kSingle (0)       a 2x2 matrix mats1[index] on qubit q1 (fused single-qubit gates);
+//   kDiagonal (1)     a diagonal diags[index] of 2**L phases on the whole state (fused diagonal gates: RZ, RZZ,
+//                     CZ...);
+//   kTwoQubit (2)     a 4x4 matrix mats2[index] on qubits (q1, q2), row 2 * bit(q1) + bit(q2) (RXX, ...);
+//   kPermutation (3)  a permutation of basis states perms[index] (perms (NP, 2**L) int32): the state after it is
+//                     the state before it at these indices (fused constant gates such as a CNOT ring; no
+//                     parameters, no gradient).
 // The same operations act on every state of the batch. Output per state: logit = scale * <Z_measured>.
 //
 // The gradient is the adjoint method with respect to the operations' matrices (JAX carries it on to the
@@ -26,8 +28,13 @@ namespace {
 
 using c64 = std::complex<float>;
 
+// The kinds of operation, the first entry of a row of ops. Mirrored by qrobust.models.native.OpKind (Python),
+// which writes the rows; tests/test_native.py reads this definition and checks that the two agree.
+enum OpKind : int32_t { kSingle = 0, kDiagonal = 1, kTwoQubit = 2, kPermutation = 3 };
+
 struct Op {
-  int32_t kind, index, q1, q2;
+  OpKind kind;
+  int32_t index, q1, q2;
 };
 
 struct Program {
@@ -51,7 +58,8 @@ Program build(const int32_t* ops, int64_t n_ops, const int32_t* perms, int64_t n
   Program p;
   p.n_qubits = L;
   p.dim = int64_t{1} << L;
-  for (int64_t g = 0; g < n_ops; ++g) p.ops.push_back({ops[4 * g], ops[4 * g + 1], ops[4 * g + 2], ops[4 * g + 3]});
+  for (int64_t g = 0; g < n_ops; ++g)  // the kinds are checked (``check``)
+    p.ops.push_back({static_cast<OpKind>(ops[4 * g]), ops[4 * g + 1], ops[4 * g + 2], ops[4 * g + 3]});
   for (int64_t k = 0; k < n1; ++k) {
     p.u1.push_back(mat2_of(mats1 + 4 * k));
     p.u1_dagger.push_back(dagger(p.u1.back()));
@@ -114,15 +122,21 @@ void permute(const Program& p, const Op& op, float* const* planes, int count, bo
 void forward(const Program& p, float* re, float* im) {
   const int64_t n = p.dim;
   for (const Op& op : p.ops) {
-    if (op.kind == 0) {
-      apply2(re, im, n, stride(p, op.q1), p.u1[op.index]);
-    } else if (op.kind == 1) {
-      multiply_phase(re, im, p.d_r.data() + op.index * n, p.d_i.data() + op.index * n, n, false);
-    } else if (op.kind == 2) {
-      apply4(p, op, re, im, false);
-    } else {
-      float* planes[2] = {re, im};
-      permute(p, op, planes, 2, false);
+    switch (op.kind) {
+      case kSingle:
+        apply2(re, im, n, stride(p, op.q1), p.u1[op.index]);
+        break;
+      case kDiagonal:
+        multiply_phase(re, im, p.d_r.data() + op.index * n, p.d_i.data() + op.index * n, n, false);
+        break;
+      case kTwoQubit:
+        apply4(p, op, re, im, false);
+        break;
+      case kPermutation: {
+        float* planes[2] = {re, im};
+        permute(p, op, planes, 2, false);
+        break;
+      }
     }
   }
 }
@@ -202,15 +216,21 @@ void backward(const Program& p, float* pr, float* pi, float* lr, float* li, floa
   forward(p, pr, pi);
   for (int64_t k = 0; k < n; ++k) lr[k] = weight * p.z[k] * pr[k], li[k] = weight * p.z[k] * pi[k];
   for (auto op = p.ops.rbegin(); op != p.ops.rend(); ++op) {
-    if (op->kind == 0) {
-      undo2(p, *op, pr, pi, lr, li, sums.m1.data() + 8 * op->index);
-    } else if (op->kind == 1) {
-      undo_diagonal(p, *op, pr, pi, lr, li, sums.md.data() + 2 * op->index * n);
-    } else if (op->kind == 2) {
-      undo4(p, *op, pr, pi, lr, li, sums.m2.data() + 32 * op->index);
-    } else {
-      float* planes[4] = {pr, pi, lr, li};
-      permute(p, *op, planes, 4, true);
+    switch (op->kind) {
+      case kSingle:
+        undo2(p, *op, pr, pi, lr, li, sums.m1.data() + 8 * op->index);
+        break;
+      case kDiagonal:
+        undo_diagonal(p, *op, pr, pi, lr, li, sums.md.data() + 2 * op->index * n);
+        break;
+      case kTwoQubit:
+        undo4(p, *op, pr, pi, lr, li, sums.m2.data() + 32 * op->index);
+        break;
+      case kPermutation: {
+        float* planes[4] = {pr, pi, lr, li};
+        permute(p, *op, planes, 4, true);
+        break;
+      }
     }
   }
 }
@@ -219,93 +239,146 @@ using C64s = ffi::Buffer<ffi::C64>;
 
 using S32s = ffi::Buffer<ffi::S32>;
 
-ffi::Error check(S32s ops, S32s perms, C64s mats1, C64s diags, C64s mats2, C64s states, int64_t measured) {
+// The sizes of a call, from buffers whose ranks and dimensions ``check`` has validated.
+struct Sizes {
+  int64_t n_qubits, batch;
+};
+
+// L of states of n = 2**L amplitudes, 5 <= L <= 20; 0 where n is no such length.
+int64_t state_qubits(int64_t n) {
+  if (n < (int64_t{1} << 5) || n > (int64_t{1} << 20) || (n & (n - 1)) != 0) return 0;
+  return __builtin_ctzll(n);
+}
+
+// Validates the buffers in three steps, each reading only what the one before has vouched for: the ranks; then
+// the dimensions: ops (G, 4), perms (NP, 2**L), mats1 (N1, 2, 2), diags (ND, 2**L), mats2 (N2, 4, 4), states
+// (B, 2**L) with 5 <= L <= 20, a measured qubit below L, and cotangent (B,) where there is one (the backward
+// pass); then the data of ops and perms: known kinds, indices and qubits in range, permutations' entries in
+// [0, 2**L).
+ffi::Error check(S32s ops, S32s perms, C64s mats1, C64s diags, C64s mats2, C64s states, int64_t measured,
+                 const ffi::Buffer<ffi::F32>* cotangent, Sizes& sizes) {
   const auto od = ops.dimensions(), pd = perms.dimensions(), m1 = mats1.dimensions(), dd = diags.dimensions(),
              m2 = mats2.dimensions(), sd = states.dimensions();
-  if (od.size() != 2 || od[1] != 4 || pd.size() != 2 || m1.size() != 3 || m1[1] != 2 || m1[2] != 2 ||
-      dd.size() != 2 || m2.size() != 3 || m2[1] != 4 || m2[2] != 4 || sd.size() != 2)
-    return ffi::Error::InvalidArgument("gates kernel: ops (G, 4), perms (NP, 2**L), mats1 (N1, 2, 2), "
-                                       "diags (ND, 2**L), mats2 (N2, 4, 4), states (B, 2**L)");
-  int64_t L = 0;
-  while ((int64_t{1} << L) < sd[1]) ++L;
-  if ((int64_t{1} << L) != sd[1] || L < 5 || L > 20 || dd[1] != sd[1] || pd[1] != sd[1] || measured < 0 ||
-      measured >= L)
-    return ffi::Error::InvalidArgument("gates kernel: states of 2**L amplitudes, 5 <= L <= 20, diagonals and "
-                                       "permutations of the same length, a measured qubit below L");
+  if (od.size() != 2 || pd.size() != 2 || m1.size() != 3 || dd.size() != 2 || m2.size() != 3 || sd.size() != 2 ||
+      (cotangent && cotangent->dimensions().size() != 1))
+    return ffi::Error::InvalidArgument(
+        "gates kernel: ops, perms, mats1, diags, mats2, states" + std::string(cotangent ? ", cotangent" : "") +
+        " must have ranks 2, 2, 3, 2, 3, 2" + (cotangent ? ", 1" : "") + ", got shapes " + shape(od) + ", " +
+        shape(pd) + ", " + shape(m1) + ", " + shape(dd) + ", " + shape(m2) + ", " + shape(sd) +
+        (cotangent ? ", " + shape(cotangent->dimensions()) : ""));
+  const int64_t L = state_qubits(sd[1]), n = sd[1], batch = sd[0];
+  if (L == 0)
+    return ffi::Error::InvalidArgument("gates kernel: states must be (B, 2**L) with 5 <= L <= 20, got " + shape(sd));
+  if (od[1] != 4 || pd[1] != n || m1[1] != 2 || m1[2] != 2 || dd[1] != n || m2[1] != 4 || m2[2] != 4)
+    return ffi::Error::InvalidArgument("gates kernel: ops must be (G, 4), perms (NP, " + std::to_string(n) +
+                                       "), mats1 (N1, 2, 2), diags (ND, " + std::to_string(n) +
+                                       "), mats2 (N2, 4, 4), got " + shape(od) + ", " + shape(pd) + ", " + shape(m1) +
+                                       ", " + shape(dd) + ", " + shape(m2));
+  if (cotangent && cotangent->dimensions()[0] != batch)
+    return ffi::Error::InvalidArgument("gates kernel: the cotangent must be (B,) = (" + std::to_string(batch) +
+                                       ",), got " + shape(cotangent->dimensions()));
+  if (measured < 0 || measured >= L)
+    return ffi::Error::InvalidArgument("gates kernel: the measured qubit must be in [0, " + std::to_string(L) +
+                                       "), got " + std::to_string(measured));
   const int32_t* g = perms.typed_data();
-  for (int64_t k = 0; k < pd[0] * pd[1]; ++k)
-    if (g[k] < 0 || g[k] >= sd[1]) return ffi::Error::InvalidArgument("gates kernel: a permutation's index is out "
-                                                                      "of range");
+  for (int64_t k = 0; k < pd[0] * n; ++k)
+    if (g[k] < 0 || g[k] >= n)
+      return ffi::Error::InvalidArgument("gates kernel: permutation " + std::to_string(k / n) + " has index " +
+                                         std::to_string(g[k]) + ", out of range [0, " + std::to_string(n) + ")");
   const int32_t* o = ops.typed_data();
-  for (int64_t g = 0; g < od[0]; ++g) {
-    const int32_t kind = o[4 * g], index = o[4 * g + 1], q1 = o[4 * g + 2], q2 = o[4 * g + 3];
-    const int64_t count = kind == 0 ? m1[0] : kind == 1 ? dd[0] : kind == 2 ? m2[0] : pd[0];
-    if (kind < 0 || kind > 3 || index < 0 || index >= count || q1 < 0 || q1 >= L ||
-        (kind == 2 && (q2 < 0 || q2 >= L || q2 == q1)))
-      return ffi::Error::InvalidArgument("gates kernel: an operation's kind, index or qubits are out of range");
+  for (int64_t r = 0; r < od[0]; ++r) {
+    const int32_t kind = o[4 * r], index = o[4 * r + 1], q1 = o[4 * r + 2], q2 = o[4 * r + 3];
+    int64_t count = 0;  // entries of the array the operation's index points into
+    switch (kind) {
+      case kSingle: count = m1[0]; break;
+      case kDiagonal: count = dd[0]; break;
+      case kTwoQubit: count = m2[0]; break;
+      case kPermutation: count = pd[0]; break;
+      default:
+        return ffi::Error::InvalidArgument("gates kernel: operation " + std::to_string(r) + " has kind " +
+                                           std::to_string(kind) + ", not one of 0 to 3 (OpKind)");
+    }
+    if (index < 0 || index >= count || q1 < 0 || q1 >= L || (kind == kTwoQubit && (q2 < 0 || q2 >= L || q2 == q1)))
+      return ffi::Error::InvalidArgument("gates kernel: operation " + std::to_string(r) + " (kind " +
+                                         std::to_string(kind) + ", index " + std::to_string(index) + ", qubits " +
+                                         std::to_string(q1) + ", " + std::to_string(q2) +
+                                         ") has its index or qubits out of range");
   }
+  sizes = {L, batch};
   return ffi::Error::Success();
 }
 
-Program program_of(S32s ops, S32s perms, C64s mats1, C64s diags, C64s mats2, C64s states, int64_t measured) {
-  int64_t L = 0;
-  while ((int64_t{1} << L) < states.dimensions()[1]) ++L;
+Program program_of(S32s ops, S32s perms, C64s mats1, C64s diags, C64s mats2, const Sizes& z, int64_t measured) {
   return build(ops.typed_data(), ops.dimensions()[0], perms.typed_data(), perms.dimensions()[0],
                mats1.typed_data(), mats1.dimensions()[0],
-               diags.typed_data(), diags.dimensions()[0], mats2.typed_data(), mats2.dimensions()[0], L, measured);
+               diags.typed_data(), diags.dimensions()[0], mats2.typed_data(), mats2.dimensions()[0], z.n_qubits,
+               measured);
 }
 
 ffi::Error Forward(S32s ops, S32s perms, C64s mats1, C64s diags, C64s mats2, C64s states, float scale,
                    int64_t measured, int64_t threads, ffi::ResultBuffer<ffi::F32> logits) {
-  if (auto e = check(ops, perms, mats1, diags, mats2, states, measured); e.failure()) return e;
-  const Program p = program_of(ops, perms, mats1, diags, mats2, states, measured);
-  const int64_t batch = states.dimensions()[0], n = p.dim;
-  const c64* x = states.typed_data();
-  float* out = logits->typed_data();
-  parallel(n_threads(batch, n, threads), batch, [&](int64_t, int64_t first, int64_t last) {
-    std::vector<float> re(n), im(n);
-    for (int64_t b = first; b < last; ++b) {
-      load(x + b * n, re.data(), im.data(), n);
-      forward(p, re.data(), im.data());
-      out[b] = scale * readout(p, re.data(), im.data());
-    }
+  return guarded("gates kernel", [&] {
+    Sizes z;
+    if (auto e = check(ops, perms, mats1, diags, mats2, states, measured, nullptr, z); e.failure()) return e;
+    if (logits->dimensions().size() != 1 || logits->dimensions()[0] != z.batch)
+      return ffi::Error::InvalidArgument("gates kernel: the logits must be (B,) = (" + std::to_string(z.batch) +
+                                         ",), got " + shape(logits->dimensions()));
+    const Program p = program_of(ops, perms, mats1, diags, mats2, z, measured);
+    const int64_t batch = z.batch, n = p.dim;
+    const c64* x = states.typed_data();
+    float* out = logits->typed_data();
+    parallel(n_threads(batch, n, threads), batch, [&](int64_t, int64_t first, int64_t last) {
+      std::vector<float> re(n), im(n);
+      for (int64_t b = first; b < last; ++b) {
+        load(x + b * n, re.data(), im.data(), n);
+        forward(p, re.data(), im.data());
+        out[b] = scale * readout(p, re.data(), im.data());
+      }
+    });
+    return ffi::Error::Success();
   });
-  return ffi::Error::Success();
 }
 
 ffi::Error Backward(S32s ops, S32s perms, C64s mats1, C64s diags, C64s mats2, C64s states,
                     ffi::Buffer<ffi::F32> cotangent, float scale, int64_t measured, int64_t threads,
                     ffi::ResultBuffer<ffi::C64> ct1, ffi::ResultBuffer<ffi::C64> ctd, ffi::ResultBuffer<ffi::C64> ct2) {
-  if (auto e = check(ops, perms, mats1, diags, mats2, states, measured); e.failure()) return e;
-  const Program p = program_of(ops, perms, mats1, diags, mats2, states, measured);
-  const int64_t batch = states.dimensions()[0], n = p.dim;
-  if (static_cast<int64_t>(cotangent.element_count()) != batch)
-    return ffi::Error::InvalidArgument("gates kernel: the cotangent needs one entry per state");
-  const int64_t n1 = mats1.dimensions()[0], nd = diags.dimensions()[0], n2 = mats2.dimensions()[0];
-  const c64* x = states.typed_data();
-  const float* g = cotangent.typed_data();
-  const int64_t t = n_threads(batch, n, threads);
-  std::vector<Sums> sums(t, Sums(n1, nd, n, n2));
-  parallel(t, batch, [&](int64_t thread, int64_t first, int64_t last) {
-    std::vector<float> pr(n), pi(n), lr(n), li(n);
-    for (int64_t b = first; b < last; ++b) {
-      if (g[b] == 0.0f) continue;
-      load(x + b * n, pr.data(), pi.data(), n);
-      backward(p, pr.data(), pi.data(), lr.data(), li.data(), scale * g[b], sums[thread]);
-    }
+  return guarded("gates kernel", [&] {
+    Sizes z;
+    if (auto e = check(ops, perms, mats1, diags, mats2, states, measured, &cotangent, z); e.failure()) return e;
+    if (!same_dims(ct1->dimensions(), mats1.dimensions()) || !same_dims(ctd->dimensions(), diags.dimensions()) ||
+        !same_dims(ct2->dimensions(), mats2.dimensions()))
+      return ffi::Error::InvalidArgument("gates kernel: the cotangents must be shaped as mats1, diags, mats2 " +
+                                         shape(mats1.dimensions()) + ", " + shape(diags.dimensions()) + ", " +
+                                         shape(mats2.dimensions()) + ", got " + shape(ct1->dimensions()) + ", " +
+                                         shape(ctd->dimensions()) + ", " + shape(ct2->dimensions()));
+    const Program p = program_of(ops, perms, mats1, diags, mats2, z, measured);
+    const int64_t batch = z.batch, n = p.dim;
+    const int64_t n1 = mats1.dimensions()[0], nd = diags.dimensions()[0], n2 = mats2.dimensions()[0];
+    const c64* x = states.typed_data();
+    const float* g = cotangent.typed_data();
+    const int64_t t = n_threads(batch, n, threads);
+    std::vector<Sums> sums(t, Sums(n1, nd, n, n2));
+    parallel(t, batch, [&](int64_t thread, int64_t first, int64_t last) {
+      std::vector<float> pr(n), pi(n), lr(n), li(n);
+      for (int64_t b = first; b < last; ++b) {
+        if (g[b] == 0.0f) continue;
+        load(x + b * n, pr.data(), pi.data(), n);
+        backward(p, pr.data(), pi.data(), lr.data(), li.data(), scale * g[b], sums[thread]);
+      }
+    });
+    // JAX's cotangent of each matrix: 2 conj(M), M summed over the threads in double
+    auto write = [&](c64* out, int64_t count, auto part) {
+      for (int64_t k = 0; k < count; ++k) {
+        double re = 0, im = 0;
+        for (int64_t th = 0; th < t; ++th) re += part(sums[th], 2 * k), im += part(sums[th], 2 * k + 1);
+        out[k] = {static_cast<float>(2 * re), static_cast<float>(-2 * im)};
+      }
+    };
+    write(ct1->typed_data(), 4 * n1, [](const Sums& s, int64_t k) { return s.m1[k]; });
+    write(ctd->typed_data(), nd * n, [](const Sums& s, int64_t k) { return static_cast<double>(s.md[k]); });
+    write(ct2->typed_data(), 16 * n2, [](const Sums& s, int64_t k) { return s.m2[k]; });
+    return ffi::Error::Success();
   });
-  // JAX's cotangent of each matrix: 2 conj(M), M summed over the threads in double
-  auto write = [&](c64* out, int64_t count, auto part) {
-    for (int64_t k = 0; k < count; ++k) {
-      double re = 0, im = 0;
-      for (int64_t th = 0; th < t; ++th) re += part(sums[th], 2 * k), im += part(sums[th], 2 * k + 1);
-      out[k] = {static_cast<float>(2 * re), static_cast<float>(-2 * im)};
-    }
-  };
-  write(ct1->typed_data(), 4 * n1, [](const Sums& s, int64_t k) { return s.m1[k]; });
-  write(ctd->typed_data(), nd * n, [](const Sums& s, int64_t k) { return static_cast<double>(s.md[k]); });
-  write(ct2->typed_data(), 16 * n2, [](const Sums& s, int64_t k) { return s.m2[k]; });
-  return ffi::Error::Success();
 }
 
 }  // namespace

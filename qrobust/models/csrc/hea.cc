@@ -181,64 +181,89 @@ void backward(const Circuit& c, float* pr, float* pi, float* lr, float* li, floa
   }
 }
 
-ffi::Error check(ffi::Buffer<ffi::F32> params, ffi::Buffer<ffi::C64> states,
-                 ffi::Buffer<ffi::S32> rot, ffi::Buffer<ffi::S32> pair) {
-  auto pd = params.dimensions();
-  auto sd = states.dimensions();
-  if (pd.size() != 3 || pd[2] != 4 || sd.size() != 2 || rot.element_count() != pd[0] * pd[1] ||
-      pair.element_count() != pd[0] * pd[1] || sd[1] != (int64_t{1} << pd[1]) || pd[1] < 5 || pd[1] > 20)
-    return ffi::Error::InvalidArgument("hea kernel: params (d, L, 4) with 5 <= L <= 20, states (B, 2**L), masks (d, L)");
+// The sizes of a call, from buffers whose ranks and dimensions ``check`` has validated.
+struct Sizes {
+  int64_t depth, n_qubits, batch;
+};
+
+// Validates every buffer's rank and dimensions, reading each dimension only once the rank says it is there,
+// and no data at all: params (d, L, 4) with 5 <= L <= 20, states (B, 2**L), masks rot and pair (d, L);
+// cotangent (B,) where there is one (the backward pass).
+ffi::Error check(ffi::Buffer<ffi::F32> params, ffi::Buffer<ffi::C64> states, ffi::Buffer<ffi::S32> rot,
+                 ffi::Buffer<ffi::S32> pair, const ffi::Buffer<ffi::F32>* cotangent, Sizes& sizes) {
+  const auto pd = params.dimensions(), sd = states.dimensions(), rd = rot.dimensions(), qd = pair.dimensions();
+  if (pd.size() != 3 || pd[2] != 4 || pd[1] < 5 || pd[1] > 20)
+    return ffi::Error::InvalidArgument("hea kernel: params must be (d, L, 4) with 5 <= L <= 20, got " + shape(pd));
+  const int64_t d = pd[0], L = pd[1];
+  if (sd.size() != 2 || sd[1] != (int64_t{1} << L))
+    return ffi::Error::InvalidArgument("hea kernel: states must be (B, 2**L) = (B, " +
+                                       std::to_string(int64_t{1} << L) + "), got " + shape(sd));
+  if (rd.size() != 2 || rd[0] != d || rd[1] != L || qd.size() != 2 || qd[0] != d || qd[1] != L)
+    return ffi::Error::InvalidArgument("hea kernel: the masks rot and pair must be (d, L) = (" + std::to_string(d) +
+                                       ", " + std::to_string(L) + "), got " + shape(rd) + " and " + shape(qd));
+  if (cotangent && (cotangent->dimensions().size() != 1 || cotangent->dimensions()[0] != sd[0]))
+    return ffi::Error::InvalidArgument("hea kernel: the cotangent must be (B,) = (" + std::to_string(sd[0]) +
+                                       ",), got " + shape(cotangent->dimensions()));
+  sizes = {d, L, sd[0]};
   return ffi::Error::Success();
 }
 
 ffi::Error Forward(ffi::Buffer<ffi::F32> params, ffi::Buffer<ffi::C64> states, ffi::Buffer<ffi::S32> rot,
                    ffi::Buffer<ffi::S32> pair, float scale, int64_t threads, ffi::ResultBuffer<ffi::F32> logits) {
-  const int64_t d = params.dimensions()[0], L = params.dimensions()[1];
-  if (auto e = check(params, states, rot, pair); e.failure()) return e;
-  const Circuit c = build(params.typed_data(), rot.typed_data(), pair.typed_data(), L, d);
-  const int64_t batch = states.dimensions()[0], n = c.dim;
-  const std::complex<float>* x = states.typed_data();
-  float* out = logits->typed_data();
-  parallel(n_threads(batch, n, threads), batch, [&](int64_t, int64_t first, int64_t last) {
-    std::vector<float> re(n), im(n);
-    for (int64_t b = first; b < last; ++b) {
-      load(x + b * n, re.data(), im.data(), n);
-      forward(c, re.data(), im.data());
-      out[b] = scale * readout(c, re.data(), im.data());
-    }
+  return guarded("hea kernel", [&] {
+    Sizes z;
+    if (auto e = check(params, states, rot, pair, nullptr, z); e.failure()) return e;
+    if (logits->dimensions().size() != 1 || logits->dimensions()[0] != z.batch)
+      return ffi::Error::InvalidArgument("hea kernel: the logits must be (B,) = (" + std::to_string(z.batch) +
+                                         ",), got " + shape(logits->dimensions()));
+    const Circuit c = build(params.typed_data(), rot.typed_data(), pair.typed_data(), z.n_qubits, z.depth);
+    const int64_t batch = z.batch, n = c.dim;
+    const std::complex<float>* x = states.typed_data();
+    float* out = logits->typed_data();
+    parallel(n_threads(batch, n, threads), batch, [&](int64_t, int64_t first, int64_t last) {
+      std::vector<float> re(n), im(n);
+      for (int64_t b = first; b < last; ++b) {
+        load(x + b * n, re.data(), im.data(), n);
+        forward(c, re.data(), im.data());
+        out[b] = scale * readout(c, re.data(), im.data());
+      }
+    });
+    return ffi::Error::Success();
   });
-  return ffi::Error::Success();
 }
 
 ffi::Error Backward(ffi::Buffer<ffi::F32> params, ffi::Buffer<ffi::C64> states, ffi::Buffer<ffi::S32> rot,
                     ffi::Buffer<ffi::S32> pair, ffi::Buffer<ffi::F32> cotangent, float scale, int64_t threads,
                     ffi::ResultBuffer<ffi::F32> grad) {
-  const int64_t d = params.dimensions()[0], L = params.dimensions()[1];
-  if (auto e = check(params, states, rot, pair); e.failure()) return e;
-  const Circuit c = build(params.typed_data(), rot.typed_data(), pair.typed_data(), L, d);
-  const int64_t batch = states.dimensions()[0], n = c.dim, p = d * L * 4;
-  const std::complex<float>* x = states.typed_data();
-  if (static_cast<int64_t>(cotangent.element_count()) != batch)
-    return ffi::Error::InvalidArgument("hea kernel: the cotangent needs one entry per state");
-  const float* g = cotangent.typed_data();
-  const int64_t t = n_threads(batch, n, threads);
-  std::vector<double> partial(t * p, 0.0);
-  parallel(t, batch, [&](int64_t thread, int64_t first, int64_t last) {
-    std::vector<float> pr(n), pi(n), lr(n), li(n);
-    double* acc = partial.data() + thread * p;
-    for (int64_t b = first; b < last; ++b) {
-      if (g[b] == 0.0f) continue;
-      load(x + b * n, pr.data(), pi.data(), n);
-      backward(c, pr.data(), pi.data(), lr.data(), li.data(), scale * g[b], acc);
+  return guarded("hea kernel", [&] {
+    Sizes z;
+    if (auto e = check(params, states, rot, pair, &cotangent, z); e.failure()) return e;
+    if (!same_dims(grad->dimensions(), params.dimensions()))
+      return ffi::Error::InvalidArgument("hea kernel: the gradient must be shaped as params " +
+                                         shape(params.dimensions()) + ", got " + shape(grad->dimensions()));
+    const Circuit c = build(params.typed_data(), rot.typed_data(), pair.typed_data(), z.n_qubits, z.depth);
+    const int64_t batch = z.batch, n = c.dim, p = z.depth * z.n_qubits * 4;
+    const std::complex<float>* x = states.typed_data();
+    const float* g = cotangent.typed_data();
+    const int64_t t = n_threads(batch, n, threads);
+    std::vector<double> partial(t * p, 0.0);
+    parallel(t, batch, [&](int64_t thread, int64_t first, int64_t last) {
+      std::vector<float> pr(n), pi(n), lr(n), li(n);
+      double* acc = partial.data() + thread * p;
+      for (int64_t b = first; b < last; ++b) {
+        if (g[b] == 0.0f) continue;
+        load(x + b * n, pr.data(), pi.data(), n);
+        backward(c, pr.data(), pi.data(), lr.data(), li.data(), scale * g[b], acc);
+      }
+    });
+    float* out = grad->typed_data();
+    for (int64_t k = 0; k < p; ++k) {
+      double s = 0;
+      for (int64_t th = 0; th < t; ++th) s += partial[th * p + k];
+      out[k] = static_cast<float>(s);
     }
+    return ffi::Error::Success();
   });
-  float* out = grad->typed_data();
-  for (int64_t k = 0; k < p; ++k) {
-    double s = 0;
-    for (int64_t th = 0; th < t; ++th) s += partial[th * p + k];
-    out[k] = static_cast<float>(s);
-  }
-  return ffi::Error::Success();
 }
 
 }  // namespace

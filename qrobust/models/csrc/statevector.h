@@ -1,6 +1,7 @@
 // The statevector machinery the kernels share (hea.cc, gates.cc): a state of 2**L amplitudes in two real
 // planes (re, im); 2x2 gates applied W pairs of amplitudes at a time in vector registers; a batch of states
-// shared among threads. Header-only, each kernel gets its own copy (an anonymous namespace).
+// shared among threads; the checks and error handling of their FFI handlers. Header-only, each kernel gets its
+// own copy (an anonymous namespace).
 
 #pragma once
 
@@ -8,10 +9,17 @@
 #include <cmath>
 #include <complex>
 #include <cstdint>
+#include <exception>
+#include <new>
+#include <string>
 #include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
 
 namespace {
 struct Mat2 {  // a 2x2 complex matrix [[m00, m01], [m10, m11]]
@@ -152,18 +160,59 @@ int64_t n_threads(int64_t batch, int64_t dim, int64_t limit) {
 }
 
 // body(k, first, last) for the t chunks k of the batch, t - 1 of them on new threads and one on this one.
-// Where the system refuses a thread, this thread runs the chunks left (an exception must not leave here).
+// Where the system refuses a thread (std::system_error, or no memory for it), this thread runs the chunks
+// left. An exception in a chunk (std::bad_alloc from a vector, say) is caught in the thread that ran it and
+// recorded, since one leaving a thread would end the process (std::terminate); once every thread is joined,
+// the first chunk's exception is rethrown here, for the handler to report (``guarded``).
 template <typename F>
 void parallel(int64_t t, int64_t batch, F&& body) {
+  std::vector<std::exception_ptr> failures(t);  // before any thread: a bad_alloc here leaves nothing running
+  auto chunk = [&](int64_t k) noexcept {
+    try {
+      body(k, batch * k / t, batch * (k + 1) / t);
+    } catch (...) {
+      failures[k] = std::current_exception();
+    }
+  };
   std::vector<std::thread> pool;
   int64_t k = 1;
   try {
-    for (; k < t; ++k) pool.emplace_back([&, k] { body(k, batch * k / t, batch * (k + 1) / t); });
-  } catch (const std::system_error&) {
+    pool.reserve(t - 1);
+    for (; k < t; ++k) pool.emplace_back(chunk, k);
+  } catch (...) {  // chunk k did not start: this thread runs it and the rest
   }
-  body(0, 0, batch / t);
-  for (int64_t j = k; j < t; ++j) body(j, batch * j / t, batch * (j + 1) / t);
+  chunk(0);
+  for (int64_t j = k; j < t; ++j) chunk(j);
   for (auto& th : pool) th.join();
+  for (const auto& failure : failures)
+    if (failure) std::rethrow_exception(failure);
+}
+
+// "(3, 4)": a buffer's dimensions, for error messages.
+std::string shape(ffi::Span<const int64_t> dims) {
+  std::string out = "(";
+  for (size_t k = 0; k < dims.size(); ++k) out += (k ? ", " : "") + std::to_string(dims[k]);
+  return out + (dims.size() == 1 ? ",)" : ")");
+}
+
+bool same_dims(ffi::Span<const int64_t> a, ffi::Span<const int64_t> b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin());
+}
+
+// A handler's work, run() (its checks first), with any exception it throws, on this thread or rethrown by
+// ``parallel``, returned as an error instead: an exception must not cross the FFI boundary into XLA (the
+// process would end). Memory that could not be allocated is RESOURCE_EXHAUSTED, anything else INTERNAL.
+template <typename F>
+ffi::Error guarded(const char* kernel, F&& run) noexcept {
+  try {
+    return run();
+  } catch (const std::bad_alloc& e) {
+    return ffi::Error(ffi::ErrorCode::kResourceExhausted, std::string(kernel) + ": out of memory (" + e.what() + ")");
+  } catch (const std::exception& e) {
+    return ffi::Error::Internal(std::string(kernel) + ": " + e.what());
+  } catch (...) {
+    return ffi::Error::Internal(std::string(kernel) + ": an unknown exception");
+  }
 }
 
 }  // namespace
