@@ -1,4 +1,4 @@
-"""Where qrobust keeps what it can recompute (ground states, the native kernel): one directory for all.
+"""Where qrobust keeps what it can recompute (ground states, the native kernel, compiled programs): one directory.
 
 ``$QROBUST_CACHE`` names it; unset (or empty), ``$XDG_CACHE_HOME/qrobust``, else
 ``~/.cache/qrobust`` (the older ``$QROBUST_CACHE_DIR`` is still read where
@@ -44,3 +44,23 @@ def untrusted(path: Path) -> str | None:
         if st.st_mode & 0o022:
             return f"{p} can be written by other users (mode {st.st_mode & 0o777:o})"
     return None
+
+
+def use_compilation_cache() -> bool:
+    """Turn on JAX's persistent compilation cache in the "xla" subdirectory of the cache, so a repeated study,
+    in this process or another, compiles nothing; left alone where the user chose a cache of their own
+    (``JAX_COMPILATION_CACHE_DIR``, or ``jax.config``), or set ``QROBUST_COMPILATION_CACHE=0``. Every study calls
+    it as it starts (a global setting of JAX's, announced here and in the README). Returns whether qrobust's
+    cache is the one in use."""
+    import jax
+
+    if os.environ.get("QROBUST_COMPILATION_CACHE", "1") == "0":
+        return False
+    ours = str(cache_dir() / "xla")
+    chosen = os.environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir
+    if chosen and chosen != ours:
+        return False
+    if chosen != ours:
+        jax.config.update("jax_compilation_cache_dir", ours)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    return True

@@ -21,83 +21,45 @@ from qrobust.analysis import claims
 from qrobust.errors import ConfigError
 from qrobust.experiments.reproduce import PARTS
 from qrobust.files import atomic_write_text
-from qrobust.paper import published_noise, published_unlearning
+from qrobust.results import load_results
 from qrobust.store import read_seconds
 
 
-def _load(path: Path):
-    from qrobust.store import load_results
-
-    return load_results(path)
-
-
-def _critical(run_dir: Path) -> pd.DataFrame:
-    """The sweep's critical points: stored, else computed (and stored, as ``qrobust analyze`` would)."""
-    stored = run_dir / "critical_points.csv"
-    if stored.is_file():
-        return pd.read_csv(stored)
+def _store_critical(where: Path) -> None:
+    """A sweep's critical points, stored as ``qrobust analyze`` would (a gauge study's: each gauge's sweep), so the
+    figures and the verdicts read the same table."""
     from qrobust.analysis.critical import critical_points
+    from qrobust.experiments.registry import study_of
 
-    table = critical_points(_load(run_dir)["results"])
-    atomic_write_text(stored, table.to_csv(index=False))
-    return table
+    kind = study_of(where)
+    sweeps = [where] if kind == "sweep" else [d for d in where.iterdir() if (d / "results.csv").is_file()] \
+        if kind == "gauge" else []
+    for run_dir in sweeps:
+        stored = run_dir / "critical_points.csv"
+        if not stored.is_file():
+            table = critical_points(load_results(run_dir)["results"])
+            atomic_write_text(stored, table.to_csv(index=False))
 
 
 def _section(part, out: Path) -> dict | None:
-    """One part's figures, verdicts and provenance; None where the part was never run."""
+    """One part's figures, verdicts (its study's judges, ``qrobust.analysis.claims``) and provenance; None where
+    the part was never run."""
     from qrobust import report
+    from qrobust.experiments.registry import study
 
     where = out / part.name
     if not where.is_dir():
         return None
-    figures, verdicts, configs = [], [], []
     try:
-        if part.study == "sweep":
-            critical = _critical(where)
-            figures += report.draw(where, critical=critical)
-            results = _load(where)["results"]
-            if part.name.startswith("capacity"):
-                verdicts += claims.capacity_claims(results, part.name)
-            else:
-                verdicts += claims.noise_claims(results, critical, part.name, "MNIST", published_noise("mnist"))
-            configs.append(where / "config.json")
-        elif part.study == "gauge":
-            from qrobust.data.gauge import DEFAULT_GAUGE
-            from qrobust.plots import plot_gauge
-
-            gauge = pd.read_csv(where / "gauge.csv")
-            figures.append(plot_gauge(gauge, where / "gauge.png", corruption="flip"))
-            runs = {}
-            for g in dict.fromkeys(gauge.gauge):
-                runs[g] = _load(where / g)["results"]
-                critical = _critical(where / g)
-                drawn = report.draw(where / g, critical=critical)
-                configs.append(where / g / "config.json")
-                if g == DEFAULT_GAUGE:
-                    figures += drawn
-                    verdicts += claims.noise_claims(runs[g], critical, part.name, f"XXZ (gauge {g})",
-                                                    published_noise("xxz"))  # the paper's states: phase
-            verdicts += claims.gauge_claims(gauge, part.name, runs)
-        elif part.study == "unlearning":
-            run = _load(where)
-            figures += report.draw(where)
-            configs.append(where / "config.json")
-            if "scorecard" in run.tables:
-                verdicts += claims.scorecard_claims(run["scorecard"], part.name)
-            elif not part.name.startswith("weights"):
-                dataset = "mnist" if part.name.endswith("mnist") else "xxz"
-                verdicts += claims.unlearning_claims(run["results"], run["final"], part.name, dataset.upper(),
-                                                     published=published_unlearning(dataset))
-        elif part.study == "landscape":
-            figures += report.draw(where)
-            verdicts += claims.landscape_claims(_load(where)["landscape"], part.name)
-            configs.append(where / "config.json")
-        else:
-            figures += report.draw(where)
-            configs.append(where / "config.json")
+        _store_critical(where)
+        run = load_results(where)
+        figures = report.draw(where)
+        judge = study(run.study).get("claims")
+        verdicts = judge(run, part.name) if judge is not None else []
     except ConfigError:  # a part started but not finished: its tables are not there yet
         return dict(part=part, figures=[], verdicts=[claims.Verdict(part.title, "-", "-", "not run", part.name)],
                     provenance={})
+    configs = [r.path / "config.json" for r in run.runs.values()] or [where / "config.json"]
     return dict(part=part, figures=figures, verdicts=verdicts,
                 provenance=dict(_provenance(configs), chunk_seconds=_chunk_seconds(where)))
 

@@ -1,10 +1,11 @@
-"""The reporting layer: a run directory's tables and figures, for the command line and notebooks alike.
+"""The reporting layer: a run directory's figures and the table a command prints, for the command line and
+notebooks alike.
 
-Studies (``qrobust.experiments``) compute, and store their tables in their run
-directory; they draw nothing. This layer reads a run directory back
-(``load_results``, from ``qrobust.store``: any study's tables and settings) and draws its figures
-(``draw``) with matplotlib's object API: it never switches the user's backend
-or touches pyplot's figures.
+Studies (``qrobust.experiments``) compute, and store their tables in their run directory; they draw nothing.
+This layer reads a run directory back (``qrobust.results.load_results``) and draws its figures with
+matplotlib's object API (``qrobust.plots``: it never switches the user's backend or touches pyplot's
+figures). Each study's entry of ``qrobust.experiments.registry`` names its functions here: ``*_figures(run)``
+draws, ``*_summary(run)`` is the table ``qrobust COMMAND`` prints. ``draw(path)`` dispatches by study.
 """
 
 from __future__ import annotations
@@ -13,37 +14,109 @@ from pathlib import Path
 
 import pandas as pd
 
-from qrobust.store import RunResults, load_results, study_of  # noqa: F401 (reading a run directory back)
+from qrobust.results import RunResults, load_results
 
 
-def draw(path: str | Path, *, critical: pd.DataFrame | None = None) -> list[Path]:
-    """Draw the figures of the run in ``path`` into it; returns their paths. For a sweep, ``critical``
-    (``qrobust.analysis.critical.critical_points``; by default the stored critical_points.csv, if any)
-    marks the critical points."""
-    from qrobust import plots
+def draw(path: str | Path, **options) -> list[Path]:
+    """Draw the figures of the run in ``path`` into it (its study's ``figures``); returns their paths. For a
+    sweep, ``critical=`` (``qrobust.analysis.critical.critical_points``; by default the stored
+    critical_points.csv, if any) marks the critical points."""
+    from qrobust.experiments.registry import study
 
     run = load_results(path)
+    figures = study(run.study).get("figures")
+    return figures(run, **options) if figures is not None else []
+
+
+def summary(run: RunResults) -> pd.DataFrame | None:
+    """The table ``qrobust COMMAND`` prints after the study of ``run`` (its study's ``summary``)."""
+    from qrobust.experiments.registry import study
+
+    table = study(run.study).get("summary")
+    return table(run) if table is not None else None
+
+
+def sweep_figures(run: RunResults, *, critical: pd.DataFrame | None = None) -> list[Path]:
+    from qrobust import plots
+
     s, out = run.settings, run.path
-    if run.study == "sweep":
-        critical = run.tables.get("critical_points") if critical is None else critical
-        figures = [plots.plot_noise_response(run["results"], out / "noise_response.png",
-                                             title=str(s.get("dataset", out.name)), critical=critical)]
-        if "arch" in run["results"] and run["results"].groupby("model").arch.nunique().max() > 1:
-            figures.append(plots.plot_capacity(run["results"], out / "capacity.png", critical=critical))
-        return figures
-    if run.study == "unlearning":
-        figures = [plots.plot_unlearning(run["results"], run["final"], out / "unlearning.png",
-                                         title=f"{s.get('dataset')}, alpha={s.get('alpha')}")]
-        if len(s.get("kl_ws", ())) > 1 or len(s.get("fo_ws", ())) > 1:
-            figures.append(plots.plot_weight_heatmaps(run["final"], out / "weights_heatmap.png"))
-        if "known_fraction" in run["final"] and run["final"].known_fraction.nunique() > 1:
-            figures.append(plots.plot_corrective(run["final"], out / "corrective.png",
-                                                 title=f"{s.get('dataset')}, alpha={s.get('alpha')}"))
-        if "scorecard" in run.tables:
-            figures.append(plots.plot_scorecard(run["scorecard"], out / "scorecard.png",
-                                                title=f"{s.get('dataset')}, alpha={s.get('alpha')}, "
-                                                      f"{s.get('shadows')} shadows"))
-        return figures
-    if run.study == "detection":
-        return [plots.plot_detection(run["detection"], out / "detection.png")]
-    return [plots.plot_landscape(run["landscape"], out / "landscape.png")]
+    critical = run.tables.get("critical_points") if critical is None else critical
+    figures = [plots.plot_noise_response(run["results"], out / "noise_response.png",
+                                         title=str(s.get("dataset", out.name)), critical=critical)]
+    if "arch" in run["results"] and run["results"].groupby("model").arch.nunique().max() > 1:
+        figures.append(plots.plot_capacity(run["results"], out / "capacity.png", critical=critical))
+    return figures
+
+
+def gauge_figures(run: RunResults) -> list[Path]:
+    """The gauge plots (one per corruption), then each gauge's sweep figures drawn in its directory; the paper's
+    gauge's are returned with the gauge plots."""
+    from qrobust import plots
+    from qrobust.data.gauge import DEFAULT_GAUGE
+
+    summary = run["gauge"]
+    figures = [plots.plot_gauge(summary, run.path / f"gauge{'' if c == 'flip' else '_' + c}.png", corruption=c)
+               for c in dict.fromkeys(summary.corruption)]
+    for g, sweep in run.runs.items():
+        drawn = sweep_figures(sweep)
+        figures += drawn if g == DEFAULT_GAUGE else []
+    return figures
+
+
+def unlearning_figures(run: RunResults) -> list[Path]:
+    from qrobust import plots
+
+    s, out = run.settings, run.path
+    figures = [plots.plot_unlearning(run["results"], run["final"], out / "unlearning.png",
+                                     title=f"{s.get('dataset')}, alpha={s.get('alpha')}")]
+    if len(s.get("kl_ws", ())) > 1 or len(s.get("fo_ws", ())) > 1:
+        figures.append(plots.plot_weight_heatmaps(run["final"], out / "weights_heatmap.png"))
+    if "known_fraction" in run["final"] and run["final"].known_fraction.nunique() > 1:
+        figures.append(plots.plot_corrective(run["final"], out / "corrective.png",
+                                             title=f"{s.get('dataset')}, alpha={s.get('alpha')}"))
+    if "scorecard" in run.tables:
+        figures.append(plots.plot_scorecard(run["scorecard"], out / "scorecard.png",
+                                            title=f"{s.get('dataset')}, alpha={s.get('alpha')}, "
+                                                  f"{s.get('shadows')} shadows"))
+    return figures
+
+
+def landscape_figures(run: RunResults) -> list[Path]:
+    from qrobust import plots
+
+    return [plots.plot_landscape(run["landscape"], run.path / "landscape.png")]
+
+
+def detection_figures(run: RunResults) -> list[Path]:
+    from qrobust import plots
+
+    return [plots.plot_detection(run["detection"], run.path / "detection.png")]
+
+
+def sweep_summary(run: RunResults) -> pd.DataFrame:
+    cols = ["model", "arch", "corruption", "alpha", "train_acc_mean", "val_acc_mean", "n_seeds"]
+    table = run["summary"]
+    return table[[c for c in cols if c in table and (c != "arch" or table.arch.nunique() > 1)]]
+
+
+def gauge_summary(run: RunResults) -> pd.DataFrame:
+    return run["gauge"][["gauge", "model", "corruption", "alpha", "train_acc_mean", "val_acc_mean", "n_seeds"]]
+
+
+def unlearning_summary(run: RunResults) -> pd.DataFrame:
+    if "scorecard" in run.tables:
+        cols = ["model", "method", "val_acc", "forget_acc_clean", "auc", "tpr_at_1pct_fpr", "forgetting_quality",
+                "kl_forget_mean"]
+        return run["scorecard"][[c for c in cols if c in run["scorecard"]]]
+    cols = ["model", "method", "kl_w", "fo_w", "val_acc_mean", "forget_acc_clean_mean", "n_seeds"]
+    return run["recovery"][[c for c in cols if c in run["recovery"]]]
+
+
+def landscape_summary(run: RunResults) -> pd.DataFrame:
+    table = run["landscape"]
+    return table[table.alpha > 0].groupby(["model", "alpha"]).ratio.agg(["mean", "std"]).reset_index()
+
+
+def detection_summary(run: RunResults) -> pd.DataFrame:
+    cols = ["auroc", "auprc", "precision_at_k", "precision", "recall"]
+    return run["detection"].groupby(["detector", "alpha"])[cols].mean().reset_index()

@@ -1,10 +1,11 @@
-"""Layer 7: the results store of one run directory.
+"""The results store of one run directory (a surface's, DESIGN's layer 7, below the studies that write it).
 
 Layout:
-  config.json       {"settings": ..., "versions": ..., "devices": ..., "created": ...}
+  config.json       {"settings": ..., "study": ..., "versions": ..., "devices": ..., "created": ...}
   chunks/NAME.csv   one finished chunk each, written atomically (rename), last;
                     chunks/NAME.json what it holds (its name, rows and the digest of the
                     settings that made it), NAME.seconds its wall time, NAME.npz its arrays
+  programs.json     how each program's model is built (for its stored weights: ``qrobust.load_results``)
   results.csv       all chunks merged: one row per replica per epoch
   .lock             held (``flock``) by the one process writing the directory
 A directory whose config.json holds other settings is refused; one with the
@@ -22,7 +23,6 @@ import os
 import shutil
 import time
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +55,9 @@ def _same_values(a: pd.Series, b: pd.Series) -> np.ndarray:
 class RunDirectory:
     """A run directory tied to one configuration (see module docstring)."""
 
-    def __init__(self, path: str | Path, settings: dict):
+    def __init__(self, path: str | Path, settings: dict, study: str | None = None):
         self.path = Path(path)
+        self.study = study
         self.settings = json.loads(json.dumps(settings))  # normalise tuples -> lists
         self.digest = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:16]
         self.chunk_format = CHUNK_FORMAT
@@ -144,7 +145,8 @@ class RunDirectory:
                 self.path.mkdir(parents=True, exist_ok=True)
                 if not self.config_path.exists():
                     config = dict(settings=self.settings, versions=versions(), devices=devices(),
-                                  created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), chunk_format=CHUNK_FORMAT)
+                                  created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), chunk_format=CHUNK_FORMAT,
+                                  **({"study": self.study} if self.study else {}))
                     atomic_write_text(self.config_path, json.dumps(config, indent=2) + "\n")
                 (self.path / "chunks").mkdir(exist_ok=True)
             except OSError as exc:
@@ -294,6 +296,27 @@ class RunDirectory:
     def read_chunk(self, name: str) -> pd.DataFrame:
         return pd.read_csv(self.chunk_path(name))
 
+    @property
+    def programs_path(self) -> Path:
+        return self.path / "programs.json"
+
+    def record_programs(self, programs: dict[str, dict]) -> None:
+        """Keep how each program's model is built (``study.Program.description``), by chunk-name prefix, so that
+        ``qrobust.load_results`` rebuilds the model its stored weights belong to."""
+        if not self.writer or not programs:
+            return
+        known = self.recorded_programs()
+        if all(known.get(k) == v for k, v in programs.items()):
+            return
+        atomic_write_text(self.programs_path, json.dumps(dict(known, **programs), indent=2, sort_keys=True) + "\n")
+
+    def recorded_programs(self) -> dict[str, dict]:
+        try:
+            programs = json.loads(self.programs_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return programs if isinstance(programs, dict) else {}
+
     def write_table(self, filename: str, frame: pd.DataFrame) -> Path:
         """Write a merged table (process 0 only, in a multi-host job)."""
         path = self.path / filename
@@ -309,52 +332,3 @@ def read_seconds(path: Path) -> float:
         return float(Path(path).read_text())
     except (OSError, ValueError):
         return float("nan")
-
-
-# the table that marks each study's directory, and the tables it may hold (in order of importance)
-STUDIES = {  # checked in this order: an unlearning directory holds a results.csv too
-    "landscape": ("landscape.csv",),
-    "detection": ("detection.csv",),
-    "unlearning": ("final.csv", "results.csv", "teachers.csv", "recovery.csv", "scorecard.csv", "shadows.csv",
-                   "examples.csv"),
-    "sweep": ("results.csv", "summary.csv", "critical_points.csv"),
-}
-
-
-@dataclass
-class RunResults:
-    """What a run directory holds: its study, its settings (config.json) and its tables by file stem
-    (``results["summary"]`` is summary.csv as a DataFrame)."""
-
-    path: Path
-    study: str
-    settings: dict
-    tables: dict = field(default_factory=dict)
-
-    def __getitem__(self, name: str) -> pd.DataFrame:
-        return self.tables[name]
-
-
-def study_of(path: str | Path) -> str:
-    """Which study wrote ``path`` (by the tables it holds)."""
-    path = Path(path)
-    for name, tables in STUDIES.items():
-        if (path / tables[0]).is_file():
-            return name
-    if not path.is_dir():
-        raise ConfigError(f"{path} is not a run directory (it does not exist)")
-    raise ConfigError(f"{path} holds no finished study's tables ({', '.join(t[0] for t in STUDIES.values())}); "
-                      "run or resume the study first")
-
-
-def load_results(path: str | Path) -> RunResults:
-    """The settings and every table of the run directory ``path`` (see ``RunResults``)."""
-    path = Path(path)
-    study = study_of(path)
-    config = path / "config.json"
-    try:
-        settings = json.loads(config.read_text())["settings"] if config.is_file() else {}
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{config} is not a qrobust configuration ({exc})") from None
-    tables = {name[:-4]: pd.read_csv(path / name) for name in STUDIES[study] if (path / name).is_file()}
-    return RunResults(path, study, settings if isinstance(settings, dict) else {}, tables)

@@ -10,8 +10,8 @@ from qrobust.cli import main
 
 
 def test_version_and_help_do_not_load_jax():
-    script = ("import sys; from qrobust.cli import build_parser; p = build_parser(); "
-              "assert 'jax' not in sys.modules, 'jax imported'; p.parse_args(['--version'])")
+    script = ("import sys; from qrobust.cli import build_parser; p = build_parser(['--version']); "
+              "p.format_help(); assert 'jax' not in sys.modules, 'jax imported'; p.parse_args(['--version'])")
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("qrobust 0.")
@@ -47,29 +47,55 @@ def test_every_help_text_is_honest_about_defaults_and_usage_errors_are_one_line(
         text = sub.format_help()
         assert "(default: None)" not in text and "default both) (default" not in text, name
         # the fixed sets are offered as choices
-        if name not in ("analyze", "reproduce", "report"):  # the studies: their data sets as choices
+        if name not in ("analyze", "reproduce", "report", "gauge"):  # the studies: their data sets as choices
             assert "{mnist,xxz,tfim,cluster,sklearn-digits,npz}" in text, name
+    assert "--dataset {xxz,tfim,cluster}" in commands["gauge"].format_help()  # quantum data only
     assert "{noise-mnist,noise-xxz," in commands["reproduce"].format_help()
     assert main(["sweep", "--dataset", "cifar", "--out", "x"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("qrobust: error: argument --dataset: invalid choice") and err.count("\n") == 1
 
 
-def test_the_clis_literal_choices_are_the_librarys():
-    """The CLI spells its fixed choices out (a fast --help imports no library); they must be the library's."""
-    from qrobust import cli
-    from qrobust.corruption import CORRUPTIONS, LABEL_FLIPS
-    from qrobust.data.gauge import GAUGES
-    from qrobust.data.phases import GRIDS
+def test_every_study_is_a_command_whose_options_are_its_configs_fields():
+    """Options are declared once, on the config's fields: every study of the registry is a command, each option
+    names a field, and the library's own choices are offered (no copies in the CLI)."""
+    from qrobust.cli import build_parser
+    from qrobust.corruption import CORRUPTIONS
+    from qrobust.experiments import registry
     from qrobust.experiments.settings import DATASETS
     from qrobust.models.qnn import SIMULATORS
+    from qrobust.options import flag_of, options_of
 
-    assert cli._DATASETS == DATASETS and cli._CORRUPTIONS == CORRUPTIONS and cli._LABEL_FLIPS == LABEL_FLIPS
-    assert cli._GAUGES == GAUGES and cli._GRIDS == tuple(GRIDS) and cli._SIMULATORS == tuple(SIMULATORS)
-    from qrobust.data.features import ENCODINGS
-    from qrobust.models.ansatze import _BUILT_IN, LIBRARY
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name in registry.names():
+        entry = registry.study(name)
+        parser = commands[entry.command]
+        dests = {a.dest for a in parser._actions}
+        for field, opt, _ in options_of(entry.get("config")):
+            assert field in dests, (name, field)
+            assert flag_of(field, opt) in parser._option_string_actions, (name, field)
+    sweep = commands["sweep"].format_help()
+    assert "{" + ",".join(DATASETS) + "}" in sweep and "{" + ",".join(CORRUPTIONS) + "}" in sweep
+    assert "{auto," + ",".join(SIMULATORS) + "}" in sweep
 
-    assert cli._ENCODINGS == ENCODINGS and set(cli._ANSATZE) == _BUILT_IN and cli._ANSATZE == tuple(LIBRARY)[:4]
-    from qrobust.objectives import UNLEARNING_METHODS
 
-    assert cli._METHODS == UNLEARNING_METHODS
+def test_verbosity_works_before_and_after_the_command(tmp_path):
+    from qrobust.cli import build_parser
+
+    for argv in (["-v", "report", "x"], ["report", "x", "-v"], ["report", "-v", "x"]):
+        assert build_parser(argv).parse_args(argv).verbose == 1, argv
+    assert build_parser(["report", "x"]).parse_args(["report", "x"]).verbose == 0
+
+
+def test_seeds_are_a_count_a_list_or_a_range_on_the_cli_as_in_the_api(tmp_path):
+    from qrobust.cli import build_parser, config_of
+    from qrobust.experiments import registry
+
+    sweep = registry.study("sweep")
+    for argv, seeds in ((["--seeds", "3"], (0, 1, 2)), (["--seeds", "2", "--seed-offset", "5"], (5, 6)),
+                        (["--seeds", "3,7"], (3, 7)), (["--seeds", "10:12"], (10, 11, 12)), ([], (0, 1, 2, 3, 4))):
+        full = ["sweep", "--out", str(tmp_path), *argv]
+        assert config_of(sweep, build_parser(full).parse_args(full)).seeds == seeds, argv
+    from qrobust.experiments import SweepConfig
+
+    assert SweepConfig(seeds=3).seeds == (0, 1, 2)

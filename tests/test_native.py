@@ -164,13 +164,13 @@ def _out(*shape, dtype=_F32):
 
 
 def _hea_args(params=(1, 5, 4), states=(3, 32), rot=(1, 5), pair=(1, 5)):
-    return [jnp.zeros(params, _F32), jnp.ones(states, _C64) / np.sqrt(32), jnp.ones(rot, _S32), jnp.ones(pair, _S32)]
+    return [jnp.zeros(params, _F32), jnp.full(states, 1 / np.sqrt(32), _C64), jnp.ones(rot, _S32), jnp.ones(pair, _S32)]
 
 
 def _gate_args(ops=((native.OpKind.SINGLE, 0, 1, 0),), perms=(1, 32), mats1=(1, 2, 2), diags=(1, 32),
                mats2=(1, 4, 4), states=(3, 32), perm_entries=0):
     return [jnp.asarray(ops, _S32), jnp.full(perms, perm_entries, _S32), jnp.ones(mats1, _C64),
-            jnp.ones(diags, _C64), jnp.ones(mats2, _C64), jnp.ones(states, _C64) / np.sqrt(32)]
+            jnp.ones(diags, _C64), jnp.ones(mats2, _C64), jnp.full(states, 1 / np.sqrt(32), _C64)]
 
 
 # (target, results, operands, attributes, the error's message): each input shaped, or valued, as the kernel must

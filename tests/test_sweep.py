@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qrobust.cli import main, parse_alphas
+from qrobust.cli import main
+from qrobust.options import floats as parse_alphas
 from qrobust.experiments.chunks import chunk_bounds
 from qrobust.experiments.sweep import RESULT_COLUMNS
 
@@ -94,7 +95,7 @@ def _tiny(dataset="xxz", **overrides):
 
 @pytest.mark.parametrize("overrides, message", [
     ({"--alphas": "0,1.5"}, "alpha must lie in [0, 1], got 1.5"),
-    ({"--alphas": "a:b"}, "cannot read alphas"),
+    ({"--alphas": "a:b"}, "cannot read --alphas"),
     ({"--dataset": "cifar", "--qubits": None}, "argument --dataset: invalid choice: 'cifar'"),
     ({"--model": "cnn"}, "argument --model: invalid choice: 'cnn'"),
     ({"--corruption": "blur"}, "argument --corruption: invalid choice: 'blur'"),

@@ -295,3 +295,63 @@ def scorecard_claims(card: pd.DataFrame, part: str) -> list[Verdict]:
                     *_verdict(all(auc.loc[("qnn", m)] <= auc.loc[("mlp", m)] for m in methods),
                               ", ".join(f"{m}: QNN {auc.loc[('qnn', m)]:.3f}, MLP {auc.loc[('mlp', m)]:.3f}"
                                         for m in methods)), part)]
+
+
+# --- each study's verdicts (the study registry's ``claims``): which judges apply to a run, from its data -----
+
+
+def _published(kind: str, dataset: str | None) -> pd.DataFrame | None:
+    """The paper's published numbers of ``kind`` ("noise", "unlearning") for ``dataset``, where it published them."""
+    from qrobust import paper
+
+    if dataset not in paper.NOISE_DATASETS:
+        return None
+    return paper.published_noise(dataset) if kind == "noise" else paper.published_unlearning(dataset)
+
+
+def _critical(run) -> pd.DataFrame:
+    """A sweep run's critical points: stored (the report stores them first), else computed."""
+    if "critical_points" in run.tables:
+        return run["critical_points"]
+    from qrobust.analysis.critical import critical_points
+
+    return critical_points(run["results"])
+
+
+def sweep_verdicts(run, part: str) -> list[Verdict]:
+    """A sweep's verdicts: the capacity claims where a model has several architectures, else Fig. 2's."""
+    results, dataset = run["results"], run.settings.get("dataset")
+    if "arch" in results and results.groupby("model").arch.nunique().max() > 1:
+        return capacity_claims(results, part)
+    return noise_claims(results, _critical(run), part, str(dataset).upper(), _published("noise", dataset))
+
+
+def gauge_verdicts(run, part: str) -> list[Verdict]:
+    """The gauge study's verdicts: Fig. 2's on the paper's gauge (a random phase per state, as an eigensolver
+    gives them), and qrobust's gauge finding on every gauge."""
+    from qrobust.data.gauge import DEFAULT_GAUGE
+
+    out = []
+    if DEFAULT_GAUGE in run.runs:
+        default = run.runs[DEFAULT_GAUGE]
+        dataset = default.settings.get("dataset")
+        out += noise_claims(default["results"], _critical(default), part,
+                            f"{str(dataset).upper()} (gauge {DEFAULT_GAUGE})", _published("noise", dataset))
+    return out + gauge_claims(run["gauge"], part, {g: r["results"] for g, r in run.runs.items()})
+
+
+def unlearning_verdicts(run, part: str) -> list[Verdict]:
+    """An unlearning study's verdicts: the per-example scorecard's where it has shadows; none for a loss-weight
+    grid (a map, not a claim of the paper); else Fig. 3's."""
+    s = run.settings
+    if "scorecard" in run.tables:
+        return scorecard_claims(run["scorecard"], part)
+    if len(s.get("kl_ws", ())) > 1 or len(s.get("fo_ws", ())) > 1:
+        return []
+    dataset = s.get("dataset")
+    return unlearning_claims(run["results"], run["final"], part, str(dataset).upper(),
+                             published=_published("unlearning", dataset))
+
+
+def landscape_verdicts(run, part: str) -> list[Verdict]:
+    return landscape_claims(run["landscape"], part)

@@ -119,24 +119,12 @@ def _n_train(settings: dict, dataset: str | None):
     return 2 * per_class if per_class else None
 
 
-def analyze_sweeps(run_dirs, *, n_boot: int = 200) -> tuple[list[pd.DataFrame], pd.DataFrame]:
-    """The critical points of each sweep directory (``critical_points``, every run read before any work),
-    and the finite-size table: all of them with each run's dataset, training-set size and qubits, and the
-    10-90% transition width of the memorisation step."""
-    from pathlib import Path
-
+def analyze_sweeps(runs, *, n_boot: int = 200) -> tuple[list[pd.DataFrame], pd.DataFrame]:
+    """The critical points of each sweep (``runs``: ``qrobust.results.RunResults`` of sweeps, every one read
+    before any work: ``qrobust.results.load_sweeps``), and the finite-size table: all of them with each run's
+    dataset, training-set size and qubits, and the 10-90% transition width of the memorisation step."""
     from qrobust.errors import ConfigError
-    from qrobust.store import load_results
 
-    for r in run_dirs:
-        if not (Path(r) / "results.csv").is_file():
-            raise ConfigError(f"{r} holds no results.csv; run `qrobust sweep --out {r}` first")
-    runs = []
-    for r in run_dirs:
-        try:
-            runs.append(load_results(r))
-        except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser errors (an empty file among them)
-            raise ConfigError(f"{r} holds a table that does not parse ({type(exc).__name__}: {exc})") from None
     for run in runs:
         if run.study != "sweep" or "results" not in run.tables:
             raise ConfigError(f"{run.path} is not a sweep's directory (no results.csv of a sweep)")

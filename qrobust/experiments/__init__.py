@@ -11,7 +11,7 @@ _WHERE = {
                     "qrobust.experiments.settings"),
     "StudyConfig": "qrobust.experiments.study",
     "run_gauge_study": "qrobust.experiments.gauge",
-    "SweepConfig": "qrobust.experiments.sweep_grid",
+    **dict.fromkeys(("SweepConfig", "GaugeConfig"), "qrobust.experiments.sweep_grid"),
     "run_sweep": "qrobust.experiments.sweep",
     "UnlearnConfig": "qrobust.experiments.unlearning_grid",
     **dict.fromkeys(("Unlearned", "evaluate_unlearning", "run_unlearning"), "qrobust.experiments.unlearning"),

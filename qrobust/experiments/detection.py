@@ -29,11 +29,13 @@ import pandas as pd
 from qrobust.analysis.detection import detection_metrics, margin_scores
 from qrobust.corruption import CORRUPTIONS, LABEL_FLIPS, check_alpha, check_feasible
 from qrobust.data.encoding import classical_view
+from qrobust import options
 from qrobust.errors import ConfigError
 from qrobust.experiments import poisoners, study
 from qrobust.experiments.chunks import Progress, run_chunks
 from qrobust.experiments.settings import check_name
 from qrobust.experiments.study import StudyConfig
+from qrobust.options import option
 
 @dataclass(frozen=True)
 class DetectConfig(StudyConfig):
@@ -41,12 +43,18 @@ class DetectConfig(StudyConfig):
     ``corruption`` (the paper's random "flip", or an aimed one: ``qrobust.corruption.LABEL_FLIPS``); epochs
     overrides the paper's; folds and baselines: the cross-validated cleanlab baselines."""
 
-    corruption: str = "flip"
-    seeds: tuple[int, ...] = (0, 1, 2)
-    alphas: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
-    epochs: int | None = None
-    folds: int = 5
-    baselines: bool = True
+    corruption: str = option("flip", group="grid", choices=LABEL_FLIPS,
+                             help="the label flips to find: the paper's random ones, or an aimed poisoner's")
+    seeds: tuple[int, ...] = option((0, 1, 2), group="grid", parse=options.seeds, metavar="N|LIST|A:B",
+                                    help="a count of seeds (from --seed-offset), a list 3,7,9 or a range 10:14")
+    alphas: tuple[float, ...] = option((0.1, 0.2, 0.3, 0.4, 0.5), group="grid", parse=lambda t: options.floats(
+        t, "--alphas"), help="label-flipping ratios: START:STOP:STEP or a comma list")
+    epochs: int | None = option(None, group="training", parse=options.number(int, "--epochs"),
+                                help="override the paper's epochs")
+    folds: int = option(5, group="grid", parse=options.number(int, "--folds"),
+                        help="cross-validation folds of the cleanlab baselines")
+    baselines: bool = option(True, flag="--no-baselines", switch=True, group="grid",
+                             help="skip the cleanlab baselines")
 
     def validate(self) -> "DetectConfig":
         self.validate_common()
@@ -71,8 +79,7 @@ def _cleanlab():
 
 def run_detection(config: DetectConfig, out: str | Path | None = None, *, progress: bool = True) -> pd.DataFrame:
     """One row per detector x alpha x seed with its scores against the true mask."""
-    config = config.validate()
-    dataset = study.load(config)
+    config, dataset = study.start(config)
     n = len(dataset.y_train)
     counts = {a: check_feasible(config.corruption, a, dataset.y_train) for a in config.alphas}
     find_issues = _cleanlab() if config.baselines else None
@@ -84,7 +91,7 @@ def run_detection(config: DetectConfig, out: str | Path | None = None, *, progre
     programs = {p: study.build_program(config, p, m, config.settings_of(m, epochs=config.epochs), dataset,
                                        progress=bar.hook, record_margins=True)
                 for p, m in [(m, m) for m in config.models] + [("mlp_cv", "mlp")]}
-    store = study.open_store(out, config.recorded(), programs)
+    store = study.open_store(out, config.recorded(), programs, "detection")
     grid = pd.DataFrame(list(itertools.product(config.alphas, config.seeds)), columns=["alpha", "seed"])
 
     def folds_of(seed):

@@ -10,35 +10,30 @@ side (OUT/gauge.csv): the QNN's rows agree across gauges up to float rounding
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
-from qrobust.data.gauge import GAUGES
-from qrobust.data.phases import PHASES
-from qrobust.errors import ConfigError
-from qrobust.experiments.sweep import SweepConfig, run_sweep
+from qrobust.experiments.sweep import run_sweep
+from qrobust.experiments.sweep_grid import GaugeConfig
 
 
-def run_gauge_study(config: SweepConfig, out: str | Path | None = None, *, gauges=GAUGES,
-                    progress: bool = True) -> pd.DataFrame:
-    """The sweep ``config`` under each of ``gauges``; returns the final summaries with a ``gauge`` column.
+def run_gauge_study(config: GaugeConfig, out: str | Path | None = None, *, progress: bool = True) -> pd.DataFrame:
+    """The sweep ``config`` under each of its gauges; returns the final summaries with a ``gauge`` column.
     Every configuration is validated before the first sweep runs."""
     from qrobust.analysis.summary import final_summary
-    from qrobust.experiments.study import check_axis
 
-    if config.dataset not in PHASES:
-        raise ConfigError(f"the gauge study needs quantum data (--dataset {'|'.join(PHASES)}): "
-                          f"{config.dataset}'s states have no free phase")
-    check_axis("gauge", gauges)
-    configs = {g: replace(config, gauge=g).validate() for g in gauges}  # each checks its gauge
+    config = config.validate()
     frames = []
-    for g, c in configs.items():
-        results = run_sweep(c, Path(out) / g if out is not None else None, progress=progress)
+    for g in config.gauges:
+        results = run_sweep(config.sweep(g), Path(out) / g if out is not None else None, progress=progress)
         frames.append(final_summary(results).assign(gauge=g))
     summary = pd.concat(frames, ignore_index=True)
     summary = summary[["gauge"] + [c for c in summary.columns if c != "gauge"]]
     if out is not None:
-        summary.to_csv(Path(out) / "gauge.csv", index=False)
+        from qrobust import sharding
+        from qrobust.files import atomic_write_text
+
+        if sharding.is_primary():
+            atomic_write_text(Path(out) / "gauge.csv", summary.to_csv(index=False))
     return summary

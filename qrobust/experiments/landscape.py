@@ -36,6 +36,10 @@ from qrobust.experiments.settings import build_model, simulators_used
 from qrobust.experiments.study import StudyConfig
 from qrobust.keys import HUTCHINSON, LANCZOS, replica_keys
 from qrobust.models import batch_logits, count_params, registry
+from qrobust.models.ansatze import LIBRARY
+from qrobust.options import floats, ints, number, option
+
+ANSATZE = tuple(LIBRARY)
 
 
 @dataclass(frozen=True)
@@ -43,16 +47,22 @@ class LandscapeConfig(StudyConfig):
     """A landscape study (the shared fields: ``StudyConfig``; the QNN and MLP are the paper's Hessian-study
     models, ``ansatz``, ``depth``, ``hidden``, not the sweep's)."""
 
-    alphas: tuple[float, ...] = (0.0, 0.2, 0.3, 0.4)
-    epochs: int = 50
-    batch_size: int = 32
-    learning_rate: float = 0.01
-    depth: int = 5
-    ansatz: str = "rxry_cnot"
-    hidden: tuple[int, ...] = (8, 2)
+    alphas: tuple[float, ...] = option((0.0, 0.2, 0.3, 0.4), group="grid", parse=lambda t: floats(t, "--alphas"),
+                                       help="label-flipping ratios (must include 0)")
+    epochs: int = option(50, group="training", parse=number(int, "--epochs"), help="training epochs")
+    batch_size: int = option(32, group="training", parse=number(int, "--batch-size"), help="batch size")
+    learning_rate: float = option(0.01, flag="--lr", group="training", parse=number(float, "--lr"),
+                                  help="learning rate")
+    depth: int = option(5, group="models", parse=number(int, "--depth"), help="the QNN's depth")
+    ansatz: str = option("rxry_cnot", group="models", choices=ANSATZE,
+                         help="the QNN's circuit (the paper's Hessian study: rxry_cnot)")
+    hidden: tuple[int, ...] = option((8, 2), group="models", parse=lambda t: ints(t, "--hidden"),
+                                     help="the MLP's hidden sizes")
     train_fraction: float = 0.7
-    n_eval: int = 100
-    hutchinson_samples: int = 100
+    n_eval: int = option(100, group="grid", parse=number(int, "--n-eval"),
+                         help="held-out samples the Hessian is taken on")
+    hutchinson_samples: int = option(100, flag="--hutchinson", group="grid", parse=number(int, "--hutchinson"),
+                                     help="Rademacher probes")
     lanczos_k: int = 5
     lanczos_iter: int = 30
     exact_max_params: int = 20000
@@ -91,8 +101,7 @@ def _split(dataset, fraction):
 
 def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, progress: bool = True) -> pd.DataFrame:
     """Train, measure and return one row per model x alpha x seed (see module docstring)."""
-    config = config.validate()
-    dataset = study.load(config)
+    config, dataset = study.start(config)
     tr, held = _split(dataset, config.train_fraction)
     if len(held) < config.n_eval:
         raise ConfigError(f"only {len(held)} held-out samples, fewer than n_eval={config.n_eval}")
@@ -115,7 +124,7 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
                                     matmul_precision=config.matmul_precision, forward_mode=True)
                if registry.spec(m).quantum and config.simulator is None else programs[m].built for m in programs}
     run_settings = dict(config.recorded(), hessian_simulators=simulators_used(hessian))
-    store = study.open_store(out, run_settings, programs)
+    store = study.open_store(out, run_settings, programs, "landscape")
     table = pd.DataFrame([dict(model=m, alpha=a, seed=s) for m, a, s in
                           itertools.product(config.models, config.alphas, config.seeds)])
     measures = {m: _measures(hessian[m], dataset, held, config) for m in config.models}

@@ -41,26 +41,14 @@ class Part:
     name: str
     title: str
     command: str
-    study: str  # sweep, gauge, unlearning, landscape, detection
+    study: str  # its study's name in qrobust.experiments.registry
     settings: dict = field(default_factory=dict)  # profile -> config keywords
 
     def config(self, profile: str):
-        kwargs = dict(self.settings.get("all", {}), **self.settings[profile])
-        if self.study in ("sweep", "gauge"):
-            from qrobust.experiments.sweep_grid import SweepConfig
+        """The part's study config at ``profile`` (the study's config type, ``qrobust.experiments.registry``)."""
+        from qrobust.experiments.registry import study
 
-            return SweepConfig(**kwargs)
-        if self.study == "unlearning":
-            from qrobust.experiments.unlearning_grid import UnlearnConfig
-
-            return UnlearnConfig(**kwargs)
-        if self.study == "landscape":
-            from qrobust.experiments.landscape import LandscapeConfig
-
-            return LandscapeConfig(**kwargs)
-        from qrobust.experiments.detection import DetectConfig
-
-        return DetectConfig(**kwargs)
+        return study(self.study).get("config")(**dict(self.settings.get("all", {}), **self.settings[profile]))
 
 
 _TINY_MNIST = dict(n_train_per_class=12)
@@ -75,7 +63,8 @@ PARTS = (
     Part("noise-xxz", "Noise response on XXZ, under each gauge of the states (Fig. 2)",
          "qrobust gauge --dataset xxz --corruption flip --corruption features --seeds 5 --out OUT/noise-xxz",
          "gauge",
-         {"all": dict(dataset="xxz"), "full": dict(), "quick": dict(seeds=(0,), eval_every=100, n_qubits=8),
+         {"all": dict(dataset="xxz", corruptions=("flip", "features")), "full": dict(),
+          "quick": dict(seeds=(0,), eval_every=100, n_qubits=8),
           "tiny": dict(_TINY_XXZ, seeds=S2, alphas=(0.0, 0.3, 0.6, 0.9), epochs=3)}),
     Part("capacity-mnist", "Capacity: the MLP's hidden sizes and the QNN's depth under label flipping",
          "qrobust sweep --dataset mnist --corruption flip --hidden 64,16 --hidden 32,8 --hidden 16,4 --hidden 8,2 "
@@ -135,28 +124,10 @@ def check_parts(names) -> tuple[Part, ...]:
 
 
 def run_part(part: Part, out: Path, profile: str, *, progress: bool = True):
-    """Run (or resume) one part into ``out / part.name``; returns its study's table."""
-    config = part.config(profile)
-    where = out / part.name
-    if part.study == "sweep":
-        from qrobust.experiments.sweep import run_sweep
+    """Run (or resume) one part into ``out / part.name``; returns what its study's run returns."""
+    from qrobust.experiments.registry import study
 
-        return run_sweep(config, where, progress=progress)
-    if part.study == "gauge":
-        from qrobust.experiments.gauge import run_gauge_study
-
-        return run_gauge_study(config, where, progress=progress)
-    if part.study == "unlearning":
-        from qrobust.experiments.unlearning import run_unlearning
-
-        return run_unlearning(config, where, progress=progress)[1]
-    if part.study == "landscape":
-        from qrobust.experiments.landscape import run_landscape
-
-        return run_landscape(config, where, progress=progress)
-    from qrobust.experiments.detection import run_detection
-
-    return run_detection(config, where, progress=progress)
+    return study(part.study).get("run")(part.config(profile), out / part.name, progress=progress)
 
 
 def run_reproduce(out: str | Path, *, profile: str = "full", parts=None, progress: bool = True,

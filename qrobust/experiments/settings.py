@@ -63,14 +63,15 @@ def check_data_options(name: str, *, mnist_path=None, n_train_per_class=None, n_
     for given, option, applies, where in (
             (gauge is not None, "--gauge", quantum, f"quantum data ({', '.join(QUANTUM_DATASETS)}): {name}'s "
                                                     "amplitude encoding is real"),
-            (grid is not None, "the grid options", quantum, f"quantum phases ({', '.join(QUANTUM_DATASETS)})"),
+            (grid is not None, "--grid, --param-range, --n-points and --window", quantum,
+             f"the quantum phases ({', '.join(QUANTUM_DATASETS)})"),
             (n_qubits is not None, "--qubits", quantum, f"spin chains ({', '.join(QUANTUM_DATASETS)}); {name} "
                                                         "fixes its qubits"),
             (digits is not None, "--digits", name in ("mnist", "sklearn-digits"), "mnist and sklearn-digits"),
             (mnist_path is not None, "--mnist-path", name == "mnist", "the mnist dataset"),
             (data_file is not None, "--data-file", name == "npz", "--dataset npz")):
         if given and not applies:
-            raise ConfigError(f"{option} applies to {where} only")
+            raise ConfigError(f"{option} appl{'y' if ' and ' in option else 'ies'} to {where} only")
     if name == "npz" and data_file is None:
         raise ConfigError("--dataset npz reads a user's arrays: give the file with --data-file "
                           "(keys x_train, y_train, x_val, y_val)")

@@ -19,6 +19,7 @@ resuming and concatenating chunks is ``qrobust.experiments.chunks``.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -28,12 +29,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qrobust.backend import check_dtype
+from qrobust import options
+from qrobust.backend import COMPLEX_DTYPES, check_dtype
 from qrobust.corruption import corrupt_replicas
 from qrobust.data import Dataset
-from qrobust.data.gauge import DEFAULT_GAUGE, check_gauge
+from qrobust.data.gauge import DEFAULT_GAUGE, GAUGES, check_gauge
 from qrobust.data.mnist import check_digits
-from qrobust.data.phases import PHASES, Grid, resolve_grid
+from qrobust.data.phases import GRIDS, PHASES, Grid, resolve_grid, with_overrides
 from qrobust.engine import EvalData, Trainer, make_train_fn, plain_data
 from qrobust.errors import ConfigError
 from qrobust.experiments.chunks import fitted_chunk_size, plan_chunks
@@ -42,7 +44,29 @@ from qrobust.experiments.settings import (DATASETS, ModelSettings, build_model, 
 from qrobust.keys import CORRUPT, INIT, SHUFFLE, replica_keys
 from qrobust.memory import default_cap, program_bytes
 from qrobust.models import Model, registry
+from qrobust.models.simulators import SIMULATORS
+from qrobust.options import option
 from qrobust.store import RunDirectory
+
+
+def phase_grid(name: str | None, extras: dict):
+    """The grid option's value from --grid and its overrides (--param-range, --n-points, --window)."""
+    given = {k: v for k, v in extras.items() if v is not None}
+    if not given:
+        return name
+    return with_overrides(name, value_range=given.get("--param-range"), n_points=given.get("--n-points"),
+                          window=given.get("--window"))
+
+
+def _two_digits(text: str) -> tuple[int, int]:
+    digits = options.ints(text, "--digits")
+    if len(digits) != 2:
+        raise ConfigError(f"--digits takes two digits A,B, got {text!r}")
+    return digits
+
+
+def _weights_kept(text: str) -> bool | tuple[str, ...]:
+    return True if text == "all" else False if text == "none" else tuple(v for v in text.split(",") if v)
 
 
 @dataclass(frozen=True)
@@ -70,23 +94,60 @@ class StudyConfig:
       "sign" or "phase"; None: "phase" for a quantum phase, recorded by name; classical data has none).
     """
 
-    dataset: str = "mnist"
-    models: tuple[str, ...] = registry.BUILT_IN
-    seeds: tuple[int, ...] | int = (0, 1, 2, 3, 4)
-    n_train_per_class: int | None = None
-    n_qubits: int | None = None
-    mnist_path: str | None = None
-    dtype: str = "complex64"
-    chunk_size: int | None = None
-    simulator: str | None = None
-    matmul_precision: str = "highest"
-    gauge: str | None = None
-    gauge_seed: int = 0
-    grid: Grid | str | dict | None = None
-    digits: tuple[int, int] | None = None
-    data_file: str | None = None
+    dataset: str = option("mnist", group="data", choices=DATASETS,
+                          help="the data: MNIST digits (embedded); ground states of the xxz, tfim (transverse-field "
+                               "Ising) or cluster (cluster-Ising, SPT) chain; scikit-learn's 8x8 digits; a user's npz "
+                               "file")
+    models: tuple[str, ...] = option(registry.BUILT_IN, flag="--model", repeat=True, group="models",
+                                     choices=registry.BUILT_IN, help="qnn and/or mlp (repeat)")
+    seeds: tuple[int, ...] | int = option((0, 1, 2, 3, 4), group="grid", parse=options.seeds, metavar="N|LIST|A:B",
+                                          help="a count of seeds (from --seed-offset), a list 3,7,9 or a range 10:14")
+    n_train_per_class: int | None = option(None, flag="--n-train", group="data", parse=options.number(int, "--n-train"),
+                                           help="training samples per class (default: the dataset's)")
+    n_qubits: int | None = option(None, flag="--qubits", group="data", parse=options.number(int, "--qubits"),
+                                  help="spins of a chain (xxz, tfim, cluster; default 12)")
+    mnist_path: str | None = option(None, group="data", help="full MNIST: mnist.npz or a directory of IDX files")
+    dtype: str = option("complex64", group="models", choices=COMPLEX_DTYPES,
+                        help="the QNN's state dtype (complex128 turns on JAX's 64-bit mode)")
+    chunk_size: int | None = option(None, group="run", parse=options.number(int, "--chunk-size"),
+                                    help="replicas per compiled program (default: what fits in memory)")
+    simulator: str | None = option(None, group="models", parse=options.auto, choices=("auto",) + SIMULATORS,
+                                   metavar="{auto," + ",".join(SIMULATORS) + "}",
+                                   help="the QNN's simulator: auto (default) is the first of the registry that can "
+                                        "run the circuit here (the C++ kernel on CPU where it builds, else blocks for "
+                                        "hea, xla-gates or tc-gates for other circuits); a named one that cannot run "
+                                        "it is refused; config.json records the one that ran")
+    matmul_precision: str = option("highest", group="models", choices=("highest", "tf32"),
+                                   help="precision of the 'blocks' simulator's products: tf32 is TensorFloat-32 on a "
+                                        "GPU (faster, about 1e-3 relative error per product; the same as highest on "
+                                        "CPU)")
+    gauge: str | None = option(None, group="data", choices=GAUGES,
+                               help="the global phase of each state of quantum data: phase (a random e^{i phi} per "
+                                    "state, as an eigensolver gives them; the default), sign (a random +-1), fixed "
+                                    "(canonical: the largest amplitude real positive); the QNN cannot see it, the "
+                                    "MLP can")
+    gauge_seed: int = option(0, group="data", parse=options.number(int, "--gauge-seed"),
+                             help="the seed of the gauge's draw (recorded)")
+    grid: Grid | str | dict | None = option(
+        None, group="data", choices=tuple(GRIDS), combine=phase_grid,
+        help="a chain's coupling grid: paper (the published code's: 83 states per class on [0.09, 1.91], "
+             "|g - 1| <= 0.045 left out; the default) or wide (201 points on [0, 2], |g - 1| <= 0.2 left out)",
+        extra=(("--param-range", "LO,HI: the grid's range of the coupling (Delta, h), replacing the grid's",
+                lambda t: options.floats(t, "--param-range")),
+               ("--n-points", "points on the grid's range, replacing the grid's", options.number(int, "--n-points")),
+               ("--window", "couplings with |g - 1| <= WINDOW are left out, replacing the grid's",
+                options.number(float, "--window"))))
+    digits: tuple[int, int] | None = option(None, group="data", parse=_two_digits,
+                                            help="two digits A,B: A is class 0, B class 1 (mnist, sklearn-digits; "
+                                                 "default 1,9)")
+    data_file: str | None = option(None, group="data",
+                                   help="--dataset npz: an .npz file with x_train, y_train, x_val, y_val (labels "
+                                        "0/1; rows amplitude-encoded, zero-padded to a power of two)")
     optimizer: str | None = None
-    keep_weights: bool | tuple[str, ...] = True
+    keep_weights: bool | tuple[str, ...] = option(
+        True, group="run", parse=_weights_kept, metavar="all|none|MODEL,...",
+        help="store each replica's trained weights with its chunk (qrobust.load_results reads them): all (default), "
+             "none, or the models named")
 
     def __post_init__(self):
         from qrobust import optimizers
@@ -188,6 +249,17 @@ def check_table_size(n_rows: int, what: str) -> None:
                           f"of the {free / 2**30:.1f} GiB free: ask for fewer")
 
 
+def start(config: StudyConfig) -> tuple[StudyConfig, Dataset]:
+    """What every study does first: validate ``config`` (before anything is written), turn on the persistent
+    compilation cache (``qrobust.cache.use_compilation_cache``: a repeated study compiles nothing), and load the
+    data. Returns (the validated config, the dataset)."""
+    from qrobust.cache import use_compilation_cache
+
+    config = config.validate()
+    use_compilation_cache()
+    return config, load(config)
+
+
 def load(config: StudyConfig) -> Dataset:
     """The study's dataset with its options."""
     return load_dataset(config.dataset, mnist_path=config.mnist_path, n_train_per_class=config.n_train_per_class,
@@ -235,6 +307,17 @@ class Program:
                 optimizer=get(self.settings.optimizer), progress=self.progress, **self._options)
         return self._trainers[n_stream]
 
+    def description(self) -> dict:
+        """How this program's model is built, for programs.json (``qrobust.load_results`` rebuilds it from this
+        to use its stored weights): the registry model, its settings, the inputs' shape and the numerics."""
+        x = np.asarray(self.data.x_train[:1])
+        s = self.built.settings
+        return dict(model=self.model, settings=json.loads(json.dumps(asdict(self.settings))),
+                    inputs=dict(n_qubits=int(self.data.n_qubits), width=int(x.shape[1]), complex=bool(np.iscomplexobj(x)),
+                                encoding=self.data.meta.get("encoding", "amplitude")),
+                    numerics=dict(dtype=s.get("dtype", "complex64"), simulator=s.get("simulator"),
+                                  matmul_precision=s.get("matmul_precision", "highest")))
+
     def footprint(self) -> Callable[[int], int]:
         """``footprint(r)``: bytes of the program a chunk of r replicas runs (``program_footprint``)."""
         return program_footprint(self.trainer(), self.args_for)
@@ -268,6 +351,8 @@ def plan(config: StudyConfig, store: RunDirectory | None, table, programs: dict[
     asked, recorded when the run started, else what fits of the program's footprint). Chunk files are named
     ``prefix + program``; chunk_sizes.json keys ``sizes_key + program`` (default the prefix)."""
     key = prefix if sizes_key is None else sizes_key
+    if store is not None:
+        store.record_programs({prefix + name: programs[name].description() for name in dict.fromkeys(table[column])})
 
     def size(program: str, n_rows: int) -> int:
         p = programs[program]
@@ -277,13 +362,13 @@ def plan(config: StudyConfig, store: RunDirectory | None, table, programs: dict[
     return plan_chunks(table, column, size, prefix=prefix, store=store)
 
 
-def open_store(out: str | Path | None, settings: dict, programs: dict) -> RunDirectory | None:
-    """The run directory for ``settings`` plus the simulator each program runs on (None without ``out``);
-    ``programs``: name -> Program (or Model)."""
+def open_store(out: str | Path | None, settings: dict, programs: dict, study: str) -> RunDirectory | None:
+    """The run directory of study ``study`` (its registry name) for ``settings`` plus the simulator each program
+    runs on (None without ``out``); ``programs``: name -> Program (or Model)."""
     if out is None:
         return None
     models = {name: getattr(p, "built", p) for name, p in programs.items()}
-    return RunDirectory(out, dict(settings, simulators=simulators_used(models))).open()
+    return RunDirectory(out, dict(settings, simulators=simulators_used(models)), study=study).open()
 
 
 def make_chunk_inputs(model: Model, dataset: Dataset):

@@ -58,8 +58,7 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
     ``out`` the chunks (with each replica's trained weights), results.csv, summary.csv and config.json are
     written there (the figure: ``qrobust.report.draw(out)``).
     """
-    config = config.validate()
-    dataset = study.load(config)
+    config, dataset = study.start(config)
     counts = {(kind, a): check_feasible(kind, a, dataset.y_train)
               for kind in config.corruptions for a in config.alphas}
     bar = Progress(None, progress)
@@ -67,7 +66,7 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
     programs = {p: program for p, (program, _) in built.items()}
     run_settings = dict(config.resolved(), n_train=len(dataset.y_train), n_qubits_data=dataset.n_qubits,
                         dataset_meta={k: v for k, v in dataset.meta.items() if k != "per_state"})
-    store = study.open_store(out, run_settings, programs)
+    store = study.open_store(out, run_settings, programs, "sweep")
     columns = {p: architecture_columns(program.model, arch, count_params(jax.eval_shape(
         program.built.init, jax.random.PRNGKey(0)))) for p, (program, arch) in built.items()}
     chunks = study.plan(config, store, pd.concat([replica_table(config, m) for m in config.models],

@@ -12,11 +12,17 @@ import pandas as pd
 
 from qrobust.corruption import CORRUPTIONS, PAPER_CORRUPTIONS, check_alpha
 from qrobust.data.features import ENCODINGS
+from qrobust.data.gauge import GAUGES
+from qrobust.data.phases import PHASES
 from qrobust.errors import ConfigError
 from qrobust.experiments import study
 from qrobust.experiments.settings import ModelSettings, check_name
 from qrobust.experiments.study import StudyConfig
 from qrobust.models import registry
+from qrobust.models.ansatze import LIBRARY
+from qrobust.options import floats, ints, number, option
+
+ANSATZE = tuple(LIBRARY)  # the library's circuits (a user's Ansatz enters through the Python API)
 
 GRID_COLUMNS = ("model", "arch", "corruption", "alpha", "seed", "learning_rate")
 SWEEP_METRICS = ("loss", "train_acc", "train_acc_clean", "val_acc", "memorization")
@@ -49,17 +55,41 @@ class SweepConfig(StudyConfig):
       the QNN's time. The analyses use the last epoch only.
     """
 
-    corruptions: tuple[str, ...] = PAPER_CORRUPTIONS
-    alphas: tuple[float, ...] = DEFAULT_ALPHAS
-    epochs: int | None = None
-    batch_size: int | None = None
-    learning_rates: tuple[float, ...] | None = None
-    depth: int | tuple[int, ...] | None = None
-    hidden: tuple[int, ...] | tuple[tuple[int, ...], ...] | None = None
-    ansatz: object = "hea"
-    encoding: str | tuple[str, ...] = "amplitude"
-    n_features: int | None = None
-    eval_every: int = 1
+    corruptions: tuple[str, ...] = option(
+        PAPER_CORRUPTIONS, flag="--corruption", repeat=True, group="grid", choices=CORRUPTIONS,
+        help="repeat; default the paper's two, flip and features. Aimed label flips: class-targeted (class 0 only), "
+             "boundary (what a clean reference model is least sure of), quid (states nearest the other class); "
+             "random-labels (labels replaced by coin flips: at alpha 1, can the model memorise noise?)")
+    alphas: tuple[float, ...] = option(DEFAULT_ALPHAS, group="grid", parse=lambda t: floats(t, "--alphas"),
+                                       metavar="A:B:STEP|LIST", help="corruption ratios: START:STOP:STEP or a comma list")
+    epochs: int | None = option(None, group="training", parse=number(int, "--epochs"),
+                                help="override the paper's epochs")
+    batch_size: int | None = option(None, group="training", parse=number(int, "--batch-size"),
+                                    help="override the paper's batch size")
+    learning_rates: tuple[float, ...] | None = option(None, flag="--lr", repeat=True, group="training",
+                                                      parse=number(float, "--lr"),
+                                                      help="learning rate; repeat for a learning-rate grid axis")
+    depth: int | tuple[int, ...] | None = option(None, repeat=True, group="models", parse=number(int, "--depth"),
+                                                 help="QNN depth; repeat for a capacity axis (each depth its own "
+                                                      "program)")
+    hidden: tuple[int, ...] | tuple[tuple[int, ...], ...] | None = option(
+        None, repeat=True, group="models", parse=lambda t: ints(t, "--hidden"),
+        help="MLP hidden sizes, e.g. 64,16; repeat for a capacity axis")
+    ansatz: object = option("hea", repeat=True, group="models", choices=ANSATZE,
+                            help="the QNN's circuit (repeat for an axis; default hea, the paper's): rxry_cnot (the "
+                                 "paper's Hessian-study circuit), hea_cz (RY RZ + CZ chain), reupload (data "
+                                 "re-uploading, with --encoding reupload); written in TensorCircuit, "
+                                 "qrobust/models/ansatze.py")
+    encoding: str | tuple[str, ...] = option(
+        "amplitude", repeat=True, group="models", choices=ENCODINGS,
+        help="how inputs enter (repeat for an axis; default amplitude, the paper's): angle (principal components as "
+             "RY angles) or reupload (the same features, loaded by the reupload ansatz in every layer); the MLP gets "
+             "the same features")
+    n_features: int | None = option(None, flag="--features", group="models", parse=number(int, "--features"),
+                                    help="principal components for angle and reupload encodings (default: the "
+                                         "data's qubits)")
+    eval_every: int = option(1, group="training", parse=number(int, "--eval-every"),
+                             help="record metrics every K epochs and at the last (the rest are not evaluated: faster)")
 
     def __post_init__(self):
         super().__post_init__()
@@ -188,6 +218,39 @@ class SweepConfig(StudyConfig):
             if d[k] == paper:  # the paper's: recorded as before these were options
                 d.pop(k)
         return d
+
+
+@dataclass(frozen=True)
+class GaugeConfig(SweepConfig):
+    """The gauge study (``qrobust.experiments.gauge``): the sweep of quantum data once under each of ``gauges``
+    (``qrobust.data.gauge``); its corruptions default to label flipping alone."""
+
+    dataset: str = option("xxz", group="data", choices=tuple(PHASES),
+                          help="the quantum data: ground states of the xxz, tfim or cluster chain")
+    corruptions: tuple[str, ...] = option(("flip",), flag="--corruption", repeat=True, group="grid",
+                                          choices=CORRUPTIONS, help="repeat; default flip")
+    gauge: str | None = None  # each gauge's sweep sets its own: not an option here
+    gauges: tuple[str, ...] = option(GAUGES, flag="--gauges", group="grid",
+                                     parse=lambda t: tuple(v for v in t.split(",") if v),
+                                     help="the gauges, comma-separated (default all: fixed, sign, phase)")
+
+    def validate(self) -> "GaugeConfig":
+        if self.dataset not in PHASES:
+            raise ConfigError(f"the gauge study needs quantum data (--dataset {'|'.join(PHASES)}): "
+                              f"{self.dataset}'s states have no free phase")
+        study.check_axis("gauge", self.gauges)
+        for g in self.gauges:
+            check_name("gauge", g, GAUGES)
+        for g in self.gauges:
+            self.sweep(g).validate()
+        return self
+
+    def sweep(self, gauge: str) -> SweepConfig:
+        """The sweep under ``gauge`` (a SweepConfig: each gauge's directory is a sweep's)."""
+        from dataclasses import fields
+
+        kept = {f.name: getattr(self, f.name) for f in fields(SweepConfig)}
+        return SweepConfig(**dict(kept, gauge=gauge))
 
 
 class Architecture(NamedTuple):

@@ -77,7 +77,7 @@ def evaluate_unlearning(config: UnlearnConfig, out: str | Path | None = None, *,
     students = replica_table(config)
     epochs = {m: max(config.epochs, config.teacher_settings(m).epochs) for m in config.models}
     study.check_table_size(int(sum(epochs[m] for m in students.model)), "these seeds, methods, weights and epochs")
-    dataset = study.load(config)
+    config, dataset = study.start(config)
     n = len(dataset.y_train)
     n_poisoned = check_feasible(config.corruption, config.alpha, dataset.y_train)
     n_known = {kf: int(round(kf * n_poisoned)) for kf in config.known_fraction}
@@ -95,7 +95,7 @@ def evaluate_unlearning(config: UnlearnConfig, out: str | Path | None = None, *,
                         if config.forget_source == "oracle" else None)
     bar = Progress(None, progress)
     programs = stages.teacher_programs(config, dataset, bar)
-    store = study.open_store(out, run_settings, programs)
+    store = study.open_store(out, run_settings, programs, "unlearning")
     ctx = stages.Context(config, dataset, store, programs, n_poisoned, n_known, bar=bar)
     chunks = stages.teacher_chunks(ctx)
     references = {m: poisoners.plan_references(config, programs[m], config.seeds, store)

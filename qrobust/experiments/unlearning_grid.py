@@ -16,6 +16,7 @@ from qrobust.experiments import unlearning_students as student_stages
 from qrobust.experiments.settings import ModelSettings, check_name, paper_family
 from qrobust.experiments.study import StudyConfig
 from qrobust.objectives import L1_WEIGHT, UNLEARNING_METHODS, weights_used
+from qrobust.options import floats, number, option
 
 FORGET_SOURCES = ("oracle", "qnn_detector")
 METHODS = UNLEARNING_METHODS
@@ -50,20 +51,38 @@ class UnlearnConfig(StudyConfig):
       0 skips it; ``shadows.DEFAULT_SHADOWS`` is the evaluation's usual 64).
     """
 
-    methods: tuple[str, ...] = PAPER_METHODS
-    alpha: float = 0.3
-    corruption: str = "flip"
-    epochs: int = 50
-    kl_ws: tuple[float, ...] = (0.0,)
-    fo_ws: tuple[float, ...] = (0.2,)
-    known_fraction: float | tuple[float, ...] = 1.0
-    forget_source: str = "oracle"
-    batch_size: int | None = None
-    learning_rate: float | None = None
-    teacher_epochs: int | None = None
-    l1_w: float = L1_WEIGHT
-    salun_fraction: float = 0.5
-    shadows: int = 0
+    methods: tuple[str, ...] = option(PAPER_METHODS, flag="--method", repeat=True, group="grid", choices=METHODS,
+                                      help="the unlearning method (repeat; default the paper's four: retrain, "
+                                           "finetune, scrub, ga)")
+    alpha: float = option(0.3, group="grid", parse=number(float, "--alpha"),
+                          help="label-flipping ratio of the teacher")
+    corruption: str = option("flip", group="grid", choices=CORRUPTIONS, help="the teacher's corruption")
+    epochs: int = option(50, group="training", parse=number(int, "--epochs"), help="unlearning epochs")
+    kl_ws: tuple[float, ...] = option((0.0,), flag="--kl-w", group="grid", parse=lambda t: floats(t, "--kl-w"),
+                                      help="SCRUB's retain-KL weight(s): value, list or START:STOP:STEP")
+    fo_ws: tuple[float, ...] = option((0.2,), flag="--fo-w", group="grid", parse=lambda t: floats(t, "--fo-w"),
+                                      help="forget weight(s): value, list or START:STOP:STEP")
+    known_fraction: float | tuple[float, ...] = option(
+        1.0, group="grid", parse=lambda t: floats(t, "--known-fraction"),
+        help="fraction(s) of the poisoned samples the forget set holds: value, list or START:STOP:STEP (several: "
+             "the corrective curve, corrective.png)")
+    forget_source: str = option("oracle", group="grid", choices=FORGET_SOURCES,
+                                help="oracle (the true poisoned samples) or qnn_detector (those the poisoned QNN "
+                                     "refuses)")
+    batch_size: int | None = option(None, group="training", parse=number(int, "--batch-size"),
+                                    help="student batch size (default: the paper's)")
+    learning_rate: float | None = option(None, flag="--lr", group="training", parse=number(float, "--lr"),
+                                         help="student learning rate (default: the paper's)")
+    teacher_epochs: int | None = option(None, group="training", parse=number(int, "--teacher-epochs"),
+                                        help="override the teachers' epochs")
+    l1_w: float = option(L1_WEIGHT, group="training", parse=number(float, "--l1-w"),
+                         help="l1_sparse's penalty weight (Jia et al.'s 5e-4)")
+    salun_fraction: float = option(0.5, group="training", parse=number(float, "--salun-fraction"),
+                                   help="the fraction of the weights SalUn updates (its saliency mask)")
+    shadows: int = option(0, group="grid", parse=number(int, "--shadows"), nargs="?", const=64, metavar="K",
+                          help="shadow replicas per model for the per-example evaluation (U-LiRA, the unlearning "
+                               "challenge's epsilon, output KL to retraining; writes scorecard.csv and scorecard.png): "
+                               "--shadows alone is 64, 0 (default) skips it")
 
     def __post_init__(self):
         super().__post_init__()
