@@ -1,4 +1,4 @@
-"""Layer 2: corruption of training data: the paper's (Chen & Zhang, arXiv:2508.02422) and aimed poisoners.
+"""Corruption of training data: the paper's (Chen & Zhang, arXiv:2508.02422) and aimed poisoners.
 
 Pure functions ``(key, x, y, n_corrupt, scores) -> Corrupted`` that JAX can vmap over
 a replica axis (the count may differ per replica: it is data, not a shape).
@@ -42,10 +42,7 @@ import numpy as np
 
 from qrobust.errors import ConfigError
 
-CORRUPTIONS = ("flip", "features", "class-targeted", "boundary", "quid", "random-labels")
 PAPER_CORRUPTIONS = ("flip", "features")  # the paper's two: a sweep's default
-LABEL_FLIPS = ("flip", "class-targeted", "boundary", "quid")
-RANKED = ("boundary", "quid")  # need per-sample scores from the study
 
 
 class Corrupted(NamedTuple):
@@ -76,17 +73,15 @@ def corruption_count(kind: str, alpha: float, n_samples: int) -> int:
     """How many of ``n_samples`` training samples ``kind`` corrupts at ratio ``alpha``."""
     alpha = check_alpha(alpha)
     base = math.floor(alpha * n_samples + 1e-9)  # 0.3 * 10 must give 3, not 2
-    if kind in LABEL_FLIPS or kind == "random-labels":
+    if poisoner(kind).rounding == "down":
         return base - base % 2
-    if kind == "features":
-        return min(base + base % 2, n_samples - n_samples % 2)
-    raise ConfigError(f"unknown corruption {kind!r}; choose from {', '.join(CORRUPTIONS)}")
+    return min(base + base % 2, n_samples - n_samples % 2)
 
 
 def check_feasible(kind: str, alpha: float, labels: np.ndarray) -> int:
     """The count for ``kind`` at ``alpha``, after checking each class can give half of it."""
     n = corruption_count(kind, alpha, len(labels))
-    if kind == "class-targeted":
+    if poisoner(kind).classes == "class 0":
         have = int((np.asarray(labels) == 0).sum())
         if n > have:
             raise ConfigError(f"class-targeted flips at alpha={alpha} flip {n} samples of class 0, which has only "
@@ -185,15 +180,39 @@ def randomize_features(key: jax.Array, x: jax.Array, y: jax.Array, n_corrupt: ja
     return Corrupted(x=jnp.where(mask[:, None], noise.astype(x.dtype), x), y=y, mask=mask)
 
 
-_FUNCTIONS = {"flip": flip_labels, "features": randomize_features, "class-targeted": flip_class,
-              "boundary": flip_ranked, "quid": flip_ranked, "random-labels": random_labels}
+class Poisoner(NamedTuple):
+    """An entry of the poisoner registry ``POISONERS``: its name, its function ``(key, x, y, n_corrupt, scores)
+    -> Corrupted``, whether it flips labels (detection and the ascent methods need that), how its count rounds
+    ("down" to even: label changes; "up" to even: feature randomisation), which samples it draws from ("balanced":
+    half per class; "class 0"), and the scores it ranks by: None, "data" (``data_scores(x, y)`` of the clean
+    training set) or "reference" (a clean reference model's, computed by the study:
+    ``qrobust.experiments.poisoners``). A new poisoner is its function and one entry here."""
+
+    name: str
+    fn: Callable[..., Corrupted]
+    label_flip: bool
+    rounding: str = "down"
+    classes: str = "balanced"
+    scores: str | None = None
+    data_scores: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
 
 
-def corruption_fn(kind: str) -> Callable[..., Corrupted]:
-    """The corruption function named ``kind`` (one of CORRUPTIONS): ``(key, x, y, n_corrupt, scores)``."""
-    if kind not in _FUNCTIONS:
-        raise ConfigError(f"unknown corruption {kind!r}; choose from {', '.join(CORRUPTIONS)}")
-    return _FUNCTIONS[kind]
+POISONERS: dict[str, Poisoner] = {p.name: p for p in (
+    Poisoner("flip", flip_labels, True),
+    Poisoner("features", randomize_features, False, rounding="up"),
+    Poisoner("class-targeted", flip_class, True, classes="class 0"),
+    Poisoner("boundary", flip_ranked, True, scores="reference"),
+    Poisoner("quid", flip_ranked, True, scores="data", data_scores=quid_scores),
+    Poisoner("random-labels", random_labels, False),
+)}
+CORRUPTIONS = tuple(POISONERS)
+LABEL_FLIPS = tuple(p.name for p in POISONERS.values() if p.label_flip)
+
+
+def poisoner(kind: str) -> Poisoner:
+    if kind not in POISONERS:
+        raise ConfigError(f"unknown corruption {kind!r}; choose from {', '.join(POISONERS)}")
+    return POISONERS[kind]
 
 
 def _as_tuple(fn):
@@ -202,9 +221,9 @@ def _as_tuple(fn):
 
 # built once (a switch over freshly made closures would compile anew at every call); one branch per distinct
 # function, and the index of each corruption's branch
-_DISTINCT = tuple(dict.fromkeys(_FUNCTIONS.values()))
+_DISTINCT = tuple(dict.fromkeys(p.fn for p in POISONERS.values()))
 _BRANCHES = tuple(_as_tuple(fn) for fn in _DISTINCT)
-_BRANCH_OF = np.array([_DISTINCT.index(_FUNCTIONS[c]) for c in CORRUPTIONS], np.int32)
+_BRANCH_OF = np.array([_DISTINCT.index(POISONERS[c].fn) for c in CORRUPTIONS], np.int32)
 
 
 def corrupt(kind_index: jax.Array, key: jax.Array, x: jax.Array, y: jax.Array, n_corrupt: jax.Array,

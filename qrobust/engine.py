@@ -1,4 +1,4 @@
-"""Layer 4: the one training loop, for every model, objective, optimiser and replica.
+"""The one training loop, for every model, objective, optimiser and replica.
 
 A run is a sequence of epochs. Each epoch draws a random order of the replica's
 *stream* samples (the whole training set when training, the retain set when

@@ -66,7 +66,6 @@ class Objective(NamedTuple):
     max_loss: Optional[Callable[[Batch, jax.Array], jax.Array]] = None
     max_epochs: int = 0
     uses_forget: bool = False
-    uses_teacher: bool = False
     param_loss: Optional[Callable[[object, jax.Array, jax.Array], jax.Array]] = None
     reads_forget: Optional[Callable[[jax.Array], jax.Array]] = None  # coef -> whether loss reads the forget set
 
@@ -119,7 +118,7 @@ def unlearning_family(temperature: float = 1.0) -> Objective:
     def reads_forget(coef):
         return jnp.any(coef[jnp.array([COEFS.index(c) for c in ("klf", "cef", "rl")])] != 0)
 
-    return Objective("unlearning", loss, uses_forget=True, uses_teacher=True, param_loss=l1,
+    return Objective("unlearning", loss, uses_forget=True, param_loss=l1,
                      reads_forget=reads_forget)
 
 
@@ -141,8 +140,7 @@ def scrub_kurmanji(*, temperature: float = 4.0, ce_weight: float = 0.99, kl_weig
         return -temperature**2 * weighted_mean(bernoulli_kl(forget.teacher, forget.logits, temperature),
                                                forget.weights)
 
-    return Objective("scrub_kurmanji", loss, max_loss=max_loss, max_epochs=max_epochs, uses_forget=True,
-                     uses_teacher=True)
+    return Objective("scrub_kurmanji", loss, max_loss=max_loss, max_epochs=max_epochs, uses_forget=True)
 
 
 # The unlearning methods as weights of the family (COEFS order) and which grid weights they use.

@@ -1,4 +1,4 @@
-"""Layer 4: the optimiser a replica trains with: any optax ``GradientTransformation``, with the learning rate as
+"""The optimiser a replica trains with: any optax ``GradientTransformation``, with the learning rate as
 its per-replica hyperparameter.
 
 An ``Optimizer`` is a name (recorded in config.json) and a typed factory ``make(learning_rate) ->

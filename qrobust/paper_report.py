@@ -2,7 +2,7 @@
 ``DIR/report.md``, generated from a reproduction directory alone (``qrobust report DIR``), so a finished
 run is re-reported without training.
 
-A surface (DESIGN.md, layer 7): it reads the parts' tables (``qrobust.store``), draws their figures
+A surface (docs/design.md): it reads the parts' tables (``qrobust.results``), draws their figures
 (``qrobust.report``), asks ``qrobust.analysis.claims`` for the verdicts and writes the two files. No
 science lives here.
 """

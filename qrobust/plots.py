@@ -1,4 +1,4 @@
-"""Layer 7: figures. Thin: the numbers come from qrobust.analysis."""
+"""Figures. Thin: the numbers come from qrobust.analysis."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Reading a run directory back: its study, settings, tables, and trained weights (``load_results``).
 
-A surface (DESIGN's layer 7): it reads what the studies stored and rebuilds what they built, through the same
+A surface (docs/design.md): it reads what the studies stored and rebuilds what they built, through the same
 registries (``qrobust.experiments.registry`` for the study, ``qrobust.models.registry`` for the models). Nothing
 is trained or written here.
 

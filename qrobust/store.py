@@ -1,4 +1,4 @@
-"""The results store of one run directory (a surface's, DESIGN's layer 7, below the studies that write it).
+"""The results store of one run directory: a surface (docs/design.md), below the studies that write through it.
 
 Layout:
   config.json       {"settings": ..., "study": ..., "versions": ..., "devices": ..., "created": ...}
@@ -65,18 +65,6 @@ class RunDirectory:
     @property
     def config_path(self) -> Path:
         return self.path / "config.json"
-
-    @staticmethod
-    def stored_settings(path: str | Path | None) -> dict | None:
-        """The settings in ``path``/config.json, or None where there are none (or they do not parse)."""
-        config = Path(path) / "config.json" if path is not None else None
-        if config is None or not config.is_file():
-            return None
-        try:
-            settings = json.loads(config.read_text())["settings"]
-        except (ValueError, KeyError, TypeError, OSError):
-            return None
-        return settings if isinstance(settings, dict) else None
 
     def check_place(self) -> None:
         """Refuse a place where no directory can be made or written."""

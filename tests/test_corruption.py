@@ -1,4 +1,4 @@
-"""Corruption as PAPER.md defines it, checked on hand-computed cases."""
+"""Corruption as the paper defines it (arXiv:2508.02422), checked on hand-computed cases."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""Layer 6: analysis of results (statistics over seeds, critical points, forgetting, detection, landscape).
+"""Analysis of results (statistics over seeds, critical points, forgetting, detection, landscape).
 
 Names are imported on first use (the critical-point fits import scipy.optimize, which a sweep does not need)."""
 

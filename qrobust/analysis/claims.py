@@ -1,4 +1,4 @@
-"""Layer 6: the paper's claims, each judged from the data by a stated rule.
+"""The paper's claims, each judged from the data by a stated rule.
 
 Every judge is a pure function of a study's tables and returns a ``Verdict``: the claim in the paper's words,
 the rule applied (thresholds fixed here, before any data is seen, and printed beside the result; the one rule

@@ -1,4 +1,4 @@
-"""Layer 6: the critical point of the noise response, with a bootstrap over seeds.
+"""The critical point of the noise response, with a bootstrap over seeds.
 
 Order parameter: memorisation M(alpha), the fraction of corrupted samples whose
 (poisoned) training label the model reproduces; and validation accuracy V(alpha).

@@ -1,4 +1,4 @@
-"""Layer 6: scoring detectors of corrupted labels against the true corruption mask."""
+"""Scoring detectors of corrupted labels against the true corruption mask."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Layer 6: how well a model forgot: membership inference, recovery, distance to retraining."""
+"""How well a model forgot: membership inference, recovery, distance to retraining."""
 
 from __future__ import annotations
 

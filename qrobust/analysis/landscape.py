@@ -1,4 +1,4 @@
-"""Layer 6: curvature of the loss at trained parameters, without forming the Hessian.
+"""Curvature of the loss at trained parameters, without forming the Hessian.
 
 Every measure is built on Hessian-vector products (forward-over-reverse,
 ``jax.jvp`` of ``jax.grad``), so memory stays that of a gradient:

@@ -1,4 +1,4 @@
-"""Layer 6: statistics over seeds of a sweep's final epoch."""
+"""Statistics over seeds of a sweep's final epoch."""
 
 from __future__ import annotations
 

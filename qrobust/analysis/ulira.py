@@ -1,4 +1,4 @@
-"""Layer 6: forgetting measured per example, from shadow models (pure functions of their outputs).
+"""Forgetting measured per example, from shadow models (pure functions of their outputs).
 
 Every function here reads the outputs of K shadow models on F forget examples, as (K, F) arrays, and a
 (K, F) ``member`` mask: example f was in shadow k's training half, so in its forget set. Shadow k is the

@@ -1,4 +1,4 @@
-"""Layer 1: real datasets as plain arrays with their metadata."""
+"""Real datasets as plain arrays with their metadata."""
 
 from qrobust.data.dataset import Dataset
 from qrobust.data.encoding import amplitude_encode, classical_view, qubits_for_length

@@ -1,4 +1,4 @@
-"""Layer 5: studies that turn a grid description into replicas and tidy results (the skeleton: ``study``).
+"""Studies that turn a grid description into replicas and tidy results (the skeleton: ``study``).
 
 Names are imported on first use, so a command that runs one study imports that study only."""
 

@@ -1,4 +1,4 @@
-"""Layer 5: finding the flipped labels without being told where they are.
+"""Finding the flipped labels without being told where they are.
 
 Detectors, per alpha and seed (label flipping, the sweep's keys, so the poisoned
 sets are the sweep's):
@@ -113,10 +113,10 @@ def run_detection(config: DetectConfig, out: str | Path | None = None, *, progre
     # the footprint of the program streaming all N samples (the most a fold streams): the one that runs but
     # for the cross-validated MLP
     chunks = study.plan(config, store, table, programs, legacy=50)
-    # "boundary": a clean reference per model (of its first program), trained first
+    # a poisoner that ranks by a clean reference model ("boundary"): one per model (its first program), first
     first = {programs[p].model: p for p in reversed(programs)}
     references = {m: poisoners.plan_references(config, programs[p], config.seeds, store)
-                  for m, p in first.items() if config.corruption == "boundary"}
+                  for m, p in first.items() if poisoners.needs_references([config.corruption])}
     todo = [c for c in chunks + sum(references.values(), []) if store is None or not store.has_chunk(c.name)]
     bar.start(sum(programs[c.program].epochs * len(c.rows) for c in todo))
     scores = {m: poisoners.Priorities(dataset, poisoners.run_references(

@@ -1,4 +1,4 @@
-"""Layer 5: the loss-landscape study (the paper, arXiv:2508.02422, "Loss landscape").
+"""The loss-landscape study (the paper, arXiv:2508.02422, "Loss landscape").
 
 Models trained on label-flipped data at several alpha, then the Hessian of the
 binary cross-entropy at the trained parameters on held-out samples (clean

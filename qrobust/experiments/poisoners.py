@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from qrobust.corruption import CORRUPTIONS, quid_scores
+from qrobust.corruption import CORRUPTIONS, poisoner
 from qrobust.data import Dataset
 from qrobust.experiments import study
 from qrobust.experiments.chunks import run_chunks
@@ -33,20 +33,26 @@ class Priorities:
         self.dataset, self.n = dataset, len(dataset.y_train)
         self.references = references or {}
 
-    @functools.cached_property
-    def quid(self) -> np.ndarray:
-        """(N,) ``corruption.quid_scores`` of the clean training set, computed on first use (N x N overlaps)."""
-        return quid_scores(self.dataset.x_train, self.dataset.y_train).astype(np.float32)
+    @functools.lru_cache(maxsize=None)
+    def data_scores(self, kind: str) -> np.ndarray:
+        """(N,) the poisoner's ``data_scores`` of the clean training set, computed on first use."""
+        return poisoner(kind).data_scores(self.dataset.x_train, self.dataset.y_train).astype(np.float32)
 
     def rows(self, corruptions, seeds) -> np.ndarray:
-        """(R, N) float32 scores for replicas with these corruptions and seeds."""
+        """(R, N) float32 scores for replicas with these corruptions and seeds (zeros for an unranked poisoner)."""
         out = np.zeros((len(seeds), self.n), np.float32)
         for i, (kind, seed) in enumerate(zip(corruptions, seeds)):
-            if kind == "quid":
-                out[i] = self.quid
-            elif kind == "boundary":
+            source = poisoner(kind).scores
+            if source == "data":
+                out[i] = self.data_scores(kind)
+            elif source == "reference":
                 out[i] = -np.abs(self.references[int(seed)] - 0.5)
         return out
+
+
+def needs_references(corruptions) -> bool:
+    """Whether any of ``corruptions`` ranks by a clean reference model's scores (``Poisoner.scores``)."""
+    return any(poisoner(c).scores == "reference" for c in corruptions)
 
 
 def plan_references(config, program, seeds, store) -> list:

@@ -104,14 +104,6 @@ def register(entry: Study) -> str:
     return entry.name
 
 
-def of_config(config) -> Study:
-    """The study whose config type ``config`` is."""
-    for s in _STUDIES.values():
-        if type(config) is s.get("config"):
-            return s
-    raise ConfigError(f"no study takes a {type(config).__name__}")
-
-
 def study_of(path: str | Path) -> str:
     """Which study wrote the run directory ``path``: the name its config.json records; for a directory written
     before config.json named its study, the first study (in registry order) whose marking table is there."""

@@ -63,7 +63,7 @@ PARTS = (
     Part("noise-xxz", "Noise response on XXZ, under each gauge of the states (Fig. 2)",
          "qrobust gauge --dataset xxz --corruption flip --corruption features --seeds 5 --out OUT/noise-xxz",
          "gauge",
-         {"all": dict(dataset="xxz", corruptions=("flip", "features")), "full": dict(),
+         {"all": dict(dataset="xxz", corruptions=("flip", "features"), keep_weights=("qnn",)), "full": dict(),
           "quick": dict(seeds=(0,), eval_every=100, n_qubits=8),
           "tiny": dict(_TINY_XXZ, seeds=S2, alphas=(0.0, 0.3, 0.6, 0.9), epochs=3)}),
     Part("capacity-mnist", "Capacity: the MLP's hidden sizes and the QNN's depth under label flipping",

@@ -12,7 +12,6 @@ from qrobust.models import Model, registry
 from qrobust.models.registry import BuildOptions, ModelSettings
 
 QUANTUM_DATASETS = tuple(PHASES)  # ground states of spin chains (qrobust.data.phases)
-CLASSICAL_DATASETS = ("mnist", "sklearn-digits", "npz")
 DATASETS = ("mnist", "xxz", "tfim", "cluster", "sklearn-digits", "npz")
 
 

@@ -137,7 +137,6 @@ class Shadows:
                                                                     **self._logits(m, params, a[3], len(chunk.rows))}
 
         done = run_chunks(chunks, run, ctx.store, ctx.bar)
-        self.teacher_frames = pd.concat([done.frames[c.name] for c in chunks], ignore_index=True)
         self.teacher_arrays = {c.name: done.arrays[c.name] for c in chunks}
         self.teacher_chunks = chunks
         return {(r.model, r.shadow): w for c in chunks

@@ -1,4 +1,4 @@
-"""Layer 5: the noise-response sweep, model x corruption x alpha x seed x learning rate (its configuration
+"""The noise-response sweep, model x corruption x alpha x seed x learning rate (its configuration
 and grid: ``qrobust.experiments.sweep_grid``, whose names are importable from here too).
 
 All replicas of one model train as ONE compiled, vmapped program, in chunks of
@@ -72,7 +72,7 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
     chunks = study.plan(config, store, pd.concat([replica_table(config, m) for m in config.models],
                                                  ignore_index=True), programs)
     references = {p: poisoners.plan_references(config, programs[p], config.seeds, store)
-                  for p in programs if "boundary" in config.corruptions}
+                  for p in programs if poisoners.needs_references(config.corruptions)}
     todo = [c for c in chunks + sum(references.values(), []) if store is None or not store.has_chunk(c.name)]
     bar.start(sum(programs[c.program].epochs * len(c.rows) for c in todo))
     # the aimed poisoners' scores; QUID's from the amplitude-encoded states whatever a program reads

@@ -1,4 +1,4 @@
-"""Layer 5: what a noise-response sweep is: its configuration (``SweepConfig``), the grid it spans (model x
+"""What a noise-response sweep is: its configuration (``SweepConfig``), the grid it spans (model x
 architecture x corruption x alpha x seed x learning rate: ``replica_table``) and the columns of its results.
 The sweep itself, one compiled program per architecture run in chunks, is ``qrobust.experiments.sweep``."""
 

@@ -1,4 +1,4 @@
-"""Layer 5: unlearning the poisoned samples, every method and weight as replicas (the study's configuration
+"""Unlearning the poisoned samples, every method and weight as replicas (the study's configuration
 and grid: ``qrobust.experiments.unlearning_grid``, whose names are importable from here too).
 
 Protocol (the paper, arXiv:2508.02422, "Unlearning"): label flipping at ratio alpha; per model and
@@ -99,14 +99,14 @@ def evaluate_unlearning(config: UnlearnConfig, out: str | Path | None = None, *,
     ctx = stages.Context(config, dataset, store, programs, n_poisoned, n_known, bar=bar)
     chunks = stages.teacher_chunks(ctx)
     references = {m: poisoners.plan_references(config, programs[m], config.seeds, store)
-                  for m in config.models if config.corruption == "boundary"}
+                  for m in config.models if poisoners.needs_references([config.corruption])}
     todo = [c for c in chunks + sum(references.values(), []) if store is None or not store.has_chunk(c.name)]
     # the students' chunks are planned once the teachers (and so the forget sets) exist; until then the bar
     # counts all of them
     ctx.bar.start(sum(config.teacher_settings(c.program).epochs * len(c.rows) for c in todo)
                   + sum(student_stages.student_recipe(config, q, 1)[2] for q in students.program)
                   + shadows.work(config))
-    for m, planned in references.items():  # "boundary": the clean reference models first
+    for m, planned in references.items():  # a reference-ranked poisoner: the clean reference models first
         ctx.priorities[m] = poisoners.Priorities(dataset, poisoners.run_references(
             planned, programs[m], config.teacher_settings(m).learning_rate, store, ctx.bar))
     teachers = stages.train_teachers(ctx, chunks)

@@ -1,4 +1,4 @@
-"""Layer 5: what an unlearning study is: its configuration (``UnlearnConfig``, with the paper's teacher and
+"""What an unlearning study is: its configuration (``UnlearnConfig``, with the paper's teacher and
 student settings) and its grid of student replicas (``replica_table``). The study itself, its stages and its
 scoring, is ``qrobust.experiments.unlearning``, from which these names are importable too."""
 
@@ -79,7 +79,7 @@ class UnlearnConfig(StudyConfig):
                          help="l1_sparse's penalty weight (Jia et al.'s 5e-4)")
     salun_fraction: float = option(0.5, group="training", parse=number(float, "--salun-fraction"),
                                    help="the fraction of the weights SalUn updates (its saliency mask)")
-    shadows: int = option(0, group="grid", parse=number(int, "--shadows"), nargs="?", const=64, metavar="K",
+    shadows: int = option(0, group="grid", parse=number(int, "--shadows"), nargs="?", const=shadows.DEFAULT_SHADOWS, metavar="K",
                           help="shadow replicas per model for the per-example evaluation (U-LiRA, the unlearning "
                                "challenge's epsilon, output KL to retraining; writes scorecard.csv and scorecard.png): "
                                "--shadows alone is 64, 0 (default) skips it")

@@ -1,4 +1,4 @@
-"""Layer 3: models as pairs of pure functions (init, apply) for one example, behind one registry."""
+"""Models as pairs of pure functions (init, apply) for one example, behind one registry."""
 
 from qrobust.models.base import Model, batch_logits, count_params
 from qrobust.models.mlp import mlp

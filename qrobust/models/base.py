@@ -1,4 +1,4 @@
-"""Layer 3: a model is a pair of pure functions plus how it reads a state."""
+"""A model is a pair of pure functions plus how it reads a state."""
 
 from __future__ import annotations
 

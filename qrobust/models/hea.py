@@ -28,7 +28,6 @@ import jax.numpy as jnp
 import numpy as np
 
 ANSATZE = ("hea", "rxry_cnot")
-PARAMS_PER_QUBIT = {"hea": 4, "rxry_cnot": 2}
 
 
 class Plan(NamedTuple):

@@ -55,16 +55,23 @@ def mlp(input_dim: int, hidden: Sequence[int] = (64, 16), *, complex_input: bool
     def apply(params, x):
         return module.apply(params, x)
 
+    return Model(name="mlp", init=init, apply=apply, prepare=classical_prepare(input_dim, complex_input),
+                 input_shape=(features,),
+                 settings=dict(kind="mlp", hidden=list(hidden), input_features=features))
+
+
+def classical_prepare(input_dim: int, complex_input: bool):
+    """``prepare(states)``: what a classical model reads of states (..., input_dim): float32, real and imaginary
+    parts side by side (2 * input_dim features) where they are complex."""
+
     def prepare(states):
-        """(..., input_dim) states -> (..., features) float32 (real and imaginary parts for complex)."""
-        length = states.shape[-1] if states.ndim else 0
+        length = states.shape[-1] if getattr(states, "ndim", 0) else 0
         if length != input_dim or jnp.iscomplexobj(states) != complex_input:
-            raise ConfigError(f"this MLP reads {'complex' if complex_input else 'real'} states of length "
+            raise ConfigError(f"this model reads {'complex' if complex_input else 'real'} states of length "
                               f"{input_dim}, got shape {states.shape} ({states.dtype})")
         states = jnp.asarray(states)
         if complex_input:
             states = jnp.concatenate([states.real, states.imag], axis=-1)
         return states.astype(jnp.float32)
 
-    return Model(name="mlp", init=init, apply=apply, prepare=prepare, input_shape=(features,),
-                 settings=dict(kind="mlp", hidden=list(hidden), input_features=features))
+    return prepare

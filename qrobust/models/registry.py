@@ -162,23 +162,6 @@ def build(name: str, dataset, settings: ModelSettings, options: BuildOptions = B
     return spec(name).build(dataset, settings, options)
 
 
-def _classical_prepare(features: int, complex_input: bool):
-    """``prepare(states)``: (..., D) inputs as float32, real and imaginary parts side by side if complex."""
-    width = features // 2 if complex_input else features
-
-    def prepare(states):
-        length = states.shape[-1] if getattr(states, "ndim", 0) else 0
-        if length != width or jnp.iscomplexobj(states) != complex_input:
-            raise ConfigError(f"this model reads {'complex' if complex_input else 'real'} inputs of length {width}, "
-                              f"got shape {states.shape} ({states.dtype})")
-        states = jnp.asarray(states)
-        if complex_input:
-            states = jnp.concatenate([states.real, states.imag], axis=-1)
-        return states.astype(jnp.float32)
-
-    return prepare
-
-
 def _training(epochs, batch_size, learning_rate, optimizer) -> dict:
     from qrobust import optimizers
 
@@ -198,12 +181,14 @@ def model_from(init: Callable, apply: Callable, *, name: str, epochs: int | None
         raise ConfigError("model_from takes two functions, init(key, x) and apply(params, x)")
 
     def build(dataset, settings: ModelSettings, options: BuildOptions) -> Model:
+        from qrobust.models.mlp import classical_prepare
+
         complex_input = dataset.is_complex
         features = dataset.x_train.shape[1] * (2 if complex_input else 1)
         example = jnp.zeros((features,), jnp.float32)
         return Model(name=name, init=lambda key: init(key, example),
                      apply=lambda params, x: jnp.reshape(apply(params, x), ()),
-                     prepare=_classical_prepare(features, complex_input), input_shape=(features,),
+                     prepare=classical_prepare(dataset.x_train.shape[1], complex_input), input_shape=(features,),
                      settings=dict(kind=name, input_features=features))
 
     return ModelSpec(name, build, training=_training(epochs, batch_size, learning_rate, optimizer))

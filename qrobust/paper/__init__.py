@@ -1,4 +1,4 @@
-"""Layer 1: the paper's published numbers, as data (Chen & Zhang, arXiv:2508.02422).
+"""The paper's published numbers, as data (Chen & Zhang, arXiv:2508.02422).
 
 The authors published their final accuracies with their code (github.com/yutuer21/quantum-machine-unlearning,
 MIT licence, ``data/*.npy``, commit 3e5eb44); ``scripts/published_results.py`` turned them into the two CSV
