@@ -3,7 +3,8 @@
 # JAX's CUDA build already installed (the device machine has no network: qrobust's pure-Python
 # dependencies that its image lacks travel as wheels in .whl/). Writes under $OUT (default runs/gpu):
 # log.txt (everything printed), summary.csv, final.csv and config.json of the 1,000-replica sweep,
-# levers.json, suite.json and scaling.png. Stages: T_TESTS, T_SWEEP, T_LEVERS, T_SUITE, T_PROFILE seconds each (0 skips).
+# levers.json, pallas.json (the fused Pallas kernel against blocks), suite.json and scaling.png.
+# Stages: T_TESTS, T_PALLAS, T_SWEEP, T_LEVERS, T_SUITE, T_PROFILE seconds each (0 skips).
 set -uo pipefail
 OUT=${OUT:-runs/gpu}
 mkdir -p "$OUT"
@@ -25,7 +26,11 @@ say "machine"
 say "GPU-relevant tests"
 timeout "${T_TESTS:-90}" $PY -m pytest -q -p no:cacheprovider --no-header -rfE tests/test_qnn.py tests/test_engine.py \
   -k "(statevector and blocks) or complex64 or (float32_tolerance and blocks) or gradients or precision_it_names \
-  or replicas_are_independent or map_and_vmap or engine_equals" 2>&1 | tail -30 | tee -a "$LOG"
+  or replicas_are_independent or map_and_vmap or engine_equals" tests/test_pallas.py 2>&1 | tail -30 | tee -a "$LOG"
+
+say "the Pallas kernel against blocks (R = 100, then 1,000; compile timed apart)"
+[ "${T_PALLAS:-180}" -gt 0 ] && timeout "${T_PALLAS:-180}" $PY benchmarks/pallas_kernel.py --replicas 100 1000 \
+  --out "$OUT/pallas.json" 2>&1 | tail -30 | tee -a "$LOG"
 
 say "1,000-replica MNIST sweep (100 epochs)"
 rm -rf /tmp/mnist-1000

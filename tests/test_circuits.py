@@ -346,9 +346,9 @@ def test_native_gates_run_the_librarys_hea_as_the_built_in_kernel(native_kernel)
     from qrobust.models import batch_logits
 
     n, d = 6, 3
-    ours = qnn(n, d, ansatz="hea")
+    assert qnn(n, d, ansatz="hea").settings["simulator"] == "native"  # one door: the library's hea is the built-in
+    ours = qnn(n, d, ansatz="hea", simulator="native-gates")
     built_in = qnn(n, d, simulator="native")
-    assert ours.settings["simulator"] == "native-gates"
     p = 0.7 * jax.random.normal(jax.random.PRNGKey(4), (d, n, 4), jnp.float32)
     xs = built_in.prepare(_states(np.random.default_rng(6), n, 5))
     np.testing.assert_allclose(batch_logits(ours)(p.reshape(-1), xs), batch_logits(built_in)(p, xs), atol=1e-5)

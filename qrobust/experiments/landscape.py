@@ -128,6 +128,7 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
     table = pd.DataFrame([dict(model=m, alpha=a, seed=s) for m, a, s in
                           itertools.product(config.models, config.alphas, config.seeds)])
     measures = {m: _measures(hessian[m], dataset, held, config) for m in config.models}
+    n_params = {m: count_params(jax.eval_shape(programs[m].built.init, jax.random.PRNGKey(0))) for m in programs}
     # the training program's footprint (the measurements run replica by replica: lax.map)
     chunks = study.plan(config, store, table, programs, column="model", legacy=len(table))
     bar.start(config.epochs * len(table))
@@ -140,11 +141,10 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
         params, metrics, _ = programs[m].train(seeds, np.full(len(rows), CORRUPTIONS.index("flip")), n_flip)
         keys = replica_keys(seeds)
         held_loss, h_mean, h_se, top = measure(params, keys[HUTCHINSON], keys[LANCZOS])
-        n_params = count_params(jax.eval_shape(programs[m].built.init, jax.random.PRNGKey(0)))
-        exact = exact_trace(params) if n_params <= config.exact_max_params else jnp.full(len(rows), jnp.nan)
+        exact = exact_trace(params) if n_params[m] <= config.exact_max_params else jnp.full(len(rows), jnp.nan)
         k = len(chunk.rows)
         frame = chunk.rows.copy()
-        frame["n_params"] = n_params
+        frame["n_params"] = n_params[m]
         frame["train_acc"] = np.asarray(metrics["train_acc"])[:k, -1]
         frame["val_acc"] = np.asarray(metrics["val_acc"])[:k, -1]
         frame["held_out_loss"] = np.asarray(held_loss)[:k]

@@ -10,6 +10,8 @@ module, and a ``build(circuit, options) -> (apply, apply_batch)``:
   "tc-fused"      ``qrobust.models.tc_sim``: the paper's two circuits fused, in TensorCircuit, one example.
   "xla-gates"     ``qrobust.models.circuits``: any circuit's recorded gates as XLA tensor contractions.
   "tc-gates"      ``qrobust.models.circuits``: TensorCircuit's own contraction of any circuit, one example.
+  "pallas"        ``qrobust.models.pallas_sim``: "hea" as fused Pallas kernels that keep each state on chip (GPU;
+                  interpreted on CPU, for tests only); last, so never the default until measured on a GPU.
 
 ``why_not`` names the first reason a simulator cannot run a circuit here (None: it can); ``choose`` picks the
 first of ``PREFERENCE`` that can, and says why each one before it was passed over. A call site states what it
@@ -45,7 +47,7 @@ def _structured(build_plan: Callable, whole_batch: bool) -> Callable:
 
 def _registry() -> dict[str, Simulator]:
     from qrobust.backend import COMPLEX_DTYPES
-    from qrobust.models import blocks, circuits, native, tc_sim
+    from qrobust.models import blocks, circuits, native, pallas_sim, tc_sim
 
     gates = Capabilities(None, COMPLEX_DTYPES, 1, 30, accelerators=True, forward_mode=True, whole_batch=False,
                          encodings=("amplitude", "angle", "reupload"))
@@ -58,10 +60,11 @@ def _registry() -> dict[str, Simulator]:
         "tc-fused": Simulator(tc_sim.CAPABILITIES, _structured(tc_sim.build_fused, False)),
         "xla-gates": Simulator(gates._replace(gates_only=True), circuits.build_xla_gates),
         "tc-gates": Simulator(gates, circuits.build_tc_gates),
+        "pallas": Simulator(pallas_sim.CAPABILITIES, _structured(pallas_sim.build, True)),
     }
 
 
-SIMULATORS = ("native", "native-gates", "blocks", "tc-fused", "xla-gates", "tc-gates")
+SIMULATORS = ("native", "native-gates", "blocks", "tc-fused", "xla-gates", "tc-gates", "pallas")
 # Fastest first where each can run (benchmarks/suite.py, benchmarks/builtin_simulators.py, benchmarks/
 # user_circuit.py); "tc-gates" runs everything and is the cross-check. For "hea", "native" is 1.03-1.15x faster
 # than "native-gates"; for "rxry_cnot", "native-gates" (its CNOT ring one permutation per layer) is 3.4x / 5.5x
