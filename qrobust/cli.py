@@ -19,7 +19,7 @@ from pathlib import Path
 
 from qrobust.errors import ConfigError, QrobustError
 
-MAX_SEEDS = 100_000  # per run (per replica, a row per recorded epoch is kept in memory)
+from qrobust.options import MAX_SEEDS  # seeds per run (a row per replica per recorded epoch is kept in memory)
 _OTHER_COMMANDS = {"reproduce": "every experiment of the paper, then its report (OUT/report.html)",
                    "report": "(re)write the report of a reproduction directory, without training",
                    "analyze": "critical point of a sweep: fits, bootstrap CIs, figure"}

@@ -15,3 +15,7 @@ class ConfigError(QrobustError):
 
 class ResultsMismatchError(QrobustError):
     """An output directory holds results made by a different configuration."""
+
+
+class DamagedRunError(ConfigError):
+    """A run directory's table or configuration does not parse: the run is damaged (not merely unfinished)."""

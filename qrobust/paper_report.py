@@ -13,12 +13,13 @@ import base64
 import html
 import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from qrobust.analysis import claims
-from qrobust.errors import ConfigError
+from qrobust.errors import ConfigError, DamagedRunError
 from qrobust.experiments.reproduce import PARTS
 from qrobust.files import atomic_write_text
 from qrobust.results import load_results
@@ -56,6 +57,9 @@ def _section(part, out: Path) -> dict | None:
         figures = report.draw(where)
         judge = study(run.study).get("claims")
         verdicts = judge(run, part.name) if judge is not None else []
+    except DamagedRunError as exc:  # a table or config.json that does not parse: said so, not hidden as "not run"
+        return dict(part=part, figures=[], verdicts=[claims.Verdict(part.title, "-", str(exc), "damaged", part.name)],
+                    provenance={})
     except ConfigError:  # a part started but not finished: its tables are not there yet
         return dict(part=part, figures=[], verdicts=[claims.Verdict(part.title, "-", "-", "not run", part.name)],
                     provenance={})
@@ -69,18 +73,63 @@ def _chunk_seconds(where: Path) -> float:
 
     Each file is written when its chunk finishes, so this sum survives what ``reproduce.json`` cannot: a call
     killed outright (SIGKILL, a lost session) loses its recorded wall time but keeps its finished chunks' time.
-    Chunks set aside as another run's (``chunks/rejected``) do not count.
+    Only the chunks of each run directory's current plan count: a finished chunk (its table is there) whose
+    record (NAME.json) names the digest of the settings in that directory's config.json and, where
+    chunk_sizes.json records its program's chunk size, that size. Not a chunk of an older plan or of other
+    settings, one set aside (``chunks/rejected``), or a file reached through a link out of its run directory.
+    A directory made before chunks had records (``chunk_format`` 1) counts every finished chunk; one without a
+    config.json, whose plan cannot be known, every chunk's time, as before plans were checked.
     """
-    seconds = (read_seconds(f) for f in where.rglob("chunks/*.seconds"))
-    return float(sum(s for s in seconds if not math.isnan(s)))  # a damaged file's time is unknown: left out
+    import os
+
+    from qrobust.files import outside
+    from qrobust.store import RunDirectory
+
+    total = 0.0
+    for chunks in sorted(p for p in where.rglob("chunks") if p.is_dir() and p.name == "chunks"):
+        run = chunks.parent
+        known = os.path.lexists(run / "config.json")
+        if any(os.path.lexists(f) and outside(f, run) for f in (run / "config.json", run / "chunk_sizes.json")):
+            continue  # nothing of it is read through a link out of it
+        try:
+            config = json.loads((run / "config.json").read_text()) if known else {}
+            digest = RunDirectory(run, config["settings"]).digest if known else None
+            recorded = known and config.get("chunk_format", 1) >= 2
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        try:
+            sizes = json.loads((run / "chunk_sizes.json").read_text())
+            sizes = sizes if isinstance(sizes, dict) else {}
+        except (OSError, ValueError):
+            sizes = {}
+        for seconds in chunks.glob("*.seconds"):
+            files = [seconds.with_suffix(s) for s in (".seconds", ".csv", ".json")]
+            if any(outside(f, run) for f in files if os.path.lexists(f)) or (known and not files[1].is_file()):
+                continue
+            if recorded:
+                try:
+                    record = json.loads(files[2].read_text())
+                except (OSError, ValueError):
+                    continue
+                if (not isinstance(record, dict) or record.get("settings_digest") != digest
+                        or record.get("chunk") != seconds.stem):
+                    continue
+                planned = sizes.get(seconds.stem.rsplit("-", 1)[0])
+                if planned is not None and record.get("chunk_size") not in (None, planned):
+                    continue
+            value = read_seconds(seconds)
+            if not math.isnan(value):  # a damaged file's time is unknown: left out
+                total += value
+    return float(total)
 
 
 def _provenance(configs) -> dict:
     out = {}
     for path in configs:
-        if not path.is_file():
+        try:
+            c = json.loads(path.read_text())
+        except (OSError, ValueError):
             continue
-        c = json.loads(path.read_text())
         s = c.get("settings", {})
         out.setdefault("seeds", s.get("seeds"))
         out.setdefault("simulators", s.get("simulators"))
@@ -97,7 +146,11 @@ def build(out: str | Path) -> dict:
     if not record_path.is_file():
         raise ConfigError(f"{out} is not a reproduction directory (no reproduce.json): run qrobust reproduce "
                           f"--out {out} first")
-    record = json.loads(record_path.read_text())
+    from qrobust.experiments.reproduce import read_record
+
+    record, damage = read_record(out)
+    if damage is not None:
+        record = {"profile": f"unknown (reproduce.json is damaged: {damage})"}
     sections = [s for s in (_section(p, out) for p in PARTS) if s is not None]
     verdicts = [v for s in sections for v in s["verdicts"]]
     return dict(record=record, sections=sections, verdicts=verdicts, out=out)
@@ -116,9 +169,37 @@ def _times(report: dict) -> str:
     return f"wall time of the parts {wall / 60:.1f} min, their chunks trained for {trained / 60:.1f} min"
 
 
+def _md(text) -> str:
+    """Text quoted into Markdown as it is: every character Markdown would read as markup (emphasis, code, links,
+    raw HTML) escaped, so a run directory's name or a device's cannot end a code span or open HTML."""
+    out = []
+    for ch in str(text):
+        if ch == "<":
+            out.append("&lt;")
+        elif ch == ">":
+            out.append("&gt;")
+        elif ch == "&":
+            out.append("&amp;")
+        elif ch in "\\`*_[]|#!":
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _code(text) -> str:
+    """``text`` as one Markdown code span, whatever backticks it holds (delimited by one more than its longest
+    run of them)."""
+    text = str(text).replace("\n", " ")
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def _cell(text: str) -> str:
-    """A Markdown table cell: a literal | (as in "max |train - (1 - alpha)|") escaped, not a column break."""
-    return text.replace("|", "\\|")
+    """A Markdown table cell: ``_md`` (a literal |, as in "max |train - (1 - alpha)|", is escaped, not a column
+    break)."""
+    return _md(text)
 
 
 def _verdict_table_md(verdicts) -> list[str]:
@@ -132,7 +213,7 @@ def _verdict_table_md(verdicts) -> list[str]:
 def to_markdown(report: dict) -> str:
     rec, out = report["record"], report["out"]
     lines = ["# Does the paper hold? qrobust's reproduction of arXiv:2508.02422", "",
-             f"Profile: **{rec.get('profile')}**; {_times(report)}. "
+             f"Profile: **{_md(rec.get('profile'))}**; {_times(report)}. "
              f"{_METHOD}", "", "## Verdicts", ""]
     lines += _verdict_table_md(report["verdicts"])
     for s in report["sections"]:
@@ -143,8 +224,8 @@ def to_markdown(report: dict) -> str:
         if s["verdicts"]:
             lines += [""] + _verdict_table_md(s["verdicts"])
         entry = rec.get("parts", {}).get(part.name, {})
-        lines += ["", f"Reproduce: `{entry.get('command', part.command)}`", ""]
-        lines.append(_provenance_line(s["provenance"], entry))
+        lines += ["", f"Reproduce: {_code(entry.get('command', part.command))}", ""]
+        lines.append(_md(_provenance_line(s["provenance"], entry)))
     return "\n".join(lines) + "\n"
 
 
@@ -166,6 +247,7 @@ th { background: #f3f3f3; }
 td.holds { background: #d9f2d9; font-weight: bold; }
 td.departs { background: #f8d7d7; font-weight: bold; }
 td.undefined, td.not-run { background: #eee; }
+td.damaged { background: #fbe5b6; font-weight: bold; }
 td.paper { font-size: 0.9em; color: #444; }
 img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
 code { background: #f5f5f5; padding: 1px 4px; }

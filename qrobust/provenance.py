@@ -51,3 +51,17 @@ def devices() -> list[str]:
     import jax
 
     return [f"{d.platform}:{d.device_kind}" for d in jax.devices()]
+
+
+def numerics() -> dict:
+    """The settings that change a run's random streams or arithmetic beyond its own config: the versions of JAX
+    and jaxlib, JAX's 64-bit mode, its PRNG implementation and partitioning, its default matmul precision and
+    the platform the programs run on. Recorded in config.json; a run resumes only under the same values
+    (``qrobust.store.RunDirectory.check``)."""
+    import jax
+    import jaxlib
+
+    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "x64": bool(jax.config.jax_enable_x64),
+            "prng_impl": str(jax.config.jax_default_prng_impl),
+            "threefry_partitionable": bool(jax.config.jax_threefry_partitionable),
+            "default_matmul_precision": jax.config.jax_default_matmul_precision, "platform": jax.default_backend()}

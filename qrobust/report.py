@@ -96,7 +96,8 @@ def detection_figures(run: RunResults) -> list[Path]:
 def sweep_summary(run: RunResults) -> pd.DataFrame:
     cols = ["model", "arch", "corruption", "alpha", "train_acc_mean", "val_acc_mean", "n_seeds"]
     table = run["summary"]
-    return table[[c for c in cols if c in table and (c != "arch" or table.arch.nunique() > 1)]]
+    several = "arch" in table and table.groupby("model").arch.nunique().max() > 1
+    return table[[c for c in cols if c in table and (c != "arch" or several)]]
 
 
 def gauge_summary(run: RunResults) -> pd.DataFrame:

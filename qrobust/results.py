@@ -13,6 +13,7 @@ is trained or written here.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -20,7 +21,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from qrobust.errors import ConfigError
+from qrobust.errors import ConfigError, DamagedRunError
+
+log = logging.getLogger("qrobust")
 
 
 class Trained(NamedTuple):
@@ -125,13 +128,33 @@ class RunResults:
         return np.asarray(logits(trained.params, xs))
 
 
+def _readable(path: Path, root: Path) -> Path:
+    """``path`` of the run directory ``root``, if it may be read: not a link out of ``root``, a regular file."""
+    from qrobust.files import unreadable
+
+    why = unreadable(path, root)
+    if why is not None:
+        raise DamagedRunError(f"{why}: not read as the run's")
+    return path
+
+
 def _settings(path: Path) -> dict:
     config = path / "config.json"
+    if config.exists() or config.is_symlink():
+        _readable(config, path)
     try:
         settings = json.loads(config.read_text())["settings"] if config.is_file() else {}
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{config} is not a qrobust configuration ({exc})") from None
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise DamagedRunError(f"{config} is not a qrobust configuration ({type(exc).__name__}: {exc})") from None
     return settings if isinstance(settings, dict) else {}
+
+
+def _table(path: Path) -> pd.DataFrame:
+    _readable(path, path.parent)
+    try:
+        return pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError, OSError) as exc:  # pandas' parser errors are ValueErrors
+        raise DamagedRunError(f"{path} does not parse ({type(exc).__name__}: {str(exc).strip()[:120]})") from None
 
 
 def load_results(path: str | Path) -> RunResults:
@@ -140,11 +163,21 @@ def load_results(path: str | Path) -> RunResults:
 
     path = Path(path)
     name = study_of(path)
-    tables = {t[:-4]: pd.read_csv(path / t) for t in study(name).tables if (path / t).is_file()}
+    settings = _settings(path)
+    tables = {}
+    for i, t in enumerate(study(name).tables):
+        if not (path / t).is_file():
+            continue
+        try:
+            tables[t[:-4]] = _table(path / t)
+        except DamagedRunError as exc:  # the run's own table is damaged: refused; a derived one is left out
+            if i == 0:
+                raise
+            log.warning("%s; it is left out (it is made again from the run's tables)", exc)
     runs = {}
     if name == "gauge":  # the sweep under each gauge, one directory each
         runs = {g: load_results(path / g) for g in dict.fromkeys(tables["gauge"].gauge) if (path / g).is_dir()}
-    return RunResults(path, name, _settings(path), tables, runs)
+    return RunResults(path, name, settings, tables, runs)
 
 
 def load_sweeps(run_dirs) -> list[RunResults]:
@@ -155,8 +188,5 @@ def load_sweeps(run_dirs) -> list[RunResults]:
             raise ConfigError(f"{r} holds no results.csv; run `qrobust sweep --out {r}` first")
     runs = []
     for r in run_dirs:
-        try:
-            runs.append(load_results(r))
-        except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser errors (an empty file among them)
-            raise ConfigError(f"{r} holds a table that does not parse ({type(exc).__name__}: {exc})") from None
+        runs.append(load_results(r))  # a table that does not parse: DamagedRunError, naming it
     return runs

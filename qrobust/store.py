@@ -16,6 +16,7 @@ the writer's pid, before it reads or writes anything there.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
@@ -29,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from qrobust.errors import ConfigError, ResultsMismatchError
-from qrobust.files import WriterLock, atomic_write, atomic_write_text, opening_leftover, unwritable
+from qrobust.files import (WriterLock, atomic_write_npz, atomic_write_text, opening_leftover, outside, remove_leftovers,
+                           unreadable, unwritable, write_error)
 from qrobust.provenance import devices, versions
 
 CHUNK_FORMAT = 2  # 2: every chunk has NAME.json naming the settings that made it (1: it has not)
@@ -55,12 +57,21 @@ def _same_values(a: pd.Series, b: pd.Series) -> np.ndarray:
 class RunDirectory:
     """A run directory tied to one configuration (see module docstring)."""
 
-    def __init__(self, path: str | Path, settings: dict, study: str | None = None):
+    # settings that say what was asked, where another entry records what it gave ("simulators": the simulator
+    # each program ran on): a resume may ask differently (the default now, where the run named one) as long as
+    # what it gives is the same
+    REQUESTS = ("simulator",)
+
+    def __init__(self, path: str | Path, settings: dict, study: str | None = None, numerics: dict | None = None):
         self.path = Path(path)
         self.study = study
-        self.settings = json.loads(json.dumps(settings))  # normalise tuples -> lists
-        self.digest = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:16]
+        self.numerics = numerics
+        self._adopt(json.loads(json.dumps(settings)))  # normalise tuples -> lists
         self.chunk_format = CHUNK_FORMAT
+
+    def _adopt(self, settings: dict) -> None:
+        self.settings = settings
+        self.digest = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
     def config_path(self) -> Path:
@@ -79,20 +90,42 @@ class RunDirectory:
         self.check_place()
         if self.config_path.exists():
             try:
-                old = json.loads(self.config_path.read_text())["settings"]
+                config = json.loads(self.config_path.read_text())
+                old = config["settings"]
                 if not isinstance(old, dict):
                     raise TypeError(f"its settings are {type(old).__name__}, not a table")
             except (ValueError, KeyError, TypeError, OSError) as exc:
                 raise ResultsMismatchError(f"{self.config_path} is not a qrobust configuration ({exc}); use "
                                            "another --out directory or delete it") from None
-            diffs = _diff(old, self.settings)
+            diffs = _diff({k: v for k, v in old.items() if k not in self.REQUESTS},
+                          {k: v for k, v in self.settings.items() if k not in self.REQUESTS})
             if diffs:
                 raise ResultsMismatchError(
                     f"{self.path} holds results of a different configuration; use another --out "
                     "directory or delete it. Differences: " + "; ".join(diffs[:8])
                 )
+            self._check_numerics(config.get("numerics"))
+            self._adopt(old)  # the run's own settings (and their digest, which its chunks carry)
         elif self.path.exists() and any(not opening_leftover(p) for p in self.path.iterdir()):
             raise ResultsMismatchError(f"{self.path} is not empty and holds no qrobust config.json")
+
+    def _check_numerics(self, recorded) -> None:
+        """Refuse to resume under other numerics than the run's (``provenance.numerics``: JAX's version, 64-bit
+        mode, PRNG, matmul precision, platform): its chunks would mix two random streams or arithmetics. A run
+        made before numerics were recorded is resumed with a warning."""
+        if self.numerics is None:
+            return
+        if not isinstance(recorded, dict):
+            log.warning("%s was made before config.json recorded JAX's numerics: resumed under %s, unchecked",
+                        self.path, self.numerics)
+            return
+        diffs = [d.replace(" asked for", " now") for d in _diff(recorded, self.numerics)]
+        if diffs:
+            raise ResultsMismatchError(
+                f"{self.path} was made under other numerics, and resuming it would mix its chunks with chunks of "
+                "another random stream or arithmetic: " + "; ".join(diffs) + ". Resume it under the same settings "
+                "(JAX version, JAX_ENABLE_X64, jax_default_prng_impl, jax_threefry_partitionable, "
+                "jax_default_matmul_precision, platform) or use another --out directory")
 
     @property
     def writer(self) -> bool:
@@ -120,6 +153,7 @@ class RunDirectory:
                 raise ConfigError(f"cannot write the run directory {self.path}: {exc.strerror or exc}") from None
             self._lock = WriterLock.take(self.path)  # refused: the directory is the other writer's, left alone
             try:
+                self._clean_leftovers()
                 self.check()
             except BaseException:
                 if created:
@@ -134,7 +168,8 @@ class RunDirectory:
                 if not self.config_path.exists():
                     config = dict(settings=self.settings, versions=versions(), devices=devices(),
                                   created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), chunk_format=CHUNK_FORMAT,
-                                  **({"study": self.study} if self.study else {}))
+                                  **({"study": self.study} if self.study else {}),
+                                  **({"numerics": self.numerics} if self.numerics else {}))
                     atomic_write_text(self.config_path, json.dumps(config, indent=2) + "\n")
                 (self.path / "chunks").mkdir(exist_ok=True)
             except OSError as exc:
@@ -149,9 +184,42 @@ class RunDirectory:
     def chunk_sizes_path(self) -> Path:
         return self.path / "chunk_sizes.json"
 
+    def _clean_leftovers(self) -> None:
+        """As the directory is opened, before anything in it is read: refuse a config.json, chunks/ or
+        chunks/rejected that is a symbolic link out of the run directory (what it leads to would be read, or
+        written, as this run's); then, in a qrobust run directory (one with a config.json, or only what opening
+        one leaves), remove the temporary files of writers that are gone (killed while writing:
+        ``files.remove_leftovers``) from it and from its chunks/."""
+        for path in (self.config_path, self.path / "chunks", self.path / "chunks" / "rejected"):
+            why = outside(path, self.path)
+            if why is None and path == self.config_path and os.path.lexists(path) and not path.is_file():
+                why = f"{path} is not a regular file"
+            if why is not None:
+                raise ResultsMismatchError(
+                    f"{why}: qrobust reads and writes a run directory's own files only, and follows no link out of "
+                    "it; put the file (or directory) itself there, or use another --out directory")
+        if not self.path.is_dir() or not (self.config_path.is_file()
+                                          or all(opening_leftover(p) for p in self.path.iterdir())):
+            return  # not a run directory: check() refuses it, untouched
+        removed = remove_leftovers(self.path) + remove_leftovers(self.path / "chunks")
+        if removed:
+            log.info("removed %d temporary file(s) of writers that were killed in %s: %s", len(removed), self.path,
+                     ", ".join(removed))
+
+    def _link_out(self, path: Path) -> str | None:
+        """Why ``path`` must not be read as this run's (None: it may be): it is a link out of the run directory,
+        or not a regular file (a FIFO would hang the reader)."""
+        return unreadable(path, self.path) if os.path.lexists(path) else None
+
     def recorded_chunk_sizes(self) -> dict[str, int]:
-        """Replicas per chunk of each program as this directory's run first chose them (chunk_sizes.json)."""
-        if not self.chunk_sizes_path.exists():
+        """Replicas per chunk of each program as this directory's run first chose them (chunk_sizes.json; not
+        read through a link out of the run directory)."""
+        if not os.path.lexists(self.chunk_sizes_path):
+            return {}
+        why = self._link_out(self.chunk_sizes_path)
+        if why is not None:
+            log.warning("%s is not read (%s): it is rebuilt from the stored chunks' records", self.chunk_sizes_path,
+                        why)
             return {}
         try:
             return {k: int(v) for k, v in json.loads(self.chunk_sizes_path.read_text()).items()}
@@ -171,6 +239,8 @@ class RunDirectory:
         them: the chunk plan, should chunk_sizes.json lose it."""
         sizes = {}
         for path in sorted((self.path / "chunks").glob("*.json")):
+            if self._link_out(path) is not None:
+                continue
             try:
                 record = json.loads(path.read_text())
                 program, size = record["chunk"].rsplit("-", 1)[0], record["chunk_size"]
@@ -182,12 +252,28 @@ class RunDirectory:
 
     def has_chunks(self) -> bool:
         """Whether any chunk is stored (a run that was started)."""
-        return any((self.path / "chunks").glob("*.csv"))
+        return any(self._link_out(p) is None for p in (self.path / "chunks").glob("*.csv"))
 
     def chunk_path(self, name: str) -> Path:
         return self.path / "chunks" / f"{name}.csv"
 
+    CHUNK_FILES = (".csv", ".json", ".npz", ".seconds")  # a chunk's table, record, arrays and wall time
+
+    def _chunk_link_out(self, name: str) -> str | None:
+        """Why chunk ``name`` must not be read (None: it may be): one of its files is a link out of the run
+        directory, or not a regular file."""
+        return next((why for suffix in self.CHUNK_FILES
+                     if (why := self._link_out(self.chunk_path(name).with_suffix(suffix))) is not None), None)
+
     def has_chunk(self, name: str) -> bool:
+        """Whether chunk ``name`` is stored (its table is there, last). One with a file that is a link out of the
+        run directory, or not a regular file, is not: it is set aside (``set_aside``, by the writer) and run
+        again, nothing read through the link."""
+        why = self._chunk_link_out(name)
+        if why is not None:
+            if self.writer:
+                self.set_aside(name, why)
+            return False
         return self.chunk_path(name).exists()
 
     def write_chunk(self, name: str, frame: pd.DataFrame, seconds: float | None = None,
@@ -195,11 +281,13 @@ class RunDirectory:
         """Store a finished chunk: its table, its arrays (NAME.npz) and wall time (NAME.seconds).
 
         The table is written last, so its presence means the chunk is complete; before it, NAME.json
-        records what the chunk holds (``check_chunk``).
+        records what the chunk holds (``check_chunk``). Each file is written atomically, never through a link
+        (``files.write_atomic``); one that cannot be written (a full disk) raises ``files.StorageError`` with
+        its temporary file removed and the chunk's table not written, so the chunk is run again on resume.
         """
         record = {"chunk": name, "rows": len(frame), "settings_digest": self.digest, "chunk_size": chunk_size}
         if arrays:
-            atomic_write(self.chunk_path(name).with_suffix(".npz"), lambda tmp: np.savez(tmp, **arrays))
+            atomic_write_npz(self.chunk_path(name).with_suffix(".npz"), arrays)
         if seconds is not None:
             atomic_write_text(self.chunk_path(name).with_suffix(".seconds"), f"{seconds:.3f}\n")
         atomic_write_text(self.chunk_path(name).with_suffix(".json"), json.dumps(record) + "\n")
@@ -263,26 +351,46 @@ class RunDirectory:
         return None
 
     def set_aside(self, name: str, reason: str) -> None:
-        """Move the files of chunk ``name`` into chunks/rejected/ (kept for inspection), so it is run again."""
+        """Move the files of chunk ``name`` into chunks/rejected/ (kept for inspection), so it is run again; a
+        link is moved as the link, never followed."""
         rejected = self.path / "chunks" / "rejected"
-        rejected.mkdir(exist_ok=True)
-        for path in self.chunk_path(name).parent.glob(f"{name}.*"):
-            os.replace(path, rejected / path.name)
+        why = outside(rejected, self.path)
+        if why is not None:
+            raise ResultsMismatchError(f"{why}: qrobust moves a run's rejected chunks into its own directory only; "
+                                       "put a directory there, or remove it")
+        try:
+            rejected.mkdir(exist_ok=True)
+            for path in self.chunk_path(name).parent.glob(f"{glob.escape(name)}.*"):
+                os.replace(path, rejected / path.name)
+        except OSError as exc:  # a full disk, say: one line, not a traceback
+            raise write_error(rejected, None, exc) from None
         log.warning("chunk %s is not this run's and is run again (%s); its files are in %s",
                     self.chunk_path(name), reason, rejected)
 
+    def _refuse_link_out(self, path: Path) -> None:
+        why = self._link_out(path)
+        if why is not None:
+            raise ResultsMismatchError(f"{why}: qrobust reads no file of a run through a link out of its directory")
+
     def read_arrays(self, name: str) -> dict:
+        """Chunk ``name``'s arrays (NAME.npz; none: {}), read without pickles, not through a link out of the run
+        directory (``ResultsMismatchError``)."""
         path = self.chunk_path(name).with_suffix(".npz")
+        self._refuse_link_out(path)
         if not path.exists():
             return {}
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
 
     def chunk_seconds(self, name: str) -> float:
-        return read_seconds(self.chunk_path(name).with_suffix(".seconds"))
+        path = self.chunk_path(name).with_suffix(".seconds")
+        return float("nan") if self._link_out(path) is not None else read_seconds(path)
 
     def read_chunk(self, name: str) -> pd.DataFrame:
-        return pd.read_csv(self.chunk_path(name))
+        """Chunk ``name``'s table, not through a link out of the run directory (``ResultsMismatchError``)."""
+        path = self.chunk_path(name)
+        self._refuse_link_out(path)
+        return pd.read_csv(path)
 
     @property
     def programs_path(self) -> Path:
@@ -299,6 +407,10 @@ class RunDirectory:
         atomic_write_text(self.programs_path, json.dumps(dict(known, **programs), indent=2, sort_keys=True) + "\n")
 
     def recorded_programs(self) -> dict[str, dict]:
+        why = self._link_out(self.programs_path)
+        if why is not None:  # rewritten (replacing the link) by record_programs
+            log.warning("%s is not read (%s)", self.programs_path, why)
+            return {}
         try:
             programs = json.loads(self.programs_path.read_text())
         except (OSError, ValueError):

@@ -276,3 +276,228 @@ def test_boundary_reference_is_the_sweeps_clean_replica_and_aims_at_its_doubt(tm
     before = {f.name: f.stat().st_mtime_ns for f in (tmp_path / "run" / "chunks").glob("reference-*")}
     run_sweep(config, tmp_path / "run", progress=False)
     assert before == {f.name: f.stat().st_mtime_ns for f in (tmp_path / "run" / "chunks").glob("reference-*")}
+
+
+# --- input that overflows or is not what it claims; options without a bound --------------------------------
+
+
+def _zip(path, members, method=None):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=method or zipfile.ZIP_STORED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+def _npy(arr):
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+def _members(arrays):
+    return {f"{k}.npy": _npy(v) for k, v in arrays.items()}
+
+
+@pytest.mark.parametrize("scale", [1e200, 1e-200, 1e300, 5e-321])
+def test_npz_values_near_the_ends_of_float64_normalise_without_overflow(tmp_path, scale):
+    """Finite values whose squares overflow (or underflow) still make the unit vectors of their directions
+    (before: 1e200 made all-zero "states" that trained with exit status 0)."""
+    from qrobust.data.npz import npz_dataset
+
+    arrays = _good(np.random.default_rng(5), complex_=scale == 1e300)
+    plain = arrays["x_train"]
+    arrays["x_train"] = plain * scale  # subnormal at 5e-321: about 10 bits of each value are left
+    ds = npz_dataset(_write(tmp_path / "edge.npz", **arrays))
+    np.testing.assert_allclose(np.linalg.norm(ds.x_train, axis=1), 1, atol=1e-12)
+    row = np.concatenate([plain[2], np.zeros(3)])
+    np.testing.assert_allclose(ds.x_train[2], row / np.linalg.norm(row), atol=1e-2 if scale == 5e-321 else 1e-12)
+
+
+def test_amplitude_encoding_of_ordinary_rows_is_unchanged():
+    """The overflow-safe path is taken only by rows whose norm leaves float64's range: others as before."""
+    from qrobust.data.encoding import amplitude_encode
+
+    x = np.random.default_rng(6).normal(size=(50, 7))
+    out = np.zeros((50, 8))
+    out[:, :7] = x
+    assert np.array_equal(amplitude_encode(x, 3), out / np.linalg.norm(out, axis=1)[:, None])
+
+
+def test_npz_non_finite_and_out_of_range_values_are_refused_by_name(tmp_path):
+    from qrobust.data.npz import npz_dataset
+
+    arrays = _good(np.random.default_rng(7))
+    arrays["x_val"] = arrays["x_val"].copy()
+    arrays["x_val"][1, 2] = -np.inf
+    with pytest.raises(DataError, match=r"x_val: sample 1 has non-finite values \(-inf at feature 2"):
+        npz_dataset(_write(tmp_path / "inf.npz", **arrays))
+    if np.finfo(np.longdouble).max > np.finfo(np.float64).max:  # extended precision: finite, beyond float64
+        arrays = _good(np.random.default_rng(7))
+        arrays["x_train"] = arrays["x_train"].astype(np.longdouble)
+        arrays["x_val"] = arrays["x_val"].astype(np.longdouble)
+        arrays["x_train"][3, 1] = np.longdouble("1e400")
+        with pytest.raises(DataError, match="x_train: sample 3 has the value .* at feature 1, beyond float64's range"):
+            npz_dataset(_write(tmp_path / "long.npz", **arrays))
+
+
+def test_npz_headers_are_read_and_bounded_before_any_array_is_allocated(tmp_path):
+    """A member whose .npy header declares a (2**20, 2**20) array (8 TiB) is refused from its header, with
+    nothing allocated (before: numpy's _ArrayMemoryError); so are too many samples or too many states."""
+    import io
+    import tracemalloc
+
+    from qrobust.data import npz
+
+    good = _members(_good(np.random.default_rng(8)))
+    for shape, message in (((2**20, 2**20), "declares shape (1048576, 1048576) of float64, 8,192.0 GiB"),
+                           ((npz.MAX_SAMPLES + 1, 4), f"more than {npz.MAX_SAMPLES:,}, the most"),
+                           ((200, 2**20), "1.6 GiB of states, more than the 1 GiB"),
+                           ((12, 2**20 + 1), "need more than 20 qubits")):
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": shape})
+        path = _zip(tmp_path / "huge.npz", dict(good, **{"x_train.npy": header.getvalue() + b"\0" * 64}))
+        tracemalloc.start()
+        try:
+            with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+                npz.npz_dataset(path)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 16 * 2**20, (shape, peak)
+
+
+def test_npz_members_cut_short_or_damaged_say_so(tmp_path):
+    """A member cut short is "truncated" (before: "needs Python pickles"); a damaged header or compressed
+    stream, and a byte flipped anywhere, are refused with what is wrong; a missing zip directory too."""
+    import zipfile
+
+    from qrobust.data.npz import npz_dataset
+
+    good = _members(_good(np.random.default_rng(9)))
+    cut = _zip(tmp_path / "cut.npz", dict(good, **{"x_train.npy": good["x_train.npy"][:-20]}))
+    with pytest.raises(DataError, match=r"the array x_train.npy is truncated: its header declares shape \(12, 5\)"):
+        npz_dataset(cut)
+    damaged_header = b"\x93NUMPY\x01\x00\x20\x00{'descr': (((\n" + b"\0" * 8  # before: tokenize.TokenError
+    bad = _zip(tmp_path / "bad.npz", dict(good, **{"y_val.npy": damaged_header}))
+    with pytest.raises(DataError, match="the array y_val.npy has no valid .npy header"):
+        npz_dataset(bad)
+    whole = (tmp_path / "cut.npz").read_bytes()
+    (tmp_path / "short.npz").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DataError, match="not a zip archive, or one cut short"):
+        npz_dataset(tmp_path / "short.npz")
+    twice = tmp_path / "twice.npz"
+    _zip(twice, good)
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(twice, "a") as z:
+        z.writestr("x_val.npy", good["x_val.npy"])
+    with pytest.raises(DataError, match="holds x_val twice"):
+        npz_dataset(twice)
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_every_single_byte_flip_and_every_cut_of_an_npz_file_is_refused_or_loads_unit_states(tmp_path, compressed):
+    """Exhaustive over a small file: each byte flipped, each length cut, never another exception."""
+    from qrobust.data.npz import npz_dataset
+
+    rng = np.random.default_rng(10)
+    x = rng.normal(size=(4, 3))
+    path = tmp_path / "small.npz"
+    (np.savez_compressed if compressed else np.savez)(path, x_train=x, y_train=np.arange(4) % 2, x_val=x[:2],
+                                                      y_val=np.arange(2) % 2)
+    data = path.read_bytes()
+    variants = [data[:i] for i in range(0, len(data), 7)]
+    variants += [data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:] for i in range(len(data))]
+    loaded = 0
+    for variant in variants:
+        path.write_bytes(variant)
+        try:
+            ds = npz_dataset(path)
+        except DataError as exc:
+            assert str(exc)
+            continue
+        loaded += 1
+        np.testing.assert_allclose(np.linalg.norm(ds.x_train, axis=1), 1, atol=1e-9)
+        assert np.isfinite(ds.x_val).all()
+    assert loaded < len(variants)
+
+
+def test_a_data_file_that_is_not_a_regular_file_is_never_read(tmp_path):
+    """A FIFO (before: the open blocked, waiting for a writer), /dev/zero (before: read without end) and a
+    directory are refused from os.stat; so is a file over the size bound."""
+    import os
+
+    from qrobust.data import npz
+
+    fifo = tmp_path / "fifo.npz"
+    os.mkfifo(fifo)
+    for path, message in ((fifo, "is a FIFO (named pipe), not a regular file"),
+                          ("/dev/zero", "is a character device, not a regular file"), (tmp_path, "is a directory")):
+        with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            npz.npz_dataset(path)
+    big = tmp_path / "big.npz"
+    with open(big, "wb") as fh:
+        fh.truncate(npz.MAX_FILE_BYTES + 1)  # sparse: no disk used
+    with pytest.raises(DataError, match="more than the 4 GiB an .npz data file may be"):
+        npz.npz_dataset(big)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sweep", "--alphas", "0:1:1e-9"], "--alphas '0:1:1e-9' makes more than 10,000 values"),
+    (["sweep", "--alphas", "0:1e308:0.1"], "--alphas '0:1e308:0.1' makes more than 10,000 values"),
+    (["unlearn", "--kl-w", "0:0.9:1e-9"], "--kl-w '0:0.9:1e-9' makes more than 10,000 values"),
+    (["unlearn", "--fo-w", "0:0.9:1e-9"], "--fo-w '0:0.9:1e-9' makes more than 10,000 values"),
+    (["unlearn", "--known-fraction", "0.1:1:1e-9"], "--known-fraction '0.1:1:1e-9' makes more than 10,000"),
+    (["sweep", "--seeds", "0:1000000000000"], "more than 100,000 in one run"),
+    (["sweep", "--dataset", "xxz", "--n-points", "1000000000"], "--n-points 1,000,000,000 is more than 2,000"),
+    (["sweep", "--dataset", "xxz", "--qubits", "20", "--n-points", "1000"], "more than 256 states, 4 GiB"),
+    (["sweep", "--epochs", "100001"], "--epochs 100,001 is more than 100,000"),
+    (["sweep", "--batch-size", "1000000000"], "--batch-size 1,000,000,000 is more than 65,536"),
+    (["sweep", "--eval-every", "10000000"], "--eval-every 10,000,000 is more than 100,000"),
+    (["sweep", "--chunk-size", "10000000000"], "--chunk-size 10,000,000,000 is more than 1,000,000"),
+    (["sweep", "--depth", "4", "--depth", "100000"], "--depth 100,000 is more than 1,000"),
+    (["sweep", "--hidden", "64,100000"], "--hidden 100,000 is more than 4,096"),
+    (["sweep", "--hidden", ",".join(["4"] * 17)], "--hidden gives 17 layers, more than 16"),
+    (["sweep", "--encoding", "angle", "--features", "64"], "--features 64 is more than 20"),
+    (["sweep", "--encoding", "angle", "--model", "mlp", "--features", "5000"], "--features 5,000 is more than 1,024"),
+    (["sweep", "--n-train", "10000000"], "--n-train 10,000,000 is more than 1,000,000"),
+    (["sweep", "--dataset", "xxz", "--qubits", "64"], "even number of spins from 4 to 20"),
+    (["unlearn", "--shadows", "100000"], "--shadows 100,000 is more than 1,024"),
+    (["unlearn", "--epochs", "10000000"], "--epochs 10,000,000 is more than 100,000"),
+    (["unlearn", "--teacher-epochs", "10000000"], "--teacher-epochs 10,000,000 is more than 100,000"),
+    (["unlearn", "--kl-w", "0:1:0.001", "--fo-w", "0:0.9:0.001", "--method", "scrub", "--seeds", "100000"],
+     "result rows"),
+    (["detect", "--folds", "1000000000"], "--folds 1,000,000,000 is more than 100"),
+    (["detect", "--epochs", "0"], "epochs must be a positive integer"),
+    (["landscape", "--hutchinson", "1000000000"], "--hutchinson 1,000,000,000 is more than 10,000"),
+    (["landscape", "--n-eval", "1000000000"], "--n-eval 1,000,000,000 is more than 100,000"),
+    (["landscape", "--lr", "nan"], "learning rate must be positive and finite"),
+])
+def test_every_grid_and_size_option_is_bounded_before_any_work(tmp_path, capsys, argv, message):
+    """Each refused at once (before: minutes and gigabytes, or a traceback), in one line naming the option and
+    its bound, with nothing written."""
+    import time
+
+    out = tmp_path / "run"
+    start = time.perf_counter()
+    assert main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert time.perf_counter() - start < 20 and not out.exists()
+
+
+def test_a_grid_axis_of_many_values_is_checked_in_linear_time():
+    """check_axis used a quadratic duplicate search: 100,001 alphas took minutes inside validate."""
+    import time
+
+    from qrobust.experiments.study import check_axis
+
+    start = time.perf_counter()
+    check_axis("alpha", [i / 10_000 for i in range(10_000)])
+    assert time.perf_counter() - start < 1
+    with pytest.raises(ConfigError, match="alpha 0.5 is given twice"):
+        check_axis("alpha", [0.1, 0.5, 0.3, 0.5])
+    with pytest.raises(ConfigError, match="more than 10,000, the most a grid axis takes"):
+        check_axis("alpha", range(10_001))

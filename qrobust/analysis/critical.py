@@ -134,6 +134,13 @@ def analyze_sweeps(runs, *, n_boot: int = 200) -> tuple[list[pd.DataFrame], pd.D
             raise ConfigError(f"{run.path / 'results.csv'} is not a sweep's table: it lacks {sorted(missing)}")
         if run["results"].empty:
             raise ConfigError(f"{run.path / 'results.csv'} holds no rows")
+        for column in ("alpha", "seed", "epoch", "memorization", "train_acc", "train_acc_clean", "val_acc"):
+            values = run["results"][column]
+            numbers = pd.to_numeric(values, errors="coerce")
+            bad = numbers.isna() & values.notna()
+            if bad.any():
+                raise ConfigError(f"{run.path / 'results.csv'}: column {column} holds {values[bad].iloc[0]!r}, not a "
+                                  "number: the table is damaged")
         finite = run["results"].loc[~run["results"].diverged.astype(bool)]
         if finite.empty:
             raise ConfigError(f"every replica in {run.path / 'results.csv'} diverged: there is no curve to "

@@ -40,12 +40,30 @@ def amplitude_encode(x: np.ndarray, n_qubits: int | None = None) -> np.ndarray:
     if f > dim:
         raise DataError(f"{f} features do not fit in {n_qubits} qubits (at most {dim} amplitudes)")
     dtype = np.complex128 if np.iscomplexobj(x) else np.float64
-    bad = ~np.isfinite(x).all(axis=1)
+    finite = np.isfinite(x)
+    bad = ~finite.all(axis=1)
     if bad.any():
-        raise DataError(f"sample {int(np.flatnonzero(bad)[0])} has non-finite values (NaN or inf)")
+        i = int(np.flatnonzero(bad)[0])
+        j = int(np.flatnonzero(~finite[i])[0])
+        raise DataError(f"sample {i} has non-finite values ({x[i, j]} at feature {j}; {int(bad.sum())} such samples): "
+                        "amplitudes must be finite numbers")
     out = np.zeros((n, dim), dtype=dtype)
     out[:, :f] = x
-    norms = np.linalg.norm(out, axis=1)
+    with np.errstate(over="ignore", under="ignore"):
+        norms = np.linalg.norm(out, axis=1)
+    # a row whose sum of squares overflows (|v| ~ 1e155 and up) or underflows (~ 1e-155 and down) is first divided
+    # by its largest component: the same unit vector, computed without leaving float64's range (other rows as before)
+    unsafe = ~np.isfinite(norms) | (norms < _TINY_NORM)
+    if unsafe.any():
+        rows = out[unsafe]
+        scale = np.maximum(np.abs(rows.real).max(axis=1), np.abs(rows.imag).max(axis=1))
+        divisor = np.where(scale > 0, scale, 1)[:, None]
+        if np.iscomplexobj(rows):  # part by part: a complex division could overflow on the way
+            rows.real, rows.imag = rows.real / divisor, rows.imag / divisor
+        else:
+            rows = rows / divisor
+        out[unsafe] = rows
+        norms[unsafe] = np.where(scale > 0, np.linalg.norm(rows, axis=1), 0.0)
     zero = norms == 0
     if zero.any():
         raise DataError(
@@ -53,6 +71,9 @@ def amplitude_encode(x: np.ndarray, n_qubits: int | None = None) -> np.ndarray:
             f"into a quantum state ({int(zero.sum())} such samples)"
         )
     return out / norms[:, None]
+
+
+_TINY_NORM = 1e-140  # below it, squares of the components may have lost precision to underflow
 
 
 def classical_view(x: np.ndarray) -> np.ndarray:

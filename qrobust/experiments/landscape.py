@@ -81,6 +81,14 @@ class LandscapeConfig(StudyConfig):
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.hutchinson_samples < 2:
             raise ConfigError("Hutchinson needs at least 2 probes for an error bar")
+        from qrobust import options
+
+        options.check_sizes(self, "epochs", "batch_size", "depth", "n_eval", "hutchinson_samples")
+        options.check_hidden((self.hidden,))
+        for m in self.models:  # learning rate, hidden sizes, ansatz: checked now, not after the data are loaded
+            self.settings_of(m, epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
+                             depth=self.depth, ansatz=self.ansatz, hidden=self.hidden)
+        study.check_table_size(len(self.models) * len(self.alphas) * len(self.seeds), "these models, alphas and seeds")
         if self.simulator in ("native", "native-gates"):
             raise ConfigError(f"the Hessian takes forward mode through the gradient, which the {self.simulator!r} "
                               "simulator does not have: leave --simulator out (the fastest simulator trains, one "
@@ -117,10 +125,11 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
                                       hidden=config.hidden) for m in config.models}
     training_part = replace(dataset, x_train=dataset.x_train[tr], y_train=y_tr)
     bar = Progress(None, progress)
-    programs = {m: study.build_program(config, m, m, settings[m], training_part, progress=bar.hook,
+    programs = {m: study.build_program(config, m, m, settings[m], training_part, out=out, progress=bar.hook,
                                        forward_mode=config.simulator is not None and registry.spec(m).quantum)
                 for m in config.models}
-    hessian = {m: build_model(m, dataset, settings[m], dtype=config.dtype, simulator=config.simulator,
+    hessian = {m: build_model(m, dataset, settings[m], dtype=config.dtype,
+                              simulator=config.simulator or study.resumed_simulator(out, m, "hessian_simulators"),
                                     matmul_precision=config.matmul_precision, forward_mode=True)
                if registry.spec(m).quantum and config.simulator is None else programs[m].built for m in programs}
     run_settings = dict(config.recorded(), hessian_simulators=simulators_used(hessian))

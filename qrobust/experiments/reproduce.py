@@ -22,12 +22,15 @@ and the report are ``qrobust.analysis.claims`` and ``qrobust.paper_report``.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from qrobust.errors import ConfigError
+
+log = logging.getLogger("qrobust")
 
 PROFILES = ("full", "quick", "tiny")
 ALPHAS = tuple(round(0.1 * i, 1) for i in range(10))
@@ -130,6 +133,21 @@ def run_part(part: Part, out: Path, profile: str, *, progress: bool = True):
     return study(part.study).get("run")(part.config(profile), out / part.name, progress=progress)
 
 
+def read_record(out: Path) -> tuple[dict, str | None]:
+    """The reproduction's record (reproduce.json: profile, per part its seconds and whether it finished) and why
+    it could not be read (None: it could, or there is none yet)."""
+    path = Path(out) / "reproduce.json"
+    if not path.is_file():
+        return {}, None
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict) or not isinstance(record.get("parts", {}), dict):
+            raise ValueError("not a record of parts")
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        return {}, f"{type(exc).__name__}: {str(exc)[:80]}"
+    return record, None
+
+
 def run_reproduce(out: str | Path, *, profile: str = "full", parts=None, progress: bool = True,
                   on_part: Callable[[Part, float], None] | None = None) -> dict:
     """Run (or resume) the reproduction into ``out``; returns its record (also ``out/reproduce.json``): the
@@ -150,7 +168,10 @@ def run_reproduce(out: str | Path, *, profile: str = "full", parts=None, progres
         raise ConfigError(f"--out {out}: {reason}")
     out.mkdir(parents=True, exist_ok=True)
     path = out / "reproduce.json"
-    record = json.loads(path.read_text()) if path.is_file() else {}
+    record, damage = read_record(out)
+    if damage is not None:  # the parts resume from their own directories; only the record's times are lost
+        log.warning("%s is damaged (%s): its recorded wall times are lost; the parts resume from their own "
+                    "directories and a new record is written", path, damage)
     if record.get("profile", profile) != profile:
         raise ConfigError(f"{out} holds a {record['profile']} reproduction: use another --out for {profile}")
     record.update(profile=profile, parts=record.get("parts", {}))

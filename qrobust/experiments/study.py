@@ -157,6 +157,8 @@ class StudyConfig:
         if isinstance(self.seeds, (int, np.integer)) and not isinstance(self.seeds, bool):
             if self.seeds < 1:
                 raise ConfigError(f"a count of seeds must be at least 1, got {self.seeds}")
+            options.check_at_most("--seeds", int(self.seeds), options.MAX_SEEDS, "a run keeps a result row per "
+                                  "replica and recorded epoch in memory: split the seeds over runs")
             object.__setattr__(self, "seeds", tuple(range(int(self.seeds))))
         elif isinstance(self.seeds, (tuple, list, range)):
             object.__setattr__(self, "seeds", tuple(self.seeds))
@@ -180,14 +182,21 @@ class StudyConfig:
         if (not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0
                 or any(int(v) != v for v in self.seeds)):
             raise ConfigError(f"seeds must be distinct non-negative integers, got {self.seeds}")
+        if max(self.seeds) >= 2**32:  # a replica's keys come from PRNGKey(uint32(seed)): larger seeds would wrap
+            raise ConfigError(f"seeds must lie below 2**32 (a seed is a 32-bit key), got {max(self.seeds)}")
         if self.chunk_size is not None and self.chunk_size < 1:
             raise ConfigError(f"chunk size must be positive, got {self.chunk_size}")
+        options.check_at_most("--seeds", len(self.seeds), options.MAX_SEEDS, "a run keeps a result row per replica "
+                              "and recorded epoch in memory: split the seeds over runs with --seed-offset")
+        options.check_at_most("--chunk-size", self.chunk_size, options.MAX_CHUNK_SIZE, "replicas per compiled program")
+        options.check_at_most("--n-train", self.n_train_per_class, options.MAX_TRAIN_PER_CLASS,
+                              "training samples per class")
         check_data_options(self.dataset, mnist_path=self.mnist_path, n_train_per_class=self.n_train_per_class,
                            n_qubits=self.n_qubits, gauge=self.gauge, digits=self.digits, data_file=self.data_file,
                            grid=self.grid)
         if self.dataset in PHASES:
             PHASES[self.dataset].check_spins(12 if self.n_qubits is None else self.n_qubits)
-            self.grid.check(PHASES[self.dataset].critical)
+            self.grid.check(PHASES[self.dataset].critical, n_spins=12 if self.n_qubits is None else self.n_qubits)
         if self.digits is not None:
             check_digits(self.digits)
         check_dtype(self.dtype)
@@ -228,10 +237,19 @@ def check_axis(name: str, values) -> None:
     values = list(values)
     if not values:
         raise ConfigError(f"choose at least one {name}")
+    if len(values) > options.MAX_VALUES:
+        raise ConfigError(f"{len(values):,} values of {name} are more than {options.MAX_VALUES:,}, the most a grid "
+                          "axis takes: split the grid over runs")
+    seen = set()
     for i, v in enumerate(values):
         if isinstance(v, (int, float)) and not math.isfinite(v):
             raise ConfigError(f"{name} must be finite, got {v}")
-        if v in values[:i]:
+        try:  # a set: linear in the axis's length (the values are numbers, names, tuples)
+            twice = v in seen
+            seen.add(v)
+        except TypeError:  # an unhashable value (a user's object)
+            twice = v in values[:i]
+        if twice:
             raise ConfigError(f"{name} {v!r} is given twice: give each value of a grid once")
 
 
@@ -338,11 +356,29 @@ class Program:
 
 
 def build_program(config: StudyConfig, name: str, model: str, settings: ModelSettings, data: Dataset, *,
-                  forward_mode: bool = False, **program) -> Program:
-    """A ``Program`` of registry model ``model`` built with the study's numerics (dtype, simulator, precision)."""
-    built = build_model(model, data, settings, dtype=config.dtype, simulator=config.simulator,
+                  out=None, forward_mode: bool = False, **program) -> Program:
+    """A ``Program`` of registry model ``model`` built with the study's numerics (dtype, simulator, precision).
+    Resuming the run in ``out``, a program without a named simulator runs on the one the run recorded
+    (``resumed_simulator``), whatever the default would be now."""
+    simulator = config.simulator or resumed_simulator(out, name)
+    built = build_model(model, data, settings, dtype=config.dtype, simulator=simulator,
                         matmul_precision=config.matmul_precision, forward_mode=forward_mode)
     return Program(name, model, built, settings, data, **program)
+
+
+def resumed_simulator(out, program: str, key: str = "simulators") -> str | None:
+    """The simulator program ``program`` ran on in the run directory ``out`` (config.json's ``key``), or None where
+    there is no such run (a new one: the registry's choice). So a run started while the native kernel could not
+    build resumes on "blocks" once it can; one whose recorded simulator cannot run here is refused with the
+    reason (``qnn``)."""
+    if out is None:
+        return None
+    try:
+        recorded = json.loads((Path(out) / "config.json").read_text())["settings"].get(key, {})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # no run yet (or a damaged one, which the store refuses when it opens the directory)
+    simulator = recorded.get(program) if isinstance(recorded, dict) else None
+    return simulator if isinstance(simulator, str) and simulator != "-" else None
 
 
 def plan(config: StudyConfig, store: RunDirectory | None, table, programs: dict[str, Program], *,
@@ -367,8 +403,11 @@ def open_store(out: str | Path | None, settings: dict, programs: dict, study: st
     runs on (None without ``out``); ``programs``: name -> Program (or Model)."""
     if out is None:
         return None
+    from qrobust.provenance import numerics
+
     models = {name: getattr(p, "built", p) for name, p in programs.items()}
-    return RunDirectory(out, dict(settings, simulators=simulators_used(models)), study=study).open()
+    return RunDirectory(out, dict(settings, simulators=simulators_used(models)), study=study,
+                        numerics=numerics()).open()
 
 
 def make_chunk_inputs(model: Model, dataset: Dataset):

@@ -62,7 +62,7 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
     counts = {(kind, a): check_feasible(kind, a, dataset.y_train)
               for kind in config.corruptions for a in config.alphas}
     bar = Progress(None, progress)
-    built = _programs(config, dataset, bar)
+    built = _programs(config, dataset, bar, out)
     programs = {p: program for p, (program, _) in built.items()}
     run_settings = dict(config.resolved(), n_train=len(dataset.y_train), n_qubits_data=dataset.n_qubits,
                         dataset_meta={k: v for k, v in dataset.meta.items() if k != "per_state"})
@@ -109,10 +109,10 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
     return results
 
 
-def _programs(config: SweepConfig, dataset, bar) -> dict:
+def _programs(config: SweepConfig, dataset, bar, out) -> dict:
     """program name -> (Program, Architecture): one compiled program per model architecture, each on the data
     as its encoding reads them."""
     encoded = {e: encode(dataset, e, config.n_features) for e in config.encodings()}
-    return {p: (study.build_program(config, p, m, arch.settings, encoded[arch.encoding], progress=bar.hook,
+    return {p: (study.build_program(config, p, m, arch.settings, encoded[arch.encoding], out=out, progress=bar.hook,
                                     eval_every=config.eval_every), arch)
             for m in config.models for p, (_, arch) in config.programs(m).items()}

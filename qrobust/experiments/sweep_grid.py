@@ -110,7 +110,14 @@ class SweepConfig(StudyConfig):
             object.__setattr__(self, "hidden", hidden)
 
     def validate(self) -> "SweepConfig":
+        from qrobust import options
+
         self.validate_common()
+        options.check_sizes(self, "epochs", "batch_size", "eval_every", "depth", "n_features")
+        options.check_hidden(self.hiddens())
+        if self.n_features is not None and any(registry.spec(m).quantum for m in self.models):
+            options.check_at_most("--features", self.n_features, options.MAX_QUBITS,
+                                  "a QNN's qubits, one per feature: 2**n amplitudes per sample")
         study.check_axis("corruption", self.corruptions)
         for v in self.corruptions:
             check_name("corruption", v, CORRUPTIONS)
@@ -131,7 +138,9 @@ class SweepConfig(StudyConfig):
         if int(self.eval_every) != self.eval_every or self.eval_every < 1:
             raise ConfigError(f"eval_every must be a positive integer, got {self.eval_every}")
         for m in self.models:
-            self.settings_for(m)
+            if not self.architectures(m):
+                raise ConfigError(f"no {m} architecture fits: the reupload encoding needs an ansatz that loads the "
+                                  "features (--ansatz reupload), the other encodings one that does not")
         for name, values in (("depth", self.depths()), ("hidden sizes", self.hiddens()),
                              ("ansatz", self.ansatze()), ("encoding", self.encodings())):
             if len(values) > 1:
@@ -140,10 +149,6 @@ class SweepConfig(StudyConfig):
             check_name("encoding", e, ENCODINGS)
         if self.n_features is not None and set(self.encodings()) == {"amplitude"}:
             raise ConfigError("--features applies to the angle and reupload encodings")
-        for m in self.models:
-            if not self.architectures(m):
-                raise ConfigError(f"no {m} architecture fits: the reupload encoding needs an ansatz that loads "
-                                  "the features (reupload), the other encodings one that does not")
         study.check_table_size(sum(len(self.corruptions) * len(self.alphas) * len(self.seeds)
                                    * len(self.learning_rates_for(m)) * len(self.architectures(m))
                                    * (self.settings_for(m).epochs // self.eval_every + 1)

@@ -94,7 +94,7 @@ def evaluate_unlearning(config: UnlearnConfig, out: str | Path | None = None, *,
                         n_forget=(list(n_known.values()) if len(n_known) > 1 else n_known[config.known_fraction[0]])
                         if config.forget_source == "oracle" else None)
     bar = Progress(None, progress)
-    programs = stages.teacher_programs(config, dataset, bar)
+    programs = stages.teacher_programs(config, dataset, bar, out)
     store = study.open_store(out, run_settings, programs, "unlearning")
     ctx = stages.Context(config, dataset, store, programs, n_poisoned, n_known, bar=bar)
     chunks = stages.teacher_chunks(ctx)

@@ -91,7 +91,10 @@ class UnlearnConfig(StudyConfig):
                                                                             else (kf,))))
 
     def validate(self) -> "UnlearnConfig":
+        from qrobust import options
+
         self.validate_common()
+        options.check_sizes(self, "epochs", "teacher_epochs", "batch_size", "shadows")
         check_name("corruption", self.corruption, CORRUPTIONS)
         study.check_axis("method", self.methods)
         for v in self.methods:
@@ -131,6 +134,12 @@ class UnlearnConfig(StudyConfig):
             raise ConfigError(f"batch size must be positive, got {self.batch_size}")
         if self.learning_rate is not None and not 0 < self.learning_rate < float("inf"):
             raise ConfigError(f"learning rate must be positive and finite, got {self.learning_rate}")
+        # the students' table is counted here, before replica_table makes a row per student
+        teachers = TEACHER_SETTINGS[paper_family(self.dataset)]
+        students = sum(len(self.known_fraction) * len(self.seeds) * (len(self.kl_ws) if weights_used(method)[0] else 1)
+                       * (len(self.fo_ws) if weights_used(method)[1] else 1) for method in self.methods)
+        study.check_table_size(sum(students * max(self.epochs, self.teacher_settings(m).epochs if m in teachers else 0)
+                                   for m in self.models), "these seeds, methods, weights and epochs")
         return self
 
     def teacher_settings(self, model: str) -> ModelSettings:

@@ -82,10 +82,10 @@ class Context:
         return unflatten(self.templates[m], flat)
 
 
-def teacher_programs(config, dataset, bar) -> dict:
+def teacher_programs(config, dataset, bar, out=None) -> dict:
     """model -> the teachers' Program (the paper's teacher settings; only the last epoch is evaluated: the
     others' evaluation, about half a QNN teacher's time, is skipped)."""
-    return {m: study.build_program(config, m, m, config.teacher_settings(m), dataset, progress=bar.hook,
+    return {m: study.build_program(config, m, m, config.teacher_settings(m), dataset, out=out, progress=bar.hook,
                                    eval_every=config.teacher_settings(m).epochs) for m in config.models}
 
 

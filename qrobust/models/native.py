@@ -26,9 +26,11 @@ flags, the compiler (its path and its ``--version``), jaxlib's version, the
 machine's architecture and the CPU's features (``-march=native`` compiles for
 them), but not the host name, so the nodes of a cluster with one CPU model
 share one build in a shared cache, and a node with other features builds its
-own. Builders write to a private file and rename it into place, so concurrent
-processes are safe. Where the cache cannot be written, the kernel is built in a
-private temporary directory for this process instead (a logged warning).
+own. Builders write to a private directory (``.build-HOST-PID-*``) and rename the
+library into place, so concurrent processes are safe; the directories of builders
+killed mid-build are removed by the next build. Where the cache cannot be written,
+the kernel is built in a private temporary directory for this process instead (a
+logged warning).
 
 Failure. Whatever stops the kernel (no compiler, a failed compile, an unwritable
 cache and temporary directory, a library that does not load) makes
@@ -69,10 +71,12 @@ import hashlib
 import logging
 import os
 import platform
+import re
 import shlex
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import jax
@@ -81,6 +85,7 @@ import numpy as np
 
 from qrobust.cache import cache_dir, untrusted
 from qrobust.errors import ConfigError
+from qrobust.files import HOST, process_alive
 from qrobust.models import hea
 from qrobust.models.base import Capabilities, SimOptions
 
@@ -206,7 +211,8 @@ def _build() -> Path:
         doubt = untrusted(cached.parent)  # the native directory and the cache above it
         if doubt is not None:  # a library built there could be replaced by another user before it is loaded
             return _build_private(command, name, f"the cache is not private: {doubt}")
-        staging = Path(tempfile.mkdtemp(dir=cached.parent, prefix=".build-"))
+        _clean_builds(cached.parent)
+        staging = Path(tempfile.mkdtemp(dir=cached.parent, prefix=f".build-{HOST}-{os.getpid()}-"))
     except OSError as error:
         return _build_private(command, name, error)
     try:
@@ -218,6 +224,32 @@ def _build() -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return cached
+
+
+_BUILD = re.compile(r"^\.build-(?:(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-)?")
+
+
+def _clean_builds(directory: Path) -> None:
+    """Remove the build directories (``.build-HOST-PID-*``) that builders killed mid-build left in ``directory``:
+    a builder of this machine that is no longer alive, or any build directory older than a build can last (twice
+    the compiler's timeout: another machine's, whose processes cannot be seen from here, or one named before
+    builders were). A live builder's directory is left alone; a link is never followed."""
+    now = time.time()
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        found = _BUILD.match(entry.name)
+        if found is None or not entry.is_dir(follow_symlinks=False):
+            continue
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        gone = found.group("host") == HOST and not process_alive(int(found.group("pid")))
+        if gone or age > 2 * COMPILE_TIMEOUT_S:
+            shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def _sha256(path: Path) -> str:
