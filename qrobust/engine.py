@@ -312,7 +312,7 @@ class Trainer:
 
     Inputs carry a leading replica axis R: params (R, ...), learning_rate (R,), key (R, 2) uint32, data a
     TrainData of (R, N, ...) arrays; val is shared. Returns the final params (R, ...) and a dict of metrics,
-    each (R, E) for the E recorded epochs; with ``record_margins`` also ``margin`` (R, E, N).
+    each a numpy array (R, E) for the E recorded epochs; with ``record_margins`` also ``margin`` (R, E, N).
     ``lower(*args)`` lowers the compiled program a call runs (a segment of epochs; for memory analysis,
     ``qrobust.memory.program_bytes``)."""
 
@@ -351,12 +351,14 @@ class Trainer:
         state = self._start(params, learning_rate, key)
         parts = []
         for start in range(0, self.recipe.epochs, self.segment):
+            if start == 0 and hasattr(self.progress, "compiling"):  # the first call compiles (or reads the cache)
+                self.progress.compiling(self.recipe.model.name)
             state, metrics = self._advance(state, data, val, jnp.int32(start))
             parts.append(metrics)
             if self.progress is not None:
                 self.progress(self.segment)
-        recorded = np.array(self.recipe.recorded)
-        metrics = {k: jnp.concatenate([p[k] for p in parts], axis=1)[:, recorded] for k in parts[0]}
+        recorded = np.array(self.recipe.recorded)  # on the host: eager device gathers cost more than the copy
+        metrics = {k: np.concatenate([np.asarray(p[k]) for p in parts], axis=1)[:, recorded] for k in parts[0]}
         return state.params, metrics
 
     def lower(self, params, learning_rate, key, data: TrainData, val: EvalData):

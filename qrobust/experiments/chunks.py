@@ -10,6 +10,8 @@ finished chunk is stored at once; a chunk already in the store is not run again.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import math
 import sys
@@ -169,12 +171,29 @@ def run_chunks(chunks: list[Chunk], run: Callable, store: RunDirectory | None,
     return ChunkResults(frames, arrays, seconds)
 
 
-class Progress:
-    """A tqdm bar advanced by ``step`` replica-epochs per call (used as the engine's progress hook)."""
+LABEL: contextvars.ContextVar[str | None] = contextvars.ContextVar("qrobust_progress_label", default=None)
 
-    def __init__(self, total: int | None, enabled: bool):
-        """``total`` replica-epochs; None: shown from ``start(total)`` on (once the chunks are planned)."""
+
+@contextlib.contextmanager
+def progress_label(label: str):
+    """Name the progress line of every study run inside (``reproduce`` names each part's)."""
+    token = LABEL.set(label)
+    try:
+        yield
+    finally:
+        LABEL.reset(token)
+
+
+class Progress:
+    """One progress line a person can read: the study (or reproduction part), the replica-epochs it trains, what
+    it does now ("compiling qnn", "training"), and the time left estimated from the replica-epochs done so far.
+    Advanced by ``step`` replica-epochs per call (the engine's progress hook, between calls of a program)."""
+
+    def __init__(self, total: int | None, enabled: bool, name: str = "qrobust"):
+        """``total`` replica-epochs; None: shown from ``start(total)`` on (once the chunks are planned). The line
+        is labelled ``name``, or the label ``progress_label`` set."""
         self.enabled, self.bar, self.step = enabled, None, 0
+        self.name = LABEL.get() or name
         if total is not None:
             self.start(total)
 
@@ -184,16 +203,25 @@ class Progress:
         else:  # a terminal: importing IPython only to find none would cost about a second
             from tqdm import tqdm
 
-        self.bar = tqdm(total=total, unit="replica-epoch", disable=not self.enabled, smoothing=0.1)
+        self.bar = tqdm(total=total, unit=" replica-epochs", unit_scale=False, disable=not self.enabled,
+                        smoothing=0.1, desc=self.name, dynamic_ncols=True,
+                        bar_format="{desc}: {n:,}/{total:,} replica-epochs{postfix} [{elapsed} elapsed, {remaining} left]")
+        self.bar.set_postfix_str("planning")
 
     @property
     def hook(self) -> "Progress":
         """The engine's progress hook (called from the host between the program's calls)."""
         return self
 
+    def compiling(self, what: str) -> None:
+        """A program is being compiled (or read from the compilation cache) before it trains."""
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"compiling {what}")
+
     def __call__(self, epochs: int):
         """``epochs`` more epochs of the running chunk's ``step`` replicas are done."""
         if self.bar is not None:
+            self.bar.set_postfix_str(f"training {self.step} replicas", refresh=False)
             self.bar.update(self.step * epochs)
 
     def discount(self, replica_epochs: int) -> None:
@@ -203,4 +231,5 @@ class Progress:
 
     def close(self):
         if self.bar is not None:
+            self.bar.set_postfix_str("done", refresh=False)
             self.bar.close()

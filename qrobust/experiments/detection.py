@@ -19,7 +19,7 @@ k = number flipped, and precision and recall of what it flags.
 from __future__ import annotations
 
 import itertools
-import warnings
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,8 @@ from qrobust.experiments.chunks import Progress, run_chunks
 from qrobust.experiments.settings import check_name
 from qrobust.experiments.study import StudyConfig
 from qrobust.options import option
+
+log = logging.getLogger("qrobust")
 
 @dataclass(frozen=True)
 class DetectConfig(StudyConfig):
@@ -93,10 +95,9 @@ def run_detection(config: DetectConfig, out: str | Path | None = None, *, progre
                               "nothing to detect; ask for a larger alpha or more training samples")
     find_issues = _cleanlab() if config.baselines else None
     if config.baselines and find_issues is None:
-        warnings.warn("cleanlab is not installed (pip install 'qrobust[cleanlab]'): baselines skipped",
-                      RuntimeWarning, stacklevel=2)
+        log.warning("cleanlab is not installed (pip install 'qrobust[cleanlab]'): baselines skipped")
     # the cross-validated baseline "mlp_cv" is the MLP with the sweep's settings, one replica per fold
-    bar = Progress(None, progress)
+    bar = Progress(None, progress, name="detection")
     programs = {p: study.build_program(config, p, m, config.settings_of(m, epochs=config.epochs), dataset, out=out,
                                        progress=bar.hook, record_margins=True)
                 for p, m in [(m, m) for m in config.models] + [("mlp_cv", "mlp")]}

@@ -124,7 +124,7 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
                                       learning_rate=config.learning_rate, depth=config.depth, ansatz=config.ansatz,
                                       hidden=config.hidden) for m in config.models}
     training_part = replace(dataset, x_train=dataset.x_train[tr], y_train=y_tr)
-    bar = Progress(None, progress)
+    bar = Progress(None, progress, name="landscape")
     programs = {m: study.build_program(config, m, m, settings[m], training_part, out=out, progress=bar.hook,
                                        forward_mode=config.simulator is not None and registry.spec(m).quantum)
                 for m in config.models}

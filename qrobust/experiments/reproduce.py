@@ -180,7 +180,10 @@ def run_reproduce(out: str | Path, *, profile: str = "full", parts=None, progres
         entry["command"] = part.command.replace("OUT", str(out))
         start = time.perf_counter()
         try:
-            run_part(part, out, profile, progress=progress)
+            from qrobust.experiments.chunks import progress_label
+
+            with progress_label(part.name):
+                run_part(part, out, profile, progress=progress)
         except BaseException:  # Ctrl-C, SIGTERM, an error: the time spent still counts (its chunks are kept)
             entry["seconds"] = round(entry["seconds"] + time.perf_counter() - start, 1)
             entry.setdefault("finished", False)

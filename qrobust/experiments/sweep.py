@@ -15,7 +15,7 @@ from the same parameters, sees the same batch order, and corrupts nested sets
 
 from __future__ import annotations
 
-import warnings
+import logging
 from pathlib import Path
 
 import jax
@@ -33,6 +33,8 @@ from qrobust.experiments.sweep_grid import (  # noqa: F401 (the sweep's descript
     ARCH_COLUMNS, DEFAULT_ALPHAS, GRID_COLUMNS, RESULT_COLUMNS, SWEEP_METRICS, Architecture, SweepConfig,
     architecture_columns, replica_table)
 from qrobust.models import count_params
+
+log = logging.getLogger("qrobust")
 
 
 def _to_frame(grid: pd.DataFrame, metrics: dict, n_corrupt: np.ndarray, epoch_numbers, columns: dict) -> pd.DataFrame:
@@ -61,7 +63,7 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
     config, dataset = study.start(config)
     counts = {(kind, a): check_feasible(kind, a, dataset.y_train)
               for kind in config.corruptions for a in config.alphas}
-    bar = Progress(None, progress)
+    bar = Progress(None, progress, name="sweep")
     built = _programs(config, dataset, bar, out)
     programs = {p: program for p, (program, _) in built.items()}
     run_settings = dict(config.resolved(), n_train=len(dataset.y_train), n_qubits_data=dataset.n_qubits,
@@ -99,8 +101,8 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
     results = results.sort_values(list(GRID_COLUMNS) + ["epoch"], kind="stable").reset_index(drop=True)
     diverged = results.loc[results.diverged, list(GRID_COLUMNS)].drop_duplicates()
     if len(diverged):
-        warnings.warn(f"{len(diverged)} replica(s) diverged (non-finite loss) and are left out of averages:\n"
-                      f"{diverged.to_string(index=False)}", RuntimeWarning, stacklevel=2)
+        log.warning("%d replica(s) diverged (non-finite loss) and are left out of averages:\n%s", len(diverged),
+                    diverged.to_string(index=False))
     if store is not None and store.writer:
         from qrobust.analysis.summary import final_summary
 

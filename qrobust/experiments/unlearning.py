@@ -30,7 +30,7 @@ their own purposes.
 
 from __future__ import annotations
 
-import warnings
+import logging
 from pathlib import Path
 from typing import NamedTuple
 
@@ -46,6 +46,8 @@ from qrobust.experiments.chunks import Progress
 from qrobust.experiments.unlearning_grid import (  # noqa: F401 (the study's description, importable from here)
     FORGET_SOURCES, METHODS, PAPER_METHODS, TEACHER_SETTINGS, UNLEARN_SETTINGS, UnlearnConfig, replica_table)
 from qrobust.objectives import L1_WEIGHT, UNLEARNING_METHODS, method_coefs, weights_used  # noqa: F401
+
+log = logging.getLogger("qrobust")
 
 
 class Unlearned(NamedTuple):
@@ -87,13 +89,12 @@ def evaluate_unlearning(config: UnlearnConfig, out: str | Path | None = None, *,
                               f"{n_poisoned} of {n} samples, and a known fraction of {kf} of them leaves none "
                               "to forget")
     if "mlp" in config.models and {"scrub", "ga"} & set(config.methods) and max(config.fo_ws) > 0:
-        warnings.warn("the MLP's logits are unbounded, so the ascent terms of scrub/ga (fo_w > 0) are "
-                      "unbounded below; replicas that diverge are marked and left out of averages",
-                      RuntimeWarning, stacklevel=2)
+        log.warning("the MLP's logits are unbounded, so the ascent terms of scrub/ga (fo_w > 0) are unbounded "
+                    "below; replicas that diverge are marked and left out of averages")
     run_settings = dict(config.resolved(), n_poisoned=n_poisoned,
                         n_forget=(list(n_known.values()) if len(n_known) > 1 else n_known[config.known_fraction[0]])
                         if config.forget_source == "oracle" else None)
-    bar = Progress(None, progress)
+    bar = Progress(None, progress, name="unlearning")
     programs = stages.teacher_programs(config, dataset, bar, out)
     store = study.open_store(out, run_settings, programs, "unlearning")
     ctx = stages.Context(config, dataset, store, programs, n_poisoned, n_known, bar=bar)
@@ -118,8 +119,7 @@ def evaluate_unlearning(config: UnlearnConfig, out: str | Path | None = None, *,
     final = results[results.epoch == last].drop(columns="epoch").reset_index(drop=True)
     results, final = score_students(results, final, teachers, params, seconds, forget)
     if final.diverged.any():
-        warnings.warn(f"{int(final.diverged.sum())} student replica(s) diverged and are left out of averages",
-                      RuntimeWarning, stacklevel=2)
+        log.warning("%d student replica(s) diverged and are left out of averages", int(final.diverged.sum()))
     card = None if shadow_scores is None else scorecard(final, shadow_scores)
     if store is not None and store.writer:
         from qrobust.analysis.summary import recovery_summary
