@@ -234,9 +234,12 @@ def _provenance_line(p: dict, entry: dict) -> str:
     keep = ("qrobust", "qrobust_commit", "jax", "tensorcircuit-ng", "python")
     v = ", ".join(f"{k} {versions[k]}" for k in keep if k in versions)
     resumed = f" over {entry['interrupted'] + 1} calls (resumed)" if entry.get("interrupted") else ""
+    c = entry.get("compiles")
+    compiled = (f"; compiled {c['compiled']} programs ({c['seconds']:.0f} s tracing, lowering and compiling), "
+                f"{c['from_cache']} read from the compilation cache" if isinstance(c, dict) else "")
     return (f"Provenance: seeds {p.get('seeds')}; simulators {p.get('simulators')}; devices {p.get('devices')}; "
             f"{v}; wall time {entry.get('seconds', float('nan')):.0f} s{resumed}, its chunks trained for "
-            f"{p.get('chunk_seconds', 0):.0f} s; started {p.get('created')}.")
+            f"{p.get('chunk_seconds', 0):.0f} s{compiled}; started {p.get('created')}.")
 
 
 _STYLE = """

@@ -1,5 +1,7 @@
 """The training engine against independent references."""
 
+import json
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -213,3 +215,21 @@ def test_the_program_runs_in_segments_of_epochs_without_changing_a_number():
     assert done == [2] * 10
     for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
         np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+
+
+def test_compiles_are_counted_and_a_cached_program_is_read_not_compiled(tmp_path, monkeypatch):
+    """qrobust.compiles counts XLA's compiles of a block, and the persistent cache's hits: a program compiled
+    once in another process is read back, not compiled again (what a repeated study costs)."""
+    import subprocess
+    import sys
+
+    code = ("import jax, jax.numpy as jnp, json; from qrobust.cache import use_compilation_cache; "
+            "from qrobust.compiles import count_compiles; use_compilation_cache()\n"
+            "with count_compiles() as c:\n    jax.jit(lambda x: jnp.sin(x) * 3 + 1)(jnp.ones(7)).block_until_ready()\n"
+            "print(json.dumps(c.as_dict()))")
+    env = dict(__import__("os").environ, QROBUST_CACHE=str(tmp_path / "cache"))
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    runs = [json.loads(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                      check=True).stdout.strip().splitlines()[-1]) for _ in range(2)]
+    assert runs[0]["compiled"] >= 1 and runs[0]["from_cache"] == 0
+    assert runs[1]["compiled"] == 0 and runs[1]["from_cache"] >= 1

@@ -154,6 +154,8 @@ def run_reproduce(out: str | Path, *, profile: str = "full", parts=None, progres
     profile, and per part its wall seconds over every call (an interrupted call's included, counted in
     ``interrupted``; a SIGKILL's are lost) and whether it finished. Every part's config is validated before
     the first one runs. ``on_part(part, seconds)`` is called after each part."""
+    from qrobust.compiles import count_compiles
+    from qrobust.experiments.chunks import progress_label
     from qrobust.files import atomic_write_text, unwritable
 
     if profile not in PROFILES:
@@ -179,19 +181,20 @@ def run_reproduce(out: str | Path, *, profile: str = "full", parts=None, progres
         entry = record["parts"].setdefault(part.name, {"seconds": 0.0})
         entry["command"] = part.command.replace("OUT", str(out))
         start = time.perf_counter()
-        try:
-            from qrobust.experiments.chunks import progress_label
-
-            with progress_label(part.name):
-                run_part(part, out, profile, progress=progress)
-        except BaseException:  # Ctrl-C, SIGTERM, an error: the time spent still counts (its chunks are kept)
-            entry["seconds"] = round(entry["seconds"] + time.perf_counter() - start, 1)
-            entry.setdefault("finished", False)
-            entry["interrupted"] = entry.get("interrupted", 0) + 1
-            atomic_write_text(path, json.dumps(record, indent=2))
-            raise
+        with count_compiles() as compiles:
+            try:
+                with progress_label(part.name):
+                    run_part(part, out, profile, progress=progress)
+            except BaseException:  # Ctrl-C, SIGTERM, an error: the time spent still counts (its chunks are kept)
+                entry["seconds"] = round(entry["seconds"] + time.perf_counter() - start, 1)
+                entry["compiles"] = compiles.as_dict()
+                entry.setdefault("finished", False)
+                entry["interrupted"] = entry.get("interrupted", 0) + 1
+                atomic_write_text(path, json.dumps(record, indent=2))
+                raise
         seconds = time.perf_counter() - start
         entry["seconds"] = round(entry["seconds"] + seconds, 1)
+        entry["compiles"] = compiles.as_dict()  # the last call's: what resuming it cost
         entry["finished"] = True
         atomic_write_text(path, json.dumps(record, indent=2))
         if on_part is not None:
