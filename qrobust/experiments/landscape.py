@@ -125,8 +125,11 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
                                       hidden=config.hidden) for m in config.models}
     training_part = replace(dataset, x_train=dataset.x_train[tr], y_train=y_tr)
     bar = Progress(None, progress, name="landscape")
+    # only the last epoch's metrics are kept (the table holds the trained models' final accuracies): the other
+    # epochs' evaluation is skipped
     programs = {m: study.build_program(config, m, m, settings[m], training_part, out=out, progress=bar.hook,
-                                       forward_mode=config.simulator is not None and registry.spec(m).quantum)
+                                       forward_mode=config.simulator is not None and registry.spec(m).quantum,
+                                       eval_every=config.epochs)
                 for m in config.models}
     hessian = {m: build_model(m, dataset, settings[m], dtype=config.dtype,
                               simulator=config.simulator or study.resumed_simulator(out, m, "hessian_simulators"),
