@@ -11,10 +11,11 @@ pass over all the states in memory; its gradient is reverse mode through those
 passes (about three times the work of a forward pass, with every intermediate
 batch kept). The kernel in ``csrc/hea.cc`` instead simulates one state at a time
 in two real planes of 2**L floats, which stay in the core's cache through all the
-gates, applies each rotation as its own 2 x 2 gate (no dense blocks, so the light
-cone costs nothing extra), and computes the parameter gradient by the adjoint
-method (undo each gate on the state and on the costate; a gate exp(-i t P / 2)
-contributes Im <lambda|P|psi>). The states of a batch are split over the cores.
+gates, applies each qubit's three rotations as one 2 x 2 gate (no dense blocks, so
+the light cone costs nothing extra), and computes the parameter gradient by the
+adjoint method from the final states its forward pass keeps (undo each gate on the
+state and on the costate; a gate exp(-i t P / 2) contributes Im <lambda|P|psi>).
+The states of a batch are shared among the cores.
 
 Build. The kernel is compiled on first use with the system's C++ compiler
 (``$CXX``, which may carry a launcher such as ``ccache g++``; else ``g++``) against
@@ -96,7 +97,8 @@ HEADERS = (CSRC / "statevector.h",)
 # (the two-qubit operations of csrc/gates.cc multiply std::complex numbers; their matrices are finite)
 FLAGS = ("-O3", "-march=native", "-fcx-limited-range", "-std=c++17", "-shared", "-fPIC", "-pthread")
 MIN_QUBITS, MAX_QUBITS = 5, 20  # the kernel works on 32 amplitudes at a time
-TARGETS = {"qrobust_hea_forward": "QrobustHeaForward", "qrobust_hea_backward": "QrobustHeaBackward",
+TARGETS = {"qrobust_hea_forward": "QrobustHeaForward", "qrobust_hea_forward_states": "QrobustHeaForwardStates",
+           "qrobust_hea_backward": "QrobustHeaBackward",
            "qrobust_gates_forward": "QrobustGatesForward", "qrobust_gates_backward": "QrobustGatesBackward"}
 THREADS_VARIABLE = "QROBUST_THREADS"
 COMPILE_TIMEOUT_S = 600  # a hung compiler must not hang qnn(); the build takes seconds
@@ -392,6 +394,12 @@ def hea_logits(rotations: np.ndarray, pairs: np.ndarray, readout_scale: float):
     (the light cone). params: (d, L, 4), computed in float32 (other real dtypes are cast, and their
     gradient comes back in their dtype); states: (B, 2**L), computed in complex64. Differentiable
     (reverse mode) in params only. The thread count (``thread_count()``) is read here, once.
+
+    The gradient takes two kernel calls: the forward pass ("qrobust_hea_forward_states") returns the logits
+    and each state at the end of the circuit, kept as the residual (B * 2**L * 8 bytes), and the backward
+    pass ("qrobust_hea_backward") walks the circuit back from those states (the adjoint method needs nothing
+    else), so the forward pass is not done twice. A call without a gradient ("qrobust_hea_forward") keeps
+    nothing.
     """
     _require()
     rot = jnp.asarray(rotations, jnp.int32)
@@ -403,10 +411,15 @@ def hea_logits(rotations: np.ndarray, pairs: np.ndarray, readout_scale: float):
         return jax.ffi.ffi_call("qrobust_hea_forward", out, vmap_method="sequential")(
             params, states, rot, pair, **attributes)
 
-    def backward(params, states, cotangent):
+    def forward_states(params, states):
+        out = (jax.ShapeDtypeStruct(states.shape[:1], jnp.float32), jax.ShapeDtypeStruct(states.shape, jnp.complex64))
+        return jax.ffi.ffi_call("qrobust_hea_forward_states", out, vmap_method="sequential")(
+            params, states, rot, pair, **attributes)
+
+    def backward(params, finals, cotangent):
         out = jax.ShapeDtypeStruct(params.shape, jnp.float32)
         return jax.ffi.ffi_call("qrobust_hea_backward", out, vmap_method="sequential")(
-            params, states, rot, pair, cotangent, **attributes)
+            params, finals, rot, pair, cotangent, **attributes)
 
     @jax.custom_vjp
     def kernel(params, states):
@@ -416,11 +429,12 @@ def hea_logits(rotations: np.ndarray, pairs: np.ndarray, readout_scale: float):
         if states.perturbed:
             raise NotImplementedError("the native simulator differentiates the parameters only, not the input "
                                       "states; use simulator='blocks'")
-        return forward(params.value, states.value), (params.value, states.value)
+        logits, finals = forward_states(params.value, states.value)
+        return logits, (params.value, finals)
 
     def kernel_bwd(residuals, cotangent):
-        params, states = residuals
-        return backward(params, states, cotangent.astype(jnp.float32)), None
+        params, finals = residuals
+        return backward(params, finals, cotangent.astype(jnp.float32)), None
 
     kernel.defvjp(kernel_fwd, kernel_bwd, symbolic_zeros=True)
 
