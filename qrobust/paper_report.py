@@ -33,7 +33,7 @@ def _store_critical(where: Path) -> None:
     from qrobust.experiments.registry import study_of
 
     kind = study_of(where)
-    sweeps = [where] if kind == "sweep" else [d for d in where.iterdir() if (d / "results.csv").is_file()] \
+    sweeps = [where] if kind in ("sweep", "controls") else [d for d in where.iterdir() if (d / "results.csv").is_file()] \
         if kind == "gauge" else []
     for run_dir in sweeps:
         stored = run_dir / "critical_points.csv"
@@ -55,8 +55,9 @@ def _section(part, out: Path) -> dict | None:
         _store_critical(where)
         run = load_results(where)
         figures = report.draw(where)
-        judge = study(run.study).get("claims")
+        judge, tables = study(run.study).get("claims"), study(run.study).get("report_tables")
         verdicts = judge(run, part.name) if judge is not None else []
+        tables = tables(run) if tables is not None else []
     except DamagedRunError as exc:  # a table or config.json that does not parse: said so, not hidden as "not run"
         return dict(part=part, figures=[], verdicts=[claims.Verdict(part.title, "-", str(exc), "damaged", part.name)],
                     provenance={})
@@ -64,7 +65,7 @@ def _section(part, out: Path) -> dict | None:
         return dict(part=part, figures=[], verdicts=[claims.Verdict(part.title, "-", "-", "not run", part.name)],
                     provenance={})
     configs = [r.path / "config.json" for r in run.runs.values()] or [where / "config.json"]
-    return dict(part=part, figures=figures, verdicts=verdicts,
+    return dict(part=part, figures=figures, verdicts=verdicts, tables=tables,
                 provenance=dict(_provenance(configs), chunk_seconds=_chunk_seconds(where)))
 
 
@@ -156,10 +157,18 @@ def build(out: str | Path) -> dict:
     return dict(record=record, sections=sections, verdicts=verdicts, out=out)
 
 
-_METHOD = ("Each verdict applies the stated rule to the measured quantity. Where the paper published the numbers "
-           "(its Fig. 2 final accuracies and Fig. 3 curves, qrobust.paper), the last column applies the same rule "
-           "to them: a claim that departs there too departs in the paper's own data, not only in this "
-           "reproduction.")
+_METHOD = ("Each verdict applies the stated rule to the measured quantity (the mean over seeds) and reads its "
+           f"{claims.LEVEL:.0%} interval, a bootstrap over seeds ({claims.N_BOOT} resamples, a seed's runs resampled "
+           "together, a fixed generator: the same data give the same intervals): it holds when the whole interval "
+           "is on the rule's side of the threshold, departs when the whole interval is on the other side, and is "
+           "indeterminate when the interval straddles the threshold; undefined where the quantity is not a "
+           "number. With one run there is no interval: the verdict is read from the value and says so. Rules "
+           "marked generic are passed by any learner that does not memorise (class-balanced flips invert the "
+           "label majority at alpha = 0.5): they show that the QNN does not memorise, not that it is quantum; where "
+           "a run trained controls, the last column names those that pass the rule too. Where the paper published "
+           "the numbers (its Fig. 2 final accuracies and Fig. 3 curves, five runs each, qrobust.paper), a column "
+           "applies the same rule to them: a claim that departs there too departs in the paper's own data, not only "
+           "in this reproduction.")
 
 
 def _times(report: dict) -> str:
@@ -202,12 +211,42 @@ def _cell(text: str) -> str:
     return _md(text)
 
 
+_ALSO = "also passed by (controls)"
+
+
+def _also(verdicts) -> bool:
+    """Whether a verdict table gets the "also passed by" column: some verdict was applied to controls."""
+    return any(getattr(v, "also_passed_by", "") for v in verdicts)
+
+
+def _verdict_md(verdict: str) -> str:
+    """The verdict cell: holds, departs (and the rest) bold; indeterminate in italics, set apart."""
+    return f"*{_md(verdict)}*" if verdict == "indeterminate" else f"**{_md(verdict)}**"
+
+
 def _verdict_table_md(verdicts) -> list[str]:
-    lines = ["| claim | rule | measured | verdict | the paper's own numbers |", "|---|---|---|---|---|"]
+    also = _also(verdicts)
+    head = ["claim", "rule", "measured", f"{claims.LEVEL:.0%} interval", "verdict", "the paper's own numbers"]
+    head += [_ALSO] if also else []
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for v in verdicts:
-        cells = (_cell(v.claim), _cell(v.rule), _cell(v.measured), f"**{v.verdict}**", _cell(v.paper or "-"))
+        claim = _cell(v.claim) + (f" *({_cell(v.generic)})*" if v.generic else "")
+        cells = [claim, _cell(v.rule), _cell(v.measured), _cell(v.interval or "-"), _verdict_md(v.verdict),
+                 _cell(v.paper or "-")] + ([_cell(v.also_passed_by or "-")] if also else [])
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _table_md(table: pd.DataFrame) -> list[str]:
+    lines = ["| " + " | ".join(_cell(str(c)) for c in table.columns) + " |", "|" + "---|" * len(table.columns)]
+    return lines + ["| " + " | ".join(_cell(str(v)) for v in row) + " |" for row in table.itertuples(index=False)]
+
+
+def _table_html(table: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+                   for row in table.itertuples(index=False))
+    return f"<table><tr>{head}</tr>{rows}</table>"
 
 
 def to_markdown(report: dict) -> str:
@@ -223,6 +262,8 @@ def to_markdown(report: dict) -> str:
             lines.append(f"![{fig.name}]({Path(fig).relative_to(out)})")
         if s["verdicts"]:
             lines += [""] + _verdict_table_md(s["verdicts"])
+        for title, table in s.get("tables", []):
+            lines += ["", f"**{_md(title)}**", ""] + _table_md(table)
         entry = rec.get("parts", {}).get(part.name, {})
         lines += ["", f"Reproduce: {_code(entry.get('command', part.command))}", ""]
         lines.append(_md(_provenance_line(s["provenance"], entry)))
@@ -249,7 +290,10 @@ th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-al
 th { background: #f3f3f3; }
 td.holds { background: #d9f2d9; font-weight: bold; }
 td.departs { background: #f8d7d7; font-weight: bold; }
+td.indeterminate { background: #dde7f5; font-style: italic; font-weight: bold; border: 2px dashed #6d8fc4; }
 td.undefined, td.not-run { background: #eee; }
+td.interval { font-size: 0.9em; }
+.generic { font-size: 0.85em; color: #7a4b00; font-style: italic; }
 td.damaged { background: #fbe5b6; font-weight: bold; }
 td.paper { font-size: 0.9em; color: #444; }
 img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
@@ -269,12 +313,18 @@ window.addEventListener('load', function () {
 
 
 def _verdict_table_html(verdicts) -> str:
-    rows = "".join(f"<tr><td>{html.escape(v.claim)}</td><td>{html.escape(v.rule)}</td>"
-                   f"<td>{html.escape(v.measured)}</td><td class=\"{v.verdict.replace(' ', '-')}\">"
-                   f"{html.escape(v.verdict)}</td><td class=\"paper\">{html.escape(v.paper or '-')}</td></tr>"
-                   for v in verdicts)
-    return ("<table><tr><th>claim</th><th>rule</th><th>measured</th><th>verdict</th>"
-            f"<th>the paper's own numbers</th></tr>{rows}</table>")
+    also = _also(verdicts)
+    rows = []
+    for v in verdicts:
+        generic = f"<div class=\"generic\">{html.escape(v.generic)}</div>" if v.generic else ""
+        rows.append(f"<tr><td>{html.escape(v.claim)}{generic}</td><td>{html.escape(v.rule)}</td>"
+                    f"<td>{html.escape(v.measured)}</td><td class=\"interval\">{html.escape(v.interval or '-')}</td>"
+                    f"<td class=\"{html.escape(v.verdict.replace(' ', '-'))}\">{html.escape(v.verdict)}</td>"
+                    f"<td class=\"paper\">{html.escape(v.paper or '-')}</td>"
+                    + (f"<td class=\"also\">{html.escape(v.also_passed_by or '-')}</td>" if also else "") + "</tr>")
+    return ("<table><tr><th>claim</th><th>rule</th><th>measured</th>"
+            f"<th>{claims.LEVEL:.0%} interval</th><th>verdict</th><th>the paper's own numbers</th>"
+            + (f"<th>{html.escape(_ALSO)}</th>" if also else "") + f"</tr>{''.join(rows)}</table>")
 
 
 def to_html(report: dict) -> str:
@@ -294,6 +344,8 @@ def to_html(report: dict) -> str:
             body.append(f"<img alt=\"{html.escape(Path(fig).name)}\" src=\"data:image/png;base64,{data}\">")
         if s["verdicts"]:
             body.append(_verdict_table_html(s["verdicts"]))
+        for title, table in s.get("tables", []):
+            body.append(f"<p><b>{html.escape(title)}</b></p>" + _table_html(table))
         entry = rec.get("parts", {}).get(part.name, {})
         body.append(f"<p>Reproduce: <code>{html.escape(entry.get('command', part.command))}</code></p>")
         body.append(f"<p class=\"provenance\">{html.escape(_provenance_line(s['provenance'], entry))}</p>")

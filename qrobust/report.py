@@ -100,6 +100,32 @@ def sweep_summary(run: RunResults) -> pd.DataFrame:
     return table[[c for c in cols if c in table and (c != "arch" or several)]]
 
 
+def _with_interval(value: float, lo: float, hi: float) -> str:
+    if pd.isna(value):
+        return "-"
+    return f"{value:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if pd.notna(lo) and pd.notna(hi) else " (no interval)")
+
+
+def controls_summary(run: RunResults) -> pd.DataFrame:
+    """The controls study's table, one row per model: each quantity with its 95% interval
+    (``qrobust.analysis.controls``)."""
+    table = run["controls"]
+    out = pd.DataFrame({"model": table.model, "seeds": table.n_seeds})
+    for name, title in (("clean_val", "clean val acc"), ("memorization", "memorisation at 0.3"),
+                        ("plateau", "plateau fall"), ("alpha_c", "alpha_c")):
+        out[title] = [_with_interval(*r) for r in table[[name, f"{name}_lo", f"{name}_hi"]].itertuples(index=False)]
+    return out
+
+
+def controls_tables(run: RunResults) -> list[tuple[str, pd.DataFrame]]:
+    """What the reproduction's report shows of a controls run besides its verdicts: the per-model table and,
+    per claim, whether it is QNN-specific."""
+    quantum = run["quantum"][["claim", "margin", "verdict", "controls"]]
+    return [("Is it quantum? Each model's quantities (95% intervals, bootstrap over seeds)", controls_summary(run)),
+            ("Is it quantum? Each claim: QNN-specific only if the QNN differs from every control by the margin",
+             quantum)]
+
+
 def gauge_summary(run: RunResults) -> pd.DataFrame:
     return run["gauge"][["gauge", "model", "corruption", "alpha", "train_acc_mean", "val_acc_mean", "n_seeds"]]
 

@@ -26,7 +26,8 @@ class Study(NamedTuple):
     """name: how config.json and ``reproduce`` name it; command: its ``qrobust`` subcommand; help: one line.
     config, run: "module:name" of its config type and of ``run(config, out, *, progress)``. tables: the files it
     writes (tables[0] marks a finished run). figures(run, **kw) -> paths, claims(run, part) -> verdicts,
-    summary(run) -> the table the command line prints: "module:name" of surface functions, or None."""
+    summary(run) -> the table the command line prints; report_tables(run) -> [(title, table)] the reproduction's
+    report shows besides the verdicts: "module:name" of surface functions, or None."""
 
     name: str
     command: str
@@ -37,10 +38,11 @@ class Study(NamedTuple):
     figures: str | None = None
     claims: str | None = None
     summary: str | None = None
+    report_tables: str | None = None
 
     def get(self, field: str):
-        """The object a reference names (``config``, ``run``, ``figures``, ``claims``, ``summary``), imported
-        now; None where the entry has none."""
+        """The object a reference names (``config``, ``run``, ``figures``, ``claims``, ``summary``,
+        ``report_tables``), imported now; None where the entry has none."""
         return resolve(getattr(self, field))
 
 
@@ -59,6 +61,11 @@ _STUDIES: dict[str, Study] = {s.name: s for s in (
                                                                       "critical_points.csv"),
           figures="qrobust.report:sweep_figures", claims="qrobust.analysis.claims:sweep_verdicts",
           summary="qrobust.report:sweep_summary"),
+    Study("controls", "controls", "is it quantum? the QNN beside classical controls of its model class, under label "
+          "flipping", f"{_E}.controls:ControlsConfig", f"{_E}.controls:run_controls",
+          ("controls.csv", "quantum.csv", "results.csv", "summary.csv", "critical_points.csv"),
+          figures="qrobust.report:sweep_figures", claims="qrobust.analysis.claims:controls_verdicts",
+          summary="qrobust.report:controls_summary", report_tables="qrobust.report:controls_tables"),
     Study("gauge", "gauge", "the sweep of quantum data under each gauge of its states (fixed, sign, phase)",
           f"{_E}.sweep_grid:GaugeConfig", f"{_E}.gauge:run_gauge_study", ("gauge.csv",),
           figures="qrobust.report:gauge_figures", claims="qrobust.analysis.claims:gauge_verdicts",

@@ -11,6 +11,8 @@ whose study finished is read back, a part cut short resumes from its chunks. The
   weights-mnist    SCRUB's and gradient ascent's loss-weight grid on MNIST
   landscape-mnist  the Hessian trace ratio noisy / clean
   detect-mnist     finding the flipped labels
+  controls-DATA    is it quantum? the QNN, the MLP and classical controls of the QNN's model class under label
+                   flipping, on mnist, xxz, tfim and cluster (the quick profile: mnist only)
   scorecard-mnist  forgetting per example with shadow replicas (U-LiRA, the challenge's epsilon)
 
 ``profile``: "full" (the paper's settings: 5 seeds, every alpha, 64 shadows), "quick" (fewer seeds and
@@ -47,6 +49,11 @@ class Part:
     study: str  # its study's name in qrobust.experiments.registry
     settings: dict = field(default_factory=dict)  # profile -> config keywords
 
+    def runs_in(self, profile: str) -> bool:
+        """Whether the part belongs to ``profile`` (a part without settings for it is left out: the quick
+        profile runs the controls on MNIST only)."""
+        return profile in self.settings
+
     def config(self, profile: str):
         """The part's study config at ``profile`` (the study's config type, ``qrobust.experiments.registry``)."""
         from qrobust.experiments.registry import study
@@ -55,6 +62,9 @@ class Part:
 
 
 _TINY_MNIST = dict(n_train_per_class=12)
+# the controls parts: the paper's grid and two points either side of 0.5, where the critical point is located
+CONTROL_ALPHAS = tuple(sorted(ALPHAS + (0.45, 0.55)))
+_CONTROL_ALPHAS_TEXT = ",".join(f"{a:g}" for a in CONTROL_ALPHAS)
 _TINY_XXZ = dict(n_qubits=4)
 S2 = (0, 1)
 
@@ -102,6 +112,18 @@ PARTS = (
          "qrobust detect --dataset mnist --seeds 3 --out OUT/detect-mnist", "detection",
          {"all": dict(dataset="mnist"), "full": dict(), "quick": dict(seeds=(0,), baselines=False),
           "tiny": dict(_TINY_MNIST, seeds=(0,), alphas=(0.3,), epochs=2, baselines=False)}),
+    *(Part(f"controls-{data}", f"Is it quantum? The QNN beside classical controls of its model class on {title}",
+           f"qrobust controls --dataset {data} --alphas {_CONTROL_ALPHAS_TEXT} --seeds 5 --eval-every 1000 "
+           f"--out OUT/controls-{data}", "controls",
+           {"all": dict(dataset=data, alphas=CONTROL_ALPHAS, eval_every=1000), "full": dict(),
+            **({"quick": quick} if quick else {}),
+            "tiny": dict(tiny, seeds=S2, alphas=(0.0, 0.3, 0.5, 0.7), epochs=3,
+                         models=("qnn", "mlp", "quadratic", "logistic"))})
+      for data, title, quick, tiny in (
+          ("mnist", "MNIST", dict(seeds=S2, alphas=(0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8),
+                                  models=("qnn", "mlp", "quadratic", "logistic", "fidelity_kernel")), _TINY_MNIST),
+          ("xxz", "XXZ", None, _TINY_XXZ), ("tfim", "TFIM", None, _TINY_XXZ),
+          ("cluster", "the cluster-Ising chain", None, _TINY_XXZ))),
     Part("scorecard-mnist", "Forgetting per example: U-LiRA and the challenge's epsilon from shadow replicas",
          "qrobust unlearn --dataset mnist --method retrain --method finetune --method scrub --method ga "
          "--method neggrad --method salun --method l1_sparse --method retrain_full --shadows 64 "
@@ -160,7 +182,7 @@ def run_reproduce(out: str | Path, *, profile: str = "full", parts=None, progres
 
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}: choose {', '.join(PROFILES)}")
-    chosen = check_parts(parts)
+    chosen = tuple(p for p in check_parts(parts) if p.runs_in(profile))
     for part in chosen:
         config = part.config(profile)
         config.validate()

@@ -99,7 +99,9 @@ class StudyConfig:
                                "Ising) or cluster (cluster-Ising, SPT) chain; scikit-learn's 8x8 digits; a user's npz "
                                "file")
     models: tuple[str, ...] = option(registry.BUILT_IN, flag="--model", repeat=True, group="models",
-                                     choices=registry.BUILT_IN, help="qnn and/or mlp (repeat)")
+                                     choices=registry.BUILT_IN + registry.CONTROLS,
+                                     help="qnn and/or mlp (repeat; default both), or a classical control of the QNN "
+                                          "(docs/controls.md)")
     seeds: tuple[int, ...] | int = option((0, 1, 2, 3, 4), group="grid", parse=options.seeds, metavar="N|LIST|A:B",
                                           help="a count of seeds (from --seed-offset), a list 3,7,9 or a range 10:14")
     n_train_per_class: int | None = option(None, flag="--n-train", group="data", parse=options.number(int, "--n-train"),

@@ -53,22 +53,24 @@ def _to_frame(grid: pd.DataFrame, metrics: dict, n_corrupt: np.ndarray, epoch_nu
     return frame[list(RESULT_COLUMNS)]
 
 
-def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: bool = True) -> pd.DataFrame:
+def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: bool = True,
+              study_name: str = "sweep") -> pd.DataFrame:
     """Run (or resume) a sweep; returns the tidy results (one row per replica per epoch).
 
     Everything is validated, and the data loaded, before anything is written. With
     ``out`` the chunks (with each replica's trained weights), results.csv, summary.csv and config.json are
-    written there (the figure: ``qrobust.report.draw(out)``).
+    written there (the figure: ``qrobust.report.draw(out)``). ``study_name``: the study config.json names (a
+    study built on the sweep, such as "controls", records its own).
     """
     config, dataset = study.start(config)
     counts = {(kind, a): check_feasible(kind, a, dataset.y_train)
               for kind in config.corruptions for a in config.alphas}
-    bar = Progress(None, progress, name="sweep")
+    bar = Progress(None, progress, name=study_name)
     built = _programs(config, dataset, bar, out)
     programs = {p: program for p, (program, _) in built.items()}
     run_settings = dict(config.resolved(), n_train=len(dataset.y_train), n_qubits_data=dataset.n_qubits,
                         dataset_meta={k: v for k, v in dataset.meta.items() if k != "per_state"})
-    store = study.open_store(out, run_settings, programs, "sweep")
+    store = study.open_store(out, run_settings, programs, study_name)
     columns = {p: architecture_columns(program.model, arch, count_params(jax.eval_shape(
         program.built.init, jax.random.PRNGKey(0)))) for p, (program, arch) in built.items()}
     chunks = study.plan(config, store, pd.concat([replica_table(config, m) for m in config.models],

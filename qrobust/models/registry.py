@@ -3,7 +3,9 @@
 An entry is a ``ModelSpec``: how to build a ``Model`` for a dataset (``build(dataset, settings, options)``),
 whether it is a quantum model (what it costs per replica, whether a simulator runs it), which architecture axis
 a sweep varies (the QNN's depth, the MLP's hidden sizes, none for a user's model), and optional training
-defaults and optimiser. Built in: "qnn" (``qrobust.models.qnn``, any circuit) and "mlp" (the Flax MLP). A
+defaults and optimiser. Built in: "qnn" (``qrobust.models.qnn``, any circuit) and "mlp" (the Flax MLP), and
+the classical controls of the QNN (``qrobust.models.controls``: "quadratic", "quadratic_pm1", "logistic",
+"mlp_wd", "mlp_invariant", "fidelity_kernel", "projected_kernel", "mlp_pca"; docs/controls.md). A
 researcher's own model enters the same way, through the Python API:
 
     spec = flax_model(MyModule(), name="wide")              # a Flax linen module (one example -> one logit)
@@ -77,6 +79,7 @@ class ModelSettings:
             d.pop("optimizer")
         if "hidden" in d:
             d["hidden"] = list(d["hidden"])
+        d.update(spec(name).options or {})
         return d
 
 
@@ -97,6 +100,8 @@ class ModelSpec(NamedTuple):
     replicas cost more: smaller chunks; its simulator is recorded). arch_axis: "depth", "hidden" or None, the
     architecture a sweep varies. training: overrides of the paper's MLP training settings (epochs,
     batch_size, learning_rate, optimizer) for a user's model; family: whose paper settings it starts from.
+    options: the named options its factory was given (a control's rank, weight decay, ...), recorded in
+    config.json with its settings.
     """
 
     name: str
@@ -105,6 +110,7 @@ class ModelSpec(NamedTuple):
     arch_axis: str | None = None
     training: dict | None = None
     family: str = "mlp"
+    options: dict | None = None
 
 
 def _build_qnn(dataset, settings: ModelSettings, options: BuildOptions) -> Model:
@@ -130,6 +136,17 @@ _REGISTRY: dict[str, ModelSpec] = {
 BUILT_IN = ("qnn", "mlp")
 
 
+def _add_controls() -> tuple[str, ...]:
+    """The classical controls of the QNN (``qrobust.models.controls``), registered at their default options."""
+    from qrobust.models import controls
+
+    _REGISTRY.update((s.name, s) for s in controls.specs())
+    return controls.CONTROLS
+
+
+CONTROLS = _add_controls()  # not in BUILT_IN: a study trains them when it names them
+
+
 def names() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
@@ -151,7 +168,7 @@ def register(model: "str | ModelSpec") -> str:
         raise ConfigError(f"a model is a name ({', '.join(_REGISTRY)}) or a ModelSpec (qrobust.models.flax_model, "
                           f"model_from), got {type(model).__name__}")
     if _REGISTRY.get(model.name, model) is not model:
-        owner = "a built-in model" if model.name in BUILT_IN else "another model of this process"
+        owner = "a built-in model" if model.name in BUILT_IN + CONTROLS else "another model of this process"
         raise ConfigError(f"the model name {model.name!r} is taken by {owner}; give yours another name")
     _REGISTRY[model.name] = model
     return model.name

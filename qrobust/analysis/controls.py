@@ -1,0 +1,176 @@
+"""Is it quantum? The QNN against classical controls of its own model class, claim by claim.
+
+With amplitude encoding and one Z readout the QNN's logit is 5 x^dagger M x, a norm-bounded quadratic form of
+its input. A finding about the QNN (it refuses the flipped labels, its validation accuracy holds a plateau, it
+has a critical point near alpha = 0.5) is evidence about the circuit only if models of the same class without
+the circuit (``qrobust.models.controls``) do not show it too. This module reads a sweep with the QNN, the MLP and
+controls under label flipping (the "controls" study) and returns two tables:
+
+``quantities(results, critical)``: per model, with 95% intervals from a bootstrap over seeds (seeds drawn with
+replacement, all of a seed's alphas together: ``qrobust.analysis.intervals.Boot``, the verdicts' own bootstrap;
+the same table gives the same numbers; fewer than ``MIN_SEEDS`` seeds: no interval, NaN):
+  clean_val     validation accuracy at alpha = 0 (does the model learn the task at all?)
+  memorization  the fraction of flipped training labels it reproduces, at the measured alpha nearest 0.3
+  plateau       val(0) - min over alpha < 0.5 of val (the fall of validation accuracy below the transition)
+  alpha_c       the critical point of memorisation and its interval (``qrobust.analysis.critical``); NaN where
+                there is no transition.
+
+``specificity(quantities, ...)``: for each of the paper's claims, whether it is QNN-specific. Fixed here, before
+any data (2026-12-06), and not to be tuned: a claim is **QNN-specific** when the QNN differs from *every* control
+by more than the claim's margin (``MARGINS``), **shared** when some control is within the margin of the QNN
+(that control shows the finding too), and **indeterminate** otherwise (the intervals cannot tell). Per control:
+  memorization, plateau (the QNN claims lower values): the paired bootstrap interval of control - QNN; the
+    control differs when its lower end exceeds the margin, is alike when its upper end is below the margin.
+  alpha_c: the distance between the two intervals; the control differs when the intervals are more than the
+    margin apart or the control has no transition (a control that memorises at every alpha, or never, has no
+    critical point: it differs in kind), is alike when every point of one interval is within the margin of
+    every point of the other; a control whose critical point is undefined for another reason (too few seeds)
+    leaves the claim indeterminate.
+A control whose clean validation accuracy is more than ``LEARNS_MARGIN`` below the QNN's has not learned the task
+as well; its rows are shown, but it does not decide a claim (a model that learns nothing also memorises nothing).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from qrobust.analysis.intervals import Boot, percentiles
+from qrobust.analysis.summary import final_epoch
+
+MIN_SEEDS = 2  # one seed has no spread to resample: its intervals are NaN, never zero-width
+MEMORIZATION_ALPHA = 0.3
+MARGINS = {"memorization": 0.10, "plateau": 0.05, "alpha_c": 0.10}
+LEARNS_MARGIN = 0.10
+REFERENCE = ("qnn", "mlp")  # the paper's two models; every other model of the table is a control
+CLAIMS = {
+    "memorization": "the QNN refuses the flipped labels (memorisation at alpha 0.3)",
+    "plateau": "the QNN's validation accuracy holds a plateau below alpha 0.5",
+    "alpha_c": "the QNN has a critical point (a memorisation step)",
+}
+
+
+def _statistics(results: pd.DataFrame) -> tuple[list[str], int, dict[str, np.ndarray]]:
+    """(models, n_seeds, per statistic (models, 1 + resamples) values: the point first, then the resamples of
+    ``intervals.Boot``, the same draws for every model, so differences between models are paired by seed)."""
+    final = final_epoch(results)
+    final = final[final.corruption == "flip"]
+    final = final.assign(**{c: final[c].where(~final.diverged.astype(bool)) for c in ("val_acc", "memorization")})
+    models = list(dict.fromkeys(final.model))
+    boot = Boot(final.seed)
+    val = boot.means(final, ["model", "alpha"], "val_acc")
+    mem = boot.means(final, ["model", "alpha"], "memorization")
+    alphas = np.sort(final.alpha.unique())
+    at = float(alphas[np.argmin(np.abs(alphas - MEMORIZATION_ALPHA))])
+    out = {name: np.full((len(models), boot.size), np.nan) for name in ("memorization", "clean_val", "plateau")}
+    for i, m in enumerate(models):
+        curve = val.loc[m]  # alphas x resamples
+        out["memorization"][i] = mem.loc[(m, at)].to_numpy(float)
+        below = curve[curve.index < 0.5]
+        if 0.0 in curve.index and len(below):
+            out["clean_val"][i] = curve.loc[0.0].to_numpy(float)
+            out["plateau"][i] = out["clean_val"][i] - below.min(axis=0).to_numpy(float)
+    out["_alpha"] = np.full((len(models), 1), at)
+    return models, boot.runs, out
+
+
+def _interval(values: np.ndarray, point: float) -> tuple[float, float]:
+    """The percentile interval of the resamples (``values[1:]``), widened to contain the point."""
+    lo, hi = percentiles(values[1:]) if len(values) > 1 else (np.nan, np.nan)
+    return (min(lo, point), max(hi, point)) if np.isfinite([lo, hi]).all() else (np.nan, np.nan)
+
+
+def quantities(results: pd.DataFrame, critical: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The "Is it quantum?" table (module docstring): per model, clean_val, memorization, plateau, alpha_c, each
+    with _lo and _hi; n_seeds; the alpha memorisation was read at. ``critical``: the sweep's critical points
+    (computed if None)."""
+    models, _, stats = _statistics(results)
+    if critical is None:
+        from qrobust.analysis.critical import critical_points
+
+        critical = critical_points(results[results.corruption == "flip"])
+    n_seeds = final_epoch(results).groupby("model").seed.nunique()
+    rows = []
+    for i, model in enumerate(models):
+        row = dict(model=model, control=model not in REFERENCE, n_seeds=int(n_seeds.get(model, 0)),
+                   memorization_alpha=float(stats["_alpha"][i, 0]))
+        for name in ("clean_val", "memorization", "plateau"):
+            row[name] = float(stats[name][i, 0])
+            row[f"{name}_lo"], row[f"{name}_hi"] = (_interval(stats[name][i], row[name])
+                                                    if row["n_seeds"] >= MIN_SEEDS else (np.nan, np.nan))
+        crit = critical[(critical.model == model) & (critical.corruption == "flip")] if len(critical) else critical
+        if len(crit):
+            c = crit.iloc[0]
+            row.update(alpha_c=float(c.alpha_c_memorization), alpha_c_lo=float(c.alpha_c_memorization_lo),
+                       alpha_c_hi=float(c.alpha_c_memorization_hi), transition=bool(c.transition),
+                       reason=str(c.get("reason", "")))
+        else:
+            row.update(alpha_c=np.nan, alpha_c_lo=np.nan, alpha_c_hi=np.nan, transition=False,
+                       reason="no critical point computed")
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table.attrs["samples"] = {name: dict(zip(models, stats[name][:, 1:])) for name in ("memorization", "plateau")}
+    return table
+
+
+def _paired(table: pd.DataFrame, name: str, control: str) -> np.ndarray:
+    samples = table.attrs.get("samples", {}).get(name, {})
+    if control not in samples or "qnn" not in samples or table.n_seeds.min() < MIN_SEEDS:
+        return np.array([])
+    return samples[control] - samples["qnn"]
+
+
+def _compare_lower(table: pd.DataFrame, name: str, control: str) -> str:
+    """"differs", "alike" or "indeterminate" for a claim that the QNN's ``name`` is lower than the control's."""
+    diff = _paired(table, name, control)
+    lo, hi = percentiles(diff) if len(diff) else (np.nan, np.nan)
+    margin = MARGINS[name]
+    if not np.isfinite([lo, hi]).all():
+        return "indeterminate"
+    return "differs" if lo > margin else "alike" if hi < margin else "indeterminate"
+
+
+def _compare_alpha_c(q: pd.Series, c: pd.Series) -> str:
+    margin = MARGINS["alpha_c"]
+    if not bool(q.transition):
+        return "indeterminate"  # no QNN step to compare with
+    if not bool(c.transition):
+        undecided = "seeds" in str(c.reason) or "too few" in str(c.reason)
+        return "indeterminate" if undecided else "differs"
+    qi, ci = (q.alpha_c_lo, q.alpha_c_hi), (c.alpha_c_lo, c.alpha_c_hi)
+    if not np.isfinite([*qi, *ci]).all():
+        return "indeterminate"
+    gap = max(ci[0] - qi[1], qi[0] - ci[1], 0.0)
+    widest = max(abs(ci[1] - qi[0]), abs(qi[1] - ci[0]))
+    return "differs" if gap > margin else "alike" if widest <= margin else "indeterminate"
+
+
+def specificity(table: pd.DataFrame) -> pd.DataFrame:
+    """Per claim of ``CLAIMS``: each deciding control's comparison with the QNN and the claim's reading,
+    "QNN-specific", "shared (by ...)" or "indeterminate" (module docstring). A control that does not learn the
+    clean task (``LEARNS_MARGIN``) is listed as "does not decide"."""
+    if "qnn" not in set(table.model):
+        return pd.DataFrame(columns=["claim", "quantity", "margin", "verdict", "controls"])
+    q = table[table.model == "qnn"].iloc[0]
+    controls = table[table.control]
+    rows = []
+    for name, claim in CLAIMS.items():
+        per, deciding = {}, []
+        for _, c in controls.iterrows():
+            if not (c.clean_val >= q.clean_val - LEARNS_MARGIN):
+                per[c.model] = "does not decide (clean val " + f"{c.clean_val:.2f})"
+                continue
+            per[c.model] = (_compare_alpha_c(q, c) if name == "alpha_c" else _compare_lower(table, name, c.model))
+            deciding.append(per[c.model])
+        alike = [m for m, v in per.items() if v == "alike"]
+        if not deciding:
+            verdict = "indeterminate (no control decides)"
+        elif alike:
+            verdict = "shared (by " + ", ".join(alike) + ")"
+        elif all(v == "differs" for v in deciding):
+            verdict = "QNN-specific"
+        else:
+            verdict = "indeterminate"
+        rows.append(dict(claim=claim, quantity=name, margin=MARGINS[name], verdict=verdict,
+                         controls="; ".join(f"{m}: {v}" for m, v in per.items())))
+    return pd.DataFrame(rows)
