@@ -22,7 +22,7 @@ from qrobust.errors import ConfigError, QrobustError
 from qrobust.options import MAX_SEEDS  # seeds per run (a row per replica per recorded epoch is kept in memory)
 _OTHER_COMMANDS = {"reproduce": "every experiment of the paper, then its report (OUT/report.html)",
                    "report": "(re)write the report of a reproduction directory, without training",
-                   "analyze": "critical point of a sweep: fits, bootstrap CIs, figure"}
+                   "analyze": "critical point of a sweep: fits, intervals, figure"}
 
 
 class _Help(argparse.HelpFormatter):
@@ -144,7 +144,6 @@ def _other_parser(sub, command: str) -> None:
         p.add_argument("run_dir", help="a directory of qrobust reproduce")
     else:
         p.add_argument("run_dirs", nargs="+", help="sweep output directories")
-        p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the seeds (default: 200)")
         p.add_argument("--finite-size-out", help="with several runs: where to write finite_size.csv and .png")
 
 
@@ -275,8 +274,6 @@ def _analyze(args) -> int:
     from qrobust.files import atomic_write_text, unwritable
     from qrobust.results import load_sweeps
 
-    if args.bootstrap < 10:
-        raise ConfigError(f"--bootstrap must be at least 10, got {args.bootstrap}")
     if len(args.run_dirs) > 1 and not args.finite_size_out:
         raise ConfigError("several runs make a finite-size table: say where with --finite-size-out DIR")
     if args.finite_size_out:
@@ -287,7 +284,7 @@ def _analyze(args) -> int:
         reason = unwritable(Path(run)) if Path(run).is_dir() else None
         if reason is not None:
             raise ConfigError(f"{reason} (analyze writes critical_points.csv there)")
-    critical, finite_size = analyze_sweeps(load_sweeps(args.run_dirs), n_boot=args.bootstrap)  # all read first
+    critical, finite_size = analyze_sweeps(load_sweeps(args.run_dirs))  # all read first
     cols = ["model", "corruption", "alpha_c_memorization", "alpha_c_memorization_lo",
             "alpha_c_memorization_hi", "alpha_c_validation", "transition"]
     for run, table in zip(args.run_dirs, critical):

@@ -242,3 +242,55 @@ def corrupt_replicas(kind_index: jax.Array, key: jax.Array, x: jax.Array, y: jax
     """``corrupt`` for R replicas sharing one clean set: kind_index (R,), key (R, 2), n_corrupt (R,),
     scores (R, N); x (N, D) and y (N,) shared. Returns a Corrupted of (R, N, ...) arrays."""
     return jax.vmap(corrupt, in_axes=(0, 0, None, None, 0, 0))(kind_index, key, x, y, n_corrupt, scores)
+
+
+def refined_alphas(n_per_class: int, lo: float = 0.0, hi: float = 0.9, around: float = 0.5,
+                   halfwidth: float = 0.05, step: float = 0.1, kind: str = "flip") -> tuple[float, ...]:
+    """Corruption ratios for a sweep whose critical point is to be located: the coarse grid lo, lo + step, ...,
+    hi, refined within ``halfwidth`` of ``around`` to every count ``kind`` can take there.
+
+    With N = 2 ``n_per_class`` training samples (balanced classes) and the count rule of ``corruption_count``,
+    the balanced label flips (and "boundary", "quid", "random-labels") corrupt floor(alpha N) rounded down to
+    even samples, half per class, so the refined points step by one corrupted sample per class: realised
+    fractions m / n_per_class, m = 0, 1, ... ("features" rounds up: the same steps, offset; "class-targeted"
+    flips class 0 only and steps by two). Every returned alpha maps to a different count: where two give the
+    same, the coarse one (or the smaller) is kept. A refined alpha is the middle of the range of alpha that gives
+    its count, rounded to the fewest decimals (at most 6) that keep the count, so it survives printing and
+    parsing (``--alphas``). Sorted; only alphas in [lo, hi]. The realised fraction of each is
+    ``corruption_count(kind, alpha, N) / N``, what ``qrobust.analysis.critical`` fits on.
+
+    Example: refined_alphas(41) (N = 82) is 0.0, 0.1, ..., 0.4, 0.46, 0.48, 0.5, 0.52, 0.55, 0.6, ..., 0.9: between
+    the coarse 0.4 (32 flips, 16 per class) and 0.6 (48) the counts 36, 38, 40 (0.5's), 42, 44, i.e. 18 to 22 flips
+    per class, realised fractions 36/82 = 0.439 to 44/82 = 0.537."""
+    if int(n_per_class) != n_per_class or n_per_class < 1:
+        raise ConfigError(f"n_per_class must be a positive integer, got {n_per_class!r}")
+    lo, hi, around = check_alpha(lo), check_alpha(hi), check_alpha(around)
+    if not lo <= hi:
+        raise ConfigError(f"the grid's lo ({lo}) must not exceed its hi ({hi})")
+    if not (step > 0 and halfwidth >= 0):
+        raise ConfigError(f"step must be > 0 and halfwidth >= 0, got step={step}, halfwidth={halfwidth}")
+    poisoner(kind)
+    n = 2 * int(n_per_class)
+    chosen: dict[int, float] = {}
+    for i in range(math.floor((hi - lo) / step + 1e-9) + 1):
+        alpha = round(lo + i * step, 10)
+        chosen.setdefault(corruption_count(kind, alpha, n), alpha)
+    # floor(alpha N) = b for alpha in [b / N, (b + 1) / N): the b's in the window, grouped by the count they give
+    first = max(math.ceil(max(lo, around - halfwidth) * n - 1e-9), 0)
+    last = min(math.floor(min(hi, around + halfwidth) * n + 1e-9), n)
+    ranges: dict[int, list[int]] = {}
+    for b in range(first, last + 1):
+        ranges.setdefault(corruption_count(kind, b / n, n), []).append(b)
+    for count, bs in ranges.items():
+        if count in chosen:
+            continue
+        start, stop = max(bs[0] / n, lo), min((bs[-1] + 1) / n, hi, 1.0)
+        middle = (start + stop) / 2
+        for decimals in range(1, 7):
+            alpha = round(middle, decimals)
+            if lo <= alpha <= hi and corruption_count(kind, alpha, n) == count:
+                break
+        else:
+            alpha = next(a for a in (middle, start) if corruption_count(kind, a, n) == count)
+        chosen[count] = alpha
+    return tuple(sorted(chosen.values()))

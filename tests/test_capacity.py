@@ -42,7 +42,7 @@ def test_the_capacity_command_draws_its_figure_and_refuses_a_depth_given_twice(t
     out = tmp_path / "cap"
     assert main([*args, "--model", "qnn", "--depth", "1", "--depth", "3", "--out", str(out)]) == 0
     assert (out / "capacity.png").stat().st_size > 10_000 and (out / "noise_response.png").exists()
-    assert main(["analyze", str(out), "--bootstrap", "10"]) == 0
+    assert main(["analyze", str(out)]) == 0
     critical = pd.read_csv(out / "critical_points.csv")
     assert set(critical.arch) == {"d1", "d3"} and (critical.n_params == [16, 48]).all()
     capsys.readouterr()

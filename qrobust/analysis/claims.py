@@ -20,7 +20,8 @@ compares with a threshold, not only its value:
   the same table gives the same intervals, in every report. The interval is widened where needed to contain the
   point value; it is undefined where the quantity is NaN in more than a tenth of the resamples. The paper's
   published numbers (five runs per point, ``qrobust.paper``) are resampled the same way, their ``run`` taken as
-  the seed. The critical point reads the interval ``qrobust.analysis.critical`` computes by the same bootstrap.
+  the seed. The critical point reads the interval ``qrobust.analysis.critical`` computes (a profile likelihood
+  on the realised flip fraction, widened by a jackknife over seeds and by the grid: its docstring).
   With few seeds (two to four) a percentile bootstrap is narrower than the true uncertainty: there an interval
   that clears a threshold is weaker evidence than it looks;
 - the verdict: **holds** when the whole interval lies on the holding side of the rule's threshold, **departs**
@@ -199,7 +200,7 @@ def _undecided(reason: str) -> bool:
 
 
 def _critical_point(_, crit: pd.DataFrame | None, model: str = "qnn"):
-    """The memorisation step of ``qrobust.analysis.critical``, its interval that module's bootstrap over seeds.
+    """The memorisation step of ``qrobust.analysis.critical`` and the interval that module computes.
     No step in the point fit (M does not cross 1/2, or not sharply): departs; a critical point left undefined
     for want of seeds, or NaN: undefined."""
     if crit is None:
@@ -219,7 +220,7 @@ def _critical_point(_, crit: pd.DataFrame | None, model: str = "qnn"):
     if not pd.isna(runs) and int(runs) < 2:
         p = _Part("alpha_c", a, None, None, "within", (0.4, 0.6), "1 run")
     elif not np.isfinite([lo, hi]).all():
-        p = _Part("alpha_c", a, None, None, "within", (0.4, 0.6), "its bootstrap gave none")
+        p = _Part("alpha_c", a, None, None, "within", (0.4, 0.6), "the fit gave none")
     else:
         p = _Part("alpha_c", a, lo, hi, "within", (0.4, 0.6))
     return measured, *_decide([p])
