@@ -262,4 +262,20 @@ def test_qrobusts_own_judges_print_their_intervals_too():
     assert capacity.verdict == "indeterminate"  # 0.5 - 0.45 at the point, the seeds' spread straddles 0
     card = pd.DataFrame([dict(model=m, method="finetune", auc=x, diverged=False)
                          for m, x in (("qnn", 0.5), ("mlp", 0.7))])
-    assert claims.scorecard_claims(card, "s")[0].interval.startswith("- (no interval")
+    old = claims.scorecard_claims(card, "s")  # a card without intervals: the values decide
+    assert len(old) == 1 and old[0].verdict == "holds" and old[0].interval == "finetune: QNN -, MLP -"
+
+
+@pytest.mark.parametrize("qnn, mlp, verdict", [((0.55, 0.50, 0.60), (0.80, 0.75, 0.85), "holds"),
+                                               ((0.70, 0.62, 0.78), (0.75, 0.70, 0.80), "indeterminate"),
+                                               ((0.90, 0.86, 0.94), (0.70, 0.65, 0.75), "departs")])
+def test_the_scorecard_reads_the_shadows_intervals(qnn, mlp, verdict):
+    """AUC and the share of the own leak removed, each judged by whether the two models' intervals separate."""
+    rows = []
+    for model, (auc, lo, hi) in (("qnn", qnn), ("mlp", mlp)):
+        removed = (0.95 - auc) / 0.45
+        rows.append(dict(model=model, method="finetune", auc=auc, auc_lo=lo, auc_hi=hi, diverged=False,
+                         removed=removed, removed_lo=(0.95 - hi) / 0.45, removed_hi=(0.95 - lo) / 0.45))
+    auc, removed = claims.scorecard_claims(pd.DataFrame(rows), "s")
+    assert auc.verdict == removed.verdict == verdict  # one leak for both: the two readings agree
+    assert auc.interval == f"finetune: QNN [{qnn[1]:.3f}, {qnn[2]:.3f}], MLP [{mlp[1]:.3f}, {mlp[2]:.3f}]"

@@ -63,8 +63,43 @@ def test_retrain_full_runs_the_teachers_recipe(tmp_path):
     assert set(out.final.method) == {"retrain", "retrain_full"}
 
 
+@pytest.mark.slow  # two studies of the toy above, one with two poisoning draws
+def test_two_poisoning_draws_each_keyed_by_its_seed(tmp_path):
+    """Draw 0 is the single-draw evaluation of before (its chunks, its numbers); draw 1 is the pool of the second
+    seed, its own chunks; the scorecard pools both, the draws' table holds each."""
+    config = UnlearnConfig(dataset="xxz", n_qubits=4, n_train_per_class=10, models=("mlp",), seeds=(0, 1),
+                           methods=("finetune",), epochs=4, teacher_epochs=4, batch_size=32, learning_rate=0.01,
+                           shadows=8, shadow_draws=2)
+    evaluate_unlearning(config, tmp_path / "two", progress=False)
+    evaluate_unlearning(UnlearnConfig(**{**config.__dict__, "shadow_draws": 1}), tmp_path / "one", progress=False)
+    names = {p.name.split(".")[0] for p in (tmp_path / "two").rglob("shadow-*")}
+    assert any(n.startswith("shadow-teacher-") for n in names) and any(n.startswith("shadow-seed1-") for n in names)
+    pooled, per_draw = pd.read_csv(tmp_path / "two" / "shadows.csv"), pd.read_csv(tmp_path / "two" / "shadow_draws.csv")
+    single = pd.read_csv(tmp_path / "one" / "shadows.csv")
+    assert (pooled.n_draws == 2).all() and (single.n_draws == 1).all()
+    assert not (tmp_path / "one" / "shadow_draws.csv").exists()
+    first = per_draw[per_draw.draw == 0].reset_index(drop=True)
+    assert list(per_draw.seed.unique()) == [0, 1]
+    timing = ["shadow_seconds"]
+    pd.testing.assert_frame_equal(first.drop(columns=["draw", "seed"] + timing), single.drop(columns=timing))
+    assert (pooled.n_neg == per_draw.groupby("method", sort=False).n_neg.sum().to_numpy()).all()
+
+
+def test_shadow_draws_are_recorded_only_when_asked_and_bounded_by_the_seeds():
+    from qrobust.errors import ConfigError
+
+    base = dict(dataset="xxz", n_qubits=4, n_train_per_class=10, models=("mlp",), seeds=(0, 1), shadows=8)
+    assert "shadow_draws" not in UnlearnConfig(**base).validate().resolved()  # a run stored before: unchanged
+    assert UnlearnConfig(**base, shadow_draws=2).validate().resolved()["shadow_draws"] == 2
+    for bad in (dict(shadow_draws=3), dict(shadow_draws=0), dict(shadow_draws=2, shadows=0)):
+        with pytest.raises(ConfigError, match="shadow-draws"):
+            UnlearnConfig(**{**base, **bad}).validate()
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--shadows", "3"], "at least 8"),
+    (["--shadow-draws", "2"], "with --shadows"),
+    (["--shadows", "8", "--seeds", "2", "--shadow-draws", "3"], "use 1 to 2"),
     (["--salun-fraction", "0"], "SalUn"),
     (["--l1-w", "-1"], "l1 weight"),
 ])

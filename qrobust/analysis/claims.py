@@ -88,13 +88,6 @@ class Verdict(NamedTuple):
     #                           quadratic"; "none of linear, quadratic"), else ""
 
 
-def _point(ok, measured: str) -> tuple[str, str, str]:
-    """(measured, verdict, interval) of a rule read from point values alone (no seeds to resample)."""
-    if ok is None or (isinstance(ok, float) and np.isnan(ok)):
-        return measured, "undefined", "-"
-    return measured, "holds" if bool(ok) else "departs", "-"
-
-
 def _judged(rule, args: tuple, errors: tuple) -> tuple[str, str, str]:
     """(measured, verdict, interval) of ``rule(*args)``; "not run" where a table it needs is missing
     (``errors``)."""
@@ -595,21 +588,65 @@ def capacity_claims(results: pd.DataFrame, part: str, alpha: float = 0.3) -> lis
                     + "; QNN " + ", ".join(f"{a} {v:.2f}" for a, v in qnn[0].items()), verdict, part, "", interval)]
 
 
+def _separated(card: pd.Series, column: str, lower: str, higher: str, method: str) -> str:
+    """"holds" when ``lower``'s interval of ``column`` lies wholly at or below ``higher``'s, "departs" when wholly
+    above, "indeterminate" when they overlap; read from the values where the card has no intervals."""
+    a, b = card.loc[(lower, method)], card.loc[(higher, method)]
+    lo_a, hi_a = a.get(f"{column}_lo", np.nan), a.get(f"{column}_hi", np.nan)
+    lo_b, hi_b = b.get(f"{column}_lo", np.nan), b.get(f"{column}_hi", np.nan)
+    if not np.isfinite([a[column], b[column]]).all():
+        return "undefined"
+    if not np.isfinite([lo_a, hi_a, lo_b, hi_b]).all():
+        return "holds" if a[column] <= b[column] else "departs"
+    return "holds" if hi_a <= lo_b else "departs" if lo_a > hi_b else "indeterminate"
+
+
+def _combined(verdicts: list[str]) -> str:
+    for v in ("departs", "undefined", "indeterminate"):
+        if v in verdicts:
+            return v
+    return "holds"
+
+
 def scorecard_claims(card: pd.DataFrame, part: str) -> list[Verdict]:
-    """The paper's "QNN is easier to unlearn", asked of per-example attacks: U-LiRA AUC (0.5: forgotten)
-    of the QNN at most the MLP's, for each of finetune and scrub present. One AUC per model and method (the
-    attack pools the seeds' students): no interval, the verdict read from the values."""
-    ok = card[~card.diverged & card.auc.notna()]
-    auc = ok.set_index(["model", "method"]).auc
-    methods = [m for m in ("finetune", "scrub") if ("qnn", m) in auc.index and ("mlp", m) in auc.index]
+    """The paper's "QNN is easier to unlearn", asked of per-example attacks, for each of finetune and scrub
+    present: the U-LiRA AUC (0.5: forgotten) of the QNN at most the MLP's. Read from the AUCs' 95% intervals
+    (``qrobust.analysis.ulira``: a bootstrap over shadows and poisoning draws): holds when the QNN's interval lies
+    wholly at or below the MLP's, departs when wholly above, indeterminate when they overlap (a card without
+    intervals: the values decide, as before 2026-12-06).
+
+    A second reading (qrobust's, added 2026-12-06): the two teachers leak very differently before any unlearning
+    (the AUC of "none"), so a lower AUC after unlearning may only mean less was there to remove. ``removed`` is the
+    share of each model's own leak that the method took away, (AUC_none - AUC) / (AUC_none - 0.5); the QNN is
+    easier to unlearn in this sense when its share's interval lies wholly at or above the MLP's."""
+    ok = card[~card.diverged.astype(bool) & card.auc.notna()].set_index(["model", "method"])
+    methods = [m for m in ("finetune", "scrub") if ("qnn", m) in ok.index and ("mlp", m) in ok.index]
     if not methods:
         return [Verdict("scorecard", "-", "-", "not run", part, "", "-")]
-    measured, verdict, _ = _point(all(auc.loc[("qnn", m)] <= auc.loc[("mlp", m)] for m in methods),
-                                  ", ".join(f"{m}: QNN {auc.loc[('qnn', m)]:.3f}, MLP {auc.loc[('mlp', m)]:.3f}"
-                                            for m in methods))
-    return [Verdict("the QNN is easier to unlearn, judged per example (U-LiRA)",
-                    "U-LiRA AUC of the QNN <= the MLP's, for " + " and ".join(methods), measured, verdict, part, "",
-                    "- (no interval: one AUC per model and method)")]
+
+    def interval(column, model, m):
+        row = ok.loc[(model, m)]
+        lo, hi = row.get(f"{column}_lo", np.nan), row.get(f"{column}_hi", np.nan)
+        return f"[{lo:.3f}, {hi:.3f}]" if np.isfinite([lo, hi]).all() else "-"
+
+    def text(column):
+        return ", ".join(f"{m}: QNN {ok.loc[('qnn', m), column]:.3f}, MLP {ok.loc[('mlp', m), column]:.3f}"
+                         for m in methods)
+
+    def intervals(column):
+        return "; ".join(f"{m}: QNN {interval(column, 'qnn', m)}, MLP {interval(column, 'mlp', m)}" for m in methods)
+
+    out = [Verdict("the QNN is easier to unlearn, judged per example (U-LiRA)",
+                   "U-LiRA AUC of the QNN <= the MLP's (95% intervals separate), for " + " and ".join(methods),
+                   text("auc"), _combined([_separated(ok, "auc", "qnn", "mlp", m) for m in methods]), part, "",
+                   intervals("auc"))]
+    if "removed" in ok:
+        out.append(Verdict("the QNN is easier to unlearn, as a share of its own leak removed (qrobust's reading)",
+                           "removed = (AUC_none - AUC) / (AUC_none - 0.5): the QNN's >= the MLP's (95% intervals "
+                           "separate), for " + " and ".join(methods), text("removed"),
+                           _combined([_separated(ok, "removed", "mlp", "qnn", m) for m in methods]), part, "",
+                           intervals("removed")))
+    return out
 
 
 # --- each study's verdicts (the study registry's ``claims``): which judges apply to a run, from its data -----

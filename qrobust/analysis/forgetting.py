@@ -89,7 +89,12 @@ def score_students(results: pd.DataFrame, final: pd.DataFrame, teachers: pd.Data
 SCORECARD = ("model", "method", "kl_w", "fo_w", "val_acc", "recovered", "forget_acc_clean", "auc", "tpr_at_1pct_fpr",
              "tpr_at_01pct_fpr", "forgetting_quality", "epsilon_median", "kl_forget_mean", "kl_forget_std",
              "kl_val_mean", "js_forget_mean", "agree_forget_mean", "agree_val_mean", "seconds_per_replica",
-             "shadow_seconds", "n_seeds", "n_shadows", "n_forget", "diverged")
+             "shadow_seconds", "n_seeds", "n_shadows", "n_forget", "diverged",
+             # the shadows' uncertainty (qrobust.analysis.ulira): intervals, the share of the teacher's own leak
+             # removed, which variance the attack fitted, the epsilon score's ceiling
+             "auc_lo", "auc_hi", "removed", "removed_lo", "removed_hi", "tpr_at_1pct_fpr_lo", "tpr_at_1pct_fpr_hi",
+             "tpr_at_01pct_fpr_lo", "tpr_at_01pct_fpr_hi", "variance", "n_draws", "n_boot", "epsilon_cap",
+             "epsilon_at_cap", "forgetting_quality_floor")
 
 
 def scorecard(final: pd.DataFrame, shadows: pd.DataFrame) -> pd.DataFrame:

@@ -73,7 +73,7 @@ _STUDIES: dict[str, Study] = {s.name: s for s in (
     Study("unlearning", "unlearn", "unlearning of the poisoned samples: methods x seeds x loss weights (Fig. 3)",
           f"{_E}.unlearning_grid:UnlearnConfig", f"{_E}.unlearning:evaluate_unlearning",
           ("final.csv", "results.csv", "teachers.csv", "recovery.csv", "scorecard.csv", "shadows.csv",
-           "examples.csv"),
+           "examples.csv", "shadow_draws.csv"),
           figures="qrobust.report:unlearning_figures", claims="qrobust.analysis.claims:unlearning_verdicts",
           summary="qrobust.report:unlearning_summary"),
     Study("landscape", "landscape", "the Hessian trace and spectrum of trained models against alpha",

@@ -2,7 +2,10 @@
 
 Protocol (U-LiRA, Hayes et al., arXiv:2403.01218; the NeurIPS 2023 unlearning challenge, arXiv:2406.09073):
 the *pool* is the study's poisoned training set of its first seed (its flipped labels, its forget set:
-with several known fractions, the largest).
+with several known fractions, the largest). With ``shadow_draws`` D > 1 (default 1) there are D pools, the
+poisoned training sets of the study's first D seeds (poisoning draws: each its own flipped labels and forget
+set), each with its own K shadows, all keyed by that draw's seed; draw 0 is the single draw of before, chunk
+for chunk (``shadow-teacher-*``, ``shadow-student-*``; draw d > 0's chunks are ``shadow-seed<seed>-*``).
 K shadows each take a random half of the pool, keyed by the seed: every sample is in exactly
 floor(K / 2) of them (LiRA's balanced split). Shadow k's teacher trains on its half with the teacher's
 settings; its forget set is the study's forget set within the half, its retain set the rest of the half.
@@ -15,7 +18,9 @@ forget set is to begin with).
 All of it runs as replicas of the study's own programs (one per model and objective), chunked and
 resumable in the study's run directory (chunks ``shadow-*``); the chunks keep each shadow's final logits
 on the whole pool and on the validation set, and ``qrobust.analysis.ulira`` scores them: per forget
-example and pooled, unlearned shadows against retrained ones.
+example and pooled, unlearned shadows against retrained ones, per draw and with the draws pooled, with
+bootstrap intervals over draws and shadows (``ulira.score_draws``). With several draws the per-draw scores
+are also written to the run directory as ``shadow_draws.csv``.
 """
 
 from __future__ import annotations
@@ -40,6 +45,13 @@ from qrobust.objectives import weights_used
 REFERENCE = "retrain_full"  # what the shadows' unlearned outputs are told apart from
 DEFAULT_SHADOWS = 64
 MIN_SHADOWS = 8  # each example in 4 shadows at least: leave-one-out Gaussian fits of 3 outputs
+DEFAULT_DRAWS = 1  # poisoning draws (``UnlearnConfig.shadow_draws``): each costs as much as the first
+DRAWS_TABLE = "shadow_draws.csv"  # the per-draw scores, written with several draws
+
+
+def n_draws(config) -> int:
+    """The poisoning draws of ``config``'s shadows."""
+    return int(getattr(config, "shadow_draws", DEFAULT_DRAWS) or DEFAULT_DRAWS)
 
 
 def work(config) -> int:
@@ -47,8 +59,8 @@ def work(config) -> int:
     if not config.shadows:
         return 0
     teachers, students = shadow_tables(config)
-    return (sum(config.teacher_settings(m).epochs for m in teachers.model)
-            + sum(student_recipe(config, q, 1)[2] for q in students.program))
+    return n_draws(config) * (sum(config.teacher_settings(m).epochs for m in teachers.model)
+                              + sum(student_recipe(config, q, 1)[2] for q in students.program))
 
 
 @partial(jax.jit, static_argnums=(1, 2))
@@ -80,12 +92,15 @@ def shadow_tables(config) -> tuple[pd.DataFrame, pd.DataFrame]:
     return teachers, pd.DataFrame(rows)
 
 
-class Shadows:
-    """The shadow replicas of one study (``Context`` after its forget sets are drawn)."""
+class ShadowDraw:
+    """The shadow replicas of one poisoning draw of a study (``Context`` after its forget sets are drawn): the
+    pool and forget set of the study's seed ``config.seeds[draw]``, every key from that seed."""
 
-    def __init__(self, ctx: Context):
+    def __init__(self, ctx: Context, draw: int = 0):
         self.ctx, config = ctx, ctx.config
-        self.seed = int(config.seeds[0])
+        self.draw = draw
+        self.seed = int(config.seeds[draw])
+        self.prefix = "shadow-" if draw == 0 else f"shadow-seed{self.seed}-"  # draw 0: the chunks of before
         self.member = shadow_split(self.seed, config.shadows, ctx.n)
         forget = np.zeros(ctx.n, bool)
         forget[ctx.forget_sets[(self.seed, max(config.known_fraction))]] = True
@@ -126,7 +141,7 @@ class Shadows:
             programs[m] = study.Program(m, m, teacher.built, s, teacher.data, progress=ctx.bar.hook, inputs=args,
                                         args_for=lambda r, m=m: args(m, np.arange(r) % config.shadows),
                                         n_stream=n_half, batch_size=min(s.batch_size, n_half), eval_every=s.epochs)
-        chunks = ctx.plan(self.teachers, programs, "shadow-teacher-")
+        chunks = ctx.plan(self.teachers, programs, self.prefix + "teacher-")
         self._discount(chunks, programs)
 
         def run(chunk):
@@ -180,7 +195,7 @@ class Shadows:
             return start, jnp.full(len(rows), lr, jnp.float32), keys[STUDENT_ORDER], data, ctx.val[m]
 
         programs = student_programs(ctx, self.students, self.n_retain, args, eval_every="last")
-        chunks = ctx.plan(self.students, programs, "shadow-student-")
+        chunks = ctx.plan(self.students, programs, self.prefix + "student-")
         self._discount(chunks, programs)
 
         def run(chunk):
@@ -197,8 +212,8 @@ class Shadows:
             frames.append(frame)
         return pd.concat(frames, ignore_index=True), done.arrays, chunks
 
-    def run(self):
-        """Train every shadow; returns the scores (``qrobust.analysis.ulira.score_shadows``)."""
+    def run(self) -> ulira.Draw:
+        """Train (or read back) every shadow of this draw; returns its outputs for ``ulira.score_draws``."""
         teacher_flat = self.train_teachers()
         students, arrays, chunks = self.train_students(teacher_flat)
         outputs = {}  # (model, method, kl_w, fo_w) -> (logits (K, N), val_logits (K, M)), rows in shadow order
@@ -214,11 +229,28 @@ class Shadows:
                    for key, v in outputs.items()}
         diverged = students.groupby(["model", "method", "kl_w", "fo_w"]).diverged.any()
         seconds = students.groupby(["model", "method", "kl_w", "fo_w"]).seconds.mean()
-        val_y = np.asarray(self.ctx.dataset.y_val)
-        return ulira.score_shadows(stacked, self.member, self.forget, self.labels(), val_y, reference=REFERENCE,
-                                   diverged=diverged, seconds=seconds)
+        return ulira.Draw(stacked, self.member, self.forget, self.labels(), diverged, seconds, self.seed)
 
     def labels(self) -> np.ndarray:
         """(N,) the pool's training labels (poisoned where flipped)."""
         _, _, data = self.pool(self.ctx.config.models[0], 1)
         return np.asarray(data.y[0])
+
+
+class Shadows:
+    """The shadow replicas of one study, every poisoning draw (``n_draws``; module docstring)."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.draws = [ShadowDraw(ctx, d) for d in range(n_draws(ctx.config))]
+        self.scores: ulira.Scores | None = None
+
+    def run(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Train every shadow of every draw; returns (summary, per-example) of ``ulira.score_draws`` (the draws
+        pooled; ``self.scores.draws`` per draw, also written as ``DRAWS_TABLE`` with several draws)."""
+        draws = [d.run() for d in self.draws]
+        self.scores = ulira.score_draws(draws, np.asarray(self.ctx.dataset.y_val), reference=REFERENCE)
+        store = self.ctx.store
+        if len(draws) > 1 and store is not None and store.writer:
+            store.write_table(DRAWS_TABLE, self.scores.draws)
+        return self.scores.summary, self.scores.examples

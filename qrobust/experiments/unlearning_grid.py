@@ -49,6 +49,8 @@ class UnlearnConfig(StudyConfig):
     l1_w: l1_sparse's penalty weight; salun_fraction: the fraction of the weights SalUn updates.
     shadows: K shadow replicas per model for the per-example evaluation (``qrobust.experiments.shadows``;
       0 skips it; ``shadows.DEFAULT_SHADOWS`` is the evaluation's usual 64).
+    shadow_draws: poisoning draws of the shadows (default 1): the pools of the first D seeds, each with its own
+      K shadows, scored per draw and pooled; at most the number of seeds. Left out of config.json at 1.
     """
 
     methods: tuple[str, ...] = option(PAPER_METHODS, flag="--method", repeat=True, group="grid", choices=METHODS,
@@ -83,6 +85,10 @@ class UnlearnConfig(StudyConfig):
                           help="shadow replicas per model for the per-example evaluation (U-LiRA, the unlearning "
                                "challenge's epsilon, output KL to retraining; writes scorecard.csv and scorecard.png): "
                                "--shadows alone is 64, 0 (default) skips it")
+    shadow_draws: int = option(1, group="grid", parse=number(int, "--shadow-draws"), metavar="D",
+                               help="poisoning draws for the shadows: the poisoned pools of the first D seeds, each "
+                                    "with its own K shadows (D times the shadows' cost), scored per draw "
+                                    "(shadow_draws.csv) and pooled, with intervals over draws and shadows; default 1")
 
     def __post_init__(self):
         super().__post_init__()
@@ -130,6 +136,10 @@ class UnlearnConfig(StudyConfig):
             raise ConfigError(f"--shadows {self.shadows}: U-LiRA fits two Gaussians per example from the shadows "
                               f"holding it (half of them), leaving one out: use at least {shadows.MIN_SHADOWS} "
                               "shadows, or 0 to skip them")
+        draws = self.shadow_draws
+        if draws != shadows.DEFAULT_DRAWS and not (self.shadows and 1 <= draws <= len(self.seeds)):
+            raise ConfigError(f"--shadow-draws {draws}: each draw is the poisoned pool of one of the study's seeds, "
+                              f"so use 1 to {len(self.seeds)} (the seeds), with --shadows")
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"batch size must be positive, got {self.batch_size}")
         if self.learning_rate is not None and not 0 < self.learning_rate < float("inf"):
@@ -153,6 +163,8 @@ class UnlearnConfig(StudyConfig):
 
     def resolved(self) -> dict:
         d = self.recorded()
+        if d.get("shadow_draws") == shadows.DEFAULT_DRAWS:  # added later: runs stored before keep their settings
+            d.pop("shadow_draws")
         if len(self.known_fraction) == 1:  # recorded as a number, as before it was an axis
             d["known_fraction"] = self.known_fraction[0]
         d["teachers"] = {m: self.teacher_settings(m).to_dict(m) for m in self.models}
