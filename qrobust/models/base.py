@@ -97,3 +97,33 @@ def unflatten(template, flat: np.ndarray):
         out.append(jnp.asarray(flat[:, i:i + size].reshape((flat.shape[0],) + tuple(leaf.shape)), leaf.dtype))
         i += size
     return jax.tree_util.tree_unflatten(treedef, out)
+
+
+class BuildOptions(NamedTuple):
+    """The numerics a study asks of its models: the QNN's dtype, simulator (None: the registry's choice),
+    matmul precision, and whether it must have forward mode (Hessians)."""
+
+    dtype: str = "complex64"
+    simulator: str | None = None
+    matmul_precision: str = "highest"
+    forward_mode: bool = False
+
+
+class ModelSpec(NamedTuple):
+    """An entry of the model registry (``qrobust.models.registry``; ``ModelSettings`` is its).
+
+    name: how configs and results name it. build(dataset, settings, options) -> Model. quantum: a QNN (its
+    replicas cost more: smaller chunks; its simulator is recorded). arch_axis: "depth", "hidden" or None, the
+    architecture a sweep varies. training: overrides of the paper's MLP training settings (epochs,
+    batch_size, learning_rate, optimizer) for a user's model; family: whose paper settings it starts from.
+    options: the named options its factory was given (a control's rank, weight decay, ...), recorded in
+    config.json with its settings.
+    """
+
+    name: str
+    build: Callable[[Any, Any, BuildOptions], Model]  # (dataset, ModelSettings, BuildOptions) -> Model
+    quantum: bool = False
+    arch_axis: str | None = None
+    training: dict | None = None
+    family: str = "mlp"
+    options: dict | None = None

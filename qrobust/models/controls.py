@@ -89,7 +89,7 @@ import numpy as np
 
 from qrobust.backend import real_dtype
 from qrobust.errors import ConfigError
-from qrobust.models.base import Model
+from qrobust.models.base import Model, ModelSpec
 
 CONTROLS = ("quadratic", "quadratic_pm1", "logistic", "mlp_wd", "mlp_invariant", "fidelity_kernel",
             "projected_kernel", "mlp_pca")
@@ -416,8 +416,6 @@ def kernel_model(basis: np.ndarray, features_of, *, dtype: str = "complex64", na
 
 def _spec(name: str, build, *, family: str = "qnn", arch_axis: str | None = None, training: dict | None = None,
           options: dict | None = None):
-    from qrobust.models.registry import ModelSpec
-
     if not isinstance(name, str) or not name:
         raise ConfigError("a control needs a name (it is recorded with the results)")
     return ModelSpec(name, build, quantum=False, arch_axis=arch_axis, training=training, family=family,

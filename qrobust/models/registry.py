@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
 from qrobust.errors import ConfigError
-from qrobust.models.base import Model
+from qrobust.models.base import BuildOptions, Model, ModelSpec  # noqa: F401 (the registry's types)
 
 
 @dataclass(frozen=True)
@@ -81,36 +81,6 @@ class ModelSettings:
             d["hidden"] = list(d["hidden"])
         d.update(spec(name).options or {})
         return d
-
-
-class BuildOptions(NamedTuple):
-    """The numerics a study asks of its models: the QNN's dtype, simulator (None: the registry's choice),
-    matmul precision, and whether it must have forward mode (Hessians)."""
-
-    dtype: str = "complex64"
-    simulator: str | None = None
-    matmul_precision: str = "highest"
-    forward_mode: bool = False
-
-
-class ModelSpec(NamedTuple):
-    """An entry of the model registry (module docstring).
-
-    name: how configs and results name it. build(dataset, settings, options) -> Model. quantum: a QNN (its
-    replicas cost more: smaller chunks; its simulator is recorded). arch_axis: "depth", "hidden" or None, the
-    architecture a sweep varies. training: overrides of the paper's MLP training settings (epochs,
-    batch_size, learning_rate, optimizer) for a user's model; family: whose paper settings it starts from.
-    options: the named options its factory was given (a control's rank, weight decay, ...), recorded in
-    config.json with its settings.
-    """
-
-    name: str
-    build: Callable[[Any, ModelSettings, BuildOptions], Model]
-    quantum: bool = False
-    arch_axis: str | None = None
-    training: dict | None = None
-    family: str = "mlp"
-    options: dict | None = None
 
 
 def _build_qnn(dataset, settings: ModelSettings, options: BuildOptions) -> Model:
