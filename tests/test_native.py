@@ -26,7 +26,7 @@ from qrobust import sharding
 from qrobust.errors import ConfigError
 from qrobust.models import batch_logits, native, qnn
 from qrobust.models.native import NativeUnavailable
-from test_qnn import _random_state, numpy_qnn_expectation, numpy_rxry_cnot_expectation
+from test_qnn import _random_state, numpy_final_state, numpy_qnn_expectation, numpy_rxry_cnot_expectation
 
 FLOAT32_TOL = 2e-5  # logits are 5 <Z>; float32 rounding over ~40 gates on 2**n amplitudes
 
@@ -98,21 +98,6 @@ def test_native_gradient_agrees_with_blocks_at_paper_size(x64, native_kernel):
     assert np.max(np.abs(got - blocks32)) < 2e-5 * scale
 
 
-def _numpy_final_state(params, state, n):
-    """The state after the paper's ansatz (every rotation and pair on), gate by gate, dense matrices."""
-    from test_qnn import X, Y, Z, _expm_pauli, _on
-
-    psi = state.astype(complex)
-    for layer in params:
-        for q in range(n):
-            a, b, c, _ = layer[q]
-            for theta, P in ((a, X), (b, Y), (c, X)):
-                psi = _on(n, {q: _expm_pauli(theta, P)}) @ psi
-        for q in range(n):
-            psi = _expm_pauli(layer[q][3], _on(n, {q: Z, (q + 1) % n: Z})) @ psi
-    return psi
-
-
 def test_the_forward_pass_of_a_gradient_keeps_the_final_states(native_kernel):
     """"qrobust_hea_forward_states" returns the logits of "qrobust_hea_forward" and each state at the end of the
     circuit (qubit 0 the most significant bit, as the input), which "qrobust_hea_backward" starts from: against
@@ -127,7 +112,7 @@ def test_the_forward_pass_of_a_gradient_keeps_the_final_states(native_kernel):
         *operands, **_HEA_ATTRS)
     plain = jax.ffi.ffi_call("qrobust_hea_forward", _out(4))(*operands, **_HEA_ATTRS)
     np.testing.assert_array_equal(np.asarray(logits), np.asarray(plain))
-    expected = np.stack([_numpy_final_state(params, s, n) for s in states])
+    expected = np.stack([numpy_final_state(params, s, n) for s in states])
     assert np.max(np.abs(np.asarray(finals) - expected)) < 2e-6
     z_last = 1 - 2 * (np.arange(2 ** n) & 1)
     np.testing.assert_allclose(np.asarray(logits), 5 * np.sum(np.abs(expected) ** 2 * z_last, axis=1), atol=1e-5)

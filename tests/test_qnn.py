@@ -28,8 +28,8 @@ def _on(n, ops: dict):
     return out
 
 
-def numpy_qnn_expectation(params, state, n):
-    """<Z_{n-1}> after the paper's ansatz, gate by gate, with dense 2**n matrices."""
+def numpy_final_state(params, state, n):
+    """The state after the paper's ansatz (every rotation and pair on), gate by gate, with dense 2**n matrices."""
     psi = state.astype(complex)
     for layer in params:
         for q in range(n):
@@ -39,6 +39,12 @@ def numpy_qnn_expectation(params, state, n):
         for q in range(n):
             zz = _on(n, {q: Z, (q + 1) % n: Z})
             psi = _expm_pauli(layer[q][3], zz) @ psi
+    return psi
+
+
+def numpy_qnn_expectation(params, state, n):
+    """<Z_{n-1}> after the paper's ansatz, gate by gate, with dense 2**n matrices."""
+    psi = numpy_final_state(params, state, n)
     return float(np.real(np.conj(psi) @ _on(n, {n - 1: Z}) @ psi))
 
 
