@@ -101,9 +101,13 @@ def sweep_summary(run: RunResults) -> pd.DataFrame:
 
 
 def _with_interval(value: float, lo: float, hi: float) -> str:
+    from qrobust.analysis.intervals import bounds
+
     if pd.isna(value):
         return "-"
-    return f"{value:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if pd.notna(lo) and pd.notna(hi) else " (no interval)")
+    if pd.notna(lo) and pd.notna(hi) and f"{lo:.3f}" == f"{hi:.3f}":
+        return bounds(lo, hi)
+    return f"{value:.3f} " + (bounds(lo, hi) if pd.notna(lo) and pd.notna(hi) else "(no interval)")
 
 
 def controls_summary(run: RunResults) -> pd.DataFrame:

@@ -137,7 +137,7 @@ def test_a_compound_rule_departs_if_any_part_departs_and_holds_only_if_every_par
     assert inverted([0.88, 0.9, 0.86, 0.87, 0.9, 0.89]).verdict == "holds"
     straddles = inverted([0.7, 0.9, 0.75, 0.88, 0.72, 0.9])
     assert straddles.verdict == "indeterminate"
-    assert straddles.interval.startswith("val [0.040, 0.040]; train acc [")  # each part's interval, named
+    assert straddles.interval.startswith("val 0.040 (every run equal); train acc [")  # each part's interval, named
     assert inverted([0.6, 0.65, 0.62, 0.6, 0.61, 0.66]).verdict == "departs"
 
 
@@ -264,6 +264,12 @@ def test_qrobusts_own_judges_print_their_intervals_too():
                          for m, x in (("qnn", 0.5), ("mlp", 0.7))])
     old = claims.scorecard_claims(card, "s")  # a card without intervals: the values decide
     assert len(old) == 1 and old[0].verdict == "holds" and old[0].interval == "finetune: QNN -, MLP -"
+
+
+def test_an_interval_of_runs_that_all_agree_is_not_printed_as_zero_width():
+    from qrobust.analysis.intervals import bounds
+
+    assert bounds(0.99, 0.99) == "0.990 (every run equal)" and bounds(0.95, 0.99) == "[0.950, 0.990]"
 
 
 @pytest.mark.parametrize("qnn, mlp, verdict", [((0.55, 0.50, 0.60), (0.80, 0.75, 0.85), "holds"),

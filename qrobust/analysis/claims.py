@@ -204,7 +204,8 @@ def _critical_point(_, crit: pd.DataFrame | None, model: str = "qnn"):
     transition = row.transition
     reason = "" if pd.isna(row.get("reason", "")) else str(row.get("reason", ""))
     shown = "NaN" if pd.isna(transition) else bool(transition)
-    measured = f"alpha_c = {a:.3f} [{lo:.3f}, {hi:.3f}], transition {shown}"
+    measured = (f"alpha_c = {a:.3f} [{lo:.3f}, {hi:.3f}], transition {shown}" if np.isfinite(a)
+                else f"no alpha_c, transition {shown}")
     if pd.isna(transition) or (not bool(transition) and _undecided(reason)):
         return measured + (f" ({reason})" if reason else ""), "undefined", "-"
     if not bool(transition):

@@ -117,8 +117,14 @@ def interval_text(parts: list[Part]) -> str:
         elif not np.isfinite([p.lo, p.hi]).all():
             out.append(f"{p.label} [undefined in over {1 - DEFINED:.0%} of the resamples]")
         else:
-            out.append(f"{p.label} [{min(p.lo, p.point):.3f}, {max(p.hi, p.point):.3f}]")
+            out.append(f"{p.label} {bounds(min(p.lo, p.point), max(p.hi, p.point))}")
     return "; ".join(dict.fromkeys(out))
+
+
+def bounds(lo: float, hi: float) -> str:
+    """"[lo, hi]"; where every run gave the same value (the resamples cannot spread), "VALUE (every run equal)"
+    instead of a zero-width interval that would read as certainty."""
+    return f"[{lo:.3f}, {hi:.3f}]" if f"{lo:.3f}" != f"{hi:.3f}" else f"{lo:.3f} (every run equal)"
 
 
 def decide(parts: list[Part]) -> tuple[str, str]:

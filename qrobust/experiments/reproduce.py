@@ -121,7 +121,7 @@ PARTS = (
             "tiny": dict(tiny, seeds=S2, alphas=(0.0, 0.3, 0.5, 0.7), epochs=3,
                          models=("qnn", "mlp", "quadratic", "logistic"))})
       for data, title, quick, tiny in (
-          ("mnist", "MNIST", dict(seeds=(0, 1, 2), alphas=(0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8),
+          ("mnist", "MNIST", dict(seeds=(0, 1, 2), alphas=(0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.9),
                                   models=("qnn", "mlp", "quadratic", "logistic", "fidelity_kernel")), _TINY_MNIST),
           ("xxz", "XXZ", None, _TINY_XXZ), ("tfim", "TFIM", None, _TINY_XXZ),
           ("cluster", "the cluster-Ising chain", None, _TINY_XXZ))),
