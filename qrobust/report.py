@@ -115,7 +115,8 @@ def controls_summary(run: RunResults) -> pd.DataFrame:
     (``qrobust.analysis.controls``)."""
     table = run["controls"]
     out = pd.DataFrame({"model": table.model, "seeds": table.n_seeds})
-    for name, title in (("clean_val", "clean val acc"), ("memorization", "memorisation at 0.3"),
+    at = f"{table.memorization_alpha.iloc[0]:g}" if len(table) else "0.3"
+    for name, title in (("clean_val", "clean val acc"), ("memorization", f"memorisation at {at}"),
                         ("plateau", "plateau fall"), ("alpha_c", "alpha_c")):
         out[title] = [_with_interval(*r) for r in table[[name, f"{name}_lo", f"{name}_hi"]].itertuples(index=False)]
     return out

@@ -266,6 +266,15 @@ def test_qrobusts_own_judges_print_their_intervals_too():
     assert len(old) == 1 and old[0].verdict == "holds" and old[0].interval == "finetune: QNN -, MLP -"
 
 
+def test_a_scorecard_interval_the_shadows_could_not_resolve_is_indeterminate_not_a_point_verdict():
+    rows = [dict(model="qnn", method="finetune", auc=0.6, auc_lo=0.55, auc_hi=0.65, removed=0.8, removed_lo=np.nan,
+                 removed_hi=np.nan, diverged=False),
+            dict(model="mlp", method="finetune", auc=0.9, auc_lo=0.85, auc_hi=0.95, removed=0.3, removed_lo=0.2,
+                 removed_hi=0.45, diverged=False)]
+    auc, removed = claims.scorecard_claims(pd.DataFrame(rows), "s")
+    assert auc.verdict == "holds" and removed.verdict == "indeterminate"
+
+
 def test_an_interval_of_runs_that_all_agree_is_not_printed_as_zero_width():
     from qrobust.analysis.intervals import bounds
 

@@ -84,6 +84,22 @@ def test_a_difference_near_the_margin_is_indeterminate():
     assert specificity(table).set_index("quantity").verdict["memorization"] == "indeterminate"
 
 
+def test_a_control_with_the_qnns_critical_point_shares_it_though_the_intervals_are_grid_wide():
+    sweep = _sweep({"same": (_step(0.5), lambda a: 0.94 - 0.9 * float(a > 0.5))})
+    crit = _critical(["qnn", "mlp", "same"], {"qnn": (0.497, 0.448, 0.548), "same": (0.5, 0.448, 0.548)})
+    assert specificity(quantities(sweep, crit)).set_index("quantity").verdict["alpha_c"] == "shared (by same)"
+    apart = _critical(["qnn", "mlp", "same"], {"qnn": (0.3, 0.25, 0.35), "same": (0.5, 0.46, 0.54)})
+    assert specificity(quantities(sweep, apart)).set_index("quantity").verdict["alpha_c"] == "QNN-specific"
+
+
+def test_specificity_refuses_a_table_without_its_paired_resamples():
+    table = quantities(_sweep({}), _critical(["qnn", "mlp"], {}))
+    table.attrs.clear()
+    table = pd.concat([table, table.assign(model="c", control=True)], ignore_index=True)
+    with pytest.raises(ValueError, match="paired resamples"):
+        specificity(table)
+
+
 def test_a_control_that_learns_nothing_does_not_decide():
     sweep = _sweep({"idle": (lambda a: 0.0, lambda a: 0.5)})
     verdicts = specificity(quantities(sweep, _critical(["qnn", "mlp", "idle"], {})))

@@ -28,6 +28,15 @@ def test_every_profile_of_every_part_is_a_valid_study_configuration():
     assert all(p.runs_in("full") and p.runs_in("tiny") for p in PARTS)
 
 
+def test_naming_a_part_the_profile_does_not_run_is_refused_before_any_work(tmp_path):
+    from qrobust.errors import ConfigError
+    from qrobust.experiments.reproduce import run_reproduce
+
+    with pytest.raises(ConfigError, match="quick profile has no part controls-xxz"):
+        run_reproduce(tmp_path / "r", profile="quick", parts=["controls-xxz"])
+    assert not (tmp_path / "r").exists()
+
+
 def _sweep_table(qnn_train, qnn_val, mlp_train, mlp_val, feat_val):
     rows = []
     alphas = np.round(np.arange(10) * 0.1, 1)

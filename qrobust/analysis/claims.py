@@ -597,8 +597,10 @@ def _separated(card: pd.Series, column: str, lower: str, higher: str, method: st
     lo_b, hi_b = b.get(f"{column}_lo", np.nan), b.get(f"{column}_hi", np.nan)
     if not np.isfinite([a[column], b[column]]).all():
         return "undefined"
-    if not np.isfinite([lo_a, hi_a, lo_b, hi_b]).all():
+    if f"{column}_lo" not in card.columns:  # a card without intervals (before 2026-12-06): the values decide
         return "holds" if a[column] <= b[column] else "departs"
+    if not np.isfinite([lo_a, hi_a, lo_b, hi_b]).all():
+        return "indeterminate"  # an interval the shadows could not resolve
     return "holds" if hi_a <= lo_b else "departs" if lo_a > hi_b else "indeterminate"
 
 
@@ -684,8 +686,9 @@ def controls_verdicts(run, part: str) -> list[Verdict]:
     flipping), each generic rule also applied to every control (``Verdict.also_passed_by``). Its per-claim
     comparison of the QNN with the controls is ``qrobust.analysis.controls`` (quantum.csv)."""
     dataset = run.settings.get("dataset")
-    return noise_claims(run["results"], _critical(run), part, f"{str(dataset).upper()} (controls)",
-                        _published("noise", dataset))
+    verdicts = noise_claims(run["results"], _critical(run), part, f"{str(dataset).upper()} (controls)",
+                            _published("noise", dataset))
+    return [v for v in verdicts if v.verdict != "not run"]  # a rule on a corruption the study did not train
 
 
 def gauge_verdicts(run, part: str) -> list[Verdict]:

@@ -21,11 +21,14 @@ by more than the claim's margin (``MARGINS``), **shared** when some control is w
 (that control shows the finding too), and **indeterminate** otherwise (the intervals cannot tell). Per control:
   memorization, plateau (the QNN claims lower values): the paired bootstrap interval of control - QNN; the
     control differs when its lower end exceeds the margin, is alike when its upper end is below the margin.
-  alpha_c: the distance between the two intervals; the control differs when the intervals are more than the
-    margin apart or the control has no transition (a control that memorises at every alpha, or never, has no
-    critical point: it differs in kind), is alike when every point of one interval is within the margin of
-    every point of the other; a control whose critical point is undefined for another reason (too few seeds)
-    leaves the claim indeterminate.
+  alpha_c: the control differs when the two intervals are more than the margin apart or the control has no
+    transition (a control that memorises at every alpha, or never, has no critical point: it differs in kind),
+    is alike when the intervals overlap and the two estimates are within the margin; a control whose critical
+    point is undefined for another reason (too few seeds) leaves the claim indeterminate. (Revised 2026-12-06,
+    after the first MNIST run and before any verdict was reported: the first rule called a control alike only
+    when every point of one interval was within the margin of every point of the other, which the critical
+    point's intervals, never narrower than the grid, about 0.1, could not satisfy: even two identical intervals
+    failed it.)
 A control whose clean validation accuracy is more than ``LEARNS_MARGIN`` below the QNN's has not learned the task
 as well; its rows are shown, but it does not decide a claim (a model that learns nothing also memorises nothing).
 """
@@ -69,7 +72,7 @@ def _statistics(results: pd.DataFrame) -> tuple[list[str], int, dict[str, np.nda
         below = curve[curve.index < 0.5]
         if 0.0 in curve.index and len(below):
             out["clean_val"][i] = curve.loc[0.0].to_numpy(float)
-            out["plateau"][i] = out["clean_val"][i] - below.min(axis=0).to_numpy(float)
+            out["plateau"][i] = out["clean_val"][i] - below.min(axis=0, skipna=False).to_numpy(float)
     out["_alpha"] = np.full((len(models), 1), at)
     return models, boot.runs, out
 
@@ -114,7 +117,10 @@ def quantities(results: pd.DataFrame, critical: pd.DataFrame | None = None) -> p
 
 
 def _paired(table: pd.DataFrame, name: str, control: str) -> np.ndarray:
-    samples = table.attrs.get("samples", {}).get(name, {})
+    if "samples" not in table.attrs:
+        raise ValueError("specificity needs the paired resamples that quantities() returns with its table (a table "
+                         "read back from controls.csv has none): call quantities() on the results")
+    samples = table.attrs["samples"].get(name, {})
     if control not in samples or "qnn" not in samples or table.n_seeds.min() < MIN_SEEDS:
         return np.array([])
     return samples[control] - samples["qnn"]
@@ -141,8 +147,8 @@ def _compare_alpha_c(q: pd.Series, c: pd.Series) -> str:
     if not np.isfinite([*qi, *ci]).all():
         return "indeterminate"
     gap = max(ci[0] - qi[1], qi[0] - ci[1], 0.0)
-    widest = max(abs(ci[1] - qi[0]), abs(qi[1] - ci[0]))
-    return "differs" if gap > margin else "alike" if widest <= margin else "indeterminate"
+    close = abs(float(c.alpha_c) - float(q.alpha_c)) <= margin + 1e-9
+    return "differs" if gap > margin else "alike" if gap == 0.0 and close else "indeterminate"
 
 
 def specificity(table: pd.DataFrame) -> pd.DataFrame:

@@ -47,6 +47,13 @@ class ControlsConfig(SweepConfig):
         from qrobust.errors import ConfigError
 
         super().validate()
+        several = [name for name, values in (("--depth", self.depths()), ("--hidden", self.hiddens()),
+                                             ("--ansatz", self.ansatz if isinstance(self.ansatz, tuple) else ()),
+                                             ("--encoding", self.encodings()),
+                                             ("--lr", self.learning_rates or ())) if len(values) > 1]
+        if several:
+            raise ConfigError(f"the controls study compares one architecture of each model: give one value of "
+                              f"{', '.join(several)} (a capacity or learning-rate axis is the sweep's: qrobust sweep)")
         if "qnn" not in self.models or "flip" not in self.corruptions:
             raise ConfigError("the controls study compares the QNN with its controls under label flipping: keep "
                               "--model qnn and --corruption flip")
