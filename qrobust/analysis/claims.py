@@ -64,6 +64,7 @@ import numpy as np
 import pandas as pd
 
 from qrobust.analysis.controls import REFERENCE  # the paper's models; every other model is a control
+from qrobust.analysis.critical import undecided
 from qrobust.analysis.intervals import (DEFINED, LEVEL, N_BOOT, ONE_RUN, RNG_SEED, Boot as _Boot,  # noqa: F401
                                        Part as _Part, decide as _decide, interval_text as _interval_text,
                                        judge as _judge, part as _part)
@@ -186,12 +187,6 @@ def _plateau(d: _Curves, _, model: str = "qnn"):
             *_decide([_part("val(0) - lowest", fall, "<=", 0.05)]))
 
 
-def _undecided(reason: str) -> bool:
-    """A critical point left undefined by the data's size (too few seeds), not by the curve's shape."""
-    reason = reason.lower()
-    return "seed" in reason or "too few" in reason
-
-
 def _critical_point(_, crit: pd.DataFrame | None, model: str = "qnn"):
     """The memorisation step of ``qrobust.analysis.critical`` and the interval that module computes.
     No step in the point fit (M does not cross 1/2, or not sharply): departs; a critical point left undefined
@@ -206,7 +201,7 @@ def _critical_point(_, crit: pd.DataFrame | None, model: str = "qnn"):
     shown = "NaN" if pd.isna(transition) else bool(transition)
     measured = (f"alpha_c = {a:.3f} [{lo:.3f}, {hi:.3f}], transition {shown}" if np.isfinite(a)
                 else f"no alpha_c, transition {shown}")
-    if pd.isna(transition) or (not bool(transition) and _undecided(reason)):
+    if pd.isna(transition) or (not bool(transition) and undecided(reason)):
         return measured + (f" ({reason})" if reason else ""), "undefined", "-"
     if not bool(transition):
         return measured + (f" ({reason})" if reason else ""), "departs", "alpha_c - (no sharp step in the point fit)"

@@ -38,6 +38,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from qrobust.analysis.critical import undecided
 from qrobust.analysis.intervals import Boot, percentiles
 from qrobust.analysis.summary import final_epoch
 
@@ -141,8 +142,7 @@ def _compare_alpha_c(q: pd.Series, c: pd.Series) -> str:
     if not bool(q.transition):
         return "indeterminate"  # no QNN step to compare with
     if not bool(c.transition):
-        undecided = "seeds" in str(c.reason) or "too few" in str(c.reason)
-        return "indeterminate" if undecided else "differs"
+        return "indeterminate" if undecided(str(c.reason)) else "differs"
     qi, ci = (q.alpha_c_lo, q.alpha_c_hi), (c.alpha_c_lo, c.alpha_c_hi)
     if not np.isfinite([*qi, *ci]).all():
         return "indeterminate"

@@ -195,6 +195,13 @@ def _gap(xs: np.ndarray, value: float) -> tuple[float, float]:
     return (float(below.max()) if len(below) else np.nan, float(above.min()) if len(above) else np.nan)
 
 
+def undecided(reason: str) -> bool:
+    """Whether ``reason`` (a row's ``reason``) leaves the critical point undefined for the data's size (too few
+    seeds, a crossing one seed decides), not for the curve's shape (no crossing, not sharp)."""
+    reason = str(reason).lower()
+    return "seed" in reason or "too few" in reason
+
+
 def critical_points(results: pd.DataFrame, *, n_train: int | None = None, level: float = 0.95) -> pd.DataFrame:
     """Per model x architecture x corruption x learning rate: alpha_c from memorisation (M) and from validation
     accuracy (V), in the realised corrupted fraction, with intervals and the no-transition flag (the module
