@@ -38,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from qrobust.analysis.critical import undecided
+from qrobust.analysis.critical import critical_points, undecided
 from qrobust.analysis.intervals import Boot, percentiles
 from qrobust.analysis.summary import final_epoch
 
@@ -54,9 +54,10 @@ CLAIMS = {
 }
 
 
-def _statistics(results: pd.DataFrame) -> tuple[list[str], int, dict[str, np.ndarray]]:
-    """(models, n_seeds, per statistic (models, 1 + resamples) values: the point first, then the resamples of
-    ``intervals.Boot``, the same draws for every model, so differences between models are paired by seed)."""
+def _statistics(results: pd.DataFrame) -> tuple[list[str], float, dict[str, np.ndarray]]:
+    """(models, the alpha memorisation is read at, per statistic (models, 1 + resamples) values: the point first,
+    then the resamples of ``intervals.Boot``, the same draws for every model, so differences between models are
+    paired by seed)."""
     final = final_epoch(results)
     final = final[final.corruption == "flip"]
     final = final.assign(**{c: final[c].where(~final.diverged.astype(bool)) for c in ("val_acc", "memorization")})
@@ -74,8 +75,7 @@ def _statistics(results: pd.DataFrame) -> tuple[list[str], int, dict[str, np.nda
         if 0.0 in curve.index and len(below):
             out["clean_val"][i] = curve.loc[0.0].to_numpy(float)
             out["plateau"][i] = out["clean_val"][i] - below.min(axis=0, skipna=False).to_numpy(float)
-    out["_alpha"] = np.full((len(models), 1), at)
-    return models, boot.runs, out
+    return models, at, out
 
 
 def _interval(values: np.ndarray, point: float) -> tuple[float, float]:
@@ -88,16 +88,14 @@ def quantities(results: pd.DataFrame, critical: pd.DataFrame | None = None) -> p
     """The "Is it quantum?" table (module docstring): per model, clean_val, memorization, plateau, alpha_c, each
     with _lo and _hi; n_seeds; the alpha memorisation was read at. ``critical``: the sweep's critical points
     (computed if None)."""
-    models, _, stats = _statistics(results)
+    models, at, stats = _statistics(results)
     if critical is None:
-        from qrobust.analysis.critical import critical_points
-
         critical = critical_points(results[results.corruption == "flip"])
     n_seeds = final_epoch(results).groupby("model").seed.nunique()
     rows = []
     for i, model in enumerate(models):
         row = dict(model=model, control=model not in REFERENCE, n_seeds=int(n_seeds.get(model, 0)),
-                   memorization_alpha=float(stats["_alpha"][i, 0]))
+                   memorization_alpha=at)
         for name in ("clean_val", "memorization", "plateau"):
             row[name] = float(stats[name][i, 0])
             row[f"{name}_lo"], row[f"{name}_hi"] = (_interval(stats[name][i], row[name])

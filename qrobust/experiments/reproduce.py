@@ -183,8 +183,9 @@ def run_reproduce(out: str | Path, *, profile: str = "full", parts=None, progres
 
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}: choose {', '.join(PROFILES)}")
-    chosen = tuple(p for p in check_parts(parts) if p.runs_in(profile))
-    absent = [p.name for p in check_parts(parts) if parts and not p.runs_in(profile)]
+    named = check_parts(parts)
+    chosen = tuple(p for p in named if p.runs_in(profile))
+    absent = [p.name for p in named if parts and not p.runs_in(profile)]
     if absent:
         raise ConfigError(f"the {profile} profile has no part {', '.join(absent)} (the quick profile runs the controls "
                           "on MNIST only)")
