@@ -319,6 +319,7 @@ class Trainer:
     def __init__(self, recipe: Recipe, n_samples: int, progress: Callable[[int], None] | None = None,
                  segment: int | None = None):
         self.recipe, self.n_samples, self.progress = recipe, n_samples, progress
+        self._called = False  # a later call runs the program compiled by the first
         self.segment = segment_length(recipe.epochs) if segment is None else segment
         if recipe.epochs % self.segment:
             raise ValueError(f"a segment of {self.segment} epochs does not divide {recipe.epochs}")
@@ -351,11 +352,13 @@ class Trainer:
         state = self._start(params, learning_rate, key)
         parts = []
         for start in range(0, self.recipe.epochs, self.segment):
-            if start == 0 and hasattr(self.progress, "compiling"):  # the first call compiles (or reads the cache)
-                self.progress.compiling(self.recipe.model.name)
+            if start == 0 and not self._called and hasattr(self.progress, "compiling"):
+                self.progress.compiling(self.recipe.model.name)  # the first call compiles (or reads the cache)
             state, metrics = self._advance(state, data, val, jnp.int32(start))
+            self._called = True
             parts.append(metrics)
-            if self.progress is not None:
+            if self.progress is not None:  # counted when done, not when dispatched (JAX returns at once)
+                jax.block_until_ready(state)
                 self.progress(self.segment)
         recorded = np.array(self.recipe.recorded)  # on the host: eager device gathers cost more than the copy
         metrics = {k: np.concatenate([np.asarray(p[k]) for p in parts], axis=1)[:, recorded] for k in parts[0]}

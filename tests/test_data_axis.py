@@ -48,6 +48,15 @@ def test_grid_options_replace_the_named_grids_fields_and_bad_grids_are_refused()
     values, labels = g.points(1.0)
     assert np.all(np.abs(values - 1) > 0.2) and labels.sum() == 6
     assert with_overrides(None, window=0.1) == Grid(0.09, 1.91, 174, 0.1, True)
+    odd = Grid(0.0, 2.0, 23, 0.05, val_first=True)  # 11 states per class, sorted by the coupling
+    moved = with_overrides(odd, placement="second")
+    assert moved == Grid(0.0, 2.0, 23, 0.05, val_first=False)
+    _, labels = odd.points(1.0)
+    (train, val), (train2, val2) = odd.split(labels), moved.split(labels)
+    assert list(val[:6]) == [0, 2, 4, 6, 8, 10] and list(val2[:5]) == [1, 3, 5, 7, 9]  # both ends, or inner
+    assert sorted(np.concatenate([train, val])) == sorted(np.concatenate([train2, val2])) == list(range(22))
+    with pytest.raises(ConfigError, match="--val-placement takes first or second"):
+        with_overrides(None, placement="middle")
     with pytest.raises(ConfigError, match="straddle"):
         GRIDS["paper"].__class__(1.2, 2.0, 50, 0.0).check(1.0)
     with pytest.raises(ConfigError, match="leaves 0 points"):

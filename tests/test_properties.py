@@ -114,7 +114,7 @@ PLAUSIBLE = {  # values a user would give, per option (so that a search also rea
     "data_file": ["data.npz", "/dev/zero", "/nonexistent.npz"], "mnist_path": ["mnist.npz", "/tmp"],
 }
 PLAUSIBLE_EXTRA = {"--param-range": ["0.5,1.5", "0,2", "1.2,2"], "--n-points": ["20", "50", "174", "3"],
-                   "--window": ["0", "0.05", "0.2"]}
+                   "--window": ["0", "0.05", "0.2"], "--val-placement": ["first", "second"]}
 
 
 def _option_args(name, opt):

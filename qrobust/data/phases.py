@@ -168,8 +168,14 @@ def resolve_grid(grid: Grid | str | dict | None) -> Grid:
     return grid
 
 
-def with_overrides(grid: Grid | str | None, *, value_range=None, n_points=None, window=None) -> Grid:
-    """``grid`` with any of its range (lo, hi), number of points and window replaced."""
+PLACEMENTS = ("first", "second")  # validation takes the first / the second state of each alternating pair
+
+
+def with_overrides(grid: Grid | str | None, *, value_range=None, n_points=None, window=None,
+                   placement=None) -> Grid:
+    """``grid`` with any of its range (lo, hi), number of points, window and validation placement replaced
+    (``placement``: "first", validation takes the first state of each alternating pair of a class sorted by the
+    coupling, so both ends of a class of odd size, as on the paper's grid; "second", as on the wide grid)."""
     base = resolve_grid(grid)
     changes = {}
     if value_range is not None:
@@ -180,6 +186,10 @@ def with_overrides(grid: Grid | str | None, *, value_range=None, n_points=None, 
         changes["n_points"] = n_points
     if window is not None:
         changes["window"] = float(window)
+    if placement is not None:
+        if placement not in PLACEMENTS:
+            raise ConfigError(f"--val-placement takes {' or '.join(PLACEMENTS)}, got {placement!r}")
+        changes["val_first"] = placement == "first"
     return replace(base, **changes)
 
 

@@ -50,12 +50,13 @@ from qrobust.store import RunDirectory
 
 
 def phase_grid(name: str | None, extras: dict):
-    """The grid option's value from --grid and its overrides (--param-range, --n-points, --window)."""
+    """The grid option's value from --grid and its overrides (--param-range, --n-points, --window,
+    --val-placement)."""
     given = {k: v for k, v in extras.items() if v is not None}
     if not given:
         return name
     return with_overrides(name, value_range=given.get("--param-range"), n_points=given.get("--n-points"),
-                          window=given.get("--window"))
+                          window=given.get("--window"), placement=given.get("--val-placement"))
 
 
 def _two_digits(text: str) -> tuple[int, int]:
@@ -138,7 +139,10 @@ class StudyConfig:
                 lambda t: options.floats(t, "--param-range")),
                ("--n-points", "points on the grid's range, replacing the grid's", options.number(int, "--n-points")),
                ("--window", "couplings with |g - 1| <= WINDOW are left out, replacing the grid's",
-                options.number(float, "--window"))))
+                options.number(float, "--window")),
+               ("--val-placement", "first|second: within each class, sorted by the coupling, validation takes the "
+                "first (both ends of an odd-sized class: the paper grid) or the second state of each pair (wide)",
+                str)))
     digits: tuple[int, int] | None = option(None, group="data", parse=_two_digits,
                                             help="two digits A,B: A is class 0, B class 1 (mnist, sklearn-digits; "
                                                  "default 1,9)")
