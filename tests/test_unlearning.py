@@ -342,3 +342,24 @@ def test_detect_then_unlearn(tmp_path):
 def test_detector_forget_set_needs_the_qnn(tmp_path, capsys):
     assert main(TINY + ["--model", "mlp", "--forget-source", "qnn_detector", "--out", str(tmp_path / "x")]) == 2
     assert "include --model qnn" in capsys.readouterr().err
+
+
+def test_a_control_is_unlearned_with_its_familys_paper_settings(tmp_path):
+    """A classical control enters the unlearning study (and so the scorecard) through the model registry: its
+    teacher and students take its family's paper settings (the QNN's, or the MLP's for the MLP variants) with
+    its own training defaults (mlp_wd: AdamW), as the sweep trains it."""
+    from qrobust.experiments.settings import model_settings
+    from qrobust.experiments.unlearning_grid import TEACHER_SETTINGS, UNLEARN_SETTINGS
+
+    config = UnlearnConfig(dataset="mnist", models=("qnn", "logistic", "mlp_wd"), methods=("finetune",),
+                           seeds=(0,)).validate()
+    assert config.teacher_settings("logistic") == TEACHER_SETTINGS["mnist"]["qnn"]
+    wd = config.teacher_settings("mlp_wd")
+    assert wd.hidden == TEACHER_SETTINGS["mnist"]["mlp"].hidden and wd.optimizer == model_settings(
+        "mnist", "mlp_wd").optimizer != model_settings("mnist", "mlp").optimizer
+    assert config.student_settings("logistic", 10_000) == UNLEARN_SETTINGS["mnist"]["qnn"]
+    assert config.resolved()["teachers"]["logistic"]["learning_rate"] == 0.005
+    results, _ = run_unlearning(UnlearnConfig(dataset="xxz", n_qubits=4, n_train_per_class=10, models=("logistic",),
+                                              methods=("finetune",), seeds=(0,), epochs=2, teacher_epochs=3),
+                                progress=False)
+    assert set(results.model) == {"logistic"} and results.val_acc.notna().all()

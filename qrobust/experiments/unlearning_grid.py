@@ -5,7 +5,7 @@ scoring, is ``qrobust.experiments.unlearning``, from which these names are impor
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import pandas as pd
 
@@ -15,6 +15,7 @@ from qrobust.experiments import shadows, study
 from qrobust.experiments import unlearning_students as student_stages
 from qrobust.experiments.settings import ModelSettings, check_name, paper_family
 from qrobust.experiments.study import StudyConfig
+from qrobust.models import registry
 from qrobust.objectives import L1_WEIGHT, UNLEARNING_METHODS, weights_used
 from qrobust.options import floats, number, option
 
@@ -145,19 +146,25 @@ class UnlearnConfig(StudyConfig):
         if self.learning_rate is not None and not 0 < self.learning_rate < float("inf"):
             raise ConfigError(f"learning rate must be positive and finite, got {self.learning_rate}")
         # the students' table is counted here, before replica_table makes a row per student
-        teachers = TEACHER_SETTINGS[paper_family(self.dataset)]
         students = sum(len(self.known_fraction) * len(self.seeds) * (len(self.kl_ws) if weights_used(method)[0] else 1)
                        * (len(self.fo_ws) if weights_used(method)[1] else 1) for method in self.methods)
-        study.check_table_size(sum(students * max(self.epochs, self.teacher_settings(m).epochs if m in teachers else 0)
+        study.check_table_size(sum(students * max(self.epochs, self.teacher_settings(m).epochs)
                                    for m in self.models), "these seeds, methods, weights and epochs")
         return self
 
     def teacher_settings(self, model: str) -> ModelSettings:
-        s = TEACHER_SETTINGS[paper_family(self.dataset)][model]
-        return s if self.teacher_epochs is None else ModelSettings(**{**asdict(s), "epochs": self.teacher_epochs})
+        """The paper's teacher settings of the model's family (a control: the QNN's, or the MLP's for the MLP
+        variants; ``qrobust.models.controls``), with the model's own training defaults and --teacher-epochs."""
+        spec = registry.spec(model)
+        s = replace(TEACHER_SETTINGS[paper_family(self.dataset)][spec.family], **(spec.training or {}))
+        s = s if self.teacher_epochs is None else ModelSettings(**{**asdict(s), "epochs": self.teacher_epochs})
+        return s.validate(model)
+
+    def _students(self, model: str) -> tuple[int | None, float]:
+        return UNLEARN_SETTINGS[paper_family(self.dataset)][registry.spec(model).family]
 
     def student_settings(self, model: str, n_retain: int) -> tuple[int, float]:
-        batch, lr = UNLEARN_SETTINGS[paper_family(self.dataset)][model]
+        batch, lr = self._students(model)
         batch = self.batch_size or batch or n_retain
         return min(batch, n_retain), self.learning_rate or lr
 
@@ -168,8 +175,7 @@ class UnlearnConfig(StudyConfig):
         if len(self.known_fraction) == 1:  # recorded as a number, as before it was an axis
             d["known_fraction"] = self.known_fraction[0]
         d["teachers"] = {m: self.teacher_settings(m).to_dict(m) for m in self.models}
-        d["students"] = {m: dict(zip(("batch_size", "learning_rate"), UNLEARN_SETTINGS[paper_family(self.dataset)][m]))
-                         for m in self.models}
+        d["students"] = {m: dict(zip(("batch_size", "learning_rate"), self._students(m))) for m in self.models}
         return d
 
 
