@@ -359,6 +359,10 @@ def test_a_control_is_unlearned_with_its_familys_paper_settings(tmp_path):
         "mnist", "mlp_wd").optimizer != model_settings("mnist", "mlp").optimizer
     assert config.student_settings("logistic", 10_000) == UNLEARN_SETTINGS["mnist"]["qnn"]
     assert config.resolved()["teachers"]["logistic"]["learning_rate"] == 0.005
+
+
+@pytest.mark.slow  # 19 s on 2 busy cores (2026-12-06)
+def test_a_control_is_unlearned_end_to_end(tmp_path):
     results, _ = run_unlearning(UnlearnConfig(dataset="xxz", n_qubits=4, n_train_per_class=10, models=("logistic",),
                                               methods=("finetune",), seeds=(0,), epochs=2, teacher_epochs=3),
                                 progress=False)
