@@ -417,6 +417,24 @@ class RunDirectory:
             return {}
         return programs if isinstance(programs, dict) else {}
 
+    def record_replicas(self, program: str, reused: int, trained: int, why_not: str | None) -> None:
+        """Add to replicas.json how many of ``program``'s replicas were read back from the store of trained
+        replicas (``qrobust.replicas``) and how many trained, and why none could be reused where none could."""
+        if not self.writer:
+            return
+        path = self.path / "replicas.json"
+        try:
+            known = json.loads(path.read_text()) if self._link_out(path) is None else {}
+        except (OSError, ValueError):
+            known = {}
+        known = known if isinstance(known, dict) else {}
+        entry = known.get(program) if isinstance(known.get(program), dict) else {}
+        entry = {"reused": int(entry.get("reused", 0)) + reused, "trained": int(entry.get("trained", 0)) + trained}
+        if why_not:
+            entry["not reusable"] = why_not
+        known[program] = entry
+        atomic_write_text(path, json.dumps(known, indent=2, sort_keys=True) + "\n")
+
     def write_table(self, filename: str, frame: pd.DataFrame) -> Path:
         """Write a merged table (process 0 only, in a multi-host job)."""
         path = self.path / filename

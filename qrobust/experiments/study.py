@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qrobust import options
+from qrobust import options, replicas, sharding
 from qrobust.backend import COMPLEX_DTYPES, check_dtype
 from qrobust.corruption import corrupt_replicas
 from qrobust.data import Dataset
@@ -44,6 +44,7 @@ from qrobust.experiments.settings import (DATASETS, ModelSettings, build_model, 
 from qrobust.keys import CORRUPT, INIT, SHUFFLE, replica_keys
 from qrobust.memory import default_cap, program_bytes
 from qrobust.models import Model, registry
+from qrobust.models.base import flatten, unflatten
 from qrobust.models.simulators import SIMULATORS
 from qrobust.options import option
 from qrobust.store import RunDirectory
@@ -311,6 +312,9 @@ class Program:
         self.batch_size = trainer.pop("batch_size", settings.batch_size)
         self.n_stream = len(data.y_train) if n_stream is None else n_stream
         self.progress, self._options, self._trainers = progress, trainer, {}
+        self._custom_inputs = inputs is not None
+        self._data_digest: str | None = None
+        self.store: RunDirectory | None = None  # where the replicas' reuse is recorded (set by ``plan``)
 
     @property
     def quantum(self) -> bool:
@@ -357,8 +361,41 @@ class Program:
             data = data._replace(stream=jnp.asarray(stream))
             n_stream = int(np.asarray(stream).sum(1).max())
         rates = np.full(len(seeds), self.settings.learning_rate) if learning_rates is None else learning_rates
-        params, metrics = self.trainer(n_stream)(params, jnp.asarray(rates, jnp.float32), keys, data, self.val)
+        digests = self._replica_keys(n_stream, seeds, kinds, counts, scores, rates, stream)
+        recorded = self.trainer(n_stream).recipe.recorded
+        stored = replicas.read(digests, recorded) if digests is not None else None
+        if stored is not None:  # every replica of the chunk was trained before: read back, bit for bit
+            params = unflatten(jax.eval_shape(self.built.init, jax.random.PRNGKey(0)), stored[0])
+            metrics = stored[1]
+            if self.progress is not None:
+                self.progress(self.epochs)
+        else:
+            params, metrics = self.trainer(n_stream)(params, jnp.asarray(rates, jnp.float32), keys, data, self.val)
+            if digests is not None:
+                replicas.write(digests, flatten(params), metrics, recorded)
+        if self.store is not None:
+            rows = np.stack([np.asarray(v, float) for v in (seeds, kinds, counts, rates)])
+            n = np.unique(rows, axis=1).shape[1]  # the chunk's replicas, not its padding (repeats of them)
+            self.store.record_replicas(self.name, n if stored is not None else 0, 0 if stored is not None else n,
+                                       self._why_not())
         return params, metrics, data
+
+    def _why_not(self) -> str | None:
+        return replicas.why_not(self.model, self.settings.optimizer, self._options, self._custom_inputs)
+
+    def _replica_keys(self, n_stream, seeds, kinds, counts, scores, rates, stream) -> list[str] | None:
+        """Each replica's digest for the store of trained replicas (``qrobust.replicas``); None where this program
+        cannot reuse (``_why_not``)."""
+        if self._why_not() is not None:
+            return None
+        recipe = self.trainer(n_stream).recipe
+        if self._data_digest is None:
+            d = self.data
+            self._data_digest = replicas.data_digest(d.x_train, d.y_train, d.x_val, d.y_val)
+        base = dict(program=self.description(), data=self._data_digest, epochs=recipe.epochs,
+                    batch_size=recipe.batch_size, n_batches=recipe.n_batches, record_margins=bool(recipe.record_margins), mode=recipe.mode, objective=recipe.objective.name,
+                    devices=sharding.device_count(), chunk=len(seeds) if recipe.mode == "vmap" else None)
+        return replicas.replica_keys(base, seeds, kinds, counts, scores, rates, stream)
 
 
 def build_program(config: StudyConfig, name: str, model: str, settings: ModelSettings, data: Dataset, *,
@@ -395,6 +432,8 @@ def plan(config: StudyConfig, store: RunDirectory | None, table, programs: dict[
     key = prefix if sizes_key is None else sizes_key
     if store is not None:
         store.record_programs({prefix + name: programs[name].description() for name in dict.fromkeys(table[column])})
+        for name in dict.fromkeys(table[column]):
+            programs[name].store = store
 
     def size(program: str, n_rows: int) -> int:
         p = programs[program]
