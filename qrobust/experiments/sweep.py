@@ -70,7 +70,7 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
     programs = {p: program for p, (program, _) in built.items()}
     run_settings = dict(config.resolved(), n_train=len(dataset.y_train), n_qubits_data=dataset.n_qubits,
                         dataset_meta={k: v for k, v in dataset.meta.items() if k != "per_state"})
-    store = study.open_store(out, run_settings, programs, study_name)
+    store = study.open_store(out, run_settings, programs, study_name, claiming=config.claiming())
     columns = {p: architecture_columns(program.model, arch, count_params(jax.eval_shape(
         program.built.init, jax.random.PRNGKey(0)))) for p, (program, arch) in built.items()}
     chunks = study.plan(config, store, pd.concat([replica_table(config, m) for m in config.models],
