@@ -36,7 +36,7 @@ import pandas as pd
 
 from qrobust.errors import ConfigError, ResultsMismatchError
 from qrobust.files import (WriterLock, atomic_write_npz, atomic_write_text, opening_leftover, outside, remove_leftovers,
-                           unreadable, unwritable, write_error, write_new)
+                           unreadable, unwritable, write_atomic, write_error, write_new)
 from qrobust.provenance import devices, versions
 
 CHUNK_FORMAT = 2  # 2: every chunk has NAME.json naming the settings that made it (1: it has not)
@@ -68,8 +68,9 @@ class RunDirectory:
     REQUESTS = ("simulator",)
 
     def __init__(self, path: str | Path, settings: dict, study: str | None = None, numerics: dict | None = None,
-                 claiming: "Claiming | None" = None):
+                 claiming: "Claiming | None" = None, merged_from: list | None = None):
         self.path = Path(path)
+        self.merged_from = merged_from  # the runs ``qrobust merge`` made this directory of (recorded in config.json)
         self.study = study
         self.numerics = numerics
         self.claiming = claiming  # shared with other processes, chunk by chunk (``qrobust.leases``); None: alone
@@ -180,7 +181,8 @@ class RunDirectory:
                     config = dict(settings=self.settings, versions=versions(), devices=devices(),
                                   created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), chunk_format=CHUNK_FORMAT,
                                   **({"study": self.study} if self.study else {}),
-                                  **({"numerics": self.numerics} if self.numerics else {}))
+                                  **({"numerics": self.numerics} if self.numerics else {}),
+                                  **({"merged_from": self.merged_from} if self.merged_from else {}))
                     if not write_new(self.config_path, json.dumps(config, indent=2) + "\n"):
                         self.check()  # another claiming process wrote it first: its settings must be these
                 (self.path / "chunks").mkdir(exist_ok=True)
@@ -334,6 +336,18 @@ class RunDirectory:
         atomic_write_text(self.chunk_path(name).with_suffix(".json"), json.dumps(record) + "\n")
         atomic_write_text(self.chunk_path(name), frame.to_csv(index=False))
 
+    def copy_chunk(self, source: "RunDirectory", name: str, new: str) -> None:
+        """Store chunk ``name`` of the run ``source`` as this run's chunk ``new`` (``qrobust merge``): its files
+        copied, its record renamed to this run's, naming where it came from; the table last."""
+        record = json.loads(source.chunk_path(name).with_suffix(".json").read_text())
+        record.update(chunk=new, settings_digest=self.digest, copied_from=f"{source.path}/chunks/{name}")
+        for suffix in (".npz", ".seconds"):
+            path = source.chunk_path(name).with_suffix(suffix)
+            if path.exists():
+                write_atomic(self.chunk_path(new).with_suffix(suffix), path.read_bytes())
+        atomic_write_text(self.chunk_path(new).with_suffix(".json"), json.dumps(record) + "\n")
+        write_atomic(self.chunk_path(new), source.chunk_path(name).read_bytes())
+
     def _record_mismatch(self, name: str, frame: pd.DataFrame) -> str | None:
         """Why chunk ``name``'s record (NAME.json) does not name this run's chunk ``name`` (None: it does)."""
         path = self.chunk_path(name).with_suffix(".json")
@@ -351,6 +365,23 @@ class RunDirectory:
         if record.get("chunk") != name or record.get("rows") != len(frame):
             return f"its record names chunk {record.get('chunk')!r} of {record.get('rows')!r} rows"
         return None
+
+    def check_stored(self, name: str) -> str | None:
+        """Why the stored chunk ``name`` is not one of this run's (None: it is), where its planned rows are not
+        known (``qrobust merge`` reading another run): its files lie inside the run directory, its table parses,
+        its record names it, its rows and this run's settings, and its arrays load with one entry per replica."""
+        why = self._chunk_link_out(name)
+        if why is not None:
+            return why
+        try:
+            frame = self.read_chunk(name)
+            arrays = self.read_arrays(name)
+        except (ValueError, UnicodeDecodeError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+            return f"it does not load ({type(exc).__name__}: {str(exc).strip()[:120]})"
+        why = self._record_mismatch(name, frame) if self.chunk_format >= 2 else None
+        if why is None and any(v.ndim == 0 or len(frame) % v.shape[0] for v in arrays.values()):
+            why = f"its arrays do not hold one entry per replica of its {len(frame)} rows"
+        return why
 
     def check_chunk(self, name: str, rows: pd.DataFrame) -> str | None:
         """Why the stored chunk ``name`` is not the chunk of replicas ``rows`` (None: it is). A chunk is
