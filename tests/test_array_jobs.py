@@ -193,3 +193,85 @@ def test_four_claimers_killed_again_and_again_make_the_undisturbed_tables(refere
     out = reference / f"claimed-{seed}"
     _array_job(reference, out, n=4, kills=4, seed=seed)
     _same_as_reference(out, reference / "reference")
+
+
+# --- runs split by seed, merged -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def split(reference):
+    """The reference's seeds run as two runs: seeds 0, 1 and seed 2 (--seed-offset)."""
+    seeds = TINY.index("--seeds")
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("QROBUST_CACHE", str(reference / "cache"))
+        for name, extra in (("first", ["--seeds", "2"]), ("second", ["--seeds", "1", "--seed-offset", "2"])):
+            assert main(TINY[:seeds] + TINY[seeds + 2:] + extra + ["--out", str(reference / name)]) == 0
+    return reference / "first", reference / "second"
+
+
+def test_runs_split_by_seed_merge_into_the_tables_of_one_run(reference, split, capsys):
+    from qrobust.results import load_results
+
+    out = reference / "merged"
+    assert main(["merge", str(out), *map(str, split)]) == 0
+    assert "merged 2 runs" in capsys.readouterr().out
+    for table in TABLES:
+        assert (out / table).read_bytes() == (reference / "reference" / table).read_bytes(), table
+    config = json.loads((out / "config.json").read_text())
+    assert config["settings"] == json.loads((reference / "reference" / "config.json").read_text())["settings"]
+    assert [m["seeds"] for m in config["merged_from"]] == [[0, 1], [2]]
+    trained = load_results(out).weights()["mlp"]  # every replica's weights, from the copied chunks
+    alone = load_results(reference / "reference").weights()["mlp"]
+    order = ["corruption", "alpha", "seed"]
+    a = trained.replicas.reset_index().sort_values(order)
+    b = alone.replicas.reset_index().sort_values(order)
+    assert len(a) == 6
+    np.testing.assert_array_equal(np.asarray(trained.params["params"]["Dense_0"]["kernel"])[a["index"]],
+                                  np.asarray(alone.params["params"]["Dense_0"]["kernel"])[b["index"]])
+    assert main(TINY + ["--out", str(out)]) == 2  # a merged directory is not resumed
+    assert "merged by qrobust merge" in capsys.readouterr().err
+
+
+def _copy(run: Path, to: Path) -> Path:
+    import shutil
+
+    shutil.copytree(run, to)
+    return to
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("settings", "not only other seeds"),
+    ("seeds", "seed 0 is in"),
+    ("chunk", "is not that run's"),
+    ("results", "is not the table its chunks make"),
+    ("unfinished", "unfinished"),
+    ("out", "not an empty directory"),
+])
+def test_merge_refuses_runs_that_are_not_one_run_split_by_seed(reference, split, tmp_path, capsys, damage, message):
+    first, second = split
+    out = tmp_path / "merged"
+    if damage == "settings":
+        second = _copy(second, tmp_path / "second")
+        config = json.loads((second / "config.json").read_text())
+        config["settings"]["n_train_per_class"] = 5
+        (second / "config.json").write_text(json.dumps(config))
+    elif damage == "seeds":
+        second = reference / "reference"
+    elif damage == "chunk":
+        second = _copy(second, tmp_path / "second")
+        record = json.loads((second / "chunks" / "mlp-0000.json").read_text())
+        (second / "chunks" / "mlp-0000.json").write_text(json.dumps(dict(record, settings_digest="0" * 16)))
+    elif damage == "results":
+        second = _copy(second, tmp_path / "second")
+        text = (second / "results.csv").read_text().splitlines()
+        (second / "results.csv").write_text("\n".join(text[:-1]) + "\n")
+    elif damage == "unfinished":
+        second = _copy(second, tmp_path / "second")
+        (second / "results.csv").unlink()
+    elif damage == "out":
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    assert main(["merge", str(out), str(first), str(second)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1, err
+    assert not out.exists() or [p.name for p in out.iterdir()] == ["notes.txt"]
