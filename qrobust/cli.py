@@ -357,6 +357,10 @@ def main(argv=None) -> int:
         return 2
     _logging(args)
     distributed = getattr(args, "distributed", False)
+    if distributed and getattr(args, "claim", False):
+        print("qrobust: error: --claim and --distributed are two ways of sharing the chunks (claimed by independent "
+              "processes, or dealt out by a coordinator): choose one", file=sys.stderr)
+        return 2
     if distributed:
         from qrobust.sharding import initialize_distributed
 

@@ -119,7 +119,7 @@ def _remove_if(path: Path, token: str | None) -> bool:
         return False
 
 
-def _take_over(path: Path, lease_s: float) -> None:
+def take_over(path: Path, lease_s: float) -> None:
     """Remove the lock ``path`` if it is stale, under its breaker lock, so that two processes that both found it
     stale cannot both remove it (the second would remove the first one's new claim)."""
     why = why_stale(path, lease_s)
@@ -175,7 +175,7 @@ def claim(path: Path, lease_s: float = DEFAULT_LEASE_S) -> Lease | None:
     """Claim the lock ``path`` (taking it over where it is stale): a ``Lease``, or None where a live process
     holds it."""
     path = Path(path)
-    _take_over(path, lease_s)
+    take_over(path, lease_s)
     record = _content(lease_s)
     return Lease(path, record) if _create(path, record) else None
 

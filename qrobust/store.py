@@ -213,7 +213,19 @@ class RunDirectory:
         it."""
         from qrobust.leases import claim
 
-        return claim(self.claim_path(name), self.claiming.lease_s)
+        lease = claim(self.claim_path(name), self.claiming.lease_s)
+        if lease is not None:  # what a holder killed while writing this chunk left
+            remove_leftovers(self.path / "chunks")
+        return lease
+
+    def clear_stale_claims(self) -> None:
+        """Remove the stale locks left in claims/ (``leases.take_over``): a holder killed after its chunk was
+        stored, before it let go of the lock."""
+        from qrobust.leases import take_over
+
+        for path in sorted(self.claims_path.glob("*.lock")):
+            take_over(path, self.claiming.lease_s)
+        remove_leftovers(self.claims_path)
 
     def exclusive(self):
         """A context in which this process alone, of those claiming the directory's chunks, reads and writes its

@@ -119,10 +119,13 @@ def test_the_heartbeat_keeps_a_lock_alive_past_its_lease(tmp_path):
     assert not path.exists()
 
 
-def test_a_bad_lease_is_one_line_before_any_work(tmp_path, capsys):
-    assert main(TINY + ["--claim", "--claim-lease", "0", "--out", str(tmp_path / "run")]) == 2
+@pytest.mark.parametrize("extra, message", [(["--claim-lease", "0"], "--claim-lease"),
+                                            (["--claim-lease", "nan"], "--claim-lease"),
+                                            (["--distributed"], "choose one")])
+def test_bad_claim_options_are_one_line_before_any_work(tmp_path, capsys, extra, message):
+    assert main(TINY + ["--claim", *extra, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
-    assert "--claim-lease" in err and "Traceback" not in err and not (tmp_path / "run").exists()
+    assert message in err and "Traceback" not in err and err.count("\n") == 1 and not (tmp_path / "run").exists()
 
 
 def test_a_plain_writer_is_refused_while_claimers_share_the_directory(tmp_path, capsys):

@@ -207,6 +207,7 @@ def _run_claimed(todo: list[Chunk], run: Callable, store: RunDirectory, progress
                             store.path, len(todo), held, ", ..." if len(todo) > 4 else "")
                 waiting = held
             time.sleep(leases.POLL_S)
+    store.clear_stale_claims()
 
 
 LABEL: contextvars.ContextVar[str | None] = contextvars.ContextVar("qrobust_progress_label", default=None)
