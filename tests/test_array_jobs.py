@@ -278,3 +278,29 @@ def test_merge_refuses_runs_that_are_not_one_run_split_by_seed(reference, split,
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and err.count("\n") == 1, err
     assert not out.exists() or [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.slow
+def test_claimers_share_a_study_of_several_stages(tmp_path):
+    """The unlearning study: its students are planned from its teachers' chunks, so every claimer waits for the
+    teachers before it claims a student. Three claimers make the tables of one process but for the wall-time
+    column (seconds)."""
+    import pandas as pd
+
+    args = ["unlearn", "--dataset", "xxz", "--qubits", "4", "--n-train", "10", "--teacher-epochs", "3", "--epochs",
+            "2", "--seeds", "2", "--no-progress", "--model", "mlp", "--method", "retrain", "--method", "scrub",
+            "--kl-w", "0,0.5", "--chunk-size", "2"]
+    env = dict(os.environ, QROBUST_CACHE=str(tmp_path / "cache"), PYTHONPATH=str(ROOT))
+    command = [sys.executable, "-m", "qrobust.cli", *args]
+    subprocess.run(command + ["--out", str(tmp_path / "alone")], env=env, cwd=ROOT, check=True, capture_output=True)
+    claimers = [subprocess.Popen(command + ["--claim", "--out", str(tmp_path / "claimed")], env=env, cwd=ROOT,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+    for p in claimers:
+        text = p.communicate(timeout=400)[0]
+        assert p.returncode == 0, text
+    for table in ("final.csv", "results.csv", "teachers.csv", "recovery.csv"):
+        claimed, alone = (pd.read_csv(tmp_path / d / table) for d in ("claimed", "alone"))
+        pd.testing.assert_frame_equal(claimed.drop(columns="seconds", errors="ignore"),
+                                      alone.drop(columns="seconds", errors="ignore"), check_exact=True, obj=table)
+    writers = {json.loads(p.read_text()).get("written_by") for p in (tmp_path / "claimed" / "chunks").glob("*.json")}
+    assert None not in writers
