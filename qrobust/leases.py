@@ -125,18 +125,19 @@ def take_over(path: Path, lease_s: float) -> None:
     why = why_stale(path, lease_s)
     if why is None:
         return
-    breaker = path.with_name(path.name + ".break")
-    if not _create(breaker, _content(lease_s)):
-        if why_stale(breaker, lease_s) is not None:  # a taker killed while breaking: gone after a lease
-            _remove_if(breaker, (holder(breaker) or {}).get("token"))
-        return
-    mine = holder(breaker)["token"]
+    breaker, mine = path.with_name(path.name + ".break"), _content(lease_s)
+    if not _create(breaker, mine):
+        if why_stale(breaker, lease_s) is None:  # another process is taking it over
+            return
+        _remove_if(breaker, (holder(breaker) or {}).get("token"))  # a taker killed while it broke the lock
+        if not _create(breaker, mine):
+            return
     try:
         record = holder(path)
         if record is not None and why_stale(path, lease_s) is not None and _remove_if(path, record.get("token")):
             log.warning("took over %s: %s", path, why)
     finally:
-        _remove_if(breaker, mine)
+        _remove_if(breaker, mine["token"])
 
 
 class Lease:

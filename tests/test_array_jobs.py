@@ -74,6 +74,18 @@ def test_a_stale_lock_is_taken_over_and_a_live_one_is_not(tmp_path, planted, sta
         assert json.loads(path.read_text())["token"] == "planted"
 
 
+def test_a_breaker_left_by_a_taker_killed_while_breaking_is_removed(tmp_path):
+    path = tmp_path / "c.lock"
+    _plant(path, pid=_dead_pid())
+    _plant(path.with_name("c.lock.break"), pid=_dead_pid())
+    lease = leases.claim(path, 60)
+    assert lease is not None and not path.with_name("c.lock.break").exists()
+    lease.release()
+    _plant(path, pid=_dead_pid())
+    _plant(path.with_name("c.lock.break"), host="elsewhere", age_s=1)  # a live taker elsewhere: left to it
+    assert leases.claim(path, 60) is None and path.with_name("c.lock.break").exists()
+
+
 def _race(n: int, attempt):
     """``attempt()`` by ``n`` threads released at once; their results."""
     start, results = threading.Barrier(n), [None] * n
