@@ -8,7 +8,7 @@ merged directory then holds config.json (the settings with every seed, and ``mer
 digest and its seeds), the runs' chunks renumbered (their weights read by ``qrobust.load_results``), their
 programs.json and the study's tables made from all the chunks' rows by the study's own ``merge`` function
 (``registry.Study.merge``), the same function its run uses: so the tables equal those of one run over all the
-seeds. A merged directory is not run or resumed (the store refuses it).
+seeds. A merged directory is not run or resumed (the store refuses it); it may be merged again.
 """
 
 from __future__ import annotations
