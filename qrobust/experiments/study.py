@@ -427,6 +427,9 @@ def open_store(out: str | Path | None, settings: dict, programs: dict, study: st
     runs on (None without ``out``); ``programs``: name -> Program (or Model); ``claiming``: shared chunk by chunk
     with other processes (``StudyConfig.claiming``)."""
     if out is None:
+        if claiming is not None:
+            raise ConfigError("claim shares a run directory's chunks with other processes: give the run a directory "
+                              "(out)")
         return None
     from qrobust.provenance import numerics
 
