@@ -176,7 +176,10 @@ def claim(path: Path, lease_s: float = DEFAULT_LEASE_S) -> Lease | None:
     """Claim the lock ``path`` (taking it over where it is stale): a ``Lease``, or None where a live process
     holds it."""
     path = Path(path)
-    take_over(path, lease_s)
+    if os.path.lexists(path):  # held: only read (no file is written for a lock that stays held)
+        take_over(path, lease_s)
+        if os.path.lexists(path):
+            return None
     record = _content(lease_s)
     return Lease(path, record) if _create(path, record) else None
 
