@@ -140,17 +140,23 @@ def test_bad_claim_options_are_one_line_before_any_work(tmp_path, capsys, extra,
     assert message in err and "Traceback" not in err and err.count("\n") == 1 and not (tmp_path / "run").exists()
 
 
-def test_a_plain_writer_is_refused_while_claimers_share_the_directory(tmp_path, capsys):
+@pytest.mark.parametrize("held, extra, message", [
+    (fcntl.LOCK_SH, [], "started with --claim"),              # claimers share it: a plain writer is refused
+    (fcntl.LOCK_EX, ["--claim"], "does not claim chunks"),    # a plain writer has it: a claimer is refused
+])
+def test_claimers_and_a_plain_writer_do_not_share_a_directory(tmp_path, capsys, held, extra, message):
     out = tmp_path / "run"
     out.mkdir()
     fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT)
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH)  # as a process started with --claim holds it
-        os.write(fd, b"claiming\n")
-        assert main(TINY + ["--out", str(out)]) == 2
-        assert "started with --claim" in capsys.readouterr().err
+        fcntl.flock(fd, held)  # as another process holds it
+        os.write(fd, b"claiming\n" if held == fcntl.LOCK_SH else b"12345\n")
+        assert main(TINY + extra + ["--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
     finally:
         os.close(fd)
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]
 
 
 # --- processes on one directory -------------------------------------------------------------------------------
