@@ -4,7 +4,7 @@ Every study of ``qrobust.experiments.registry`` is a command; its options are it
 once where the field is (``qrobust.options``), listed by group in ``qrobust COMMAND --help``. Only the options
 given reach the config, so every default is the library's own. Besides the studies: ``reproduce`` (every
 experiment of the paper, then its report), ``report`` (re-write a reproduction's report) and ``analyze`` (a
-sweep's critical points). ``qrobust --help`` imports no study (and no JAX); ``qrobust COMMAND ...`` imports its
+sweep's critical points), ``merge`` (runs split by seed, into one). ``qrobust --help`` imports no study (and no JAX); ``qrobust COMMAND ...`` imports its
 study only.
 """
 
@@ -22,7 +22,8 @@ from qrobust.errors import ConfigError, QrobustError
 from qrobust.options import MAX_SEEDS  # seeds per run (a row per replica per recorded epoch is kept in memory)
 _OTHER_COMMANDS = {"reproduce": "every experiment of the paper, then its report (OUT/report.html)",
                    "report": "(re)write the report of a reproduction directory, without training",
-                   "analyze": "critical point of a sweep: fits, intervals, figure"}
+                   "analyze": "critical point of a sweep: fits, intervals, figure",
+                   "merge": "merge runs split by seed (--seed-offset) into one run directory"}
 
 
 class _Help(argparse.HelpFormatter):
@@ -142,6 +143,9 @@ def _other_parser(sub, command: str) -> None:
         p.add_argument("--no-progress", action="store_true", help="no progress lines")
     elif command == "report":
         p.add_argument("run_dir", help="a directory of qrobust reproduce")
+    elif command == "merge":
+        p.add_argument("out", help="the merged run directory (new)")
+        p.add_argument("runs", nargs="+", help="finished runs of one study whose settings differ only in their seeds")
     else:
         p.add_argument("run_dirs", nargs="+", help="sweep output directories")
         p.add_argument("--finite-size-out", help="with several runs: where to write finite_size.csv and .png")
@@ -303,6 +307,22 @@ def _analyze(args) -> int:
     return 0
 
 
+def _merge(args) -> int:
+    from qrobust import report
+    from qrobust.experiments.merge import merge_runs
+    from qrobust.results import load_results
+
+    start = time.perf_counter()
+    written = merge_runs(args.out, args.runs)
+    figures = report.draw(args.out)
+    table = report.summary(load_results(args.out))
+    if table is not None:
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"merged {len(args.runs)} runs into {args.out}: {', '.join(written + [f.name for f in figures])} in "
+          f"{time.perf_counter() - start:.1f} s")
+    return 0
+
+
 def _logging(args) -> None:
     """qrobust's messages (logger "qrobust": fallbacks, the kernel build, chunk plans) on stderr."""
     import logging
@@ -322,7 +342,7 @@ def _handler(command: str):
     entry = registry.by_command(command)
     if entry is not None:
         return lambda args: _run_study(entry, args)
-    return {"reproduce": _reproduce, "report": _report, "analyze": _analyze}[command]
+    return {"reproduce": _reproduce, "report": _report, "analyze": _analyze, "merge": _merge}[command]
 
 
 def main(argv=None) -> int:
@@ -337,6 +357,10 @@ def main(argv=None) -> int:
         return 2
     _logging(args)
     distributed = getattr(args, "distributed", False)
+    if distributed and getattr(args, "claim", False):
+        print("qrobust: error: --claim and --distributed are two ways of sharing the chunks (claimed by independent "
+              "processes, or dealt out by a coordinator): choose one", file=sys.stderr)
+        return 2
     if distributed:
         from qrobust.sharding import initialize_distributed
 

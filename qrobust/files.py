@@ -169,6 +169,25 @@ def write_atomic(path, data: bytes | str, *, mode: int = 0o666) -> None:
         raise
 
 
+def write_new(path, data: bytes | str) -> bool:
+    """Create ``path`` holding ``data`` unless it exists, atomically: the whole file is written to a temporary
+    file (``write_atomic``) then hard-linked to ``path``, which fails where ``path`` exists (on a shared file
+    system too), so of processes racing to create it exactly one does and none reads a partial file. Returns
+    whether this call created it."""
+    path = Path(path)
+    tmp = _temporary_name(path)
+    write_atomic(tmp, data)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise write_error(path, None, exc) from None
+    finally:
+        _discard(tmp)
+
+
 def atomic_write_text(path, text: str) -> None:
     """Write ``text`` atomically (``write_atomic``)."""
     write_atomic(path, text)
@@ -336,7 +355,9 @@ class WriterLock:
         self.key = key
 
     @classmethod
-    def take(cls, directory: Path) -> "WriterLock | None":
+    def take(cls, directory: Path, shared: bool = False) -> "WriterLock | None":
+        """Take the lock of ``directory``; ``shared``: with other processes that take it shared (processes that
+        claim its chunks one by one, ``qrobust.leases``), never with one that takes it alone."""
         if fcntl is None:
             return None
         key = str(Path(directory).resolve())
@@ -359,18 +380,26 @@ class WriterLock:
                 raise ConfigError(f"{Path(directory) / cls.NAME} is not a regular file: qrobust locks a file of "
                                   "its own there; remove it and run again")
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             except OSError:
                 try:
                     holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
                 finally:
                     os.close(fd)
+                if shared:
+                    raise ResultsMismatchError(
+                        f"{directory} is being written by a qrobust process that does not claim chunks (pid "
+                        f"{holder}); wait for it to end, then start the processes with --claim again") from None
+                if holder == "claiming":
+                    raise ResultsMismatchError(
+                        f"{directory} is being written by qrobust processes started with --claim; start this one "
+                        "with --claim too to share their work, or wait for them to end") from None
                 raise ResultsMismatchError(
                     f"{directory} is being written by another qrobust process (pid {holder}); wait for it to end "
                     "(then rerun to resume) or use another --out directory") from None
             try:
                 os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()}\n".encode())
+                os.write(fd, ("claiming\n" if shared else f"{os.getpid()}\n").encode())
             except OSError as exc:
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 os.close(fd)

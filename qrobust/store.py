@@ -7,21 +7,26 @@ Layout:
                     settings that made it), NAME.seconds its wall time, NAME.npz its arrays
   programs.json     how each program's model is built (for its stored weights: ``qrobust.load_results``)
   results.csv       all chunks merged: one row per replica per epoch
-  .lock             held (``flock``) by the one process writing the directory
+  .lock             held (``flock``) by the one process writing the directory (shared by claiming processes)
+  claims/NAME.lock  the claim of chunk NAME by one of several processes started with --claim (``qrobust.leases``)
 A directory whose config.json holds other settings is refused; one with the
 same settings resumes, skipping the chunks already written. A second process
 asked to write a directory another process is writing is refused at once, with
-the writer's pid, before it reads or writes anything there.
+the writer's pid, before it reads or writes anything there; processes that all
+claim chunks (``claiming``) share it, and a process that does not is refused
+while they write it (and they while it does).
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
 import logging
 import os
 import shutil
+import socket
 import time
 import zipfile
 from pathlib import Path
@@ -31,7 +36,7 @@ import pandas as pd
 
 from qrobust.errors import ConfigError, ResultsMismatchError
 from qrobust.files import (WriterLock, atomic_write_npz, atomic_write_text, opening_leftover, outside, remove_leftovers,
-                           unreadable, unwritable, write_error)
+                           unreadable, unwritable, write_atomic, write_error, write_new)
 from qrobust.provenance import devices, versions
 
 CHUNK_FORMAT = 2  # 2: every chunk has NAME.json naming the settings that made it (1: it has not)
@@ -62,10 +67,13 @@ class RunDirectory:
     # what it gives is the same
     REQUESTS = ("simulator",)
 
-    def __init__(self, path: str | Path, settings: dict, study: str | None = None, numerics: dict | None = None):
+    def __init__(self, path: str | Path, settings: dict, study: str | None = None, numerics: dict | None = None,
+                 claiming: "Claiming | None" = None, merged_from: list | None = None):
         self.path = Path(path)
+        self.merged_from = merged_from  # the runs ``qrobust merge`` made this directory of (recorded in config.json)
         self.study = study
         self.numerics = numerics
+        self.claiming = claiming  # shared with other processes, chunk by chunk (``qrobust.leases``); None: alone
         self._adopt(json.loads(json.dumps(settings)))  # normalise tuples -> lists
         self.chunk_format = CHUNK_FORMAT
 
@@ -105,6 +113,9 @@ class RunDirectory:
                     "directory or delete it. Differences: " + "; ".join(diffs[:8])
                 )
             self._check_numerics(config.get("numerics"))
+            if config.get("merged_from"):
+                raise ResultsMismatchError(f"{self.path} holds runs merged by qrobust merge, which is not run or "
+                                           "resumed: run into another --out directory")
             self._adopt(old)  # the run's own settings (and their digest, which its chunks carry)
         elif self.path.exists() and any(not opening_leftover(p) for p in self.path.iterdir()):
             raise ResultsMismatchError(f"{self.path} is not empty and holds no qrobust config.json")
@@ -151,7 +162,8 @@ class RunDirectory:
                 pass
             except OSError as exc:
                 raise ConfigError(f"cannot write the run directory {self.path}: {exc.strerror or exc}") from None
-            self._lock = WriterLock.take(self.path)  # refused: the directory is the other writer's, left alone
+            # refused: the directory is the other writer's, left alone
+            self._lock = WriterLock.take(self.path, shared=self.claiming is not None)
             try:
                 self._clean_leftovers()
                 self.check()
@@ -169,9 +181,13 @@ class RunDirectory:
                     config = dict(settings=self.settings, versions=versions(), devices=devices(),
                                   created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), chunk_format=CHUNK_FORMAT,
                                   **({"study": self.study} if self.study else {}),
-                                  **({"numerics": self.numerics} if self.numerics else {}))
-                    atomic_write_text(self.config_path, json.dumps(config, indent=2) + "\n")
+                                  **({"numerics": self.numerics} if self.numerics else {}),
+                                  **({"merged_from": self.merged_from} if self.merged_from else {}))
+                    if not write_new(self.config_path, json.dumps(config, indent=2) + "\n"):
+                        self.check()  # another claiming process wrote it first: its settings must be these
                 (self.path / "chunks").mkdir(exist_ok=True)
+                if self.claiming is not None:
+                    self.claims_path.mkdir(exist_ok=True)
             except OSError as exc:
                 if created and self.path.is_dir() and not self.config_path.exists():
                     shutil.rmtree(self.path, ignore_errors=True)  # leave nothing behind
@@ -183,6 +199,42 @@ class RunDirectory:
     @property
     def chunk_sizes_path(self) -> Path:
         return self.path / "chunk_sizes.json"
+
+    @property
+    def claims_path(self) -> Path:
+        return self.path / "claims"
+
+    def claim_path(self, name: str) -> Path:
+        """The lock of chunk ``name`` (``qrobust.leases``); "" names the lock of the directory's plan."""
+        return self.claims_path / f"{name or '.plan'}.lock"
+
+    def claim(self, name: str) -> "Lease | None":
+        """Claim chunk ``name`` for this process (``leases.claim``): a lease, or None where a live process holds
+        it."""
+        from qrobust.leases import claim
+
+        lease = claim(self.claim_path(name), self.claiming.lease_s)
+        if lease is not None:  # what a holder killed while writing this chunk left
+            remove_leftovers(self.path / "chunks")
+        return lease
+
+    def clear_stale_claims(self) -> None:
+        """Remove the stale locks left in claims/ (``leases.take_over``): a holder killed after its chunk was
+        stored, before it let go of the lock."""
+        from qrobust.leases import take_over
+
+        for path in sorted(self.claims_path.glob("*.lock")):
+            take_over(path, self.claiming.lease_s)
+        remove_leftovers(self.claims_path)
+
+    def exclusive(self):
+        """A context in which this process alone, of those claiming the directory's chunks, reads and writes its
+        plan (chunk_sizes.json, programs.json), so the first to decide decides for all; alone, nothing to do."""
+        if self.claiming is None:
+            return contextlib.nullcontext()
+        from qrobust.leases import hold
+
+        return hold(self.claim_path(""), self.claiming.lease_s)
 
     def _clean_leftovers(self) -> None:
         """As the directory is opened, before anything in it is read: refuse a config.json, chunks/ or
@@ -201,7 +253,8 @@ class RunDirectory:
         if not self.path.is_dir() or not (self.config_path.is_file()
                                           or all(opening_leftover(p) for p in self.path.iterdir())):
             return  # not a run directory: check() refuses it, untouched
-        removed = remove_leftovers(self.path) + remove_leftovers(self.path / "chunks")
+        removed = (remove_leftovers(self.path) + remove_leftovers(self.path / "chunks")
+                   + remove_leftovers(self.claims_path))
         if removed:
             log.info("removed %d temporary file(s) of writers that were killed in %s: %s", len(removed), self.path,
                      ", ".join(removed))
@@ -286,12 +339,26 @@ class RunDirectory:
         its temporary file removed and the chunk's table not written, so the chunk is run again on resume.
         """
         record = {"chunk": name, "rows": len(frame), "settings_digest": self.digest, "chunk_size": chunk_size}
+        if self.claiming is not None:  # which of the processes sharing the directory trained it
+            record["written_by"] = f"{socket.gethostname()} pid {os.getpid()}"
         if arrays:
             atomic_write_npz(self.chunk_path(name).with_suffix(".npz"), arrays)
         if seconds is not None:
             atomic_write_text(self.chunk_path(name).with_suffix(".seconds"), f"{seconds:.3f}\n")
         atomic_write_text(self.chunk_path(name).with_suffix(".json"), json.dumps(record) + "\n")
         atomic_write_text(self.chunk_path(name), frame.to_csv(index=False))
+
+    def copy_chunk(self, source: "RunDirectory", name: str, new: str) -> None:
+        """Store chunk ``name`` of the run ``source`` as this run's chunk ``new`` (``qrobust merge``): its files
+        copied, its record renamed to this run's, naming where it came from; the table last."""
+        record = json.loads(source.chunk_path(name).with_suffix(".json").read_text())
+        record.update(chunk=new, settings_digest=self.digest, copied_from=f"{source.path}/chunks/{name}")
+        for suffix in (".npz", ".seconds"):
+            path = source.chunk_path(name).with_suffix(suffix)
+            if path.exists():
+                write_atomic(self.chunk_path(new).with_suffix(suffix), path.read_bytes())
+        atomic_write_text(self.chunk_path(new).with_suffix(".json"), json.dumps(record) + "\n")
+        write_atomic(self.chunk_path(new), source.chunk_path(name).read_bytes())
 
     def _record_mismatch(self, name: str, frame: pd.DataFrame) -> str | None:
         """Why chunk ``name``'s record (NAME.json) does not name this run's chunk ``name`` (None: it does)."""
@@ -310,6 +377,23 @@ class RunDirectory:
         if record.get("chunk") != name or record.get("rows") != len(frame):
             return f"its record names chunk {record.get('chunk')!r} of {record.get('rows')!r} rows"
         return None
+
+    def check_stored(self, name: str) -> str | None:
+        """Why the stored chunk ``name`` is not one of this run's (None: it is), where its planned rows are not
+        known (``qrobust merge`` reading another run): its files lie inside the run directory, its table parses,
+        its record names it, its rows and this run's settings, and its arrays load with one entry per replica."""
+        why = self._chunk_link_out(name)
+        if why is not None:
+            return why
+        try:
+            frame = self.read_chunk(name)
+            arrays = self.read_arrays(name)
+        except (ValueError, UnicodeDecodeError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+            return f"it does not load ({type(exc).__name__}: {str(exc).strip()[:120]})"
+        why = self._record_mismatch(name, frame) if self.chunk_format >= 2 else None
+        if why is None and any(v.ndim == 0 or len(frame) % v.shape[0] for v in arrays.values()):
+            why = f"its arrays do not hold one entry per replica of its {len(frame)} rows"
+        return why
 
     def check_chunk(self, name: str, rows: pd.DataFrame) -> str | None:
         """Why the stored chunk ``name`` is not the chunk of replicas ``rows`` (None: it is). A chunk is
@@ -401,10 +485,12 @@ class RunDirectory:
         ``qrobust.load_results`` rebuilds the model its stored weights belong to."""
         if not self.writer or not programs:
             return
-        known = self.recorded_programs()
-        if all(known.get(k) == v for k, v in programs.items()):
-            return
-        atomic_write_text(self.programs_path, json.dumps(dict(known, **programs), indent=2, sort_keys=True) + "\n")
+        with self.exclusive():
+            known = self.recorded_programs()
+            if all(known.get(k) == v for k, v in programs.items()):
+                return
+            atomic_write_text(self.programs_path, json.dumps(dict(known, **programs), indent=2, sort_keys=True)
+                              + "\n")
 
     def recorded_programs(self) -> dict[str, dict]:
         why = self._link_out(self.programs_path)

@@ -47,7 +47,7 @@ def test_every_help_text_is_honest_about_defaults_and_usage_errors_are_one_line(
         text = sub.format_help()
         assert "(default: None)" not in text and "default both) (default" not in text, name
         # the fixed sets are offered as choices
-        if name not in ("analyze", "reproduce", "report", "gauge"):  # the studies: their data sets as choices
+        if name not in ("analyze", "reproduce", "report", "merge", "gauge"):  # the studies: their data sets as choices
             assert "{mnist,xxz,tfim,cluster,sklearn-digits,npz}" in text, name
     assert "--dataset {xxz,tfim,cluster}" in commands["gauge"].format_help()  # quantum data only
     assert "{noise-mnist,noise-xxz," in commands["reproduce"].format_help()

@@ -80,7 +80,11 @@ def fitted_chunk_size(program: str, *, footprint: Callable[[int], int], n_replic
             store.record_chunk_size(program, size)
         return size
 
-    return sharding.decided_by_primary(f"chunk-size-{program}", decide)
+    def decide_once() -> int:  # processes claiming chunks: the first to decide decides for all
+        with store.exclusive() if store is not None else contextlib.nullcontext():
+            return decide()
+
+    return sharding.decided_by_primary(f"chunk-size-{program}", decide_once)
 
 
 def chunk_shape(n_rows: int, chunk_size: int) -> int:
@@ -148,27 +152,62 @@ def run_chunks(chunks: list[Chunk], run: Callable, store: RunDirectory | None,
     """
     frames, arrays, seconds = {}, {}, {}
     todo = [c for c in chunks if store is None or not store.has_chunk(c.name)]
+    if store is not None and store.claiming is not None:
+        _run_claimed(todo, run, store, progress)
+        todo = []
     if sharding.process_count() > 1:
         if store is None:
             raise ValueError("several processes need a shared run directory to exchange their chunks")
         sharding.barrier("qrobust-plan")  # everyone has seen the store before anyone writes to it
         todo = sharding.my_share(todo)
     for chunk in todo:
-        if progress is not None:
-            progress.step = len(chunk.rows)
-        start = time.perf_counter()
-        out = run(chunk)
-        frames[chunk.name], arrays[chunk.name] = out if isinstance(out, tuple) else (out, {})
-        seconds[chunk.name] = time.perf_counter() - start
-        if store is not None:
-            store.write_chunk(chunk.name, frames[chunk.name], seconds[chunk.name], arrays[chunk.name],
-                              chunk_size=chunk.size)
+        frames[chunk.name], arrays[chunk.name], seconds[chunk.name] = _run_one(chunk, run, store, progress)
     sharding.barrier("qrobust-chunks-done")
     if store is not None:
         frames = {c.name: store.read_chunk(c.name) for c in chunks}
         arrays = {c.name: store.read_arrays(c.name) for c in chunks}
         seconds = {c.name: store.chunk_seconds(c.name) for c in chunks}
     return ChunkResults(frames, arrays, seconds)
+
+
+def _run_one(chunk: Chunk, run: Callable, store: RunDirectory | None, progress: "Progress | None"):
+    """Run ``chunk`` and store it: (its frame, its arrays, its wall seconds)."""
+    if progress is not None:
+        progress.step = len(chunk.rows)
+    start = time.perf_counter()
+    out = run(chunk)
+    frame, arrays = out if isinstance(out, tuple) else (out, {})
+    seconds = time.perf_counter() - start
+    if store is not None:
+        store.write_chunk(chunk.name, frame, seconds, arrays, chunk_size=chunk.size)
+    return frame, arrays, seconds
+
+
+def _run_claimed(todo: list[Chunk], run: Callable, store: RunDirectory, progress: "Progress | None") -> None:
+    """Run chunks of ``todo`` shared with other processes (``--claim``, ``qrobust.leases``) until every one is
+    stored: claim an unclaimed one, run it, store it, release it, go on. With nothing left to claim but chunks
+    held by live processes, wait for them (looking again every ``leases.POLL_S``), taking over any whose holder
+    dies: a study's later stages read them."""
+    from qrobust import leases
+
+    waiting = None
+    while todo:
+        for chunk in todo:
+            lease = store.claim(chunk.name)
+            if lease is None:
+                continue
+            with lease:
+                if not store.has_chunk(chunk.name):  # not finished by another since this process looked
+                    _run_one(chunk, run, store, progress)
+        todo = [c for c in todo if not store.has_chunk(c.name)]
+        if todo:
+            held = ", ".join(f"{c.name} ({leases.held_by(store.claim_path(c.name))})" for c in todo[:4])
+            if held != waiting:
+                log.warning("nothing left to claim in %s: waiting for %d chunk(s) held by other processes: %s%s",
+                            store.path, len(todo), held, ", ..." if len(todo) > 4 else "")
+                waiting = held
+            time.sleep(leases.POLL_S)
+    store.clear_stale_claims()
 
 
 LABEL: contextvars.ContextVar[str | None] = contextvars.ContextVar("qrobust_progress_label", default=None)

@@ -62,21 +62,36 @@ class ControlsConfig(SweepConfig):
 
 def run_controls(config: ControlsConfig, out: str | Path | None = None, *, progress: bool = True) -> pd.DataFrame:
     """Run (or resume) the controls study; returns controls.csv's table (its ``attrs["specificity"]``: quantum.csv's)."""
-    from qrobust.analysis.controls import quantities, specificity
-    from qrobust.analysis.critical import critical_points
     from qrobust.experiments.sweep import run_sweep
 
     results = run_sweep(config, out, progress=progress, study_name="controls")
-    critical = critical_points(results)
-    table = quantities(results, critical)
-    verdicts = specificity(table)
+    tables = controls_tables(results)
     if out is not None:
         from qrobust import sharding
         from qrobust.files import atomic_write_text
 
         if sharding.is_primary():
-            for name, frame in (("critical_points.csv", critical), ("quantum.csv", verdicts),
-                                ("controls.csv", table)):  # controls.csv last: it marks a finished run
+            for name, frame in tables.items():  # controls.csv last: it marks a finished run
                 atomic_write_text(Path(out) / name, frame.to_csv(index=False))
-    table.attrs["specificity"] = verdicts
+    table = tables["controls.csv"]
+    table.attrs["specificity"] = tables["quantum.csv"]
     return table
+
+
+def controls_tables(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The controls' own tables from the sweep's results, in the order they are written (controls.csv, which
+    marks a finished run, last)."""
+    from qrobust.analysis.controls import quantities, specificity
+    from qrobust.analysis.critical import critical_points
+
+    critical = critical_points(results)
+    table = quantities(results, critical)
+    return {"critical_points.csv": critical, "quantum.csv": specificity(table), "controls.csv": table}
+
+
+def merged_tables(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Every table of the controls study from its result rows in any order (``qrobust.experiments.merge``)."""
+    from qrobust.experiments.sweep import sweep_tables
+
+    tables = sweep_tables(rows)
+    return dict(tables, **controls_tables(tables["results.csv"]))

@@ -101,7 +101,7 @@ def run_detection(config: DetectConfig, out: str | Path | None = None, *, progre
     programs = {p: study.build_program(config, p, m, config.settings_of(m, epochs=config.epochs), dataset, out=out,
                                        progress=bar.hook, record_margins=True)
                 for p, m in [(m, m) for m in config.models] + [("mlp_cv", "mlp")]}
-    store = study.open_store(out, config.recorded(), programs, "detection")
+    store = study.open_store(out, config.recorded(), programs, "detection", claiming=config.claiming())
     grid = pd.DataFrame(list(itertools.product(config.alphas, config.seeds)), columns=["alpha", "seed"])
 
     def folds_of(seed):

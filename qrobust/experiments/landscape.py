@@ -136,7 +136,7 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
                                     matmul_precision=config.matmul_precision, forward_mode=True)
                if registry.spec(m).quantum and config.simulator is None else programs[m].built for m in programs}
     run_settings = dict(config.recorded(), hessian_simulators=simulators_used(hessian))
-    store = study.open_store(out, run_settings, programs, "landscape")
+    store = study.open_store(out, run_settings, programs, "landscape", claiming=config.claiming())
     table = pd.DataFrame([dict(model=m, alpha=a, seed=s) for m, a, s in
                           itertools.product(config.models, config.alphas, config.seeds)])
     measures = {m: _measures(hessian[m], dataset, held, config) for m in config.models}

@@ -27,7 +27,9 @@ class Study(NamedTuple):
     config, run: "module:name" of its config type and of ``run(config, out, *, progress)``. tables: the files it
     writes (tables[0] marks a finished run). figures(run, **kw) -> paths, claims(run, part) -> verdicts,
     summary(run) -> the table the command line prints; report_tables(run) -> [(title, table)] the reproduction's
-    report shows besides the verdicts: "module:name" of surface functions, or None."""
+    report shows besides the verdicts: "module:name" of surface functions, or None. merge(rows) -> {file: table}:
+    every table of the study from its result rows in any order, so that runs split by seed merge into one
+    (``qrobust.experiments.merge``; None: its runs are not merged)."""
 
     name: str
     command: str
@@ -39,10 +41,11 @@ class Study(NamedTuple):
     claims: str | None = None
     summary: str | None = None
     report_tables: str | None = None
+    merge: str | None = None
 
     def get(self, field: str):
         """The object a reference names (``config``, ``run``, ``figures``, ``claims``, ``summary``,
-        ``report_tables``), imported now; None where the entry has none."""
+        ``report_tables``, ``merge``), imported now; None where the entry has none."""
         return resolve(getattr(self, field))
 
 
@@ -60,12 +63,13 @@ _STUDIES: dict[str, Study] = {s.name: s for s in (
           f"{_E}.sweep_grid:SweepConfig", f"{_E}.sweep:run_sweep", ("results.csv", "summary.csv",
                                                                       "critical_points.csv"),
           figures="qrobust.report:sweep_figures", claims="qrobust.analysis.claims:sweep_verdicts",
-          summary="qrobust.report:sweep_summary"),
+          summary="qrobust.report:sweep_summary", merge=f"{_E}.sweep:sweep_tables"),
     Study("controls", "controls", "is it quantum? the QNN beside classical controls of its model class, under label "
           "flipping", f"{_E}.controls:ControlsConfig", f"{_E}.controls:run_controls",
           ("controls.csv", "quantum.csv", "results.csv", "summary.csv", "critical_points.csv"),
           figures="qrobust.report:sweep_figures", claims="qrobust.analysis.claims:controls_verdicts",
-          summary="qrobust.report:controls_summary", report_tables="qrobust.report:controls_tables"),
+          summary="qrobust.report:controls_summary", report_tables="qrobust.report:controls_tables",
+          merge=f"{_E}.controls:merged_tables"),
     Study("gauge", "gauge", "the sweep of quantum data under each gauge of its states (fixed, sign, phase)",
           f"{_E}.sweep_grid:GaugeConfig", f"{_E}.gauge:run_gauge_study", ("gauge.csv",),
           figures="qrobust.report:gauge_figures", claims="qrobust.analysis.claims:gauge_verdicts",

@@ -88,6 +88,9 @@ class StudyConfig:
     keep_weights: store each replica's trained weights with its chunk (``qrobust.load_results`` returns them):
       True (every model), False, or the names of the models whose weights are kept (their cost on disk:
       docs/weights.md).
+    claim, claim_lease: share the run directory's chunks with other processes through lock files
+      (``qrobust.leases``, docs/array_jobs.md), taking over a chunk whose holder is silent for ``claim_lease`` s.
+      How the work is shared, not what it computes: not recorded in config.json.
     dtype: the QNN's "complex64" (default) or "complex128" (needs JAX's 64-bit mode).
     chunk_size: replicas per compiled program (default: what fits in memory).
     simulator: the QNN's simulator (``qrobust.models.qnn``; None: "native" on CPU where it
@@ -155,6 +158,15 @@ class StudyConfig:
         True, group="run", parse=_weights_kept, metavar="all|none|MODEL,...",
         help="store each replica's trained weights with its chunk (qrobust.load_results reads them): all (default), "
              "none, or the models named")
+    claim: bool = option(False, group="run", switch=True,
+                         help="share --out with any number of other processes started with --claim (array jobs, "
+                              "preemptible machines; no coordinator): each claims an unfinished chunk with a lock file, "
+                              "trains and stores it, and goes on; a killed process's chunk is taken over "
+                              "(docs/array_jobs.md)")
+    claim_lease: float = option(300.0, group="run", parse=options.number(float, "--claim-lease"), metavar="SECONDS",
+                                help="with --claim: a chunk whose holder sent no heartbeat (every quarter of this) for "
+                                     "this long is taken over by another process (one of the same machine that died: "
+                                     "at once)")
 
     def __post_init__(self):
         from qrobust import optimizers
@@ -191,6 +203,7 @@ class StudyConfig:
             raise ConfigError(f"seeds must be distinct non-negative integers, got {self.seeds}")
         if max(self.seeds) >= 2**32:  # a replica's keys come from PRNGKey(uint32(seed)): larger seeds would wrap
             raise ConfigError(f"seeds must lie below 2**32 (a seed is a 32-bit key), got {max(self.seeds)}")
+        self.claiming()
         if self.chunk_size is not None and self.chunk_size < 1:
             raise ConfigError(f"chunk size must be positive, got {self.chunk_size}")
         options.check_at_most("--seeds", len(self.seeds), options.MAX_SEEDS, "a run keeps a result row per replica "
@@ -216,6 +229,13 @@ class StudyConfig:
                 raise ConfigError(f"keep_weights names {', '.join(map(repr, unknown))}, not a model of this study "
                                   f"({', '.join(self.models)}); give True, False or some of its models")
 
+    def claiming(self):
+        """How this run shares its directory's chunks with other processes (``leases.Claiming``; None: it does not)."""
+        from qrobust.leases import Claiming
+
+        lease = Claiming(self.claim_lease).check()
+        return lease if self.claim else None
+
     def keeps_weights(self, model: str) -> bool:
         """Whether the trained weights of ``model``'s replicas are stored with their chunks (``keep_weights``)."""
         return self.keep_weights is True or (isinstance(self.keep_weights, tuple) and model in self.keep_weights)
@@ -229,6 +249,7 @@ class StudyConfig:
         (the optimiser) is left out, so those runs' directories keep their settings."""
         d = asdict(self)
         d.pop("keep_weights")  # what is stored, not what is computed
+        d.pop("claim"), d.pop("claim_lease")  # how the work is shared, not what it computes
         for f in fields(self):
             if f.name in ADDED_LATER and d[f.name] == f.default:
                 d.pop(f.name)
@@ -443,16 +464,21 @@ def plan(config: StudyConfig, store: RunDirectory | None, table, programs: dict[
     return plan_chunks(table, column, size, prefix=prefix, store=store)
 
 
-def open_store(out: str | Path | None, settings: dict, programs: dict, study: str) -> RunDirectory | None:
+def open_store(out: str | Path | None, settings: dict, programs: dict, study: str, *,
+               claiming=None) -> RunDirectory | None:
     """The run directory of study ``study`` (its registry name) for ``settings`` plus the simulator each program
-    runs on (None without ``out``); ``programs``: name -> Program (or Model)."""
+    runs on (None without ``out``); ``programs``: name -> Program (or Model); ``claiming``: shared chunk by chunk
+    with other processes (``StudyConfig.claiming``)."""
     if out is None:
+        if claiming is not None:
+            raise ConfigError("claim shares a run directory's chunks with other processes: give the run a directory "
+                              "(out)")
         return None
     from qrobust.provenance import numerics
 
     models = {name: getattr(p, "built", p) for name, p in programs.items()}
     return RunDirectory(out, dict(settings, simulators=simulators_used(models)), study=study,
-                        numerics=numerics()).open()
+                        numerics=numerics(), claiming=claiming).open()
 
 
 def make_chunk_inputs(model: Model, dataset: Dataset):

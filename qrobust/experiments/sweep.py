@@ -70,7 +70,7 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
     programs = {p: program for p, (program, _) in built.items()}
     run_settings = dict(config.resolved(), n_train=len(dataset.y_train), n_qubits_data=dataset.n_qubits,
                         dataset_meta={k: v for k, v in dataset.meta.items() if k != "per_state"})
-    store = study.open_store(out, run_settings, programs, study_name)
+    store = study.open_store(out, run_settings, programs, study_name, claiming=config.claiming())
     columns = {p: architecture_columns(program.model, arch, count_params(jax.eval_shape(
         program.built.init, jax.random.PRNGKey(0)))) for p, (program, arch) in built.items()}
     chunks = study.plan(config, store, pd.concat([replica_table(config, m) for m in config.models],
@@ -99,18 +99,25 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
 
     frames = run_chunks(chunks, run, store, bar).frames
     bar.close()
-    results = pd.concat([frames[c.name] for c in chunks], ignore_index=True)
-    results = results.sort_values(list(GRID_COLUMNS) + ["epoch"], kind="stable").reset_index(drop=True)
+    tables = sweep_tables(pd.concat([frames[c.name] for c in chunks], ignore_index=True))
+    results = tables["results.csv"]
     diverged = results.loc[results.diverged, list(GRID_COLUMNS)].drop_duplicates()
     if len(diverged):
         log.warning("%d replica(s) diverged (non-finite loss) and are left out of averages:\n%s", len(diverged),
                     diverged.to_string(index=False))
     if store is not None and store.writer:
-        from qrobust.analysis.summary import final_summary
-
-        store.write_table("results.csv", results)
-        store.write_table("summary.csv", final_summary(results))
+        for name, table in tables.items():
+            store.write_table(name, table)
     return results
+
+
+def sweep_tables(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The sweep's tables from its result rows in any order (its chunks', or those of runs split by seed:
+    ``qrobust.experiments.merge``): results.csv (sorted by replica, then epoch) and summary.csv."""
+    from qrobust.analysis.summary import final_summary
+
+    results = rows.sort_values(list(GRID_COLUMNS) + ["epoch"], kind="stable").reset_index(drop=True)
+    return {"results.csv": results, "summary.csv": final_summary(results)}
 
 
 def _programs(config: SweepConfig, dataset, bar, out) -> dict:

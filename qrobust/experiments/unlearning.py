@@ -96,7 +96,7 @@ def evaluate_unlearning(config: UnlearnConfig, out: str | Path | None = None, *,
                         if config.forget_source == "oracle" else None)
     bar = Progress(None, progress, name="unlearning")
     programs = stages.teacher_programs(config, dataset, bar, out)
-    store = study.open_store(out, run_settings, programs, "unlearning")
+    store = study.open_store(out, run_settings, programs, "unlearning", claiming=config.claiming())
     ctx = stages.Context(config, dataset, store, programs, n_poisoned, n_known, bar=bar)
     chunks = stages.teacher_chunks(ctx)
     references = {m: poisoners.plan_references(config, programs[m], config.seeds, store)
