@@ -278,9 +278,12 @@ def _provenance_line(p: dict, entry: dict) -> str:
     c = entry.get("compiles")
     compiled = (f"; compiled {c['compiled']} programs ({c['seconds']:.0f} s tracing, lowering and compiling), "
                 f"{c['from_cache']} read from the compilation cache" if isinstance(c, dict) else "")
+    r = entry.get("replicas")
+    reused = (f"; {r['trained']} replicas trained, {r['reused']} read back from the store of trained replicas"
+              if isinstance(r, dict) and "trained" in r and "reused" in r else "")
     return (f"Provenance: seeds {p.get('seeds')}; simulators {p.get('simulators')}; devices {p.get('devices')}; "
             f"{v}; wall time {entry.get('seconds', float('nan')):.0f} s{resumed}, its chunks trained for "
-            f"{p.get('chunk_seconds', 0):.0f} s{compiled}; started {p.get('created')}.")
+            f"{p.get('chunk_seconds', 0):.0f} s{compiled}{reused}; started {p.get('created')}.")
 
 
 _STYLE = """

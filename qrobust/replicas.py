@@ -156,3 +156,19 @@ def write(keys: list[str], params: np.ndarray, metrics: dict, recorded) -> None:
         cache.store_arrays(_path(key), {"params": np.asarray(params[i]), "recorded": recorded,
                                         **{f"m:{k}": np.asarray(v[i]) for k, v in metrics.items()}},
                            what="a trained replica")
+
+
+def counted(directory: Path) -> dict:
+    """{"reused": n, "trained": n}: the replicas every run under ``directory`` read back from the store and
+    trained (their replicas.json files; a damaged one is skipped)."""
+    total = {"reused": 0, "trained": 0}
+    for path in sorted(Path(directory).rglob("replicas.json")):
+        try:
+            recorded = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        for entry in recorded.values() if isinstance(recorded, dict) else ():
+            for k in total:
+                if isinstance(entry, dict) and isinstance(entry.get(k), int):
+                    total[k] += entry[k]
+    return total

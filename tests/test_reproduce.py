@@ -3,6 +3,7 @@
 import base64
 import html
 import io
+import json
 import re
 import shutil
 import subprocess
@@ -204,6 +205,11 @@ def test_a_tiny_reproduction_reports_every_part(tiny_reproduction):
     assert "QNN changes qualitatively" in page and "per example (U-LiRA)" in page
     trained = sum(float(f.read_text()) for f in out.glob("*/**/chunks/*.seconds"))  # every part's chunks
     assert trained > 0 and f"their chunks trained for {trained / 60:.1f} min" in md.splitlines()[2]
+    # every part records the replicas it trained and read back from the store (the unlearning teachers are the
+    # noise study's replicas, so some are read back)
+    parts = json.loads((out / "reproduce.json").read_text())["parts"]
+    assert all(set(e["replicas"]) == {"trained", "reused"} for e in parts.values())
+    assert sum(e["replicas"]["reused"] for e in parts.values()) > 0 and "read back from the store" in md
     # re-reported from the directory alone, without training
     (out / "report.html").unlink()
     assert main(["report", str(out)]) == 0

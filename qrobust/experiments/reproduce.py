@@ -179,6 +179,7 @@ def run_reproduce(out: str | Path, *, profile: str = "full", parts=None, progres
     profile, and per part its wall seconds over every call (an interrupted call's included, counted in
     ``interrupted``; a SIGKILL's are lost) and whether it finished. Every part's config is validated before
     the first one runs. ``on_part(part, seconds)`` is called after each part."""
+    from qrobust import replicas
     from qrobust.compiles import count_compiles
     from qrobust.experiments.chunks import progress_label
     from qrobust.files import atomic_write_text, unwritable
@@ -225,6 +226,7 @@ def run_reproduce(out: str | Path, *, profile: str = "full", parts=None, progres
         seconds = time.perf_counter() - start
         entry["seconds"] = round(entry["seconds"] + seconds, 1)
         entry["compiles"] = compiles.as_dict()  # the last call's: what resuming it cost
+        entry["replicas"] = replicas.counted(out / part.name)
         entry["finished"] = True
         atomic_write_text(path, json.dumps(record, indent=2))
         if on_part is not None:
