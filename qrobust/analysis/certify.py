@@ -129,3 +129,8 @@ def _worst_case(p: float, q: float, r: int) -> float:
         filled += a
         mass += b
     return mass
+
+
+def partition_streams(partition: np.ndarray, k: int) -> np.ndarray:
+    """(k, N) bool: row j marks the samples of partition j (the stream replica j trains on)."""
+    return np.asarray(partition)[None, :] == np.arange(int(k))[:, None]
