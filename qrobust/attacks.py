@@ -37,8 +37,9 @@ from jax.flatten_util import ravel_pytree
 
 from qrobust.engine import EvalData
 from qrobust.models.base import Model, batch_logits
-from qrobust.optimizers import Optimizer, adam
+from qrobust.optimizers import Optimizer
 
+ADAM_EPS_ROOT = 1e-8  # ``fit``'s Adam: a finite derivative through sqrt(v) where v = 0
 DIRECT_SOLVE_MAX = 4096  # parameters up to which H is formed and solved directly (else conjugate gradients)
 
 
@@ -68,9 +69,13 @@ def val_loss(model: Model, params, val: EvalData) -> jax.Array:
 
 def fit(model: Model, params, x, y, *, steps: int, learning_rate: float, optimizer: Optimizer | None = None,
         l2: float = 0.0):
-    """``params`` after ``steps`` full-batch steps of ``optimizer`` (default Adam) on ``train_loss``;
-    differentiable in ``y`` (``lax.scan``; each step rematerialised in the backward pass)."""
-    tx = (optimizer or adam()).make(learning_rate)
+    """``params`` after ``steps`` full-batch steps of ``optimizer`` on ``train_loss``; differentiable in ``y``
+    (``lax.scan``; each step rematerialised in the backward pass). Default: Adam with ``eps_root`` = 1e-8
+    (``ADAM_EPS_ROOT``), optax's setting for differentiating through Adam: without it the derivative of
+    sqrt(v) at a zero second moment (a weight whose gradient is exactly 0, a dead ReLU's) is infinite and the
+    derivative NaN; with it Adam's steps are the paper's Adam's to about 1e-8 / |g|^2 relative."""
+    tx = optimizer.make(learning_rate) if optimizer is not None else optax.adam(learning_rate,
+                                                                                eps_root=ADAM_EPS_ROOT)
 
     @jax.checkpoint
     def step(carry, _):
@@ -140,23 +145,27 @@ def top_per_class(scores: np.ndarray, y: np.ndarray, per_class: int, exclude: np
 
 def greedy_priorities(scores_of: Callable[[np.ndarray], np.ndarray], y: np.ndarray, per_class: int,
                       rounds: int) -> np.ndarray:
-    """(N,) priorities of the greedy attack: round r (of ``rounds``) takes the next ceil-share of ``per_class``
-    flips per class by ``scores_of(flipped)``, the (N,) scores of a model retrained with the labels of
-    ``flipped`` (bool, N) inverted. Earlier rounds rank above later ones; within a round by score; the samples
-    never chosen rank below, by the last round's scores."""
+    """Priorities of the greedy attack, for one replica (y (N,)) or several (y (R, N), every row its own):
+    round r (of ``rounds``) takes the next share of ``per_class`` flips per class by ``scores_of(flipped)``,
+    the scores (same shape as y) of a model retrained with the labels of ``flipped`` (bool) inverted. Earlier
+    rounds rank above later ones, within a round by score; the samples never chosen rank below, by the last
+    round's scores. ``scores_of`` is called ``rounds`` times (on every replica at once)."""
     y = np.asarray(y)
-    flipped = np.zeros(len(y), bool)
-    priority = np.full(len(y), -np.inf)
+    rows = np.atleast_2d(y)
+    n = rows.shape[1]
+    flipped = np.zeros(rows.shape, bool)
+    priority = np.full(rows.shape, -np.inf)
     cuts = [round(per_class * (r + 1) / rounds) for r in range(rounds)]
     taken, scores = 0, None
     for r, cut in enumerate(cuts):
-        scores = np.asarray(scores_of(flipped), float)
-        new = top_per_class(scores, y, cut - taken, exclude=flipped)
-        order = np.argsort(np.argsort(scores[new]))  # 0 = lowest of the new ones
-        priority[np.flatnonzero(new)] = 2.0 * (rounds - r) * len(y) + order
-        flipped |= new
+        scores = np.atleast_2d(np.asarray(scores_of(flipped.reshape(y.shape)), float))
+        for i in range(len(rows)):
+            new = top_per_class(scores[i], rows[i], cut - taken, exclude=flipped[i])
+            order = np.argsort(np.argsort(scores[i][new]))  # 0 = lowest of the new ones
+            priority[i, np.flatnonzero(new)] = 2.0 * (rounds - r) * n + order
+            flipped[i] |= new
         taken = cut
-    rest = ~flipped
-    ranks = np.argsort(np.argsort(scores[rest])) if rest.any() else []
-    priority[rest] = np.asarray(ranks, float) - len(y)
-    return priority.astype(np.float32)
+    for i in range(len(rows)):
+        rest = ~flipped[i]
+        priority[i, rest] = np.argsort(np.argsort(scores[i][rest])) - n
+    return priority.reshape(y.shape).astype(np.float32)

@@ -64,10 +64,15 @@ def certified_accuracy(prediction: np.ndarray, certified: np.ndarray, y: np.ndar
 def ridge_coefficients(phi_train: np.ndarray, phi_eval: np.ndarray, ridge: float) -> np.ndarray:
     """(M, N) beta with f(x_m) = beta[m] . y: ridge regression of the labels on features ``phi_train`` (N, F),
     evaluated at ``phi_eval`` (M, F) (real features; complex ones as real and imaginary parts)."""
-    a = _real(phi_train)
-    b = _real(phi_eval)
-    gram = a @ a.T + ridge * np.eye(len(a))  # the dual form: (Phi Phi^T + lambda I)^{-1}, N x N
-    return b @ a.T @ np.linalg.inv(gram)
+    a, b = _real(phi_train), _real(phi_eval)
+    return kernel_coefficients(a @ a.T, b @ a.T, ridge)
+
+
+def kernel_coefficients(k_train: np.ndarray, k_eval: np.ndarray, ridge: float) -> np.ndarray:
+    """(M, N) beta = K_eval (K_train + ridge I)^{-1}: kernel ridge regression of the labels (the dual form of
+    ``ridge_coefficients``), K_train (N, N) and K_eval (M, N) the kernel's values."""
+    k_train = np.asarray(k_train, np.float64)
+    return np.linalg.solve(k_train + ridge * np.eye(len(k_train)), np.asarray(k_eval, np.float64).T).T
 
 
 def _real(phi):
