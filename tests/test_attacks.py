@@ -32,12 +32,17 @@ MODEL = logistic_model(2, complex_input=False)
 ZERO = {"w": jnp.zeros(2), "b": jnp.zeros(())}
 
 
-def _victim_loss(x, y, val, flips):
-    """Clean validation loss of the victim (the convex fit) trained with the labels of ``flips`` (S, N) inverted."""
+@jax.jit
+def _victim_losses(x, y, val, flips):
     def one(mask):
         p = attacks.fit(MODEL, ZERO, x, jnp.where(mask, 1 - y, y), steps=STEPS, learning_rate=LR, l2=L2)
         return attacks.val_loss(MODEL, p, val)
-    return np.asarray(jax.jit(jax.vmap(one))(jnp.asarray(flips)))
+    return jax.vmap(one)(flips)
+
+
+def _victim_loss(x, y, val, flips):
+    """Clean validation loss of the victim (the convex fit) trained with the labels of ``flips`` (S, N) inverted."""
+    return np.asarray(_victim_losses(x, y, val, jnp.asarray(flips)))
 
 
 def _balanced_sets(y, per_class):
@@ -52,9 +57,15 @@ def _balanced_sets(y, per_class):
     return np.array(sets)
 
 
+@jax.jit
+def _influence(x, y, val, flipped):
+    labels = jnp.where(flipped, 1 - y, y)
+    p = attacks.fit(MODEL, ZERO, x, labels, steps=STEPS, learning_rate=LR, l2=L2)
+    return attacks.influence_scores(MODEL, p, x, labels, val, damping=0.0, l2=L2)
+
+
 def _influence_at(x, y, val, flipped):
-    p = attacks.fit(MODEL, ZERO, x, jnp.where(flipped, 1 - y, y), steps=STEPS, learning_rate=LR, l2=L2)
-    return np.asarray(attacks.influence_scores(MODEL, p, x, jnp.where(flipped, 1 - y, y), val, damping=0.0, l2=L2))
+    return np.asarray(_influence(x, y, val, jnp.asarray(flipped)))
 
 
 @pytest.fixture(scope="module")
@@ -77,19 +88,19 @@ def test_the_influence_equals_a_retrained_finite_difference(x64):
     x, y, val = x.astype(jnp.float64), y.astype(jnp.float64), EvalData(*(a.astype(jnp.float64) for a in val))
     zero = {"w": jnp.zeros(2, jnp.float64), "b": jnp.zeros((), jnp.float64)}
     gd = Optimizer("sgd", optax.sgd)  # plain gradient descent converges to the optimum (Adam jitters around it)
-    p = attacks.fit(MODEL, zero, x, y, steps=3000, learning_rate=1.0, optimizer=gd, l2=L2)
+    p = attacks.fit(MODEL, zero, x, y, steps=1500, learning_rate=1.0, optimizer=gd, l2=L2)
     influence = np.asarray(attacks.influence_scores(MODEL, p, x, y, val, damping=0.0, l2=L2))
     eps = 1e-3
 
     def loss_at(w):
-        q = attacks.fit(MODEL, zero, x, attacks.relaxed_labels(y, w), steps=3000, learning_rate=1.0, optimizer=gd,
+        q = attacks.fit(MODEL, zero, x, attacks.relaxed_labels(y, w), steps=1500, learning_rate=1.0, optimizer=gd,
                         l2=L2)
         return attacks.val_loss(MODEL, q, val)
 
     e = eps * jnp.eye(len(y))
     diff = (jax.jit(jax.vmap(loss_at))(e) - jax.jit(jax.vmap(loss_at))(-e)) / (2 * eps)
     np.testing.assert_allclose(influence, np.asarray(diff), rtol=0.01, atol=1e-5)
-    unrolled = attacks.unrolled_scores(MODEL, zero, x, y, val, steps=3000, learning_rate=1.0, optimizer=gd, l2=L2)
+    unrolled = attacks.unrolled_scores(MODEL, zero, x, y, val, steps=1500, learning_rate=1.0, optimizer=gd, l2=L2)
     np.testing.assert_allclose(np.asarray(unrolled), np.asarray(diff), rtol=0.01, atol=1e-5)
 
 
@@ -99,13 +110,15 @@ def test_each_attack_beats_random_flips_and_comes_near_the_optimum(brute, attack
     the mean of random balanced flips (every set's loss averaged) and rank in the top tenth of all 225 sets."""
     x, y, val, sets, losses = brute
     if attack == "gradient":
-        scores = attacks.unrolled_scores(MODEL, ZERO, x, y, val, steps=STEPS, learning_rate=LR, l2=L2)
+        scores = jax.jit(lambda x, y, val: attacks.unrolled_scores(MODEL, ZERO, x, y, val, steps=STEPS,
+                                                                   learning_rate=LR, l2=L2))(x, y, val)
     elif attack == "influence":
         scores = _influence_at(x, y, val, np.zeros(len(y), bool))
     elif attack == "greedy":
         scores = attacks.greedy_priorities(lambda f: _influence_at(x, y, val, f), np.asarray(y), 2, rounds=2)
     else:  # transfer: chosen against a surrogate (10 times the weight decay, 30 unrolled steps), applied here
-        scores = attacks.unrolled_scores(MODEL, ZERO, x, y, val, steps=30, learning_rate=LR, l2=10 * L2)
+        scores = jax.jit(lambda x, y, val: attacks.unrolled_scores(MODEL, ZERO, x, y, val, steps=30,
+                                                                   learning_rate=LR, l2=10 * L2))(x, y, val)
     chosen = attacks.top_per_class(np.asarray(scores), np.asarray(y), 2)
     loss = _victim_loss(x, y, val, chosen[None])[0]
     assert loss > losses.mean(), (attack, loss, losses.mean())
