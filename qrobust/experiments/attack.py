@@ -61,6 +61,9 @@ class AttackConfig(SweepConfig):
                          help="influence attack: greedy rounds, each a retraining (default 2)")
     damping: float = option(1e-3, group="grid", parse=number(float, "--damping"),
                             help="influence attack: damping added to the Gauss-Newton matrix (default 1e-3)")
+    cg_iterations: int = option(100, group="grid", parse=number(int, "--cg-iterations"),
+                                help="influence attack: conjugate-gradient iterations where the model has over "
+                                     "4096 weights (default 100)")
     surrogate: str = option("logistic", group="grid", choices=registry.BUILT_IN + CONTROLS,
                             help="transfer attack: the model the flips are chosen against (default logistic)")
     transfer_from: str = option("influence", group="grid", choices=("influence", "gradient"),
@@ -82,6 +85,8 @@ class AttackConfig(SweepConfig):
         if not self.unroll_steps >= 1 or not self.rounds >= 1 or int(self.rounds) != self.rounds:
             raise ConfigError(f"--unroll-steps and --rounds must be positive integers, got {self.unroll_steps}, "
                               f"{self.rounds}")
+        if int(self.cg_iterations) != self.cg_iterations or self.cg_iterations < 1:
+            raise ConfigError(f"--cg-iterations must be a positive integer, got {self.cg_iterations}")
         if not (0 <= self.damping < math.inf):
             raise ConfigError(f"--damping must be a non-negative number, got {self.damping}")
         if int(self.partitions) != self.partitions or self.partitions < 0 or self.partitions == 1:
@@ -100,7 +105,7 @@ class AttackConfig(SweepConfig):
     def attack_options(self) -> AttackOptions:
         return AttackOptions(unroll_steps=int(self.unroll_steps), rounds=int(self.rounds),
                              damping=float(self.damping), surrogate=self.surrogate,
-                             transfer_from=self.transfer_from)
+                             transfer_from=self.transfer_from, cg_iterations=int(self.cg_iterations))
 
 
 def run_attack(config: AttackConfig, out: str | Path | None = None, *, progress: bool = True) -> pd.DataFrame:
