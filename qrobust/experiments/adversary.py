@@ -114,18 +114,22 @@ def priorities(config, programs: dict, dataset, counts: dict, options: AttackOpt
     budget = {k: max(counts[(k, a)] for a in config.alphas) // 2 for k in kinds}
     out, costs = {p: {} for p in programs}, []
 
-    def timed(name, target, fn, *args):
+    def timed(name, target, fn):
         start = time.perf_counter()
-        result = fn(*args)
+        result = fn()
         seconds = time.perf_counter() - start
         costs.append(dict(attack=name, model=target, seconds=seconds, replicas=len(seeds),
                           seconds_per_replica=seconds / len(seeds)))
         return result
 
+    done = {}
+
     def run(kind, program, per_class):
-        if kind == "gradient":
-            return timed("gradient", program.name, gradient, config, program, seeds, options)
-        return timed("influence", program.name, influence, config, program, seeds, per_class, options)
+        if (kind, program.name, per_class) not in done:  # the surrogate may be a target already attacked
+            fn = (lambda: gradient(config, program, seeds, options)) if kind == "gradient" else \
+                (lambda: influence(config, program, seeds, per_class, options))
+            done[(kind, program.name, per_class)] = timed(kind, program.name, fn)
+        return done[(kind, program.name, per_class)]
 
     for kind in kinds:
         if kind == "transfer":
@@ -135,8 +139,14 @@ def priorities(config, programs: dict, dataset, counts: dict, options: AttackOpt
             out[name].update({(kind, s): scores[i] for i, s in enumerate(seeds)})
     if "transfer" in kinds:
         surrogate = _surrogate(config, programs, dataset, options)
+        before = len(costs)
         scores = run(options.transfer_from, surrogate, budget["transfer"])
-        costs[-1]["attack"] = f"transfer ({options.transfer_from} on {options.surrogate})"
+        if len(costs) > before:
+            costs[-1]["attack"] = f"transfer ({options.transfer_from} on {options.surrogate})"
+        else:
+            costs.append(dict(attack=f"transfer ({options.transfer_from} on {options.surrogate}: its scores "
+                                     "above, reused)", model=surrogate.name, seconds=0.0, replicas=len(seeds),
+                              seconds_per_replica=0.0))
         for name in programs:
             out[name].update({("transfer", s): scores[i] for i, s in enumerate(seeds)})
     return out, pd.DataFrame(costs, columns=["attack", "model", "seconds", "replicas", "seconds_per_replica"])
