@@ -135,7 +135,8 @@ def attack_summary(run: RunResults) -> pd.DataFrame:
     """The attack study's damage curves: per model, attack and alpha, the validation accuracy with its interval."""
     table = run["attack"]
     out = table[["model", "corruption", "alpha", "n_corrupted", "n_seeds"]].copy()
-    out["val acc"] = [_with_interval(*r) for r in table[["val_acc", "val_acc_lo", "val_acc_hi"]].itertuples(index=False)]
+    values = table[["val_acc", "val_acc_lo", "val_acc_hi"]].itertuples(index=False)
+    out["val acc"] = [_with_interval(*r) for r in values]
     return out
 
 

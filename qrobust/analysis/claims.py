@@ -331,7 +331,8 @@ def _survives(means, model: str, attacks: list[str]):
     falls = plateau_falls(means, model, attacks)  # (resamples, attacks)
     worst = np.nanmax(falls, axis=1) if np.isfinite(falls).any() else falls[:, 0]
     strongest = attacks[int(np.nanargmax(falls[0]))] if np.isfinite(falls[0]).any() else "-"
-    return (f"largest fall {worst[0]:.3f} ({strongest}); " + ", ".join(f"{a} {f:.3f}" for a, f in zip(attacks, falls[0])),
+    each = ", ".join(f"{a} {f:.3f}" for a, f in zip(attacks, falls[0]))
+    return (f"largest fall {worst[0]:.3f} ({strongest}); {each}",
             *_decide([_part("largest fall", worst, "<=", ATTACK_PLATEAU_FALL)]))
 
 
