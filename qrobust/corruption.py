@@ -20,6 +20,11 @@ Corruptions:
   fidelity of a sample's state to each class's mean density matrix). QUID gives a poisoned sample the
   label of the class farthest from it in that measure; with two classes and flips only, qrobust's binary
   form spends the budget on the samples nearest the other class, as the issue that asked for it defines.
+- "gradient", "influence", "transfer" (the adaptive attacks of ``qrobust.attacks``): labels inverted on the
+  samples, half per class, an attacker who knows the model ranks first: by the derivative of the clean
+  validation loss through unrolled training, by greedy influence at the trained model, or by either computed
+  on a surrogate model and applied to another (``scores`` computed by the attack study:
+  ``qrobust.experiments.adversary``);
 - "random-labels": the labels of random samples, half per class, replaced by fair coin flips (about half
   keep their label; the mask marks every replaced sample): at alpha = 1 the classic test of whether a
   model can memorise noise (Zhang et al., arXiv:1611.03530; for QNNs Gil-Fuster et al., arXiv:2306.13461).
@@ -186,7 +191,8 @@ class Poisoner(NamedTuple):
     ("down" to even: label changes; "up" to even: feature randomisation), which samples it draws from ("balanced":
     half per class; "class 0"), and the scores it ranks by: None, "data" (``data_scores(x, y)`` of the clean
     training set) or "reference" (a clean reference model's, computed by the study:
-    ``qrobust.experiments.poisoners``). A new poisoner is its function and one entry here."""
+    ``qrobust.experiments.poisoners``) or "attack" (an adaptive attack's priorities, computed by the attack
+    study: ``qrobust.experiments.adversary``). A new poisoner is its function and one entry here."""
 
     name: str
     fn: Callable[..., Corrupted]
@@ -204,6 +210,9 @@ POISONERS: dict[str, Poisoner] = {p.name: p for p in (
     Poisoner("boundary", flip_ranked, True, scores="reference"),
     Poisoner("quid", flip_ranked, True, scores="data", data_scores=quid_scores),
     Poisoner("random-labels", random_labels, False),
+    Poisoner("gradient", flip_ranked, True, scores="attack"),
+    Poisoner("influence", flip_ranked, True, scores="attack"),
+    Poisoner("transfer", flip_ranked, True, scores="attack"),
 )}
 CORRUPTIONS = tuple(POISONERS)
 LABEL_FLIPS = tuple(p.name for p in POISONERS.values() if p.label_flip)

@@ -347,3 +347,27 @@ def plot_gauge(summary, path: str | Path, *, corruption: str = "flip") -> Path:
     axes[0][-1].legend(fontsize=7, loc="lower left")
     fig.suptitle("The global phase of the states (gauge) against memorisation", fontsize=11)
     return _save(fig, path)
+
+
+def plot_attacks(damage, certified, path: str | Path, *, title: str = "") -> Path:
+    """One panel per model: validation accuracy against flip fraction under each attack (mean over seeds, 95%
+    band), and the partition ensemble's certified accuracy against the flipped fraction (dashed, black)."""
+    models = _ordered(damage.model.unique(), ("qnn", "mlp"))
+    fig, axes = _subplots(1, len(models), figsize=(3.6 * len(models), 3.2), squeeze=False, sharey=True)
+    for ax, model in zip(axes[0], models):
+        rows = damage[damage.model == model]
+        for attack in _ordered(rows.corruption.unique(), ("flip", "boundary")):
+            r = rows[rows.corruption == attack].sort_values("alpha")
+            line, = ax.plot(r.alpha, r.val_acc, marker="o", ms=3, label=attack)
+            ax.fill_between(r.alpha, r.val_acc_lo, r.val_acc_hi, color=line.get_color(), alpha=0.15, lw=0)
+        c = certified[certified.model == model] if len(certified) else certified
+        if len(c):
+            ax.plot(c.alpha, c.certified_acc, "k--", lw=1.2, label="certified (DPA)")
+        ax.set_title(model)
+        ax.set_xlabel("flipped fraction alpha")
+        ax.set_ylim(0, 1.02)
+    axes[0][0].set_ylabel("validation accuracy")
+    axes[0][-1].legend(fontsize=7)
+    if title:
+        fig.suptitle(f"{title}: against the strongest attacker")
+    return _save(fig, path)

@@ -131,6 +131,39 @@ def controls_tables(run: RunResults) -> list[tuple[str, pd.DataFrame]]:
              quantum)]
 
 
+def attack_summary(run: RunResults) -> pd.DataFrame:
+    """The attack study's damage curves: per model, attack and alpha, the validation accuracy with its interval."""
+    table = run["attack"]
+    out = table[["model", "corruption", "alpha", "n_corrupted", "n_seeds"]].copy()
+    values = table[["val_acc", "val_acc_lo", "val_acc_hi"]].itertuples(index=False)
+    out["val acc"] = [_with_interval(*r) for r in values]
+    return out
+
+
+def attack_tables(run: RunResults) -> list[tuple[str, pd.DataFrame]]:
+    """What the reproduction's report shows of an attack run: the damage curves, the certified accuracy of the
+    partition ensembles and of randomized smoothing, and each attack's measured cost."""
+    from qrobust.analysis.attack import certified_summary
+
+    certified = certified_summary(run["certified"])
+    certified["certified acc"] = [_with_interval(*r) for r in
+                                  certified[["certified_acc", "lo", "hi"]].itertuples(index=False)]
+    return [("Against the strongest attacker: validation accuracy per attack (95% intervals over seeds)",
+             attack_summary(run)),
+            ("Deep partition aggregation: certified accuracy against label flips",
+             certified[["model", "flips", "alpha", "certified acc", "n_seeds"]]),
+            ("Randomized smoothing over labels (least-squares classifiers only)", run["smoothing"]),
+            ("Cost of each attack and certificate (wall seconds, measured)", run["cost"])]
+
+
+def attack_figures(run: RunResults) -> list[Path]:
+    from qrobust import plots
+    from qrobust.analysis.attack import certified_summary
+
+    return [plots.plot_attacks(run["attack"], certified_summary(run["certified"]), run.path / "attacks.png",
+                               title=str(run.settings.get("dataset", run.path.name)))]
+
+
 def gauge_summary(run: RunResults) -> pd.DataFrame:
     return run["gauge"][["gauge", "model", "corruption", "alpha", "train_acc_mean", "val_acc_mean", "n_seeds"]]
 

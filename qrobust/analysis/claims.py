@@ -313,6 +313,72 @@ def noise_claims(results: pd.DataFrame, critical: pd.DataFrame | None, part: str
     return out
 
 
+# --- against the strongest attacker (qrobust's, issue 35) ---------------------------------------------------------
+
+
+ATTACK_PLATEAU_FALL = 0.05  # the plateau rule's tolerance (``_plateau``), unchanged for the attacks
+ATTACK_MARGIN = 0.0  # an attack "does more damage" when its excess over random flips is above 0 (interval and all)
+
+
+def _attacks_of(results: pd.DataFrame) -> list[str]:
+    """The corruptions of ``results`` other than random flips, in the table's order."""
+    return [c for c in dict.fromkeys(results.corruption) if c != "flip"]
+
+
+def _survives(means, model: str, attacks: list[str]):
+    from qrobust.analysis.attack import plateau_falls
+
+    falls = plateau_falls(means, model, attacks)  # (resamples, attacks)
+    worst = np.nanmax(falls, axis=1) if np.isfinite(falls).any() else falls[:, 0]
+    strongest = attacks[int(np.nanargmax(falls[0]))] if np.isfinite(falls[0]).any() else "-"
+    each = ", ".join(f"{a} {f:.3f}" for a, f in zip(attacks, falls[0]))
+    return (f"largest fall {worst[0]:.3f} ({strongest}); {each}",
+            *_decide([_part("largest fall", worst, "<=", ATTACK_PLATEAU_FALL)]))
+
+
+def _stronger(means, model: str, attacks: list[str]):
+    from qrobust.analysis.attack import excess_damage
+
+    excess = np.stack([excess_damage(means, model, a) for a in attacks], axis=1)
+    best = np.nanmax(excess, axis=1)
+    return (", ".join(f"{a} {e:+.3f}" for a, e in zip(attacks, excess[0])),
+            *_decide([_part("largest excess", best, ">", ATTACK_MARGIN)]))
+
+
+def attack_claims(results: pd.DataFrame, part: str, data: str) -> list[Verdict]:
+    """The attack study's verdicts, per model of ``results`` (the QNN first), rules fixed before any run:
+
+    - "its validation plateau below alpha 0.5 survives the strongest attack": the plateau rule (val(0) - min over
+      0 < alpha < 0.5 of val <= 0.05) with, in each bootstrap resample of the seeds, the attack whose fall is
+      largest (every corruption of the run but random flips);
+    - "the strongest attack does more damage than random flips": the largest over attacks of the mean over
+      0 < alpha < 0.5 of val_flip - val_attack is above 0 (interval and all; else indeterminate or departs).
+    """
+    from qrobust.analysis.attack import curves
+
+    means, _ = curves(results)
+    attacks = _attacks_of(results)
+    models = sorted(dict.fromkeys(results.model), key=lambda m: (m != "qnn", m != "mlp"))
+    out = []
+    for m in models:
+        for claim, rule, judge in (
+                (f"the {m.upper() if m in REFERENCE else m}'s validation plateau below alpha 0.5 survives the "
+                 "strongest attack",
+                 f"{m}: val(0) - min over attacks and 0 < alpha < 0.5 of val <= {ATTACK_PLATEAU_FALL} (the worst "
+                 "attack per resample)", _survives),
+                (f"the strongest attack does more damage to the {m.upper() if m in REFERENCE else m} than random "
+                 "flips", f"{m}: max over attacks of mean over 0 < alpha < 0.5 of val_flip - val_attack > 0",
+                 _stronger)):
+            measured, verdict, interval = _judged(judge, (means, m, attacks), _NOISE_ERRORS)
+            out.append(Verdict(f"{data}: {claim}", rule, measured, verdict, part, "", interval))
+    return out
+
+
+def attack_verdicts(run, part: str) -> list[Verdict]:
+    """The attack study's verdicts (``attack_claims``) on its results."""
+    return attack_claims(run["results"], part, f"{str(run.settings.get('dataset')).upper()} (attacks)")
+
+
 # --- Fig. 3: unlearning -------------------------------------------------------------------------------------------
 
 

@@ -7,6 +7,8 @@ supplies the scores through ``Priorities.rows``:
   training sample: the sweep's own clean replica of that seed (alpha 0, the model's first learning rate;
   same initial parameters and batch order), trained first as chunks named "reference-MODEL-..." of the run
   directory, so a resumed run does not train it again;
+- "gradient", "influence", "transfer": the adaptive attacks' priorities of each (corruption, seed), computed by
+  the attack study (``qrobust.experiments.adversary``) and passed in as ``attacks``;
 - every other corruption: zeros (unused).
 """
 
@@ -29,9 +31,11 @@ from qrobust.models import batch_logits
 class Priorities:
     """Per-sample scores of the aimed poisoners for one model's replicas (see the module docstring)."""
 
-    def __init__(self, dataset: Dataset, references: dict[int, np.ndarray] | None = None):
+    def __init__(self, dataset: Dataset, references: dict[int, np.ndarray] | None = None,
+                 attacks: dict[tuple[str, int], np.ndarray] | None = None):
         self.dataset, self.n = dataset, len(dataset.y_train)
         self.references = references or {}
+        self.attacks = attacks or {}
 
     @functools.lru_cache(maxsize=None)
     def data_scores(self, kind: str) -> np.ndarray:
@@ -47,12 +51,19 @@ class Priorities:
                 out[i] = self.data_scores(kind)
             elif source == "reference":
                 out[i] = -np.abs(self.references[int(seed)] - 0.5)
+            elif source == "attack":
+                out[i] = self.attacks[(kind, int(seed))]
         return out
 
 
 def needs_references(corruptions) -> bool:
     """Whether any of ``corruptions`` ranks by a clean reference model's scores (``Poisoner.scores``)."""
     return any(poisoner(c).scores == "reference" for c in corruptions)
+
+
+def needs_attacks(corruptions) -> bool:
+    """Whether any of ``corruptions`` is an adaptive attack (``Poisoner.scores`` "attack")."""
+    return any(poisoner(c).scores == "attack" for c in corruptions)
 
 
 def plan_references(config, program, seeds, store) -> list:

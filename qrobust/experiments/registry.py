@@ -70,6 +70,12 @@ _STUDIES: dict[str, Study] = {s.name: s for s in (
           figures="qrobust.report:sweep_figures", claims="qrobust.analysis.claims:controls_verdicts",
           summary="qrobust.report:controls_summary", report_tables="qrobust.report:controls_tables",
           merge=f"{_E}.controls:merged_tables"),
+    Study("attack", "attack", "against the strongest attacker: random, heuristic and adaptive label flips per model, "
+          "beside certified accuracy (partition ensembles, randomized smoothing)",
+          f"{_E}.attack:AttackConfig", f"{_E}.attack:run_attack",
+          ("attack.csv", "certified.csv", "smoothing.csv", "cost.csv", "results.csv", "summary.csv"),
+          figures="qrobust.report:attack_figures", claims="qrobust.analysis.claims:attack_verdicts",
+          summary="qrobust.report:attack_summary", report_tables="qrobust.report:attack_tables"),
     Study("gauge", "gauge", "the sweep of quantum data under each gauge of its states (fixed, sign, phase)",
           f"{_E}.sweep_grid:GaugeConfig", f"{_E}.gauge:run_gauge_study", ("gauge.csv",),
           figures="qrobust.report:gauge_figures", claims="qrobust.analysis.claims:gauge_verdicts",

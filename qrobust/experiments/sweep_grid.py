@@ -121,6 +121,11 @@ class SweepConfig(StudyConfig):
         study.check_axis("corruption", self.corruptions)
         for v in self.corruptions:
             check_name("corruption", v, CORRUPTIONS)
+        from qrobust.experiments.poisoners import needs_attacks
+
+        if needs_attacks(self.corruptions) and self.attack_options() is None:
+            raise ConfigError("the adaptive attacks (gradient, influence, transfer) are computed by the attack "
+                              "study, which records their settings: qrobust attack")
         study.check_axis("alpha", self.alphas)
         for a in self.alphas:
             check_alpha(a)
@@ -154,6 +159,10 @@ class SweepConfig(StudyConfig):
                                    * (self.settings_for(m).epochs // self.eval_every + 1)
                                    for m in self.models), "these seeds, grid and epochs")
         return self
+
+    def attack_options(self):
+        """The adaptive attacks' settings (``qrobust.experiments.attack.AttackConfig``); a plain sweep has none."""
+        return None
 
     def ansatze(self) -> tuple:
         return self.ansatz if isinstance(self.ansatz, tuple) else (self.ansatz,)
