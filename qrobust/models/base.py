@@ -106,12 +106,14 @@ def unflatten(template, flat: np.ndarray):
 
 class BuildOptions(NamedTuple):
     """The numerics a study asks of its models: the QNN's dtype, simulator (None: the registry's choice),
-    matmul precision, and whether it must have forward mode (Hessians)."""
+    matmul precision, whether it must have forward mode (Hessians), and how a QNN with finite shots estimates its
+    gradient (``qrobust.models.shots``)."""
 
     dtype: str = "complex64"
     simulator: str | None = None
     matmul_precision: str = "highest"
     forward_mode: bool = False
+    shot_gradient: str = "shift"
 
 
 class ModelSpec(NamedTuple):
