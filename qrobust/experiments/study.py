@@ -269,8 +269,9 @@ class StudyConfig:
         d = asdict(self)
         d.pop("keep_weights")  # what is stored, not what is computed
         for f in fields(self):
-            if f.name in ADDED_LATER and d[f.name] == f.default:
-                d.pop(f.name)
+            if f.name in ADDED_LATER and d[f.name] == f.default and not (f.name == "shot_gradient"
+                                                                        and self.shots != (None,)):
+                d.pop(f.name)  # (the shot gradient is recorded wherever shots are finite)
         return d
 
 

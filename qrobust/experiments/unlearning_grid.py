@@ -15,6 +15,7 @@ from qrobust.experiments import shadows, study
 from qrobust.experiments import unlearning_students as student_stages
 from qrobust.experiments.settings import ModelSettings, check_name, paper_family
 from qrobust.experiments.study import StudyConfig
+from qrobust.models import registry
 from qrobust.objectives import L1_WEIGHT, UNLEARNING_METHODS, weights_used
 from qrobust.options import floats, number, option
 
@@ -154,7 +155,11 @@ class UnlearnConfig(StudyConfig):
 
     def teacher_settings(self, model: str) -> ModelSettings:
         s = TEACHER_SETTINGS[paper_family(self.dataset)][model]
-        return s if self.teacher_epochs is None else ModelSettings(**{**asdict(s), "epochs": self.teacher_epochs})
+        changes = {} if self.teacher_epochs is None else {"epochs": self.teacher_epochs}
+        if registry.spec(model).quantum:  # the QNN's one shots and noise (teachers and students alike)
+            changes.update({k: v for k, v in self.single_device("unlearning").items()
+                            if v != getattr(s, k)})
+        return ModelSettings(**{**asdict(s), **changes}).validate(model) if changes else s
 
     def student_settings(self, model: str, n_retain: int) -> tuple[int, float]:
         batch, lr = UNLEARN_SETTINGS[paper_family(self.dataset)][model]

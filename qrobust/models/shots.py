@@ -134,8 +134,9 @@ def shift_problem(logits_of: Callable, params, xs) -> str | None:
     _, unravel = ravel_pytree(params)
     s = shifted(logits_of, params, xs)
     rule = np.asarray((s[:, 0] - s[:, 1]) / 2)  # (P, B)
-    _, vjp = jax.vjp(lambda p: logits_of(p, xs), params)
-    exact = np.stack([np.asarray(ravel_pytree(vjp(jnp.eye(xs.shape[0])[b]))[0]) for b in range(xs.shape[0])], 1)
+    out, vjp = jax.vjp(lambda p: logits_of(p, xs), params)
+    eye = jnp.eye(xs.shape[0], dtype=out.dtype)
+    exact = np.stack([np.asarray(ravel_pytree(vjp(eye[b]))[0]) for b in range(xs.shape[0])], 1)
     scale = max(1.0, float(np.max(np.abs(exact))))
     if not np.allclose(rule, exact, atol=1e-3 * scale):
         return ("the parameter-shift rule does not give this circuit's gradient (a parameter enters more than one "

@@ -120,7 +120,12 @@ def choose(circuit: Circuit, *, dtype: str, on_accelerator: bool,
         if reason is None:
             return name, passed_over
         passed_over[name] = reason
-    raise ValueError(f"no simulator runs this QNN: {passed_over}")  # tc-gates runs every circuit
+    if not circuit.noise.exact:  # only those that run channels have a reason worth naming
+        from qrobust.errors import ConfigError
+
+        reasons = "; ".join(f"{k}: {v}" for k, v in passed_over.items() if capabilities(k).channels)
+        raise ConfigError(f"no simulator runs this noisy QNN ({reasons})")
+    raise ValueError(f"no simulator runs this QNN: {passed_over}")  # tc-gates runs every exact circuit
 
 
 def build(name: str, circuit: Circuit, options: SimOptions):
