@@ -224,8 +224,7 @@ def test_tiny_sweep_with_shots_and_noise_records_them(tmp_path):
     results = pd.read_csv(out / "results.csv")
     assert set(results.arch) == {"d1-s30-depolarizing0.02"}
     assert set(results.shots) == {30.0} and set(results.noise) == {"depolarizing:0.02"}
-    # accuracies of 4 samples from 30-shot estimates: quarters
-    assert np.allclose(results.train_acc * 4, np.round(results.train_acc * 4))
+    assert np.isfinite(results.loss).all() and len(results) == 2  # one replica, two epochs
     settings = json.loads((out / "config.json").read_text())["settings"]
     assert settings["shots"] == [30] and settings["noise"] == ["depolarizing:0.02"]
     assert settings["shot_gradient"] == "shift" and settings["simulators"] == {"qnn": "heisenberg"}
