@@ -200,7 +200,8 @@ def observable(gates, noise: Noise, n: int, measured: int, dtype) -> jax.Array:
     from qrobust.models.circuits import apply_gates
 
     signs = 1.0 - 2.0 * ((np.arange(2**n) >> (n - 1 - measured)) & 1)
-    z = jnp.asarray(np.diag(signs * (1 - 2 * noise.readout)).reshape(-1), dtype)
+    # a barrier: XLA would otherwise constant-fold the first operations on this constant (seconds of compile time)
+    z = jax.lax.optimization_barrier(jnp.asarray(np.diag(signs * (1 - 2 * noise.readout)).reshape(-1), dtype))
     ops = heisenberg_operations(gates, noise, n, dtype)
     for start in range(0, len(ops), SEGMENT):
         segment = ops[start:start + SEGMENT]
