@@ -31,6 +31,7 @@ trajectories in ``benchmarks/noise.py`` (docs/device.md).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -162,13 +163,10 @@ def heisenberg_operations(gates, noise: Noise, n: int, dtype) -> list:
     """The operations that carry Z_measured back to the start through ``gates`` (matrix, qubits, name), each
     followed by ``noise``'s gate channels on its qubits: (matrix, qubits, name) gates on the 2n-qubit state of the
     operator (row qubits 0..n-1, column qubits n..2n-1), in the order they apply to it (the circuit reversed)."""
-    channel = None  # the adjoints of the channels after a gate, as one 4 x 4: C_1^dag(C_2^dag(...(O)))
-    if noise.gate_channels:
-        mats = [jnp.asarray(adjoint_superoperator(kraus(name, p)), dtype) for name, p in noise.gate_channels]
-        channel = mats[0]
-        for s in mats[1:]:
-            channel = channel @ s  # channel_1^dag(channel_2^dag(...)): the last one is applied to O first
-    ops, pending = [], {}
+    # the adjoints of the channels after a gate as one 4 x 4, C_1^dag(C_2^dag(...(O))): the last channel's first
+    mats = [adjoint_superoperator(kraus(name, p)) for name, p in noise.gate_channels]
+    channel = jnp.asarray(functools.reduce(np.matmul, mats), dtype) if mats else None
+    ops, pending = [], {}  # pending: qubit -> the product of its one-qubit operations not yet emitted
 
     def flush(q):
         if q in pending:

@@ -213,7 +213,7 @@ def _shots(circuit: Circuit, init, apply, apply_batch, shots: int, gradient: str
     if gradient not in SHOT_GRADIENTS:
         raise ConfigError(f"unknown shot_gradient {gradient!r}; choose from {', '.join(SHOT_GRADIENTS)}")
     logits_of = apply_batch if apply_batch is not None else jax.vmap(apply, in_axes=(None, 0))
-    if gradient == "shift" and not circuit.ansatz.name in _LIBRARY_SHIFT:
+    if gradient == "shift" and circuit.ansatz.name not in _LIBRARY_SHIFT:
         params, x = circuit.probe(dtype)
         reason = shift_problem(logits_of, jnp.reshape(params, circuit.param_shape),
                                _prepare(circuit, dtype)(jnp.asarray(x)[None]))
