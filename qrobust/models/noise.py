@@ -203,8 +203,30 @@ def observable(gates, noise: Noise, n: int, measured: int, dtype) -> jax.Array:
     ops = heisenberg_operations(gates, noise, n, dtype)
     for start in range(0, len(ops), SEGMENT):
         segment = ops[start:start + SEGMENT]
-        z = jax.checkpoint(lambda v, s=segment: apply_gates(v, s, 2 * n))(z)
+        z = jax.checkpoint(lambda v, s=segment: _propagate(v, s, n))(z)
     return jnp.reshape(z, (2**n, 2**n))
+
+
+def _propagate(z, ops, n: int):
+    """``ops`` applied in turn to the operator ``z`` (4**n,): runs of gates on the gate kernels, each one-qubit
+    superoperator as one product on a five-axis view of the operator (row bits above q, row bit q, the rest of
+    the row and the column bits above q, column bit q, column bits below q): a transpose of a few large axes, not
+    of 2n axes of size 2."""
+    from qrobust.models.circuits import apply_gates
+
+    run = []
+    for op in ops + [None]:
+        if op is not None and op[2] != "superoperator":
+            run.append(op)
+            continue
+        if run:
+            z = apply_gates(z, run, 2 * n)
+            run = []
+        if op is not None:
+            q = op[1][0]
+            view = jnp.reshape(z, (2**q, 2, 2 ** (n - 1), 2, 2 ** (n - 1 - q)))
+            z = jnp.reshape(jnp.einsum("ijkl,akmlc->aimjc", jnp.reshape(op[0], (2, 2, 2, 2)), view), z.shape)
+    return z
 
 
 def quadratic_forms(o: jax.Array, states: jax.Array) -> jax.Array:
