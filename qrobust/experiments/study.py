@@ -377,7 +377,9 @@ class Program:
         to use its stored weights): the registry model, its settings, the inputs' shape and the numerics."""
         x = np.asarray(self.data.x_train[:1])
         s = self.built.settings
-        return dict(model=self.model, settings=json.loads(json.dumps(asdict(self.settings))),
+        settings = {k: v for k, v in asdict(self.settings).items()  # exact: left out, as before they were settings
+                    if (k, v) not in (("shots", None), ("noise", "none"))}
+        return dict(model=self.model, settings=json.loads(json.dumps(settings)),
                     inputs=dict(n_qubits=int(self.data.n_qubits), width=int(x.shape[1]), complex=bool(np.iscomplexobj(x)),
                                 encoding=self.data.meta.get("encoding", "amplitude")),
                     numerics=dict(dtype=s.get("dtype", "complex64"), simulator=s.get("simulator"),
