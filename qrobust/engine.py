@@ -26,6 +26,11 @@ host until every epoch is done, with the progress reported between segments
 keep it). On several local devices the same program runs on each device's
 slice of the replica axis (``sharding.per_device``).
 
+A model with finite shots (``Model.sample``, ``qrobust.models.shots``) is trained and measured on its shot
+estimates: each step's logits and gradient, and each recorded metric, are drawn with a key of the replica's
+own (``fold_in(epoch key, keys.SHOTS)``, split per step and for the evaluation), so they follow from its seed;
+an exact model draws nothing and its numbers are unchanged.
+
 Metrics per epoch and replica, on the model as it stands at the end of the epoch
 (accuracies threshold the logit at 0):
   loss               mean BCE over the training set, against the labels trained on
@@ -50,6 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from qrobust import keys as purposes
 from qrobust import sharding
 from qrobust.models.base import Model, batch_logits
 from qrobust.objectives import Batch, Objective, cross_entropy, supervised
@@ -155,16 +161,26 @@ def _fraction(hits, mask):
     return jnp.where(n > 0, jnp.sum(hits & mask) / jnp.maximum(n, 1), jnp.nan)
 
 
-def evaluate(model: Model, params, data: TrainData, val: EvalData, *, margins: bool = False) -> dict:
-    """The end-of-epoch metrics of one replica (module docstring), except ``objective``.
+def logits_function(model: Model, key: jax.Array | None = None) -> Callable[[Any, jax.Array], jax.Array]:
+    """``logits(params, xs) -> (B,)`` as training and the metrics read them: the model's shot estimates drawn
+    with ``key`` where it has finite shots (``Model.sample``), else its exact logits."""
+    if model.sample is None or key is None:
+        return batch_logits(model)
+    return lambda params, xs: model.sample(params, xs, key)
+
+
+def evaluate(model: Model, params, data: TrainData, val: EvalData, *, margins: bool = False,
+             key: jax.Array | None = None) -> dict:
+    """The end-of-epoch metrics of one replica (module docstring), except ``objective``; a model with finite shots
+    is read from its shot estimates, drawn with ``key``.
 
     With ``margins``, also ``margin`` (N,): (2 y - 1) * logit per training sample,
     positive where the model agrees with the label it was trained on.
     """
-    logits_of = batch_logits(model)
-    logits = logits_of(params, data.x)
+    key = None if key is None else jax.random.split(key)
+    logits = logits_function(model, None if key is None else key[0])(params, data.x)
     pred = (logits > 0).astype(data.y.dtype)
-    val_logits = logits_of(params, val.x)
+    val_logits = logits_function(model, None if key is None else key[1])(params, val.x)
     extra = {"margin": (2 * data.y - 1) * logits} if margins else {}
     return dict(
         **extra,
@@ -211,10 +227,14 @@ def _no_forget(logits_of, params, data: TrainData) -> Batch:
     return Batch(zeros, data.y[idx], jnp.zeros_like(data.forget_w), data.teacher[idx], data.random_labels[idx])
 
 
-def step_loss(recipe: Recipe, params, data: TrainData, idx, wb, epoch) -> jax.Array:
-    """The objective of one minibatch (indices ``idx``, weights ``wb``) at ``params``."""
-    objective, logits_of = recipe.objective, batch_logits(recipe.model)
+def step_loss(recipe: Recipe, params, data: TrainData, idx, wb, epoch, key=None) -> jax.Array:
+    """The objective of one minibatch (indices ``idx``, weights ``wb``) at ``params`` (a model with finite shots:
+    its shot estimates, drawn with ``key``)."""
+    objective = recipe.objective
+    keys = (None, None) if key is None else jax.random.split(key)
+    logits_of = logits_function(recipe.model, keys[0])
     batch = Batch(logits_of(params, data.x[idx]), data.y[idx], wb, data.teacher[idx], data.random_labels[idx])
+    logits_of = logits_function(recipe.model, keys[1])  # the forget set's own draws
     if not objective.uses_forget:
         forget = None
     elif objective.reads_forget is None:
@@ -240,13 +260,15 @@ def descend(recipe: Recipe, params, opt_state, loss_fn, *args, mask=None):
     return optax.apply_updates(params, updates), opt_state, value
 
 
-def train_step(recipe: Recipe, carry, data: TrainData, idx, wb, epoch):
+def train_step(recipe: Recipe, carry, data: TrainData, idx, wb, epoch, key=None):
     """One minibatch: the objective's ascent step on the forget set where it has one (in its first epochs),
-    then the descent step. ``carry`` = (params, opt_state); returns (carry, objective value)."""
+    then the descent step. ``carry`` = (params, opt_state); returns (carry, objective value). ``key``: the
+    step's shot draws (a model with finite shots)."""
     params, opt_state = carry
     objective = recipe.objective
+    key = None if key is None else jax.random.split(key)
     if objective.max_loss is not None:
-        logits_of = batch_logits(recipe.model)
+        logits_of = logits_function(recipe.model, None if key is None else key[0])
 
         def ascend(p, o):
             p, o, _ = descend(recipe, p, o, lambda q: objective.max_loss(_forget_batch(logits_of, q, data), data.coef),
@@ -255,25 +277,30 @@ def train_step(recipe: Recipe, carry, data: TrainData, idx, wb, epoch):
 
         params, opt_state = jax.lax.cond(epoch < objective.max_epochs, ascend, lambda p, o: (p, o), params, opt_state)
     params, opt_state, value = descend(recipe, params, opt_state, functools.partial(step_loss, recipe), data, idx, wb,
-                                       epoch, mask=data.grad_mask)
+                                       epoch, None if key is None else key[1], mask=data.grad_mask)
     return (params, opt_state), value.astype(data.y.dtype)
 
 
 def run_epoch(recipe: Recipe, state: ReplicaState, data: TrainData, val: EvalData, epoch, is_evaluated):
     """One replica's epoch: shuffle, the steps its stream fills, and the evaluation where ``is_evaluated``."""
+    shots = recipe.model.sample is not None  # static: an exact model draws no shot keys
+    shot_keys = jax.random.split(jax.random.fold_in(state.key, purposes.SHOTS), recipe.n_batches + 1) if shots \
+        else jnp.zeros((recipe.n_batches + 1,), jnp.uint32)
     key, order, weights = shuffle(state.key, data.stream, recipe.n_batches, recipe.batch_size)
 
     def step(carry, batch):
-        idx, wb = batch
+        idx, wb, step_key = batch
         # a batch of padding only (this replica's stream is shorter than the longest) is no step: Adam's moments
         # would otherwise move the weights on a zero gradient. A branch per replica in "map" mode.
         real = jnp.sum(wb) > 0
-        carry, value = jax.lax.cond(real, lambda c: train_step(recipe, c, data, idx, wb, epoch),
+        carry, value = jax.lax.cond(real, lambda c: train_step(recipe, c, data, idx, wb, epoch,
+                                                               step_key if shots else None),
                                     lambda c: (c, jnp.zeros((), data.y.dtype)), carry)
         return carry, (value, real)
 
-    (params, opt_state), (values, real) = jax.lax.scan(step, (state.params, state.opt_state), (order, weights))
-    measure = functools.partial(_measure, recipe, data=data, val=val)
+    (params, opt_state), (values, real) = jax.lax.scan(step, (state.params, state.opt_state),
+                                                       (order, weights, shot_keys[:-1]))
+    measure = functools.partial(_measure, recipe, data=data, val=val, key=shot_keys[-1] if shots else None)
     if len(recipe.recorded) == recipe.epochs:
         metrics = measure(params)
     else:  # the predicate is the same for every replica, so this stays a branch under vmap
@@ -283,8 +310,8 @@ def run_epoch(recipe: Recipe, state: ReplicaState, data: TrainData, val: EvalDat
     return ReplicaState(params, opt_state, key), metrics
 
 
-def _measure(recipe: Recipe, params, *, data, val):
-    return evaluate(recipe.model, params, data, val, margins=recipe.record_margins)
+def _measure(recipe: Recipe, params, *, data, val, key=None):
+    return evaluate(recipe.model, params, data, val, margins=recipe.record_margins, key=key)
 
 
 def run_epochs(recipe: Recipe, state: ReplicaState, data: TrainData, val: EvalData, start, count: int):

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 
 INIT, CORRUPT, SHUFFLE, FRESH_INIT, RANDOM_LABELS, STUDENT_ORDER, FORGET_PART, HUTCHINSON, LANCZOS, SHADOW = range(10)
 N_PURPOSES = 10
+SHOTS = 10  # a finite-shot model's draws: fold_in(the replica's epoch key, SHOTS) (qrobust.engine), not in replica_keys
 
 
 @jax.jit

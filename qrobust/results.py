@@ -78,7 +78,8 @@ class RunResults:
         x = np.zeros((1, width), complex if inputs["complex"] else float)
         shape = Dataset("shape", x, np.zeros(1, int), x, np.zeros(1, int), inputs["n_qubits"],
                         {"encoding": inputs["encoding"]})
-        options = BuildOptions(numerics["dtype"], numerics["simulator"], numerics["matmul_precision"])
+        options = BuildOptions(numerics["dtype"], numerics["simulator"], numerics["matmul_precision"],
+                               shot_gradient=numerics.get("shot_gradient", "shift"))
         return build(described["model"], shape, ModelSettings(**s), options)
 
     def weights(self, program: str | None = None) -> dict[str, Trained]:

@@ -53,8 +53,9 @@ def _random_state(rng, n):
     return v / np.linalg.norm(v)
 
 
-EXACT_SIMULATORS = [s for s in SIMULATORS if not s.startswith("native") and s != "pallas"]  # complex64 only: tested
-# in test_native and test_pallas
+EXACT_SIMULATORS = [s for s in SIMULATORS if not s.startswith("native") and s not in ("pallas", "heisenberg")]
+# native and pallas: complex64 only, tested in test_native and test_pallas; heisenberg (noisy circuits, 4**n per
+# parameter value): against TensorCircuit's density matrices in test_noise
 
 
 @pytest.mark.parametrize("n, depth, block", [(4, 3, 2), (5, 2, 5), (6, 4, 3), (3, 1, 1)])

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-ARCH = ["arch", "n_params", "encoding", "ansatz", "depth", "hidden"]  # a model's architecture (a sweep axis)
+ARCH = ["arch", "n_params", "encoding", "ansatz", "depth", "hidden", "shots", "noise"]  # a model's architecture
+# and the device it is read on (sweep axes)
 GROUP = ["model", *ARCH, "corruption", "alpha", "learning_rate"]
-_ARCH_DEFAULTS = dict(arch="-", n_params=-1, encoding="amplitude", ansatz="-", depth=0, hidden="-")
+_ARCH_DEFAULTS = dict(arch="-", n_params=-1, encoding="amplitude", ansatz="-", depth=0, hidden="-", shots=float("inf"),
+                      noise="none")
 LOSS_CEILING = 1e6  # a mean cross-entropy above this means logits of order 1e6: float32's sigmoid is saturated
 
 

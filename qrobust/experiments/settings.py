@@ -112,12 +112,15 @@ def load_dataset(name: str, *, mnist_path: str | None = None, n_train_per_class:
 
 
 def build_model(name: str, dataset: Dataset, settings: ModelSettings, *, dtype: str = "complex64",
-                simulator: str | None = None, matmul_precision: str = "highest", forward_mode: bool = False) -> Model:
+                simulator: str | None = None, matmul_precision: str = "highest", forward_mode: bool = False,
+                shot_gradient: str = "shift") -> Model:
     """The model ``name`` of the registry (``qrobust.models.registry``) for ``dataset``'s inputs: the QNN on its
     ansatz (``settings.ansatz``) in the dataset's encoding (``dataset.meta["encoding"]``), run by ``simulator``
     (None: the registry's choice; a named one that cannot run it is refused) at ``matmul_precision``; the MLP and
-    a user's model on the same inputs."""
-    return registry.build(name, dataset, settings, BuildOptions(dtype, simulator, matmul_precision, forward_mode))
+    a user's model on the same inputs. The QNN's shots and noise are its settings' (``shot_gradient``: how its
+    gradient is estimated at finite shots, ``qrobust.models.shots``)."""
+    return registry.build(name, dataset, settings, BuildOptions(dtype, simulator, matmul_precision, forward_mode,
+                                                                shot_gradient))
 
 
 def check_simulator(simulator: str | None, matmul_precision: str = "highest") -> None:

@@ -45,6 +45,8 @@ from qrobust.keys import CORRUPT, INIT, SHUFFLE, replica_keys
 from qrobust.memory import default_cap, program_bytes
 from qrobust.models import Model, registry
 from qrobust.models.base import flatten, unflatten
+from qrobust.models.noise import parse as parse_noise, parse_axis as noise_axis
+from qrobust.models.shots import SHOT_GRADIENTS, check_shots, parse_axis as shots_axis
 from qrobust.models.simulators import SIMULATORS
 from qrobust.options import option
 from qrobust.store import RunDirectory
@@ -154,6 +156,21 @@ class StudyConfig:
                                    help="--dataset npz: an .npz file with x_train, y_train, x_val, y_val (labels "
                                         "0/1; rows amplitude-encoded, zero-padded to a power of two)")
     optimizer: str | None = None
+    shots: tuple[int | None, ...] = option(
+        (None,), group="models", parse=shots_axis, metavar="N,...|inf",
+        help="the QNN read as a device reads it: each output from N shots, trained on parameter-shift gradients at N "
+             "shots per term; a comma list is a grid axis (100,1000,inf; inf or none: exact, the default). The "
+             "classical models are read exactly (docs/device.md)")
+    noise: tuple[str, ...] = option(
+        ("none",), group="models", parse=noise_axis, metavar="CHANNEL:P,...",
+        help="gate noise after every gate of the QNN, and readout error: depolarizing, dephasing, amplitude_damping, "
+             "readout, e.g. depolarizing:0.001,0.01 (a grid axis), CH:P+CH:P for several at once; none: exact (the "
+             "default). Runs on the heisenberg simulator (docs/device.md)")
+    shot_gradient: str = option(
+        "shift", group="models", choices=SHOT_GRADIENTS,
+        help="with --shots, the QNN's gradient: shift (each parameter-shift term sampled from N shots, as a device "
+             "does: 2 circuits per parameter per step; the default) or gaussian (the exact gradient plus Gaussian "
+             "noise of the per-term variance bound: one gradient's cost)")
     keep_weights: bool | tuple[str, ...] = option(
         True, group="run", parse=_weights_kept, metavar="all|none|MODEL,...",
         help="store each replica's trained weights with its chunk (qrobust.load_results reads them): all (default), "
@@ -191,6 +208,10 @@ class StudyConfig:
             object.__setattr__(self, "grid", resolve_grid(self.grid))
         if self.digits is not None:
             object.__setattr__(self, "digits", tuple(self.digits))
+        one = (str, int, type(None))
+        object.__setattr__(self, "shots", (self.shots,) if isinstance(self.shots, one) else tuple(self.shots))
+        noise = (self.noise,) if isinstance(self.noise, one) or hasattr(self.noise, "channels") else self.noise
+        object.__setattr__(self, "noise", tuple(parse_noise(v).label for v in noise))
 
     def validate_common(self) -> None:
         """Check the shared fields (a study's ``validate`` calls this, then checks its own grid)."""
@@ -223,6 +244,14 @@ class StudyConfig:
         check_simulator(self.simulator, self.matmul_precision)
         if self.gauge is not None:
             check_gauge(self.gauge, self.gauge_seed)
+        check_axis("shots", self.shots)
+        for n in self.shots:
+            check_shots(n)
+        check_axis("noise", self.noise)
+        check_name("shot gradient", self.shot_gradient, SHOT_GRADIENTS)
+        if not any(registry.spec(m).quantum for m in self.models) and (self.device_axes() != ((None,), ("none",))):
+            raise ConfigError("--shots and --noise apply to the QNN (a classical model is read exactly), and no "
+                              "model of this study is one")
         if not isinstance(self.keep_weights, bool):
             unknown = [m for m in self.keep_weights if m not in self.models]
             if unknown:
@@ -236,12 +265,27 @@ class StudyConfig:
         lease = Claiming(self.claim_lease).check()
         return lease if self.claim else None
 
+    def device_axes(self) -> tuple[tuple, tuple]:
+        """(shots values, noise labels): the device settings the QNN is trained under (each pair its own program)."""
+        return tuple(self.shots), tuple(self.noise)
+
+    def single_device(self, study: str) -> dict:
+        """The QNN's one (shots, noise) of a study that has no device axis: refuse several, by name."""
+        if len(self.shots) > 1 or len(self.noise) > 1:
+            raise ConfigError(f"the {study} study takes one --shots and one --noise value (the sweep takes a grid of "
+                              "them)")
+        return dict(shots=self.shots[0], noise=self.noise[0])
+
     def keeps_weights(self, model: str) -> bool:
         """Whether the trained weights of ``model``'s replicas are stored with their chunks (``keep_weights``)."""
         return self.keep_weights is True or (isinstance(self.keep_weights, tuple) and model in self.keep_weights)
 
     def settings_of(self, model: str, **overrides) -> ModelSettings:
-        """``model``'s paper settings for this dataset, with ``overrides`` and the study's optimiser applied."""
+        """``model``'s paper settings for this dataset, with ``overrides`` and the study's optimiser applied; a
+        quantum model takes the study's one shots and noise (a study with device axes, the sweep, gives each
+        program's in ``overrides``)."""
+        if registry.spec(model).quantum and "shots" not in overrides:
+            overrides = dict(overrides, **self.single_device(type(self).__name__.removesuffix("Config").lower()))
         return model_settings(self.dataset, model, optimizer=self.optimizer, **overrides)
 
     def recorded(self) -> dict:
@@ -251,12 +295,13 @@ class StudyConfig:
         d.pop("keep_weights")  # what is stored, not what is computed
         d.pop("claim"), d.pop("claim_lease")  # how the work is shared, not what it computes
         for f in fields(self):
-            if f.name in ADDED_LATER and d[f.name] == f.default:
-                d.pop(f.name)
+            if f.name in ADDED_LATER and d[f.name] == f.default and not (f.name == "shot_gradient"
+                                                                        and self.shots != (None,)):
+                d.pop(f.name)  # (the shot gradient is recorded wherever shots are finite)
         return d
 
 
-ADDED_LATER = ("optimizer",)
+ADDED_LATER = ("optimizer", "shots", "noise", "shot_gradient")
 
 
 def check_axis(name: str, values) -> None:
@@ -361,11 +406,14 @@ class Program:
         to use its stored weights): the registry model, its settings, the inputs' shape and the numerics."""
         x = np.asarray(self.data.x_train[:1])
         s = self.built.settings
-        return dict(model=self.model, settings=json.loads(json.dumps(asdict(self.settings))),
+        settings = {k: v for k, v in asdict(self.settings).items()  # exact: left out, as before they were settings
+                    if (k, v) not in (("shots", None), ("noise", "none"))}
+        return dict(model=self.model, settings=json.loads(json.dumps(settings)),
                     inputs=dict(n_qubits=int(self.data.n_qubits), width=int(x.shape[1]), complex=bool(np.iscomplexobj(x)),
                                 encoding=self.data.meta.get("encoding", "amplitude")),
                     numerics=dict(dtype=s.get("dtype", "complex64"), simulator=s.get("simulator"),
-                                  matmul_precision=s.get("matmul_precision", "highest")))
+                                  matmul_precision=s.get("matmul_precision", "highest"),
+                                  **({"shot_gradient": s["shot_gradient"]} if "shot_gradient" in s else {})))
 
     def footprint(self) -> Callable[[int], int]:
         """``footprint(r)``: bytes of the program a chunk of r replicas runs (``program_footprint``)."""
@@ -426,7 +474,8 @@ def build_program(config: StudyConfig, name: str, model: str, settings: ModelSet
     (``resumed_simulator``), whatever the default would be now."""
     simulator = config.simulator or resumed_simulator(out, name)
     built = build_model(model, data, settings, dtype=config.dtype, simulator=simulator,
-                        matmul_precision=config.matmul_precision, forward_mode=forward_mode)
+                        matmul_precision=config.matmul_precision, forward_mode=forward_mode,
+                        shot_gradient=config.shot_gradient)
     return Program(name, model, built, settings, data, **program)
 
 

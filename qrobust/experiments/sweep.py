@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from qrobust.analysis.summary import diverged as loss_diverged
+from qrobust.analysis.summary import diverged as loss_diverged, with_architecture
 from qrobust.corruption import CORRUPTIONS, check_feasible
 from qrobust.data.features import encode
 from qrobust.engine import evaluated_epochs
@@ -50,7 +50,7 @@ def _to_frame(grid: pd.DataFrame, metrics: dict, n_corrupt: np.ndarray, epoch_nu
     frame["n_corrupted"] = np.repeat(n_corrupt, epochs)
     for k, v in columns.items():
         frame[k] = v
-    return frame[list(RESULT_COLUMNS)]
+    return with_architecture(frame)[list(RESULT_COLUMNS)]  # an architecture column not given: its default
 
 
 def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: bool = True,

@@ -26,7 +26,8 @@ ANSATZE = tuple(LIBRARY)  # the library's circuits (a user's Ansatz enters throu
 
 GRID_COLUMNS = ("model", "arch", "corruption", "alpha", "seed", "learning_rate")
 SWEEP_METRICS = ("loss", "train_acc", "train_acc_clean", "val_acc", "memorization")
-ARCH_COLUMNS = ("n_params", "encoding", "ansatz", "depth", "hidden")  # what an arch label stands for
+ARCH_COLUMNS = ("n_params", "encoding", "ansatz", "depth", "hidden", "shots", "noise")  # what an arch label stands
+# for (shots: inf where read exactly; noise: "none" where exact)
 RESULT_COLUMNS = GRID_COLUMNS + ("epoch",) + SWEEP_METRICS + ("diverged", "n_corrupted") + ARCH_COLUMNS
 DEFAULT_ALPHAS = tuple(round(0.1 * i, 1) for i in range(10))
 
@@ -195,15 +196,34 @@ class SweepConfig(StudyConfig):
             for a in ansatze:
                 shapes = ([(d, None) for d in self.depths()] if axis == "depth" else
                           [(None, h) for h in self.hiddens()] if axis == "hidden" else [(None, None)])
-                for depth, hidden in shapes:
+                for (depth, hidden), device in itertools.product(shapes, self.devices(model)):
                     s = self.settings_of(model, epochs=self.epochs, batch_size=self.batch_size, depth=depth,
                                          hidden=hidden, ansatz=a,
-                                         learning_rate=self.learning_rates[0] if self.learning_rates else None)
+                                         learning_rate=self.learning_rates[0] if self.learning_rates else None,
+                                         **device)
                     label = (f"d{s.depth}" if axis == "depth" else "h" + "x".join(map(str, s.hidden))
                              if axis == "hidden" else "-")
                     parts = ([encoding] if show_encoding else []) + ([a] if show_ansatz and a else []) + [label]
-                    out["-".join(parts)] = Architecture(s, encoding)
+                    out["-".join(parts + self.device_label(device))] = Architecture(s, encoding)
         return out
+
+    def devices(self, model: str) -> list[dict]:
+        """The (shots, noise) settings ``model`` is trained under: every pair of the axes for a quantum model, one
+        exact reading for a classical one (read exactly: docs/device.md)."""
+        if not registry.spec(model).quantum:
+            return [{}]
+        return [dict(shots=n, noise=e) for n, e in itertools.product(*self.device_axes())]
+
+    def device_label(self, device: dict) -> list[str]:
+        """The arch label's parts for a (shots, noise) pair where the axes are not the exact default: "s1000" or
+        "sinf", and the noise label with its colons dropped ("depolarizing0.01"), as program names are file names."""
+        shots, noise = self.device_axes()
+        parts = []
+        if device and shots != (None,):
+            parts.append(f"s{'inf' if device['shots'] is None else device['shots']}")
+        if device and noise != ("none",):
+            parts.append(device["noise"].replace(":", ""))
+        return parts
 
     def programs(self, model: str) -> dict[str, tuple[str, Architecture]]:
         """program name -> (arch, architecture): the model's name alone for one architecture, MODEL_ARCH for
@@ -287,6 +307,9 @@ def architecture_columns(model: str, arch: Architecture, n_params: int) -> dict:
     """The ``ARCH_COLUMNS`` of one architecture (depth 0 and ansatz "-" for a model without a circuit, hidden
     "-" for one without hidden sizes)."""
     s, axis = arch.settings, registry.spec(model).arch_axis
+    quantum = registry.spec(model).quantum
     return dict(n_params=n_params, encoding=arch.encoding, ansatz=s.ansatz if axis == "depth" else "-",
                 depth=s.depth if axis == "depth" else 0,
-                hidden="x".join(map(str, s.hidden)) if axis == "hidden" else "-")
+                hidden="x".join(map(str, s.hidden)) if axis == "hidden" else "-",
+                shots=float("inf") if s.shots is None or not quantum else float(s.shots),
+                noise=s.noise if quantum else "none")

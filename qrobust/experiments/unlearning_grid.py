@@ -154,11 +154,14 @@ class UnlearnConfig(StudyConfig):
 
     def teacher_settings(self, model: str) -> ModelSettings:
         """The paper's teacher settings of the model's family (a control: the QNN's, or the MLP's for the MLP
-        variants; ``qrobust.models.controls``), with the model's own training defaults and --teacher-epochs."""
+        variants; ``qrobust.models.controls``), with the model's own training defaults, --teacher-epochs and, for
+        the QNN, the study's one shots and noise (teachers and students alike)."""
         spec = registry.spec(model)
         s = replace(TEACHER_SETTINGS[paper_family(self.dataset)][spec.family], **(spec.training or {}))
-        s = s if self.teacher_epochs is None else ModelSettings(**{**asdict(s), "epochs": self.teacher_epochs})
-        return s.validate(model)
+        changes = {} if self.teacher_epochs is None else {"epochs": self.teacher_epochs}
+        if spec.quantum:
+            changes.update({k: v for k, v in self.single_device("unlearning").items() if v != getattr(s, k)})
+        return replace(s, **changes).validate(model)
 
     def _students(self, model: str) -> tuple[int | None, float]:
         return UNLEARN_SETTINGS[paper_family(self.dataset)][registry.spec(model).family]

@@ -21,6 +21,8 @@ class Model(NamedTuple):
     settings: the architecture's settings, JSON-serialisable (for config.json).
     apply_batch: optional apply_batch(params, xs) -> (B,) logits for xs of shape
       (B, *input_shape), equal to vmapping ``apply`` but faster; None: vmap is used.
+    sample: optional sample(params, xs, key) -> (B,) logits as a device reports them (finite shots,
+      ``qrobust.models.shots``): what the engine trains on and records; None: the exact logits.
     """
 
     name: str
@@ -30,6 +32,7 @@ class Model(NamedTuple):
     input_shape: tuple[int, ...]
     settings: dict
     apply_batch: Callable[[Any, jax.Array], jax.Array] | None = None
+    sample: Callable[[Any, jax.Array, jax.Array], jax.Array] | None = None
 
 
 class Capabilities(NamedTuple):
@@ -40,6 +43,7 @@ class Capabilities(NamedTuple):
     encodings: the inputs it takes ("amplitude": the initial state; "angle", "reupload": features).
     gates_only: it runs the recorded gates, so they must stand for the circuit (no channels, measurements).
     native_gates: it runs them on the native kernel (one- and two-qubit gates and permutations only).
+    channels: the noise channels it runs (``qrobust.models.noise.CHANNELS``); none: exact circuits only.
     ``unavailable()`` returns why it cannot be used on this machine, or None.
     """
 
@@ -54,6 +58,7 @@ class Capabilities(NamedTuple):
     encodings: tuple[str, ...] = ("amplitude",)
     gates_only: bool = False
     native_gates: bool = False
+    channels: tuple[str, ...] = ()
 
 
 class SimOptions(NamedTuple):
@@ -101,12 +106,14 @@ def unflatten(template, flat: np.ndarray):
 
 class BuildOptions(NamedTuple):
     """The numerics a study asks of its models: the QNN's dtype, simulator (None: the registry's choice),
-    matmul precision, and whether it must have forward mode (Hessians)."""
+    matmul precision, whether it must have forward mode (Hessians), and how a QNN with finite shots estimates its
+    gradient (``qrobust.models.shots``)."""
 
     dtype: str = "complex64"
     simulator: str | None = None
     matmul_precision: str = "highest"
     forward_mode: bool = False
+    shot_gradient: str = "shift"
 
 
 class ModelSpec(NamedTuple):

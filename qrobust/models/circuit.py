@@ -31,6 +31,7 @@ from qrobust.backend import real_dtype
 from qrobust.errors import ConfigError
 from qrobust.models import hea
 from qrobust.models.ansatze import Ansatz
+from qrobust.models.noise import Noise
 
 ENCODINGS = ("amplitude", "angle", "reupload")
 
@@ -38,7 +39,8 @@ ENCODINGS = ("amplitude", "angle", "reupload")
 class Circuit(NamedTuple):
     """ansatz at ``n_qubits`` and ``depth``; ``encoding`` of inputs with ``n_features`` features ("angle",
     "reupload"); logit = ``readout_scale`` * <Z_measured>; ``light_cone_pruning``: the structured kernels leave
-    out gates outside the measured qubit's backward light cone (exact), as the gate-level ones always do."""
+    out gates outside the measured qubit's backward light cone (exact), as the gate-level ones always do;
+    ``noise``: the gate and readout channels of a device (``qrobust.models.noise``; empty: exact)."""
 
     ansatz: Ansatz
     n_qubits: int
@@ -48,6 +50,7 @@ class Circuit(NamedTuple):
     measured: int | None = None
     readout_scale: float = 5.0
     light_cone_pruning: bool = True
+    noise: Noise = Noise()
 
     @property
     def readout(self) -> int:

@@ -32,6 +32,10 @@ from qrobust.models.base import Model, SimOptions
 from qrobust.models.blocks import PRECISIONS, Layout
 from qrobust.models.circuit import Circuit
 from qrobust.models.hea import cones, light_cone, ring_zz_signs, rotation_matrix
+from qrobust.models.noise import Noise, parse as parse_noise
+from qrobust.models.shots import SHOT_GRADIENTS, check_shots, sampled, shift_problem
+
+_LIBRARY_SHIFT = ("hea", "rxry_cnot", "hea_cz", "reupload")  # every parameter in one Pauli rotation (ansatze.py)
 
 SIMULATORS = simulators.SIMULATORS
 __all__ = ["qnn", "choose_simulator", "check_simulator", "forward_flops", "training_flops", "SIMULATORS",
@@ -130,6 +134,9 @@ def qnn(
     light_cone_pruning: bool = True,
     matmul_precision: str = "highest",
     forward_mode: bool = False,
+    noise: "str | Noise | None" = None,
+    shots: int | None = None,
+    shot_gradient: str = "shift",
 ) -> Model:
     """A QNN as a Model: the one front door for the paper's circuits, the library's and a user's own.
 
@@ -158,9 +165,16 @@ def qnn(
         the same as "highest" on CPU). See ``qrobust.models.blocks``.
       forward_mode: the model must support forward mode (``jax.jvp``, as Hessian-vector products do): the
         default simulator is then one that has it, and one that has not is refused.
+      noise: gate and readout noise (``qrobust.models.noise``): a ``Noise`` or its label, "depolarizing:0.01",
+        "amplitude_damping:0.01+readout:0.02"; None / "none": exact. A noisy circuit runs on "heisenberg".
+      shots: None (exact outputs) or N: the engine trains on and records N-shot estimates of each output, with
+        the parameter-shift gradient at N shots per term (``qrobust.models.shots``); ``apply`` stays exact.
+      shot_gradient: "shift" (exact sampling of every shifted term, the default) or "gaussian" (the exact
+        gradient plus Gaussian noise of the per-term variance bound; one gradient's cost).
     """
     circuit = _circuit(n_qubits, depth, ansatz, n_params, encoding, n_features, measured, readout_scale,
-                       light_cone_pruning)
+                       light_cone_pruning)._replace(noise=parse_noise(noise))
+    shots = check_shots(shots)
     check_dtype(dtype)
     if not 1 <= block_size <= 8:
         raise ConfigError(f"block_size must be between 1 and 8, got {block_size}")
@@ -183,8 +197,29 @@ def qnn(
                     simulator=simulator, simulator_reason="; ".join(f"{k}: {v}" for k, v in passed_over.items())
                     if passed_over else None, contractor=contractor, block_size=block_size,
                     light_cone_pruning=light_cone_pruning, matmul_precision=matmul_precision)
+    if not circuit.noise.exact:
+        settings["noise"] = circuit.noise.label
+    sample = None
+    if shots is not None:
+        sample = _shots(circuit, init, apply, apply_batch, shots, shot_gradient, dtype)
+        settings.update(shots=shots, shot_gradient=shot_gradient)
     return Model(name="qnn", init=init, apply=apply, prepare=_prepare(circuit, dtype), input_shape=(
-        circuit.input_width,), settings=settings, apply_batch=apply_batch)
+        circuit.input_width,), settings=settings, apply_batch=apply_batch, sample=sample)
+
+
+def _shots(circuit: Circuit, init, apply, apply_batch, shots: int, gradient: str, dtype: str):
+    """The model's ``sample``: N-shot logits with the parameter-shift gradient estimate (``qrobust.models.shots``);
+    a user's circuit whose gradient the shift rule does not give is refused for "shift"."""
+    if gradient not in SHOT_GRADIENTS:
+        raise ConfigError(f"unknown shot_gradient {gradient!r}; choose from {', '.join(SHOT_GRADIENTS)}")
+    logits_of = apply_batch if apply_batch is not None else jax.vmap(apply, in_axes=(None, 0))
+    if gradient == "shift" and circuit.ansatz.name not in _LIBRARY_SHIFT:
+        params, x = circuit.probe(dtype)
+        reason = shift_problem(logits_of, jnp.reshape(params, circuit.param_shape),
+                               _prepare(circuit, dtype)(jnp.asarray(x)[None]))
+        if reason is not None:
+            raise ConfigError(f"shots with shot_gradient='shift' on the {circuit.ansatz.name!r} circuit: {reason}")
+    return sampled(logits_of, shots, circuit.readout_scale, gradient)
 
 
 def _circuit(n_qubits, depth, ansatz, n_params, encoding, n_features, measured, readout_scale,

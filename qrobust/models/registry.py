@@ -37,7 +37,8 @@ from qrobust.models.base import BuildOptions, Model, ModelSpec  # noqa: F401 (th
 class ModelSettings:
     """How one model is built and trained: epochs, batch size, learning rate; the QNN's ``depth`` and
     ``ansatz``, the MLP's ``hidden`` sizes (each model reads what applies to it); ``optimizer``: a name of
-    ``qrobust.optimizers`` (the paper's "adam" by default)."""
+    ``qrobust.optimizers`` (the paper's "adam" by default); a quantum model's ``shots`` (None: exact) and
+    ``noise`` (a label of ``qrobust.models.noise``; "none": exact), which a classical model does not read."""
 
     epochs: int
     batch_size: int
@@ -46,6 +47,8 @@ class ModelSettings:
     hidden: tuple[int, ...] = (64, 16)
     ansatz: str = "hea"
     optimizer: str = "adam"
+    shots: int | None = None
+    noise: str = "none"
 
     def validate(self, name: str) -> "ModelSettings":
         for field, value in (("epochs", self.epochs), ("batch_size", self.batch_size), ("depth", self.depth)):
@@ -62,6 +65,11 @@ class ModelSettings:
         from qrobust.optimizers import get
 
         get(self.optimizer)
+        from qrobust.models.noise import parse
+        from qrobust.models.shots import check_shots
+
+        check_shots(self.shots)
+        object.__setattr__(self, "noise", parse(self.noise).label)
         return self
 
     def to_dict(self, name: str) -> dict:
@@ -77,6 +85,9 @@ class ModelSettings:
             d.pop("ansatz")
         if d["optimizer"] == "adam":
             d.pop("optimizer")
+        for key, exact in (("shots", None), ("noise", "none")):  # recorded where they are not exact, as before
+            if d[key] == exact or not spec(name).quantum:
+                d.pop(key)
         if "hidden" in d:
             d["hidden"] = list(d["hidden"])
         d.update(spec(name).options or {})
@@ -90,7 +101,8 @@ def _build_qnn(dataset, settings: ModelSettings, options: BuildOptions) -> Model
     return qnn(dataset.n_qubits, settings.depth, ansatz=settings.ansatz, encoding=encoding,
                n_features=None if encoding == "amplitude" else dataset.x_train.shape[1], dtype=options.dtype,
                simulator=options.simulator, matmul_precision=options.matmul_precision,
-               forward_mode=options.forward_mode)
+               forward_mode=options.forward_mode, noise=settings.noise, shots=settings.shots,
+               shot_gradient=options.shot_gradient)
 
 
 def _build_mlp(dataset, settings: ModelSettings, options: BuildOptions) -> Model:

@@ -11,7 +11,10 @@ module, and a ``build(circuit, options) -> (apply, apply_batch)``:
   "xla-gates"     ``qrobust.models.circuits``: any circuit's recorded gates as XLA tensor contractions.
   "tc-gates"      ``qrobust.models.circuits``: TensorCircuit's own contraction of any circuit, one example.
   "pallas"        ``qrobust.models.pallas_sim``: "hea" as fused Pallas kernels that keep each state on chip (GPU;
-                  interpreted on CPU, for tests only); last, so never the default until measured on a GPU.
+                  interpreted on CPU, for tests only); never the default until measured on a GPU.
+  "heisenberg"    ``qrobust.models.noise``: any circuit's recorded gates with gate noise and readout error, exactly
+                  (the observable carried back through the noisy circuit, then one quadratic form per example);
+                  the only one that runs channels; after "tc-gates", so an exact circuit never lands on it.
 
 ``why_not`` names the first reason a simulator cannot run a circuit here (None: it can); ``choose`` picks the
 first of ``PREFERENCE`` that can, and says why each one before it was passed over. A call site states what it
@@ -47,7 +50,7 @@ def _structured(build_plan: Callable, whole_batch: bool) -> Callable:
 
 def _registry() -> dict[str, Simulator]:
     from qrobust.backend import COMPLEX_DTYPES
-    from qrobust.models import blocks, circuits, native, pallas_sim, tc_sim
+    from qrobust.models import blocks, circuits, native, noise, pallas_sim, tc_sim
 
     gates = Capabilities(None, COMPLEX_DTYPES, 1, 30, accelerators=True, forward_mode=True, whole_batch=False,
                          encodings=("amplitude", "angle", "reupload"))
@@ -60,11 +63,14 @@ def _registry() -> dict[str, Simulator]:
         "tc-fused": Simulator(tc_sim.CAPABILITIES, _structured(tc_sim.build_fused, False)),
         "xla-gates": Simulator(gates._replace(gates_only=True), circuits.build_xla_gates),
         "tc-gates": Simulator(gates, circuits.build_tc_gates),
+        "heisenberg": Simulator(gates._replace(gates_only=True, whole_batch=True, max_qubits=noise.MAX_QUBITS,
+                                               encodings=("amplitude", "angle"), channels=noise.CHANNELS),
+                                noise.build_heisenberg),
         "pallas": Simulator(pallas_sim.CAPABILITIES, _structured(pallas_sim.build, True)),
     }
 
 
-SIMULATORS = ("native", "native-gates", "blocks", "tc-fused", "xla-gates", "tc-gates", "pallas")
+SIMULATORS = ("native", "native-gates", "blocks", "tc-fused", "xla-gates", "tc-gates", "heisenberg", "pallas")
 # Fastest first where each can run (benchmarks/suite.py, benchmarks/builtin_simulators.py, benchmarks/
 # user_circuit.py); "tc-gates" runs everything and is the cross-check. For "hea", "native" is 1.03-1.15x faster
 # than "native-gates"; for "rxry_cnot", "native-gates" (its CNOT ring one permutation per layer) is 3.4x / 5.5x
@@ -79,6 +85,10 @@ def capabilities(name: str) -> Capabilities:
 def why_not(name: str, circuit: Circuit, *, dtype: str, on_accelerator: bool, forward_mode: bool = False) -> str | None:
     """Why simulator ``name`` cannot run ``circuit`` here (the first reason found), or None if it can."""
     c = capabilities(name)
+    missing = [channel for channel, _ in circuit.noise.channels if channel not in c.channels]
+    if missing:
+        return (f"it runs exact circuits only, not the {', '.join(missing)} channel" if not c.channels else
+                f"it runs the {', '.join(c.channels)} channels only, not {', '.join(missing)}")
     if c.ansatze is not None and circuit.structure not in c.ansatze:
         what = (f"the {circuit.ansatz.name!r} ansatz" if circuit.structure is not None or not circuit.ansatz.structured
                 else f"the {circuit.ansatz.name!r} ansatz with {circuit.encoding} encoding read on qubit "
@@ -110,7 +120,12 @@ def choose(circuit: Circuit, *, dtype: str, on_accelerator: bool,
         if reason is None:
             return name, passed_over
         passed_over[name] = reason
-    raise ValueError(f"no simulator runs this QNN: {passed_over}")  # tc-gates runs every circuit
+    if not circuit.noise.exact:  # only those that run channels have a reason worth naming
+        from qrobust.errors import ConfigError
+
+        reasons = "; ".join(f"{k}: {v}" for k, v in passed_over.items() if capabilities(k).channels)
+        raise ConfigError(f"no simulator runs this noisy QNN ({reasons})")
+    raise ValueError(f"no simulator runs this QNN: {passed_over}")  # tc-gates runs every exact circuit
 
 
 def build(name: str, circuit: Circuit, options: SimOptions):

@@ -1,0 +1,183 @@
+"""A QNN on a device, measured: training with gate noise ("heisenberg") against exact training, and the
+Heisenberg-picture operator against TensorCircuit's Monte Carlo trajectories and its batched density matrix at
+equal error. Ratios measured in one run are the result (docs/device.md).
+
+1. Training, through the sweep engine's own program (``benchmarks/user_circuit.time_model``): R replicas for E
+   epochs of MNIST (500 samples, batch 256, the paper's settings) at 10 qubits and depth d; seconds per replica
+   per 100 epochs of the exact QNN (the registry's default simulator), of the noisy one (depolarizing p after
+   every gate, "heisenberg"), and of the noisy one with N shots (its "gaussian" and, with --shift, "shift"
+   gradient).
+2. One value-and-gradient of sum_b <Z>_b over a batch of B examples, the same noisy circuit:
+   - "heisenberg": exact (float32 rounding, about 1e-6 against tc.DMCircuit: tests/test_noise.py);
+   - TensorCircuit trajectories (its ``noisy_qml`` way: ``tc.Circuit`` with ``depolarizing(..., status=u)``,
+     vmapped over T trajectories and the batch): an estimate whose standard error is sigma / sqrt(T); sigma is
+     measured from the trajectories, and the time at standard error eps is the measured time scaled to
+     T = (sigma / eps)^2 trajectories (the cost is linear in T);
+   - TensorCircuit's density matrix (``tc.DMCircuit``, vmapped over the batch): exact, 4**n per example.
+
+  python benchmarks/noise.py [--qubits 10] [--depth 6] [--replicas 2] [--epochs 2] [--p 0.01] [--batch 32]
+                             [--trajectories 16] [--shots 1000] [--shift] [--out FILE.json]
+
+Run it alone on the machine: nothing else heavy at the same time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from user_circuit import time_model  # noqa: E402 (the training timer, shared)
+
+
+def timed(fn, *args, repeat: int = 3) -> tuple[float, float]:
+    """(compile seconds, seconds per call: the best of ``repeat``) of a jitted ``fn``."""
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    first = time.perf_counter() - start
+    best = np.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        best = min(best, time.perf_counter() - start)
+    return first - best, best
+
+
+def training(args, dataset) -> dict:
+    from qrobust.models import qnn
+
+    noise = f"depolarizing:{args.p}"
+    models = {"exact": qnn(args.qubits, args.depth), "noisy": qnn(args.qubits, args.depth, noise=noise),
+              f"noisy+{args.shots} shots (gaussian)": qnn(args.qubits, args.depth, noise=noise, shots=args.shots,
+                                                          shot_gradient="gaussian")}
+    if args.shift:
+        models[f"noisy+{args.shots} shots (shift)"] = qnn(args.qubits, args.depth, noise=noise, shots=args.shots)
+    out = {}
+    for name, model in models.items():
+        compile_s, per_100 = time_model(model, dataset, args.replicas, args.epochs)
+        out[name] = dict(simulator=model.settings["simulator"], compile_s=round(compile_s, 1),
+                         s_per_replica_per_100_epochs=round(per_100, 2))
+        print(f"  {name:34s} {model.settings['simulator']:11s} compile {compile_s:6.1f} s   "
+              f"{per_100:9.2f} s per replica per 100 epochs", flush=True)
+    base = out["exact"]["s_per_replica_per_100_epochs"]
+    for v in out.values():
+        v["ratio_to_exact"] = round(v["s_per_replica_per_100_epochs"] / base, 2)
+    return out
+
+
+def _noisy(c, fn, params, channel) -> None:
+    """``fn``'s gates on ``c``, each followed by ``channel(q, k)`` on each qubit q it touches (k counts them)."""
+    count = [0]
+
+    class Noisy:
+        def __getattr__(self, gate):
+            def call(*qubits, **kw):
+                getattr(c, gate)(*qubits, **kw)
+                for q in qubits:
+                    channel(q, count[0])
+                    count[0] += 1
+            return call
+
+    fn(Noisy(), params, None)
+
+
+def comparison(args) -> dict:
+    from qrobust.backend import tc_context
+    from qrobust.models import qnn
+    from qrobust.models.ansatze import LIBRARY
+
+    n, depth, p, batch = args.qubits, args.depth_compare, args.p, args.batch
+    fn = LIBRARY["hea"].circuit(n, depth)
+    rng = np.random.default_rng(0)
+    params = jnp.asarray(rng.normal(scale=0.5, size=(depth, n, 4)), jnp.float32)
+    v = rng.normal(size=(batch, 2**n)) + 1j * rng.normal(size=(batch, 2**n))
+    xs = jnp.asarray(v / np.linalg.norm(v, axis=1, keepdims=True), jnp.complex64)
+    model = qnn(n, depth, noise=f"depolarizing:{p}")
+    heis = jax.jit(jax.value_and_grad(lambda q: jnp.sum(model.apply_batch(q, xs)) / 5))
+    out = {"heisenberg": dict(zip(("compile_s", "s"), timed(heis, params)))}
+    value = float(heis(params)[0])
+    print(f"  {'heisenberg':15s} {out['heisenberg']}", flush=True)
+    channels = 5 * n * depth  # per layer: 3 rotations on each qubit, and the RZZ ring's two qubits per pair
+
+    def trajectory(q, x, status):
+        with tc_context("complex64") as tc:
+            c = tc.Circuit(n, inputs=x)
+            _noisy(c, fn, q, lambda qubit, k: c.depolarizing(qubit, px=p / 3, py=p / 3, pz=p / 3, status=status[k]))
+            return jnp.real(c.expectation_ps(z=[n - 1]))
+
+    t = args.trajectories
+    status = jax.random.uniform(jax.random.PRNGKey(1), (t, batch, channels))
+    runs = jax.vmap(jax.vmap(trajectory, in_axes=(None, 0, 0)), in_axes=(None, None, 0))  # (T, B)
+    traj = jax.jit(jax.value_and_grad(lambda q: jnp.sum(jnp.mean(runs(q, xs, status), 0))))
+    compile_s, seconds = timed(traj, params)
+    samples = np.asarray(jax.jit(runs)(params, xs, status))  # (T, B)
+    sigma = float(np.std(samples.sum(1), ddof=1))  # of one trajectory's estimate of sum_b <Z>_b
+    out["trajectories"] = dict(compile_s=compile_s, s=seconds, trajectories=t, sigma=sigma,
+                               mean=float(samples.sum(1).mean()), exact=value)
+    for eps in (1e-2, 1e-3):
+        need = (sigma / eps) ** 2
+        out["trajectories"][f"s_at_error_{eps:g}"] = seconds * need / t
+        out["trajectories"][f"trajectories_at_error_{eps:g}"] = need
+    print(f"  {'trajectories':15s} {out['trajectories']}", flush=True)
+    dm_batch = min(batch, args.dm_batch)
+
+    def density(q, x):
+        with tc_context("complex64") as tc:
+            c = tc.DMCircuit(n, inputs=x)
+            _noisy(c, fn, q, lambda qubit, k: c.depolarizing(qubit, px=p / 3, py=p / 3, pz=p / 3))
+            return jnp.real(c.expectation_ps(z=[n - 1]))
+
+    dm = jax.jit(jax.value_and_grad(lambda q: jnp.sum(jax.vmap(density, in_axes=(None, 0))(q, xs[:dm_batch]))))
+    try:
+        compile_s, seconds = timed(dm, params, repeat=1)
+        out["density_matrix"] = dict(compile_s=compile_s, s=seconds * batch / dm_batch, measured_batch=dm_batch)
+    except jax.errors.JaxRuntimeError as exc:  # at 10 qubits its reverse mode asks for tens of GB
+        out["density_matrix"] = dict(failed=str(exc).splitlines()[0][:200], measured_batch=dm_batch)
+    print(f"  {'density_matrix':15s} {out['density_matrix']}", flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--qubits", type=int, default=10)
+    ap.add_argument("--depth", type=int, default=6)
+    ap.add_argument("--depth-compare", type=int, default=2, help="depth of the value-and-gradient comparison")
+    ap.add_argument("--replicas", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--p", type=float, default=0.01)
+    ap.add_argument("--shots", type=int, default=1000)
+    ap.add_argument("--shift", action="store_true", help="also time the 'shift' gradient (2P circuits per step)")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--dm-batch", type=int, default=4, help="examples the density matrix is timed on (scaled)")
+    ap.add_argument("--trajectories", type=int, default=16)
+    ap.add_argument("--skip-training", action="store_true")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    from qrobust.experiments.settings import load_dataset
+
+    result = dict(args=vars(args), devices=[str(d) for d in jax.devices()])
+    if not args.skip_training:
+        print(f"training, {args.qubits} qubits, depth {args.depth}, MNIST (500 samples, batch 256):", flush=True)
+        result["training"] = training(args, load_dataset("mnist"))
+    print(f"one value-and-gradient over {args.batch} examples, depth {args.depth_compare}, depolarizing "
+          f"{args.p} after every gate:", flush=True)
+    result["comparison"] = c = comparison(args)
+    h = c["heisenberg"]["s"]
+    for eps in (1e-2, 1e-3):
+        print(f"  trajectories at standard error {eps:g} / heisenberg (exact): "
+              f"{c['trajectories'][f's_at_error_{eps:g}'] / h:.1f}x")
+    if "s" in c["density_matrix"]:
+        print(f"  density matrix / heisenberg: {c['density_matrix']['s'] / h:.1f}x")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""A QNN on a device: gate noise and readout error ("heisenberg") against TensorCircuit's own density matrices
+(``tc.DMCircuit`` with its channels), finite shots against their exact statistics, and the options that set them."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from qrobust.backend import tc_context
+from qrobust.cli import main
+from qrobust.errors import ConfigError
+from qrobust.models import qnn
+from qrobust.models.ansatze import ansatz as library
+from qrobust.models.noise import parse, parse_axis
+from qrobust.models.shots import estimate, parse_axis as shots_axis, sampled, shifted
+
+
+def dm_reference(fn, n, noise, measured, encoding="amplitude"):
+    """``expectation(params, x)``, jitted: <Z_measured> of TensorCircuit's density matrix in complex128, ``fn``'s
+    gates each followed by TensorCircuit's channels on its qubits, the readout flip as its affine map."""
+    run = jax.jit(lambda params, x: dm_expectation(fn, n, noise, params, x, measured, encoding=encoding))
+    return lambda params, x: float(run(jnp.asarray(params), jnp.asarray(x)))
+
+
+def dm_expectation(fn, n, noise, params, x, measured, dtype="complex128", encoding="amplitude"):
+    noise = parse(noise)
+    with tc_context(dtype) as tc:
+        c = tc.DMCircuit(n, inputs=x) if encoding == "amplitude" else tc.DMCircuit(n)
+        if encoding == "angle":
+            for q in range(x.shape[-1]):
+                c.ry(q, theta=x[q])
+
+        class Noisy:  # every gate method of c, then the channels on the qubits it named
+            def __getattr__(self, gate):
+                def call(*qubits, **kw):
+                    getattr(c, gate)(*qubits, **kw)
+                    for q in qubits:
+                        for name, p in noise.gate_channels:
+                            if name == "depolarizing":
+                                c.depolarizing(q, px=p / 3, py=p / 3, pz=p / 3)
+                            elif name == "dephasing":
+                                c.depolarizing(q, px=0.0, py=0.0, pz=p)
+                            else:
+                                c.amplitudedamping(q, gamma=p, p=1.0)
+                return call
+
+        fn(Noisy(), params, None)
+        return (1 - 2 * noise.readout) * jnp.real(c.expectation_ps(z=[measured]))
+
+
+def _state(rng, n):
+    v = rng.normal(size=2**n) + 1j * rng.normal(size=2**n)
+    return v / np.linalg.norm(v)
+
+
+def _user_circuit(c, params, x):
+    """A user's circuit: gates the library does not use (H, CNOT, RXX, a fixed unitary), parameters shared."""
+    n = 5
+    for q in range(n):
+        c.h(q)
+        c.ry(q, theta=params[q])
+    for q in range(n - 1):
+        c.cnot(q, q + 1)
+        c.rxx(q, q + 1, theta=params[n + q])
+    c.any(0, 2, unitary=np.kron(np.array([[0, 1], [1, 0]]), np.array([[1, 0], [0, 1j]])))
+    for q in range(n):
+        c.rz(q, theta=params[2 * n - 1 + q])
+
+
+CASES = [("hea", 5, 1, "depolarizing:0.02", None),
+         ("rxry_cnot", 6, 1, "dephasing:0.05+amplitude_damping:0.03+readout:0.04", None),
+         pytest.param("hea_cz", 5, 2, "amplitude_damping:0.08", 2, marks=pytest.mark.slow),
+         pytest.param("hea", 6, 3, "depolarizing:0.01+dephasing:0.01+amplitude_damping:0.01", 3,
+                      marks=pytest.mark.slow),
+         (_user_circuit, 5, 1, "depolarizing:0.03+amplitude_damping:0.02+readout:0.02", 1)]
+
+
+@pytest.mark.parametrize("circuit, n, depth, noise, measured", CASES)
+def test_noisy_outputs_and_gradients_match_tensorcircuit_density_matrices(x64, circuit, n, depth, noise, measured):
+    """complex64 "heisenberg" against complex128 ``tc.DMCircuit``: <Z> to 1e-5, its gradient (central differences
+    of the reference, step 1e-4: error ~1e-8) to 1e-5, on random parameters and states."""
+    rng = np.random.default_rng(n + depth)
+    user = callable(circuit)
+    model = qnn(n, depth, ansatz=circuit, n_params=14 if user else None, noise=noise, measured=measured,
+                simulator="heisenberg")
+    fn = circuit if user else library(circuit).circuit(n, depth)
+    m = n - 1 if measured is None else measured
+    shape = jax.eval_shape(model.init, jax.random.PRNGKey(0)).shape
+    params = rng.uniform(-np.pi, np.pi, size=shape)
+    states = np.stack([_state(rng, n) for _ in range(2)])
+    ours = np.asarray(jax.jit(model.apply_batch)(jnp.asarray(params, jnp.float32), model.prepare(states))) / 5
+    reference = dm_reference(fn, n, noise, m)
+    theirs = [reference(params, s) for s in states]
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    grad = np.asarray(jax.jit(jax.grad(lambda p: model.apply_batch(p, model.prepare(states[:1]))[0]))(
+        jnp.asarray(params, jnp.float32))).reshape(-1) / 5
+    for j in rng.choice(params.size, 3, replace=False):
+        e = np.zeros(params.size)
+        e[j] = 1e-4
+        up, down = (reference(params + s * e.reshape(shape), states[0]) for s in (1, -1))
+        assert abs(grad[j] - (up - down) / 2e-4) < 1e-5
+
+
+@pytest.mark.slow
+def test_angle_encoded_inputs_are_prepared_exactly_and_the_ansatz_is_noisy(x64):
+    rng = np.random.default_rng(3)
+    n, noise = 3, "depolarizing:0.05"
+    model = qnn(n, 2, ansatz="hea_cz", encoding="angle", noise=noise)
+    params = rng.uniform(-np.pi, np.pi, size=(2, n, 2))
+    x = rng.uniform(0, np.pi, size=(2, n))
+    ours = np.asarray(model.apply_batch(jnp.asarray(params, jnp.float32), model.prepare(x))) / 5
+    reference = dm_reference(library("hea_cz").circuit(n, 2), n, noise, n - 1, encoding="angle")
+    theirs = [reference(params, xi) for xi in x]
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_ten_qubits_against_tensorcircuit_density_matrix(x64):
+    rng = np.random.default_rng(10)
+    model = qnn(10, 2, noise="depolarizing:0.01+amplitude_damping:0.01+readout:0.01")
+    params = rng.uniform(-np.pi, np.pi, size=(2, 10, 4))
+    state = _state(rng, 10)
+    ours = float(model.apply_batch(jnp.asarray(params, jnp.float32), model.prepare(state[None]))[0]) / 5
+    assert abs(ours - dm_reference(library("hea").circuit(10, 2), 10, model.settings["noise"], 9)(params, state)) < 1e-5
+
+
+def test_the_registry_chooses_heisenberg_for_noise_and_refuses_an_exact_simulator():
+    model = qnn(3, 1, noise="dephasing:0.1")
+    assert model.settings["simulator"] == "heisenberg" and model.settings["noise"] == "dephasing:0.1"
+    assert "exact circuits only, not the dephasing channel" in model.settings["simulator_reason"]
+    with pytest.raises(ConfigError, match="'xla-gates' cannot run this QNN: it runs exact circuits only"):
+        qnn(3, 1, noise="dephasing:0.1", simulator="xla-gates")
+    with pytest.raises(ConfigError, match="no simulator runs this noisy QNN .heisenberg: it takes amplitude or angle "
+                                          "encoded inputs only, not reupload"):
+        qnn(3, 1, ansatz="reupload", encoding="reupload", noise="dephasing:0.1")
+    exact = qnn(3, 2, noise="none")
+    assert exact.settings["simulator"] != "heisenberg"  # an exact circuit never lands on it, but runs on it if named
+    named = qnn(3, 2, simulator="heisenberg")
+    params = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 4))
+    xs = exact.prepare(np.stack([_state(np.random.default_rng(s), 3) for s in range(3)]))
+    np.testing.assert_allclose(named.apply_batch(params, xs), exact.apply_batch(params, xs), atol=1e-5)
+
+
+def test_noise_labels_parse_and_bad_ones_are_refused_by_name():
+    assert parse_axis("depolarizing:0.001,0.01") == ("depolarizing:0.001", "depolarizing:0.01")
+    assert parse_axis("none,dephasing:0.1+readout:0.02,0") == ("none", "dephasing:0.1+readout:0.02", "none")
+    assert parse("depolarizing:0").exact
+    assert shots_axis("100,1000,inf") == (100, 1000, None) and shots_axis("0,none") == (None, None)
+    for bad, message in (("foo:0.1", "unknown noise channel 'foo'"), ("depolarizing:2", r"in \(0, 1\]"),
+                         ("0.01", "needs a channel"), ("depolarizing:x", "not a number"),
+                         ("readout:0.5", ">= 0.5"), ("dephasing:0.1+dephasing:0.2", "given twice")):
+        with pytest.raises(ConfigError, match=message):
+            parse_axis(bad)
+    for bad in ("abc", "-5", "1.5", "nan"):
+        with pytest.raises(ConfigError, match="--shots"):
+            shots_axis(bad)
+
+
+def test_shot_estimates_have_the_binomial_mean_and_variance():
+    """20,000 draws of N = 50 shots: mean within 5 standard errors, variance within 5% (its standard error is
+    sqrt(2 / 20000) = 1%)."""
+    m = jnp.array([-0.9, -0.3, 0.0, 0.6])
+    draws = np.asarray(jax.vmap(lambda k: estimate(k, m, 50))(jax.random.split(jax.random.PRNGKey(0), 20000)))
+    var = (1 - np.asarray(m) ** 2) / 50
+    assert np.all(np.abs(draws.mean(0) - np.asarray(m)) < 5 * np.sqrt(var / 20000))
+    np.testing.assert_allclose(draws.var(0), var, rtol=0.05)
+
+
+@pytest.mark.parametrize("gradient", ["shift", "gaussian"])
+def test_shot_gradients_have_the_parameter_shift_mean_and_variance(gradient):
+    """The gradient of sum_b c_b logit_b at N = 40 shots, over 2,000 keys: the mean within 5 standard errors of
+    the exact gradient; the variance within 20% (standard error sqrt(2 / 2000) = 3.2%) of the parameter-shift
+    estimate's, sum_b c_b^2 s^2 (2 - m_+^2 - m_-^2) / (4N) ("shift"), or of its bound s^2 sum_b c_b^2 / (2N)
+    ("gaussian")."""
+    n, shots, scale = 3, 40, 5.0
+    rng = np.random.default_rng(1)
+    model = qnn(n, 1, shots=shots, shot_gradient=gradient)
+    params = jnp.asarray(rng.uniform(-np.pi, np.pi, size=(1, n, 4)), jnp.float32)
+    xs = model.prepare(np.stack([_state(rng, n) for _ in range(3)]))
+    c = jnp.array([1.0, -0.5, 2.0])
+    grads = jax.vmap(lambda k: jax.grad(lambda p: jnp.sum(c * model.sample(p, xs, k)))(params))(
+        jax.random.split(jax.random.PRNGKey(7), 2000)).reshape(2000, -1)
+    exact = np.asarray(jax.grad(lambda p: jnp.sum(c * model.apply_batch(p, xs)))(params)).reshape(-1)
+    if gradient == "shift":
+        m = np.asarray(shifted(model.apply_batch, params, xs)) / scale  # (P, 2, B)
+        var = (np.asarray(c) ** 2 * scale**2 * (2 - m[:, 0] ** 2 - m[:, 1] ** 2) / (4 * shots)).sum(1)
+    else:
+        var = np.full(exact.shape, scale**2 * float(jnp.sum(c**2)) / (2 * shots))
+    grads = np.asarray(grads)
+    assert np.all(np.abs(grads.mean(0) - exact) < 5 * np.sqrt(var / 2000))
+    np.testing.assert_allclose(grads.var(0), var, rtol=0.2)
+
+
+def test_a_user_circuit_outside_the_shift_rule_is_refused_for_shift_gradients():
+    def shared(c, params, x):  # one parameter in two rotations: the two-term shift rule does not hold
+        c.rx(0, theta=params[0])
+        c.ry(1, theta=params[0])
+        c.cnot(0, 1)
+
+    with pytest.raises(ConfigError, match="parameter-shift rule does not give"):
+        qnn(2, 1, ansatz=shared, n_params=1, shots=100)
+    assert qnn(2, 1, ansatz=shared, n_params=1, shots=100, shot_gradient="gaussian").sample is not None
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--shots", "ten"], "--shots 'ten'"),
+    (["--noise", "depolarizing:1.5"], "strength must be a number in (0, 1]"),
+    (["--noise", "thermal:0.1"], "unknown noise channel 'thermal'"),
+    (["--noise", "0.01"], "needs a channel"),
+    (["--model", "mlp", "--shots", "100"], "--shots and --noise apply to the QNN"),
+    (["--shots", "100,100"], "shots 100 is given twice"),
+])
+def test_bad_device_options_get_one_message_and_nothing_is_written(tmp_path, capsys, args, message):
+    out = tmp_path / "run"
+    assert main(["sweep", "--dataset", "xxz", "--qubits", "4", "--no-progress", "--out", str(out)] + args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_tiny_sweep_with_shots_and_noise_records_them(tmp_path):
+    out = tmp_path / "run"
+    assert main(["sweep", "--dataset", "xxz", "--qubits", "4", "--n-train", "4", "--epochs", "1", "--seeds", "1",
+                 "--alphas", "0.5", "--corruption", "flip", "--model", "qnn", "--depth", "1", "--batch-size", "4",
+                 "--shots", "30", "--noise", "depolarizing:0.02", "--no-progress", "--out", str(out)]) == 0
+    import pandas as pd
+
+    results = pd.read_csv(out / "results.csv")
+    assert set(results.arch) == {"d1-s30-depolarizing0.02"}
+    assert set(results.shots) == {30.0} and set(results.noise) == {"depolarizing:0.02"}
+    assert np.isfinite(results.loss).all() and len(results) == 1  # one replica, one epoch
+    settings = json.loads((out / "config.json").read_text())["settings"]
+    assert settings["shots"] == [30] and settings["noise"] == ["depolarizing:0.02"]
+    assert settings["shot_gradient"] == "shift" and settings["simulators"] == {"qnn": "heisenberg"}
