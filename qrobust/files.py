@@ -136,14 +136,10 @@ def _write_all(fd: int, data: bytes, path: Path) -> None:
         view = view[os.write(fd, view):]
 
 
-def write_atomic(path, data: bytes | str, *, mode: int = 0o666) -> None:
-    """Write ``data`` (text as UTF-8) to ``path`` atomically: into a temporary file created new beside it
-    (never through a link, under a name no one can predict), written through the descriptor that created
-    it, then renamed into place (which replaces a link at ``path``, never writes through it). ``mode``
-    (less the umask) is the new file's. Any failure removes the temporary file and raises ``StorageError``
-    (``NoSpaceError`` for a full file system: it names the file system and the bytes needed)."""
-    path = Path(path)
-    data = data.encode() if isinstance(data, str) else bytes(data)
+def _write_temporary(path: Path, data: bytes, mode: int) -> Path:
+    """A new temporary file beside ``path`` (never through a link, under a name no one can predict) holding
+    ``data``, written through the descriptor that created it. Any failure removes it and raises
+    ``StorageError`` naming ``path`` (``NoSpaceError`` for a full file system: the file system and the bytes)."""
     tmp = None
     try:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
@@ -160,7 +156,7 @@ def write_atomic(path, data: bytes | str, *, mode: int = 0o666) -> None:
             _write_all(fd, data, path)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        return tmp
     except BaseException as exc:
         if tmp is not None:
             _discard(tmp)
@@ -169,14 +165,33 @@ def write_atomic(path, data: bytes | str, *, mode: int = 0o666) -> None:
         raise
 
 
+def _encoded(data: bytes | str) -> bytes:
+    return data.encode() if isinstance(data, str) else bytes(data)
+
+
+def write_atomic(path, data: bytes | str, *, mode: int = 0o666) -> None:
+    """Write ``data`` (text as UTF-8) to ``path`` atomically: into a temporary file (``_write_temporary``), then
+    renamed into place (which replaces a link at ``path``, never writes through it). ``mode`` (less the umask) is
+    the new file's. Any failure removes the temporary file and raises ``StorageError`` (``NoSpaceError`` for a
+    full file system: it names the file system and the bytes needed)."""
+    path, data = Path(path), _encoded(data)
+    tmp = _write_temporary(path, data, mode)
+    try:
+        os.replace(tmp, path)
+    except BaseException as exc:
+        _discard(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+            raise write_error(path, len(data), exc) from None
+        raise
+
+
 def write_new(path, data: bytes | str) -> bool:
     """Create ``path`` holding ``data`` unless it exists, atomically: the whole file is written to a temporary
-    file (``write_atomic``) then hard-linked to ``path``, which fails where ``path`` exists (on a shared file
+    file (``_write_temporary``) then hard-linked to ``path``, which fails where ``path`` exists (on a shared file
     system too), so of processes racing to create it exactly one does and none reads a partial file. Returns
     whether this call created it."""
-    path = Path(path)
-    tmp = _temporary_name(path)
-    write_atomic(tmp, data)
+    path, data = Path(path), _encoded(data)
+    tmp = _write_temporary(path, data, 0o666)
     try:
         os.link(tmp, path)
         return True
