@@ -2,6 +2,7 @@
 trained reads them back, and its tables and weights are those of the same study run alone, bit for bit."""
 
 import json
+import logging
 
 import jax
 import numpy as np
@@ -70,7 +71,9 @@ def test_a_study_evaluating_fewer_epochs_reads_the_metrics_it_needs(tmp_path, mo
     assert json.loads((tmp_path / "dense" / "replicas.json").read_text())["mlp"] == {"reused": 0, "trained": 1}
 
 
-def test_a_damaged_entry_is_not_read_and_the_replica_trains_again(tmp_path, caplog):
+def test_a_damaged_entry_is_not_read_and_the_replica_trains_again(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(logging.getLogger("qrobust"), "propagate", True)  # the CLI's tests turn it off
+    caplog.set_level(logging.WARNING, logger="qrobust")
     config = SweepConfig(**TINY, models=("mlp",), alphas=(0.5,), seeds=(0,))
     run_sweep(config, tmp_path / "a", progress=False)
     (entry,) = _entries()
