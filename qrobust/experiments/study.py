@@ -443,8 +443,9 @@ class Program:
             if digests is not None:
                 replicas.write(digests, flatten(params), metrics, recorded)
         if self.store is not None:
-            rows = np.stack([np.asarray(v, float) for v in (seeds, kinds, counts, rates)])
-            n = np.unique(rows, axis=1).shape[1]  # the chunk's replicas, not its padding (repeats of them)
+            streams = [None] * len(seeds) if stream is None else [r.tobytes() for r in np.asarray(stream, bool)]
+            n = len(set(zip(np.asarray(seeds).tolist(), np.asarray(kinds).tolist(), np.asarray(counts).tolist(),
+                            np.asarray(rates, float).tolist(), streams)))  # the chunk's replicas, not its padding
             self.store.record_replicas(self.name, n if stored is not None else 0, 0 if stored is not None else n,
                                        self._why_not())
         return params, metrics, data
