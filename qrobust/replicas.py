@@ -115,15 +115,11 @@ def _path(key: str) -> Path:
 
 
 def _load(key: str) -> dict | None:
+    """The stored entry of ``key`` (every array; it must hold its params and epochs), or None."""
     path = _path(key)
     if not path.exists():
         return None
-    try:
-        with np.load(path) as z:
-            names = [n for n in z.files if n != cache.DIGEST]
-    except (OSError, ValueError, EOFError):
-        names = ["params"]  # unreadable: load_arrays says why, once
-    return cache.load_arrays(path, names, what="a stored replica")
+    return cache.load_arrays(path, ("params", "recorded"), what="a stored replica")
 
 
 def read(keys: list[str], recorded) -> tuple[np.ndarray, dict] | None:
@@ -134,7 +130,7 @@ def read(keys: list[str], recorded) -> tuple[np.ndarray, dict] | None:
     found = []
     for key in keys:
         entry = _load(key)
-        if entry is None or "recorded" not in entry:
+        if entry is None:
             return None
         at = {int(e): j for j, e in enumerate(entry["recorded"])}
         if any(int(e) not in at for e in recorded):
@@ -150,8 +146,8 @@ def write(keys: list[str], params: np.ndarray, metrics: dict, recorded) -> None:
     of each metric, in ``keys``' order). An entry already stored is replaced only by one with more epochs."""
     recorded = np.asarray(recorded, int)
     for i, key in enumerate(keys):
-        old = _load(key) if _path(key).exists() else None
-        if old is not None and "recorded" in old and set(recorded.tolist()) <= set(old["recorded"].tolist()):
+        old = _load(key)
+        if old is not None and set(recorded.tolist()) <= set(old["recorded"].tolist()):
             continue
         cache.store_arrays(_path(key), {"params": np.asarray(params[i]), "recorded": recorded,
                                         **{f"m:{k}": np.asarray(v[i]) for k, v in metrics.items()}},
