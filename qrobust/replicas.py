@@ -33,7 +33,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import logging
 import os
 from pathlib import Path
 
@@ -42,7 +41,6 @@ import numpy as np
 import qrobust
 from qrobust import cache
 
-log = logging.getLogger("qrobust")
 VARIABLE = "QROBUST_REUSE"
 FORMAT = 1
 _TRAINER_OPTIONS = ("eval_every", "record_margins", "replica_mode")  # the only trainer keywords a reusable one has
@@ -127,15 +125,16 @@ def read(keys: list[str], recorded) -> tuple[np.ndarray, dict] | None:
     metrics at the 0-based epochs ``recorded`` (an entry holds those of the run that trained it: any subset of
     them is read back), or None unless every replica is stored, sound and has those epochs."""
     recorded = np.asarray(recorded, int)
-    found = []
-    for key in keys:
+    loaded = {}
+    for key in dict.fromkeys(keys):  # a chunk's padding repeats its replicas: each entry is read once
         entry = _load(key)
         if entry is None:
             return None
         at = {int(e): j for j, e in enumerate(entry["recorded"])}
         if any(int(e) not in at for e in recorded):
             return None
-        found.append((entry, [at[int(e)] for e in recorded]))
+        loaded[key] = (entry, [at[int(e)] for e in recorded])
+    found = [loaded[key] for key in keys]
     params = np.stack([e["params"] for e, _ in found])
     metrics = {n[2:]: np.stack([e[n][idx] for e, idx in found]) for n in found[0][0] if n.startswith("m:")}
     return params, metrics
@@ -145,7 +144,8 @@ def write(keys: list[str], params: np.ndarray, metrics: dict, recorded) -> None:
     """Keep each replica's flat params and its metrics at the 0-based epochs ``recorded`` (rows of ``params`` and
     of each metric, in ``keys``' order). An entry already stored is replaced only by one with more epochs."""
     recorded = np.asarray(recorded, int)
-    for i, key in enumerate(keys):
+    first = {key: i for i, key in reversed(list(enumerate(keys)))}  # padding repeats: each replica once
+    for key, i in first.items():
         old = _load(key)
         if old is not None and set(recorded.tolist()) <= set(old["recorded"].tolist()):
             continue
