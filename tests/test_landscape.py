@@ -3,13 +3,14 @@
 import json
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from qrobust.analysis.landscape import (full_hessian_trace_and_spectrum, hessian_trace, hutchinson_trace,
-                                        lanczos_eigenvalues)
+from qrobust.analysis.landscape import (curvature, dense_hessian, full_hessian_trace_and_spectrum, hessian_trace,
+                                        hutchinson_trace, lanczos_eigenvalues)
 from qrobust.models import mlp, qnn
 
 
@@ -68,6 +69,24 @@ def test_lanczos_top_eigenvalues(x64, make):
     _, spectrum = full_hessian_trace_and_spectrum(loss, params)
     top = np.asarray(lanczos_eigenvalues(loss, params, key=jax.random.PRNGKey(0), k=3, n_iter=min(40, spectrum.size)))
     np.testing.assert_allclose(top, spectrum[:3], rtol=1e-6, atol=1e-8)
+
+
+def test_the_dense_route_gives_the_products_measures(x64):
+    """``curvature`` (every measure from the dense Hessian, one program) against the dense Hessian of
+    ``jax.hessian`` and against the Hessian-vector-product measures with the same keys."""
+    loss, params = _mlp_loss()
+    exact, spectrum = full_hessian_trace_and_spectrum(loss, params)
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    reference = np.asarray(jax.hessian(lambda f: loss(unravel(f)))(flat))
+    np.testing.assert_allclose(np.asarray(dense_hessian(loss, params, batch=7)), (reference + reference.T) / 2,
+                               rtol=1e-9, atol=1e-12)
+    k_h, k_l = jax.random.PRNGKey(3), jax.random.PRNGKey(4)
+    trace, mean, se, top = curvature(loss, params, key_hutchinson=k_h, key_lanczos=k_l, n_samples=50, k=3,
+                                     n_iter=min(40, spectrum.size), batch=7)
+    assert abs(float(trace) - exact) <= 1e-9 * abs(exact)
+    by_products = hutchinson_trace(loss, params, key=k_h, n_samples=50, batch=7)
+    np.testing.assert_allclose([mean, se], by_products, rtol=1e-6)  # the same probes; float32 weights
+    np.testing.assert_allclose(np.asarray(top), spectrum[:3], rtol=1e-6, atol=1e-8)
 
 
 def test_lanczos_survives_breakdown_on_a_rank_one_hessian():

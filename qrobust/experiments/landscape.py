@@ -27,7 +27,7 @@ import numpy as np
 import optax
 import pandas as pd
 
-from qrobust.analysis.landscape import hessian_trace, hutchinson_trace, lanczos_eigenvalues
+from qrobust.analysis.landscape import curvature, hessian_trace, hutchinson_trace, lanczos_eigenvalues
 from qrobust.corruption import CORRUPTIONS, check_alpha, check_feasible
 from qrobust.errors import ConfigError
 from qrobust.experiments import study
@@ -66,6 +66,7 @@ class LandscapeConfig(StudyConfig):
     lanczos_k: int = 5
     lanczos_iter: int = 30
     exact_max_params: int = 20000
+    dense_max_params: int = 4096  # up to this many weights every measure comes from the dense Hessian (one program)
 
     def validate(self) -> "LandscapeConfig":
         self.validate_common()
@@ -147,13 +148,11 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
 
     def run(chunk):
         m, rows = chunk.program, chunk.padded
-        measure, exact_trace = measures[m]
         seeds = rows.seed.to_numpy()
         n_flip = np.array([counts[a] for a in rows.alpha], np.int32)
         params, metrics, _ = programs[m].train(seeds, np.full(len(rows), CORRUPTIONS.index("flip")), n_flip)
         keys = replica_keys(seeds)
-        held_loss, h_mean, h_se, top = measure(params, keys[HUTCHINSON], keys[LANCZOS])
-        exact = exact_trace(params) if n_params[m] <= config.exact_max_params else jnp.full(len(rows), jnp.nan)
+        held_loss, exact, h_mean, h_se, top = measures[m](params, keys[HUTCHINSON], keys[LANCZOS])
         k = len(chunk.rows)
         frame = chunk.rows.copy()
         frame["n_params"] = n_params[m]
@@ -180,22 +179,32 @@ def run_landscape(config: LandscapeConfig, out: str | Path | None = None, *, pro
 
 
 def _measures(hessian_model, dataset, held, config: LandscapeConfig):
-    """A model's compiled measurements, built once for all its chunks: (the Hutchinson and Lanczos measurements,
-    the exact trace), of ``hessian_model`` (the trained circuit on a simulator with forward mode) on the held-out
-    samples. Replicas are measured one after another inside one program (lax.map), Hessian-vector products a
-    few at a time: a QNN's products keep every intermediate statevector of the held-out samples alive."""
+    """A model's compiled measurement, built once for all its chunks: replica-stacked (params, Hutchinson keys,
+    Lanczos keys) -> (held-out loss, exact trace (NaN above ``exact_max_params`` weights), Hutchinson mean, its
+    standard error, top eigenvalues), of ``hessian_model`` (the trained circuit on a simulator with forward
+    mode) on the held-out samples. Up to ``dense_max_params`` weights every measure comes from the dense Hessian
+    (``curvature``: one program, one Hessian-vector product in it); above, from Hessian-vector products.
+    Replicas are measured one after another (lax.map), products a few at a time: a QNN's products keep every
+    intermediate statevector of the held-out samples alive."""
     xe = hessian_model.prepare(dataset.x_train[held])
     ye = jnp.asarray(dataset.y_train[held], jnp.float32)
+    n_params = count_params(jax.eval_shape(hessian_model.init, jax.random.PRNGKey(0)))
 
     def loss_at(p):
         return lambda q: jnp.mean(optax.sigmoid_binary_cross_entropy(batch_logits(hessian_model)(q, xe), ye))
 
-    def measure_one(p, k_h, k_l):
+    def dense(p, k_h, k_l):
+        trace, mean, se, top = curvature(loss_at(p), p, key_hutchinson=k_h, key_lanczos=k_l,
+                                         n_samples=config.hutchinson_samples, k=config.lanczos_k,
+                                         n_iter=config.lanczos_iter, batch=8)
+        return loss_at(p)(p), trace, mean, se, top
+
+    def by_products(p, k_h, k_l):
         loss = loss_at(p)
         mean, se = hutchinson_trace(loss, p, key=k_h, n_samples=config.hutchinson_samples, batch=8)
         top = lanczos_eigenvalues(loss, p, key=k_l, k=config.lanczos_k, n_iter=config.lanczos_iter)
-        return loss(p), mean, se, top
+        exact = hessian_trace(loss, p, batch=8) if n_params <= config.exact_max_params else jnp.full((), jnp.nan, mean.dtype)
+        return loss(p), exact, mean, se, top
 
-    measure = jax.jit(lambda *a: jax.lax.map(lambda b: measure_one(*b), a))
-    exact = jax.jit(lambda ps: jax.lax.map(lambda p: hessian_trace(loss_at(p), p, batch=8), ps))
-    return measure, exact
+    measure_one = dense if n_params <= config.dense_max_params else by_products
+    return jax.jit(lambda *a: jax.lax.map(lambda b: measure_one(*b), a))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -531,27 +532,56 @@ def open_store(out: str | Path | None, settings: dict, programs: dict, study: st
                         numerics=numerics(), claiming=claiming).open()
 
 
+INPUT_BLOCK = 8  # replicas per call of a chunk's input builder: its programs do not depend on the chunk size
+
+
+@jax.jit
+def _corrupted_block(seeds, kinds, counts, scores, x, y):
+    """A block's corrupted training sets (model-independent: one program per data shape, shared by every
+    model and study) and its shuffle keys."""
+    keys = replica_keys(seeds)
+    c = corrupt_replicas(kinds, keys[CORRUPT], x, y, counts, scores)
+    return c.x, c.y.astype(jnp.float32), jnp.broadcast_to(y, c.y.shape).astype(jnp.float32), c.mask, keys[SHUFFLE]
+
+
+@partial(jax.jit, static_argnums=1)
+def _joined(blocks, r: int):
+    """The blocks' arrays joined along the replica axis, cut to the chunk's ``r`` replicas."""
+    return jax.tree_util.tree_map(lambda *leaves: jnp.concatenate(leaves)[:r], *blocks)
+
+
 def make_chunk_inputs(model: Model, dataset: Dataset):
     """A function (seeds (R,), corruption index (R,), count (R,), scores (R, N) or None) -> (initial params,
-    shuffle keys, TrainData), jitted once per model, so that no chunk compiles anything new. Keys from the seed
-    alone (``qrobust.keys``): a seed's replica is the same in every study. ``scores``: the aimed poisoners'
-    priorities per replica (``qrobust.experiments.poisoners``; None: zeros, all the others need)."""
+    shuffle keys, TrainData). Keys from the seed alone (``qrobust.keys``): a seed's replica is the same in every
+    study. ``scores``: the aimed poisoners' priorities per replica (``qrobust.experiments.poisoners``; None:
+    zeros, all the others need).
+
+    The inputs are built ``INPUT_BLOCK`` replicas at a time (the chunk padded with repeats of its first replica,
+    then cut), so the builder compiles once per data shape (the corruption, shared by every model) and once per
+    model (its initial weights and its reading of the inputs), whatever the chunk sizes: a replica's inputs are
+    computed on their own, so they are the same in a block of any size."""
     x = jnp.asarray(dataset.x_train)  # float32 / complex64 (or 64-bit in x64 mode)
     y = jnp.asarray(dataset.y_train, jnp.int32)
 
     @jax.jit
-    def build(seeds, kinds, counts, scores, x, y):
-        keys = replica_keys(seeds)
-        c = corrupt_replicas(kinds, keys[CORRUPT], x, y, counts, scores)
-        y_clean = jnp.broadcast_to(y, c.y.shape).astype(jnp.float32)
-        data = plain_data(model.prepare(c.x), c.y.astype(jnp.float32), y_clean, c.mask)
-        return jax.vmap(model.init)(keys[INIT]), keys[SHUFFLE], data
+    def model_block(seeds, corrupted):
+        cx, cy, y_clean, mask, shuffle = corrupted
+        params = jax.vmap(model.init)(replica_keys(seeds)[INIT])
+        return params, shuffle, plain_data(model.prepare(cx), cy, y_clean, mask)
 
     def inputs(seeds, kinds, counts, scores=None):
+        r = jnp.shape(seeds)[0]
         if scores is None:
-            scores = jnp.zeros((jnp.shape(seeds)[0], y.shape[0]), jnp.float32)
-        return build(jnp.asarray(seeds), jnp.asarray(kinds), jnp.asarray(counts), jnp.asarray(scores, jnp.float32),
-                     x, y)
+            scores = jnp.zeros((r, y.shape[0]), jnp.float32)
+        args = [a if isinstance(a, jax.core.Tracer) else np.asarray(a)  # concrete: cut into blocks on the host
+                for a in (seeds, kinds, counts, scores)]
+        padded = np.concatenate([np.arange(r), np.zeros(-r % INPUT_BLOCK, int)])
+        blocks = []
+        for i in range(0, len(padded), INPUT_BLOCK):
+            seeds_b, kinds_b, counts_b, scores_b = (a[padded[i:i + INPUT_BLOCK]] for a in args)
+            corrupted = _corrupted_block(seeds_b, kinds_b, counts_b, scores_b.astype(jnp.float32), x, y)
+            blocks.append(model_block(seeds_b, corrupted))
+        return _joined(blocks, r)
 
     return inputs
 
