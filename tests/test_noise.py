@@ -19,34 +19,59 @@ from qrobust.models.shots import estimate, parse_axis as shots_axis, sampled, sh
 
 def dm_reference(fn, n, noise, measured, encoding="amplitude"):
     """``expectation(params, x)``, jitted: <Z_measured> of TensorCircuit's density matrix in complex128, ``fn``'s
-    gates each followed by TensorCircuit's channels on its qubits, the readout flip as its affine map."""
+    gates each followed by TensorCircuit's channels (``dm_expectation``), the readout flip as its affine map."""
     run = jax.jit(lambda params, x: dm_expectation(fn, n, noise, params, x, measured, encoding=encoding))
     return lambda params, x: float(run(jnp.asarray(params), jnp.asarray(x)))
 
 
+def _one_qubit_channel(c, name, p, q):
+    if name == "depolarizing":
+        c.depolarizing(q, px=p / 3, py=p / 3, pz=p / 3)
+    elif name == "dephasing":
+        c.depolarizing(q, px=0.0, py=0.0, pz=p)
+    else:
+        c.amplitudedamping(q, gamma=p, p=1.0)
+
+
 def dm_expectation(fn, n, noise, params, x, measured, dtype="complex128", encoding="amplitude"):
+    """The documented placements, written out on a ``tc.DMCircuit``: after each gate its "gate" channels in order
+    (one-qubit ones on each of its qubits, depolarizing2 as TensorCircuit's ``generaldepolarizingchannel(p/15, 2)``
+    on the pair of a two-qubit gate); at each ``barrier_instruction()`` and at the end, if a gate came since the
+    last layer's end, the "layer" channels on every qubit."""
     noise = parse(noise)
     with tc_context(dtype) as tc:
         c = tc.DMCircuit(n, inputs=x) if encoding == "amplitude" else tc.DMCircuit(n)
         if encoding == "angle":
             for q in range(x.shape[-1]):
                 c.ry(q, theta=x[q])
+        gates_in_layer = [0]
+
+        def end_layer():
+            if gates_in_layer[0]:
+                for name, p in noise.placed("layer"):
+                    for q in range(n):
+                        _one_qubit_channel(c, name, p, q)
+            gates_in_layer[0] = 0
 
         class Noisy:  # every gate method of c, then the channels on the qubits it named
             def __getattr__(self, gate):
+                if gate == "barrier_instruction":
+                    return lambda *qubits: end_layer()
+
                 def call(*qubits, **kw):
                     getattr(c, gate)(*qubits, **kw)
-                    for q in qubits:
-                        for name, p in noise.gate_channels:
-                            if name == "depolarizing":
-                                c.depolarizing(q, px=p / 3, py=p / 3, pz=p / 3)
-                            elif name == "dephasing":
-                                c.depolarizing(q, px=0.0, py=0.0, pz=p)
-                            else:
-                                c.amplitudedamping(q, gamma=p, p=1.0)
+                    gates_in_layer[0] += 1
+                    for name, p in noise.placed("gate"):
+                        if name == "depolarizing2":
+                            if len(qubits) == 2:
+                                c.apply_general_kraus(tc.channels.generaldepolarizingchannel(p / 15, 2), *qubits)
+                            continue
+                        for q in qubits:
+                            _one_qubit_channel(c, name, p, q)
                 return call
 
         fn(Noisy(), params, None)
+        end_layer()
         return (1 - 2 * noise.readout) * jnp.real(c.expectation_ps(z=[measured]))
 
 
@@ -69,12 +94,73 @@ def _user_circuit(c, params, x):
         c.rz(q, theta=params[2 * n - 1 + q])
 
 
+_user_circuit.n_params = 14
+
+
+class RandomCircuit:
+    """A user's circuit drawn at random on ``n`` qubits: ~6n gates among parametrised and fixed one-qubit gates,
+    parametrised and fixed two-qubit gates (a random unitary among them), a Toffoli (a gate on three qubits:
+    one-qubit channels on each, no depolarizing2), and layers marked by ``barrier_instruction()`` at random
+    places (at least one, a leading and a doubled one: layers without gates; the last layer closed by the
+    circuit's end, not a barrier)."""
+
+    ONE = ("rx", "ry", "rz", "h", "s")
+    TWO = ("rzz", "rxx", "ryy", "cnot", "cz", "any")
+
+    def __init__(self, n, seed):
+        rng = np.random.default_rng(seed)
+        self.n, self.__name__, self.ops, self.n_params = n, f"random{n}q{seed}", [("barrier",)], 0
+        for i in range(6 * n):
+            if rng.random() < 0.5:
+                gate, qubits = rng.choice(self.ONE), (int(rng.integers(n)),)
+            else:
+                gate, qubits = rng.choice(self.TWO), tuple(int(q) for q in rng.choice(n, 2, replace=False))
+            if i == 3 * n:
+                gate, qubits = "toffoli", tuple(int(q) for q in rng.choice(n, 3, replace=False))
+            extra = self._extra(gate, rng)
+            self.ops.append((gate, qubits, extra))
+            if i == n or (i < 5 * n and rng.random() < 0.2):
+                self.ops += [("barrier",)] * (2 if i == n else 1)
+
+    def _extra(self, gate, rng):
+        if gate == "any":
+            q, _ = np.linalg.qr(rng.normal(size=(4, 4)) + 1j * rng.normal(size=(4, 4)))
+            return q
+        if gate.startswith("r"):
+            self.n_params += 1
+            return self.n_params - 1
+        return None
+
+    def __call__(self, c, params, x):
+        for op in self.ops:
+            if op[0] == "barrier":
+                c.barrier_instruction()
+            elif op[0] == "any":
+                c.any(*op[1], unitary=op[2])
+            elif op[2] is not None:
+                getattr(c, op[0])(*op[1], theta=params[op[2]])
+            else:
+                getattr(c, op[0])(*op[1])
+
+    def __repr__(self):
+        return self.__name__
+
+
 CASES = [("hea", 5, 1, "depolarizing:0.02", None),
          ("rxry_cnot", 6, 1, "dephasing:0.05+amplitude_damping:0.03+readout:0.04", None),
          pytest.param("hea_cz", 5, 2, "amplitude_damping:0.08", 2, marks=pytest.mark.slow),
          pytest.param("hea", 6, 3, "depolarizing:0.01+dephasing:0.01+amplitude_damping:0.01", 3,
                       marks=pytest.mark.slow),
-         (_user_circuit, 5, 1, "depolarizing:0.03+amplitude_damping:0.02+readout:0.02", 1)]
+         (_user_circuit, 5, 1, "depolarizing:0.03+amplitude_damping:0.02+readout:0.02", 1),
+         # the two-qubit channel and the per-layer placement (issue 34): the library's circuits (their layers
+         # marked by the library) and random user circuits of 3 to 6 qubits
+         ("hea", 4, 2, "depolarizing@layer:0.03+amplitude_damping@layer:0.02+readout:0.01", 1),
+         ("rxry_cnot", 5, 2, "depolarizing2:0.05+depolarizing:0.01", None),
+         (RandomCircuit(3, 0), 3, 1, "depolarizing2:0.06+depolarizing:0.02", 0),
+         (RandomCircuit(4, 1), 4, 1, "depolarizing@layer:0.03+amplitude_damping@layer:0.04+readout:0.01", 2),
+         (RandomCircuit(5, 2), 5, 1, "amplitude_damping:0.02+depolarizing2:0.04+dephasing@layer:0.03", 1),
+         (RandomCircuit(6, 3), 6, 1, "dephasing@layer:0.02+depolarizing2:0.03+depolarizing@layer:0.01+dephasing:0.01",
+          4)]
 
 
 @pytest.mark.parametrize("circuit, n, depth, noise, measured", CASES)
@@ -83,8 +169,8 @@ def test_noisy_outputs_and_gradients_match_tensorcircuit_density_matrices(x64, c
     of the reference, step 1e-4: error ~1e-8) to 1e-5, on random parameters and states."""
     rng = np.random.default_rng(n + depth)
     user = callable(circuit)
-    model = qnn(n, depth, ansatz=circuit, n_params=14 if user else None, noise=noise, measured=measured,
-                simulator="heisenberg")
+    model = qnn(n, depth, ansatz=circuit, n_params=circuit.n_params if user else None, noise=noise,
+                measured=measured, simulator="heisenberg")
     fn = circuit if user else library(circuit).circuit(n, depth)
     m = n - 1 if measured is None else measured
     shape = jax.eval_shape(model.init, jax.random.PRNGKey(0)).shape
@@ -101,6 +187,18 @@ def test_noisy_outputs_and_gradients_match_tensorcircuit_density_matrices(x64, c
         e[j] = 1e-4
         up, down = (reference(params + s * e.reshape(shape), states[0]) for s in (1, -1))
         assert abs(grad[j] - (up - down) / 2e-4) < 1e-5
+
+
+def test_the_reference_tells_the_placements_and_the_pair_channel_apart(x64):
+    """The reference above is not blind to what the cases check: on one random circuit, per-gate and per-layer
+    depolarizing, depolarizing2 and the exact circuit give <Z> values that differ by far more than the 1e-5
+    tolerance (each of the first three is what "heisenberg" computes: the cases above)."""
+    circuit, n = RandomCircuit(4, 1), 4
+    rng = np.random.default_rng(0)
+    params, state = rng.uniform(-np.pi, np.pi, size=circuit.n_params), _state(rng, 4)
+    values = [dm_reference(circuit, n, noise, 2)(params, state)
+              for noise in ("depolarizing:0.05", "depolarizing@layer:0.05", "depolarizing2:0.05", "none")]
+    assert min(abs(a - b) for i, a in enumerate(values) for b in values[i + 1:]) > 1e-3
 
 
 @pytest.mark.slow
@@ -145,17 +243,54 @@ def test_the_registry_chooses_heisenberg_for_noise_and_refuses_an_exact_simulato
 
 def test_noise_labels_parse_and_bad_ones_are_refused_by_name():
     assert parse_axis("depolarizing:0.001,0.01") == ("depolarizing:0.001", "depolarizing:0.01")
+    assert parse_axis("depolarizing@layer:0.001,0.01") == ("depolarizing@layer:0.001", "depolarizing@layer:0.01")
+    assert parse("Depolarizing @ Gate:0.01+depolarizing2:0.02").label == "depolarizing:0.01+depolarizing2:0.02"
+    both = parse("depolarizing:0.01+dephasing@layer:0.02+depolarizing2:0.03+readout:0.04")
+    assert both.gate_channels == (("depolarizing", 0.01),) and both.layer_channels == (("dephasing", 0.02),)
+    assert both.placed("gate") == (("depolarizing", 0.01), ("depolarizing2", 0.03)) and both.readout == 0.04
+    assert both.placements == ("gate", "layer") and parse(both.label) == both
     assert parse_axis("none,dephasing:0.1+readout:0.02,0") == ("none", "dephasing:0.1+readout:0.02", "none")
     assert parse("depolarizing:0").exact
     assert shots_axis("100,1000,inf") == (100, 1000, None) and shots_axis("0,none") == (None, None)
     for bad, message in (("foo:0.1", "unknown noise channel 'foo'"), ("depolarizing:2", r"in \(0, 1\]"),
                          ("0.01", "needs a channel"), ("depolarizing:x", "not a number"),
-                         ("readout:0.5", ">= 0.5"), ("dephasing:0.1+dephasing:0.2", "given twice")):
+                         ("readout:0.5", ">= 0.5"), ("dephasing:0.1+dephasing:0.2", "given twice"),
+                         ("depolarizing@moment:0.1", "cannot be placed 'moment'"),
+                         ("depolarizing2@layer:0.1", "cannot be placed 'layer'"),
+                         ("readout@gate:0.1", "takes no @placement"),
+                         ("dephasing@layer:0.1+dephasing@layer:0.2", "given twice")):
         with pytest.raises(ConfigError, match=message):
             parse_axis(bad)
     for bad in ("abc", "-5", "1.5", "nan"):
         with pytest.raises(ConfigError, match="--shots"):
             shots_axis(bad)
+
+
+def test_a_circuit_that_marks_no_layer_is_refused_for_noise_per_layer():
+    def unmarked(c, params, x):
+        c.ry(0, theta=params[0])
+        c.cnot(0, 1)
+
+    with pytest.raises(ConfigError, match="the 'unmarked' circuit marks none: end each layer with "
+                                          r"c.barrier_instruction\(\)"):
+        qnn(2, 1, ansatz=unmarked, n_params=1, noise="depolarizing@layer:0.01")
+    assert qnn(2, 1, ansatz=unmarked, n_params=1, noise="depolarizing:0.01").settings["noise"] == "depolarizing:0.01"
+    with pytest.raises(ConfigError, match="'xla-gates' cannot run this QNN: it runs exact circuits only, not the "
+                                          "depolarizing2 channel"):
+        qnn(3, 1, noise="depolarizing2:0.01", simulator="xla-gates")
+
+
+def test_the_classical_models_are_read_exactly_beside_a_device_grid():
+    """--shots and --noise make programs of the QNN only: the MLP trains once, recorded as read exactly."""
+    from qrobust.experiments.sweep_grid import SweepConfig, architecture_columns
+
+    config = SweepConfig(dataset="xxz", n_qubits=4, models=("qnn", "mlp"), shots=(30, None),
+                         noise=("none", "depolarizing@layer:0.01"))
+    assert len(config.programs("qnn")) == 4 and list(config.programs("mlp")) == ["mlp"]
+    (_, arch), = config.programs("mlp").values()
+    columns = architecture_columns("mlp", arch, 10)
+    assert columns["shots"] == float("inf") and columns["noise"] == "none"
+    assert "qnn_d4-s30-depolarizing@layer0.01" in config.programs("qnn")
 
 
 def test_shot_estimates_have_the_binomial_mean_and_variance():
@@ -209,6 +344,7 @@ def test_a_user_circuit_outside_the_shift_rule_is_refused_for_shift_gradients():
     (["--noise", "depolarizing:1.5"], "strength must be a number in (0, 1]"),
     (["--noise", "thermal:0.1"], "unknown noise channel 'thermal'"),
     (["--noise", "0.01"], "needs a channel"),
+    (["--noise", "readout@layer:0.1"], "takes no @placement"),
     (["--model", "mlp", "--shots", "100"], "--shots and --noise apply to the QNN"),
     (["--shots", "100,100"], "shots 100 is given twice"),
 ])
@@ -224,13 +360,15 @@ def test_tiny_sweep_with_shots_and_noise_records_them(tmp_path):
     out = tmp_path / "run"
     assert main(["sweep", "--dataset", "xxz", "--qubits", "4", "--n-train", "4", "--epochs", "1", "--seeds", "1",
                  "--alphas", "0.5", "--corruption", "flip", "--model", "qnn", "--depth", "1", "--batch-size", "4",
-                 "--shots", "30", "--noise", "depolarizing:0.02", "--no-progress", "--out", str(out)]) == 0
+                 "--shots", "30", "--noise", "depolarizing:0.02+depolarizing2:0.01+dephasing@layer:0.01",
+                 "--no-progress", "--out", str(out)]) == 0
     import pandas as pd
 
+    noise = "depolarizing:0.02+depolarizing2:0.01+dephasing@layer:0.01"
     results = pd.read_csv(out / "results.csv")
-    assert set(results.arch) == {"d1-s30-depolarizing0.02"}
-    assert set(results.shots) == {30.0} and set(results.noise) == {"depolarizing:0.02"}
+    assert set(results.arch) == {"d1-s30-" + noise.replace(":", "")}
+    assert set(results.shots) == {30.0} and set(results.noise) == {noise}
     assert np.isfinite(results.loss).all() and len(results) == 1  # one replica, one epoch
     settings = json.loads((out / "config.json").read_text())["settings"]
-    assert settings["shots"] == [30] and settings["noise"] == ["depolarizing:0.02"]
+    assert settings["shots"] == [30] and settings["noise"] == [noise]
     assert settings["shot_gradient"] == "shift" and settings["simulators"] == {"qnn": "heisenberg"}

@@ -164,9 +164,10 @@ class StudyConfig:
              "classical models are read exactly (docs/device.md)")
     noise: tuple[str, ...] = option(
         ("none",), group="models", parse=noise_axis, metavar="CHANNEL:P,...",
-        help="gate noise after every gate of the QNN, and readout error: depolarizing, dephasing, amplitude_damping, "
-             "readout, e.g. depolarizing:0.001,0.01 (a grid axis), CH:P+CH:P for several at once; none: exact (the "
-             "default). Runs on the heisenberg simulator (docs/device.md)")
+        help="gate noise of the QNN, and readout error: depolarizing, dephasing, amplitude_damping (after every "
+             "gate on its qubits, or CH@layer:P once per layer on every qubit), depolarizing2 (on the pair of every "
+             "two-qubit gate), readout, e.g. depolarizing:0.001,0.01 (a grid axis), CH:P+CH:P for several at once; "
+             "none: exact (the default). Runs on the heisenberg simulator (docs/device.md)")
     shot_gradient: str = option(
         "shift", group="models", choices=SHOT_GRADIENTS,
         help="with --shots, the QNN's gradient: shift (each parameter-shift term sampled from N shots, as a device "

@@ -6,7 +6,9 @@ input's features itself (data re-uploading). A user's own circuit is one more ``
 (``Ansatz.from_function``, or simply the function given to ``qnn``), usable wherever a library name is.
 Every simulator reads the circuit from here (``qrobust.models.circuit``): the gate-level ones record its
 gates; the fast kernels for the paper's two circuits ("hea", "rxry_cnot") read their structure
-(``qrobust.models.hea``), which a test holds against the recorded gates.
+(``qrobust.models.hea``), which a test holds against the recorded gates. Each library circuit ends every layer
+with ``c.barrier_instruction()`` (no effect on the state): where noise placed per layer acts
+(``qrobust.models.noise``); a user's circuit marks its layers the same way.
 
   hea        the paper's: per layer RX(a) RY(b) RX(c) on every qubit, then RZZ(e) on every ring pair
              (i, i+1 mod n); parameters (d, n, 4) = [a, b, c, e] per layer and qubit.
@@ -71,6 +73,7 @@ def _hea(n: int, depth: int):
                 c.rx(q, theta=p[layer, q, 2])
             for q in range(n):
                 c.rzz(q, (q + 1) % n, theta=p[layer, q, 3])
+            c.barrier_instruction()  # the layer's end (noise placed per layer: qrobust.models.noise)
     return circuit
 
 
@@ -83,6 +86,7 @@ def _rxry_cnot(n: int, depth: int):
                 c.ry(q, theta=p[layer, q, 1])
             for q in range(n):
                 c.cnot(q, (q + 1) % n)
+            c.barrier_instruction()
     return circuit
 
 
@@ -95,6 +99,7 @@ def _hea_cz(n: int, depth: int):
                 c.rz(q, theta=p[layer, q, 1])
             for q in range(n - 1):
                 c.cz(q, q + 1)
+            c.barrier_instruction()
     return circuit
 
 
@@ -109,6 +114,7 @@ def _reupload(n: int, depth: int):
                 c.rz(q, theta=p[layer, q, 1])
             for q in range(n - 1):
                 c.cz(q, q + 1)
+            c.barrier_instruction()
     return circuit
 
 

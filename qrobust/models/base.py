@@ -44,6 +44,7 @@ class Capabilities(NamedTuple):
     gates_only: it runs the recorded gates, so they must stand for the circuit (no channels, measurements).
     native_gates: it runs them on the native kernel (one- and two-qubit gates and permutations only).
     channels: the noise channels it runs (``qrobust.models.noise.CHANNELS``); none: exact circuits only.
+    placements: where it places them (``qrobust.models.noise.PLACEMENTS``: after each gate, once per layer).
     ``unavailable()`` returns why it cannot be used on this machine, or None.
     """
 
@@ -59,6 +60,7 @@ class Capabilities(NamedTuple):
     gates_only: bool = False
     native_gates: bool = False
     channels: tuple[str, ...] = ()
+    placements: tuple[str, ...] = ()
 
 
 class SimOptions(NamedTuple):

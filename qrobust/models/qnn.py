@@ -32,7 +32,7 @@ from qrobust.models.base import Model, SimOptions
 from qrobust.models.blocks import PRECISIONS, Layout
 from qrobust.models.circuit import Circuit
 from qrobust.models.hea import cones, light_cone, ring_zz_signs, rotation_matrix
-from qrobust.models.noise import Noise, parse as parse_noise
+from qrobust.models.noise import Noise, layer_problem, parse as parse_noise
 from qrobust.models.shots import SHOT_GRADIENTS, check_shots, sampled, shift_problem
 
 _LIBRARY_SHIFT = ("hea", "rxry_cnot", "hea_cz", "reupload")  # every parameter in one Pauli rotation (ansatze.py)
@@ -166,7 +166,9 @@ def qnn(
       forward_mode: the model must support forward mode (``jax.jvp``, as Hessian-vector products do): the
         default simulator is then one that has it, and one that has not is refused.
       noise: gate and readout noise (``qrobust.models.noise``): a ``Noise`` or its label, "depolarizing:0.01",
-        "amplitude_damping:0.01+readout:0.02"; None / "none": exact. A noisy circuit runs on "heisenberg".
+        "amplitude_damping:0.01+depolarizing2:0.02+readout:0.02", "depolarizing@layer:0.01" (once per layer on
+        every qubit; a layer ends at each ``c.barrier_instruction()``); None / "none": exact. A noisy circuit
+        runs on "heisenberg".
       shots: None (exact outputs) or N: the engine trains on and records N-shot estimates of each output, with
         the parameter-shift gradient at N shots per term (``qrobust.models.shots``); ``apply`` stays exact.
       shot_gradient: "shift" (exact sampling of every shifted term, the default) or "gaussian" (the exact
@@ -183,6 +185,9 @@ def qnn(
         simulator, passed_over = choose_simulator(circuit, dtype, forward_mode=forward_mode)
     check_simulator(simulator, circuit, dtype, forward_mode=forward_mode)
     _check_options(simulator, contractor, matmul_precision)
+    layers = layer_problem(circuit, dtype)
+    if layers is not None:
+        raise ConfigError(layers)
     apply, apply_batch = simulators.build(simulator, circuit, SimOptions(
         dtype=dtype, contractor=contractor, block_size=block_size, matmul_precision=matmul_precision))
     shape, rdt = circuit.param_shape, real_dtype(dtype)

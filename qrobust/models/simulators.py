@@ -13,7 +13,8 @@ module, and a ``build(circuit, options) -> (apply, apply_batch)``:
   "pallas"        ``qrobust.models.pallas_sim``: "hea" as fused Pallas kernels that keep each state on chip (GPU;
                   interpreted on CPU, for tests only); never the default until measured on a GPU.
   "heisenberg"    ``qrobust.models.noise``: any circuit's recorded gates with gate noise and readout error, exactly
-                  (the observable carried back through the noisy circuit, then one quadratic form per example);
+                  (the observable carried back through the noisy circuit, then one quadratic form per example),
+                  the noise after each gate or once per layer;
                   the only one that runs channels; after "tc-gates", so an exact circuit never lands on it.
 
 ``why_not`` names the first reason a simulator cannot run a circuit here (None: it can); ``choose`` picks the
@@ -64,7 +65,8 @@ def _registry() -> dict[str, Simulator]:
         "xla-gates": Simulator(gates._replace(gates_only=True), circuits.build_xla_gates),
         "tc-gates": Simulator(gates, circuits.build_tc_gates),
         "heisenberg": Simulator(gates._replace(gates_only=True, whole_batch=True, max_qubits=noise.MAX_QUBITS,
-                                               encodings=("amplitude", "angle"), channels=noise.CHANNELS),
+                                               encodings=("amplitude", "angle"), channels=noise.CHANNELS,
+                                               placements=noise.PLACEMENTS),
                                 noise.build_heisenberg),
         "pallas": Simulator(pallas_sim.CAPABILITIES, _structured(pallas_sim.build, True)),
     }
@@ -85,10 +87,13 @@ def capabilities(name: str) -> Capabilities:
 def why_not(name: str, circuit: Circuit, *, dtype: str, on_accelerator: bool, forward_mode: bool = False) -> str | None:
     """Why simulator ``name`` cannot run ``circuit`` here (the first reason found), or None if it can."""
     c = capabilities(name)
-    missing = [channel for channel, _ in circuit.noise.channels if channel not in c.channels]
+    missing = [channel for channel in circuit.noise.names if channel not in c.channels]
     if missing:
         return (f"it runs exact circuits only, not the {', '.join(missing)} channel" if not c.channels else
                 f"it runs the {', '.join(c.channels)} channels only, not {', '.join(missing)}")
+    unplaced = [p for p in circuit.noise.placements if p not in c.placements]
+    if unplaced:
+        return f"it places noise {' or '.join(c.placements)} only, not per {', '.join(unplaced)}"
     if c.ansatze is not None and circuit.structure not in c.ansatze:
         what = (f"the {circuit.ansatz.name!r} ansatz" if circuit.structure is not None or not circuit.ansatz.structured
                 else f"the {circuit.ansatz.name!r} ansatz with {circuit.encoding} encoding read on qubit "
