@@ -146,7 +146,8 @@ def attacked_summary(table: pd.DataFrame) -> pd.DataFrame:
         v = values.to_numpy(float)
         lo, hi = percentiles(v[1:]) if len(v) > 1 else (np.nan, np.nan)
         rows.append(dict(zip(keys, key), attacked_acc=v[0], lo=lo, hi=hi, **grouped.loc[key].to_dict()))
-    return pd.DataFrame(rows)[columns]
+    counts = ["flips", "changed_certified", "n_seeds"]
+    return pd.DataFrame(rows)[columns].astype(dict.fromkeys(counts, int))
 
 
 def certified_summary(certified: pd.DataFrame) -> pd.DataFrame:
