@@ -31,7 +31,13 @@ def _full_program(config, dataset):
 
 
 @pytest.fixture(scope="module")
-def trained():
+def trained(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:  # module scope runs before conftest's per-test cache: its own
+        patch.setenv("QROBUST_CACHE", str(tmp_path_factory.mktemp("cache")))
+        return _trained()
+
+
+def _trained():
     config = _config()
     dataset = study.load(config)
     program = _full_program(config, dataset)
