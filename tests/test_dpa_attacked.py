@@ -93,7 +93,7 @@ def test_no_point_certified_for_the_attacks_flips_changes_its_prediction(trained
     (``attacked_certificates``) says the same, and the attacks change uncertified points (not vacuous)."""
     config, dataset, votes, attacked, counts, masks, _ = trained
     y = np.asarray(dataset.y_val)
-    table = attacked_certificates(votes, attacked, counts, y, len(dataset.y_train))
+    table = attacked_certificates(votes, attacked, counts, y)
     assert len(table) == len(counts) * len(config.seeds)
     certified_somewhere = changed_somewhere = False
     for row in table.itertuples():

@@ -102,7 +102,7 @@ ATTACKED_COLUMNS = ("model", "corruption", "alpha", "seed", "partitions", "flips
                     "clean_acc", "certified", "changed", "changed_certified")
 
 
-def attacked_certificates(votes: dict, attacked: dict, counts: dict, y_val: np.ndarray, n_train: int) -> pd.DataFrame:
+def attacked_certificates(votes: dict, attacked: dict, counts: dict, y_val: np.ndarray) -> pd.DataFrame:
     """dpa_attacked.csv: per model, (corruption, alpha) of ``attacked`` and seed, the partition ensemble trained on
     that attack's flipped labels beside the certificate of the one trained on clean labels, at the attack's flip
     count (``counts[(corruption, alpha)]``): certified_acc (clean ensemble right and certified for >= flips),

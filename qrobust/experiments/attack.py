@@ -46,10 +46,10 @@ from qrobust.models import registry
 from qrobust.models.controls import CONTROLS
 from qrobust.options import floats, number, option
 
-MODELS = ("qnn", "mlp", "logistic", "quadratic")
-ATTACKS = ("flip", "boundary", "gradient", "influence", "transfer")
 log = logging.getLogger("qrobust")
 
+MODELS = ("qnn", "mlp", "logistic", "quadratic")
+ATTACKS = ("flip", "boundary", "gradient", "influence", "transfer")
 SMOOTHING_FEATURES = ("ridge", "fidelity")
 DPA_ATTACKED = ("largest", "all", "none")  # which alphas the partition ensembles are trained under attack at
 
@@ -162,7 +162,7 @@ def run_attack(config: AttackConfig, out: str | Path | None = None, *, progress:
     votes, attacked, dpa_cost = partition_votes(config, dataset, scores, counts) if config.partitions else \
         ({}, {}, [])
     certified = certified_curves(votes, dataset.y_val, len(dataset.y_train))
-    under_attack = attacked_certificates(votes, attacked, counts, dataset.y_val, len(dataset.y_train))
+    under_attack = attacked_certificates(votes, attacked, counts, dataset.y_val)
     _warn_broken(under_attack)
     smoothing = smoothing_table(config, dataset)
     cost = pd.concat(costs + [pd.DataFrame(dpa_cost), pd.DataFrame(
