@@ -142,18 +142,38 @@ def attack_summary(run: RunResults) -> pd.DataFrame:
 
 def attack_tables(run: RunResults) -> list[tuple[str, pd.DataFrame]]:
     """What the reproduction's report shows of an attack run: the damage curves, the certified accuracy of the
-    partition ensembles and of randomized smoothing, and each attack's measured cost."""
+    partition ensembles (trained on clean labels, and on each attack's flips where the run trained them) and of
+    randomized smoothing, and each attack's measured cost."""
     from qrobust.analysis.attack import certified_summary
 
     certified = certified_summary(run["certified"])
     certified["certified acc"] = [_with_interval(*r) for r in
                                   certified[["certified_acc", "lo", "hi"]].itertuples(index=False)]
+    under_attack = [("Deep partition aggregation under each attack: the ensemble trained on the attacked labels "
+                     "beside the clean ensemble's certified accuracy at the attack's flips, and the full model",
+                     attacked_table(run))] if "dpa_attacked" in run.tables else []
     return [("Against the strongest attacker: validation accuracy per attack (95% intervals over seeds)",
              attack_summary(run)),
             ("Deep partition aggregation: certified accuracy against label flips",
-             certified[["model", "flips", "alpha", "certified acc", "n_seeds"]]),
+             certified[["model", "flips", "alpha", "certified acc", "n_seeds"]]), *under_attack,
             ("Randomized smoothing over labels (least-squares classifiers only)", run["smoothing"]),
             ("Cost of each attack and certificate (wall seconds, measured)", run["cost"])]
+
+
+def attacked_table(run: RunResults) -> pd.DataFrame:
+    """The partition ensembles under attack (``analysis.attack.attacked_summary`` of dpa_attacked.csv), with the
+    full model's validation accuracy under the same attack (attack.csv) beside."""
+    from qrobust.analysis.attack import attacked_summary
+
+    table = attacked_summary(run["dpa_attacked"])
+    full = run["attack"][["model", "corruption", "alpha", "val_acc"]].rename(columns={"val_acc": "full model acc"})
+    table = table.merge(full, on=["model", "corruption", "alpha"], how="left")
+    table["ensemble acc under attack"] = [_with_interval(*r) for r in
+                                          table[["attacked_acc", "lo", "hi"]].itertuples(index=False)]
+    return table[["model", "corruption", "alpha", "flips", "ensemble acc under attack", "certified_acc", "clean_acc",
+                  "full model acc", "changed_certified", "n_seeds"]].rename(
+        columns={"certified_acc": "certified acc at flips", "clean_acc": "ensemble acc (clean)",
+                 "changed_certified": "certified points changed"})
 
 
 def attack_figures(run: RunResults) -> list[Path]:

@@ -88,6 +88,7 @@ def test_certified_curves_count_what_the_votes_certify():
     (["--smoothing-q", "0.5"], "--smoothing-q"),
     (["--corruption", "gradient"], "keep --corruption flip"),
     (["--rounds", "0"], "--rounds"),
+    (["--dpa-attacked", "every"], "--dpa-attacked"),
 ])
 def test_bad_input_is_refused_before_any_work(tmp_path, capsys, args, words):
     out = tmp_path / "run"
@@ -101,21 +102,61 @@ def test_a_plain_sweep_refuses_the_adaptive_attacks(tmp_path, capsys):
     assert "qrobust attack" in capsys.readouterr().err and not out.exists()
 
 
-@pytest.mark.slow  # about two minutes on 2 cores
-def test_the_attack_study_end_to_end(tmp_path):
+@pytest.mark.slow  # 22 s here with the resume (measured once, quiet machine); minutes under load
+def test_the_attack_study_end_to_end(tmp_path, monkeypatch):
     """A tiny grid (logistic regression, 2 seeds, alpha 0 and 0.3): every table written, the adaptive attacks'
     flips at the random flips' counts, the partition ensembles' certified accuracy at 0 flips equal to their
-    accuracy, and the verdicts read."""
+    accuracy, the ensembles trained under every attack at alpha 0.3 (the default), and the verdicts read. Resumed
+    (attack.csv removed), the run reads the attacks' priorities it stored (computing them again fails here) and
+    writes the same tables, but for the measured cost."""
+    from qrobust.experiments import adversary
     from qrobust.experiments.attack import AttackConfig, run_attack
 
     out = tmp_path / "run"
-    table = run_attack(AttackConfig(models=("logistic",), seeds=2, n_train_per_class=20, epochs=4, alphas=(0.0, 0.3),
-                                    partitions=4, unroll_steps=3), out, progress=False)
-    for name in ("attack.csv", "certified.csv", "smoothing.csv", "cost.csv", "results.csv"):
+    config = AttackConfig(models=("logistic",), seeds=2, n_train_per_class=20, epochs=4, alphas=(0.0, 0.3),
+                          partitions=4, unroll_steps=3)
+    table = run_attack(config, out, progress=False)
+    names = ("attack.csv", "certified.csv", "dpa_attacked.csv", "smoothing.csv", "results.csv", "summary.csv")
+    for name in names + ("cost.csv",):
         assert (out / name).is_file()
     counts = table.groupby("alpha").n_corrupted.nunique()
     assert (counts == 1).all()
     certified = table.attrs["certified"]
     zero = certified[certified.flips == 0]
     assert np.allclose(zero.certified_acc, zero.ensemble_acc)
+    attacked = table.attrs["dpa_attacked"]
+    assert sorted(set(attacked.corruption)) == sorted(config.corruptions) and set(attacked.alpha) == {0.3}
+    assert len(attacked) == 2 * len(config.corruptions) and (attacked.flips == 12).all()
+    assert (attacked.changed_certified == 0).all() and (attacked.certified_acc <= attacked.attacked_acc).all()
     assert set(table.attrs["cost"].attack.str.split().str[0]) >= {"gradient", "influence", "transfer", "dpa"}
+    first = {name: (out / name).read_text() for name in names}
+    (out / "attack.csv").unlink()
+    monkeypatch.setattr(adversary, "priorities", lambda *a, **k: pytest.fail("the priorities were recomputed"))
+    run_attack(config, out, progress=False)
+    assert {name: (out / name).read_text() for name in names} == first
+
+
+def test_the_report_shows_the_ensembles_under_attack_beside_the_full_model(tmp_path):
+    """attack_tables: the ensembles' accuracy under each attack (mean over seeds, interval), the clean ensemble's
+    certified accuracy at the attack's flips and the full model's accuracy under the same attack, joined by
+    model, attack and alpha; a run without dpa_attacked.csv (made before it existed) shows no such table."""
+    from qrobust.report import attack_tables
+    from qrobust.results import RunResults
+
+    attack = pd.DataFrame(dict(model="qnn", corruption=["flip", "gradient"], alpha=0.4, val_acc=[0.7, 0.4],
+                               val_acc_lo=0.0, val_acc_hi=1.0, n_corrupted=200, n_seeds=2))
+    dpa = pd.DataFrame(dict(model="qnn", corruption=["flip", "flip", "gradient", "gradient"], alpha=0.4,
+                            seed=[0, 1, 0, 1], partitions=10, flips=200, certified_acc=0.0,
+                            attacked_acc=[0.8, 0.9, 0.5, 0.6], clean_acc=0.9, certified=0.0, changed=0.1,
+                            changed_certified=0))
+    certified = pd.DataFrame(dict(model="qnn", seed=[0, 1], partitions=10, flips=0, alpha=0.0,
+                                  certified_acc=0.9, ensemble_acc=0.9))
+    tables = dict(attack=attack, certified=certified, smoothing=pd.DataFrame(), cost=pd.DataFrame())
+    titles = [t for t, _ in attack_tables(RunResults(tmp_path, "attack", {}, tables))]
+    assert not any("under each attack" in t for t in titles)
+    shown = dict(attack_tables(RunResults(tmp_path, "attack", {}, dict(tables, dpa_attacked=dpa))))
+    table = next(v for t, v in shown.items() if "under each attack" in t).set_index("corruption")
+    assert table.loc["gradient", "full model acc"] == 0.4 and table.loc["flip", "full model acc"] == 0.7
+    assert table.loc["gradient", "ensemble acc under attack"].startswith("0.550")
+    assert table.loc["flip", "certified acc at flips"] == 0.0 and table.n_seeds.tolist() == [2, 2]
+    assert table.flips.tolist() == [200, 200] and table["certified points changed"].dtype.kind == "i"

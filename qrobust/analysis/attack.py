@@ -98,6 +98,58 @@ def certified_curves(votes: dict, y_val: np.ndarray, n_train: int) -> pd.DataFra
                                        "ensemble_acc"])
 
 
+ATTACKED_COLUMNS = ("model", "corruption", "alpha", "seed", "partitions", "flips", "certified_acc", "attacked_acc",
+                    "clean_acc", "certified", "changed", "changed_certified")
+
+
+def attacked_certificates(votes: dict, attacked: dict, counts: dict, y_val: np.ndarray) -> pd.DataFrame:
+    """dpa_attacked.csv: per model, (corruption, alpha) of ``attacked`` and seed, the partition ensemble trained on
+    that attack's flipped labels beside the certificate of the one trained on clean labels, at the attack's flip
+    count (``counts[(corruption, alpha)]``): certified_acc (clean ensemble right and certified for >= flips),
+    attacked_acc (the attacked ensemble's accuracy), clean_acc, certified (the share of points certified for >=
+    flips), changed (the share whose prediction the attack changed) and changed_certified (how many certified
+    points changed: 0 wherever the certificate holds). ``votes``: ``certified_curves``'; ``attacked``: {model:
+    {(corruption, alpha): (S, k, M)}} (``qrobust.experiments.attack.partition_votes``)."""
+    y_val, rows = np.asarray(y_val), []
+    for model, cells in attacked.items():
+        for (corruption, alpha), v in cells.items():
+            flips = int(counts[(corruption, alpha)])
+            for seed, clean_votes, attacked_votes in zip(votes["seeds"], votes[model], v):
+                clean, certified = dpa_certificate(clean_votes)
+                under, _ = dpa_certificate(attacked_votes)
+                covered, changed = certified >= flips, under != clean
+                rows.append(dict(model=model, corruption=corruption, alpha=float(alpha), seed=int(seed),
+                                 partitions=clean_votes.shape[0], flips=flips,
+                                 certified_acc=float(certified_accuracy(clean, certified, y_val, [flips])[0]),
+                                 attacked_acc=float(np.mean(under == y_val)), clean_acc=float(np.mean(clean == y_val)),
+                                 certified=float(np.mean(covered)), changed=float(np.mean(changed)),
+                                 changed_certified=int(np.sum(changed & covered))))
+    return pd.DataFrame(rows, columns=list(ATTACKED_COLUMNS))
+
+
+def attacked_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per model, corruption and alpha of dpa_attacked.csv: the means over seeds of the attacked ensemble's
+    accuracy (with its 95% bootstrap interval), its certified and clean accuracy, and the certified points whose
+    prediction changed (summed over seeds)."""
+    columns = ["model", "corruption", "alpha", "flips", "attacked_acc", "lo", "hi", "certified_acc", "clean_acc",
+               "changed_certified", "n_seeds"]
+    if table.empty:
+        return pd.DataFrame(columns=columns)
+    keys = ["model", "corruption", "alpha"]
+    boot = Boot(table.seed)
+    means = boot.means(table, keys, "attacked_acc")
+    grouped = table.groupby(keys).agg(flips=("flips", "first"), certified_acc=("certified_acc", "mean"),
+                                      clean_acc=("clean_acc", "mean"), changed_certified=("changed_certified", "sum"),
+                                      n_seeds=("seed", "nunique"))
+    rows = []
+    for key, values in means.iterrows():
+        v = values.to_numpy(float)
+        lo, hi = percentiles(v[1:]) if len(v) > 1 else (np.nan, np.nan)
+        rows.append(dict(zip(keys, key), attacked_acc=v[0], lo=lo, hi=hi, **grouped.loc[key].to_dict()))
+    counts = ["flips", "changed_certified", "n_seeds"]
+    return pd.DataFrame(rows)[columns].astype(dict.fromkeys(counts, int))
+
+
 def certified_summary(certified: pd.DataFrame) -> pd.DataFrame:
     """Per model and flips: the certified accuracy's mean over seeds and its 95% bootstrap interval (a seed
     whose certificates end before r counts 0 there)."""

@@ -16,6 +16,8 @@ turns into the flips of every alpha (``qrobust.corruption``):
 The QNN's second derivatives need a simulator with forward mode: its attacker is the same circuit built with
 ``forward_mode=True`` (the registry's choice: "blocks" on CPU), reading the same weights. All seeds of a target
 are one vmapped (``lax.map``) computation. Each attack's wall time is measured and returned (``cost.csv``).
+``stored_priorities`` keeps them, and that cost, in the run directory (a chunk like any other, checked against the
+run's settings when read), so a resumed run reads them instead of computing them again.
 """
 
 from __future__ import annotations
@@ -163,3 +165,48 @@ def _surrogate(config, programs, dataset, options: AttackOptions):
     settings = config.settings_of(options.surrogate)
     return study.build_program(config, f"surrogate-{options.surrogate}", options.surrogate, settings,
                                encode(dataset, "amplitude", config.n_features))
+
+
+STORED = "attacks-0000"  # the run directory's chunk of the priorities: rows (program, corruption, seed), "scores"
+STORED_COST = "attacks-cost-0000"  # and of the cost rows measured when they were computed
+
+
+def priority_rows(config, programs) -> pd.DataFrame:
+    """The stored chunk's rows: one per program, adaptive corruption and seed, in that order."""
+    rows = [(p, c, int(s)) for p in programs for c in adaptive(config.corruptions) for s in config.seeds]
+    return pd.DataFrame(rows, columns=["program", "corruption", "seed"])
+
+
+def stored_priorities(config, programs: dict, dataset, counts: dict, options: AttackOptions, store):
+    """``priorities``, read from the run directory ``store`` where a run computed them before (the chunk
+    ``STORED``, checked against this run's programs, attacks and seeds and the digest of its settings, like any
+    chunk; the cost rows are those measured then), else computed and stored there (None: not stored)."""
+    rows = priority_rows(config, programs)
+    found = _read_stored(store, rows)
+    if found is not None:
+        return found
+    scores, cost = priorities(config, programs, dataset, counts, options)
+    if store is not None and store.writer:
+        store.write_chunk(STORED_COST, cost)  # the cost first: the priorities' table marks the pair complete
+        stacked = np.stack([scores[p][(c, s)] for p, c, s in rows.itertuples(index=False)])
+        store.write_chunk(STORED, rows, arrays={"scores": stacked})
+    return scores, cost
+
+
+def _read_stored(store, rows: pd.DataFrame):
+    """(scores, cost) of the stored chunks, or None where they are not there or not this run's (set aside)."""
+    if store is None or not store.has_chunk(STORED):
+        return None
+    why = store.check_chunk(STORED, rows) or (store.check_stored(STORED_COST) if store.has_chunk(STORED_COST)
+                                               else f"its cost table {STORED_COST} is missing")
+    if why is not None:
+        if store.writer:
+            store.set_aside(STORED, why)
+        return None
+    stacked = store.read_arrays(STORED).get("scores")
+    if stacked is None:
+        return None
+    out: dict = {p: {} for p in dict.fromkeys(rows.program)}
+    for (p, c, s), score in zip(rows.itertuples(index=False), stacked):
+        out[p][(c, int(s))] = score
+    return out, store.read_chunk(STORED_COST)

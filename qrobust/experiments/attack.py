@@ -4,12 +4,21 @@ flips per model, beside certified accuracy.
 1. A sweep (results.csv, summary.csv) of the models under random flips ("flip"), a heuristic ("boundary") and
    the adaptive attacks of ``qrobust.attacks`` ("gradient", "influence", "transfer"), all at the same counts
    (floor(alpha N) to even, half per class); the attacks' priorities from ``qrobust.experiments.adversary``,
-   their wall time in cost.csv.
+   their wall time in cost.csv; both stored in the run directory (chunks "attacks-0000", "attacks-cost-0000"),
+   so a resumed run reads them instead of computing them again.
 2. Deep partition aggregation per model (certified.csv): the training set hashed into ``partitions`` parts by
    input (``qrobust.analysis.certify.hash_partition``); every seed's k partition models are replicas of ONE
    compiled program (``Program.train`` with a stream per replica), all k with the seed's keys; each trains the
    same number of optimiser steps as the full model (``dpa_epochs`` None: the paper's epochs times the ratio of
    batches per epoch); the ensemble's certified flips per validation point and certified accuracy against flips.
+   Under attack (dpa_attacked.csv, ``dpa_attacked``): the same k partition models of each seed trained again on
+   the labels each corruption flips at the largest alpha > 0 (default "largest"; "all": every alpha > 0;
+   "none"), the flip mask the full model of that seed saw (the same keys, counts and priorities); the attacked
+   ensemble's accuracy beside the clean ensemble's certified accuracy at the attack's flip count
+   (``qrobust.analysis.attack.attacked_certificates``). The default trains |corruptions| x the clean ensemble's
+   replicas, whatever the alpha grid ("all" would multiply that by the number of alphas > 0): the largest alpha
+   is each attack at its strongest (the ranked attacks' flip sets are nested across alpha), where the question
+   "does the ensemble resist what broke the full model?" is asked.
 3. Randomized smoothing over labels (smoothing.csv) where its closed form applies (``certify``'s docstring):
    ridge regression on the states' classical view and kernel ridge with the fidelity kernel, flip noise
    ``smoothing_q``, ridge ``ridge``.
@@ -19,6 +28,7 @@ flips per model, beside certified accuracy.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -36,9 +46,12 @@ from qrobust.models import registry
 from qrobust.models.controls import CONTROLS
 from qrobust.options import floats, number, option
 
+log = logging.getLogger("qrobust")
+
 MODELS = ("qnn", "mlp", "logistic", "quadratic")
 ATTACKS = ("flip", "boundary", "gradient", "influence", "transfer")
 SMOOTHING_FEATURES = ("ridge", "fidelity")
+DPA_ATTACKED = ("largest", "all", "none")  # which alphas the partition ensembles are trained under attack at
 
 
 @dataclass(frozen=True)
@@ -73,6 +86,9 @@ class AttackConfig(SweepConfig):
     dpa_epochs: int | None = option(None, group="training", parse=number(int, "--dpa-epochs"),
                                     help="epochs of each partition model (default: as many optimiser steps as the "
                                          "full model's)")
+    dpa_attacked: str = option("largest", group="grid", choices=DPA_ATTACKED,
+                               help="partition ensembles also trained on each corruption's flipped labels at the "
+                                    "largest alpha (default), at every alpha > 0 (all), or not (none)")
     smoothing_q: float = option(0.1, group="grid", parse=number(float, "--smoothing-q"),
                                 help="randomized smoothing: each label flipped with this probability (default 0.1)")
     ridge: float = option(1.0, group="grid", parse=number(float, "--ridge"),
@@ -95,6 +111,8 @@ class AttackConfig(SweepConfig):
             raise ConfigError(f"--smoothing-q must lie in (0, 0.5), got {self.smoothing_q}")
         if not (0 < self.ridge < math.inf):
             raise ConfigError(f"--ridge must be positive, got {self.ridge}")
+        if self.dpa_attacked not in DPA_ATTACKED:
+            raise ConfigError(f"--dpa-attacked must be one of {', '.join(DPA_ATTACKED)}, got {self.dpa_attacked!r}")
         if self.dpa_epochs is not None and self.dpa_epochs < 1:
             raise ConfigError(f"--dpa-epochs must be positive, got {self.dpa_epochs}")
         if self.encodings() != ("amplitude",):
@@ -107,29 +125,45 @@ class AttackConfig(SweepConfig):
                              damping=float(self.damping), surrogate=self.surrogate,
                              transfer_from=self.transfer_from, cg_iterations=int(self.cg_iterations))
 
+    def attacked_cells(self) -> list[tuple[str, float]]:
+        """The (corruption, alpha) cells whose flipped labels the partition ensembles are also trained on
+        (``dpa_attacked``): every corruption of the study at its largest alpha > 0, at every alpha > 0, or none
+        (none either without partitions)."""
+        positive = sorted(a for a in self.alphas if a > 0)
+        if not self.partitions or not positive or self.dpa_attacked == "none":
+            return []
+        alphas = positive[-1:] if self.dpa_attacked == "largest" else positive
+        return [(c, a) for c in self.corruptions for a in alphas]
+
 
 def run_attack(config: AttackConfig, out: str | Path | None = None, *, progress: bool = True) -> pd.DataFrame:
-    """Run the attack study; returns attack.csv's table (``attrs``: certified, smoothing, cost)."""
-    from qrobust.analysis.attack import certified_curves, damage
+    """Run the attack study; returns attack.csv's table (``attrs``: certified, dpa_attacked, smoothing, cost)."""
+    from qrobust.analysis.attack import attacked_certificates, certified_curves, damage
+    from qrobust.corruption import check_feasible
     from qrobust.experiments import adversary
     from qrobust.experiments.sweep import run_sweep
 
-    costs = []
+    costs, scores = [], {}
 
-    def attacks(programs, dataset, counts):
-        scores, cost = adversary.priorities(config, programs, dataset, counts, config.attack_options())
+    def attacks(programs, dataset, counts, store):
+        found, cost = adversary.stored_priorities(config, programs, dataset, counts, config.attack_options(), store)
         costs.append(cost)
-        return scores
+        return found
 
     start = time.perf_counter()
-    results = run_sweep(config, out, progress=progress, study_name="attack", attacks=attacks)
+    results = run_sweep(config, out, progress=progress, study_name="attack", attacks=attacks,
+                        with_priorities=scores.update)
     sweep_seconds = time.perf_counter() - start
     config = config.validate()
     from qrobust.experiments.study import load
 
     dataset = load(config)
-    votes, dpa_cost = partition_votes(config, dataset) if config.partitions else ({}, [])
+    counts = {cell: check_feasible(*cell, dataset.y_train) for cell in config.attacked_cells()}
+    votes, attacked, dpa_cost = partition_votes(config, dataset, scores, counts) if config.partitions else \
+        ({}, {}, [])
     certified = certified_curves(votes, dataset.y_val, len(dataset.y_train))
+    under_attack = attacked_certificates(votes, attacked, counts, dataset.y_val)
+    _warn_broken(under_attack)
     smoothing = smoothing_table(config, dataset)
     cost = pd.concat(costs + [pd.DataFrame(dpa_cost), pd.DataFrame(
         [dict(attack="sweep (training and attacks)", model="all", seconds=sweep_seconds, replicas=np.nan,
@@ -140,11 +174,22 @@ def run_attack(config: AttackConfig, out: str | Path | None = None, *, progress:
         from qrobust.files import atomic_write_text
 
         if sharding.is_primary():
-            for name, frame in (("certified.csv", certified), ("smoothing.csv", smoothing), ("cost.csv", cost),
+            for name, frame in (("certified.csv", certified), ("dpa_attacked.csv", under_attack),
+                                ("smoothing.csv", smoothing), ("cost.csv", cost),
                                 ("attack.csv", table)):  # attack.csv last: it marks a finished run
                 atomic_write_text(Path(out) / name, frame.to_csv(index=False))
-    table.attrs.update(certified=certified, smoothing=smoothing, cost=cost)
+    table.attrs.update(certified=certified, dpa_attacked=under_attack, smoothing=smoothing, cost=cost)
     return table
+
+
+def _warn_broken(under_attack: pd.DataFrame) -> None:
+    """A logged warning naming every ensemble where a point certified for the attack's flips changed its vote
+    (never, if each partition model is a deterministic function of its partition: module docstring)."""
+    broken = under_attack[under_attack.changed_certified > 0]
+    if len(broken):
+        log.warning("the partition certificate failed (a certified point's prediction changed under the attack) "
+                    "in %d ensemble(s): training is not a function of each partition alone\n%s", len(broken),
+                    broken.to_string(index=False))
 
 
 def _dpa_epochs(config, settings, n_train: int, largest: int) -> int:
@@ -156,34 +201,62 @@ def _dpa_epochs(config, settings, n_train: int, largest: int) -> int:
     return math.ceil(full / math.ceil(largest / settings.batch_size))
 
 
-def partition_votes(config: AttackConfig, dataset) -> tuple[dict, list]:
-    """{model: (S, k, M) votes of each seed's k partition models on the validation set}, and their cost rows.
-    Every model's S x k replicas are one call of one compiled program."""
+def partition_votes(config: AttackConfig, dataset, priorities: dict | None = None,
+                    counts: dict | None = None) -> tuple[dict, dict, list]:
+    """({model: (S, k, M) votes of each seed's k partition models on the validation set}, {model: {(corruption,
+    alpha): (S, k, M) votes of the partition models trained on that cell's flipped labels}}, their cost rows).
+
+    ``counts``: (corruption, alpha) -> flips of the cells to train under attack (``AttackConfig.attacked_cells``);
+    ``priorities``: {program: ``poisoners.Priorities``} of the sweep (its aimed poisoners' scores), so every
+    partition model of a seed sees the flip mask of that seed's full model (the same keys, counts and scores).
+    Each model's S x k replicas of one cell are one call of one compiled program (the same for every cell)."""
     from qrobust.analysis.certify import hash_partition, partition_streams
     from qrobust.data.features import encode
     from qrobust.experiments import study
-    from qrobust.models import batch_logits
 
     data = encode(dataset, "amplitude", config.n_features)
-    k, seeds = int(config.partitions), np.asarray(config.seeds)
+    k, seeds, counts = int(config.partitions), np.asarray(config.seeds), counts or {}
     streams = partition_streams(hash_partition(np.asarray(dataset.x_train), k), k)
     largest = int(streams.sum(1).max())
-    votes, costs = {}, []
+    votes, attacked, costs = {}, {}, []
     for m in config.models:
         settings = config.settings_for(m)
         program = study.build_program(config, f"dpa-{m}", m, settings, data,
                                       epochs=_dpa_epochs(config, settings, len(dataset.y_train), largest))
+        scores = (priorities or {}).get(next(iter(config.programs(m))))
+        what = f"{k} partitions, {program.epochs} epochs"
         start = time.perf_counter()
-        r = len(seeds) * k
-        zeros = np.zeros(r, np.int32)
-        params, _, _ = program.train(np.repeat(seeds, k), zeros + CORRUPTIONS.index("flip"), zeros,
-                                     stream=np.tile(streams, (len(seeds), 1)))
-        logits = jax.vmap(batch_logits(program.built), in_axes=(0, None))(params, program.val.x)
-        votes[m] = np.asarray(logits > 0).astype(int).reshape(len(seeds), k, -1)
-        seconds = time.perf_counter() - start
-        costs.append(dict(attack=f"dpa ({k} partitions, {program.epochs} epochs)", model=m, seconds=seconds,
-                          replicas=r, seconds_per_replica=seconds / r))
-    return {"seeds": seeds, **votes}, costs
+        votes[m] = ensemble_votes(program, seeds, streams)
+        costs.append(_cost_row(f"dpa ({what})", m, start, len(seeds) * k))
+        if counts:
+            start = time.perf_counter()
+            attacked[m] = {(c, a): ensemble_votes(program, seeds, streams, c, n, None if scores is None else
+                                                  scores.rows([c] * len(seeds), seeds))
+                           for (c, a), n in counts.items()}
+            costs.append(_cost_row(f"dpa under attack ({what}, {len(counts)} cells)", m, start,
+                                   len(seeds) * k * len(counts)))
+    return {"seeds": seeds, **votes}, attacked, costs
+
+
+def _cost_row(attack: str, model: str, start: float, replicas: int) -> dict:
+    seconds = time.perf_counter() - start
+    return dict(attack=attack, model=model, seconds=seconds, replicas=replicas, seconds_per_replica=seconds / replicas)
+
+
+def ensemble_votes(program, seeds, streams: np.ndarray, corruption: str = "flip", count: int = 0,
+                   scores: np.ndarray | None = None) -> np.ndarray:
+    """(S, k, M) votes (0/1) on the validation set of the k partition models (``streams`` (k, N)) of each seed,
+    trained by ``program`` on the training labels that ``corruption`` with ``count`` flips (and the priorities
+    ``scores`` (S, N) of a ranked poisoner) gives that seed's replica: the same flip mask as the full model's."""
+    from qrobust.models import batch_logits
+
+    k, seeds = len(streams), np.asarray(seeds)
+    r = len(seeds) * k
+    rows = None if scores is None else np.repeat(np.asarray(scores, np.float32), k, axis=0)
+    params, _, _ = program.train(np.repeat(seeds, k), np.full(r, CORRUPTIONS.index(corruption), np.int32),
+                                 np.full(r, count, np.int32), rows, stream=np.tile(streams, (len(seeds), 1)))
+    logits = jax.vmap(batch_logits(program.built), in_axes=(0, None))(params, program.val.x)
+    return np.asarray(logits > 0).astype(int).reshape(len(seeds), k, -1)
 
 
 def smoothing_table(config: AttackConfig, dataset) -> pd.DataFrame:

@@ -73,7 +73,8 @@ _STUDIES: dict[str, Study] = {s.name: s for s in (
     Study("attack", "attack", "against the strongest attacker: random, heuristic and adaptive label flips per model, "
           "beside certified accuracy (partition ensembles, randomized smoothing)",
           f"{_E}.attack:AttackConfig", f"{_E}.attack:run_attack",
-          ("attack.csv", "certified.csv", "smoothing.csv", "cost.csv", "results.csv", "summary.csv"),
+          ("attack.csv", "certified.csv", "dpa_attacked.csv", "smoothing.csv", "cost.csv", "results.csv",
+           "summary.csv"),
           figures="qrobust.report:attack_figures", claims="qrobust.analysis.claims:attack_verdicts",
           summary="qrobust.report:attack_summary", report_tables="qrobust.report:attack_tables"),
     Study("gauge", "gauge", "the sweep of quantum data under each gauge of its states (fixed, sign, phase)",

@@ -54,14 +54,17 @@ def _to_frame(grid: pd.DataFrame, metrics: dict, n_corrupt: np.ndarray, epoch_nu
 
 
 def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: bool = True,
-              study_name: str = "sweep", attacks=None) -> pd.DataFrame:
+              study_name: str = "sweep", attacks=None, with_priorities=None) -> pd.DataFrame:
     """Run (or resume) a sweep; returns the tidy results (one row per replica per epoch).
 
     Everything is validated, and the data loaded, before anything is written. With
     ``out`` the chunks (with each replica's trained weights), results.csv, summary.csv and config.json are
     written there (the figure: ``qrobust.report.draw(out)``). ``study_name``: the study config.json names (a
-    study built on the sweep, such as "controls", records its own). ``attacks(programs, dataset, counts)``:
-    the adaptive attacks' priorities per program, {program: {(corruption, seed): (N,)}} (the attack study's).
+    study built on the sweep, such as "controls", records its own). ``attacks(programs, dataset, counts, store)``:
+    the adaptive attacks' priorities per program, {program: {(corruption, seed): (N,)}} (the attack study's;
+    ``store`` the run directory, None without ``out``). ``with_priorities({program: poisoners.Priorities})``:
+    called once the aimed poisoners' scores are known (the attack study trains its partition ensembles on the
+    same flips).
     """
     config, dataset = study.start(config)
     counts = {(kind, a): check_feasible(kind, a, dataset.y_train)
@@ -81,10 +84,12 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
     todo = [c for c in chunks + sum(references.values(), []) if store is None or not store.has_chunk(c.name)]
     bar.start(sum(programs[c.program].epochs * len(c.rows) for c in todo))
     # the aimed poisoners' scores; QUID's from the amplitude-encoded states whatever a program reads
-    adaptive = attacks(programs, dataset, counts) if poisoners.needs_attacks(config.corruptions) else {}
+    adaptive = attacks(programs, dataset, counts, store) if poisoners.needs_attacks(config.corruptions) else {}
     priorities = {p: poisoners.Priorities(dataset, poisoners.run_references(
         references[p], programs[p], config.learning_rates_for(programs[p].model)[0], store, bar)
         if p in references else None, adaptive.get(p)) for p in programs}
+    if with_priorities is not None:
+        with_priorities(priorities)
 
     def run(chunk):
         p = programs[chunk.program]
