@@ -51,3 +51,52 @@ def test_a_study_traces_its_programs_at_their_first_chunk_only(name, tmp_path, m
     for program in programs:
         counts = [n for p, n in traced if p == program]
         assert counts[0] > 0 and counts[1:] == [0] * (len(counts) - 1), (program, counts)
+
+
+def test_blockwise_equals_one_call_and_compiles_for_one_block_shape():
+    """``study.blockwise`` gives what one call on all replicas gives (against numpy), for chunk sizes below, at
+    and above a block, and traces its function once: every call sees one block shape."""
+    import jax
+    import numpy as np
+
+    from qrobust.experiments import study
+
+    shapes = []
+
+    @jax.jit
+    def per_replica(a, b):
+        shapes.append(a.shape)  # runs only when traced
+        return {"sum": jax.vmap(lambda u, v: u * 2 + v.sum())(a, b), "reversed": b[:, ::-1]}
+
+    for r in (1, 5, study.INPUT_BLOCK, 13, 20):
+        a = np.arange(r, dtype=np.float32)
+        b = np.arange(3 * r, dtype=np.float32).reshape(r, 3) ** 2
+        got = study.blockwise(per_replica, a, b)
+        np.testing.assert_array_equal(got["sum"], a * 2 + b.sum(1))
+        np.testing.assert_array_equal(got["reversed"], b[:, ::-1])
+    assert shapes == [(study.INPUT_BLOCK,)]
+
+
+def test_a_replicas_chunk_inputs_do_not_depend_on_its_chunk():
+    """The sweep's inputs of a replica (initial weights, keys, corrupted data) are bit for bit the same in chunks
+    of 3 and of 11 replicas, for label flips and for randomised features (whose noise, made for a whole chunk at
+    once, differed in its last bits with the chunk's size before inputs were made a block at a time)."""
+    import jax
+    import numpy as np
+
+    from qrobust.corruption import CORRUPTIONS
+    from qrobust.experiments import study
+    from qrobust.experiments.settings import build_model
+
+    config = SweepConfig(**{**TINY, "models": ("qnn",)}).validate()
+    dataset = study.load(config)
+    model = build_model("qnn", dataset, config.settings_of("qnn"), dtype=config.dtype, simulator=None,
+                        matmul_precision=config.matmul_precision)
+    inputs = study.make_chunk_inputs(model, dataset)
+    kinds = np.array([CORRUPTIONS.index("flip"), CORRUPTIONS.index("features")] * 6, np.int32)[:11]
+    seeds, counts = np.arange(40, 51), np.full(11, 4, np.int32)
+    small = jax.tree_util.tree_leaves(inputs(seeds[:3], kinds[:3], counts[:3]))
+    large = jax.tree_util.tree_leaves(inputs(seeds, kinds, counts))
+    assert len(small) == len(large)
+    for s, l in zip(small, large):
+        np.testing.assert_array_equal(np.asarray(s), np.asarray(l)[:3])

@@ -188,9 +188,10 @@ class ShadowDraw:
                 f = np.flatnonzero(self.known[s])
                 idx[r, :len(f)], w[r, :len(f)] = f, 1.0
             keys = shadow_keys(self.seed, jnp.asarray(shadows))
-            start, data = self.complete[m](data, unflatten(ctx.templates[m], flat), keys, method_vectors(config, rows),
-                                           *StudentInputs.flags(rows), jnp.asarray(idx), jnp.asarray(w),
-                                           jnp.asarray(self.known[shadows]), jnp.asarray(self.member[shadows]))
+            start, data = study.blockwise(self.complete[m], data, unflatten(ctx.templates[m], flat),
+                                          jnp.swapaxes(keys, 0, 1), method_vectors(config, rows),
+                                          *StudentInputs.flags(rows), idx, w, self.known[shadows],
+                                          self.member[shadows])
             lr = student_recipe(config, program, self.n_retain)[1]
             return start, jnp.full(len(rows), lr, jnp.float32), keys[STUDENT_ORDER], data, ctx.val[m]
 

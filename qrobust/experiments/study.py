@@ -551,16 +551,29 @@ def _joined(blocks, r: int):
     return jax.tree_util.tree_map(lambda *leaves: jnp.concatenate(leaves)[:r], *blocks)
 
 
+def blockwise(fn: Callable, *args):
+    """``fn(*args)`` for arguments (pytrees) with a leading replica axis of length R, computed ``INPUT_BLOCK``
+    replicas at a time (the last block padded with repeats of the first replica, its results cut), so that a
+    jitted ``fn`` compiles for one block shape whatever R. For functions that treat each replica on its own
+    (vmapped), whose results do not depend on the other replicas of a call. (Replica keys, whose replica axis
+    is their second, are made inside ``fn`` from the seeds.)"""
+    r = jnp.shape(jax.tree_util.tree_leaves(args)[0])[0]
+    rows = np.concatenate([np.arange(r), np.zeros(-r % INPUT_BLOCK, int)])
+    args = jax.tree_util.tree_map(lambda a: a if isinstance(a, (jax.Array, jax.core.Tracer)) else np.asarray(a), args)
+    blocks = [fn(*jax.tree_util.tree_map(lambda a: a[rows[i:i + INPUT_BLOCK]], args))
+              for i in range(0, len(rows), INPUT_BLOCK)]
+    return _joined(blocks, r)
+
+
 def make_chunk_inputs(model: Model, dataset: Dataset):
     """A function (seeds (R,), corruption index (R,), count (R,), scores (R, N) or None) -> (initial params,
     shuffle keys, TrainData). Keys from the seed alone (``qrobust.keys``): a seed's replica is the same in every
     study. ``scores``: the aimed poisoners' priorities per replica (``qrobust.experiments.poisoners``; None:
     zeros, all the others need).
 
-    The inputs are built ``INPUT_BLOCK`` replicas at a time (the chunk padded with repeats of its first replica,
-    then cut), so the builder compiles once per data shape (the corruption, shared by every model) and once per
-    model (its initial weights and its reading of the inputs), whatever the chunk sizes: a replica's inputs are
-    computed on their own, so they are the same in a block of any size."""
+    The inputs are built ``INPUT_BLOCK`` replicas at a time (``blockwise``), so the builder compiles once per
+    data shape (the corruption, shared by every model) and once per model (its initial weights and its reading
+    of the inputs), whatever the chunk sizes; a replica's inputs are the same in a chunk of any size."""
     x = jnp.asarray(dataset.x_train)  # float32 / complex64 (or 64-bit in x64 mode)
     y = jnp.asarray(dataset.y_train, jnp.int32)
 
@@ -570,19 +583,13 @@ def make_chunk_inputs(model: Model, dataset: Dataset):
         params = jax.vmap(model.init)(replica_keys(seeds)[INIT])
         return params, shuffle, plain_data(model.prepare(cx), cy, y_clean, mask)
 
+    def block(seeds, kinds, counts, scores):
+        return model_block(seeds, _corrupted_block(seeds, kinds, counts, scores.astype(jnp.float32), x, y))
+
     def inputs(seeds, kinds, counts, scores=None):
-        r = jnp.shape(seeds)[0]
         if scores is None:
-            scores = jnp.zeros((r, y.shape[0]), jnp.float32)
-        args = [a if isinstance(a, jax.core.Tracer) else np.asarray(a)  # concrete: cut into blocks on the host
-                for a in (seeds, kinds, counts, scores)]
-        padded = np.concatenate([np.arange(r), np.zeros(-r % INPUT_BLOCK, int)])
-        blocks = []
-        for i in range(0, len(padded), INPUT_BLOCK):
-            seeds_b, kinds_b, counts_b, scores_b = (a[padded[i:i + INPUT_BLOCK]] for a in args)
-            corrupted = _corrupted_block(seeds_b, kinds_b, counts_b, scores_b.astype(jnp.float32), x, y)
-            blocks.append(model_block(seeds_b, corrupted))
-        return _joined(blocks, r)
+            scores = jnp.zeros((jnp.shape(seeds)[0], y.shape[0]), jnp.float32)
+        return blockwise(block, seeds, kinds, counts, scores)
 
     return inputs
 

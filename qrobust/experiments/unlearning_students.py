@@ -49,7 +49,8 @@ class StudentInputs:
 
         @jax.jit
         def complete(data, teacher, keys, coef, is_retrain, is_salun, forget_idx, forget_w, known, member):
-            n = data.y.shape[1]
+            """``keys``: (R, N_PURPOSES, 2), each replica's keys (replica axis first, for ``study.blockwise``)."""
+            n, keys = data.y.shape[1], jnp.swapaxes(keys, 0, 1)
             teacher_logits = jax.vmap(logits_of)(teacher, data.x)
             random_labels = jax.vmap(lambda k: jax.random.bernoulli(k, 0.5, (n,)))(keys[RANDOM_LABELS])
             fresh = jax.vmap(model.init)(keys[FRESH_INIT])
@@ -81,9 +82,10 @@ class StudentInputs:
         _, _, poisoned = ctx.poisoned_data(m, seeds)
         forget_idx, forget_w, known = self.forget_arrays(seeds, rows.known_fraction.to_numpy())
         keys = replica_keys(seeds)
-        start, data = self.complete[m](poisoned, ctx.teacher_params(m, seeds, ctx.config.alpha), keys,
-                                       method_vectors(ctx.config, rows), *self.flags(rows), forget_idx, forget_w,
-                                       known, jnp.ones(known.shape, bool))
+        # a block of replicas at a time: the program compiles once per model, whatever the chunk sizes
+        start, data = study.blockwise(self.complete[m], poisoned, ctx.teacher_params(m, seeds, ctx.config.alpha),
+                                      jnp.swapaxes(keys, 0, 1), method_vectors(ctx.config, rows), *self.flags(rows),
+                                      forget_idx, forget_w, known, jnp.ones(known.shape, bool))
         return start, jnp.full(len(seeds), lr, jnp.float32), keys[STUDENT_ORDER], data, ctx.val[m]
 
     @staticmethod
