@@ -35,7 +35,7 @@ import numpy as np
 from qrobust.corruption import CORRUPTIONS
 from qrobust.engine import EvalData, make_train_fn
 from qrobust.experiments.settings import build_model, load_dataset, model_settings
-from qrobust.experiments.sweep import make_chunk_inputs
+from qrobust.experiments.inputs import make_chunk_inputs
 
 NOT_KERNELS = ("$", "ThunkExecutor", "PjitFunction", "ThreadpoolListener", "end: ")
 

@@ -56,7 +56,7 @@ from qrobust.corruption import CORRUPTIONS
 from qrobust.data import Dataset
 from qrobust.engine import EvalData, epoch_plan, evaluated_epochs, make_train_fn
 from qrobust.experiments.settings import build_model, load_dataset, model_settings
-from qrobust.experiments.sweep import make_chunk_inputs
+from qrobust.experiments.inputs import make_chunk_inputs
 from qrobust.models import qnn
 from qrobust.models.qnn import forward_flops, training_flops
 

@@ -34,7 +34,7 @@ def user_hea(n: int, depth: int):
 def time_model(model, dataset, replicas: int, epochs: int) -> tuple[float, float]:
     """(compile seconds, seconds per replica per 100 epochs) of training ``model``."""
     from qrobust.engine import EvalData, make_train_fn
-    from qrobust.experiments.study import make_chunk_inputs
+    from qrobust.experiments.inputs import make_chunk_inputs
 
     train = make_train_fn(model, epochs=epochs, batch_size=256, n_samples=len(dataset.y_train), eval_every=epochs)
     inputs = make_chunk_inputs(model, dataset)

@@ -258,7 +258,7 @@ def test_boundary_reference_is_the_sweeps_clean_replica_and_aims_at_its_doubt(tm
     probabilities), and boundary flips the samples it was least sure of."""
     from qrobust.experiments import poisoners
     from qrobust.experiments.settings import load_dataset
-    from qrobust.experiments.study import make_chunk_inputs
+    from qrobust.experiments.inputs import make_chunk_inputs
     from qrobust.models import mlp
     from qrobust.store import RunDirectory
     from qrobust.experiments.sweep import SweepConfig, run_sweep

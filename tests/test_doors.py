@@ -29,7 +29,7 @@ def _plain_optax_loop(model, optimizer, seed: int, alpha: float, dataset, epochs
     parameters, flips and batch order as the engine draws from the seed (qrobust.keys, engine.shuffle)."""
     from qrobust.corruption import CORRUPTIONS, check_feasible
     from qrobust.engine import epoch_plan, shuffle
-    from qrobust.experiments.study import make_chunk_inputs
+    from qrobust.experiments.inputs import make_chunk_inputs
 
     count = check_feasible("flip", alpha, dataset.y_train)
     params, keys, data = make_chunk_inputs(model, dataset)(np.array([seed]), np.array([CORRUPTIONS.index("flip")]),

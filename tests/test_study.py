@@ -54,12 +54,12 @@ def test_a_study_traces_its_programs_at_their_first_chunk_only(name, tmp_path, m
 
 
 def test_blockwise_equals_one_call_and_compiles_for_one_block_shape():
-    """``study.blockwise`` gives what one call on all replicas gives (against numpy), for chunk sizes below, at
+    """``inputs.blockwise`` gives what one call on all replicas gives (against numpy), for chunk sizes below, at
     and above a block, and traces its function once: every call sees one block shape."""
     import jax
     import numpy as np
 
-    from qrobust.experiments import study
+    from qrobust.experiments import inputs
 
     shapes = []
 
@@ -68,13 +68,13 @@ def test_blockwise_equals_one_call_and_compiles_for_one_block_shape():
         shapes.append(a.shape)  # runs only when traced
         return {"sum": jax.vmap(lambda u, v: u * 2 + v.sum())(a, b), "reversed": b[:, ::-1]}
 
-    for r in (1, 5, study.INPUT_BLOCK, 13, 20):
+    for r in (1, 5, inputs.INPUT_BLOCK, 13, 20):
         a = np.arange(r, dtype=np.float32)
         b = np.arange(3 * r, dtype=np.float32).reshape(r, 3) ** 2
-        got = study.blockwise(per_replica, a, b)
+        got = inputs.blockwise(per_replica, a, b)
         np.testing.assert_array_equal(got["sum"], a * 2 + b.sum(1))
         np.testing.assert_array_equal(got["reversed"], b[:, ::-1])
-    assert shapes == [(study.INPUT_BLOCK,)]
+    assert shapes == [(inputs.INPUT_BLOCK,)]
 
 
 def test_a_replicas_chunk_inputs_do_not_depend_on_its_chunk():
@@ -86,13 +86,14 @@ def test_a_replicas_chunk_inputs_do_not_depend_on_its_chunk():
 
     from qrobust.corruption import CORRUPTIONS
     from qrobust.experiments import study
+    from qrobust.experiments.inputs import make_chunk_inputs
     from qrobust.experiments.settings import build_model
 
     config = SweepConfig(**{**TINY, "models": ("qnn",)}).validate()
     dataset = study.load(config)
     model = build_model("qnn", dataset, config.settings_of("qnn"), dtype=config.dtype, simulator=None,
                         matmul_precision=config.matmul_precision)
-    inputs = study.make_chunk_inputs(model, dataset)
+    inputs = make_chunk_inputs(model, dataset)
     kinds = np.array([CORRUPTIONS.index("flip"), CORRUPTIONS.index("features")] * 6, np.int32)[:11]
     seeds, counts = np.arange(40, 51), np.full(11, 4, np.int32)
     small = jax.tree_util.tree_leaves(inputs(seeds[:3], kinds[:3], counts[:3]))

@@ -203,7 +203,8 @@ def _measures(hessian_model, dataset, held, config: LandscapeConfig):
         loss = loss_at(p)
         mean, se = hutchinson_trace(loss, p, key=k_h, n_samples=config.hutchinson_samples, batch=8)
         top = lanczos_eigenvalues(loss, p, key=k_l, k=config.lanczos_k, n_iter=config.lanczos_iter)
-        exact = hessian_trace(loss, p, batch=8) if n_params <= config.exact_max_params else jnp.full((), jnp.nan, mean.dtype)
+        exact = (hessian_trace(loss, p, batch=8) if n_params <= config.exact_max_params
+                 else jnp.full((), jnp.nan, mean.dtype))
         return loss(p), exact, mean, se, top
 
     measure_one = dense if n_params <= config.dense_max_params else by_products

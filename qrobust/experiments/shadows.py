@@ -35,6 +35,7 @@ import pandas as pd
 
 from qrobust.analysis import ulira
 from qrobust.experiments import study
+from qrobust.experiments.inputs import blockwise
 from qrobust.experiments.chunks import run_chunks
 from qrobust.experiments.unlearning_stages import Context, flatten, unflatten
 from qrobust.experiments.unlearning_students import (StudentInputs, method_vectors, program_of, student_programs,
@@ -188,7 +189,7 @@ class ShadowDraw:
                 f = np.flatnonzero(self.known[s])
                 idx[r, :len(f)], w[r, :len(f)] = f, 1.0
             keys = shadow_keys(self.seed, jnp.asarray(shadows))
-            start, data = study.blockwise(self.complete[m], data, unflatten(ctx.templates[m], flat),
+            start, data = blockwise(self.complete[m], data, unflatten(ctx.templates[m], flat),
                                           jnp.swapaxes(keys, 0, 1), method_vectors(config, rows),
                                           *StudentInputs.flags(rows), idx, w, self.known[shadows],
                                           self.member[shadows])

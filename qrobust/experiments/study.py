@@ -10,8 +10,8 @@ result table. Everything else is here, written once:
   a study's programs, ``Program.train`` trains a chunk of replicas.
 - ``load``, ``open_store``: the data, and the run directory (config.json records the simulator each program
   runs on), opened after every check and before any training.
-- ``make_chunk_inputs``, ``training_args``: a chunk's training inputs (so every study's replica of a seed is
-  the sweep's replica of that seed) and their shapes, for the footprint of the program a chunk runs.
+- a chunk's training inputs (so every study's replica of a seed is the sweep's replica of that seed) and their
+  shapes: ``qrobust.experiments.inputs``.
 
 Which studies exist, and how a surface runs one, is ``qrobust.experiments.registry``; planning, running,
 resuming and concatenating chunks is ``qrobust.experiments.chunks``.
@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, fields
-from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -32,17 +31,16 @@ import numpy as np
 
 from qrobust import options, replicas, sharding
 from qrobust.backend import COMPLEX_DTYPES, check_dtype
-from qrobust.corruption import corrupt_replicas
 from qrobust.data import Dataset
 from qrobust.data.gauge import DEFAULT_GAUGE, GAUGES, check_gauge
 from qrobust.data.mnist import check_digits
 from qrobust.data.phases import GRIDS, PHASES, Grid, resolve_grid, with_overrides
-from qrobust.engine import EvalData, Trainer, make_train_fn, plain_data
+from qrobust.engine import EvalData, Trainer, make_train_fn
 from qrobust.errors import ConfigError
 from qrobust.experiments.chunks import fitted_chunk_size, plan_chunks
+from qrobust.experiments.inputs import make_chunk_inputs, training_args
 from qrobust.experiments.settings import (DATASETS, ModelSettings, build_model, check_data_options, check_name,
                                          check_simulator, load_dataset, model_settings, simulators_used)
-from qrobust.keys import CORRUPT, INIT, SHUFFLE, replica_keys
 from qrobust.memory import default_cap, program_bytes
 from qrobust.models import Model, registry
 from qrobust.models.base import flatten, unflatten
@@ -533,84 +531,12 @@ def open_store(out: str | Path | None, settings: dict, programs: dict, study: st
                         numerics=numerics(), claiming=claiming).open()
 
 
-INPUT_BLOCK = 8  # replicas per call of a chunk's input builder: its programs do not depend on the chunk size
-
-
-@jax.jit
-def _corrupted_block(seeds, kinds, counts, scores, x, y):
-    """A block's corrupted training sets (model-independent: one program per data shape, shared by every
-    model and study) and its shuffle keys."""
-    keys = replica_keys(seeds)
-    c = corrupt_replicas(kinds, keys[CORRUPT], x, y, counts, scores)
-    return c.x, c.y.astype(jnp.float32), jnp.broadcast_to(y, c.y.shape).astype(jnp.float32), c.mask, keys[SHUFFLE]
-
-
-@partial(jax.jit, static_argnums=1)
-def _joined(blocks, r: int):
-    """The blocks' arrays joined along the replica axis, cut to the chunk's ``r`` replicas."""
-    return jax.tree_util.tree_map(lambda *leaves: jnp.concatenate(leaves)[:r], *blocks)
-
-
-def blockwise(fn: Callable, *args):
-    """``fn(*args)`` for arguments (pytrees) with a leading replica axis of length R, computed ``INPUT_BLOCK``
-    replicas at a time (the last block padded with repeats of the first replica, its results cut), so that a
-    jitted ``fn`` compiles for one block shape whatever R. For functions that treat each replica on its own
-    (vmapped), whose results do not depend on the other replicas of a call. (Replica keys, whose replica axis
-    is their second, are made inside ``fn`` from the seeds.)"""
-    r = jnp.shape(jax.tree_util.tree_leaves(args)[0])[0]
-    rows = np.concatenate([np.arange(r), np.zeros(-r % INPUT_BLOCK, int)])
-    args = jax.tree_util.tree_map(lambda a: a if isinstance(a, (jax.Array, jax.core.Tracer)) else np.asarray(a), args)
-    blocks = [fn(*jax.tree_util.tree_map(lambda a: a[rows[i:i + INPUT_BLOCK]], args))
-              for i in range(0, len(rows), INPUT_BLOCK)]
-    return _joined(blocks, r)
-
-
-def make_chunk_inputs(model: Model, dataset: Dataset):
-    """A function (seeds (R,), corruption index (R,), count (R,), scores (R, N) or None) -> (initial params,
-    shuffle keys, TrainData). Keys from the seed alone (``qrobust.keys``): a seed's replica is the same in every
-    study. ``scores``: the aimed poisoners' priorities per replica (``qrobust.experiments.poisoners``; None:
-    zeros, all the others need).
-
-    The inputs are built ``INPUT_BLOCK`` replicas at a time (``blockwise``), so the builder compiles once per
-    data shape (the corruption, shared by every model) and once per model (its initial weights and its reading
-    of the inputs), whatever the chunk sizes; a replica's inputs are the same in a chunk of any size."""
-    x = jnp.asarray(dataset.x_train)  # float32 / complex64 (or 64-bit in x64 mode)
-    y = jnp.asarray(dataset.y_train, jnp.int32)
-
-    @jax.jit
-    def model_block(seeds, corrupted):
-        cx, cy, y_clean, mask, shuffle = corrupted
-        params = jax.vmap(model.init)(replica_keys(seeds)[INIT])
-        return params, shuffle, plain_data(model.prepare(cx), cy, y_clean, mask)
-
-    def block(seeds, kinds, counts, scores):
-        return model_block(seeds, _corrupted_block(seeds, kinds, counts, scores.astype(jnp.float32), x, y))
-
-    def inputs(seeds, kinds, counts, scores=None):
-        if scores is None:
-            scores = jnp.zeros((jnp.shape(seeds)[0], y.shape[0]), jnp.float32)
-        return blockwise(block, seeds, kinds, counts, scores)
-
-    return inputs
-
-
 def program_footprint(train: Callable, args_for: Callable[[int], tuple]) -> Callable[[int], int]:
     """``footprint(r)``: bytes of ``train``, the very function the chunks will call, compiled for the arguments
     ``args_for(r)`` of r replicas (abstract ``jax.ShapeDtypeStruct``s or arrays; XLA's memory analysis,
     ``qrobust.memory.program_bytes``). Compiled, not run; the compilation is JAX's, so a chunk of that shape
     reuses it."""
     return lambda r: program_bytes(train, *args_for(r))
-
-
-def training_args(inputs: Callable, val: EvalData) -> Callable[[int], tuple]:
-    """``args_for(r)``: the abstract arguments of a training program for r replicas whose inputs come from
-    ``inputs`` (``make_chunk_inputs``): (params, learning rates, shuffle keys, data, val)."""
-    def args_for(r: int) -> tuple:
-        ints = jax.ShapeDtypeStruct((r,), jnp.int32)
-        params, keys, data = jax.eval_shape(inputs, ints, ints, ints)
-        return params, jax.ShapeDtypeStruct((r,), jnp.float32), keys, data, val
-
-    return args_for
 
 
 def weights(params, n_real: int, keep: bool = True) -> dict:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from qrobust.analysis.forgetting import GRID, loss_mia_accuracy
 from qrobust.experiments import study
+from qrobust.experiments.inputs import blockwise
 from qrobust.experiments.chunks import run_chunks
 from qrobust.experiments.unlearning_stages import Context, flatten
 from qrobust.keys import FRESH_INIT, RANDOM_LABELS, STUDENT_ORDER, replica_keys
@@ -49,7 +50,7 @@ class StudentInputs:
 
         @jax.jit
         def complete(data, teacher, keys, coef, is_retrain, is_salun, forget_idx, forget_w, known, member):
-            """``keys``: (R, N_PURPOSES, 2), each replica's keys (replica axis first, for ``study.blockwise``)."""
+            """``keys``: (R, N_PURPOSES, 2), each replica's keys (replica axis first, for ``blockwise``)."""
             n, keys = data.y.shape[1], jnp.swapaxes(keys, 0, 1)
             teacher_logits = jax.vmap(logits_of)(teacher, data.x)
             random_labels = jax.vmap(lambda k: jax.random.bernoulli(k, 0.5, (n,)))(keys[RANDOM_LABELS])
@@ -83,7 +84,7 @@ class StudentInputs:
         forget_idx, forget_w, known = self.forget_arrays(seeds, rows.known_fraction.to_numpy())
         keys = replica_keys(seeds)
         # a block of replicas at a time: the program compiles once per model, whatever the chunk sizes
-        start, data = study.blockwise(self.complete[m], poisoned, ctx.teacher_params(m, seeds, ctx.config.alpha),
+        start, data = blockwise(self.complete[m], poisoned, ctx.teacher_params(m, seeds, ctx.config.alpha),
                                       jnp.swapaxes(keys, 0, 1), method_vectors(ctx.config, rows), *self.flags(rows),
                                       forget_idx, forget_w, known, jnp.ones(known.shape, bool))
         return start, jnp.full(len(seeds), lr, jnp.float32), keys[STUDENT_ORDER], data, ctx.val[m]
