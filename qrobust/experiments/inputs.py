@@ -80,7 +80,7 @@ def make_chunk_inputs(model: Model, dataset: Dataset):
 
     def inputs(seeds, kinds, counts, scores=None):
         if scores is None:
-            scores = jnp.zeros((jnp.shape(seeds)[0], y.shape[0]), jnp.float32)
+            scores = np.zeros((jnp.shape(seeds)[0], y.shape[0]), np.float32)  # on the host: cut into blocks there
         return blockwise(block, seeds, kinds, counts, scores)
 
     return inputs
