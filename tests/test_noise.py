@@ -158,9 +158,12 @@ CASES = [("hea", 5, 1, "depolarizing:0.02", None),
          ("rxry_cnot", 5, 2, "depolarizing2:0.05+depolarizing:0.01", None),
          (RandomCircuit(3, 0), 3, 1, "depolarizing2:0.06+depolarizing:0.02", 0),
          (RandomCircuit(4, 1), 4, 1, "depolarizing@layer:0.03+amplitude_damping@layer:0.04+readout:0.01", 2),
-         (RandomCircuit(5, 2), 5, 1, "amplitude_damping:0.02+depolarizing2:0.04+dephasing@layer:0.03", 1),
-         (RandomCircuit(6, 3), 6, 1, "dephasing@layer:0.02+depolarizing2:0.03+depolarizing@layer:0.01+dephasing:0.01",
-          4)]
+         # 5 and 6 qubits: 11 to 12 s each, slow (the default suite neared its 10 minutes); CI runs them
+         pytest.param(RandomCircuit(5, 2), 5, 1, "amplitude_damping:0.02+depolarizing2:0.04+dephasing@layer:0.03", 1,
+                      marks=pytest.mark.slow),
+         pytest.param(RandomCircuit(6, 3), 6, 1,
+                      "dephasing@layer:0.02+depolarizing2:0.03+depolarizing@layer:0.01+dephasing:0.01", 4,
+                      marks=pytest.mark.slow)]
 
 
 @pytest.mark.parametrize("circuit, n, depth, noise, measured", CASES)
