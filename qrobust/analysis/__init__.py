@@ -12,7 +12,8 @@ _WHERE = {
                     "qrobust.analysis.forgetting"),
     **dict.fromkeys(("bernoulli_divergences", "example_epsilons", "forgetting_quality", "score_shadows"),
                     "qrobust.analysis.ulira"),
-    **dict.fromkeys(("hessian_trace", "hutchinson_trace", "lanczos_eigenvalues"), "qrobust.analysis.landscape"),
+    **dict.fromkeys(("curvature", "dense_hessian", "hessian_trace", "hutchinson_trace", "lanczos_eigenvalues"),
+                    "qrobust.analysis.landscape"),
     **dict.fromkeys(("final_epoch", "final_summary", "recovery_summary"), "qrobust.analysis.summary"),
 }
 __all__ = sorted(_WHERE)
