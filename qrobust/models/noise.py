@@ -60,7 +60,6 @@ from qrobust.errors import ConfigError
 
 CHANNELS = ("depolarizing", "dephasing", "amplitude_damping", "depolarizing2", "readout")
 ONE_QUBIT = CHANNELS[:3]  # the one-qubit channels (after gates, or at layers' ends)
-GATE_CHANNELS = ONE_QUBIT  # (the name this had before depolarizing2)
 PLACEMENTS = ("gate", "layer")
 PLACED = {name: PLACEMENTS for name in ONE_QUBIT} | {"depolarizing2": ("gate",), "readout": ()}  # where each acts
 SEGMENT = 12  # operations per checkpointed segment of the propagation
