@@ -131,6 +131,28 @@ def controls_tables(run: RunResults) -> list[tuple[str, pd.DataFrame]]:
              quantum)]
 
 
+def unlearning_tables(run: RunResults) -> list[tuple[str, pd.DataFrame]]:
+    """What the reproduction's report shows of an unlearning run besides its verdicts: where its shadows covered
+    classical controls, the forgetting per example of every model (U-LiRA after fine-tuning, the teacher's own
+    leak, the share removed) and, per claim, whether it is QNN-specific (``qrobust.analysis.controls``)."""
+    from qrobust.analysis.controls import ULIRA_METHOD, unlearning_specificity, unlearning_table
+
+    if "scorecard" not in run.tables:
+        return []
+    table = unlearning_table(run["scorecard"], run["teachers"] if "teachers" in run.tables else None)
+    if not len(table) or not table.control.any():
+        return []
+    shown = pd.DataFrame({"model": table.model, "shadows": table.n_shadows})
+    for name, title in (("auc", f"U-LiRA AUC after {ULIRA_METHOD}"), ("auc_none", "teacher's AUC (none)"),
+                        ("removed", "share removed")):
+        shown[title] = [_with_interval(*r) for r in table[[name, f"{name}_lo", f"{name}_hi"]].itertuples(index=False)]
+    shown["clean teacher's val acc"] = table.clean_val.round(3)
+    shown["diverged"] = table.diverged
+    return [("Is it quantum? Forgetting per example of each model (95% intervals, bootstrap over shadows)", shown),
+            ("Is it quantum? Unlearning: QNN-specific only if the QNN differs from every control by the margin",
+             unlearning_specificity(table)[["claim", "margin", "verdict", "controls"]])]
+
+
 def attack_summary(run: RunResults) -> pd.DataFrame:
     """The attack study's damage curves: per model, attack and alpha, the validation accuracy with its interval."""
     table = run["attack"]

@@ -132,3 +132,62 @@ def test_the_controls_study_runs_end_to_end(tmp_path):
     assert study_of(tmp_path / "c") == "controls"
     assert (tmp_path / "c" / "quantum.csv").is_file()
     assert len(table.attrs["specificity"]) == 3
+
+
+# --- forgetting per example: the unlearning reading of the controls (scorecard rows made by hand) -------------------
+
+
+def _card(models: dict) -> pd.DataFrame:
+    """A scorecard with, per model, finetune's (auc, half-width), the teacher's ("none") auc, and the retrained
+    reference's val acc: models = {name: (auc, half, auc_none, clean_val)}; ``removed`` from them, half-width 0.05."""
+    rows = []
+    for m, (auc, half, none, clean) in models.items():
+        removed = (none - auc) / (none - 0.5)
+        rows += [dict(model=m, method="finetune", auc=auc, auc_lo=auc - half, auc_hi=auc + half, removed=removed,
+                      removed_lo=removed - 0.05, removed_hi=removed + 0.05, val_acc=clean, diverged=False,
+                      n_shadows=64),
+                 dict(model=m, method="none", auc=none, auc_lo=none - half, auc_hi=none + half, removed=0.0,
+                      removed_lo=0.0, removed_hi=0.0, val_acc=clean, diverged=False, n_shadows=64),
+                 dict(model=m, method="retrain_full", auc=np.nan, auc_lo=np.nan, auc_hi=np.nan, removed=np.nan,
+                      removed_lo=np.nan, removed_hi=np.nan, val_acc=clean, diverged=False, n_shadows=np.nan)]
+    return pd.DataFrame(rows)
+
+
+def _unlearning_verdicts(models: dict) -> dict:
+    from qrobust.analysis.controls import unlearning_specificity, unlearning_table
+
+    out = unlearning_specificity(unlearning_table(_card(models)))
+    return dict(zip(out.quantity.str.split(" ").str[0], zip(out.verdict, out.controls)))
+
+
+def test_mover_gives_the_exact_interval_of_a_difference_of_independent_gaussian_estimates():
+    from qrobust.analysis.controls import _mover
+
+    a = pd.Series(dict(auc=0.9, auc_lo=0.9 - 1.96 * 0.03, auc_hi=0.9 + 1.96 * 0.03))
+    b = pd.Series(dict(auc=0.6, auc_lo=0.6 - 1.96 * 0.04, auc_hi=0.6 + 1.96 * 0.04))
+    lo, hi = _mover(a, b, "auc")
+    assert lo == pytest.approx(0.3 - 1.96 * 0.05) and hi == pytest.approx(0.3 + 1.96 * 0.05)  # sd of a - b: 0.05
+    assert np.isnan(_mover(a, pd.Series(dict(b, auc_lo=np.nan)), "auc")).all()
+
+
+def test_controls_that_leak_after_unlearning_make_the_qnns_unlearning_specific():
+    got = _unlearning_verdicts({"qnn": (0.60, 0.02, 0.80, 0.97), "mlp": (0.90, 0.02, 0.95, 0.98),
+                                "quadratic": (0.75, 0.02, 0.85, 0.96), "logistic": (0.80, 0.03, 0.90, 0.95)})
+    assert got["auc"][0] == "QNN-specific" and "quadratic: differs" in got["auc"][1]  # 0.15 - 0.05 combined > 0.05
+
+
+def test_a_control_that_forgets_as_well_shares_the_claim_and_a_learner_that_fails_does_not_decide():
+    got = _unlearning_verdicts({"qnn": (0.60, 0.02, 0.80, 0.97), "mlp": (0.90, 0.02, 0.95, 0.98),
+                                "logistic": (0.61, 0.02, 0.70, 0.96), "fidelity_kernel": (0.51, 0.02, 0.52, 0.60)})
+    assert got["auc"][0] == "shared (by logistic)"
+    assert "fidelity_kernel: does not decide (clean val 0.60)" in got["auc"][1]
+    # an excess of 0.06 whose interval reaches below the margin: indeterminate
+    near = _unlearning_verdicts({"qnn": (0.60, 0.02, 0.80, 0.97), "quadratic": (0.66, 0.02, 0.85, 0.96)})
+    assert near["auc"][0] == "indeterminate"
+
+
+def test_the_share_removed_reads_the_other_way_round():
+    # the QNN removes (0.8 - 0.6) / 0.3 = 0.67 of its leak, the control (0.7 - 0.62) / 0.2 = 0.4: the QNN's is larger
+    # by more than the margin, while the AUCs after unlearning are within it of each other
+    got = _unlearning_verdicts({"qnn": (0.60, 0.02, 0.80, 0.97), "quadratic": (0.62, 0.02, 0.70, 0.96)})
+    assert got["removed"][0] == "QNN-specific" and got["auc"][0] == "shared (by quadratic)"

@@ -25,8 +25,16 @@ def test_every_profile_of_every_part_is_a_valid_study_configuration():
         for profile in ("full", "quick", "tiny"):
             if part.runs_in(profile):
                 part.config(profile).validate()
-    assert {p.name for p in PARTS if not p.runs_in("quick")} == {"controls-xxz", "controls-tfim", "controls-cluster"}
+    assert {p.name for p in PARTS if not p.runs_in("quick")} == {"controls-xxz", "controls-tfim", "controls-cluster",
+                                                                  "ulira-controls-mnist"}
     assert all(p.runs_in("full") and p.runs_in("tiny") for p in PARTS)
+    # the U-LiRA part covers the controls study's models, and its command says so
+    from qrobust.experiments.controls import MODELS
+    from qrobust.experiments.reproduce import CONTROL_MODELS
+
+    ulira = next(p for p in PARTS if p.name == "ulira-controls-mnist")
+    assert ulira.config("full").models == CONTROL_MODELS == MODELS
+    assert all(f"--model {m} " in ulira.command for m in MODELS) and "--shadows 64" in ulira.command
 
 
 def test_naming_a_part_the_profile_does_not_run_is_refused_before_any_work(tmp_path):
@@ -203,6 +211,7 @@ def test_a_tiny_reproduction_reports_every_part(tiny_reproduction):
     # the paper's own numbers beside the MNIST plateau: its published curve falls to 0.795 (test below)
     assert "departs: val 0.980 at alpha 0, lowest 0.795 below 0.5" in page and "not published" in md
     assert "QNN changes qualitatively" in page and "per example (U-LiRA)" in page
+    assert "Forgetting per example of each model" in md and "Unlearning: QNN-specific only if" in md
     trained = sum(float(f.read_text()) for f in out.glob("*/**/chunks/*.seconds"))  # every part's chunks
     assert trained > 0 and f"their chunks trained for {trained / 60:.1f} min" in md.splitlines()[2]
     # every part records the replicas it trained and read back from the store (the unlearning teachers are the

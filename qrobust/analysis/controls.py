@@ -31,6 +31,23 @@ by more than the claim's margin (``MARGINS``), **shared** when some control is w
     failed it.)
 A control whose clean validation accuracy is more than ``LEARNS_MARGIN`` below the QNN's has not learned the task
 as well; its rows are shown, but it does not decide a claim (a model that learns nothing also memorises nothing).
+
+Forgetting per example, from an unlearning study with shadows over the same models (``unlearning_table``,
+``unlearning_specificity``; the reproduction's part ulira-controls-mnist): per model the U-LiRA AUC after
+fine-tuning (0.5: the unlearned shadows cannot be told from retrained ones), the teacher's own AUC before any
+unlearning (method "none": how much leaked to begin with) and ``removed``, the share of that leak the method took
+away, each with the scorecard's 95% interval (``qrobust.analysis.ulira``: bootstrap over shadows). Fixed here
+before any data (2026-12-06, and not to be tuned): the paper's "the QNN is easier to unlearn" is QNN-specific when
+every deciding control's AUC exceeds the QNN's by more than ``ULIRA_MARGINS["auc"]`` = 0.05 (about 3.5 standard
+deviations of a U-LiRA AUC at 64 shadows, ``qrobust.analysis.ulira``), and qrobust's reading by the share removed
+when every control's share is below the QNN's by more than ``ULIRA_MARGINS["removed"]`` = 0.10. The scorecard
+stores intervals, not resamples, so a difference's interval is combined from the two by MOVER (Zou & Donner
+2008, "Construction of confidence limits about effect measures", Stat. Med. 27, 1693: each limit of the
+difference from the nearer limits of the two, as if independent). The models' shadows share their halves of the
+pool (keyed by the seed alone), so their errors are positively correlated and the combined interval is, if
+anything, too wide: a claim is then indeterminate more often, never decided wrongly more often. A control learns
+the task when its clean teacher (the study's teacher at alpha 0) reaches a validation accuracy within
+``LEARNS_MARGIN`` of the QNN's; otherwise it does not decide.
 """
 
 from __future__ import annotations
@@ -46,6 +63,10 @@ MIN_SEEDS = 2  # one seed has no spread to resample: its intervals are NaN, neve
 MEMORIZATION_ALPHA = 0.3
 MARGINS = {"memorization": 0.10, "plateau": 0.05, "alpha_c": 0.10}
 LEARNS_MARGIN = 0.10
+ULIRA_METHOD = "finetune"
+ULIRA_MARGINS = {"auc": 0.05, "removed": 0.10}
+ULIRA_CLAIMS = {"auc": "the QNN is easier to unlearn (U-LiRA AUC after fine-tuning)",
+                "removed": "the QNN is easier to unlearn, as a share of its own leak removed (after fine-tuning)"}
 REFERENCE = ("qnn", "mlp")  # the paper's two models; every other model of the table is a control
 CLAIMS = {
     "memorization": "the QNN refuses the flipped labels (memorisation at alpha 0.3)",
@@ -176,5 +197,76 @@ def specificity(table: pd.DataFrame) -> pd.DataFrame:
         else:
             verdict = "indeterminate"
         rows.append(dict(claim=claim, quantity=name, margin=MARGINS[name], verdict=verdict,
+                         controls="; ".join(f"{m}: {v}" for m, v in per.items())))
+    return pd.DataFrame(rows)
+
+
+# --- forgetting per example (an unlearning study with shadows over the same models) -------------------------------
+
+
+def unlearning_table(card: pd.DataFrame, teachers: pd.DataFrame | None = None,
+                     method: str = ULIRA_METHOD) -> pd.DataFrame:
+    """Per model of a scorecard (``scorecard.csv`` of an unlearning study with shadows): the U-LiRA AUC after
+    ``method`` and its interval, the teacher's own AUC (method "none") and interval, the share removed and its
+    interval, the method's validation accuracy, whether the model diverged, and ``clean_val`` (does the model learn
+    the task?): the mean validation accuracy of the study's clean teachers (``teachers``: teachers.csv, alpha 0),
+    else the card's retrained reference (``retrain_full``, where the study ran it as a method). Empty where the card
+    lacks the method."""
+    cols = ["auc", "auc_lo", "auc_hi", "removed", "removed_lo", "removed_hi", "val_acc", "diverged", "n_shadows"]
+    rows = []
+    for model in dict.fromkeys(card.model):
+        own = card[card.model == model].set_index("method")
+        if method not in own.index:
+            continue
+        row = dict(model=model, control=model not in REFERENCE, method=method,
+                   **{c: own.loc[method].get(c, np.nan) for c in cols})
+        row["diverged"] = bool(row["diverged"]) if pd.notna(row["diverged"]) else False
+        for c in ("auc", "auc_lo", "auc_hi"):
+            row[f"{c.replace('auc', 'auc_none')}"] = own.loc["none"].get(c, np.nan) if "none" in own.index else np.nan
+        row["clean_val"] = own.loc["retrain_full"].get("val_acc", np.nan) if "retrain_full" in own.index else np.nan
+        if teachers is not None and "alpha" in teachers:
+            clean = teachers[(teachers.model == model) & (teachers.alpha == 0.0)].val_acc
+            row["clean_val"] = float(clean.mean()) if len(clean) else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _mover(a: pd.Series, b: pd.Series, name: str) -> tuple[float, float]:
+    """The 95% interval of ``a[name] - b[name]`` from the two intervals (MOVER, module docstring)."""
+    x, y = float(a[name]), float(b[name])
+    (xl, xh), (yl, yh) = (float(a[f"{name}_lo"]), float(a[f"{name}_hi"])), (float(b[f"{name}_lo"]), float(b[f"{name}_hi"]))
+    if not np.isfinite([x, y, xl, xh, yl, yh]).all():
+        return np.nan, np.nan
+    d = x - y
+    return d - np.hypot(x - xl, yh - y), d + np.hypot(xh - x, y - yl)
+
+
+def unlearning_specificity(table: pd.DataFrame) -> pd.DataFrame:
+    """Per claim of ``ULIRA_CLAIMS``: each control's comparison with the QNN and the claim's reading (module
+    docstring), as ``specificity``'s rows. ``table``: ``unlearning_table``'s."""
+    if "qnn" not in set(table.model):
+        return pd.DataFrame(columns=["claim", "quantity", "margin", "verdict", "controls"])
+    usable = table[~table.diverged.astype(bool)]
+    q = table[table.model == "qnn"].iloc[0]
+    rows = []
+    for name, claim in ULIRA_CLAIMS.items():
+        margin, per, deciding = ULIRA_MARGINS[name], {}, []
+        for _, c in table[table.control].iterrows():
+            if c.model not in set(usable.model):
+                per[c.model] = "does not decide (diverged)"
+                continue
+            if not (c.clean_val >= q.clean_val - LEARNS_MARGIN):
+                per[c.model] = f"does not decide (clean val {c.clean_val:.2f})"
+                continue
+            # the QNN claims a lower AUC, a larger share removed: the control's excess over the QNN
+            lo, hi = _mover(c, q, name) if name == "auc" else _mover(q, c, name)
+            per[c.model] = ("indeterminate" if not np.isfinite([lo, hi]).all() or bool(q.diverged)
+                            else "differs" if lo > margin else "alike" if hi < margin else "indeterminate")
+            deciding.append(per[c.model])
+        alike = [m for m, v in per.items() if v == "alike"]
+        verdict = ("indeterminate (no control decides)" if not deciding else
+                   "shared (by " + ", ".join(alike) + ")" if alike else
+                   "QNN-specific" if all(v == "differs" for v in deciding) else "indeterminate")
+        rows.append(dict(claim=claim, quantity=f"{name} ({ULIRA_METHOD})", margin=margin, verdict=verdict,
                          controls="; ".join(f"{m}: {v}" for m, v in per.items())))
     return pd.DataFrame(rows)

@@ -86,7 +86,7 @@ _STUDIES: dict[str, Study] = {s.name: s for s in (
           ("final.csv", "results.csv", "teachers.csv", "recovery.csv", "scorecard.csv", "shadows.csv",
            "examples.csv", "shadow_draws.csv"),
           figures="qrobust.report:unlearning_figures", claims="qrobust.analysis.claims:unlearning_verdicts",
-          summary="qrobust.report:unlearning_summary"),
+          summary="qrobust.report:unlearning_summary", report_tables="qrobust.report:unlearning_tables"),
     Study("landscape", "landscape", "the Hessian trace and spectrum of trained models against alpha",
           f"{_E}.landscape:LandscapeConfig", f"{_E}.landscape:run_landscape", ("landscape.csv",),
           figures="qrobust.report:landscape_figures", claims="qrobust.analysis.claims:landscape_verdicts",
