@@ -25,8 +25,9 @@ def test_every_profile_of_every_part_is_a_valid_study_configuration():
         for profile in ("full", "quick", "tiny"):
             if part.runs_in(profile):
                 part.config(profile).validate()
-    assert {p.name for p in PARTS if not p.runs_in("quick")} == {"controls-xxz", "controls-tfim", "controls-cluster",
-                                                                  "ulira-controls-mnist"}
+    chains = ("xxz", "tfim", "cluster")
+    assert {p.name for p in PARTS if not p.runs_in("quick")} == ({f"controls-{d}" for d in chains}
+                                                                 | {f"ulira-controls-{d}" for d in ("mnist",) + chains})
     assert all(p.runs_in("full") and p.runs_in("tiny") for p in PARTS)
     # the U-LiRA part covers the controls study's models, and its command says so
     from qrobust.experiments.controls import MODELS

@@ -14,9 +14,9 @@ whose study finished is read back, a part cut short resumes from its chunks. The
   controls-DATA    is it quantum? the QNN, the MLP and classical controls of the QNN's model class under label
                    flipping, on mnist, xxz, tfim and cluster (the quick profile: mnist only, 3 seeds: the
                    fewest for which the critical point has an interval)
-  ulira-controls-mnist  is it quantum? U-LiRA after fine-tuning for the QNN, the MLP and every control of the
-                   controls study, 64 shadows each (full profile only: about 40 min of the 2-core machine, beyond the
-                   demo's five minutes)
+  ulira-controls-DATA  is it quantum? U-LiRA after fine-tuning for the QNN, the MLP and every control of the
+                   controls study, 64 shadows each, on mnist, xxz, tfim and cluster (full profile only: 7 min for
+                   MNIST on 2 cores, beyond the demo's five minutes)
   scorecard-mnist  forgetting per example with shadow replicas (U-LiRA, the challenge's epsilon)
 
 ``profile``: "full" (the paper's settings: 5 seeds, every alpha, 64 shadows), "quick" (fewer seeds and
@@ -70,6 +70,7 @@ _TINY_MNIST = dict(n_train_per_class=12)
 CONTROL_ALPHAS = tuple(sorted(ALPHAS + (0.45, 0.55)))
 _CONTROL_ALPHAS_TEXT = ",".join(f"{a:g}" for a in CONTROL_ALPHAS)
 _TINY_XXZ = dict(n_qubits=4)
+_TINY_CHAIN_MODELS = ("qnn", "mlp", "quadratic")
 # the controls study's default models (qrobust.experiments.controls.MODELS, held equal by a test), spelled out here so
 # that this module stays light
 CONTROL_MODELS = ("qnn", "mlp", "quadratic", "logistic", "mlp_wd", "mlp_invariant", "fidelity_kernel",
@@ -134,14 +135,17 @@ PARTS = (
                                   models=("qnn", "mlp", "quadratic", "logistic", "fidelity_kernel")), _TINY_MNIST),
           ("xxz", "XXZ", None, _TINY_XXZ), ("tfim", "TFIM", None, _TINY_XXZ),
           ("cluster", "the cluster-Ising chain", None, _TINY_XXZ))),
-    Part("ulira-controls-mnist", "Is it quantum? Forgetting per example (U-LiRA after fine-tuning) of the QNN, the MLP "
-         "and the classical controls on MNIST",
-         "qrobust unlearn --dataset mnist " + " ".join(f"--model {m}" for m in CONTROL_MODELS)
-         + " --method finetune --seeds 1 --shadows 64 --out OUT/ulira-controls-mnist", "unlearning",
-         {"all": dict(dataset="mnist", models=CONTROL_MODELS, methods=("finetune",), seeds=(0,)),
-          "full": dict(shadows=64),
-          "tiny": dict(_TINY_MNIST, models=("qnn", "mlp", "quadratic", "logistic"), shadows=8, epochs=2,
-                       teacher_epochs=2)}),
+    *(Part(f"ulira-controls-{data}", f"Is it quantum? Forgetting per example (U-LiRA after fine-tuning) of the QNN, "
+           f"the MLP and the classical controls on {title}",
+           f"qrobust unlearn --dataset {data} " + " ".join(f"--model {m}" for m in CONTROL_MODELS)
+           + f" --method finetune --seeds 1 --shadows 64 --out OUT/ulira-controls-{data}", "unlearning",
+           {"all": dict(dataset=data, models=CONTROL_MODELS, methods=("finetune",), seeds=(0,)),
+            "full": dict(shadows=64),
+            "tiny": dict(tiny, models=tiny_models, shadows=8, epochs=2, teacher_epochs=2)})
+      for data, title, tiny, tiny_models in (
+          ("mnist", "MNIST", _TINY_MNIST, ("qnn", "mlp", "quadratic", "logistic")),
+          ("xxz", "XXZ", _TINY_XXZ, _TINY_CHAIN_MODELS), ("tfim", "TFIM", _TINY_XXZ, _TINY_CHAIN_MODELS),
+          ("cluster", "the cluster-Ising chain", _TINY_XXZ, _TINY_CHAIN_MODELS))),
     Part("scorecard-mnist", "Forgetting per example: U-LiRA and the challenge's epsilon from shadow replicas",
          "qrobust unlearn --dataset mnist --method retrain --method finetune --method scrub --method ga "
          "--method neggrad --method salun --method l1_sparse --method retrain_full --shadows 64 "
