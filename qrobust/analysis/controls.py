@@ -221,8 +221,8 @@ def unlearning_table(card: pd.DataFrame, teachers: pd.DataFrame | None = None,
         row = dict(model=model, control=model not in REFERENCE, method=method,
                    **{c: own.loc[method].get(c, np.nan) for c in cols})
         row["diverged"] = bool(row["diverged"]) if pd.notna(row["diverged"]) else False
-        for c in ("auc", "auc_lo", "auc_hi"):
-            row[f"{c.replace('auc', 'auc_none')}"] = own.loc["none"].get(c, np.nan) if "none" in own.index else np.nan
+        for suffix in ("", "_lo", "_hi"):  # the poisoned teacher's own leak, before any unlearning
+            row[f"auc_none{suffix}"] = own.loc["none"].get(f"auc{suffix}", np.nan) if "none" in own.index else np.nan
         row["clean_val"] = own.loc["retrain_full"].get("val_acc", np.nan) if "retrain_full" in own.index else np.nan
         if teachers is not None and "alpha" in teachers:
             clean = teachers[(teachers.model == model) & (teachers.alpha == 0.0)].val_acc
