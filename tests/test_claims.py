@@ -273,6 +273,9 @@ def test_a_scorecard_interval_the_shadows_could_not_resolve_is_indeterminate_not
                  removed_hi=0.45, diverged=False)]
     auc, removed = claims.scorecard_claims(pd.DataFrame(rows), "s")
     assert auc.verdict == "holds" and removed.verdict == "indeterminate"
+    # where several scorecards share a report, each claim names its dataset
+    named = claims.scorecard_claims(pd.DataFrame(rows), "s", "XXZ")
+    assert [v.claim for v in named] == ["XXZ: " + auc.claim, "XXZ: " + removed.claim]
 
 
 def test_an_interval_of_runs_that_all_agree_is_not_printed_as_zero_width():

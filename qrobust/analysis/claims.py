@@ -672,7 +672,7 @@ def _combined(verdicts: list[str]) -> str:
     return "holds"
 
 
-def scorecard_claims(card: pd.DataFrame, part: str) -> list[Verdict]:
+def scorecard_claims(card: pd.DataFrame, part: str, data: str | None = None) -> list[Verdict]:
     """The paper's "QNN is easier to unlearn", asked of per-example attacks, for each of finetune and scrub
     present: the U-LiRA AUC (0.5: forgotten) of the QNN at most the MLP's. Read from the AUCs' 95% intervals
     (``qrobust.analysis.ulira``: a bootstrap over shadows and poisoning draws): holds when the QNN's interval lies
@@ -700,12 +700,13 @@ def scorecard_claims(card: pd.DataFrame, part: str) -> list[Verdict]:
     def intervals(column):
         return "; ".join(f"{m}: QNN {interval(column, 'qnn', m)}, MLP {interval(column, 'mlp', m)}" for m in methods)
 
-    out = [Verdict("the QNN is easier to unlearn, judged per example (U-LiRA)",
+    on = f"{data}: " if data else ""  # the dataset, where several scorecards share a report
+    out = [Verdict(f"{on}the QNN is easier to unlearn, judged per example (U-LiRA)",
                    "U-LiRA AUC of the QNN <= the MLP's (95% intervals separate), for " + " and ".join(methods),
                    text("auc"), _combined([_separated(ok, "auc", "qnn", "mlp", m) for m in methods]), part, "",
                    intervals("auc"))]
     if "removed" in ok:
-        out.append(Verdict("the QNN is easier to unlearn, as a share of its own leak removed (qrobust's reading)",
+        out.append(Verdict(f"{on}the QNN is easier to unlearn, as a share of its own leak removed (qrobust's reading)",
                            "removed = (AUC_none - AUC) / (AUC_none - 0.5): the QNN's >= the MLP's (95% intervals "
                            "separate), for " + " and ".join(methods), text("removed"),
                            _combined([_separated(ok, "removed", "mlp", "qnn", m) for m in methods]), part, "",
@@ -771,7 +772,7 @@ def unlearning_verdicts(run, part: str) -> list[Verdict]:
     grid (a map, not a claim of the paper); else Fig. 3's."""
     s = run.settings
     if "scorecard" in run.tables:
-        return scorecard_claims(run["scorecard"], part)
+        return scorecard_claims(run["scorecard"], part, str(s.get("dataset")).upper() if s.get("dataset") else None)
     if len(s.get("kl_ws", ())) > 1 or len(s.get("fo_ws", ())) > 1:
         return []
     dataset = s.get("dataset")
