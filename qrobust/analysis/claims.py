@@ -771,11 +771,11 @@ def unlearning_verdicts(run, part: str) -> list[Verdict]:
     """An unlearning study's verdicts: the per-example scorecard's where it has shadows; none for a loss-weight
     grid (a map, not a claim of the paper); else Fig. 3's."""
     s = run.settings
+    dataset = s.get("dataset")
     if "scorecard" in run.tables:
-        return scorecard_claims(run["scorecard"], part, str(s.get("dataset")).upper() if s.get("dataset") else None)
+        return scorecard_claims(run["scorecard"], part, str(dataset).upper() if dataset else None)
     if len(s.get("kl_ws", ())) > 1 or len(s.get("fo_ws", ())) > 1:
         return []
-    dataset = s.get("dataset")
     return unlearning_claims(run["results"], run["final"], part, str(dataset).upper(),
                              published=_published("unlearning", dataset))
 

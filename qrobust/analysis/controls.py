@@ -153,7 +153,11 @@ def _compare_lower(table: pd.DataFrame, name: str, control: str) -> str:
     """"differs", "alike" or "indeterminate" for a claim that the QNN's ``name`` is lower than the control's."""
     diff = _paired(table, name, control)
     lo, hi = percentiles(diff) if len(diff) else (np.nan, np.nan)
-    margin = MARGINS[name]
+    return _against(lo, hi, MARGINS[name])
+
+
+def _against(lo: float, hi: float, margin: float) -> str:
+    """A control's reading from the interval [lo, hi] of its excess over the QNN in the claim's direction."""
     if not np.isfinite([lo, hi]).all():
         return "indeterminate"
     return "differs" if lo > margin else "alike" if hi < margin else "indeterminate"
@@ -173,6 +177,31 @@ def _compare_alpha_c(q: pd.Series, c: pd.Series) -> str:
     return "differs" if gap > margin else "alike" if gap == 0.0 and close else "indeterminate"
 
 
+def _claim_row(claim: str, quantity: str, margin: float, q: pd.Series, controls: pd.DataFrame, compare,
+               excluded=lambda c: None) -> dict:
+    """One claim's row: each control's reading (``compare(control)``), unless ``excluded(control)`` gives a reason
+    or it does not learn the clean task (``LEARNS_MARGIN``), then the claim's verdict from the deciding ones."""
+    per, deciding = {}, []
+    for _, c in controls.iterrows():
+        reason = excluded(c) or (None if c.clean_val >= q.clean_val - LEARNS_MARGIN else f"clean val {c.clean_val:.2f}")
+        if reason:
+            per[c.model] = f"does not decide ({reason})"
+            continue
+        per[c.model] = compare(c)
+        deciding.append(per[c.model])
+    alike = [m for m, v in per.items() if v == "alike"]
+    if not deciding:
+        verdict = "indeterminate (no control decides)"
+    elif alike:
+        verdict = "shared (by " + ", ".join(alike) + ")"
+    elif all(v == "differs" for v in deciding):
+        verdict = "QNN-specific"
+    else:
+        verdict = "indeterminate"
+    return dict(claim=claim, quantity=quantity, margin=margin, verdict=verdict,
+                controls="; ".join(f"{m}: {v}" for m, v in per.items()))
+
+
 def specificity(table: pd.DataFrame) -> pd.DataFrame:
     """Per claim of ``CLAIMS``: each deciding control's comparison with the QNN and the claim's reading,
     "QNN-specific", "shared (by ...)" or "indeterminate" (module docstring). A control that does not learn the
@@ -181,26 +210,10 @@ def specificity(table: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["claim", "quantity", "margin", "verdict", "controls"])
     q = table[table.model == "qnn"].iloc[0]
     controls = table[table.control]
-    rows = []
-    for name, claim in CLAIMS.items():
-        per, deciding = {}, []
-        for _, c in controls.iterrows():
-            if not (c.clean_val >= q.clean_val - LEARNS_MARGIN):
-                per[c.model] = "does not decide (clean val " + f"{c.clean_val:.2f})"
-                continue
-            per[c.model] = (_compare_alpha_c(q, c) if name == "alpha_c" else _compare_lower(table, name, c.model))
-            deciding.append(per[c.model])
-        alike = [m for m, v in per.items() if v == "alike"]
-        if not deciding:
-            verdict = "indeterminate (no control decides)"
-        elif alike:
-            verdict = "shared (by " + ", ".join(alike) + ")"
-        elif all(v == "differs" for v in deciding):
-            verdict = "QNN-specific"
-        else:
-            verdict = "indeterminate"
-        rows.append(dict(claim=claim, quantity=name, margin=MARGINS[name], verdict=verdict,
-                         controls="; ".join(f"{m}: {v}" for m, v in per.items())))
+    rows = [_claim_row(claim, name, MARGINS[name], q, controls,
+                       lambda c, name=name: (_compare_alpha_c(q, c) if name == "alpha_c"
+                                             else _compare_lower(table, name, c.model)))
+            for name, claim in CLAIMS.items()]
     return pd.DataFrame(rows)
 
 
@@ -226,18 +239,19 @@ def unlearning_table(card: pd.DataFrame, teachers: pd.DataFrame | None = None,
         row["diverged"] = bool(row["diverged"]) if pd.notna(row["diverged"]) else False
         for suffix in ("", "_lo", "_hi"):  # the poisoned teacher's own leak, before any unlearning
             row[f"auc_none{suffix}"] = own.loc["none"].get(f"auc{suffix}", np.nan) if "none" in own.index else np.nan
-        row["clean_val"] = own.loc["retrain_full"].get("val_acc", np.nan) if "retrain_full" in own.index else np.nan
         if teachers is not None and "alpha" in teachers:
             clean = teachers[(teachers.model == model) & (teachers.alpha == 0.0)].val_acc
             row["clean_val"] = float(clean.mean()) if len(clean) else np.nan
+        else:
+            row["clean_val"] = own.loc["retrain_full"].get("val_acc", np.nan) if "retrain_full" in own.index else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def _mover(a: pd.Series, b: pd.Series, name: str) -> tuple[float, float]:
     """The 95% interval of ``a[name] - b[name]`` from the two intervals (MOVER, module docstring)."""
-    x, y = float(a[name]), float(b[name])
-    (xl, xh), (yl, yh) = (float(a[f"{name}_lo"]), float(a[f"{name}_hi"])), (float(b[f"{name}_lo"]), float(b[f"{name}_hi"]))
+    x, xl, xh = (float(a[f"{name}{s}"]) for s in ("", "_lo", "_hi"))
+    y, yl, yh = (float(b[f"{name}{s}"]) for s in ("", "_lo", "_hi"))
     if not np.isfinite([x, y, xl, xh, yl, yh]).all():
         return np.nan, np.nan
     d = x - y
@@ -249,27 +263,15 @@ def unlearning_specificity(table: pd.DataFrame) -> pd.DataFrame:
     docstring), as ``specificity``'s rows. ``table``: ``unlearning_table``'s."""
     if "qnn" not in set(table.model):
         return pd.DataFrame(columns=["claim", "quantity", "margin", "verdict", "controls"])
-    usable = table[~table.diverged.astype(bool)]
     q = table[table.model == "qnn"].iloc[0]
-    rows = []
-    for name, claim in ULIRA_CLAIMS.items():
-        margin, per, deciding = ULIRA_MARGINS[name], {}, []
-        for _, c in table[table.control].iterrows():
-            if c.model not in set(usable.model):
-                per[c.model] = "does not decide (diverged)"
-                continue
-            if not (c.clean_val >= q.clean_val - LEARNS_MARGIN):
-                per[c.model] = f"does not decide (clean val {c.clean_val:.2f})"
-                continue
-            # the QNN claims a lower AUC, a larger share removed: the control's excess over the QNN
-            lo, hi = _mover(c, q, name) if name == "auc" else _mover(q, c, name)
-            per[c.model] = ("indeterminate" if not np.isfinite([lo, hi]).all() or bool(q.diverged)
-                            else "differs" if lo > margin else "alike" if hi < margin else "indeterminate")
-            deciding.append(per[c.model])
-        alike = [m for m, v in per.items() if v == "alike"]
-        verdict = ("indeterminate (no control decides)" if not deciding else
-                   "shared (by " + ", ".join(alike) + ")" if alike else
-                   "QNN-specific" if all(v == "differs" for v in deciding) else "indeterminate")
-        rows.append(dict(claim=claim, quantity=f"{name} ({ULIRA_METHOD})", margin=margin, verdict=verdict,
-                         controls="; ".join(f"{m}: {v}" for m, v in per.items())))
+    controls = table[table.control]
+
+    def excess(c, name):  # the QNN claims a lower AUC and a larger share removed: the control's excess over it
+        if bool(q.diverged):
+            return "indeterminate"
+        return _against(*(_mover(c, q, name) if name == "auc" else _mover(q, c, name)), ULIRA_MARGINS[name])
+
+    rows = [_claim_row(claim, f"{name} ({ULIRA_METHOD})", ULIRA_MARGINS[name], q, controls,
+                       lambda c, name=name: excess(c, name), lambda c: "diverged" if bool(c.diverged) else None)
+            for name, claim in ULIRA_CLAIMS.items()]
     return pd.DataFrame(rows)
