@@ -115,6 +115,39 @@ def plot_capacity(results, path: str | Path, *, critical=None, corruption: str |
     return _save(fig, path)
 
 
+def plot_device(table, path: str | Path, *, title: str = "") -> Path:
+    """The device study (``qrobust.analysis.device.device_table``): per quantity (clean validation accuracy,
+    memorisation at alpha 0.3, the plateau's fall, alpha_c) the QNN against shots (log axis; exact drawn at the
+    right, as infinitely many shots), one line per gate-noise setting, each point with its 95% interval; the exact
+    MLP as a horizontal band."""
+    qnn, mlp = table[table.model == "qnn"], table[table.model == "mlp"]
+    finite = qnn.shots[np.isfinite(qnn.shots.astype(float))].astype(float)
+    top = 10 * finite.max() if len(finite) else 10.0  # where "exact" is drawn
+    names = (("clean_val", "clean val acc"), ("memorization", "memorisation at 0.3"), ("plateau", "plateau fall"),
+             ("alpha_c", r"$\alpha_c$"))
+    fig, axes = _subplots(1, len(names), figsize=(3.6 * len(names), 3.3), squeeze=False)
+    for ax, (name, text) in zip(axes[0], names):
+        for k, (noise, rows) in enumerate(qnn.groupby("noise", sort=False)):
+            rows = rows.assign(x=[s if np.isfinite(s) else top for s in rows.shots.astype(float)]).sort_values("x")
+            lo, hi = (rows[name] - rows[f"{name}_lo"]).clip(lower=0), (rows[f"{name}_hi"] - rows[name]).clip(lower=0)
+            ax.errorbar(rows.x, rows[name], yerr=[lo.fillna(0), hi.fillna(0)], marker="o", c=f"C{k}", capsize=3,
+                        label=f"QNN, {'exact gates' if noise == 'none' else noise}")
+        for _, m in mlp.iterrows():
+            ax.axhline(m[name], c="grey", ls="--", lw=1, label="MLP (exact)")
+            if np.isfinite([m[f"{name}_lo"], m[f"{name}_hi"]]).all():
+                ax.axhspan(m[f"{name}_lo"], m[f"{name}_hi"], color="grey", alpha=0.15)
+        ticks = sorted(set(finite)) + [top]
+        ax.set_xscale("log")
+        ax.set_xlim(ticks[0] / 2, top * 2)  # set, not found: a panel whose every value is NaN has no data to scale
+        ax.set_xticks(ticks, [f"{int(t):,}" for t in ticks[:-1]] + ["exact"], fontsize=7)
+        ax.set_xlabel("shots per output and per shift term")
+        ax.set_title(text, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"{title.upper()}: the QNN on a device (label flipping)", fontsize=10)
+    return _save(fig, path)
+
+
 def _mark_critical(ax, rows) -> None:
     for _, row in rows.iterrows():
         if row.transition:

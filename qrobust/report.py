@@ -114,7 +114,13 @@ def controls_summary(run: RunResults) -> pd.DataFrame:
     """The controls study's table, one row per model: each quantity with its 95% interval
     (``qrobust.analysis.controls``)."""
     table = run["controls"]
-    out = pd.DataFrame({"model": table.model, "seeds": table.n_seeds})
+    return _quantities_shown(table, {"model": table.model, "seeds": table.n_seeds})
+
+
+def _quantities_shown(table: pd.DataFrame, first: dict) -> pd.DataFrame:
+    """The columns ``first``, then each quantity of an "Is it quantum?" table (``qrobust.analysis.controls.
+    quantities``) with its 95% interval, as text."""
+    out = pd.DataFrame(first)
     at = f"{table.memorization_alpha.iloc[0]:g}" if len(table) else "0.3"
     for name, title in (("clean_val", "clean val acc"), ("memorization", f"memorisation at {at}"),
                         ("plateau", "plateau fall"), ("alpha_c", "alpha_c")):
@@ -129,6 +135,25 @@ def controls_tables(run: RunResults) -> list[tuple[str, pd.DataFrame]]:
     return [("Is it quantum? Each model's quantities (95% intervals, bootstrap over seeds)", controls_summary(run)),
             ("Is it quantum? Each claim: QNN-specific only if the QNN differs from every control by the margin",
              quantum)]
+
+
+def device_summary(run: RunResults) -> pd.DataFrame:
+    """The device study's table, one row per QNN setting and one for the exact MLP: each quantity with its 95%
+    interval (``qrobust.analysis.device``)."""
+    table = run["device"]
+    return _quantities_shown(table, {"model": table.model, "setting": table.setting, "seeds": table.n_seeds})
+
+
+def device_tables(run: RunResults) -> list[tuple[str, pd.DataFrame]]:
+    """What the reproduction's report shows of a device run besides its verdicts: the per-setting table."""
+    return [("A device: the QNN's quantities at each setting (95% intervals, bootstrap over seeds)",
+             device_summary(run))]
+
+
+def device_figures(run: RunResults) -> list[Path]:
+    from qrobust import plots
+
+    return [plots.plot_device(run["device"], run.path / "device.png", title=str(run.settings.get("dataset", "")))]
 
 
 def unlearning_tables(run: RunResults) -> list[tuple[str, pd.DataFrame]]:

@@ -171,7 +171,7 @@ def _report(capsys, c):
 
 
 def test_nominal_95_intervals_cover_simulated_steps(capsys):
-    c = _coverage(300, seed=2026)
+    c = _coverage(120, seed=2026)  # 2,000 in the slow test below
     _report(capsys, c)
     assert c["coverage"] >= 0.90 and c["model"] >= 0.90
     assert c["undefined"] <= 0.05 * c["n"]  # the coverage is not bought by giving no interval

@@ -65,6 +65,7 @@ def test_native_gradient_equals_exact_gradient(x64, n, depth, native_kernel):
     assert np.max(np.abs(native - exact)) < 1e-4 * max(1.0, np.abs(exact).max())
 
 
+@pytest.mark.slow  # 17 to 24 s; the (5, 3) case of the test above stays in the default suite
 def test_native_gradient_agrees_with_blocks_at_paper_size(x64, native_kernel):
     """10 qubits, depth 6, the light cone on (the paper's QNN): the kernel's logits and adjoint gradient (float32,
     from the final states its forward pass keeps) on a batch of random states, random parameters and random

@@ -18,7 +18,7 @@ from qrobust.models import hea, pallas_sim, qnn
 
 FLOAT32_TOL = 2e-5  # logits are 5 <Z>; float32 rounding over the circuit's gates
 GRAD_TOL = 1e-4  # relative to the gradient's largest entry
-CIRCUITS = [(5, 2, True), (6, 3, False)]  # (qubits, depth, light_cone_pruning)
+CIRCUITS = [(5, 2, True), pytest.param(6, 3, False, marks=pytest.mark.slow)]  # (qubits, depth, light_cone_pruning)
 
 
 def _inputs(n, depth, batch=5, seed=0):

@@ -27,7 +27,8 @@ def test_every_profile_of_every_part_is_a_valid_study_configuration():
                 part.config(profile).validate()
     chains = ("xxz", "tfim", "cluster")
     assert {p.name for p in PARTS if not p.runs_in("quick")} == ({f"controls-{d}" for d in chains}
-                                                                 | {f"ulira-controls-{d}" for d in ("mnist",) + chains})
+                                                                 | {f"ulira-controls-{d}" for d in ("mnist",) + chains}
+                                                                 | {f"{s}-{d}" for s in ("attack", "device") for d in ("mnist", "xxz")})
     assert all(p.runs_in("full") and p.runs_in("tiny") for p in PARTS)
     # the U-LiRA part covers the controls study's models, and its command says so
     from qrobust.experiments.controls import MODELS
@@ -36,6 +37,20 @@ def test_every_profile_of_every_part_is_a_valid_study_configuration():
     ulira = next(p for p in PARTS if p.name == "ulira-controls-mnist")
     assert ulira.config("full").models == CONTROL_MODELS == MODELS
     assert all(f"--model {m} " in ulira.command for m in MODELS) and "--shadows 64" in ulira.command
+
+
+def test_every_parts_command_asks_for_its_full_profile(tmp_path):
+    """The command a part prints (reproduce.json, the report) is the study it runs at the paper's settings: parsed
+    by the CLI, it gives the part's full-profile config field for field."""
+    import shlex
+
+    from qrobust.cli import build_parser, config_of
+    from qrobust.experiments.registry import by_command
+
+    for part in PARTS:
+        argv = shlex.split(part.command.replace("OUT", str(tmp_path)))[1:]
+        args = build_parser(argv).parse_args(argv)
+        assert config_of(by_command(argv[0]), args) == part.config("full"), part.name
 
 
 def test_naming_a_part_the_profile_does_not_run_is_refused_before_any_work(tmp_path):

@@ -313,6 +313,46 @@ def noise_claims(results: pd.DataFrame, critical: pd.DataFrame | None, part: str
     return out
 
 
+DEVICE_LEARNS_MARGIN = 0.10  # the controls' LEARNS_MARGIN: a setting more than this below exact has lost the task
+
+
+def _learns_task(d: _Curves, _, floor: float):
+    alpha, val = d("qnn", "flip", "val_acc")
+    if not len(alpha) or alpha[0] != 0:
+        return "no alpha 0", "undefined", "-"
+    return (f"val at alpha 0: {val[0, 0]:.3f}, the exact QNN's less {DEVICE_LEARNS_MARGIN:g}: {floor:.3f}",
+            *_decide([_part("val(0)", val[:, 0], ">=", floor)]))
+
+
+def device_claims(results: pd.DataFrame, critical: pd.DataFrame | None, part: str, data: str) -> list[Verdict]:
+    """Does the QNN's resilience survive a device (issue 34)? The paper's QNN rules (the generic rules of
+    ``NOISE_RULES``, the very rules that judge it exactly, fixed before any device run) at each (shots, noise)
+    setting of a device study, that setting's QNN in the QNN's place (``qrobust.analysis.device``). Before them,
+    at each setting but exact, qrobust's "the QNN still learns the clean task" (validation accuracy at alpha 0 no
+    more than ``DEVICE_LEARNS_MARGIN`` below the exact QNN's point value; fixed with the study, before its first
+    run): a QNN that has lost the task passes the plateau rule trivially, so that rule reads nothing without it."""
+    from qrobust.analysis.device import label, setting_critical, setting_results, settings
+
+    out, exact = [], None
+    if (np.inf, "none") in settings(results):
+        _, val = _replicas(setting_results(results, np.inf, "none"))("qnn", "flip", "val_acc")
+        exact = float(val[0, 0])
+    for shots, noise in settings(results):
+        ours = _replicas(setting_results(results, shots, noise))
+        crit = setting_critical(critical, shots, noise)
+        if exact is not None and (shots, noise) != (np.inf, "none"):
+            floor = exact - DEVICE_LEARNS_MARGIN
+            measured, verdict, interval = _judged(partial(_learns_task, floor=floor), (ours, crit), _NOISE_ERRORS)
+            out.append(Verdict(f"{data} at {label(shots, noise)}: the QNN still learns the clean task (qrobust's)",
+                               f"QNN, flip: val at alpha 0 >= the exact QNN's - {DEVICE_LEARNS_MARGIN:g}", measured,
+                               verdict, part, "", interval))
+        for r in (r for r in NOISE_RULES if r.generic):
+            measured, verdict, interval = _judged(partial(r.judge, model="qnn"), (ours, crit), _NOISE_ERRORS)
+            out.append(Verdict(f"{data} at {label(shots, noise)}: {r.claim}", r.rule, measured, verdict, part,
+                               "", interval, GENERIC))
+    return out
+
+
 # --- against the strongest attacker (qrobust's, issue 35) ---------------------------------------------------------
 
 
@@ -751,6 +791,11 @@ def controls_verdicts(run, part: str) -> list[Verdict]:
     verdicts = noise_claims(run["results"], _critical(run), part, f"{str(dataset).upper()} (controls)",
                             _published("noise", dataset))
     return [v for v in verdicts if v.verdict != "not run"]  # a rule on a corruption the study did not train
+
+
+def device_verdicts(run, part: str) -> list[Verdict]:
+    """The device study's verdicts: the paper's QNN rules at each device setting (``device_claims``)."""
+    return device_claims(run["results"], _critical(run), part, str(run.settings.get("dataset")).upper())
 
 
 def gauge_verdicts(run, part: str) -> list[Verdict]:

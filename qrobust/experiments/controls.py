@@ -47,10 +47,7 @@ class ControlsConfig(SweepConfig):
         from qrobust.errors import ConfigError
 
         super().validate()
-        several = [name for name, values in (("--depth", self.depths()), ("--hidden", self.hiddens()),
-                                             ("--ansatz", self.ansatz if isinstance(self.ansatz, tuple) else ()),
-                                             ("--encoding", self.encodings()),
-                                             ("--lr", self.learning_rates or ())) if len(values) > 1]
+        several = self.several_architectures()
         if several:
             raise ConfigError(f"the controls study compares one architecture of each model: give one value of "
                               f"{', '.join(several)} (a capacity or learning-rate axis is the sweep's: qrobust sweep)")

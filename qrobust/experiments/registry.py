@@ -70,6 +70,12 @@ _STUDIES: dict[str, Study] = {s.name: s for s in (
           figures="qrobust.report:sweep_figures", claims="qrobust.analysis.claims:controls_verdicts",
           summary="qrobust.report:controls_summary", report_tables="qrobust.report:controls_tables",
           merge=f"{_E}.controls:merged_tables"),
+    Study("device", "device", "does resilience survive a device? the QNN under label flipping at finite shots and "
+          "gate noise, the MLP beside it exact", f"{_E}.device:DeviceConfig", f"{_E}.device:run_device",
+          ("device.csv", "results.csv", "summary.csv", "critical_points.csv"),
+          figures="qrobust.report:device_figures", claims="qrobust.analysis.claims:device_verdicts",
+          summary="qrobust.report:device_summary", report_tables="qrobust.report:device_tables",
+          merge=f"{_E}.device:merged_tables"),
     Study("attack", "attack", "against the strongest attacker: random, heuristic and adaptive label flips per model, "
           "beside certified accuracy (partition ensembles, randomized smoothing)",
           f"{_E}.attack:AttackConfig", f"{_E}.attack:run_attack",

@@ -177,6 +177,14 @@ class SweepConfig(StudyConfig):
     def hiddens(self) -> tuple:
         return self.hidden if self.hidden and isinstance(self.hidden[0], tuple) else (self.hidden,)
 
+    def several_architectures(self) -> list[str]:
+        """The options given more than one value among those that make architecture axes (--depth, --hidden,
+        --ansatz, --encoding) or a learning-rate axis: a study comparing one architecture per model refuses them."""
+        return [name for name, values in (("--depth", self.depths()), ("--hidden", self.hiddens()),
+                                          ("--ansatz", self.ansatz if isinstance(self.ansatz, tuple) else ()),
+                                          ("--encoding", self.encodings()),
+                                          ("--lr", self.learning_rates or ())) if len(values) > 1]
+
     def architectures(self, model: str) -> dict[str, Architecture]:
         """arch label -> each architecture of ``model``: "d6" for a QNN of depth 6, "h64x16" for an MLP with
         hidden sizes 64, 16, "-" for a model with no architecture axis (a user's); prefixed by the encoding and

@@ -1,0 +1,85 @@
+"""The device study, "Does resilience survive a device?" (issue 34): the QNN trained and read under label flipping
+at finite shots and gate noise (``--shots``, ``--noise``: each (shots, noise) pair its own program), the MLP beside
+it exact, and the paper's QNN rules judged at each setting (``qrobust.analysis.claims.device_claims``).
+
+It is a sweep (one resumable run directory: results.csv, summary.csv, critical_points.csv, with config.json naming
+the study "device") plus device.csv (``qrobust.analysis.device.device_table``: per setting the clean accuracy,
+memorisation at alpha 0.3, the plateau's fall and the critical point, with intervals). Its shots default to the
+issue's 100, 1,000, 10,000 and exact; gate noise is exact unless asked for (its cost on a CPU: docs/device.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from qrobust.corruption import CORRUPTIONS
+from qrobust.experiments.sweep_grid import SweepConfig
+from qrobust.models import registry
+from qrobust.models.shots import parse_axis as shots_axis
+from qrobust.options import option
+
+SHOTS = (100, 1000, 10000, None)  # the issue's grid; None: exact
+
+
+@dataclass(frozen=True)
+class DeviceConfig(SweepConfig):
+    """The device study (module docstring): a ``SweepConfig`` of the QNN and the MLP under label flipping, its
+    shots axis defaulting to ``SHOTS``."""
+
+    models: tuple[str, ...] = option(("qnn", "mlp"), flag="--model", repeat=True, group="models",
+                                     choices=registry.BUILT_IN, help="repeat; default qnn, mlp")
+    corruptions: tuple[str, ...] = option(("flip",), flag="--corruption", repeat=True, group="grid",
+                                          choices=CORRUPTIONS, help="repeat; default flip")
+    shots: tuple[int | None, ...] = option(
+        SHOTS, group="models", parse=shots_axis, metavar="N,...|inf",
+        help="the QNN's shots per output and per parameter-shift term, a grid axis (default 100,1000,10000,inf; "
+             "inf: exact). The MLP is read exactly (docs/device.md)")
+
+    def validate(self) -> "DeviceConfig":
+        from qrobust.errors import ConfigError
+
+        super().validate()
+        if "qnn" not in self.models or "flip" not in self.corruptions:
+            raise ConfigError("the device study judges the QNN under label flipping: keep --model qnn and "
+                              "--corruption flip")
+        several = self.several_architectures()
+        if several:
+            raise ConfigError(f"the device study's axes are shots and noise: give one value of {', '.join(several)} "
+                              "(a capacity or learning-rate axis is the sweep's: qrobust sweep)")
+        return self
+
+
+def run_device(config: DeviceConfig, out: str | Path | None = None, *, progress: bool = True) -> pd.DataFrame:
+    """Run (or resume) the device study; returns device.csv's table."""
+    from qrobust.experiments.sweep import run_sweep
+
+    results = run_sweep(config, out, progress=progress, study_name="device")
+    tables = device_tables(results)
+    if out is not None:
+        from qrobust import sharding
+        from qrobust.files import atomic_write_text
+
+        if sharding.is_primary():
+            for name, frame in tables.items():  # device.csv last: it marks a finished run
+                atomic_write_text(Path(out) / name, frame.to_csv(index=False))
+    return tables["device.csv"]
+
+
+def device_tables(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The device study's own tables from the sweep's results, device.csv (which marks a finished run) last."""
+    from qrobust.analysis.critical import critical_points
+    from qrobust.analysis.device import device_table
+
+    critical = critical_points(results)
+    return {"critical_points.csv": critical, "device.csv": device_table(results, critical)}
+
+
+def merged_tables(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Every table of the device study from its result rows in any order (``qrobust.experiments.merge``)."""
+    from qrobust.experiments.sweep import sweep_tables
+
+    tables = sweep_tables(rows)
+    return dict(tables, **device_tables(tables["results.csv"]))
