@@ -41,10 +41,10 @@ class DeviceConfig(SweepConfig):
     def validate(self) -> "DeviceConfig":
         from qrobust.errors import ConfigError
 
-        super().validate()
         if "qnn" not in self.models or "flip" not in self.corruptions:
             raise ConfigError("the device study judges the QNN under label flipping: keep --model qnn and "
                               "--corruption flip")
+        super().validate()
         several = self.several_architectures()
         if several:
             raise ConfigError(f"the device study's axes are shots and noise: give one value of {', '.join(several)} "

@@ -1,0 +1,132 @@
+"""The device study (issue 34): its reading per (shots, noise) setting on synthetic sweeps whose answer is known by
+construction, and the study end to end on a tiny sweep, its exact QNN the plain sweep's."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qrobust.analysis.claims import DEVICE_LEARNS_MARGIN, device_claims
+from qrobust.analysis.device import device_table, label, settings
+
+ALPHAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+N_TRAIN = 100
+
+
+def _rows(model, shots, noise, seeds, memorization, val, train, rng, spread=0.01):
+    """Final-epoch rows of one model at one setting: memorization(alpha), val(alpha), train(alpha) plus seed
+    noise."""
+    out = []
+    for s in seeds:
+        for a in ALPHAS:
+            out.append(dict(model=model, arch=f"d6-s{shots}-{noise}", shots=float(shots), noise=noise,
+                            corruption="flip", alpha=a, seed=s, learning_rate=0.01, epoch=5,
+                            train_acc=float(np.clip(train(a) + spread * rng.normal(), 0, 1)),
+                            val_acc=float(np.clip(val(a) + spread * rng.normal(), 0, 1)),
+                            memorization=np.nan if a == 0 else float(np.clip(memorization(a)
+                                                                             + spread * rng.normal(), 0, 1)),
+                            diverged=False, n_corrupted=int(round(a * N_TRAIN))))
+    return out
+
+
+def _resilient(a):  # the paper's QNN: refuses the flips below 0.5, learns the inverted rule above
+    return 0.95 - 0.9 * float(a > 0.5)
+
+
+def _sweep(seeds=range(10)):
+    """An exact QNN as the paper describes it; at 100 shots a QNN at chance (it has lost the task: flat, so its
+    plateau holds trivially); at 1,000 shots one that memorises (no plateau); an MLP that memorises."""
+    rng = np.random.default_rng(0)
+    rows = _rows("qnn", np.inf, "none", seeds, lambda a: float(a > 0.5), _resilient,
+                 lambda a: 1 - a if a < 0.5 else a, rng)
+    rows += _rows("qnn", 100, "none", seeds, lambda a: 0.5, lambda a: 0.5, lambda a: 0.5, rng)
+    rows += _rows("qnn", 1000, "none", seeds, lambda a: 1.0, lambda a: 0.95 - a, lambda a: 1.0, rng)
+    rows += _rows("mlp", np.inf, "none", seeds, lambda a: 1.0, lambda a: 0.95 - a, lambda a: 1.0, rng)
+    return pd.DataFrame(rows)
+
+
+def _critical():
+    rows = []
+    for shots, step in ((np.inf, (0.5, 0.46, 0.54)), (100.0, None), (1000.0, None)):
+        rows.append(dict(model="qnn", shots=shots, noise="none", corruption="flip", transition=step is not None,
+                         alpha_c_memorization=np.nan if step is None else step[0],
+                         alpha_c_memorization_lo=np.nan if step is None else step[1],
+                         alpha_c_memorization_hi=np.nan if step is None else step[2],
+                         reason="" if step else "M does not cross 1/2 in the measured range", n_seeds=10))
+    rows.append(dict(model="mlp", shots=np.inf, noise="none", corruption="flip", transition=False,
+                     alpha_c_memorization=np.nan, alpha_c_memorization_lo=np.nan, alpha_c_memorization_hi=np.nan,
+                     reason="M does not cross 1/2 in the measured range", n_seeds=10))
+    return pd.DataFrame(rows)
+
+
+def test_each_setting_is_read_as_its_own_qnn():
+    sweep = _sweep()
+    assert settings(sweep) == [(np.inf, "none"), (1000.0, "none"), (100.0, "none")]
+    assert [label(*s) for s in settings(sweep)] == ["exact", "1000 shots", "100 shots"]
+    assert label(1000.0, "depolarizing:0.01") == "1000 shots, depolarizing:0.01"
+    table = device_table(sweep, _critical()).set_index(["model", "setting"])
+    final = sweep[sweep.epoch == 5]
+    for shots, text in ((np.inf, "exact"), (100.0, "100 shots"), (1000.0, "1000 shots")):
+        mine = final[(final.model == "qnn") & (final.shots == shots)].groupby("alpha")
+        val, mem = mine.val_acc.mean(), mine.memorization.mean()
+        row = table.loc[("qnn", text)]
+        # against the hand-computed means over seeds, this setting's rows only
+        assert row.clean_val == pytest.approx(val[0.0], abs=1e-6)
+        assert row.memorization == pytest.approx(mem[0.3], abs=1e-6)
+        assert row.plateau == pytest.approx(max(0.0, val[0.0] - val[val.index < 0.5].min()), abs=1e-6)
+        assert row.clean_val_lo <= row.clean_val <= row.clean_val_hi
+    assert table.loc[("qnn", "exact")].alpha_c == 0.5 and np.isnan(table.loc[("qnn", "100 shots")].alpha_c)
+    assert table.loc[("mlp", "exact")].memorization > 0.95  # the MLP once, exact
+
+
+def test_the_papers_rules_are_judged_at_each_setting_after_the_learns_the_task_rule():
+    verdicts = {v.claim: v.verdict for v in device_claims(_sweep(), _critical(), "device-x", "MNIST")}
+    exact = {c: v for c, v in verdicts.items() if c.startswith("MNIST at exact:")}
+    assert len(exact) == 4 and set(exact.values()) == {"holds"}  # no learns-the-task rule for exact itself
+    assert verdicts["MNIST at 100 shots: the QNN still learns the clean task (qrobust's)"] == "departs"
+    # flat at chance: the plateau rule holds trivially, which is why the learns-the-task rule comes first
+    assert verdicts["MNIST at 100 shots: the QNN's validation accuracy holds a plateau below alpha ~ 0.5"] == "holds"
+    assert verdicts["MNIST at 1000 shots: the QNN still learns the clean task (qrobust's)"] == "holds"
+    assert verdicts["MNIST at 1000 shots: the QNN's validation accuracy holds a plateau below alpha ~ 0.5"] \
+        == "departs"
+    assert verdicts["MNIST at 1000 shots: near alpha ~ 0.5 the QNN changes qualitatively, like a phase "
+                    "transition"] == "departs"
+    assert DEVICE_LEARNS_MARGIN == 0.10
+
+
+def test_bad_device_configs_are_refused_by_name():
+    from qrobust.errors import ConfigError
+    from qrobust.experiments.device import SHOTS, DeviceConfig
+
+    assert DeviceConfig().shots == SHOTS == (100, 1000, 10000, None)
+    with pytest.raises(ConfigError, match="keep --model qnn"):
+        DeviceConfig(models=("mlp",)).validate()
+    with pytest.raises(ConfigError, match="give one value of --depth"):
+        DeviceConfig(depth=(2, 6)).validate()
+
+
+@pytest.mark.slow  # 15 to 30 s of compiles; the reading above is tested in the default suite
+def test_the_device_study_end_to_end_its_exact_qnn_is_the_sweeps(tmp_path, monkeypatch):
+    """A tiny device study through the CLI: its tables and figure, the shot-read QNN a program of its own, and its
+    exact QNN's final rows equal to a plain sweep's, trained again (the store of trained replicas off)."""
+    from qrobust import replicas
+    from qrobust.cli import main
+
+    common = ["--dataset", "mnist", "--n-train", "10", "--seeds", "2", "--alphas", "0,0.5", "--epochs", "2",
+              "--no-progress"]
+    assert main(["device", *common, "--shots", "100,inf", "--shot-gradient", "gaussian",
+                 "--out", str(tmp_path / "d")]) == 0
+    monkeypatch.setenv(replicas.VARIABLE, "0")
+    assert main(["sweep", *common, "--corruption", "flip", "--out", str(tmp_path / "s")]) == 0
+    d = tmp_path / "d"
+    assert (d / "device.png").stat().st_size > 0
+    table = pd.read_csv(d / "device.csv")
+    assert sorted(table.setting) == ["100 shots", "exact", "exact"]
+    results = pd.read_csv(d / "results.csv")
+    assert set(results[results.model == "qnn"].shots) == {100.0, np.inf}
+    cols = ["seed", "alpha", "train_acc", "val_acc", "loss"]
+    mine = results[(results.model == "qnn") & (results.shots == np.inf)].sort_values(["seed", "alpha"])[cols]
+    plain = pd.read_csv(tmp_path / "s" / "results.csv")
+    plain = plain[plain.model == "qnn"].sort_values(["seed", "alpha"])[cols]
+    np.testing.assert_array_equal(mine.to_numpy(), plain.to_numpy())
+    shot = results[(results.model == "qnn") & (results.shots == 100.0)].sort_values(["seed", "alpha"])[cols]
+    assert not np.array_equal(shot.to_numpy(), plain.to_numpy())
