@@ -198,7 +198,7 @@ def attack_tables(run: RunResults) -> list[tuple[str, pd.DataFrame]]:
                                   certified[["certified_acc", "lo", "hi"]].itertuples(index=False)]
     under_attack = [("Deep partition aggregation under each attack: the ensemble trained on the attacked labels "
                      "beside the clean ensemble's certified accuracy at the attack's flips, and the full model",
-                     attacked_table(run))] if "dpa_attacked" in run.tables else []
+                     attacked_table(run))] if "dpa_attacked" in run.tables and len(run["dpa_attacked"]) else []
     return [("Against the strongest attacker: validation accuracy per attack (95% intervals over seeds)",
              attack_summary(run)),
             ("Deep partition aggregation: certified accuracy against label flips",

@@ -59,17 +59,9 @@ class ControlsConfig(SweepConfig):
 
 def run_controls(config: ControlsConfig, out: str | Path | None = None, *, progress: bool = True) -> pd.DataFrame:
     """Run (or resume) the controls study; returns controls.csv's table (its ``attrs["specificity"]``: quantum.csv's)."""
-    from qrobust.experiments.sweep import run_sweep
+    from qrobust.experiments.sweep import run_sweep_study
 
-    results = run_sweep(config, out, progress=progress, study_name="controls")
-    tables = controls_tables(results)
-    if out is not None:
-        from qrobust import sharding
-        from qrobust.files import atomic_write_text
-
-        if sharding.is_primary():
-            for name, frame in tables.items():  # controls.csv last: it marks a finished run
-                atomic_write_text(Path(out) / name, frame.to_csv(index=False))
+    tables = run_sweep_study(config, out, progress=progress, study_name="controls", tables=controls_tables)
     table = tables["controls.csv"]
     table.attrs["specificity"] = tables["quantum.csv"]
     return table

@@ -54,18 +54,9 @@ class DeviceConfig(SweepConfig):
 
 def run_device(config: DeviceConfig, out: str | Path | None = None, *, progress: bool = True) -> pd.DataFrame:
     """Run (or resume) the device study; returns device.csv's table."""
-    from qrobust.experiments.sweep import run_sweep
+    from qrobust.experiments.sweep import run_sweep_study
 
-    results = run_sweep(config, out, progress=progress, study_name="device")
-    tables = device_tables(results)
-    if out is not None:
-        from qrobust import sharding
-        from qrobust.files import atomic_write_text
-
-        if sharding.is_primary():
-            for name, frame in tables.items():  # device.csv last: it marks a finished run
-                atomic_write_text(Path(out) / name, frame.to_csv(index=False))
-    return tables["device.csv"]
+    return run_sweep_study(config, out, progress=progress, study_name="device", tables=device_tables)["device.csv"]
 
 
 def device_tables(results: pd.DataFrame) -> dict[str, pd.DataFrame]:

@@ -19,7 +19,7 @@ whose study finished is read back, a part cut short resumes from its chunks. The
                    MNIST on 2 cores, beyond the demo's five minutes)
   attack-DATA      against the strongest attacker: random, boundary and adaptive (gradient, influence, transfer)
                    label flips per model, beside partition-ensemble and smoothing certificates, on mnist and xxz
-                   (full profile only; the ensembles under attack left out, --dpa-attacked none: docs/attacks.md)
+                   (full profile only)
   device-DATA      does resilience survive a device? the QNN under label flipping at 100, 1,000 and 10,000 shots
                    and exact, the MLP beside it, on mnist and xxz (full profile only; the Gaussian shot gradient)
   scorecard-mnist  forgetting per example with shadow replicas (U-LiRA, the challenge's epsilon)
@@ -157,9 +157,8 @@ PARTS = (
           ("cluster", "the cluster-Ising chain", _TINY_XXZ, _TINY_CHAIN_MODELS))),
     *(Part(f"attack-{data}", f"Against the strongest attacker on {title}: random, heuristic and adaptive label flips "
            "per model, beside certified accuracy",
-           f"qrobust attack --dataset {data} --seeds 5 --eval-every 1000 --dpa-attacked none --out OUT/attack-{data}",
-           "attack",
-           {"all": dict(dataset=data, eval_every=LAST, dpa_attacked="none"), "full": dict(),
+           f"qrobust attack --dataset {data} --seeds 5 --eval-every 1000 --out OUT/attack-{data}", "attack",
+           {"all": dict(dataset=data, eval_every=LAST), "full": dict(),
             "tiny": dict(tiny, seeds=S2, alphas=(0.0, 0.2, 0.4), epochs=2, unroll_steps=2, partitions=3,
                          models=("qnn", "mlp", "logistic"))})
       for data, title, tiny in (("mnist", "MNIST", _TINY_MNIST), ("xxz", "XXZ", _TINY_XXZ))),

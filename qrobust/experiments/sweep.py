@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -116,6 +117,22 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
         for name, table in tables.items():
             store.write_table(name, table)
     return results
+
+
+def run_sweep_study(config: SweepConfig, out: str | Path | None, *, progress: bool, study_name: str,
+                    tables: Callable[[pd.DataFrame], dict[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
+    """A study that is a sweep plus tables of its own (controls, device): run (or resume) the sweep, then write
+    ``tables(results)`` in its order into ``out`` (its last table marks a finished run); returns them."""
+    results = run_sweep(config, out, progress=progress, study_name=study_name)
+    own = tables(results)
+    if out is not None:
+        from qrobust import sharding
+        from qrobust.files import atomic_write_text
+
+        if sharding.is_primary():
+            for name, frame in own.items():
+                atomic_write_text(Path(out) / name, frame.to_csv(index=False))
+    return own
 
 
 def sweep_tables(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
