@@ -143,7 +143,7 @@ def plot_device(table, path: str | Path, *, title: str = "") -> Path:
         ax.set_xlabel("shots per output and per shift term")
         ax.set_title(text, fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="lower left")
+    axes[0][1].legend(fontsize=7, loc="center right")  # memorisation: the QNN low, the MLP high, room between
     fig.suptitle(f"{title.upper()}: the QNN on a device (label flipping)", fontsize=10)
     return _save(fig, path)
 
