@@ -146,8 +146,14 @@ def device_summary(run: RunResults) -> pd.DataFrame:
 
 def device_tables(run: RunResults) -> list[tuple[str, pd.DataFrame]]:
     """What the reproduction's report shows of a device run besides its verdicts: the per-setting table."""
-    return [("A device: the QNN's quantities at each setting (95% intervals, bootstrap over seeds)",
-             device_summary(run))]
+    shown = [("A device: the QNN's quantities at each setting (95% intervals, bootstrap over seeds)",
+              device_summary(run))]
+    if "device_exact" in run.tables:
+        exact = run["device_exact"]
+        shown.append(("A device: the same QNNs read exactly (each trained at its setting, its outputs then taken "
+                      "without shots)", _quantities_shown(exact, {"model": exact.model, "trained at": exact.setting,
+                                                                   "seeds": exact.n_seeds})))
+    return shown
 
 
 def device_figures(run: RunResults) -> list[Path]:

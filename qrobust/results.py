@@ -100,7 +100,8 @@ class RunResults:
                     continue
                 flat = z["params"]
             frame = pd.read_csv(chunk.with_suffix(".csv"))
-            found.setdefault(key, []).append((frame.iloc[::len(frame) // len(flat)].reset_index(drop=True), flat))
+            step = len(frame) // len(flat)  # rows per replica: its recorded epochs, the last one last
+            found.setdefault(key, []).append((frame.iloc[step - 1::step].reset_index(drop=True), flat))
         if program is not None and program not in found:
             raise ConfigError(f"{self.path} holds no stored weights of program {program!r} (programs with weights: "
                               f"{', '.join(self.weights()) or 'none'}; a study keeps them unless keep_weights says "
@@ -158,12 +159,14 @@ def _table(path: Path) -> pd.DataFrame:
         raise DamagedRunError(f"{path} does not parse ({type(exc).__name__}: {str(exc).strip()[:120]})") from None
 
 
-def load_results(path: str | Path) -> RunResults:
-    """The study, settings and every table of the run directory ``path`` (see ``RunResults``)."""
+def load_results(path: str | Path, *, unfinished: str | None = None) -> RunResults:
+    """The study, settings and every table of the run directory ``path`` (see ``RunResults``). ``unfinished``: a
+    study's name, for that study reading its own run before its marking table is written (the tables it has so
+    far, its weights); by default an unfinished run is refused."""
     from qrobust.experiments.registry import study, study_of
 
     path = Path(path)
-    name = study_of(path)
+    name = unfinished or study_of(path)
     settings = _settings(path)
     tables = {}
     for i, t in enumerate(study(name).tables):

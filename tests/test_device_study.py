@@ -130,3 +130,14 @@ def test_the_device_study_end_to_end_its_exact_qnn_is_the_sweeps(tmp_path, monke
     np.testing.assert_array_equal(mine.to_numpy(), plain.to_numpy())
     shot = results[(results.model == "qnn") & (results.shots == 100.0)].sort_values(["seed", "alpha"])[cols]
     assert not np.array_equal(shot.to_numpy(), plain.to_numpy())
+    # read exactly: the exact setting's replicas give back the metrics the engine recorded at their last epoch
+    # (their flips remade from the seeds), the 100-shot ones differ from their own 100-shot readings
+    read = pd.read_csv(d / "exact_reading.csv").sort_values(["shots", "seed", "alpha"])
+    final = results[(results.model == "qnn") & (results.epoch == 2)].sort_values(["shots", "seed", "alpha"])
+    metrics = ["train_acc", "memorization", "val_acc"]
+    exact = (read.shots == np.inf).to_numpy()
+    np.testing.assert_allclose(read[exact][metrics].to_numpy(), final[(final.shots == np.inf).to_numpy()][metrics]
+                               .to_numpy(), atol=1e-6)
+    assert not np.allclose(read[~exact][metrics].to_numpy(), final[(final.shots == 100).to_numpy()][metrics]
+                           .to_numpy(), equal_nan=True)
+    assert sorted(pd.read_csv(d / "device_exact.csv").setting) == ["100 shots", "exact"]

@@ -71,6 +71,7 @@ def test_the_readmes_own_model_example_runs_as_written(tmp_path, monkeypatch):
         accuracy = float(np.mean((logits[i] > 0) == dataset.y_val))
         recorded = final[(final.seed == r.seed) & (final.alpha == r.alpha)].val_acc.item()
         assert accuracy == pytest.approx(recorded, abs=1e-6), (r.seed, r.alpha)  # float32 of k / 500
+        assert r.val_acc == recorded  # a replica's row is its last recorded epoch's (not its first's)
     spec, optimizer = namespace["net"], namespace["opt"]
     model = qr.models.registry.build("net", dataset, qr.experiments.settings.model_settings("mnist", "net"))
     for i in (0, 4):  # a clean and a poisoned replica

@@ -4,7 +4,10 @@ it exact, and the paper's QNN rules judged at each setting (``qrobust.analysis.c
 
 It is a sweep (one resumable run directory: results.csv, summary.csv, critical_points.csv, with config.json naming
 the study "device") plus device.csv (``qrobust.analysis.device.device_table``: per setting the clean accuracy,
-memorisation at alpha 0.3, the plateau's fall and the critical point, with intervals). Its shots default to the
+memorisation at alpha 0.3, the plateau's fall and the critical point, with intervals) and, where the QNN's weights
+are kept (the default), the same read exactly: exact_reading.csv (every QNN replica's trained weights read without
+shots) and device_exact.csv (its table), which separate what a shot-trained QNN learned from how noisily it is
+read. Its shots default to the
 issue's 100, 1,000, 10,000 and exact; gate noise is exact unless asked for (its cost on a CPU: docs/device.md).
 """
 
@@ -56,7 +59,23 @@ def run_device(config: DeviceConfig, out: str | Path | None = None, *, progress:
     """Run (or resume) the device study; returns device.csv's table."""
     from qrobust.experiments.sweep import run_sweep_study
 
-    return run_sweep_study(config, out, progress=progress, study_name="device", tables=device_tables)["device.csv"]
+    def tables(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        return dict(exact_tables(config, out), **device_tables(results))
+
+    return run_sweep_study(config, out, progress=progress, study_name="device", tables=tables)["device.csv"]
+
+
+def exact_tables(config: DeviceConfig, out: str | Path | None) -> dict[str, pd.DataFrame]:
+    """exact_reading.csv (each stored QNN replica read exactly: ``qrobust.analysis.device.exact_reading``) and
+    device_exact.csv (its device table), where the run keeps the QNN's weights; else none."""
+    if out is None or not config.keeps_weights("qnn"):
+        return {}
+    from qrobust.analysis.device import device_table, exact_reading
+    from qrobust.experiments import study
+    from qrobust.results import load_results
+
+    rows = exact_reading(load_results(out, unfinished="device"), study.load(config))
+    return {"exact_reading.csv": rows, "device_exact.csv": device_table(rows)}
 
 
 def device_tables(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
