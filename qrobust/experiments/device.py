@@ -5,11 +5,10 @@ it exact, and the paper's QNN rules judged at each setting (``qrobust.analysis.c
 It is a sweep (one resumable run directory: results.csv, summary.csv, critical_points.csv, with config.json naming
 the study "device") plus device.csv (``qrobust.analysis.device.device_table``: per setting the clean accuracy,
 memorisation at alpha 0.3, the plateau's fall and the critical point, with intervals) and, where the QNN's weights
-are kept (the default), the same read exactly: exact_reading.csv (every QNN replica's trained weights read without
-shots) and device_exact.csv (its table), which separate what a shot-trained QNN learned from how noisily it is
-read. Its shots default to the
-issue's 100, 1,000, 10,000 and exact; gate noise is exact unless asked for (its cost on a CPU: docs/device.md).
-"""
+are kept (the default), the same read without shots: exact_reading.csv (every QNN replica's trained weights, its
+outputs taken as expectations) and device_exact.csv (its table), which separate what a shot-trained QNN learned
+from how noisily N shots read it. Its shots default to the issue's 100, 1,000, 10,000 and exact; gate noise is
+exact unless asked for (its cost on a CPU: docs/device.md)."""
 
 from __future__ import annotations
 
