@@ -79,32 +79,3 @@ def device_table(results: pd.DataFrame, critical: pd.DataFrame | None = None) ->
     first = ["model", "shots", "noise", "setting"]
     return out[first + [c for c in out.columns if c not in first]]
 
-
-def exact_reading(run, dataset) -> pd.DataFrame:
-    """Every stored QNN replica of a device run (``qrobust.load_results``) read exactly: trained at its setting,
-    its outputs then taken as exact expectations (no shots) on the very training set it trained on (its flips
-    remade from its seed by the engine's own input builder, ``make_chunk_inputs``) and on the validation set.
-    This separates what a shot-trained QNN learned from how noisily N shots read it. Rows shaped as a sweep's final
-    results (one per replica: its grid coordinates, epoch, train_acc on its trained labels, memorization: the
-    flipped samples predicted as flipped, val_acc), so that ``device_table`` reads them as it reads the sweep's.
-    ``dataset``: the run's (``qrobust.experiments.study.load`` of its config)."""
-    from qrobust.corruption import CORRUPTIONS
-    from qrobust.experiments.inputs import make_chunk_inputs
-
-    rows = []
-    for program in (p for p in run.programs() if p.startswith("qnn")):
-        trained = run.weights(program)[program]
-        r = trained.replicas
-        kinds = np.asarray([CORRUPTIONS.index(c) for c in r.corruption], np.int32)
-        _, _, data = make_chunk_inputs(trained.model, dataset)(r.seed.to_numpy(np.int32), kinds,
-                                                               r.n_corrupted.to_numpy(np.int32))
-        y, flipped = np.asarray(data.y) > 0.5, np.asarray(data.corrupted)
-        right = (run.predict(program, dataset.x_train) > 0) == y
-        val = (run.predict(program, dataset.x_val) > 0) == (np.asarray(dataset.y_val) > 0.5)[None, :]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            memorization = np.where(flipped.any(axis=1), (right & flipped).sum(axis=1) / flipped.sum(axis=1), np.nan)
-        keep = [c for c in ("model", "arch", "corruption", "alpha", "seed", "learning_rate", "n_corrupted", "n_params",
-                            "encoding", "ansatz", "depth", "hidden", "shots", "noise") if c in r]
-        rows.append(r[keep].assign(epoch=int(run["results"].epoch.max()), train_acc=right.mean(axis=1),
-                                   memorization=memorization, val_acc=val.mean(axis=1), diverged=False))
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from qrobust.corruption import CORRUPTIONS
@@ -59,22 +60,53 @@ def run_device(config: DeviceConfig, out: str | Path | None = None, *, progress:
     from qrobust.experiments.sweep import run_sweep_study
 
     def tables(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
-        return dict(exact_tables(config, out), **device_tables(results))
+        return dict(exact_tables(config, out, int(results.epoch.max())), **device_tables(results))
 
     return run_sweep_study(config, out, progress=progress, study_name="device", tables=tables)["device.csv"]
 
 
-def exact_tables(config: DeviceConfig, out: str | Path | None) -> dict[str, pd.DataFrame]:
-    """exact_reading.csv (each stored QNN replica read exactly: ``qrobust.analysis.device.exact_reading``) and
-    device_exact.csv (its device table), where the run keeps the QNN's weights; else none."""
+def exact_tables(config: DeviceConfig, out: str | Path | None, epoch: int) -> dict[str, pd.DataFrame]:
+    """exact_reading.csv (each stored QNN replica read exactly: ``exact_reading``) and device_exact.csv (its device
+    table), where the run keeps the QNN's weights; else none. ``epoch``: the replicas' last."""
     if out is None or not config.keeps_weights("qnn"):
         return {}
-    from qrobust.analysis.device import device_table, exact_reading
+    from qrobust.analysis.device import device_table
     from qrobust.experiments import study
-    from qrobust.results import load_results
+    from qrobust.stored import StoredWeights
 
-    rows = exact_reading(load_results(out, unfinished="device"), study.load(config))
+    rows = exact_reading(StoredWeights(out), study.load(config), epoch)
     return {"exact_reading.csv": rows, "device_exact.csv": device_table(rows)}
+
+
+def exact_reading(run, dataset, epoch: int) -> pd.DataFrame:
+    """Every stored QNN replica of a device run (``run``: its ``qrobust.stored.StoredWeights``, or the
+    ``load_results`` of a finished one) read exactly: trained at its setting,
+    its outputs then taken as exact expectations (no shots) on the very training set it trained on (its flips
+    remade from its seed by the engine's own input builder, ``make_chunk_inputs``) and on the validation set.
+    This separates what a shot-trained QNN learned from how noisily N shots read it. Rows shaped as a sweep's final
+    results (one per replica: its grid coordinates, epoch, train_acc on its trained labels, memorization: the
+    flipped samples predicted as flipped, val_acc, at ``epoch``), so that ``analysis.device.device_table`` reads them
+    as it reads the sweep's. ``dataset``: the run's (``qrobust.experiments.study.load`` of its config)."""
+    from qrobust.corruption import CORRUPTIONS
+    from qrobust.experiments.inputs import make_chunk_inputs
+
+    rows = []
+    for program in (p for p in run.programs() if p.startswith("qnn")):
+        trained = run.weights(program)[program]
+        r = trained.replicas
+        kinds = np.asarray([CORRUPTIONS.index(c) for c in r.corruption], np.int32)
+        _, _, data = make_chunk_inputs(trained.model, dataset)(r.seed.to_numpy(np.int32), kinds,
+                                                               r.n_corrupted.to_numpy(np.int32))
+        y, flipped = np.asarray(data.y) > 0.5, np.asarray(data.corrupted)
+        right = (run.predict(program, dataset.x_train) > 0) == y
+        val = (run.predict(program, dataset.x_val) > 0) == (np.asarray(dataset.y_val) > 0.5)[None, :]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            memorization = np.where(flipped.any(axis=1), (right & flipped).sum(axis=1) / flipped.sum(axis=1), np.nan)
+        keep = [c for c in ("model", "arch", "corruption", "alpha", "seed", "learning_rate", "n_corrupted", "n_params",
+                            "encoding", "ansatz", "depth", "hidden", "shots", "noise") if c in r]
+        rows.append(r[keep].assign(epoch=epoch, train_acc=right.mean(axis=1),
+                                   memorization=memorization, val_acc=val.mean(axis=1), diverged=False))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
 def device_tables(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
