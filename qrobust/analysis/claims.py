@@ -329,8 +329,9 @@ def device_claims(results: pd.DataFrame, critical: pd.DataFrame | None, part: st
     ``NOISE_RULES``, the very rules that judge it exactly, fixed before any device run) at each (shots, noise)
     setting of a device study, that setting's QNN in the QNN's place (``qrobust.analysis.device``). Before them,
     at each setting but exact, qrobust's "the QNN still learns the clean task" (validation accuracy at alpha 0 no
-    more than ``DEVICE_LEARNS_MARGIN`` below the exact QNN's point value; fixed with the study, before its first
-    run): a QNN that has lost the task passes the plateau rule trivially, so that rule reads nothing without it."""
+    more than ``DEVICE_LEARNS_MARGIN`` below the exact QNN's point value): a QNN that has lost the task passes the
+    plateau rule trivially, so that rule reads nothing without it. It was added after the first smoke run of the
+    study (24 MNIST images, 3 epochs: a QNN at chance "held" its plateau), before any run at the paper's settings."""
     from qrobust.analysis.device import label, setting_critical, setting_results, settings
 
     out, exact = [], None
