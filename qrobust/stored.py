@@ -100,11 +100,16 @@ class StoredWeights:
         """(replicas, inputs) logits of every stored replica of ``program`` on ``inputs`` (raw inputs as its
         dataset gives them: amplitude vectors, or the features of an angle or reupload encoding); the rows are
         those of ``weights()[program].replicas``."""
-        import jax
+        return logits_of(self.weights(program)[program], inputs)
 
-        from qrobust.models import batch_logits
 
-        trained = self.weights(program)[program]
-        xs = trained.model.prepare(np.asarray(inputs))
-        logits = jax.jit(jax.vmap(batch_logits(trained.model), in_axes=(0, None)))
-        return np.asarray(logits(trained.params, xs))
+def logits_of(trained: Trained, inputs) -> np.ndarray:
+    """(replicas, inputs) logits of the stored replicas ``trained`` (``StoredWeights.weights``) on raw ``inputs``,
+    for a caller that holds them already (no second read of the chunks)."""
+    import jax
+
+    from qrobust.models import batch_logits
+
+    xs = trained.model.prepare(np.asarray(inputs))
+    logits = jax.jit(jax.vmap(batch_logits(trained.model), in_axes=(0, None)))
+    return np.asarray(logits(trained.params, xs))

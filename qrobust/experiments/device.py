@@ -89,6 +89,7 @@ def exact_reading(run, dataset, epoch: int) -> pd.DataFrame:
     as it reads the sweep's. ``dataset``: the run's (``qrobust.experiments.study.load`` of its config)."""
     from qrobust.corruption import CORRUPTIONS
     from qrobust.experiments.inputs import make_chunk_inputs
+    from qrobust.stored import logits_of
 
     rows = []
     for program in (p for p in run.programs() if p.startswith("qnn")):
@@ -98,8 +99,8 @@ def exact_reading(run, dataset, epoch: int) -> pd.DataFrame:
         _, _, data = make_chunk_inputs(trained.model, dataset)(r.seed.to_numpy(np.int32), kinds,
                                                                r.n_corrupted.to_numpy(np.int32))
         y, flipped = np.asarray(data.y) > 0.5, np.asarray(data.corrupted)
-        right = (run.predict(program, dataset.x_train) > 0) == y
-        val = (run.predict(program, dataset.x_val) > 0) == (np.asarray(dataset.y_val) > 0.5)[None, :]
+        right = (logits_of(trained, dataset.x_train) > 0) == y
+        val = (logits_of(trained, dataset.x_val) > 0) == (np.asarray(dataset.y_val) > 0.5)[None, :]
         with np.errstate(invalid="ignore", divide="ignore"):
             memorization = np.where(flipped.any(axis=1), (right & flipped).sum(axis=1) / flipped.sum(axis=1), np.nan)
         keep = [c for c in ("model", "arch", "corruption", "alpha", "seed", "learning_rate", "n_corrupted", "n_params",
