@@ -108,8 +108,9 @@ def test_the_attack_study_end_to_end(tmp_path, monkeypatch):
     flips at the random flips' counts, the partition ensembles' certified accuracy at 0 flips equal to their
     accuracy, the ensembles trained under every attack at alpha 0.3 (the default), and the verdicts read. Resumed
     (attack.csv removed), the run reads the attacks' priorities it stored (computing them again fails here) and
-    writes the same tables, but for the measured cost."""
-    from qrobust.experiments import adversary
+    writes the same tables, but for the measured cost, reading every cell's partition models from their chunks
+    (training them fails here); a run interrupted before one cell trains that cell alone, to the same tables."""
+    from qrobust.experiments import adversary, attack
     from qrobust.experiments.attack import AttackConfig, run_attack
 
     out = tmp_path / "run"
@@ -130,10 +131,22 @@ def test_the_attack_study_end_to_end(tmp_path, monkeypatch):
     assert (attacked.changed_certified == 0).all() and (attacked.certified_acc <= attacked.attacked_acc).all()
     assert set(table.attrs["cost"].attack.str.split().str[0]) >= {"gradient", "influence", "transfer", "dpa"}
     first = {name: (out / name).read_text() for name in names}
+    dpa = sorted(p.name for p in (out / "chunks").glob("dpa-logistic-*.csv"))
+    assert dpa == [f"dpa-logistic-{cell}-0000.csv" for cell in
+                   sorted(["clean"] + [f"{c}-a0.3" for c in config.corruptions])]
     (out / "attack.csv").unlink()
     monkeypatch.setattr(adversary, "priorities", lambda *a, **k: pytest.fail("the priorities were recomputed"))
+    real = attack.ensemble_votes
+    monkeypatch.setattr(attack, "ensemble_votes", lambda *a, **k: pytest.fail("a partition model was retrained"))
     run_attack(config, out, progress=False)
     assert {name: (out / name).read_text() for name in names} == first
+    # interrupted after all but one cell: only that cell's partition models train again, to the same tables
+    for suffix in (".csv", ".npz", ".json", ".seconds"):
+        (out / "chunks" / f"dpa-logistic-gradient-a0.3-0000{suffix}").unlink()
+    trained = []
+    monkeypatch.setattr(attack, "ensemble_votes", lambda *a, **k: trained.append(a[3]) or real(*a, **k))
+    run_attack(config, out, progress=False)
+    assert trained == ["gradient"] and {name: (out / name).read_text() for name in names} == first
 
 
 def test_the_report_shows_the_ensembles_under_attack_beside_the_full_model(tmp_path):

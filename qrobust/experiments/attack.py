@@ -11,6 +11,9 @@ flips per model, beside certified accuracy.
    compiled program (``Program.train`` with a stream per replica), all k with the seed's keys; each trains the
    same number of optimiser steps as the full model (``dpa_epochs`` None: the paper's epochs times the ratio of
    batches per epoch); the ensemble's certified flips per validation point and certified accuracy against flips.
+   Every cell's S x k partition models (one model, clean or one attacked cell) are one chunk of the run directory
+   ("dpa-MODEL-CELL-0000": each model's votes and validation accuracy), so a resumed run reads the cells it
+   finished; only their last epoch is evaluated (the votes read the final weights).
    Under attack (dpa_attacked.csv, ``dpa_attacked``): the same k partition models of each seed trained again on
    the labels each corruption flips at the largest alpha > 0 (default "largest"; "all": every alpha > 0;
    "none"), the flip mask the full model of that seed saw (the same keys, counts and priorities); the attacked
@@ -143,7 +146,7 @@ def run_attack(config: AttackConfig, out: str | Path | None = None, *, progress:
     from qrobust.experiments import adversary
     from qrobust.experiments.sweep import run_sweep
 
-    costs, scores = [], {}
+    costs, scores, stored = [], {}, {}
 
     def attacks(programs, dataset, counts, store):
         found, cost = adversary.stored_priorities(config, programs, dataset, counts, config.attack_options(), store)
@@ -152,15 +155,15 @@ def run_attack(config: AttackConfig, out: str | Path | None = None, *, progress:
 
     start = time.perf_counter()
     results = run_sweep(config, out, progress=progress, study_name="attack", attacks=attacks,
-                        with_priorities=scores.update)
+                        with_priorities=lambda found, store: (scores.update(found), stored.update(store=store)))
     sweep_seconds = time.perf_counter() - start
     config = config.validate()
     from qrobust.experiments.study import load
 
     dataset = load(config)
     counts = {cell: check_feasible(*cell, dataset.y_train) for cell in config.attacked_cells()}
-    votes, attacked, dpa_cost = partition_votes(config, dataset, scores, counts) if config.partitions else \
-        ({}, {}, [])
+    votes, attacked, dpa_cost = partition_votes(config, dataset, scores, counts, stored.get("store"), progress) \
+        if config.partitions else ({}, {}, [])
     certified = certified_curves(votes, dataset.y_val, len(dataset.y_train))
     under_attack = attacked_certificates(votes, attacked, counts, dataset.y_val)
     _warn_broken(under_attack)
@@ -202,44 +205,79 @@ def _dpa_epochs(config, settings, n_train: int, largest: int) -> int:
 
 
 def partition_votes(config: AttackConfig, dataset, priorities: dict | None = None,
-                    counts: dict | None = None) -> tuple[dict, dict, list]:
+                    counts: dict | None = None, store=None, progress: bool = False) -> tuple[dict, dict, list]:
     """({model: (S, k, M) votes of each seed's k partition models on the validation set}, {model: {(corruption,
     alpha): (S, k, M) votes of the partition models trained on that cell's flipped labels}}, their cost rows).
 
     ``counts``: (corruption, alpha) -> flips of the cells to train under attack (``AttackConfig.attacked_cells``);
     ``priorities``: {program: ``poisoners.Priorities``} of the sweep (its aimed poisoners' scores), so every
     partition model of a seed sees the flip mask of that seed's full model (the same keys, counts and scores).
-    Each model's S x k replicas of one cell are one call of one compiled program (the same for every cell)."""
+    Each model's S x k replicas of one cell are one call of one compiled program (the same for every cell), and
+    one chunk of the run directory ``store`` (``dpa_table``: "dpa-MODEL-CELL-0000", each partition model's votes
+    and validation accuracy), so a resumed run reads the cells it finished and an interrupted one loses only the
+    cell it was training. Only the last epoch is evaluated: the votes read the final weights alone."""
     from qrobust.analysis.certify import hash_partition, partition_streams
     from qrobust.data.features import encode
     from qrobust.experiments import study
+    from qrobust.experiments.chunks import Progress, plan_chunks, run_chunks
 
     data = encode(dataset, "amplitude", config.n_features)
     k, seeds, counts = int(config.partitions), np.asarray(config.seeds), counts or {}
     streams = partition_streams(hash_partition(np.asarray(dataset.x_train), k), k)
     largest = int(streams.sum(1).max())
-    votes, attacked, costs = {}, {}, []
+    table = dpa_table(config, counts)
+    chunks = plan_chunks(table, "program", lambda program, n: n, store=store)
+    bar = Progress(None, progress, name="attack: partition models")
+    programs = {}
     for m in config.models:
         settings = config.settings_for(m)
-        program = study.build_program(config, f"dpa-{m}", m, settings, data,
-                                      epochs=_dpa_epochs(config, settings, len(dataset.y_train), largest))
+        epochs = _dpa_epochs(config, settings, len(dataset.y_train), largest)
+        programs[m] = study.build_program(config, f"dpa-{m}", m, settings, data, epochs=epochs, eval_every=epochs,
+                                          progress=bar.hook)
+        programs[m].store = store
+    bar.start(sum(programs[c.rows.model[0]].epochs * len(c.rows) for c in chunks
+                  if store is None or not store.has_chunk(c.name)))
+
+    def run(chunk):
+        row = chunk.rows.iloc[0]
+        m, corruption = row.model, row.corruption
         scores = (priorities or {}).get(next(iter(config.programs(m))))
-        what = f"{k} partitions, {program.epochs} epochs"
-        start = time.perf_counter()
-        votes[m] = ensemble_votes(program, seeds, streams)
-        costs.append(_cost_row(f"dpa ({what})", m, start, len(seeds) * k))
-        if counts:
-            start = time.perf_counter()
-            attacked[m] = {(c, a): ensemble_votes(program, seeds, streams, c, n, None if scores is None else
-                                                  scores.rows([c] * len(seeds), seeds))
-                           for (c, a), n in counts.items()}
-            costs.append(_cost_row(f"dpa under attack ({what}, {len(counts)} cells)", m, start,
-                                   len(seeds) * k * len(counts)))
-    return {"seeds": seeds, **votes}, attacked, costs
+        bar.compiling(f"dpa-{m}")
+        votes = ensemble_votes(programs[m], seeds, streams, corruption, int(row.flips),
+                               None if scores is None or row.cell == "clean" else
+                               scores.rows([corruption] * len(seeds), seeds))
+        frame = chunk.rows.assign(val_acc=(votes == np.asarray(dataset.y_val)).mean(-1).reshape(-1))
+        return frame, {"votes": votes.reshape(len(seeds) * k, -1).astype(np.int8)}
+
+    done = run_chunks(chunks, run, store, bar)
+    bar.close()
+    votes, attacked, costs = {}, {m: {} for m in config.models}, []
+    for chunk in chunks:
+        row = chunk.rows.iloc[0]
+        v = np.asarray(done.arrays[chunk.name]["votes"]).astype(int).reshape(len(seeds), k, -1)
+        what = f"{k} partitions, {programs[row.model].epochs} epochs"
+        if row.cell == "clean":
+            votes[row.model] = v
+            costs.append(_cost_row(f"dpa ({what})", row.model, done.seconds[chunk.name], len(chunk.rows)))
+        else:
+            attacked[row.model][(row.corruption, float(row.alpha))] = v
+            costs.append(_cost_row(f"dpa under attack ({what}, {row.corruption} at {row.alpha:g})", row.model,
+                                   done.seconds[chunk.name], len(chunk.rows)))
+    return {"seeds": seeds, **votes}, {m: a for m, a in attacked.items() if a}, costs
 
 
-def _cost_row(attack: str, model: str, start: float, replicas: int) -> dict:
-    seconds = time.perf_counter() - start
+def dpa_table(config: AttackConfig, counts: dict) -> pd.DataFrame:
+    """One row per partition model the study trains: program (its chunk: "dpa-MODEL-CELL", CELL "clean" or
+    "CORRUPTION-aALPHA"), model, cell, corruption, alpha, flips, seed, partition; seed-major within a cell."""
+    cells = [("clean", "flip", 0.0, 0)] + [(f"{c}-a{a:g}", c, float(a), int(n)) for (c, a), n in counts.items()]
+    k = int(config.partitions)
+    rows = [dict(program=f"dpa-{m}-{cell}", model=m, cell=cell, corruption=c, alpha=a, flips=n, seed=int(s),
+                 partition=j)
+            for m in config.models for cell, c, a, n in cells for s in config.seeds for j in range(k)]
+    return pd.DataFrame(rows)
+
+
+def _cost_row(attack: str, model: str, seconds: float, replicas: int) -> dict:
     return dict(attack=attack, model=model, seconds=seconds, replicas=replicas, seconds_per_replica=seconds / replicas)
 
 

@@ -63,9 +63,9 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
     written there (the figure: ``qrobust.report.draw(out)``). ``study_name``: the study config.json names (a
     study built on the sweep, such as "controls", records its own). ``attacks(programs, dataset, counts, store)``:
     the adaptive attacks' priorities per program, {program: {(corruption, seed): (N,)}} (the attack study's;
-    ``store`` the run directory, None without ``out``). ``with_priorities({program: poisoners.Priorities})``:
+    ``store`` the run directory, None without ``out``). ``with_priorities({program: poisoners.Priorities}, store)``:
     called once the aimed poisoners' scores are known (the attack study trains its partition ensembles on the
-    same flips).
+    same flips, in chunks of the same run directory).
     """
     config, dataset = study.start(config)
     counts = {(kind, a): check_feasible(kind, a, dataset.y_train)
@@ -90,7 +90,7 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
         references[p], programs[p], config.learning_rates_for(programs[p].model)[0], store, bar)
         if p in references else None, adaptive.get(p)) for p in programs}
     if with_priorities is not None:
-        with_priorities(priorities)
+        with_priorities(priorities, store)
 
     def run(chunk):
         p = programs[chunk.program]
