@@ -281,6 +281,8 @@ def _provenance_line(p: dict, entry: dict) -> str:
     r = entry.get("replicas")
     reused = (f"; {r['trained']} replicas trained, {r['reused']} read back from the store of trained replicas"
               if isinstance(r, dict) and "trained" in r and "reused" in r else "")
+    if reused and isinstance(r.get("trained_epochs"), int) and isinstance(r.get("reused_epochs"), int):
+        reused += f" ({r['trained_epochs']:,} and {r['reused_epochs']:,} replica-epochs)"
     return (f"Provenance: seeds {p.get('seeds')}; simulators {p.get('simulators')}; devices {p.get('devices')}; "
             f"{v}; wall time {entry.get('seconds', float('nan')):.0f} s{resumed}, its chunks trained for "
             f"{p.get('chunk_seconds', 0):.0f} s{compiled}{reused}; started {p.get('created')}.")

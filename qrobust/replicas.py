@@ -155,9 +155,10 @@ def write(keys: list[str], params: np.ndarray, metrics: dict, recorded) -> None:
 
 
 def counted(directory: Path) -> dict:
-    """{"reused": n, "trained": n}: the replicas every run under ``directory`` read back from the store and
-    trained (their replicas.json files; a damaged one is skipped)."""
-    total = {"reused": 0, "trained": 0}
+    """{"reused": n, "trained": n, "reused_epochs": n, "trained_epochs": n}: the replicas (and replica-epochs)
+    every run under ``directory`` read back from the store and trained (their replicas.json files; a damaged one
+    is skipped)."""
+    total = {"reused": 0, "trained": 0, "reused_epochs": 0, "trained_epochs": 0}
     for path in sorted(Path(directory).rglob("replicas.json")):
         try:
             recorded = json.loads(path.read_text())

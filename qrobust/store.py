@@ -503,9 +503,10 @@ class RunDirectory:
             return {}
         return programs if isinstance(programs, dict) else {}
 
-    def record_replicas(self, program: str, reused: int, trained: int, why_not: str | None) -> None:
+    def record_replicas(self, program: str, reused: int, trained: int, why_not: str | None, epochs: int = 0) -> None:
         """Add to replicas.json how many of ``program``'s replicas were read back from the store of trained
-        replicas (``qrobust.replicas``) and how many trained, and why none could be reused where none could."""
+        replicas (``qrobust.replicas``) and how many trained, the same in replica-epochs (each replica trains
+        ``epochs``), and why none could be reused where none could."""
         if not self.writer:
             return
         path = self.path / "replicas.json"
@@ -515,7 +516,9 @@ class RunDirectory:
             known = {}
         known = known if isinstance(known, dict) else {}
         entry = known.get(program) if isinstance(known.get(program), dict) else {}
-        entry = {"reused": int(entry.get("reused", 0)) + reused, "trained": int(entry.get("trained", 0)) + trained}
+        entry = {"reused": int(entry.get("reused", 0)) + reused, "trained": int(entry.get("trained", 0)) + trained,
+                 "reused_epochs": int(entry.get("reused_epochs", 0)) + reused * epochs,
+                 "trained_epochs": int(entry.get("trained_epochs", 0)) + trained * epochs}
         if why_not:
             entry["not reusable"] = why_not
         known[program] = entry

@@ -14,6 +14,17 @@ from qrobust.experiments.sweep import SweepConfig, run_sweep
 TINY = dict(dataset="xxz", n_qubits=4, n_train_per_class=8, corruptions=("flip",), epochs=3, batch_size=4)
 
 
+
+def _counts(run) -> dict:
+    """{program: (replicas reused, trained)} of a run's replicas.json, after checking its replica-epochs: each
+    replica counts its program's epochs (programs.json)."""
+    recorded = json.loads((run / "replicas.json").read_text())
+    epochs = {p: d["settings"]["epochs"] for p, d in json.loads((run / "programs.json").read_text()).items()}
+    for program, e in recorded.items():
+        assert (e["reused_epochs"], e["trained_epochs"]) == (e["reused"] * epochs[program],
+                                                            e["trained"] * epochs[program])
+    return {program: (e["reused"], e["trained"]) for program, e in recorded.items()}
+
 def _entries():
     return sorted((cache.cache_dir() / "replicas").rglob("*.npz"))
 
@@ -38,8 +49,8 @@ def test_a_study_after_another_reads_its_replicas_and_equals_the_study_run_alone
               progress=False)
     assert len(_entries()) == 2 * 3  # one entry per replica: alpha x seed
     run_sweep(later, tmp_path / "after", progress=False)
-    assert json.loads((tmp_path / "after" / "replicas.json").read_text()) == {"qnn": {"reused": 2, "trained": 0}}
-    assert json.loads((tmp_path / "first" / "replicas.json").read_text())["qnn"] == {"reused": 0, "trained": 6}
+    assert _counts(tmp_path / "after") == {"qnn": (2, 0)}
+    assert _counts(tmp_path / "first")["qnn"] == (0, 6)
     _same_run(tmp_path / "alone", tmp_path / "after")
 
 
@@ -50,9 +61,9 @@ def test_a_replica_differing_in_any_determinant_is_trained(tmp_path, change):
     base = dict(TINY, models=("qnn",), alphas=(0.5,), seeds=(0,))
     run_sweep(SweepConfig(**base), tmp_path / "a", progress=False)
     run_sweep(SweepConfig(**{**base, **change}), tmp_path / "b", progress=False)
-    assert json.loads((tmp_path / "b" / "replicas.json").read_text())["qnn"] == {"reused": 0, "trained": 1}
+    assert _counts(tmp_path / "b")["qnn"] == (0, 1)
     run_sweep(SweepConfig(**{**base, **change}), tmp_path / "c", progress=False)  # the same again: read back
-    assert json.loads((tmp_path / "c" / "replicas.json").read_text())["qnn"] == {"reused": 1, "trained": 0}
+    assert _counts(tmp_path / "c")["qnn"] == (1, 0)
 
 
 def test_a_study_evaluating_fewer_epochs_reads_the_metrics_it_needs(tmp_path, monkeypatch):
@@ -63,12 +74,12 @@ def test_a_study_evaluating_fewer_epochs_reads_the_metrics_it_needs(tmp_path, mo
     monkeypatch.setenv("QROBUST_CACHE", str(tmp_path / "second-cache"))
     run_sweep(SweepConfig(**base), tmp_path / "every", progress=False)
     run_sweep(SweepConfig(**base, eval_every=2), tmp_path / "after", progress=False)
-    assert json.loads((tmp_path / "after" / "replicas.json").read_text())["mlp"] == {"reused": 1, "trained": 0}
+    assert _counts(tmp_path / "after")["mlp"] == (1, 0)
     _same_run(tmp_path / "alone", tmp_path / "after")
     monkeypatch.setenv("QROBUST_CACHE", str(tmp_path / "third-cache"))
     run_sweep(SweepConfig(**base, eval_every=2), tmp_path / "sparse", progress=False)
     run_sweep(SweepConfig(**base), tmp_path / "dense", progress=False)
-    assert json.loads((tmp_path / "dense" / "replicas.json").read_text())["mlp"] == {"reused": 0, "trained": 1}
+    assert _counts(tmp_path / "dense")["mlp"] == (0, 1)
 
 
 def test_a_damaged_entry_is_not_read_and_the_replica_trains_again(tmp_path, caplog, monkeypatch):
@@ -82,7 +93,7 @@ def test_a_damaged_entry_is_not_read_and_the_replica_trains_again(tmp_path, capl
     arrays["params"] = arrays["params"] + 1.0  # rewritten: its digest no longer matches
     np.savez(entry, **arrays)
     run_sweep(config, tmp_path / "b", progress=False)
-    assert json.loads((tmp_path / "b" / "replicas.json").read_text())["mlp"] == {"reused": 0, "trained": 1}
+    assert _counts(tmp_path / "b")["mlp"] == (0, 1)
     assert "digest" in caplog.text
     _same_run(tmp_path / "a", tmp_path / "b")
 

@@ -233,7 +233,8 @@ def test_a_tiny_reproduction_reports_every_part(tiny_reproduction):
     # every part records the replicas it trained and read back from the store (the unlearning teachers are the
     # noise study's replicas, so some are read back)
     parts = json.loads((out / "reproduce.json").read_text())["parts"]
-    assert all(set(e["replicas"]) == {"trained", "reused"} for e in parts.values())
+    assert all(set(e["replicas"]) == {"trained", "reused", "trained_epochs", "reused_epochs"} for e in parts.values())
+    assert all(e["replicas"]["trained_epochs"] >= e["replicas"]["trained"] for e in parts.values())
     assert sum(e["replicas"]["reused"] for e in parts.values()) > 0 and "read back from the store" in md
     # re-reported from the directory alone, without training
     (out / "report.html").unlink()

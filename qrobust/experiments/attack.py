@@ -242,7 +242,6 @@ def partition_votes(config: AttackConfig, dataset, priorities: dict | None = Non
         row = chunk.rows.iloc[0]
         m, corruption = row.model, row.corruption
         scores = (priorities or {}).get(next(iter(config.programs(m))))
-        bar.compiling(f"dpa-{m}")
         votes = ensemble_votes(programs[m], seeds, streams, corruption, int(row.flips),
                                None if scores is None or row.cell == "clean" else
                                scores.rows([corruption] * len(seeds), seeds))

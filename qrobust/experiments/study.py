@@ -447,7 +447,7 @@ class Program:
             n = len(set(zip(np.asarray(seeds).tolist(), np.asarray(kinds).tolist(), np.asarray(counts).tolist(),
                             np.asarray(rates, float).tolist(), streams)))  # the chunk's replicas, not its padding
             self.store.record_replicas(self.name, n if stored is not None else 0, 0 if stored is not None else n,
-                                       self._why_not())
+                                       self._why_not(), self.epochs)
         return params, metrics, data
 
     def _why_not(self) -> str | None:
