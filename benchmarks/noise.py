@@ -16,7 +16,8 @@ equal error. Ratios measured in one run are the result (docs/device.md).
    - TensorCircuit's density matrix (``tc.DMCircuit``, vmapped over the batch): exact, 4**n per example.
 
   python benchmarks/noise.py [--qubits 10] [--depth 6] [--replicas 2] [--epochs 2] [--p 0.01] [--batch 32]
-                             [--trajectories 16] [--shots 1000] [--shift] [--out FILE.json]
+                             [--trajectories 16] [--shots 1000] [--shift] [--skip-training]
+                             [--skip-comparison] [--out FILE.json]
 
 Run it alone on the machine: nothing else heavy at the same time.
 """
@@ -158,6 +159,7 @@ def main() -> None:
     ap.add_argument("--dm-batch", type=int, default=4, help="examples the density matrix is timed on (scaled)")
     ap.add_argument("--trajectories", type=int, default=16)
     ap.add_argument("--skip-training", action="store_true")
+    ap.add_argument("--skip-comparison", action="store_true", help="time the training only")
     ap.add_argument("--out")
     args = ap.parse_args()
     from qrobust.experiments.settings import load_dataset
@@ -166,15 +168,16 @@ def main() -> None:
     if not args.skip_training:
         print(f"training, {args.qubits} qubits, depth {args.depth}, MNIST (500 samples, batch 256):", flush=True)
         result["training"] = training(args, load_dataset("mnist"))
-    print(f"one value-and-gradient over {args.batch} examples, depth {args.depth_compare}, depolarizing "
-          f"{args.p} after every gate:", flush=True)
-    result["comparison"] = c = comparison(args)
-    h = c["heisenberg"]["s"]
-    for eps in (1e-2, 1e-3):
-        print(f"  trajectories at standard error {eps:g} / heisenberg (exact): "
-              f"{c['trajectories'][f's_at_error_{eps:g}'] / h:.1f}x")
-    if "s" in c["density_matrix"]:
-        print(f"  density matrix / heisenberg: {c['density_matrix']['s'] / h:.1f}x")
+    if not args.skip_comparison:
+        print(f"one value-and-gradient over {args.batch} examples, depth {args.depth_compare}, depolarizing "
+              f"{args.p} after every gate:", flush=True)
+        result["comparison"] = c = comparison(args)
+        h = c["heisenberg"]["s"]
+        for eps in (1e-2, 1e-3):
+            print(f"  trajectories at standard error {eps:g} / heisenberg (exact): "
+                  f"{c['trajectories'][f's_at_error_{eps:g}'] / h:.1f}x")
+        if "s" in c["density_matrix"]:
+            print(f"  density matrix / heisenberg: {c['density_matrix']['s'] / h:.1f}x")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
 
