@@ -503,7 +503,7 @@ class RunDirectory:
             return {}
         return programs if isinstance(programs, dict) else {}
 
-    def record_replicas(self, program: str, reused: int, trained: int, why_not: str | None, epochs: int = 0) -> None:
+    def record_replicas(self, program: str, reused: int, trained: int, why_not: str | None, epochs: int) -> None:
         """Add to replicas.json how many of ``program``'s replicas were read back from the store of trained
         replicas (``qrobust.replicas``) and how many trained, the same in replica-epochs (each replica trains
         ``epochs``), and why none could be reused where none could."""

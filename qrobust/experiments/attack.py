@@ -153,9 +153,12 @@ def run_attack(config: AttackConfig, out: str | Path | None = None, *, progress:
         costs.append(cost)
         return found
 
+    def keep(found, store):  # the aimed poisoners' scores, and the run directory the partition models join
+        scores.update(found)
+        stored["store"] = store
+
     start = time.perf_counter()
-    results = run_sweep(config, out, progress=progress, study_name="attack", attacks=attacks,
-                        with_priorities=lambda found, store: (scores.update(found), stored.update(store=store)))
+    results = run_sweep(config, out, progress=progress, study_name="attack", attacks=attacks, with_priorities=keep)
     sweep_seconds = time.perf_counter() - start
     config = config.validate()
     from qrobust.experiments.study import load
