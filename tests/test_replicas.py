@@ -14,7 +14,6 @@ from qrobust.experiments.sweep import SweepConfig, run_sweep
 TINY = dict(dataset="xxz", n_qubits=4, n_train_per_class=8, corruptions=("flip",), epochs=3, batch_size=4)
 
 
-
 def _counts(run) -> dict:
     """{program: (replicas reused, trained)} of a run's replicas.json, after checking its replica-epochs: each
     replica counts its program's epochs (programs.json)."""
@@ -24,6 +23,7 @@ def _counts(run) -> dict:
         assert (e["reused_epochs"], e["trained_epochs"]) == (e["reused"] * epochs[program],
                                                             e["trained"] * epochs[program])
     return {program: (e["reused"], e["trained"]) for program, e in recorded.items()}
+
 
 def _entries():
     return sorted((cache.cache_dir() / "replicas").rglob("*.npz"))
