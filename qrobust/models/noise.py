@@ -327,7 +327,10 @@ def _propagate(z, ops, n: int):
 
 
 def quadratic_forms(o: jax.Array, states: jax.Array) -> jax.Array:
-    """(B,) Re <x_b|O|x_b> of states (B, 2**n)."""
+    """(B,) Re <x_b|O|x_b> of states (B, 2**n); for real states x^T Re(O) x (O is Hermitian: its imaginary part
+    is antisymmetric and drops out), in real arithmetic."""
+    if not jnp.iscomplexobj(states):
+        return jnp.einsum("bi,ij,bj->b", states, jnp.real(o).astype(states.dtype), states)
     return jnp.real(jnp.einsum("bi,ij,bj->b", jnp.conj(states), o, states.astype(o.dtype)))
 
 
@@ -355,6 +358,7 @@ def layer_problem(circuit, dtype: str) -> str | None:
 def build_heisenberg(circuit, options):
     """"heisenberg": (apply, apply_batch) of a noisy ``circuit`` whose inputs are its initial states ("amplitude",
     "angle"): one operator per parameter value, then the batch's quadratic forms."""
+    from qrobust.models import pauli
     from qrobust.models.circuits import _complex, angle_states, record
 
     n, cdtype, fn = circuit.n_qubits, _complex(options.dtype), circuit.function()
@@ -362,7 +366,7 @@ def build_heisenberg(circuit, options):
     def apply_batch(params, xs):
         gates, c = record(fn, n, "amplitude", params, None, options.dtype)  # once for the whole batch
         states = xs if circuit.encoding == "amplitude" else angle_states(xs, n, cdtype)
-        o = observable(gates, circuit.noise, n, circuit.readout, cdtype, layer_ends(c))
+        o = pauli.observable(gates, circuit.noise, n, circuit.readout, cdtype, layer_ends(c))
         return circuit.readout_scale * quadratic_forms(o, states)
 
     return (lambda params, x: apply_batch(params, x[None])[0]), apply_batch
