@@ -375,3 +375,62 @@ def test_tiny_sweep_with_shots_and_noise_records_them(tmp_path):
     settings = json.loads((out / "config.json").read_text())["settings"]
     assert settings["shots"] == [30] and settings["noise"] == [noise]
     assert settings["shot_gradient"] == "shift" and settings["simulators"] == {"qnn": "heisenberg"}
+
+
+def test_the_pauli_transfer_matrices_are_the_known_ones():
+    """Closed forms: depolarizing scales X, Y, Z by 1 - 4p/3; dephasing scales X, Y by 1 - 2p; amplitude damping
+    (adjoint) sends Z to (1 - g) Z + g I and scales X, Y by sqrt(1 - g); RZ(t) turns X into cos(t) X - sin(t) Y
+    under U^dag . U. Pauli order (I, Z, X, Y): index 2a + b of X^a Z^b i^(ab)."""
+    from qrobust.models import pauli
+
+    p, g, t = 0.12, 0.3, 0.7
+    np.testing.assert_allclose(pauli.channel_ptm("depolarizing", p), np.diag([1, 1 - 4 * p / 3, 1 - 4 * p / 3,
+                                                                             1 - 4 * p / 3]), atol=1e-15)
+    np.testing.assert_allclose(pauli.channel_ptm("dephasing", p), np.diag([1, 1, 1 - 2 * p, 1 - 2 * p]), atol=1e-15)
+    damping = np.diag([1, 1 - g, np.sqrt(1 - g), np.sqrt(1 - g)])
+    damping[0, 1] = g  # the coefficient of I in the image of Z
+    np.testing.assert_allclose(pauli.channel_ptm("amplitude_damping", g), damping, atol=1e-15)
+    rz = np.diag([np.exp(-1j * t / 2), np.exp(1j * t / 2)])
+    r = np.asarray(pauli.gate_ptm(jnp.asarray(rz)))
+    assert abs(r[2, 2] - np.cos(t)) < 1e-6 and abs(r[3, 2] + np.sin(t)) < 1e-6
+    np.testing.assert_allclose(pauli.channel_ptm("depolarizing2", p),
+                               np.diag([1] + [1 - 16 * p / 15] * 15), atol=1e-15)
+
+
+@pytest.mark.parametrize("circuit, n, noise, measured", [
+    ("hea", 5, "depolarizing:0.05+depolarizing2:0.03", 4),
+    ("rxry_cnot", 4, "amplitude_damping:0.1+dephasing@layer:0.05+readout:0.02", 1),
+    (RandomCircuit(5, 7), 5, "depolarizing2:0.04+amplitude_damping@layer:0.03+depolarizing:0.02", 3)])
+def test_the_pauli_basis_gives_the_computational_basis_operator(x64, circuit, n, noise, measured):
+    """The simulator's Pauli-basis propagation (real transfer matrices, gates fused with the channels around
+    them) and the computational-basis one (complex superoperators, ``noise.observable``) give the same operator
+    to 1e-12 in complex128: the whole 2**n x 2**n matrix, not only the outputs the cases above compare."""
+    from qrobust.models import noise as noise_module, pauli
+    from qrobust.models.circuits import record
+
+    rng = np.random.default_rng(n)
+    fn = circuit if callable(circuit) else library(circuit).circuit(n, 2)
+    size = circuit.n_params if callable(circuit) else (2, n, 4 if circuit == "hea" else 2)
+    gates, c = record(fn, n, "amplitude", jnp.asarray(rng.uniform(-np.pi, np.pi, size=size)), None, "complex128")
+    model = parse(noise)
+    ends = noise_module.layer_ends(c)
+    ours = pauli.observable(gates, model, n, measured, jnp.complex128, ends)
+    theirs = noise_module.observable(gates, model, n, measured, jnp.complex128, ends)
+    assert float(jnp.max(jnp.abs(theirs))) > 0.05
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), atol=1e-12)
+
+
+def test_real_input_states_take_the_real_quadratic_form(x64):
+    """Amplitude-encoded data are real: their outputs are x^T Re(O) x in real arithmetic, checked against
+    TensorCircuit's density matrix (the cases above draw complex states)."""
+    rng = np.random.default_rng(4)
+    n, noise = 5, "depolarizing:0.03+readout:0.02"
+    model = qnn(n, 2, noise=noise)
+    params = rng.uniform(-np.pi, np.pi, size=(2, n, 4))
+    states = rng.normal(size=(2, 2**n))
+    states /= np.linalg.norm(states, axis=1, keepdims=True)
+    prepared = model.prepare(states)
+    assert not jnp.iscomplexobj(prepared)
+    ours = np.asarray(model.apply_batch(jnp.asarray(params, jnp.float32), prepared)) / 5
+    reference = dm_reference(library("hea").circuit(n, 2), n, noise, n - 1)
+    np.testing.assert_allclose(ours, [reference(params, s) for s in states], atol=1e-5)

@@ -208,8 +208,9 @@ def qnn(
     if shots is not None:
         sample = _shots(circuit, init, apply, apply_batch, shots, shot_gradient, dtype)
         settings.update(shots=shots, shot_gradient=shot_gradient)
-    return Model(name="qnn", init=init, apply=apply, prepare=_prepare(circuit, dtype), input_shape=(
-        circuit.input_width,), settings=settings, apply_batch=apply_batch, sample=sample)
+    prepare = _prepare(circuit, dtype, keep_real=simulator == "heisenberg")
+    return Model(name="qnn", init=init, apply=apply, prepare=prepare, input_shape=(circuit.input_width,),
+                 settings=settings, apply_batch=apply_batch, sample=sample)
 
 
 def _shots(circuit: Circuit, init, apply, apply_batch, shots: int, gradient: str, dtype: str):
@@ -258,9 +259,11 @@ def _check_options(simulator: str, contractor: str | None, matmul_precision: str
         raise ConfigError(f"matmul_precision applies to the 'blocks' simulator only, not {simulator!r}")
 
 
-def _prepare(circuit: Circuit, dtype: str):
+def _prepare(circuit: Circuit, dtype: str, keep_real: bool = False):
     """``prepare(inputs)``: amplitude vectors (..., 2**L) as ``dtype``, or feature vectors (..., F) as its real
-    dtype (numpy or jax input)."""
+    dtype (numpy or jax input). ``keep_real``: real amplitude vectors stay real (as ``dtype``'s real part), for a
+    simulator whose outputs are then real quadratic forms ("heisenberg": x^T Re(O) x, a sixth of the complex
+    form's arithmetic)."""
     width = circuit.input_width
     amplitude = circuit.encoding == "amplitude"
     target = (jnp.complex128 if dtype == "complex128" else jnp.complex64) if amplitude else real_dtype(dtype)
@@ -274,6 +277,9 @@ def _prepare(circuit: Circuit, dtype: str):
                                   f"{inputs.shape}")
             raise ConfigError(f"this QNN ({circuit.encoding} encoding) takes inputs of length {width}, got shape "
                               f"{inputs.shape}")
-        return jnp.asarray(inputs).astype(target)
+        inputs = jnp.asarray(inputs)
+        if keep_real and amplitude and not jnp.iscomplexobj(inputs):
+            return inputs.astype(real_dtype(dtype))
+        return inputs.astype(target)
 
     return prepare
