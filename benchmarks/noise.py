@@ -7,7 +7,12 @@ equal error. Ratios measured in one run are the result (docs/device.md).
    per 100 epochs of the exact QNN (the registry's default simulator), of the noisy one (depolarizing p after
    every gate, "heisenberg"), and of the noisy one with N shots (its "gaussian" and, with --shift, "shift"
    gradient).
-2. One value-and-gradient of sum_b <Z>_b over a batch of B examples, the same noisy circuit:
+2. The operator's propagation, in the Pauli basis (the simulator's: real transfer matrices, each multi-qubit gate
+   fused with what acts on its qubits) against the computational basis (complex superoperators,
+   ``qrobust.models.noise.observable``: the simulator before 2026-12-07): the operator alone, and one
+   value-and-gradient of sum_b tanh(5 <Z>_b) over the training batch (256 real amplitude vectors), at 10 qubits
+   and depth d.
+3. One value-and-gradient of sum_b <Z>_b over a batch of B examples, the same noisy circuit:
    - "heisenberg": exact (float32 rounding, about 1e-6 against tc.DMCircuit: tests/test_noise.py);
    - TensorCircuit trajectories (its ``noisy_qml`` way: ``tc.Circuit`` with ``depolarizing(..., status=u)``,
      vmapped over T trajectories and the batch): an estimate whose standard error is sigma / sqrt(T); sigma is
@@ -17,7 +22,7 @@ equal error. Ratios measured in one run are the result (docs/device.md).
 
   python benchmarks/noise.py [--qubits 10] [--depth 6] [--replicas 2] [--epochs 2] [--p 0.01] [--batch 32]
                              [--trajectories 16] [--shots 1000] [--shift] [--skip-training]
-                             [--skip-comparison] [--out FILE.json]
+                             [--skip-comparison] [--skip-basis] [--out FILE.json]
 
 Run it alone on the machine: nothing else heavy at the same time.
 """
@@ -70,6 +75,34 @@ def training(args, dataset) -> dict:
     base = out["exact"]["s_per_replica_per_100_epochs"]
     for v in out.values():
         v["ratio_to_exact"] = round(v["s_per_replica_per_100_epochs"] / base, 2)
+    return out
+
+
+def bases(args) -> dict:
+    """The operator and a training value-and-gradient, Pauli basis against computational basis (ratios)."""
+    from qrobust.models import noise as noise_module, pauli
+    from qrobust.models.ansatze import LIBRARY
+    from qrobust.models.circuits import record
+
+    n, depth = args.qubits, args.depth
+    fn, noise = LIBRARY["hea"].circuit(n, depth), noise_module.parse(f"depolarizing:{args.p}")
+    rng = np.random.default_rng(0)
+    params = jnp.asarray(rng.normal(size=(depth, n, 4)), jnp.float32)
+    x = rng.normal(size=(256, 2**n))
+    xs = jnp.asarray(x / np.linalg.norm(x, axis=1, keepdims=True), jnp.float32)
+    out = {}
+    for name, propagate in (("pauli", pauli.observable), ("computational", noise_module.observable)):
+        def operator(q, propagate=propagate):
+            gates, c = record(fn, n, "amplitude", q, None, "complex64")
+            return propagate(gates, noise, n, n - 1, jnp.complex64, noise_module.layer_ends(c))
+
+        loss = jax.value_and_grad(lambda q: jnp.sum(jnp.tanh(5 * noise_module.quadratic_forms(operator(q), xs))))
+        out[name] = dict(zip(("operator_compile_s", "operator_s"), timed(jax.jit(operator), params)))
+        out[name].update(zip(("step_compile_s", "step_s"), timed(jax.jit(loss), params)))
+        print(f"  {name:15s} {out[name]}", flush=True)
+    for key in ("operator_s", "step_s"):
+        out[f"{key}_ratio"] = round(out["computational"][key] / out["pauli"][key], 2)
+    print(f"  computational / pauli: operator {out['operator_s_ratio']}x, step {out['step_s_ratio']}x", flush=True)
     return out
 
 
@@ -159,7 +192,8 @@ def main() -> None:
     ap.add_argument("--dm-batch", type=int, default=4, help="examples the density matrix is timed on (scaled)")
     ap.add_argument("--trajectories", type=int, default=16)
     ap.add_argument("--skip-training", action="store_true")
-    ap.add_argument("--skip-comparison", action="store_true", help="time the training only")
+    ap.add_argument("--skip-comparison", action="store_true", help="leave out the trajectories and density matrix")
+    ap.add_argument("--skip-basis", action="store_true", help="leave out the Pauli against computational basis")
     ap.add_argument("--out")
     args = ap.parse_args()
     from qrobust.experiments.settings import load_dataset
@@ -168,6 +202,10 @@ def main() -> None:
     if not args.skip_training:
         print(f"training, {args.qubits} qubits, depth {args.depth}, MNIST (500 samples, batch 256):", flush=True)
         result["training"] = training(args, load_dataset("mnist"))
+    if not args.skip_basis:
+        print(f"the operator's propagation, {args.qubits} qubits, depth {args.depth}, depolarizing {args.p} after "
+              "every gate, Pauli basis against computational basis:", flush=True)
+        result["bases"] = bases(args)
     if not args.skip_comparison:
         print(f"one value-and-gradient over {args.batch} examples, depth {args.depth_compare}, depolarizing "
               f"{args.p} after every gate:", flush=True)

@@ -34,16 +34,18 @@ paper's statevector model assumes); the noise acts on the ansatz's gates.
 The simulator, "heisenberg": the inputs are pure states and the readout is one Pauli Z, so the observable is
 propagated backwards through the noisy circuit once per parameter value: O = E_1^dag(U_1^dag ... E_G^dag(U_G^dag
 Z U_G) ... U_1), a 2**n x 2**n operator (each channel's adjoint sum_k K_k^dag O K_k), after which every
-example's output is the quadratic form <x|O|x>, for the whole batch at a cost that does not grow with it. O is
+example's output is the quadratic form <x|O|x>, for the whole batch at a cost that does not grow with it. It
+carries O in the Pauli basis, real coefficients and real transfer matrices (``qrobust.models.pauli``), which
+``observable`` here does in the computational basis, kept as the cross-check and the benchmark's "before": O
 held as a state of 2n qubits (its row and column indices), on which a gate U acts as U^dag on the row qubits and
 U^T on the column qubits, a one-qubit channel as a 4 x 4 matrix on (row q, column q) and a two-qubit channel as a
 16 x 16 matrix on (row a, row b, column a, column b); one-qubit gates and the channels after them are multiplied
 into one such matrix per qubit, and the rest runs on the gate kernels of "xla-gates"
-(``qrobust.models.circuits.apply_gates``: fused diagonals, permutations, Kronecker blocks). The propagation is
-checkpointed in segments, so reverse mode keeps a few operators, not one per gate. Only gates in the measured
-qubit's backward light cone enter, and only channels on qubits where O is not yet the identity (exact: the
-adjoint of a trace-preserving channel maps the identity to itself). Measured against a batched density matrix and
-TensorCircuit's trajectories in ``benchmarks/noise.py`` (docs/device.md).
+(``qrobust.models.circuits.apply_gates``: fused diagonals, permutations, Kronecker blocks). In both bases the
+propagation is checkpointed in segments, so reverse mode keeps a few operators, not one per gate. Only gates in the measured qubit's backward light cone enter, and only channels on qubits where O
+is not yet the identity (exact: the adjoint of a trace-preserving channel maps the identity to itself).
+Measured against a batched density matrix and TensorCircuit's trajectories, and the two bases against each
+other, in ``benchmarks/noise.py`` (docs/device.md).
 """
 
 from __future__ import annotations
