@@ -22,7 +22,7 @@ equal error. Ratios measured in one run are the result (docs/device.md).
 
   python benchmarks/noise.py [--qubits 10] [--depth 6] [--replicas 2] [--epochs 2] [--p 0.01] [--batch 32]
                              [--trajectories 16] [--shots 1000] [--shift] [--skip-training]
-                             [--skip-comparison] [--skip-basis] [--out FILE.json]
+                             [--skip-comparison] [--skip-basis] [--skip-density] [--out FILE.json]
 
 Run it alone on the machine: nothing else heavy at the same time.
 """
@@ -160,6 +160,8 @@ def comparison(args) -> dict:
         out["trajectories"][f"s_at_error_{eps:g}"] = seconds * need / t
         out["trajectories"][f"trajectories_at_error_{eps:g}"] = need
     print(f"  {'trajectories':15s} {out['trajectories']}", flush=True)
+    if args.skip_density:
+        return out
     dm_batch = min(batch, args.dm_batch)
 
     def density(q, x):
@@ -194,6 +196,8 @@ def main() -> None:
     ap.add_argument("--skip-training", action="store_true")
     ap.add_argument("--skip-comparison", action="store_true", help="leave out the trajectories and density matrix")
     ap.add_argument("--skip-basis", action="store_true", help="leave out the Pauli against computational basis")
+    ap.add_argument("--skip-density", action="store_true",
+                    help="leave out the density matrix (at 10 qubits its reverse mode asks for tens of GB)")
     ap.add_argument("--out")
     args = ap.parse_args()
     from qrobust.experiments.settings import load_dataset
@@ -214,7 +218,7 @@ def main() -> None:
         for eps in (1e-2, 1e-3):
             print(f"  trajectories at standard error {eps:g} / heisenberg (exact): "
                   f"{c['trajectories'][f's_at_error_{eps:g}'] / h:.1f}x")
-        if "s" in c["density_matrix"]:
+        if "s" in c.get("density_matrix", {}):
             print(f"  density matrix / heisenberg: {c['density_matrix']['s'] / h:.1f}x")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
