@@ -42,8 +42,9 @@ U^T on the column qubits, a one-qubit channel as a 4 x 4 matrix on (row q, colum
 16 x 16 matrix on (row a, row b, column a, column b); one-qubit gates and the channels after them are multiplied
 into one such matrix per qubit, and the rest runs on the gate kernels of "xla-gates"
 (``qrobust.models.circuits.apply_gates``: fused diagonals, permutations, Kronecker blocks). In both bases the
-propagation is checkpointed in segments, so reverse mode keeps a few operators, not one per gate. Only gates in the measured qubit's backward light cone enter, and only channels on qubits where O
-is not yet the identity (exact: the adjoint of a trace-preserving channel maps the identity to itself).
+propagation is checkpointed in segments, so reverse mode keeps a few operators, not one per gate. Only gates in
+the measured qubit's backward light cone enter, and only channels on qubits where O is not yet the identity
+(exact: the adjoint of a trace-preserving channel maps the identity to itself).
 Measured against a batched density matrix and TensorCircuit's trajectories, and the two bases against each
 other, in ``benchmarks/noise.py`` (docs/device.md).
 """

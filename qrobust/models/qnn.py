@@ -262,7 +262,7 @@ def _check_options(simulator: str, contractor: str | None, matmul_precision: str
 def _prepare(circuit: Circuit, dtype: str, keep_real: bool = False):
     """``prepare(inputs)``: amplitude vectors (..., 2**L) as ``dtype``, or feature vectors (..., F) as its real
     dtype (numpy or jax input). ``keep_real``: real amplitude vectors stay real (as ``dtype``'s real part), for a
-    simulator whose outputs are then real quadratic forms ("heisenberg": x^T Re(O) x, a sixth of the complex
+    simulator whose outputs are then real quadratic forms ("heisenberg": x^T Re(O) x, a quarter of the complex
     form's arithmetic)."""
     width = circuit.input_width
     amplitude = circuit.encoding == "amplitude"
