@@ -1,5 +1,5 @@
 """Gate noise: the channels a device adds, as data (``Noise``), and the simulator that runs them exactly,
-"heisenberg".
+"heisenberg" (built in ``qrobust.models.pauli``; its computational-basis form, the reference, is here).
 
 A ``Noise`` is a tuple of (channel, strength) pairs, each channel named ``NAME`` or ``NAME@PLACEMENT``. The
 channels (Kraus operators; p, gamma in [0, 1]):
@@ -237,6 +237,24 @@ def _product(mats):
     return functools.reduce(jnp.matmul, mats) if mats else None
 
 
+def light_cone(gates, measured: int, ends=()):
+    """The circuit reversed, as the operator meets it: (matrix, qubits, name, ended) for each gate of ``gates``
+    (matrix, qubits, name) in the measured qubit's backward light cone (one that touches a qubit where O is not
+    yet the identity), ``ended`` the qubits (sorted) where O is not the identity at a layer's end just after
+    that gate in the circuit (``ends``: the gate counts after which a layer ends; the circuit's end is one), else
+    (); a layer's end after a gate outside the light cone comes as (None, None, None, ended)."""
+    active, ends = {measured}, set(ends) | {len(gates)}
+    for i in range(len(gates) - 1, -1, -1):
+        ended = tuple(sorted(active)) if i + 1 in ends else ()
+        matrix, qubits, name = gates[i]
+        if not active & set(qubits):
+            if ended:
+                yield None, None, None, ended
+            continue
+        active |= set(qubits)
+        yield matrix, qubits, name, ended
+
+
 def heisenberg_operations(gates, noise: Noise, n: int, dtype, measured: int, ends=()) -> list:
     """The operations that carry Z_measured back to the start through ``gates`` (matrix, qubits, name) with
     ``noise``'s channels at their placements (``ends``: the gate counts after which a layer ends): (matrix,
@@ -246,7 +264,7 @@ def heisenberg_operations(gates, noise: Noise, n: int, dtype, measured: int, end
     after = _superoperators(noise.placed("gate"), dtype)
     single = _product([s for name, s in after if name in ONE_QUBIT])  # the channels after a one-qubit gate
     layer = _product([s for _, s in _superoperators(noise.layer_channels, dtype)])
-    ops, pending, active = [], {}, {measured}  # pending: qubit -> its one-qubit operations not yet emitted
+    ops, pending = [], {}  # pending: qubit -> its one-qubit operations not yet emitted
 
     def then(q, s):  # s applied to O after what is pending on q
         pending[q] = s if q not in pending else s @ pending[q]
@@ -255,15 +273,11 @@ def heisenberg_operations(gates, noise: Noise, n: int, dtype, measured: int, end
         if q in pending:
             ops.append((pending.pop(q), (q, n + q), "superoperator"))
 
-    ends = set(ends) | {len(gates)}
-    for i in range(len(gates) - 1, -1, -1):
-        if i + 1 in ends and layer is not None:
-            for q in sorted(active):
-                then(q, layer)
-        matrix, qubits, name = gates[i]
-        if not active & set(qubits):
+    for matrix, qubits, name, ended in light_cone(gates, measured, ends):
+        for q in ended if layer is not None else ():
+            then(q, layer)
+        if matrix is None:
             continue
-        active |= set(qubits)
         matrix = matrix.astype(dtype)
         if len(qubits) == 1:
             s = gate_superoperator(matrix)
@@ -356,20 +370,3 @@ def layer_problem(circuit, dtype: str) -> str | None:
                 "circuit marks none: end each layer with c.barrier_instruction() (the library's circuits do), or "
                 "place the noise after each gate (no @layer)")
     return None
-
-
-def build_heisenberg(circuit, options):
-    """"heisenberg": (apply, apply_batch) of a noisy ``circuit`` whose inputs are its initial states ("amplitude",
-    "angle"): one operator per parameter value, then the batch's quadratic forms."""
-    from qrobust.models import pauli
-    from qrobust.models.circuits import _complex, angle_states, record
-
-    n, cdtype, fn = circuit.n_qubits, _complex(options.dtype), circuit.function()
-
-    def apply_batch(params, xs):
-        gates, c = record(fn, n, "amplitude", params, None, options.dtype)  # once for the whole batch
-        states = xs if circuit.encoding == "amplitude" else angle_states(xs, n, cdtype)
-        o = pauli.observable(gates, circuit.noise, n, circuit.readout, cdtype, layer_ends(c))
-        return circuit.readout_scale * quadratic_forms(o, states)
-
-    return (lambda params, x: apply_batch(params, x[None])[0]), apply_batch

@@ -33,7 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qrobust.models.noise import ONE_QUBIT, SEGMENT, adjoint_superoperator, kraus
+from qrobust.models.noise import ONE_QUBIT, SEGMENT, adjoint_superoperator, kraus, layer_ends, light_cone, \
+    quadratic_forms
 
 
 def _basis() -> np.ndarray:
@@ -105,7 +106,7 @@ def operations(gates, noise, n: int, measured: int, ends=()) -> tuple[list, dict
     single = functools.reduce(_then, singles) if singles else None
     layers = [channel_ptm(name, p) for name, p in noise.layer_channels]
     layer = functools.reduce(_then, reversed(layers)) if layers else None
-    ops, pending, active = [], {}, {measured}
+    ops, pending = [], {}
 
     def then(q, r):  # r applied to c after what is pending on q
         pending[q] = r if q not in pending else _then(pending[q], r)
@@ -116,15 +117,11 @@ def operations(gates, noise, n: int, measured: int, ends=()) -> tuple[list, dict
         first = grouped([pending.pop(q, np.eye(4)) for q in qubits])
         return first if m is None else _then(m, first)
 
-    ends = set(ends) | {len(gates)}
-    for i in range(len(gates) - 1, -1, -1):
-        if i + 1 in ends and layer is not None:
-            for q in sorted(active):
-                then(q, layer)
-        matrix, qubits, name = gates[i]
-        if not active & set(qubits):
+    for matrix, qubits, _, ended in light_cone(gates, measured, ends):
+        for q in ended if layer is not None else ():
+            then(q, layer)
+        if matrix is None:
             continue
-        active |= set(qubits)
         if len(qubits) == 1:
             r = gate_ptm(matrix)
             then(qubits[0], r if single is None else _then(single, r))
@@ -205,3 +202,19 @@ def observable(gates, noise, n: int, measured: int, dtype, ends=()) -> jax.Array
         segment = ops[start:start + SEGMENT]
         c = jax.checkpoint(lambda v, s=segment: functools.reduce(lambda z, op: apply(z, op, n), s, v))(c)
     return to_operator(c, n, dtype, first)
+
+
+def build_heisenberg(circuit, options):
+    """"heisenberg": (apply, apply_batch) of a noisy ``circuit`` whose inputs are its initial states ("amplitude",
+    "angle"): one operator per parameter value, then the batch's quadratic forms."""
+    from qrobust.models.circuits import _complex, angle_states, record
+
+    n, cdtype, fn = circuit.n_qubits, _complex(options.dtype), circuit.function()
+
+    def apply_batch(params, xs):
+        gates, c = record(fn, n, "amplitude", params, None, options.dtype)  # once for the whole batch
+        states = xs if circuit.encoding == "amplitude" else angle_states(xs, n, cdtype)
+        o = observable(gates, circuit.noise, n, circuit.readout, cdtype, layer_ends(c))
+        return circuit.readout_scale * quadratic_forms(o, states)
+
+    return (lambda params, x: apply_batch(params, x[None])[0]), apply_batch

@@ -51,7 +51,7 @@ def _structured(build_plan: Callable, whole_batch: bool) -> Callable:
 
 def _registry() -> dict[str, Simulator]:
     from qrobust.backend import COMPLEX_DTYPES
-    from qrobust.models import blocks, circuits, native, noise, pallas_sim, tc_sim
+    from qrobust.models import blocks, circuits, native, noise, pallas_sim, pauli, tc_sim
 
     gates = Capabilities(None, COMPLEX_DTYPES, 1, 30, accelerators=True, forward_mode=True, whole_batch=False,
                          encodings=("amplitude", "angle", "reupload"))
@@ -67,7 +67,7 @@ def _registry() -> dict[str, Simulator]:
         "heisenberg": Simulator(gates._replace(gates_only=True, whole_batch=True, max_qubits=noise.MAX_QUBITS,
                                                encodings=("amplitude", "angle"), channels=noise.CHANNELS,
                                                placements=noise.PLACEMENTS),
-                                noise.build_heisenberg),
+                                pauli.build_heisenberg),
         "pallas": Simulator(pallas_sim.CAPABILITIES, _structured(pallas_sim.build, True)),
     }
 
