@@ -33,8 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qrobust.models.noise import ONE_QUBIT, SEGMENT, adjoint_superoperator, kraus, layer_ends, light_cone, \
-    quadratic_forms
+from qrobust.models.noise import ONE_QUBIT, SEGMENT, adjoint_superoperator, gate_superoperator, kraus, layer_ends, \
+    light_cone, quadratic_forms
 
 
 def _basis() -> np.ndarray:
@@ -79,8 +79,7 @@ def ptm(superoperator, k: int):
 
 def gate_ptm(matrix):
     """The PTM of U^dag . U for a k-qubit gate U (traced or not)."""
-    k = int(round(np.log2(matrix.shape[0])))
-    return ptm(jnp.kron(jnp.conj(matrix).T, matrix.T), k)
+    return ptm(gate_superoperator(matrix), int(round(np.log2(matrix.shape[0]))))
 
 
 def channel_ptm(name: str, p: float) -> np.ndarray:
