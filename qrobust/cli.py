@@ -141,6 +141,9 @@ def _other_parser(sub, command: str) -> None:
         p.add_argument("--part", action="append", dest="parts", choices=PART_NAMES,
                        help="run only this part (repeat; default all)")
         p.add_argument("--no-progress", action="store_true", help="no progress lines")
+        p.add_argument("--no-plan", action="store_true",
+                       help="let each part train its own replicas (default: the union the parts declare is trained "
+                            "first, once, one program per shape; the parts read it back)")
     elif command == "report":
         p.add_argument("run_dir", help="a directory of qrobust reproduce")
     elif command == "merge":
@@ -251,7 +254,8 @@ def _reproduce(args) -> int:
     def done(part, seconds):
         print(f"{part.name}: {seconds:.0f} s", flush=True)
 
-    run_reproduce(args.out, profile=profile, parts=args.parts, progress=not args.no_progress, on_part=done)
+    run_reproduce(args.out, profile=profile, parts=args.parts, progress=not args.no_progress, on_part=done,
+                  plan=not args.no_plan)
     print(f"trained in {time.perf_counter() - start:.0f} s")
     return _write_report(args.out)
 

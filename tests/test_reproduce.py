@@ -293,11 +293,11 @@ def test_an_interrupted_part_keeps_its_time_and_a_rerun_adds_to_it(tmp_path, mon
     monkeypatch.setattr(reproduce, "run_part", part_that_runs)
     out = tmp_path / "r"
     with pytest.raises(KeyboardInterrupt):
-        reproduce.run_reproduce(out, profile="tiny", parts=["unlearn-xxz"], progress=False)
+        reproduce.run_reproduce(out, profile="tiny", parts=["unlearn-xxz"], progress=False, plan=False)
     entry = json.loads((out / "reproduce.json").read_text())["parts"]["unlearn-xxz"]
     assert entry["finished"] is False and entry["interrupted"] == 1 and 0.3 <= entry["seconds"] < 5
     first = entry["seconds"]
-    record = reproduce.run_reproduce(out, profile="tiny", parts=["unlearn-xxz"], progress=False)
+    record = reproduce.run_reproduce(out, profile="tiny", parts=["unlearn-xxz"], progress=False, plan=False)
     entry = record["parts"]["unlearn-xxz"]
     assert entry["finished"] is True and entry["interrupted"] == 1 and entry["seconds"] >= first + 0.3
     assert entry == json.loads((out / "reproduce.json").read_text())["parts"]["unlearn-xxz"]

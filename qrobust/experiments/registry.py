@@ -29,7 +29,9 @@ class Study(NamedTuple):
     summary(run) -> the table the command line prints; report_tables(run) -> [(title, table)] the reproduction's
     report shows besides the verdicts: "module:name" of surface functions, or None. merge(rows) -> {file: table}:
     every table of the study from its result rows in any order, so that runs split by seed merge into one
-    (``qrobust.experiments.merge``; None: its runs are not merged)."""
+    (``qrobust.experiments.merge``; None: its runs are not merged). demands(config, bar=None) -> [Demand]: the
+    replicas a run of it trains from the data alone, which ``reproduce`` trains once for every part before the
+    parts run (``qrobust.experiments.replica_plan``; None: it declares none)."""
 
     name: str
     command: str
@@ -42,10 +44,11 @@ class Study(NamedTuple):
     summary: str | None = None
     report_tables: str | None = None
     merge: str | None = None
+    demands: str | None = None
 
     def get(self, field: str):
         """The object a reference names (``config``, ``run``, ``figures``, ``claims``, ``summary``,
-        ``report_tables``, ``merge``), imported now; None where the entry has none."""
+        ``report_tables``, ``merge``, ``demands``), imported now; None where the entry has none."""
         return resolve(getattr(self, field))
 
 
@@ -58,41 +61,44 @@ def resolve(reference: str | Callable | None):
 
 
 _E = "qrobust.experiments"
+_P = f"{_E}.replica_plan"
 _STUDIES: dict[str, Study] = {s.name: s for s in (
     Study("sweep", "sweep", "the noise response: model x corruption x alpha x seed (the paper's Fig. 2)",
           f"{_E}.sweep_grid:SweepConfig", f"{_E}.sweep:run_sweep", ("results.csv", "summary.csv",
                                                                       "critical_points.csv"),
           figures="qrobust.report:sweep_figures", claims="qrobust.analysis.claims:sweep_verdicts",
-          summary="qrobust.report:sweep_summary", merge=f"{_E}.sweep:sweep_tables"),
+          summary="qrobust.report:sweep_summary", merge=f"{_E}.sweep:sweep_tables", demands=f"{_P}:sweep_demands"),
     Study("controls", "controls", "is it quantum? the QNN beside classical controls of its model class, under label "
           "flipping", f"{_E}.controls:ControlsConfig", f"{_E}.controls:run_controls",
           ("controls.csv", "quantum.csv", "results.csv", "summary.csv", "critical_points.csv"),
           figures="qrobust.report:sweep_figures", claims="qrobust.analysis.claims:controls_verdicts",
           summary="qrobust.report:controls_summary", report_tables="qrobust.report:controls_tables",
-          merge=f"{_E}.controls:merged_tables"),
+          merge=f"{_E}.controls:merged_tables", demands=f"{_P}:sweep_demands"),
     Study("device", "device", "does resilience survive a device? the QNN under label flipping at finite shots and "
           "gate noise, the MLP beside it exact", f"{_E}.device:DeviceConfig", f"{_E}.device:run_device",
           ("device.csv", "results.csv", "summary.csv", "critical_points.csv", "device_exact.csv", "exact_reading.csv"),
           figures="qrobust.report:device_figures", claims="qrobust.analysis.claims:device_verdicts",
           summary="qrobust.report:device_summary", report_tables="qrobust.report:device_tables",
-          merge=f"{_E}.device:merged_tables"),
+          merge=f"{_E}.device:merged_tables", demands=f"{_P}:sweep_demands"),
     Study("attack", "attack", "against the strongest attacker: random, heuristic and adaptive label flips per model, "
           "beside certified accuracy (partition ensembles, randomized smoothing)",
           f"{_E}.attack:AttackConfig", f"{_E}.attack:run_attack",
           ("attack.csv", "certified.csv", "dpa_attacked.csv", "smoothing.csv", "cost.csv", "results.csv",
            "summary.csv"),
           figures="qrobust.report:attack_figures", claims="qrobust.analysis.claims:attack_verdicts",
-          summary="qrobust.report:attack_summary", report_tables="qrobust.report:attack_tables"),
+          summary="qrobust.report:attack_summary", report_tables="qrobust.report:attack_tables",
+          demands=f"{_P}:sweep_demands"),
     Study("gauge", "gauge", "the sweep of quantum data under each gauge of its states (fixed, sign, phase)",
           f"{_E}.sweep_grid:GaugeConfig", f"{_E}.gauge:run_gauge_study", ("gauge.csv",),
           figures="qrobust.report:gauge_figures", claims="qrobust.analysis.claims:gauge_verdicts",
-          summary="qrobust.report:gauge_summary"),
+          summary="qrobust.report:gauge_summary", demands=f"{_P}:gauge_demands"),
     Study("unlearning", "unlearn", "unlearning of the poisoned samples: methods x seeds x loss weights (Fig. 3)",
           f"{_E}.unlearning_grid:UnlearnConfig", f"{_E}.unlearning:evaluate_unlearning",
           ("final.csv", "results.csv", "teachers.csv", "recovery.csv", "scorecard.csv", "shadows.csv",
            "examples.csv", "shadow_draws.csv"),
           figures="qrobust.report:unlearning_figures", claims="qrobust.analysis.claims:unlearning_verdicts",
-          summary="qrobust.report:unlearning_summary", report_tables="qrobust.report:unlearning_tables"),
+          summary="qrobust.report:unlearning_summary", report_tables="qrobust.report:unlearning_tables",
+          demands=f"{_P}:teacher_demands"),
     Study("landscape", "landscape", "the Hessian trace and spectrum of trained models against alpha",
           f"{_E}.landscape:LandscapeConfig", f"{_E}.landscape:run_landscape", ("landscape.csv",),
           figures="qrobust.report:landscape_figures", claims="qrobust.analysis.claims:landscape_verdicts",

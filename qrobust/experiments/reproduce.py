@@ -218,11 +218,13 @@ def read_record(out: Path) -> tuple[dict, str | None]:
 
 
 def run_reproduce(out: str | Path, *, profile: str = "full", parts=None, progress: bool = True,
-                  on_part: Callable[[Part, float], None] | None = None) -> dict:
+                  on_part: Callable[[Part, float], None] | None = None, plan: bool = True) -> dict:
     """Run (or resume) the reproduction into ``out``; returns its record (also ``out/reproduce.json``): the
     profile, and per part its wall seconds over every call (an interrupted call's included, counted in
     ``interrupted``; a SIGKILL's are lost) and whether it finished. Every part's config is validated before
-    the first one runs. ``on_part(part, seconds)`` is called after each part."""
+    the first one runs. ``on_part(part, seconds)`` is called after each part. ``plan``: first train the union
+    of the replicas the unfinished parts declare, once (``qrobust.experiments.replica_plan``; recorded as
+    ``plan``), so that each part reads them back."""
     from qrobust import replicas
     from qrobust.compiles import count_compiles
     from qrobust.experiments.chunks import progress_label
@@ -252,6 +254,9 @@ def run_reproduce(out: str | Path, *, profile: str = "full", parts=None, progres
     if record.get("profile", profile) != profile:
         raise ConfigError(f"{out} holds a {record['profile']} reproduction: use another --out for {profile}")
     record.update(profile=profile, parts=record.get("parts", {}))
+    if plan:
+        _plan(record, [p for p in chosen if not record["parts"].get(p.name, {}).get("finished")], profile,
+              progress, path)
     for part in chosen:
         entry = record["parts"].setdefault(part.name, {"seconds": 0.0})
         entry["command"] = part.command.replace("OUT", str(out))
@@ -276,3 +281,26 @@ def run_reproduce(out: str | Path, *, profile: str = "full", parts=None, progres
         if on_part is not None:
             on_part(part, seconds)
     return record
+
+
+def _plan(record: dict, parts: list[Part], profile: str, progress: bool, path: Path) -> None:
+    """Train the replicas ``parts`` declare, once (``replica_plan.run``), into ``record["plan"]`` (its seconds
+    summed over the calls that planned)."""
+    from qrobust.compiles import count_compiles
+    from qrobust.experiments import replica_plan
+    from qrobust.experiments.chunks import progress_label
+    from qrobust.files import atomic_write_text
+
+    if not parts:
+        return
+    seconds = record.get("plan", {}).get("seconds", 0.0)
+    start = time.perf_counter()
+    with count_compiles() as compiles, progress_label("replica plan"):
+        try:
+            planned = replica_plan.run({p.name: (p.study, p.config(profile)) for p in parts}, progress=progress)
+        finally:
+            record["plan"] = dict(record.get("plan", {}), seconds=round(seconds + time.perf_counter() - start, 1),
+                                  compiles=compiles.as_dict())
+            atomic_write_text(path, json.dumps(record, indent=2))
+    record["plan"].update(planned, parts=[p.name for p in parts])
+    atomic_write_text(path, json.dumps(record, indent=2))

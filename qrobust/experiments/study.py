@@ -456,16 +456,23 @@ class Program:
     def _replica_keys(self, n_stream, seeds, kinds, counts, scores, rates, stream) -> list[str] | None:
         """Each replica's digest for the store of trained replicas (``qrobust.replicas``); None where this program
         cannot reuse (``_why_not``)."""
+        base = self.reuse_base(n_stream, len(seeds))
+        return None if base is None else replicas.replica_keys(base, seeds, kinds, counts, scores, rates, stream)
+
+    def reuse_base(self, n_stream: int | None = None, chunk: int | None = None) -> dict | None:
+        """What every replica digest of this program shares (its model, data, trainer; ``chunk``, the chunk's
+        replicas, only where the trainer vmaps them); None where this program cannot reuse. Two programs with
+        equal bases train the same replica to the same bits (``qrobust.experiments.replica_plan``)."""
         if self._why_not() is not None:
             return None
         recipe = self.trainer(n_stream).recipe
         if self._data_digest is None:
             d = self.data
             self._data_digest = replicas.data_digest(d.x_train, d.y_train, d.x_val, d.y_val)
-        base = dict(program=self.description(), data=self._data_digest, epochs=recipe.epochs,
-                    batch_size=recipe.batch_size, n_batches=recipe.n_batches, record_margins=bool(recipe.record_margins), mode=recipe.mode, objective=recipe.objective.name,
-                    devices=sharding.device_count(), chunk=len(seeds) if recipe.mode == "vmap" else None)
-        return replicas.replica_keys(base, seeds, kinds, counts, scores, rates, stream)
+        return dict(program=self.description(), data=self._data_digest, epochs=recipe.epochs,
+                    batch_size=recipe.batch_size, n_batches=recipe.n_batches,
+                    record_margins=bool(recipe.record_margins), mode=recipe.mode, objective=recipe.objective.name,
+                    devices=sharding.device_count(), chunk=chunk if recipe.mode == "vmap" else None)
 
 
 def build_program(config: StudyConfig, name: str, model: str, settings: ModelSettings, data: Dataset, *,

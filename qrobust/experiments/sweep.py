@@ -71,7 +71,7 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
     counts = {(kind, a): check_feasible(kind, a, dataset.y_train)
               for kind in config.corruptions for a in config.alphas}
     bar = Progress(None, progress, name=study_name)
-    built = _programs(config, dataset, bar, out)
+    built = build_programs(config, dataset, bar, out)
     programs = {p: program for p, (program, _) in built.items()}
     run_settings = dict(config.resolved(), n_train=len(dataset.y_train), n_qubits_data=dataset.n_qubits,
                         dataset_meta={k: v for k, v in dataset.meta.items() if k != "per_state"})
@@ -144,7 +144,7 @@ def sweep_tables(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {"results.csv": results, "summary.csv": final_summary(results)}
 
 
-def _programs(config: SweepConfig, dataset, bar, out) -> dict:
+def build_programs(config: SweepConfig, dataset, bar, out) -> dict:
     """program name -> (Program, Architecture): one compiled program per model architecture, each on the data
     as its encoding reads them."""
     encoded = {e: encode(dataset, e, config.n_features) for e in config.encodings()}
