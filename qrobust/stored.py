@@ -41,9 +41,10 @@ class StoredWeights:
             raise ConfigError(f"{path} does not parse ({type(exc).__name__}): its weights cannot be read") from None
         return recorded if isinstance(recorded, dict) else {}
 
-    def model(self, program: str):
+    def model(self, program: str, **changes):
         """The model ``program``'s weights belong to, rebuilt as the study built it (``qrobust.models.registry``;
-        a user's model must be registered in this process under the name the run recorded)."""
+        a user's model must be registered in this process under the name the run recorded); ``changes``: settings
+        that do not change its weights' shapes (noise="none": the same circuit read without gate noise)."""
         from qrobust.data import Dataset
         from qrobust.models.registry import BuildOptions, ModelSettings, build
 
@@ -54,6 +55,7 @@ class StoredWeights:
         inputs, numerics = described["inputs"], described["numerics"]
         s = dict(described["settings"])
         s["hidden"] = tuple(s.get("hidden", ()))
+        s.update(changes)
         width = inputs["width"]
         x = np.zeros((1, width), complex if inputs["complex"] else float)
         shape = Dataset("shape", x, np.zeros(1, int), x, np.zeros(1, int), inputs["n_qubits"],

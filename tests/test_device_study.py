@@ -141,3 +141,37 @@ def test_the_device_study_end_to_end_its_exact_qnn_is_the_sweeps(tmp_path, monke
     assert not np.allclose(read[~exact][metrics].to_numpy(), final[(final.shots == 100).to_numpy()][metrics]
                            .to_numpy(), equal_nan=True)
     assert sorted(pd.read_csv(d / "device_exact.csv").setting) == ["100 shots", "exact"]
+
+
+@pytest.mark.slow  # 82 s on 2 busy cores (2026-12-07): the noisy simulator's compiles
+def test_a_noise_trained_qnn_is_read_without_its_noise(tmp_path):
+    """exact_reading.csv reads a QNN trained under gate noise through the same circuit without the noise: its
+    logits are the noiseless QNN's (the registry's default simulator, an independent build) and not the noisy
+    reading's, and its accuracies are those logits'."""
+    import jax
+
+    from qrobust.experiments.device import DeviceConfig, run_device
+    from qrobust.experiments.settings import ModelSettings
+    from qrobust.experiments.study import load
+    from qrobust.models import batch_logits
+    from qrobust.models.registry import build
+    from qrobust.stored import StoredWeights, logits_of
+
+    config = DeviceConfig(dataset="xxz", n_qubits=4, n_train_per_class=6, seeds=(0,), alphas=(0.0, 0.5), epochs=2,
+                          batch_size=4, models=("qnn",), shots=(None,), noise=("depolarizing:0.2",))
+    out = tmp_path / "d"
+    run_device(config, out, progress=False)
+    run = StoredWeights(out)
+    (program,) = run.programs()
+    trained = run.weights(program)[program]
+    data = load(config)
+    plain = build("qnn", data, ModelSettings(**{**run.programs()[program]["settings"], "noise": "none",
+                                                "hidden": ()}))
+    assert plain.settings.get("simulator") != "heisenberg"
+    exact = np.asarray(jax.vmap(batch_logits(plain), in_axes=(0, None))(trained.params, plain.prepare(data.x_val)))
+    read = logits_of(trained._replace(model=run.model(program, noise="none")), data.x_val)
+    np.testing.assert_allclose(read, exact, atol=1e-5)
+    assert np.abs(logits_of(trained, data.x_val) - exact).max() > 1e-2  # the noisy reading is another
+    rows = pd.read_csv(out / "exact_reading.csv").sort_values("alpha")
+    val = ((exact > 0) == (np.asarray(data.y_val) > 0.5)[None]).mean(axis=1)
+    np.testing.assert_allclose(rows.val_acc.to_numpy(), val[np.argsort(trained.replicas.alpha.to_numpy())])

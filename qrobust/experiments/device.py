@@ -6,8 +6,8 @@ It is a sweep (one resumable run directory: results.csv, summary.csv, critical_p
 the study "device") plus device.csv (``qrobust.analysis.device.device_table``: per setting the clean accuracy,
 memorisation at alpha 0.3, the plateau's fall and the critical point, with intervals) and, where the QNN's weights
 are kept (the default), the same read without shots: exact_reading.csv (every QNN replica's trained weights, its
-outputs taken as expectations) and device_exact.csv (its table), which separate what a shot-trained QNN learned
-from how noisily N shots read it. Its shots default to the issue's 100, 1,000, 10,000 and exact; gate noise is
+outputs taken as expectations of its circuit without gate noise) and device_exact.csv (its table), which separate
+what a QNN trained on a device learned from how that device reads it. Its shots default to the issue's 100, 1,000, 10,000 and exact; gate noise is
 exact unless asked for (its cost on a CPU: docs/device.md)."""
 
 from __future__ import annotations
@@ -80,10 +80,10 @@ def exact_tables(config: DeviceConfig, out: str | Path | None, epoch: int) -> di
 
 def exact_reading(run, dataset, epoch: int) -> pd.DataFrame:
     """Every stored QNN replica of a device run (``run``: its ``qrobust.stored.StoredWeights``, or the
-    ``load_results`` of a finished one) read exactly: trained at its setting,
-    its outputs then taken as exact expectations (no shots) on the very training set it trained on (its flips
+    ``load_results`` of a finished one) read exactly: trained at its setting, its outputs then taken as exact
+    expectations (no shots) of its circuit without gate noise, on the very training set it trained on (its flips
     remade from its seed by the engine's own input builder, ``make_chunk_inputs``) and on the validation set.
-    This separates what a shot-trained QNN learned from how noisily N shots read it. Rows shaped as a sweep's final
+    This separates what a QNN trained on a device learned from how that device (N shots, noisy gates) reads it. Rows shaped as a sweep's final
     results (one per replica: its grid coordinates, epoch, train_acc on its trained labels, memorization: the
     flipped samples predicted as flipped, val_acc, at ``epoch``), so that ``analysis.device.device_table`` reads them
     as it reads the sweep's. ``dataset``: the run's (``qrobust.experiments.study.load`` of its config)."""
@@ -94,6 +94,8 @@ def exact_reading(run, dataset, epoch: int) -> pd.DataFrame:
     rows = []
     for program in (p for p in run.programs() if p.startswith("qnn")):
         trained = run.weights(program)[program]
+        if run.programs()[program]["settings"].get("noise", "none") != "none":  # the same circuit without its noise
+            trained = trained._replace(model=run.model(program, noise="none"))
         r = trained.replicas
         kinds = np.asarray([CORRUPTIONS.index(c) for c in r.corruption], np.int32)
         _, _, data = make_chunk_inputs(trained.model, dataset)(r.seed.to_numpy(np.int32), kinds,

@@ -235,19 +235,32 @@ def summary(groups: dict[str, Group], declared: dict[str, list[Demand]]) -> dict
                 parts_alone=alone, planned=planned)
 
 
-def run(configs: dict[str, tuple[str, object]], *, progress: bool = True) -> dict:
-    """Declare, unite and train: ``configs`` {part: (its study's registry name, its config)}. Returns what was
-    planned (``summary``), how many replicas of the union the store held already, and the replicas and padded
-    replica-epochs trained now."""
-    from qrobust.experiments.chunks import Progress
+def declare(configs: dict[str, tuple[str, object]], bar=None) -> dict[str, list[Demand]]:
+    """{part: its demands} of ``configs`` {part: (its study's registry name, its config)}."""
     from qrobust.experiments.registry import study
 
-    bar = Progress(None, progress, name="replica plan")
     declared = {}
     for part, (name, config) in configs.items():
         demands = study(name).get("demands")
         if demands is not None:
             declared[part] = demands(config, bar)
+    return declared
+
+
+def count(configs: dict[str, tuple[str, object]]) -> dict:
+    """What ``run`` would plan for ``configs`` (``summary``), without training anything."""
+    declared = declare(configs)
+    return summary(union(declared), declared)
+
+
+def run(configs: dict[str, tuple[str, object]], *, progress: bool = True) -> dict:
+    """Declare, unite and train: ``configs`` {part: (its study's registry name, its config)}. Returns what was
+    planned (``summary``), how many replicas of the union the store held already, and the replicas and padded
+    replica-epochs trained now."""
+    from qrobust.experiments.chunks import Progress
+
+    bar = Progress(None, progress, name="replica plan")
+    declared = declare(configs, bar)
     groups = union(declared)
     todo = {key: missing(group) for key, group in groups.items()}
     bar.start(sum(padded_epochs(len(t), groups[k].program) for k, t in todo.items()))
