@@ -11,25 +11,25 @@ from test_replicas import TINY, _counts, _entries, _same_run
 
 def test_the_union_is_trained_once_and_a_study_after_it_equals_itself_run_alone(tmp_path, monkeypatch):
     first = SweepConfig(**TINY, models=("qnn",), alphas=(0.0, 0.5), seeds=(0, 1))
-    later = SweepConfig(**TINY, models=("qnn",), alphas=(0.5,), seeds=(1, 2))
+    later = SweepConfig(**TINY, models=("qnn",), alphas=(0.5,), seeds=(1, 2, 3))
     run_sweep(later, tmp_path / "alone", progress=False)  # in the test's own cache
     monkeypatch.setenv("QROBUST_CACHE", str(tmp_path / "planned-cache"))
     monkeypatch.setattr(replica_plan, "cap_of", lambda program: 2)  # chunks of 2: the padding is counted
     planned = replica_plan.run({"first": ("sweep", first), "later": ("sweep", later)}, progress=False)
     # brute force: the distinct (alpha, seed) pairs of both grids; each part alone trains what no earlier part did
     union = {(a, s) for c in (first, later) for a in c.alphas for s in c.seeds}
-    assert len(union) == 5 and len(_entries()) == 5
-    assert planned["declared"] == 4 + 2 and planned["trained"] == 5 and planned["stored"] == 0
-    # alone: first's 4 in chunks of 2 and 2, later's one new replica in a chunk of 1, two programs;
-    # planned: 5 in chunks of 2, 2 and 1, the last padded to 2, one program
-    assert planned["parts_alone"] == dict(replicas=5, replica_epochs=15, padded_replica_epochs=15, programs=2)
-    assert planned["planned"] == dict(replicas=5, replica_epochs=15, padded_replica_epochs=18, programs=1)
-    assert planned["trained_padded_replica_epochs"] == 18
+    assert len(union) == 6 and len(_entries()) == 6
+    assert planned["declared"] == 4 + 3 and planned["trained"] == 6 and planned["stored"] == 0
+    # alone: first's 4 in chunks of 2 and 2, then later's 2 new replicas in a chunk of 2: a compiled program per
+    # part; planned: the 6 in chunks of 2, one program
+    assert planned["parts_alone"] == dict(replicas=6, replica_epochs=18, padded_replica_epochs=18, programs=2)
+    assert planned["planned"] == dict(replicas=6, replica_epochs=18, padded_replica_epochs=18, programs=1)
+    assert planned["trained_replica_epochs"] == 18
     run_sweep(later, tmp_path / "after", progress=False)
-    assert _counts(tmp_path / "after") == {"qnn": (2, 0)}  # every replica read back
+    assert _counts(tmp_path / "after") == {"qnn": (3, 0)}  # every replica read back
     _same_run(tmp_path / "alone", tmp_path / "after")
     again = replica_plan.run({"later": ("sweep", later)}, progress=False)
-    assert (again["stored"], again["trained"]) == (2, 0)
+    assert (again["stored"], again["trained"]) == (3, 0)
 
 
 def test_what_the_studies_declare(tmp_path):

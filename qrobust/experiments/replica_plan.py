@@ -176,28 +176,26 @@ def cap_of(program) -> int:
 
 
 def train(group: Group, digests: list[str]) -> int:
-    """Train the replicas ``digests`` of ``group`` in full chunks of its program (each written to the store by
-    ``Program.train``); returns the replica-epochs run, padding included."""
+    """Train the replicas ``digests`` of ``group`` in chunks of its program (``chunk_sizes``; each written to the
+    store by ``Program.train``), none padded: a shorter last chunk is a shape of its own (one compile) rather than
+    padding, which costs a whole replica's training per slot where the replicas are walked one by one (CPU).
+    Returns the replica-epochs run."""
     program = group.program
-    sizes = chunk_sizes(len(digests), cap_of(program))
-    shape = max(sizes, default=0)
-    run = 0
     lo = 0
-    for size in sizes:
+    for size in chunk_sizes(len(digests), cap_of(program)):
         rows = [group.rows[k] for k in digests[lo:lo + size]]
         lo += size
-        rows = [rows[i % len(rows)] for i in range(shape)]  # padded to the chunk shape: one compiled program
         seeds, kinds, counts, scores, rates = zip(*rows)
-        n = len(scores[0]) if any(s is not None for s in scores) else 0
+        n = next((len(s) for s in scores if s is not None), 0)
         score_rows = None if not n else np.stack([np.zeros(n, np.float32) if s is None else s for s in scores])
         program.train(np.array(seeds), np.array(kinds, np.int32), np.array(counts, np.int32), score_rows,
                       np.array(rates))
-        run += shape * program.epochs
-    return run
+    return len(digests) * program.epochs
 
 
 def padded_epochs(counts, program) -> int:
-    """Replica-epochs a part's chunks of ``counts`` replicas of ``program`` run, padding included."""
+    """Replica-epochs a part's chunks of ``counts`` replicas of ``program`` run, padding included (a part pads
+    its last chunk to its program's one chunk shape: ``chunks.plan_chunks``)."""
     sizes = chunk_sizes(counts, cap_of(program))
     return len(sizes) * max(sizes, default=0) * program.epochs
 
@@ -209,7 +207,8 @@ def _digests(d: Demand) -> list[str]:
 def summary(groups: dict[str, Group], declared: dict[str, list[Demand]]) -> dict:
     """What the plan trains against what the parts would train each on its own, in order, the store of trained
     replicas on in both (so a replica an earlier part trained is read back): replicas, replica-epochs, replica-
-    epochs run with the chunks' padding, and programs that train (per part, summed: each its own compile)."""
+    epochs run with the chunks' padding, and the compiled shapes that train (a part's program has one, its last
+    chunk padded to it; the plan's a second for a shorter last chunk, unpadded)."""
     alone = dict(replicas=0, replica_epochs=0, padded_replica_epochs=0, programs=0)
     trained: set[str] = set()
     for demands in declared.values():
@@ -229,8 +228,8 @@ def summary(groups: dict[str, Group], declared: dict[str, list[Demand]]) -> dict
             alone["programs"] += bool(fresh)
     planned = dict(replicas=sum(len(g.rows) for g in groups.values()),
                    replica_epochs=sum(len(g.rows) * g.program.epochs for g in groups.values()),
-                   padded_replica_epochs=sum(padded_epochs(len(g.rows), g.program) for g in groups.values()),
-                   programs=len(groups))
+                   padded_replica_epochs=sum(len(g.rows) * g.program.epochs for g in groups.values()),
+                   programs=sum(len(set(chunk_sizes(len(g.rows), cap_of(g.program)))) for g in groups.values()))
     return dict(declared=sum(len(d.seeds) for demands in declared.values() for d in demands),
                 parts_alone=alone, planned=planned)
 
@@ -255,7 +254,7 @@ def count(configs: dict[str, tuple[str, object]]) -> dict:
 
 def run(configs: dict[str, tuple[str, object]], *, progress: bool = True) -> dict:
     """Declare, unite and train: ``configs`` {part: (its study's registry name, its config)}. Returns what was
-    planned (``summary``), how many replicas of the union the store held already, and the replicas and padded
+    planned (``summary``), how many replicas of the union the store held already, and the replicas and
     replica-epochs trained now."""
     from qrobust.experiments.chunks import Progress
 
@@ -263,10 +262,10 @@ def run(configs: dict[str, tuple[str, object]], *, progress: bool = True) -> dic
     declared = declare(configs, bar)
     groups = union(declared)
     todo = {key: missing(group) for key, group in groups.items()}
-    bar.start(sum(padded_epochs(len(t), groups[k].program) for k, t in todo.items()))
+    bar.start(sum(len(t) * groups[k].program.epochs for k, t in todo.items()))
     run_epochs = sum(train(groups[k], t) for k, t in todo.items() if t)
     bar.close()
     log.info("replica plan: %d replicas of %d programs, %d of them stored already", sum(len(g.rows) for g in
              groups.values()), len(groups), sum(len(g.rows) - len(todo[k]) for k, g in groups.items()))
     return dict(summary(groups, declared), stored=sum(len(g.rows) - len(todo[k]) for k, g in groups.items()),
-                trained=sum(len(t) for t in todo.values()), trained_padded_replica_epochs=run_epochs)
+                trained=sum(len(t) for t in todo.values()), trained_replica_epochs=run_epochs)
