@@ -27,7 +27,8 @@ def main() -> None:
     args = parser.parse_args()
     for profile in args.profile or ("quick", "full"):
         c = counted(profile)
-        print(f"{profile}: {c['declared']} replicas declared by the parts")
+        print(f"{profile}: {c['declared']:,} replicas, {c['declared_replica_epochs']:,} replica-epochs declared by the "
+              "parts (what they train with the store of trained replicas off)")
         print(f"  {'':<12} {'replicas':>9} {'replica-epochs':>15} {'with padding':>13} {'programs':>9}")
         for name, row in (("parts alone", c["parts_alone"]), ("planned", c["planned"])):
             print(f"  {name:<12} {row['replicas']:>9,} {row['replica_epochs']:>15,} {row['padded_replica_epochs']:>13,}"

@@ -15,16 +15,19 @@ def test_the_union_is_trained_once_and_a_study_after_it_equals_itself_run_alone(
     run_sweep(later, tmp_path / "alone", progress=False)  # in the test's own cache
     monkeypatch.setenv("QROBUST_CACHE", str(tmp_path / "planned-cache"))
     monkeypatch.setattr(replica_plan, "cap_of", lambda program: 2)  # chunks of 2: the padding is counted
+    monkeypatch.setattr(replica_plan, "_PLANNED", set())  # this test's plan only
     planned = replica_plan.run({"first": ("sweep", first), "later": ("sweep", later)}, progress=False)
     # brute force: the distinct (alpha, seed) pairs of both grids; each part alone trains what no earlier part did
     union = {(a, s) for c in (first, later) for a in c.alphas for s in c.seeds}
     assert len(union) == 6 and len(_entries()) == 6
-    assert planned["declared"] == 4 + 3 and planned["trained"] == 6 and planned["stored"] == 0
+    assert (planned["declared"], planned["declared_replica_epochs"]) == (4 + 3, 21)
+    assert (planned["trained"], planned["stored"]) == (6, 0)
     # alone: first's 4 in chunks of 2 and 2, then later's 2 new replicas in a chunk of 2: a compiled program per
     # part; planned: the 6 in chunks of 2, one program
     assert planned["parts_alone"] == dict(replicas=6, replica_epochs=18, padded_replica_epochs=18, programs=2)
     assert planned["planned"] == dict(replicas=6, replica_epochs=18, padded_replica_epochs=18, programs=1)
     assert planned["trained_replica_epochs"] == 18
+    assert replica_plan.planned_here(replica_plan.sweep_demands(later)[0].program)  # its part does not probe
     run_sweep(later, tmp_path / "after", progress=False)
     assert _counts(tmp_path / "after") == {"qnn": (3, 0)}  # every replica read back
     _same_run(tmp_path / "alone", tmp_path / "after")

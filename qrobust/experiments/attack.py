@@ -294,7 +294,8 @@ def ensemble_votes(program, seeds, streams: np.ndarray, corruption: str = "flip"
     r = len(seeds) * k
     rows = None if scores is None else np.repeat(np.asarray(scores, np.float32), k, axis=0)
     params, _, _ = program.train(np.repeat(seeds, k), np.full(r, CORRUPTIONS.index(corruption), np.int32),
-                                 np.full(r, count, np.int32), rows, stream=np.tile(streams, (len(seeds), 1)))
+                                 np.full(r, count, np.int32), rows, stream=np.tile(streams, (len(seeds), 1)),
+                                 data=False)
     logits = jax.vmap(batch_logits(program.built), in_axes=(0, None))(params, program.val.x)
     return np.asarray(logits > 0).astype(int).reshape(len(seeds), k, -1)
 

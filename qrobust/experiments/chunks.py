@@ -36,7 +36,8 @@ def chunk_bounds(n: int, chunk_size: int) -> list[tuple[int, int]]:
 
 
 def fitted_chunk_size(program: str, *, footprint: Callable[[int], int], n_replicas: int, cap: int,
-                      store: RunDirectory | None, asked: int | None = None, legacy: int | None = None) -> int:
+                      store: RunDirectory | None, asked: int | None = None, legacy: int | None = None,
+                      probe: bool = True) -> int:
     """Replicas per chunk of ``program`` (which has ``n_replicas`` rows in all).
 
     ``asked`` if given; else the size the run in ``store`` started with
@@ -48,8 +49,10 @@ def fitted_chunk_size(program: str, *, footprint: Callable[[int], int], n_replic
     compiled for r replicas on one device (``qrobust.memory.program_bytes``), asked
     for the chunk shape the plan would run (``min(cap, n_replicas)`` over the
     devices), so on one device the run reuses that compilation; only where it does
-    not fit is a smaller shape compiled again. In a multi-host job process 0
-    decides, so every process plans the same chunks.
+    not fit is a smaller shape compiled again. ``probe`` False: ``min(cap,
+    n_replicas)`` without compiling (a program whose replicas the reproduction's
+    plan has trained, on CPU, where the replicas are walked one by one). In a
+    multi-host job process 0 decides, so every process plans the same chunks.
     """
     if asked is not None:
         log.info("%s: %d replicas per chunk (asked)", program, asked)
@@ -68,6 +71,8 @@ def fitted_chunk_size(program: str, *, footprint: Callable[[int], int], n_replic
             return found
         if legacy is not None and store is not None and not recorded and store.has_chunks():
             size, why = legacy, "a run started before sizes were recorded"
+        elif not probe:
+            size, why = min(cap, n_replicas), "its replicas planned: not probed"
         else:
             devices = sharding.device_count()
             shape = chunk_shape(n_replicas, min(cap, n_replicas))

@@ -84,7 +84,7 @@ def run_references(chunks: list, program, learning_rate: float, store, bar) -> d
         rows, k = chunk.padded, len(chunk.rows)
         zeros = np.zeros(len(rows), np.int32)
         params, _, _ = program.train(rows.seed.to_numpy(), zeros + CORRUPTIONS.index("flip"), zeros,
-                                     learning_rates=np.full(len(rows), learning_rate))
+                                     learning_rates=np.full(len(rows), learning_rate), data=False)
         p = np.asarray(jax.nn.sigmoid(logits(params, x)), np.float32)[:k]
         return chunk.rows.drop(columns="program"), {"p": p}
 

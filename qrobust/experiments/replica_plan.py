@@ -31,6 +31,7 @@ from qrobust.corruption import CORRUPTIONS, check_feasible, poisoner
 log = logging.getLogger("qrobust")
 
 TRAINED_SCORES = ("reference", "attack")  # poisoners whose flips need a trained model: their parts train them
+_PLANNED: set[str] = set()  # the programs (group keys) whose declared replicas a plan in this process trained
 
 
 class Demand(NamedTuple):
@@ -156,6 +157,12 @@ def union(declared: dict[str, list[Demand]]) -> dict[str, Group]:
     return groups
 
 
+def planned_here(program) -> bool:
+    """Whether a plan in this process trained ``program``'s declared replicas (its part then reads them back, and
+    needs no probe of the program's memory to size its chunks: ``chunks.fitted_chunk_size``)."""
+    return bool(_PLANNED) and _group_key(program) in _PLANNED
+
+
 def missing(group: Group) -> list[str]:
     """The digests of ``group`` not in the store yet (with the epochs its program records)."""
     recorded = group.program.trainer().recipe.recorded
@@ -189,7 +196,7 @@ def train(group: Group, digests: list[str]) -> int:
         n = next((len(s) for s in scores if s is not None), 0)
         score_rows = None if not n else np.stack([np.zeros(n, np.float32) if s is None else s for s in scores])
         program.train(np.array(seeds), np.array(kinds, np.int32), np.array(counts, np.int32), score_rows,
-                      np.array(rates))
+                      np.array(rates), data=False)
     return len(digests) * program.epochs
 
 
@@ -230,7 +237,9 @@ def summary(groups: dict[str, Group], declared: dict[str, list[Demand]]) -> dict
                    replica_epochs=sum(len(g.rows) * g.program.epochs for g in groups.values()),
                    padded_replica_epochs=sum(len(g.rows) * g.program.epochs for g in groups.values()),
                    programs=sum(len(set(chunk_sizes(len(g.rows), cap_of(g.program)))) for g in groups.values()))
-    return dict(declared=sum(len(d.seeds) for demands in declared.values() for d in demands),
+    every = [d for demands in declared.values() for d in demands]
+    return dict(declared=sum(len(d.seeds) for d in every),
+                declared_replica_epochs=sum(len(d.seeds) * d.program.epochs for d in every),
                 parts_alone=alone, planned=planned)
 
 
@@ -264,6 +273,7 @@ def run(configs: dict[str, tuple[str, object]], *, progress: bool = True) -> dic
     todo = {key: missing(group) for key, group in groups.items()}
     bar.start(sum(len(t) * groups[k].program.epochs for k, t in todo.items()))
     run_epochs = sum(train(groups[k], t) for k, t in todo.items() if t)
+    _PLANNED.update(groups)
     bar.close()
     log.info("replica plan: %d replicas of %d programs, %d of them stored already", sum(len(g.rows) for g in
              groups.values()), len(groups), sum(len(g.rows) - len(todo[k]) for k, g in groups.items()))

@@ -419,27 +419,29 @@ class Program:
         """``footprint(r)``: bytes of the program a chunk of r replicas runs (``program_footprint``)."""
         return program_footprint(self.trainer(), self.args_for)
 
-    def train(self, seeds, kinds, counts, scores=None, learning_rates=None, *, stream=None):
+    def train(self, seeds, kinds, counts, scores=None, learning_rates=None, *, stream=None, data: bool = True):
         """Train the replicas of ``seeds`` with corruption ``kinds`` of ``counts`` samples (``make_chunk_inputs``);
         ``learning_rates`` (default the settings'); ``stream`` (R, N) bool: the samples each replica trains on
-        (default all). Returns (final params, metrics, the training data)."""
-        params, keys, data = self.inputs(np.asarray(seeds), np.asarray(kinds, np.int32), np.asarray(counts, np.int32),
-                                         scores)
-        n_stream = None
-        if stream is not None:
-            data = data._replace(stream=jnp.asarray(stream))
-            n_stream = int(np.asarray(stream).sum(1).max())
+        (default all). Returns (final params, metrics, the training data); with ``data`` False the training data
+        of a chunk read back from the store is not built (None: its builder is not compiled)."""
+        seeds, kinds, counts = np.asarray(seeds), np.asarray(kinds, np.int32), np.asarray(counts, np.int32)
+        n_stream = None if stream is None else int(np.asarray(stream).sum(1).max())
         rates = np.full(len(seeds), self.settings.learning_rate) if learning_rates is None else learning_rates
         digests = self._replica_keys(n_stream, seeds, kinds, counts, scores, rates, stream)
         recorded = self.trainer(n_stream).recipe.recorded
         stored = replicas.read(digests, recorded) if digests is not None else None
+        inputs = None
+        if stored is None or data:
+            params, keys, inputs = self.inputs(seeds, kinds, counts, scores)
+            if stream is not None:
+                inputs = inputs._replace(stream=jnp.asarray(stream))
         if stored is not None:  # every replica of the chunk was trained before: read back, bit for bit
             params = unflatten(jax.eval_shape(self.built.init, jax.random.PRNGKey(0)), stored[0])
             metrics = stored[1]
             if self.progress is not None:
                 self.progress(self.epochs)
         else:
-            params, metrics = self.trainer(n_stream)(params, jnp.asarray(rates, jnp.float32), keys, data, self.val)
+            params, metrics = self.trainer(n_stream)(params, jnp.asarray(rates, jnp.float32), keys, inputs, self.val)
             if digests is not None:
                 replicas.write(digests, flatten(params), metrics, recorded)
         if self.store is not None:
@@ -448,7 +450,7 @@ class Program:
                             np.asarray(rates, float).tolist(), streams)))  # the chunk's replicas, not its padding
             self.store.record_replicas(self.name, n if stored is not None else 0, 0 if stored is not None else n,
                                        self._why_not(), self.epochs)
-        return params, metrics, data
+        return params, metrics, inputs
 
     def _why_not(self) -> str | None:
         return replicas.why_not(self.model, self.settings.optimizer, self._options, self._custom_inputs)
@@ -514,9 +516,12 @@ def plan(config: StudyConfig, store: RunDirectory | None, table, programs: dict[
             programs[name].store = store
 
     def size(program: str, n_rows: int) -> int:
+        from qrobust.experiments.replica_plan import planned_here
+
         p = programs[program]
         return fitted_chunk_size(key + program, footprint=p.footprint(), n_replicas=n_rows,
-                                 cap=default_cap(p.quantum), store=store, asked=config.chunk_size, legacy=legacy)
+                                 cap=default_cap(p.quantum), store=store, asked=config.chunk_size, legacy=legacy,
+                                 probe=not planned_here(p))
 
     return plan_chunks(table, column, size, prefix=prefix, store=store)
 

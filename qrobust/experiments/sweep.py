@@ -99,7 +99,7 @@ def run_sweep(config: SweepConfig, out: str | Path | None = None, *, progress: b
         kinds = np.array([CORRUPTIONS.index(c) for c in padded.corruption], np.int32)
         params, metrics, _ = p.train(padded.seed.to_numpy(), kinds, n_corrupt,
                                      priorities[chunk.program].rows(padded.corruption, padded.seed),
-                                     padded.learning_rate.to_numpy())
+                                     padded.learning_rate.to_numpy(), data=False)
         metrics = {k: np.asarray(v)[:n_real] for k, v in metrics.items()}
         frame = _to_frame(chunk.rows, metrics, n_corrupt[:n_real], evaluated_epochs(p.epochs, config.eval_every),
                           columns[chunk.program])

@@ -109,7 +109,8 @@ def train_teachers(ctx: Context, chunks: list) -> pd.DataFrame:
         m = chunk.program
         seeds = chunk.padded.seed.to_numpy()
         counts = np.where(chunk.padded.alpha > 0, ctx.n_poisoned, 0).astype(np.int32)
-        params, metrics, _ = ctx.teachers[m].train(seeds, np.full(len(seeds), kind), counts, ctx.scores(m, seeds))
+        params, metrics, _ = ctx.teachers[m].train(seeds, np.full(len(seeds), kind), counts, ctx.scores(m, seeds),
+                                                   data=False)
         k = len(chunk.rows)
         frame = chunk.rows.drop(columns="program").copy()
         for name in ("val_acc", "train_acc", "memorization"):
