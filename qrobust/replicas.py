@@ -46,6 +46,25 @@ FORMAT = 1
 _TRAINER_OPTIONS = ("eval_every", "record_margins", "replica_mode")  # the only trainer keywords a reusable one has
 
 
+_PLANNED: set[str] = set()  # the programs (``Program.plan_key``) whose declared replicas a plan in this process trained
+
+
+def mark_planned(keys) -> None:
+    """The reproduction's replica plan (``qrobust.experiments.replica_plan``) trained these programs' replicas."""
+    _PLANNED.update(keys)
+
+
+def any_planned() -> bool:
+    """Whether a plan in this process trained any program's replicas."""
+    return bool(_PLANNED)
+
+
+def planned(key: str | None) -> bool:
+    """Whether a plan in this process trained the program ``key``'s declared replicas: its part reads them back
+    and needs no probe of the program's memory to size its chunks (``chunks.fitted_chunk_size``)."""
+    return key is not None and key in _PLANNED
+
+
 def enabled() -> bool:
     return os.environ.get(VARIABLE, "1").strip() not in ("0", "false", "no", "off")
 

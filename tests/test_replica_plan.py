@@ -2,6 +2,7 @@
 is trained once, and a study run after the plan reads every one of its declared replicas back and equals the same
 study run alone, bit for bit."""
 
+from qrobust import replicas
 from qrobust.experiments import replica_plan
 from qrobust.experiments.sweep import SweepConfig, run_sweep
 from qrobust.experiments.unlearning_grid import UnlearnConfig
@@ -15,7 +16,7 @@ def test_the_union_is_trained_once_and_a_study_after_it_equals_itself_run_alone(
     run_sweep(later, tmp_path / "alone", progress=False)  # in the test's own cache
     monkeypatch.setenv("QROBUST_CACHE", str(tmp_path / "planned-cache"))
     monkeypatch.setattr(replica_plan, "cap_of", lambda program: 2)  # chunks of 2: the padding is counted
-    monkeypatch.setattr(replica_plan, "_PLANNED", set())  # this test's plan only
+    monkeypatch.setattr(replicas, "_PLANNED", set())  # this test's plan only
     planned = replica_plan.run({"first": ("sweep", first), "later": ("sweep", later)}, progress=False)
     # brute force: the distinct (alpha, seed) pairs of both grids; each part alone trains what no earlier part did
     union = {(a, s) for c in (first, later) for a in c.alphas for s in c.seeds}
@@ -27,7 +28,7 @@ def test_the_union_is_trained_once_and_a_study_after_it_equals_itself_run_alone(
     assert planned["parts_alone"] == dict(replicas=6, replica_epochs=18, padded_replica_epochs=18, programs=2)
     assert planned["planned"] == dict(replicas=6, replica_epochs=18, padded_replica_epochs=18, programs=1)
     assert planned["trained_replica_epochs"] == 18
-    assert replica_plan.planned_here(replica_plan.sweep_demands(later)[0].program)  # its part does not probe
+    assert replicas.planned(replica_plan.sweep_demands(later)[0].program.plan_key())  # its part does not probe
     run_sweep(later, tmp_path / "after", progress=False)
     assert _counts(tmp_path / "after") == {"qnn": (3, 0)}  # every replica read back
     _same_run(tmp_path / "alone", tmp_path / "after")

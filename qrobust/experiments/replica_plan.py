@@ -18,8 +18,6 @@ accelerator) is left to its parts: there a replica's bits depend on the chunk it
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from typing import NamedTuple
 
@@ -31,7 +29,6 @@ from qrobust.corruption import CORRUPTIONS, check_feasible, poisoner
 log = logging.getLogger("qrobust")
 
 TRAINED_SCORES = ("reference", "attack")  # poisoners whose flips need a trained model: their parts train them
-_PLANNED: set[str] = set()  # the programs (group keys) whose declared replicas a plan in this process trained
 
 
 class Demand(NamedTuple):
@@ -130,13 +127,7 @@ def teacher_demands(config, bar=None) -> list[Demand]:
 
 
 def _group_key(program) -> str | None:
-    """The digest of what a program's replicas share, with the epochs its trainer records (a group's entries
-    must hold every epoch any of its parts reads); None where it cannot reuse or vmaps its replicas."""
-    base = program.reuse_base()
-    if base is None or base["mode"] == "vmap":
-        return None
-    text = json.dumps(dict(base, recorded=list(program.trainer().recipe.recorded)), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return program.plan_key()
 
 
 def union(declared: dict[str, list[Demand]]) -> dict[str, Group]:
@@ -155,12 +146,6 @@ def union(declared: dict[str, list[Demand]]) -> dict[str, Group]:
                                                None if d.scores is None else d.scores[i], float(d.rates[i])))
             group.declared[part] = group.declared.get(part, 0) + len(digests)
     return groups
-
-
-def planned_here(program) -> bool:
-    """Whether a plan in this process trained ``program``'s declared replicas (its part then reads them back, and
-    needs no probe of the program's memory to size its chunks: ``chunks.fitted_chunk_size``)."""
-    return bool(_PLANNED) and _group_key(program) in _PLANNED
 
 
 def missing(group: Group) -> list[str]:
@@ -273,7 +258,7 @@ def run(configs: dict[str, tuple[str, object]], *, progress: bool = True) -> dic
     todo = {key: missing(group) for key, group in groups.items()}
     bar.start(sum(len(t) * groups[k].program.epochs for k, t in todo.items()))
     run_epochs = sum(train(groups[k], t) for k, t in todo.items() if t)
-    _PLANNED.update(groups)
+    replicas.mark_planned(groups)
     bar.close()
     log.info("replica plan: %d replicas of %d programs, %d of them stored already", sum(len(g.rows) for g in
              groups.values()), len(groups), sum(len(g.rows) - len(todo[k]) for k, g in groups.items()))

@@ -19,6 +19,7 @@ resuming and concatenating chunks is ``qrobust.experiments.chunks``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, fields
@@ -461,6 +462,17 @@ class Program:
         base = self.reuse_base(n_stream, len(seeds))
         return None if base is None else replicas.replica_keys(base, seeds, kinds, counts, scores, rates, stream)
 
+    def plan_key(self) -> str | None:
+        """The digest of what this program's replicas share (``reuse_base``), with the epochs its trainer records
+        (the reproduction's plan trains a program's replicas once for every part whose program has this key, so
+        its entries hold every epoch those parts read); None where it cannot reuse, or vmaps its replicas (there
+        a replica's bits depend on its chunk)."""
+        base = self.reuse_base()
+        if base is None or base["mode"] == "vmap":
+            return None
+        text = json.dumps(dict(base, recorded=list(self.trainer().recipe.recorded)), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
     def reuse_base(self, n_stream: int | None = None, chunk: int | None = None) -> dict | None:
         """What every replica digest of this program shares (its model, data, trainer; ``chunk``, the chunk's
         replicas, only where the trainer vmaps them); None where this program cannot reuse. Two programs with
@@ -516,12 +528,10 @@ def plan(config: StudyConfig, store: RunDirectory | None, table, programs: dict[
             programs[name].store = store
 
     def size(program: str, n_rows: int) -> int:
-        from qrobust.experiments.replica_plan import planned_here
-
         p = programs[program]
         return fitted_chunk_size(key + program, footprint=p.footprint(), n_replicas=n_rows,
                                  cap=default_cap(p.quantum), store=store, asked=config.chunk_size, legacy=legacy,
-                                 probe=not planned_here(p))
+                                 probe=not (replicas.any_planned() and replicas.planned(p.plan_key())))
 
     return plan_chunks(table, column, size, prefix=prefix, store=store)
 
