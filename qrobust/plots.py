@@ -122,20 +122,17 @@ def plot_device(table, path: str | Path, *, title: str = "") -> Path:
     MLP as a horizontal band."""
     qnn, mlp = table[table.model == "qnn"], table[table.model == "mlp"]
     finite = qnn.shots[np.isfinite(qnn.shots.astype(float))].astype(float)
+    if not len(finite) and qnn.noise.nunique() > 1:  # a gate-noise study at exact shots: noise on the x axis
+        return _plot_device_noise(qnn, mlp, path, title)
     top = 10 * finite.max() if len(finite) else 10.0  # where "exact" is drawn
-    names = (("clean_val", "clean val acc"), ("memorization", "memorisation at 0.3"), ("plateau", "plateau fall"),
-             ("alpha_c", r"$\alpha_c$"))
-    fig, axes = _subplots(1, len(names), figsize=(3.6 * len(names), 3.3), squeeze=False)
-    for ax, (name, text) in zip(axes[0], names):
+    fig, axes = _subplots(1, len(DEVICE_PANELS), figsize=(3.6 * len(DEVICE_PANELS), 3.3), squeeze=False)
+    for ax, (name, text) in zip(axes[0], DEVICE_PANELS):
         for k, (noise, rows) in enumerate(qnn.groupby("noise", sort=False)):
             rows = rows.assign(x=[s if np.isfinite(s) else top for s in rows.shots.astype(float)]).sort_values("x")
             lo, hi = (rows[name] - rows[f"{name}_lo"]).clip(lower=0), (rows[f"{name}_hi"] - rows[name]).clip(lower=0)
             ax.errorbar(rows.x, rows[name], yerr=[lo.fillna(0), hi.fillna(0)], marker="o", c=f"C{k}", capsize=3,
                         label=f"QNN, {'exact gates' if noise == 'none' else noise}")
-        for _, m in mlp.iterrows():
-            ax.axhline(m[name], c="grey", ls="--", lw=1, label="MLP (exact)")
-            if np.isfinite([m[f"{name}_lo"], m[f"{name}_hi"]]).all():
-                ax.axhspan(m[f"{name}_lo"], m[f"{name}_hi"], color="grey", alpha=0.15)
+        _mlp_band(ax, mlp, name)
         ticks = sorted(set(finite)) + [top]
         ax.set_xscale("log")
         ax.set_xlim(ticks[0] / 2, top * 2)  # set, not found: a panel whose every value is NaN has no data to scale
@@ -145,6 +142,40 @@ def plot_device(table, path: str | Path, *, title: str = "") -> Path:
         ax.grid(alpha=0.3)
     axes[0][1].legend(fontsize=7, loc="center right")  # memorisation: the QNN low, the MLP high, room between
     fig.suptitle(f"{title.upper()}: the QNN on a device (label flipping)", fontsize=10)
+    return _save(fig, path)
+
+
+DEVICE_PANELS = (("clean_val", "clean val acc"), ("memorization", "memorisation at 0.3"), ("plateau", "plateau fall"),
+                 ("alpha_c", r"$\alpha_c$"))
+
+
+def _mlp_band(ax, mlp, name: str) -> None:
+    """The exact MLP's value of ``name`` as a dashed line, its 95% interval as a grey band."""
+    for _, m in mlp.iterrows():
+        ax.axhline(m[name], c="grey", ls="--", lw=1, label="MLP (exact)")
+        if np.isfinite([m[f"{name}_lo"], m[f"{name}_hi"]]).all():
+            ax.axhspan(m[f"{name}_lo"], m[f"{name}_hi"], color="grey", alpha=0.15)
+
+
+def _plot_device_noise(qnn, mlp, path: str | Path, title: str) -> Path:
+    """``plot_device`` for a study at exact shots: the QNN against its gate-noise settings (in the table's order,
+    exact gates first), each point with its 95% interval; the exact MLP as a band."""
+    settings = list(dict.fromkeys(qnn.noise))
+    x = np.arange(len(settings))
+    fig, axes = _subplots(1, len(DEVICE_PANELS), figsize=(3.6 * len(DEVICE_PANELS), 3.3), squeeze=False)
+    for ax, (name, text) in zip(axes[0], DEVICE_PANELS):
+        rows = qnn.set_index("noise").loc[settings]
+        lo, hi = (rows[name] - rows[f"{name}_lo"]).clip(lower=0), (rows[f"{name}_hi"] - rows[name]).clip(lower=0)
+        ax.errorbar(x, rows[name], yerr=[lo.fillna(0), hi.fillna(0)], marker="o", c="C0", capsize=3, ls="-",
+                    label="QNN")
+        _mlp_band(ax, mlp, name)
+        ax.set_xlim(-0.5, len(settings) - 0.5)
+        ax.set_xticks(x, ["exact gates" if s == "none" else s.replace(":", "\n") for s in settings], fontsize=7)
+        ax.set_xlabel("gate noise (exact shots)")
+        ax.set_title(text, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][1].legend(fontsize=7, loc="center right")
+    fig.suptitle(f"{title.upper()}: the QNN under gate noise (label flipping)", fontsize=10)
     return _save(fig, path)
 
 

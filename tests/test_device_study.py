@@ -175,3 +175,21 @@ def test_a_noise_trained_qnn_is_read_without_its_noise(tmp_path):
     rows = pd.read_csv(out / "exact_reading.csv").sort_values("alpha")
     val = ((exact > 0) == (np.asarray(data.y_val) > 0.5)[None]).mean(axis=1)
     np.testing.assert_allclose(rows.val_acc.to_numpy(), val[np.argsort(trained.replicas.alpha.to_numpy())])
+
+
+def test_the_figure_of_a_gate_noise_study_has_noise_on_its_axis(tmp_path, monkeypatch):
+    """At exact shots the device figure draws the QNN against its noise settings (a shots axis would hold one
+    point); with a shots axis it keeps shots on x, one line per noise setting."""
+    from qrobust import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    exact = _sweep().pipe(lambda r: r[r.shots == np.inf])
+    noisy = (exact.model == "qnn") & (exact.seed % 2 == 1)  # half the exact QNN's seeds stand for a noisy setting
+    noise_only = exact.assign(noise=np.where(noisy, "depolarizing:0.01", "none"))
+    plots.plot_device(device_table(noise_only), tmp_path / "noise.png")
+    labels = [t.get_text() for t in figures[-1].axes[0].get_xticklabels()]
+    assert labels == ["exact gates", "depolarizing\n0.01"]
+    plots.plot_device(device_table(_sweep()), tmp_path / "shots.png")
+    labels = [t.get_text() for t in figures[-1].axes[0].get_xticklabels()]
+    assert labels == ["100", "1,000", "exact"]
