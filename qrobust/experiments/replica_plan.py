@@ -45,12 +45,11 @@ class Demand(NamedTuple):
 
 
 class Group(NamedTuple):
-    """One program's union of replicas: the program that trains them (the first part's that declared them), the
-    rows by replica digest, the parts that declared them and how many each declared."""
+    """One program's union of replicas: the program that trains them (the first part's that declared them) and
+    the rows by replica digest."""
 
     program: object
     rows: dict  # digest -> (seed, kind, count, scores row or None, rate)
-    declared: dict  # part -> replicas it declared
 
 
 def _free(corruptions) -> list[str]:
@@ -126,25 +125,20 @@ def teacher_demands(config, bar=None) -> list[Demand]:
     return demands
 
 
-def _group_key(program) -> str | None:
-    return program.plan_key()
-
-
 def union(declared: dict[str, list[Demand]]) -> dict[str, Group]:
     """{group key: Group} of ``declared`` ({part: its demands}): each replica once, under the program of the
-    first part that declared it (a program that cannot take part, ``_group_key``, is left to its part)."""
+    first part that declared it (a program that cannot take part, ``Program.plan_key`` None, is left to its
+    part)."""
     groups: dict[str, Group] = {}
-    for part, demands in declared.items():
+    for demands in declared.values():
         for d in demands:
-            key = _group_key(d.program)
+            key = d.program.plan_key()
             if key is None:
                 continue
-            group = groups.setdefault(key, Group(d.program, {}, {}))
-            digests = _digests(d)
-            for i, digest in enumerate(digests):
+            group = groups.setdefault(key, Group(d.program, {}))
+            for i, digest in enumerate(_digests(d)):
                 group.rows.setdefault(digest, (int(d.seeds[i]), int(d.kinds[i]), int(d.counts[i]),
                                                None if d.scores is None else d.scores[i], float(d.rates[i])))
-            group.declared[part] = group.declared.get(part, 0) + len(digests)
     return groups
 
 
@@ -206,7 +200,7 @@ def summary(groups: dict[str, Group], declared: dict[str, list[Demand]]) -> dict
     for demands in declared.values():
         per_program: dict[str, tuple] = {}
         for d in demands:
-            key = _group_key(d.program)
+            key = d.program.plan_key()
             if key is None:
                 continue
             program, digests = per_program.get(key, (d.program, []))
