@@ -171,7 +171,9 @@ def test_a_noise_trained_qnn_is_read_without_its_noise(tmp_path):
     exact = np.asarray(jax.vmap(batch_logits(plain), in_axes=(0, None))(trained.params, plain.prepare(data.x_val)))
     read = logits_of(trained._replace(model=run.model(program, noise="none")), data.x_val)
     np.testing.assert_allclose(read, exact, atol=1e-5)
-    assert np.abs(logits_of(trained, data.x_val) - exact).max() > 1e-2  # the noisy reading is another
+    # the noisy reading is another function: depolarizing 0.2 after every gate damps the outputs by orders of
+    # magnitude (relative, as two epochs leave the exact logits small: 7e-3 at most on 2026-12-07)
+    assert np.abs(logits_of(trained, data.x_val) - exact).max() > 0.5 * np.abs(exact).max() > 1e-4
     rows = pd.read_csv(out / "exact_reading.csv").sort_values("alpha")
     val = ((exact > 0) == (np.asarray(data.y_val) > 0.5)[None]).mean(axis=1)
     np.testing.assert_allclose(rows.val_acc.to_numpy(), val[np.argsort(trained.replicas.alpha.to_numpy())])
