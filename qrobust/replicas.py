@@ -54,11 +54,6 @@ def mark_planned(keys) -> None:
     _PLANNED.update(keys)
 
 
-def any_planned() -> bool:
-    """Whether a plan in this process trained any program's replicas."""
-    return bool(_PLANNED)
-
-
 def planned(key: str | None) -> bool:
     """Whether a plan in this process trained the program ``key``'s declared replicas: its part reads them back
     and needs no probe of the program's memory to size its chunks (``chunks.fitted_chunk_size``)."""

@@ -92,9 +92,10 @@ def exact_reading(run, dataset, epoch: int) -> pd.DataFrame:
     from qrobust.stored import logits_of
 
     rows = []
-    for program in (p for p in run.programs() if p.startswith("qnn")):
+    programs = run.programs()
+    for program in (p for p in programs if p.startswith("qnn")):
         trained = run.weights(program)[program]
-        if run.programs()[program]["settings"].get("noise", "none") != "none":  # the same circuit without its noise
+        if programs[program]["settings"].get("noise", "none") != "none":  # the same circuit without its noise
             trained = trained._replace(model=run.model(program, noise="none"))
         r = trained.replicas
         kinds = np.asarray([CORRUPTIONS.index(c) for c in r.corruption], np.int32)

@@ -182,8 +182,10 @@ def train(group: Group, digests: list[str]) -> int:
 def padded_epochs(counts, program) -> int:
     """Replica-epochs a part's chunks of ``counts`` replicas of ``program`` run, padding included (a part pads
     its last chunk to its program's one chunk shape: ``chunks.plan_chunks``)."""
+    from qrobust.experiments.chunks import chunk_shape
+
     sizes = chunk_sizes(counts, cap_of(program))
-    return len(sizes) * max(sizes, default=0) * program.epochs
+    return len(sizes) * chunk_shape(counts, cap_of(program)) * program.epochs if sizes else 0
 
 
 def _digests(d: Demand) -> list[str]:

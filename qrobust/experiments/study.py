@@ -531,7 +531,7 @@ def plan(config: StudyConfig, store: RunDirectory | None, table, programs: dict[
         p = programs[program]
         return fitted_chunk_size(key + program, footprint=p.footprint(), n_replicas=n_rows,
                                  cap=default_cap(p.quantum), store=store, asked=config.chunk_size, legacy=legacy,
-                                 probe=not (replicas.any_planned() and replicas.planned(p.plan_key())))
+                                 probe=not replicas.planned(p.plan_key()))
 
     return plan_chunks(table, column, size, prefix=prefix, store=store)
 
