@@ -10,10 +10,9 @@ Nothing in the cache is trusted unverified. Arrays (``store_arrays``/``load_arra
 parsed MNIST digits) are kept with a SHA-256 digest of their names, dtypes, shapes and bytes and of the entry's
 name (its key), and read only if it matches, only if this user made them (``untrusted``) and not through a link
 out of the cache; anything else is recomputed with one logged warning. The native kernel's library carries its
-own digest (``qrobust.models.native``). A compiled program JAX cannot read back is removed and compiled again
-(``use_compilation_cache``). A write that fails (a full disk, say) costs only the recomputation next time, with
-one warning, and leaves no temporary file; temporary files of killed writers are removed when a directory of
-the cache is next written (``qrobust.files.remove_leftovers``).
+own digest (``qrobust.models.native``). JAX's compiled programs (the "xla" subdirectory) are guarded by
+``qrobust.compilation_cache``. A write that fails (a full disk, say) costs only the recomputation next time,
+with one warning, and leaves no temporary file; temporary files of killed writers are removed when a directory of the cache is next written (``qrobust.files.remove_leftovers``).
 """
 
 from __future__ import annotations
@@ -150,76 +149,3 @@ def load_arrays(path: Path, names, *, what: str) -> dict | None:
             why = f"it does not load ({type(exc).__name__}: {str(exc)[:120]})"
     log.warning("the cached %s in %s is not used: %s; computed again", what, path, why)
     return None
-
-
-_GUARDED: set[str] = set()  # the compilation caches qrobust turned on, whose damaged entries it removes
-
-
-def _guard_compiled_programs() -> None:
-    """Have a compiled program that JAX cannot read back from qrobust's compilation cache (a write cut short by a
-    full disk or a kill, garbage) removed and compiled again, with one warning, instead of JAX warning about
-    it on every run and never replacing it (JAX keeps an entry whose file exists). JAX reads an entry in
-    ``jax._src.compilation_cache.get_executable_and_time`` (a failure there is what it warns about); that
-    function is wrapped, once per process; a JAX without it is left alone."""
-    import functools
-
-    try:
-        from jax._src import compilation_cache as jax_cache
-    except ImportError:
-        return
-    read = getattr(jax_cache, "get_executable_and_time", None)
-    if read is None or getattr(read, "_qrobust_guard", False):
-        return
-    try:
-        from jax._src.lru_cache import _CACHE_SUFFIX as suffix
-    except ImportError:
-        suffix = "-cache"
-
-    @functools.wraps(read)
-    def guarded(cache_key, *args, **kwargs):
-        try:
-            return read(cache_key, *args, **kwargs)
-        except Exception as exc:
-            import jax
-
-            where = jax.config.jax_compilation_cache_dir
-            entry = Path(str(where)) / f"{cache_key}{suffix}"
-            if str(where) not in _GUARDED or not entry.is_file():
-                raise
-            for damaged in (entry, entry.with_name(f"{cache_key}-atime")):
-                try:
-                    damaged.unlink()
-                except OSError:
-                    pass
-            log.warning("a compiled program in qrobust's cache, %s, could not be read back (%s: %s): it was "
-                        "removed, and the program is compiled and cached again", entry, type(exc).__name__,
-                        str(exc)[:200])
-            if getattr(jax.config, "jax_raise_persistent_cache_errors", False):
-                raise
-            return None, None
-
-    guarded._qrobust_guard = True
-    jax_cache.get_executable_and_time = guarded
-
-
-def use_compilation_cache() -> bool:
-    """Turn on JAX's persistent compilation cache in the "xla" subdirectory of the cache, so a repeated study,
-    in this process or another, compiles nothing; left alone where the user chose a cache of their own
-    (``JAX_COMPILATION_CACHE_DIR``, or ``jax.config``), or set ``QROBUST_COMPILATION_CACHE=0``. Every study calls
-    it as it starts (a global setting of JAX's, announced here and in the README). A damaged entry of qrobust's
-    compilation cache is removed and compiled again (``_guard_compiled_programs``). Returns whether qrobust's
-    cache is the one in use."""
-    import jax
-
-    if os.environ.get("QROBUST_COMPILATION_CACHE", "1") == "0":
-        return False
-    ours = str(cache_dir() / "xla")
-    chosen = os.environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir
-    if chosen and chosen != ours:
-        return False
-    if chosen != ours:
-        jax.config.update("jax_compilation_cache_dir", ours)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    _GUARDED.add(ours)
-    _guard_compiled_programs()
-    return True

@@ -223,7 +223,7 @@ def test_compiles_are_counted_and_a_cached_program_is_read_not_compiled(tmp_path
     import subprocess
     import sys
 
-    code = ("import jax, jax.numpy as jnp, json; from qrobust.cache import use_compilation_cache; "
+    code = ("import jax, jax.numpy as jnp, json\nfrom qrobust.compilation_cache import use_compilation_cache\n"
             "from qrobust.compiles import count_compiles; use_compilation_cache()\n"
             "with count_compiles() as c:\n    jax.jit(lambda x: jnp.sin(x) * 3 + 1)(jnp.ones(7)).block_until_ready()\n"
             "print(json.dumps(c.as_dict()))")

@@ -505,7 +505,8 @@ def test_a_damaged_compiled_program_is_replaced_once_not_warned_about_on_every_r
     script = """if True:
         import glob, logging, sys
         logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
-        from qrobust.cache import cache_dir, use_compilation_cache
+        from qrobust.cache import cache_dir
+        from qrobust.compilation_cache import use_compilation_cache
         assert use_compilation_cache()
         import jax, jax.numpy as jnp
         f = jax.jit(lambda x: jnp.cos(x) * 3.5 - 1)

@@ -343,9 +343,9 @@ def check_table_size(n_rows: int, what: str) -> None:
 
 def start(config: StudyConfig) -> tuple[StudyConfig, Dataset]:
     """What every study does first: validate ``config`` (before anything is written), turn on the persistent
-    compilation cache (``qrobust.cache.use_compilation_cache``: a repeated study compiles nothing), and load the
-    data. Returns (the validated config, the dataset)."""
-    from qrobust.cache import use_compilation_cache
+    compilation cache (``qrobust.compilation_cache.use_compilation_cache``: a repeated study compiles nothing),
+    and load the data. Returns (the validated config, the dataset)."""
+    from qrobust.compilation_cache import use_compilation_cache
 
     config = config.validate()
     use_compilation_cache()
