@@ -28,7 +28,8 @@ def test_every_profile_of_every_part_is_a_valid_study_configuration():
     chains = ("xxz", "tfim", "cluster")
     assert {p.name for p in PARTS if not p.runs_in("quick")} == ({f"controls-{d}" for d in chains}
                                                                  | {f"ulira-controls-{d}" for d in ("mnist",) + chains}
-                                                                 | {f"{s}-{d}" for s in ("attack", "device") for d in ("mnist", "xxz")})
+                                                                 | {f"{s}-{d}" for s in ("attack", "device", "device-noise")
+                                                                    for d in ("mnist", "xxz")})
     assert all(p.runs_in("full") and p.runs_in("tiny") for p in PARTS)
     # the U-LiRA part covers the controls study's models, and its command says so
     from qrobust.experiments.controls import MODELS

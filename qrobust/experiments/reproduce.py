@@ -22,6 +22,8 @@ whose study finished is read back, a part cut short resumes from its chunks. The
                    (full profile only)
   device-DATA      does resilience survive a device? the QNN under label flipping at 100, 1,000 and 10,000 shots
                    and exact, the MLP beside it, on mnist and xxz (full profile only; the Gaussian shot gradient)
+  device-noise-DATA  does resilience survive gate noise? the same under depolarizing noise 0.001 and 0.01 after
+                   every gate, on mnist and on xxz at 8 spins (full profile only: ~2 hours for MNIST on 2 cores)
   scorecard-mnist  forgetting per example with shadow replicas (U-LiRA, the challenge's epsilon)
 
 ``profile``: "full" (the paper's settings: 5 seeds, every alpha, 64 shadows), "quick" (fewer seeds and
@@ -86,6 +88,7 @@ S2 = (0, 1)
 # QNN's training). Stored replicas keep the epochs their run evaluated, so every part that reads the last epoch
 # reuses them.
 LAST = 1000
+NOISE_AXIS = ("none", "depolarizing:0.001", "depolarizing:0.01")  # the gate-noise strengths
 
 PARTS = (
     Part("noise-mnist", "Noise response on MNIST (the paper's Fig. 2)",
@@ -171,6 +174,18 @@ PARTS = (
            {"all": dict(dataset=data, shot_gradient="gaussian", eval_every=LAST), "full": dict(),
             "tiny": dict(tiny, seeds=S2, alphas=(0.0, 0.3, 0.6, 0.9), epochs=3, shots=(100, None))})
       for data, title, tiny in (("mnist", "MNIST", _TINY_MNIST), ("xxz", "XXZ", _TINY_XXZ))),
+    *(Part(f"device-noise-{data}", f"Does resilience survive gate noise? The QNN under depolarizing noise 0.001 and "
+           f"0.01 after every gate, exact shots, on {title}",
+           f"qrobust device --dataset {data}{flag} --shot-gradient gaussian --seeds 5 --eval-every 1000 --shots inf "
+           f"--noise none,{NOISE_AXIS[1]},{NOISE_AXIS[2].split(':')[1]} --out OUT/device-noise-{data}",
+           "device",
+           # the Heisenberg operator's cost on 2 cores (docs/device.md): MNIST ~68 s per noisy replica, 100 of them;
+           # XXZ at its 12 spins ~1.3 h per replica, so 8 spins here, named in the title
+           {"all": dict(dataset=data, shot_gradient="gaussian", eval_every=LAST, shots=(None,), noise=NOISE_AXIS),
+            "full": dict(full), "tiny": dict(tiny, seeds=S2, alphas=(0.0, 0.3, 0.6, 0.9), epochs=3)})
+      for data, title, flag, full, tiny in (("mnist", "MNIST", "", {}, _TINY_MNIST),
+                                            ("xxz", "XXZ at 8 spins (a reduced size)", " --qubits 8", dict(n_qubits=8),
+                                             _TINY_XXZ))),
     Part("scorecard-mnist", "Forgetting per example: U-LiRA and the challenge's epsilon from shadow replicas",
          "qrobust unlearn --dataset mnist --method retrain --method finetune --method scrub --method ga "
          "--method neggrad --method salun --method l1_sparse --method retrain_full --shadows 64 "
