@@ -44,20 +44,26 @@ def linking_objects(serialized: bytes) -> int:
 
 
 def _links(blob: bytes, at: int) -> bool:
-    """Whether the ELF64 little-endian object at offset ``at`` of ``blob`` has a named undefined symbol."""
+    """Whether the ELF64 little-endian object at offset ``at`` of ``blob`` has a named undefined symbol (False for
+    anything else that starts with the magic bytes)."""
     try:
+        if blob[at + 4:at + 6] != b"\x02\x01":  # not ELFCLASS64, ELFDATA2LSB
+            return False
         (shoff,) = struct.unpack_from("<Q", blob, at + 0x28)
         entsize, count = struct.unpack_from("<HH", blob, at + 0x3A)
+        if entsize != 64:  # not an ELF64 section header
+            return False
         for header in range(at + shoff, at + shoff + count * entsize, entsize):
             if struct.unpack_from("<I", blob, header + 4)[0] != 2:  # not SHT_SYMTAB
                 continue
             offset, size = struct.unpack_from("<QQ", blob, header + 0x18)
-            (width,) = struct.unpack_from("<Q", blob, header + 0x38)
-            for symbol in range(at + offset + width, at + offset + size, width):  # the null symbol skipped
+            if struct.unpack_from("<Q", blob, header + 0x38)[0] != 24:  # not an ELF64 symbol table
+                return False
+            for symbol in range(at + offset + 24, min(at + offset + size, len(blob)), 24):  # the null symbol skipped
                 name, index = struct.unpack_from("<I", blob, symbol)[0], struct.unpack_from("<H", blob, symbol + 6)[0]
                 if index == 0 and name:
                     return True
-    except struct.error:  # not a whole object (the magic bytes inside data)
+    except struct.error:  # cut short: not a whole object
         return False
     return False
 
