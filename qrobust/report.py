@@ -151,8 +151,9 @@ def device_tables(run: RunResults) -> list[tuple[str, pd.DataFrame]]:
     if "device_exact" in run.tables:
         exact = run["device_exact"]
         shown.append(("A device: the same QNNs read exactly (each trained at its setting, its outputs then taken "
-                      "without shots or gate noise)", _quantities_shown(exact, {"model": exact.model, "trained at": exact.setting,
-                                                                   "seeds": exact.n_seeds})))
+                      "without shots or gate noise)",
+                      _quantities_shown(exact, {"model": exact.model, "trained at": exact.setting,
+                                                "seeds": exact.n_seeds})))
     return shown
 
 
