@@ -12,7 +12,8 @@ name (its key), and read only if it matches, only if this user made them (``untr
 out of the cache; anything else is recomputed with one logged warning. The native kernel's library carries its
 own digest (``qrobust.models.native``). JAX's compiled programs (the "xla" subdirectory) are guarded by
 ``qrobust.compilation_cache``. A write that fails (a full disk, say) costs only the recomputation next time,
-with one warning, and leaves no temporary file; temporary files of killed writers are removed when a directory of the cache is next written (``qrobust.files.remove_leftovers``).
+with one warning, and leaves no temporary file; temporary files of killed writers are removed when a directory
+of the cache is next written (``qrobust.files.remove_leftovers``).
 """
 
 from __future__ import annotations
