@@ -154,7 +154,25 @@ def device_tables(run: RunResults) -> list[tuple[str, pd.DataFrame]]:
                       "without shots or gate noise)",
                       _quantities_shown(exact, {"model": exact.model, "trained at": exact.setting,
                                                 "seeds": exact.n_seeds})))
+    if "gradient_variance" in run.tables and len(run["gradient_variance"]):
+        shown.append(("A device: the variance of its parameter-shift gradient over the 'gaussian' bound's (95% "
+                      "intervals, bootstrap over seeds)", gradient_variance_shown(run["gradient_variance"])))
     return shown
+
+
+def gradient_variance_shown(rows: pd.DataFrame) -> pd.DataFrame:
+    """``qrobust.analysis.device.variance_table`` as text: per finite-shots setting, the variance ratio of the
+    device's gradient ("shift") to its bound ("gaussian") at the start and the end of training, and the device
+    shots the bound at the setting's shots stands for."""
+    from qrobust.analysis.device import variance_table
+
+    table = variance_table(rows)
+    out = pd.DataFrame({"setting": table.setting, "seeds": table.n_seeds})
+    for name, title in (("variance_ratio_init", "ratio at initialisation"), ("variance_ratio", "ratio trained"),
+                        ("device_shots", "device shots it stands for")):
+        out[title] = [_with_interval(*r) for r in table[[name, f"{name}_lo", f"{name}_hi"]].itertuples(index=False)]
+    out["least ratio of a parameter"] = table.variance_ratio_min.round(3)
+    return out
 
 
 def device_figures(run: RunResults) -> list[Path]:

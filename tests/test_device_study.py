@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from qrobust.analysis.claims import DEVICE_LEARNS_MARGIN, device_claims
-from qrobust.analysis.device import device_table, label, settings
+from qrobust.analysis.device import device_table, label, settings, variance_table
 
 ALPHAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 N_TRAIN = 100
@@ -56,6 +56,24 @@ def _critical():
                      alpha_c_memorization=np.nan, alpha_c_memorization_lo=np.nan, alpha_c_memorization_hi=np.nan,
                      reason="M does not cross 1/2 in the measured range", n_seeds=10))
     return pd.DataFrame(rows)
+
+
+def test_the_variance_table_averages_each_setting_over_its_seeds():
+    """Per setting, the mean over its replicas (seeds resampled, all of a seed's alphas together), an interval
+    that holds it, the device shots at the setting's shots times the ratio, and the least parameter's ratio."""
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame([dict(shots=float(n), noise="none", seed=seed, alpha=a, variance_ratio_init=0.98,
+                              variance_ratio=r, variance_ratio_min=r - 0.1, device_shots=n * r)
+                         for n, base in ((100, 0.9), (10000, 0.95)) for seed in range(5) for a in (0.0, 0.3)
+                         for r in [base + 0.01 * rng.standard_normal()]])
+    table = variance_table(rows)
+    assert list(table.setting) == ["10000 shots", "100 shots"] and list(table.n_seeds) == [5, 5]
+    for (_, row), n in zip(table.iterrows(), (10000, 100)):
+        mine = rows[rows.shots == n]
+        assert row.variance_ratio == pytest.approx(mine.variance_ratio.mean())
+        assert row.variance_ratio_lo < row.variance_ratio < row.variance_ratio_hi
+        assert row.device_shots == pytest.approx(n * row.variance_ratio)
+        assert row.variance_ratio_init == pytest.approx(0.98) and row.variance_ratio_min == mine.variance_ratio_min.min()
 
 
 def test_each_setting_is_read_as_its_own_qnn():
@@ -141,6 +159,12 @@ def test_the_device_study_end_to_end_its_exact_qnn_is_the_sweeps(tmp_path, monke
     assert not np.allclose(read[~exact][metrics].to_numpy(), final[(final.shots == 100).to_numpy()][metrics]
                            .to_numpy(), equal_nan=True)
     assert sorted(pd.read_csv(d / "device_exact.csv").setting) == ["100 shots", "exact"]
+    # the shot gradient's variance ratio: the 100-shot replicas only, each a ratio of variances (at most 1)
+    ratio = pd.read_csv(d / "gradient_variance.csv").sort_values(["seed", "alpha"])
+    assert len(ratio) == 4 and set(ratio.shots) == {100.0}
+    assert (0 < ratio.variance_ratio_min).all() and (ratio.variance_ratio_min <= ratio.variance_ratio).all()
+    assert (ratio[["variance_ratio", "variance_ratio_init"]] <= 1 + 1e-6).all().all()
+    np.testing.assert_allclose(ratio.device_shots, 100 * ratio.variance_ratio)
 
 
 @pytest.mark.slow  # 82 s on 2 busy cores (2026-12-07): the noisy simulator's compiles

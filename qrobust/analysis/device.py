@@ -9,7 +9,9 @@ is read as if it were the only QNN of the sweep:
   with its 95% interval (bootstrap over seeds; the critical point's own interval), and the exact MLP's row;
 - ``setting_results``: the results of one setting with its QNN as "qnn", which the paper's QNN rules
   (``qrobust.analysis.claims.device_claims``) then judge unchanged, so that "does the claim survive N shots?" is
-  answered by the very rule that judged it exactly.
+  answered by the very rule that judged it exactly;
+- ``variance_table``: per finite-shots setting, how much noisier the "gaussian" shot gradient a study trained
+  with is than the device's own ("shift"), from ``qrobust.experiments.device.gradient_variance``'s rows.
 """
 
 from __future__ import annotations
@@ -79,3 +81,23 @@ def device_table(results: pd.DataFrame, critical: pd.DataFrame | None = None) ->
     first = ["model", "shots", "noise", "setting"]
     return out[first + [c for c in out.columns if c not in first]]
 
+
+
+def variance_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (shots, noise) setting of ``gradient_variance``'s rows: setting, n_seeds, the variance ratio of the
+    device's gradient to the "gaussian" one at the initial and the trained parameters and the device shots the
+    "gaussian" gradient stands for, each the mean over the setting's replicas (all alphas) with its 95% interval
+    (bootstrap over seeds, ``qrobust.analysis.intervals.Boot``), and the least ratio of any parameter of any
+    trained replica."""
+    from qrobust.analysis.intervals import Boot, percentiles
+
+    out = []
+    for (shots, noise), frame in rows.groupby(["shots", "noise"], sort=False) if len(rows) else ():
+        boot = Boot(frame.seed)
+        row = dict(shots=shots, noise=noise, setting=label(float(shots), noise), n_seeds=boot.runs)
+        for name in ("variance_ratio_init", "variance_ratio", "device_shots"):
+            values = boot.means(frame.assign(all=0), ["all"], name).to_numpy()[0]
+            lo, hi = percentiles(values[1:]) if len(values) > 1 else (np.nan, np.nan)
+            row.update({name: values[0], f"{name}_lo": min(lo, values[0]), f"{name}_hi": max(hi, values[0])})
+        out.append(dict(row, variance_ratio_min=frame.variance_ratio_min.min()))
+    return pd.DataFrame(out).sort_values("shots", ascending=False, ignore_index=True) if out else pd.DataFrame()

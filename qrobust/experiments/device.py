@@ -67,15 +67,20 @@ def run_device(config: DeviceConfig, out: str | Path | None = None, *, progress:
 
 def exact_tables(config: DeviceConfig, out: str | Path | None, epoch: int) -> dict[str, pd.DataFrame]:
     """exact_reading.csv (each stored QNN replica read exactly: ``exact_reading``) and device_exact.csv (its device
-    table), where the run keeps the QNN's weights; else none. ``epoch``: the replicas' last."""
+    table), where the run keeps the QNN's weights, and where it has finite shots gradient_variance.csv
+    (``gradient_variance``); else none. ``epoch``: the replicas' last."""
     if out is None or not config.keeps_weights("qnn"):
         return {}
     from qrobust.analysis.device import device_table
     from qrobust.experiments import study
     from qrobust.stored import StoredWeights
 
-    rows = exact_reading(StoredWeights(out), study.load(config), epoch)
-    return {"exact_reading.csv": rows, "device_exact.csv": device_table(rows)}
+    run, dataset = StoredWeights(out), study.load(config)
+    rows = exact_reading(run, dataset, epoch)
+    tables = {"exact_reading.csv": rows, "device_exact.csv": device_table(rows)}
+    if any(s is not None for s in config.shots):
+        tables["gradient_variance.csv"] = gradient_variance(run, dataset)
+    return tables
 
 
 def exact_reading(run, dataset, epoch: int) -> pd.DataFrame:
@@ -110,6 +115,49 @@ def exact_reading(run, dataset, epoch: int) -> pd.DataFrame:
                             "encoding", "ansatz", "depth", "hidden", "shots", "noise") if c in r]
         rows.append(r[keep].assign(epoch=epoch, train_acc=right.mean(axis=1),
                                    memorization=memorization, val_acc=val.mean(axis=1), diverged=False))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def gradient_variance(run, dataset) -> pd.DataFrame:
+    """How much noisier the "gaussian" shot gradient is than the device's ("shift") at the same shots, for every
+    stored QNN replica of a finite-shots setting (``run``, ``dataset``: as ``exact_reading``'s): the per-parameter
+    variance ratio of ``qrobust.models.shots.variance_ratio`` at the replica's initial parameters and at its trained
+    ones, over its whole training set (its flips remade from its seed) with the cotangent of the mean binary
+    cross-entropy at the exact logits, sigmoid(logit) - y (the engine's per-step cotangent, up to the batch and the
+    shot noise of the logits). Rows: grid coordinates, variance_ratio_init and variance_ratio (the mean over
+    parameters: the ratio of the two estimates' total variances), variance_ratio_min (the least parameter's,
+    trained) and device_shots (shots x variance_ratio: the shots at which the device's gradient has the total
+    variance the "gaussian" one has at ``shots``)."""
+    import jax
+
+    from qrobust.corruption import CORRUPTIONS
+    from qrobust.experiments.inputs import make_chunk_inputs
+    from qrobust.models import batch_logits
+    from qrobust.models.shots import variance_ratio
+
+    rows = []
+    programs = run.programs()
+    for program in (p for p in programs if p.startswith("qnn") and programs[p]["settings"].get("shots")):
+        trained = run.weights(program)[program]
+        model, r = trained.model, trained.replicas
+        logits_of, scale = batch_logits(model), model.settings["readout_scale"]
+
+        def ratios(params, xs, y):
+            g = jax.nn.sigmoid(logits_of(params, xs)) - y
+            per = variance_ratio(logits_of, params, xs, g, scale)
+            return per.mean(), per.min()
+
+        per_replica = jax.jit(lambda ps, xs, ys: jax.lax.map(lambda a: ratios(*a), (ps, xs, ys)))
+        kinds = np.asarray([CORRUPTIONS.index(c) for c in r.corruption], np.int32)
+        init, _, data = make_chunk_inputs(model, dataset)(r.seed.to_numpy(np.int32), kinds,
+                                                         r.n_corrupted.to_numpy(np.int32))
+        at_init, _ = per_replica(init, data.x, data.y)
+        at_end, least = per_replica(trained.params, data.x, data.y)
+        keep = [c for c in ("model", "arch", "corruption", "alpha", "seed", "n_corrupted", "shots", "noise",
+                            "shot_gradient") if c in r]
+        rows.append(r[keep].assign(variance_ratio_init=np.asarray(at_init), variance_ratio=np.asarray(at_end),
+                                   variance_ratio_min=np.asarray(least),
+                                   device_shots=r.shots.astype(float).to_numpy() * np.asarray(at_end)))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 

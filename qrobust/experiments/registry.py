@@ -76,7 +76,8 @@ _STUDIES: dict[str, Study] = {s.name: s for s in (
           merge=f"{_E}.controls:merged_tables", demands=f"{_P}:sweep_demands"),
     Study("device", "device", "does resilience survive a device? the QNN under label flipping at finite shots and "
           "gate noise, the MLP beside it exact", f"{_E}.device:DeviceConfig", f"{_E}.device:run_device",
-          ("device.csv", "results.csv", "summary.csv", "critical_points.csv", "device_exact.csv", "exact_reading.csv"),
+          ("device.csv", "results.csv", "summary.csv", "critical_points.csv", "device_exact.csv", "exact_reading.csv",
+           "gradient_variance.csv"),
           figures="qrobust.report:device_figures", claims="qrobust.analysis.claims:device_verdicts",
           summary="qrobust.report:device_summary", report_tables="qrobust.report:device_tables",
           merge=f"{_E}.device:merged_tables", demands=f"{_P}:sweep_demands"),

@@ -18,6 +18,9 @@ a model's exact batch logits (logit = readout_scale * <Z>) into:
       parameter: an upper bound of the true variance (2 - <Z>_+^2 - <Z>_-^2) scale^2 / (4N), at the cost of one
       gradient instead of 2P evaluations (for circuits where "shift" is unaffordable; docs/device.md).
 
+How far "gaussian" is from "shift" at given parameters is ``variance_ratio``: per parameter, the device's
+variance over the bound's (free of N), from the 2P shifted evaluations of one batch.
+
 Every draw is keyed: the engine passes a key per step and per evaluation, derived from the replica's seed
 (``qrobust.keys.SHOTS``). The classical models (the MLP, the controls) are read exactly: a classical computer
 reads its output without shot noise (``CLASSICAL_SHOTS``).
@@ -126,6 +129,18 @@ def _gaussian_gradient(logits_of, params, xs, key, g, shots, scale):
     flat, unravel = ravel_pytree(exact)
     sd = scale * jnp.sqrt(jnp.sum(g.astype(flat.dtype) ** 2) / (2 * shots))
     return unravel(flat + sd * jax.random.normal(key, flat.shape, flat.dtype))
+
+
+def variance_ratio(logits_of: Callable, params, xs, g, scale: float):
+    """(P,) per flat parameter j, the variance of the device's estimate ("shift", N shots per term) of the
+    gradient of sum_b g_b logit_b over that of "gaussian" at the same N:
+    sum_b g_b^2 (2 - m_+^2 - m_-^2) / (2 sum_b g_b^2), m_+- = parameter j's shifted expectations <Z> on example b
+    (logits / ``scale``). Free of N; at most 1, equal to 1 where the shifted expectations vanish. Each term is
+    drawn on its own in both estimates, so their covariances are diagonal and the mean over j is the ratio of
+    their total variances: "gaussian" at N shots draws the gradient noise "shift" draws at N times that mean."""
+    m = shifted(logits_of, params, xs) / scale  # (P, 2, B)
+    w = jnp.asarray(g, m.dtype) ** 2
+    return (w * (1 - (m[:, 0] ** 2 + m[:, 1] ** 2) / 2)).sum(-1) / w.sum()
 
 
 def shift_problem(logits_of: Callable, params, xs) -> str | None:
