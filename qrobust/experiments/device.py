@@ -128,37 +128,48 @@ def gradient_variance(run, dataset) -> pd.DataFrame:
     parameters: the ratio of the two estimates' total variances), variance_ratio_min (the least parameter's,
     trained) and device_shots (shots x variance_ratio: the shots at which the device's gradient has the total
     variance the "gaussian" one has at ``shots``)."""
-    import jax
-
     from qrobust.corruption import CORRUPTIONS
     from qrobust.experiments.inputs import make_chunk_inputs
-    from qrobust.models import batch_logits
-    from qrobust.models.shots import variance_ratio
 
-    rows = []
+    rows, by_noise = [], {}  # noise -> (the jitted ratios, the initial ratios by replica)
     programs = run.programs()
+    coordinates = ["corruption", "seed", "n_corrupted"]  # a replica's start: its seed's weights, its flips
     for program in (p for p in programs if p.startswith("qnn") and programs[p]["settings"].get("shots")):
         trained = run.weights(program)[program]
         model, r = trained.model, trained.replicas
-        logits_of, scale = batch_logits(model), model.settings["readout_scale"]
-
-        def ratios(params, xs, y):
-            g = jax.nn.sigmoid(logits_of(params, xs)) - y
-            per = variance_ratio(logits_of, params, xs, g, scale)
-            return per.mean(), per.min()
-
-        per_replica = jax.jit(lambda ps, xs, ys: jax.lax.map(lambda a: ratios(*a), (ps, xs, ys)))
+        noise = programs[program]["settings"].get("noise", "none")
         kinds = np.asarray([CORRUPTIONS.index(c) for c in r.corruption], np.int32)
         init, _, data = make_chunk_inputs(model, dataset)(r.seed.to_numpy(np.int32), kinds,
                                                          r.n_corrupted.to_numpy(np.int32))
-        at_init, _ = per_replica(init, data.x, data.y)
-        at_end, least = per_replica(trained.params, data.x, data.y)
-        keep = [c for c in ("model", "arch", "corruption", "alpha", "seed", "n_corrupted", "shots", "noise",
-                            "shot_gradient") if c in r]
-        rows.append(r[keep].assign(variance_ratio_init=np.asarray(at_init), variance_ratio=np.asarray(at_end),
-                                   variance_ratio_min=np.asarray(least),
-                                   device_shots=r.shots.astype(float).to_numpy() * np.asarray(at_end)))
+        if noise not in by_noise:  # the exact logits, hence the ratios, are the same at every shots of one noise
+            ratios = _replica_ratios(model)
+            start = r[coordinates].assign(variance_ratio_init=np.asarray(ratios(init, data.x, data.y)[0]))
+            by_noise[noise] = ratios, start
+        ratios, start = by_noise[noise]
+        at_end, least = ratios(trained.params, data.x, data.y)
+        keep = [c for c in ("model", "arch", "corruption", "alpha", "seed", "n_corrupted", "shots", "noise") if c in r]
+        frame = r[keep].assign(variance_ratio=np.asarray(at_end), variance_ratio_min=np.asarray(least),
+                               device_shots=r.shots.astype(float).to_numpy() * np.asarray(at_end))
+        rows.append(frame.merge(start, on=coordinates, how="left", validate="one_to_one"))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def _replica_ratios(model):
+    """``ratios(params, xs, ys) -> (mean, least)`` over a leading replica axis: ``variance_ratio``'s mean and least
+    over the parameters, at the cotangent of the mean binary cross-entropy, one replica after another."""
+    import jax
+
+    from qrobust.models import batch_logits
+    from qrobust.models.shots import variance_ratio
+
+    logits_of, scale = batch_logits(model), model.settings["readout_scale"]
+
+    def one(args):
+        params, xs, y = args
+        per = variance_ratio(logits_of, params, xs, jax.nn.sigmoid(logits_of(params, xs)) - y, scale)
+        return per.mean(), per.min()
+
+    return jax.jit(lambda ps, xs, ys: jax.lax.map(one, (ps, xs, ys)))
 
 
 def device_tables(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
