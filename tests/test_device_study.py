@@ -219,3 +219,32 @@ def test_the_figure_of_a_gate_noise_study_has_noise_on_its_axis(tmp_path, monkey
     plots.plot_device(device_table(_sweep()), tmp_path / "shots.png")
     labels = [t.get_text() for t in figures[-1].axes[0].get_xticklabels()]
     assert labels == ["100", "1,000", "exact"]
+
+
+def test_two_runs_are_compared_seed_by_seed(tmp_path, capsys):
+    """scripts/compare_shot_gradients.py pairs the final QNN rows of one shots setting by seed: the difference is
+    the mean of the per-seed differences, inside its interval; a missing run gets one message, no traceback."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "scripts" / "compare_shot_gradients.py"
+    spec = importlib.util.spec_from_file_location("compare_shot_gradients", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    rng = np.random.default_rng(2)
+    for name, shift in (("a", 0.0), ("b", 0.05)):
+        (tmp_path / name).mkdir()
+        rows = pd.DataFrame([dict(model="qnn", shots=100.0, alpha=a, seed=s, epoch=e, val_acc=0.8 + shift * s / 4 +
+                                  0.01 * rng.standard_normal(), memorization=0.1, train_acc=0.7)
+                             for a in (0.0, 0.3) for s in range(5) for e in (1, 2)])
+        rows.to_csv(tmp_path / name / "results.csv", index=False)
+        rows[rows.epoch == 2].drop(columns="epoch").to_csv(tmp_path / name / "exact_reading.csv", index=False)
+    table = script.compare(str(tmp_path / "a"), str(tmp_path / "b"), 100.0)
+    a, b = (pd.read_csv(tmp_path / n / "results.csv") for n in "ab")
+    want = (b[(b.epoch == 2) & (b.alpha == 0.0)].val_acc.to_numpy() - a[(a.epoch == 2) & (a.alpha == 0.0)].val_acc
+            .to_numpy()).mean()
+    row = table[(table.read == "at N shots") & (table.alpha == 0.0) & (table.quantity == "val_acc")].iloc[0]
+    assert row.difference == pytest.approx(want) and row.lo <= row.difference <= row.hi and row.seeds == 5
+    assert len(table) == 8 and (table[table.quantity == "memorization"].difference == 0).all()
+    assert script.main([str(tmp_path / "missing"), str(tmp_path / "b")]) == 2
+    assert "cannot read the runs" in capsys.readouterr().err
