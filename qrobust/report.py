@@ -169,7 +169,8 @@ def gradient_variance_shown(rows: pd.DataFrame) -> pd.DataFrame:
     table = variance_table(rows)
     out = pd.DataFrame({"setting": table.setting, "seeds": table.n_seeds})
     for name, title, digits in (("variance_ratio_init", "ratio at initialisation", 4),
-                                ("variance_ratio", "ratio trained", 4), ("device_shots", "device shots it stands for", 1)):
+                                ("variance_ratio", "ratio trained", 4),
+                                ("device_shots", "device shots it stands for", 1)):
         out[title] = [f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]" if pd.notna(lo) else f"{v:.{digits}f}"
                       for v, lo, hi in table[[name, f"{name}_lo", f"{name}_hi"]].itertuples(index=False)]
     out["least ratio of a parameter"] = table.variance_ratio_min.round(3)

@@ -82,7 +82,6 @@ def device_table(results: pd.DataFrame, critical: pd.DataFrame | None = None) ->
     return out[first + [c for c in out.columns if c not in first]]
 
 
-
 def variance_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Per (shots, noise) setting of ``gradient_variance``'s rows: setting, n_seeds, the variance ratio of the
     device's gradient to the "gaussian" one at the initial and the trained parameters and the device shots the
