@@ -11,10 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-import numpy as np
 import pandas as pd
 
-from qrobust.analysis.intervals import Boot, percentiles
+from qrobust.analysis.intervals import Boot, widened
 
 QUANTITIES = ((0.0, "val_acc"), (0.3, "val_acc"), (0.3, "memorization"), (0.3, "train_acc"))
 
@@ -35,10 +34,10 @@ def compare(first: str, second: str, shots: float) -> pd.DataFrame:
                 continue
             diff = pair.assign(d=pair[f"{column}_b"] - pair[f"{column}_a"])
             values = Boot(diff.seed).means(diff.assign(all=0), ["all"], "d").to_numpy()[0]
-            lo, hi = percentiles(values[1:]) if len(values) > 1 else (np.nan, np.nan)
+            lo, hi = widened(values, values[0])
             out.append(dict(read="at N shots" if table == "results.csv" else "exactly", alpha=alpha, quantity=column,
                             seeds=len(pair), first=pair[f"{column}_a"].mean(), second=pair[f"{column}_b"].mean(),
-                            difference=values[0], lo=min(lo, values[0]), hi=max(hi, values[0])))
+                            difference=values[0], lo=lo, hi=hi))
     return pd.DataFrame(out)
 
 

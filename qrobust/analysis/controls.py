@@ -59,7 +59,7 @@ import numpy as np
 import pandas as pd
 
 from qrobust.analysis.critical import critical_points, undecided
-from qrobust.analysis.intervals import Boot, percentiles
+from qrobust.analysis.intervals import Boot, percentiles, widened
 from qrobust.analysis.summary import final_epoch
 
 MIN_SEEDS = 2  # one seed has no spread to resample: its intervals are NaN, never zero-width
@@ -102,12 +102,6 @@ def _statistics(results: pd.DataFrame) -> tuple[list[str], float, dict[str, np.n
     return models, at, out
 
 
-def _interval(values: np.ndarray, point: float) -> tuple[float, float]:
-    """The percentile interval of the resamples (``values[1:]``), widened to contain the point."""
-    lo, hi = percentiles(values[1:]) if len(values) > 1 else (np.nan, np.nan)
-    return (min(lo, point), max(hi, point)) if np.isfinite([lo, hi]).all() else (np.nan, np.nan)
-
-
 def quantities(results: pd.DataFrame, critical: pd.DataFrame | None = None) -> pd.DataFrame:
     """The "Is it quantum?" table (module docstring): per model, clean_val, memorization, plateau, alpha_c, each
     with _lo and _hi; n_seeds; the alpha memorisation was read at. ``critical``: the sweep's critical points
@@ -122,7 +116,7 @@ def quantities(results: pd.DataFrame, critical: pd.DataFrame | None = None) -> p
                    memorization_alpha=at)
         for name in ("clean_val", "memorization", "plateau"):
             row[name] = float(stats[name][i, 0])
-            row[f"{name}_lo"], row[f"{name}_hi"] = (_interval(stats[name][i], row[name])
+            row[f"{name}_lo"], row[f"{name}_hi"] = (widened(stats[name][i], row[name])
                                                     if row["n_seeds"] >= MIN_SEEDS else (np.nan, np.nan))
         crit = critical[(critical.model == model) & (critical.corruption == "flip")] if len(critical) else critical
         if len(crit):

@@ -88,7 +88,7 @@ def variance_table(rows: pd.DataFrame) -> pd.DataFrame:
     "gaussian" gradient stands for, each the mean over the setting's replicas (all alphas) with its 95% interval
     (bootstrap over seeds, ``qrobust.analysis.intervals.Boot``), and the least ratio of any parameter of any
     trained replica."""
-    from qrobust.analysis.intervals import Boot, percentiles
+    from qrobust.analysis.intervals import Boot, widened
 
     out = []
     for (shots, noise), frame in rows.groupby(["shots", "noise"], sort=False) if len(rows) else ():
@@ -96,7 +96,6 @@ def variance_table(rows: pd.DataFrame) -> pd.DataFrame:
         row = dict(shots=shots, noise=noise, setting=label(float(shots), noise), n_seeds=boot.runs)
         for name in ("variance_ratio_init", "variance_ratio", "device_shots"):
             values = boot.means(frame.assign(all=0), ["all"], name).to_numpy()[0]
-            lo, hi = percentiles(values[1:]) if len(values) > 1 else (np.nan, np.nan)
-            row.update({name: values[0], f"{name}_lo": min(lo, values[0]), f"{name}_hi": max(hi, values[0])})
+            row[name], (row[f"{name}_lo"], row[f"{name}_hi"]) = values[0], widened(values, values[0])
         out.append(dict(row, variance_ratio_min=frame.variance_ratio_min.min()))
     return pd.DataFrame(out).sort_values("shots", ascending=False, ignore_index=True) if out else pd.DataFrame()

@@ -75,6 +75,13 @@ def percentiles(samples: np.ndarray) -> tuple[float, float]:
     return float(np.percentile(finite, q)), float(np.percentile(finite, 100 - q))
 
 
+def widened(values: np.ndarray, point: float) -> tuple[float, float]:
+    """The percentile interval of the resamples (``values[1:]``, ``Boot``'s rows after the point), widened to
+    contain ``point``; NaN where there are none or too few are defined."""
+    lo, hi = percentiles(np.asarray(values[1:], float)) if len(values) > 1 else (np.nan, np.nan)
+    return (min(lo, point), max(hi, point)) if np.isfinite([lo, hi]).all() else (np.nan, np.nan)
+
+
 def part(label: str, values, op: str, threshold) -> Part:
     """A part from its values over the resamples (``Boot``'s rows: the point first)."""
     values = np.atleast_1d(np.asarray(values, float))
