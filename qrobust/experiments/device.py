@@ -92,8 +92,6 @@ def exact_reading(run, dataset, epoch: int) -> pd.DataFrame:
     results (one per replica: its grid coordinates, epoch, train_acc on its trained labels, memorization: the
     flipped samples predicted as flipped, val_acc, at ``epoch``), so that ``analysis.device.device_table`` reads them
     as it reads the sweep's. ``dataset``: the run's (``qrobust.experiments.study.load`` of its config)."""
-    from qrobust.corruption import CORRUPTIONS
-    from qrobust.experiments.inputs import make_chunk_inputs
     from qrobust.stored import logits_of
 
     rows = []
@@ -103,9 +101,7 @@ def exact_reading(run, dataset, epoch: int) -> pd.DataFrame:
         if programs[program]["settings"].get("noise", "none") != "none":  # the same circuit without its noise
             trained = trained._replace(model=run.model(program, noise="none"))
         r = trained.replicas
-        kinds = np.asarray([CORRUPTIONS.index(c) for c in r.corruption], np.int32)
-        _, _, data = make_chunk_inputs(trained.model, dataset)(r.seed.to_numpy(np.int32), kinds,
-                                                               r.n_corrupted.to_numpy(np.int32))
+        _, data = _replica_inputs(trained, dataset)
         y, flipped = np.asarray(data.y) > 0.5, np.asarray(data.corrupted)
         right = (logits_of(trained, dataset.x_train) > 0) == y
         val = (logits_of(trained, dataset.x_val) > 0) == (np.asarray(dataset.y_val) > 0.5)[None, :]
@@ -128,9 +124,6 @@ def gradient_variance(run, dataset) -> pd.DataFrame:
     parameters: the ratio of the two estimates' total variances), variance_ratio_min (the least parameter's,
     trained) and device_shots (shots x variance_ratio: the shots at which the device's gradient has the total
     variance the "gaussian" one has at ``shots``)."""
-    from qrobust.corruption import CORRUPTIONS
-    from qrobust.experiments.inputs import make_chunk_inputs
-
     rows, by_noise = [], {}  # noise -> (the jitted ratios, the initial ratios by replica)
     programs = run.programs()
     coordinates = ["corruption", "seed", "n_corrupted"]  # a replica's start: its seed's weights, its flips
@@ -138,9 +131,7 @@ def gradient_variance(run, dataset) -> pd.DataFrame:
         trained = run.weights(program)[program]
         model, r = trained.model, trained.replicas
         noise = programs[program]["settings"].get("noise", "none")
-        kinds = np.asarray([CORRUPTIONS.index(c) for c in r.corruption], np.int32)
-        init, _, data = make_chunk_inputs(model, dataset)(r.seed.to_numpy(np.int32), kinds,
-                                                         r.n_corrupted.to_numpy(np.int32))
+        init, data = _replica_inputs(trained, dataset)
         if noise not in by_noise:  # the exact logits, hence the ratios, are the same at every shots of one noise
             ratios = _replica_ratios(model)
             start = r[coordinates].assign(variance_ratio_init=np.asarray(ratios(init, data.x, data.y)[0]))
@@ -152,6 +143,18 @@ def gradient_variance(run, dataset) -> pd.DataFrame:
                                device_shots=r.shots.astype(float).to_numpy() * np.asarray(at_end))
         rows.append(frame.merge(start, on=coordinates, how="left", validate="one_to_one"))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def _replica_inputs(trained, dataset):
+    """(initial params, TrainData) of the stored replicas ``trained``, remade from their seeds (their flips
+    included) by the engine's own input builder, ``make_chunk_inputs``, for ``trained.model``."""
+    from qrobust.experiments.inputs import make_chunk_inputs
+
+    r = trained.replicas
+    kinds = np.asarray([CORRUPTIONS.index(c) for c in r.corruption], np.int32)
+    init, _, data = make_chunk_inputs(trained.model, dataset)(r.seed.to_numpy(np.int32), kinds,
+                                                             r.n_corrupted.to_numpy(np.int32))
+    return init, data
 
 
 def _replica_ratios(model):
