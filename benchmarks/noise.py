@@ -12,7 +12,10 @@ equal error. Ratios measured in one run are the result (docs/device.md).
    ``qrobust.models.noise.observable``: the simulator before 2026-12-07): the operator alone, and one
    value-and-gradient of sum_b tanh(5 <Z>_b) over the training batch (256 real amplitude vectors), at 10 qubits
    and depth d.
-3. One value-and-gradient of sum_b <Z>_b over a batch of B examples, the same noisy circuit:
+3. The reverse mode (``reverse``): one value-and-gradient of sum_b tanh(<Z>_b) over B real amplitude vectors at
+   n qubits and depth --depth-reverse, JAX's own reverse mode with the complex operator (before) against the
+   written-out one with the real operator (now), and the step between; the values and gradients they differ by.
+4. One value-and-gradient of sum_b <Z>_b over a batch of B examples, the same noisy circuit:
    - "heisenberg": exact (float32 rounding, about 1e-6 against tc.DMCircuit: tests/test_noise.py);
    - TensorCircuit trajectories (its ``noisy_qml`` way: ``tc.Circuit`` with ``depolarizing(..., status=u)``,
      vmapped over T trajectories and the batch): an estimate whose standard error is sigma / sqrt(T); sigma is
@@ -22,7 +25,8 @@ equal error. Ratios measured in one run are the result (docs/device.md).
 
   python benchmarks/noise.py [--qubits 10] [--depth 6] [--replicas 2] [--epochs 2] [--p 0.01] [--batch 32]
                              [--trajectories 16] [--shots 1000] [--shift] [--skip-training]
-                             [--skip-comparison] [--skip-basis] [--skip-density] [--out FILE.json]
+                             [--skip-comparison] [--skip-basis] [--skip-density] [--depth-reverse 6]
+                             [--skip-reverse] [--out FILE.json]
 
 Run it alone on the machine: nothing else heavy at the same time.
 """
@@ -103,6 +107,36 @@ def bases(args) -> dict:
     for key in ("operator_s", "step_s"):
         out[f"{key}_ratio"] = round(out["computational"][key] / out["pauli"][key], 2)
     print(f"  computational / pauli: operator {out['operator_s_ratio']}x, step {out['step_s_ratio']}x", flush=True)
+    return out
+
+
+def reverse(args) -> dict:
+    """One value-and-gradient of sum_b tanh(<Z>_b) over a batch of real amplitude vectors, three ways (ratios in
+    one run): JAX's own reverse mode through the Pauli-basis contractions and the complex operator (the simulator
+    before 2026-12-07's third change: ``forward_mode=True``, states given as complex), the written-out reverse mode
+    with the complex operator, and with the real one (the simulator now)."""
+    from qrobust.models import qnn
+
+    n, depth = args.qubits, args.depth_reverse
+    rng = np.random.default_rng(0)
+    params = jnp.asarray(rng.normal(scale=0.5, size=(depth, n, 4)), jnp.float32)
+    x = rng.normal(size=(args.batch, 2**n))
+    real = jnp.asarray(x / np.linalg.norm(x, axis=1, keepdims=True), jnp.float32)
+    out, values = {}, {}
+    for name, forward_mode, xs in (("jax_reverse_complex", True, real.astype(jnp.complex64)),
+                                   ("written_reverse_complex", False, real.astype(jnp.complex64)),
+                                   ("written_reverse_real", False, real)):
+        model = qnn(n, depth, noise=f"depolarizing:{args.p}", forward_mode=forward_mode)
+        step = jax.jit(jax.value_and_grad(lambda q, xs, m=model: jnp.sum(jnp.tanh(m.apply_batch(q, xs)))))
+        out[name] = dict(zip(("compile_s", "s"), timed(step, params, xs, repeat=2)))
+        values[name] = step(params, xs)
+        print(f"  {name:24s} {out[name]}", flush=True)
+    base = values["jax_reverse_complex"]
+    for name, (value, grad) in values.items():
+        out[name].update(ratio=round(out["jax_reverse_complex"]["s"] / out[name]["s"], 2),
+                         value_difference=float(abs(value - base[0])),
+                         gradient_difference=float(jnp.max(jnp.abs(grad - base[1]))))
+    print(f"  before / now: {out['written_reverse_real']['ratio']}x", flush=True)
     return out
 
 
@@ -196,6 +230,8 @@ def main() -> None:
     ap.add_argument("--skip-training", action="store_true")
     ap.add_argument("--skip-comparison", action="store_true", help="leave out the trajectories and density matrix")
     ap.add_argument("--skip-basis", action="store_true", help="leave out the Pauli against computational basis")
+    ap.add_argument("--depth-reverse", type=int, default=6, help="depth of the reverse-mode comparison")
+    ap.add_argument("--skip-reverse", action="store_true", help="leave out the reverse-mode comparison")
     ap.add_argument("--skip-density", action="store_true",
                     help="leave out the density matrix (at 10 qubits its reverse mode asks for tens of GB)")
     ap.add_argument("--out")
@@ -210,6 +246,10 @@ def main() -> None:
         print(f"the operator's propagation, {args.qubits} qubits, depth {args.depth}, depolarizing {args.p} after "
               "every gate, Pauli basis against computational basis:", flush=True)
         result["bases"] = bases(args)
+    if not args.skip_reverse:
+        print(f"one value-and-gradient over {args.batch} real states, {args.qubits} qubits, depth "
+              f"{args.depth_reverse}, depolarizing {args.p} after every gate, the reverse mode:", flush=True)
+        result["reverse"] = reverse(args)
     if not args.skip_comparison:
         print(f"one value-and-gradient over {args.batch} examples, depth {args.depth_compare}, depolarizing "
               f"{args.p} after every gate:", flush=True)

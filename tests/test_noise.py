@@ -1,6 +1,7 @@
 """A QNN on a device: gate noise and readout error ("heisenberg") against TensorCircuit's own density matrices
 (``tc.DMCircuit`` with its channels), finite shots against their exact statistics, and the options that set them."""
 
+import functools
 import json
 
 import jax
@@ -471,3 +472,72 @@ def test_real_input_states_take_the_real_quadratic_form(x64):
     ours = np.asarray(model.apply_batch(jnp.asarray(params, jnp.float32), prepared)) / 5
     reference = dm_reference(library("hea").circuit(n, 2), n, noise, n - 1)
     np.testing.assert_allclose(ours, [reference(params, s) for s in states], atol=1e-5)
+
+
+def _pauli_sum(c, n):
+    """sum_P c_P P written out with numpy Kronecker products: the independent truth for ``pauli.to_operator``
+    (coefficient index: a_q on axis q, b_q on axis n + q; X^a Z^b i^(ab) is I, Z, X, Y)."""
+    one = {(0, 0): np.eye(2), (0, 1): np.diag([1, -1]), (1, 0): np.array([[0, 1], [1, 0]]),
+           (1, 1): np.array([[0, -1j], [1j, 0]])}
+    total = np.zeros((2**n, 2**n), complex)
+    for index, value in np.ndenumerate(np.reshape(c, (2,) * (2 * n))):
+        string = np.eye(1)
+        for q in range(n):
+            string = np.kron(string, one[(index[q], index[n + q])])
+        total += value * string
+    return total
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_the_real_operator_gives_every_real_states_quadratic_form(x64, n):
+    """``to_operator(real=True)``: the real symmetric A with x^T A x = Re <x|O|x> for every real x, O written out
+    as a sum of Pauli strings (Y's with their factor i, which A drops where odd and signs where even), with
+    per-qubit maps at the circuit's start on some qubits; against the complex operator the simulator used
+    before, and the real forms on random real states."""
+    from qrobust.models import pauli
+
+    rng = np.random.default_rng(n)
+    c = rng.normal(size=4**n)
+    first = {q: rng.normal(size=(4, 4)) for q in range(0, n, 2)}
+    moved = np.asarray(functools.reduce(lambda v, q: pauli.apply(v, ("dense", first[q], (q,)), n), first,
+                                        jnp.asarray(c)))
+    o = _pauli_sum(moved, n)
+    real = np.asarray(pauli.to_operator(jnp.asarray(c), n, jnp.float64, first, real=True))
+    np.testing.assert_allclose(np.asarray(pauli.to_operator(jnp.asarray(c), n, jnp.complex128, first)), o,
+                               atol=1e-12)
+    np.testing.assert_allclose(real, real.T, atol=1e-12)
+    np.testing.assert_allclose(real, (o.real + o.real.T) / 2, atol=1e-12)
+    xs = rng.normal(size=(5, 2**n))
+    np.testing.assert_allclose(np.einsum("bi,ij,bj->b", xs, real, xs), np.real(np.einsum("bi,ij,bj->b", xs, o, xs)),
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("circuit, n, noise", [
+    ("hea", 4, "depolarizing:0.03+amplitude_damping:0.02+readout:0.01"),
+    (RandomCircuit(4, 5), 4, "depolarizing2:0.05+dephasing@layer:0.03+amplitude_damping:0.02")])
+def test_the_written_out_reverse_mode_is_jaxs_own(x64, circuit, n, noise):
+    """The simulator's reverse mode (``pauli.apply_reverse``: the transposed PTM on the cotangent, the PTM's
+    cotangent as one matrix product) against JAX's own through ``pauli.apply`` (``forward_mode=True``), on real
+    and complex states, a Toffoli's 64 x 64 PTM among the gates of the random circuit; forward mode, which
+    Hessian-vector products need, works where asked for and raises where not."""
+    user = callable(circuit)
+    rng = np.random.default_rng(11)
+    models = [qnn(n, 2, ansatz=circuit, n_params=circuit.n_params if user else None, noise=noise,
+                  forward_mode=mode, dtype="complex128") for mode in (True, False)]
+    shape = jax.eval_shape(models[0].init, jax.random.PRNGKey(0)).shape
+    params = jnp.asarray(rng.uniform(-np.pi, np.pi, size=shape))
+    real = rng.normal(size=(3, 2**n))
+    for states in (real / np.linalg.norm(real, axis=1, keepdims=True), np.stack([_state(rng, n) for _ in range(3)])):
+        xs = models[0].prepare(states)
+        assert jnp.iscomplexobj(xs) == jnp.iscomplexobj(states)
+        grads = [jax.jit(jax.grad(lambda p, m=m: jnp.sum(jnp.tanh(m.apply_batch(p, xs)) * jnp.arange(1, 4))))(params)
+                 for m in models]
+        assert float(jnp.max(jnp.abs(grads[0]))) > 1e-2
+        np.testing.assert_allclose(np.asarray(grads[1]), np.asarray(grads[0]), atol=1e-12)
+    tangent = jnp.asarray(rng.normal(size=shape))
+    _, jvp = jax.jvp(lambda p: models[0].apply_batch(p, xs), (params,), (tangent,))
+    central = (models[0].apply_batch(params + 1e-6 * tangent, xs) - models[0].apply_batch(params - 1e-6 * tangent,
+                                                                                          xs)) / 2e-6
+    np.testing.assert_allclose(np.asarray(jvp), np.asarray(central), atol=1e-6)
+    with pytest.raises(TypeError):
+        jax.jvp(lambda p: models[1].apply_batch(p, xs), (params,), (tangent,))

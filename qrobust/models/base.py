@@ -70,6 +70,7 @@ class SimOptions(NamedTuple):
     contractor: str | None = None
     block_size: int = 5
     matmul_precision: str = "highest"
+    forward_mode: bool = False  # the model must have forward mode (jax.jvp) too: a simulator may pick other kernels
 
 
 def batch_logits(model: Model) -> Callable[[Any, jax.Array], jax.Array]:

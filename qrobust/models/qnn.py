@@ -189,7 +189,8 @@ def qnn(
     if layers is not None:
         raise ConfigError(layers)
     apply, apply_batch = simulators.build(simulator, circuit, SimOptions(
-        dtype=dtype, contractor=contractor, block_size=block_size, matmul_precision=matmul_precision))
+        dtype=dtype, contractor=contractor, block_size=block_size, matmul_precision=matmul_precision,
+        forward_mode=forward_mode))
     shape, rdt = circuit.param_shape, real_dtype(dtype)
 
     def init(key):
