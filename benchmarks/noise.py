@@ -5,8 +5,9 @@ equal error. Ratios measured in one run are the result (docs/device.md).
 1. Training, through the sweep engine's own program (``benchmarks/user_circuit.time_model``): R replicas for E
    epochs of MNIST (500 samples, batch 256, the paper's settings) at 10 qubits and depth d; seconds per replica
    per 100 epochs of the exact QNN (the registry's default simulator), of the noisy one (depolarizing p after
-   every gate, "heisenberg"), and of the noisy one with N shots (its "gaussian" and, with --shift, "shift"
-   gradient).
+   every gate, "heisenberg"), of the noisy one with N shots (its "gaussian" and, with --shift, "shift"
+   gradient), and of the noisy one with JAX's own reverse mode (``forward_mode=True``; the simulator before
+   2026-12-07's written-out reverse mode).
 2. The operator's propagation, in the Pauli basis (the simulator's: real transfer matrices, each multi-qubit gate
    fused with what acts on its qubits) against the computational basis (complex superoperators,
    ``qrobust.models.noise.observable``: the simulator before 2026-12-07): the operator alone, and one
@@ -67,6 +68,7 @@ def training(args, dataset) -> dict:
     models = {"exact": qnn(args.qubits, args.depth), "noisy": qnn(args.qubits, args.depth, noise=noise),
               f"noisy+{args.shots} shots (gaussian)": qnn(args.qubits, args.depth, noise=noise, shots=args.shots,
                                                           shot_gradient="gaussian")}
+    models["noisy, JAX's reverse mode"] = qnn(args.qubits, args.depth, noise=noise, forward_mode=True)  # before
     if args.shift:
         models[f"noisy+{args.shots} shots (shift)"] = qnn(args.qubits, args.depth, noise=noise, shots=args.shots)
     out = {}
