@@ -212,7 +212,7 @@ def _dense(c, r, qubits, n: int):
 
 
 def _dense_forward(c, r, qubits, n: int):
-    return _dense(c, r, qubits, n), (c, r)
+    return apply(c, ("dense", r, qubits), n), (c, r)
 
 
 def _dense_backward(qubits, n: int, saved, g):
