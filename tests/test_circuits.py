@@ -241,6 +241,59 @@ def test_bad_circuits_and_settings_are_refused_by_name():
         qnn(3, 1, ansatz="hea_cz", encoding="angle", n_features=4)
 
 
+def _pads(fn, params) -> int:
+    return sum(e.primitive.name == "pad" for e in jax.make_jaxpr(jax.grad(fn))(params).jaxpr.eqns)
+
+
+def test_split_parameters_record_the_same_gates_and_a_gradient_without_a_padded_copy_per_read(x64):
+    """``record``'s split: the same gates, values and gradients as on the whole array (to 1e-12), and a gradient
+    whose program sums no zero-padded copy of the parameters per read (the whole array's: one per rotation),
+    the graph XLA:CPU compiled for 67 s at 10 qubits and depth 6 (docs/device.md)."""
+    from qrobust.models.circuits import record
+
+    n, depth = 3, 2
+    fn = LIBRARY["hea"].circuit(n, depth)
+    params = jnp.asarray(np.random.default_rng(0).normal(size=(depth, n, 4)))
+    weights = np.random.default_rng(1).normal(size=(8, 4, 4))
+
+    def weighted(split):
+        def f(q):
+            gates, _ = record(fn, n, "amplitude", q, None, "complex128", split=split)
+            return sum(jnp.sum(jnp.real(m * weights[i % 8][:len(m), :len(m)])) for i, (m, _, _) in enumerate(gates))
+        return f
+
+    for (a, qa, na), (b, qb, nb) in zip(*(record(fn, n, "amplitude", params, None, "complex128", split=s)[0]
+                                          for s in (True, False))):
+        assert (qa, na) == (qb, nb) and np.allclose(a, b, atol=1e-12)
+    (va, ga), (vb, gb) = (jax.jit(jax.value_and_grad(weighted(s)))(params) for s in (True, False))
+    assert abs(va - vb) < 1e-12 and np.allclose(ga, gb, atol=1e-12) and np.abs(ga).min() > 0
+    assert _pads(weighted(False), params) == depth * n * 4 and _pads(weighted(True), params) == 0
+
+
+def test_an_ansatz_that_cannot_take_split_parameters_is_recorded_whole_or_refused_by_name():
+    """An ansatz calling jax on a slice of its parameters fails on the split array and is recorded on the whole;
+    one that records other gates on the split array (it reads their type) is refused, with the reason."""
+    from qrobust.models.circuits import record
+
+    def sliced(c, params, x):
+        for q, t in enumerate(jnp.sin(params[:2])):
+            c.ry(q, theta=t)
+        c.cnot(0, 1)
+
+    def by_type(c, params, x):
+        c.ry(0, theta=params[0] * (2.0 if isinstance(params, np.ndarray) else 1.0))
+        c.cnot(0, 1)
+
+    params = jnp.asarray([0.3, -0.7])
+    gates, _ = record(sliced, 2, "amplitude", params, None)
+    assert np.allclose(gates[0][0], np.cos(np.sin(0.3) / 2) * I2 - 1j * np.sin(np.sin(0.3) / 2) * Y, atol=1e-6)
+    assert qnn(2, ansatz=sliced, n_params=2).settings["simulator"] == "xla-gates"
+    model = qnn(2, ansatz=by_type, n_params=2)
+    assert model.settings["simulator"] == "tc-gates"
+    assert "records other gates when its parameters are given as an array of their entries" in \
+        model.settings["simulator_reason"]
+
+
 def test_a_user_ansatz_from_a_function_counts_its_parameters():
     def mine(c, params, x, depth):
         for layer in range(depth):

@@ -42,14 +42,39 @@ def _start(tc, n: int, encoding: str, x):
     return c
 
 
-def record(ansatz: Callable, n: int, encoding: str, params, x, dtype: str = "complex64"):
+def _scalars(params):
+    """``params`` (a jax or numpy array) as a numpy array of objects holding its entries, split off in one
+    operation; None for anything else. An ansatz reads its parameters one at a time (``p[layer, q, 0]``): on a
+    jax array each read is a slice, whose reverse mode is a zero-padded copy of the whole array, and XLA:CPU
+    takes minutes to compile a few hundred of them summed (the paper's circuit at 10 qubits and depth 6: the
+    recorded gates' gradient 67 s); split once, the reverse mode is one concatenation (docs/device.md)."""
+    if not isinstance(params, (jax.Array, np.ndarray)) or params.ndim == 0 or params.dtype == object:
+        return None
+    cells = np.empty(params.size, dtype=object)
+    for i, entry in enumerate(jnp.unstack(jnp.reshape(params, (-1,)))):
+        cells[i] = entry
+    return cells.reshape(params.shape)
+
+
+def record(ansatz: Callable, n: int, encoding: str, params, x, dtype: str = "complex64", *, split: bool = True):
     """The gates of the circuit for these ``params`` and input ``x``: a list of (matrix (2**k, 2**k), qubits),
     and the ``tc.Circuit`` they were recorded from. Raises ValueError naming a record entry that is not a
-    plain gate."""
+    plain gate.
+
+    ``split``: the ansatz is first given ``params`` as an array of its entries (``_scalars``), which records the
+    same gates with a gradient far quicker to compile; where it fails on that (an ansatz that calls jax on a
+    slice of its parameters), it is run on ``params`` itself. ``record_problem`` checks both records agree."""
     # constant gates (a CNOT's matrix) stay concrete values under jit, so ``fused`` can see what they are
     with tc_context(dtype) as tc, jax.ensure_compile_time_eval():
         c = _start(tc, n, encoding, x)
-        ansatz(c, params, x if encoding == "reupload" else None)
+        cells = _scalars(params) if split else None
+        try:
+            ansatz(c, params if cells is None else cells, x if encoding == "reupload" else None)
+        except Exception:
+            if cells is None:
+                raise
+            c = _start(tc, n, encoding, x)
+            ansatz(c, params, x if encoding == "reupload" else None)
         gates = []
         for entry in c._qir:
             qubits = tuple(int(q) for q in entry["index"])
@@ -306,11 +331,17 @@ def _initial_state(n: int, encoding: str, x, dtype) -> jax.Array:
 
 def record_problem(ansatz, n: int, encoding: str, params, x, dtype: str) -> str | None:
     """Why the recorded gates of ``ansatz`` cannot stand for it (None: they can): the record is not plain gates,
-    or applying it does not give TensorCircuit's own state for the input ``x``."""
+    or applying it does not give TensorCircuit's own state for the input ``x``, or it records other gates
+    when given its parameters split (``record``'s ``split``)."""
     try:
         gates, c = record(ansatz, n, encoding, params, x, dtype)
     except ValueError as exc:
         return str(exc)
+    plain, _ = record(ansatz, n, encoding, params, x, dtype, split=False)
+    if len(plain) != len(gates) or any(g[1:] != h[1:] or not np.allclose(g[0], h[0], atol=1e-6)
+                                       for g, h in zip(gates, plain)):
+        return ("the circuit records other gates when its parameters are given as an array of their entries "
+                "than as one array (it reads their type or dtype?)")
     start = _initial_state(n, encoding, x, jnp.complex128 if dtype == "complex128" else jnp.complex64)
     ours = np.asarray(apply_gates(start, gates, n))
     with tc_context(dtype):
