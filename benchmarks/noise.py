@@ -24,10 +24,15 @@ equal error. Ratios measured in one run are the result (docs/device.md).
      T = (sigma / eps)^2 trajectories (the cost is linear in T);
    - TensorCircuit's density matrix (``tc.DMCircuit``, vmapped over the batch): exact, 4**n per example.
 
+5. Compilation (``compile``): seconds to compile one value-and-gradient of sum_b tanh(<Z>_b) over B real
+   amplitude vectors at n qubits and depth d, the noisy paper's circuit ("heisenberg") and the exact
+   "rxry_cnot" (the registry's simulator for it), with the record's parameters split into scalars (now) and
+   whole (``record(..., split=False)``: before 2026-12-07's fourth change).
+
   python benchmarks/noise.py [--qubits 10] [--depth 6] [--replicas 2] [--epochs 2] [--p 0.01] [--batch 32]
                              [--trajectories 16] [--shots 1000] [--shift] [--skip-training]
                              [--skip-comparison] [--skip-basis] [--skip-density] [--depth-reverse 6]
-                             [--skip-reverse] [--out FILE.json]
+                             [--skip-reverse] [--skip-compile] [--out FILE.json]
 
 Run it alone on the machine: nothing else heavy at the same time.
 """
@@ -35,6 +40,7 @@ Run it alone on the machine: nothing else heavy at the same time.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -142,6 +148,35 @@ def reverse(args) -> dict:
     return out
 
 
+def compilation(args) -> dict:
+    """Compile seconds of a training step, the record's parameters split (now) and whole (before)."""
+    from qrobust.models import circuits, qnn
+
+    n, depth = args.qubits, args.depth
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(args.batch, 2**n))
+    xs = jnp.asarray(x / np.linalg.norm(x, axis=1, keepdims=True), jnp.float32)
+    record, out = circuits.record, {}
+    for name, kwargs in (("noisy_hea", dict(noise=f"depolarizing:{args.p}")), ("exact_rxry_cnot",
+                                                                                dict(ansatz="rxry_cnot"))):
+        for split in (True, False):
+            circuits.record = functools.partial(record, split=split)  # read when a model is built
+            try:
+                model = qnn(n, depth, **kwargs)
+                params = model.init(jax.random.PRNGKey(0))
+                step = jax.jit(jax.value_and_grad(lambda q, m=model: jnp.sum(jnp.tanh(m.apply_batch(q, xs)))))
+                start = time.perf_counter()
+                step.lower(params).compile()
+                key = f"{name}_{'split' if split else 'whole'}"
+                out[key] = dict(simulator=model.settings["simulator"], compile_s=round(time.perf_counter() - start, 1))
+            finally:
+                circuits.record = record
+            print(f"  {key:26s} {out[key]}", flush=True)
+        out[f"{name}_ratio"] = round(out[f"{name}_whole"]["compile_s"] / out[f"{name}_split"]["compile_s"], 1)
+        print(f"  {name}: whole / split {out[f'{name}_ratio']}x", flush=True)
+    return out
+
+
 def _noisy(c, fn, params, channel) -> None:
     """``fn``'s gates on ``c``, each followed by ``channel(q, k)`` on each qubit q it touches (k counts them)."""
     count = [0]
@@ -234,6 +269,7 @@ def main() -> None:
     ap.add_argument("--skip-basis", action="store_true", help="leave out the Pauli against computational basis")
     ap.add_argument("--depth-reverse", type=int, default=6, help="depth of the reverse-mode comparison")
     ap.add_argument("--skip-reverse", action="store_true", help="leave out the reverse-mode comparison")
+    ap.add_argument("--skip-compile", action="store_true", help="leave out the compile times")
     ap.add_argument("--skip-density", action="store_true",
                     help="leave out the density matrix (at 10 qubits its reverse mode asks for tens of GB)")
     ap.add_argument("--out")
@@ -252,6 +288,10 @@ def main() -> None:
         print(f"one value-and-gradient over {args.batch} real states, {args.qubits} qubits, depth "
               f"{args.depth_reverse}, depolarizing {args.p} after every gate, the reverse mode:", flush=True)
         result["reverse"] = reverse(args)
+    if not args.skip_compile:
+        print(f"compiling one value-and-gradient over {args.batch} real states, {args.qubits} qubits, depth "
+              f"{args.depth}, the record's parameters split against whole:", flush=True)
+        result["compile"] = compilation(args)
     if not args.skip_comparison:
         print(f"one value-and-gradient over {args.batch} examples, depth {args.depth_compare}, depolarizing "
               f"{args.p} after every gate:", flush=True)

@@ -102,6 +102,9 @@ def _wait(ready: Callable[[], Any], what: str, timeout_s: float) -> Any:
             return answer
         failures = client.key_value_dir_get(_FAILED)
         if failures:
+            answer = ready()  # the wait may have ended between the two reads, and the failure come after it
+            if answer is not None:
+                return answer
             raise PeerFailedError("; ".join(f"process {k.rsplit('/', 1)[-1]} failed: {v}" for k, v in failures)
                                   + f" (while this one, process {jax.process_index()}, waited at {what})")
         if time.monotonic() > deadline:
