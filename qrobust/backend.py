@@ -44,9 +44,12 @@ def tc_context(dtype: str = "complex64", contractor: str | None = None) -> Itera
     Importing TensorCircuit switches JAX's 64-bit mode off, and its ``set_dtype`` switches it (on for
     complex128, OFF for complex64) on entering and again on leaving. The user's mode is put back at once
     and after, so a process in 64-bit mode (``JAX_ENABLE_X64=1``) stays in it: otherwise later float64
-    arrays silently become float32, and a gradient traced after the circuit mixes the two widths.
+    arrays silently become float32, and a gradient traced after the circuit mixes the two widths. Inside a
+    ``with jax.enable_x64(True)`` block, the global mode is put back as it was, not set to the block's (which
+    left a process in 64-bit mode after the block: found 2026-12-08).
     """
     x64 = jax.config.read("jax_enable_x64")  # before the import: importing tensorcircuit switches it off
+    global_x64 = _global_x64()  # differs inside ``with jax.enable_x64(...)``: that block's value is not global
     try:
         import tensorcircuit as tc
 
@@ -58,4 +61,14 @@ def tc_context(dtype: str = "complex64", contractor: str | None = None) -> Itera
                 with tc.runtime_contractor(contractor):
                     yield tc
     finally:
-        jax.config.update("jax_enable_x64", x64)
+        jax.config.update("jax_enable_x64", global_x64)
+
+
+def _global_x64() -> bool:
+    """JAX's global 64-bit mode, whatever a ``with jax.enable_x64(...)`` block around this call says (that
+    block's value is the one in effect, and the one ``jax.config.read`` gives); the value in effect where this
+    JAX does not tell them apart."""
+    from jax._src import config
+
+    state = getattr(config, "enable_x64", None)
+    return bool(state.get_global()) if hasattr(state, "get_global") else bool(jax.config.read("jax_enable_x64"))

@@ -41,3 +41,16 @@ def native_kernel():
     reason = native.unavailable_reason()
     if reason is not None:
         pytest.skip(f"the native simulator is unavailable: {reason}")
+
+
+@pytest.fixture(autouse=True)
+def _numerics_left_as_found():
+    """No test leaves JAX's global settings that change numbers (``provenance.numerics``: 64-bit mode, PRNG,
+    matmul precision) other than it found them: a later test in the same process would compute other numbers
+    (found 2026-12-08: a run in one pytest worker was refused as "made under other numerics")."""
+    from qrobust.provenance import numerics
+
+    before = numerics()
+    yield
+    after = numerics()
+    assert after == before, f"this test changed JAX's numerics: {before} -> {after}"

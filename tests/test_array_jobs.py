@@ -164,23 +164,18 @@ def test_claimers_and_a_plain_writer_do_not_share_a_directory(tmp_path, capsys, 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """An undisturbed single-process run (six chunks of one replica), with a cache the claimers share; in a
-    fresh process, as the claimers run: in this one, after other tests, its float32 losses once differed from
-    theirs in the last bits (2026-12-08, the suite run by two pytest-xdist workers; not isolated further)."""
+    """An undisturbed single-process run (six chunks of one replica), with a cache the claimers share."""
     root = tmp_path_factory.mktemp("array")
-    text, _ = _cli(root / "reference", root / "cache").communicate(timeout=240)
-    assert (root / "reference" / "results.csv").exists(), text
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("QROBUST_CACHE", str(root / "cache"))
+        assert main(TINY + ["--out", str(root / "reference")]) == 0
     return root
 
 
-def _cli(out: Path, cache: Path, *extra: str, args=TINY) -> subprocess.Popen:
-    env = dict(os.environ, QROBUST_CACHE=str(cache), PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "qrobust.cli", *args, *extra, "--out", str(out)], env=env,
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
 def _claimer(out: Path, cache: Path) -> subprocess.Popen:
-    return _cli(out, cache, "--claim")
+    env = dict(os.environ, QROBUST_CACHE=str(cache), PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, "-m", "qrobust.cli", *TINY, "--claim", "--out", str(out)], env=env,
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _array_job(root: Path, out: Path, n: int, kills: int, seed: int) -> None:
@@ -228,12 +223,10 @@ def test_four_claimers_killed_again_and_again_make_the_undisturbed_tables(refere
 def split(reference):
     """The reference's seeds run as two runs: seeds 0, 1 and seed 2 (--seed-offset)."""
     seeds = TINY.index("--seeds")
-    args = TINY[:seeds] + TINY[seeds + 2:]
-    runs = [_cli(reference / "first", reference / "cache", "--seeds", "2", args=args),
-            _cli(reference / "second", reference / "cache", "--seeds", "1", "--seed-offset", "2", args=args)]
-    for run in runs:
-        text, _ = run.communicate(timeout=240)
-        assert run.returncode == 0, text
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("QROBUST_CACHE", str(reference / "cache"))
+        for name, extra in (("first", ["--seeds", "2"]), ("second", ["--seeds", "1", "--seed-offset", "2"])):
+            assert main(TINY[:seeds] + TINY[seeds + 2:] + extra + ["--out", str(reference / name)]) == 0
     return reference / "first", reference / "second"
 
 

@@ -44,3 +44,25 @@ def test_complex128_gradients_with_global_x64_and_the_mode_stays_on():
     env = dict(os.environ, JAX_ENABLE_X64="1", JAX_PLATFORMS="cpu")
     run = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-2000:]
+
+
+BLOCK = textwrap.dedent("""
+    import jax, jax.numpy as jnp
+    from qrobust.models import qnn, batch_logits
+    assert not jax.config.read("jax_enable_x64")
+    with jax.enable_x64(True):  # TensorCircuit first imported in here, as by conftest's x64 fixture
+        model = qnn(3, 1, dtype="complex128", simulator="tc-fused")
+        states = jnp.ones((2, 8), jnp.complex128) / jnp.sqrt(8.0)
+        assert batch_logits(model)(model.init(jax.random.PRNGKey(0)), model.prepare(states)).dtype == jnp.float64
+    assert not jax.config.read("jax_enable_x64"), "64-bit mode left on after the block"
+    assert jnp.ones(2).dtype == jnp.float32
+    print("ok")
+""")
+
+
+def test_a_with_enable_x64_block_leaves_the_global_mode_as_it_found_it():
+    """TensorCircuit's import switches the global mode; qrobust put the block's value there (2026-12-08)."""
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    run = subprocess.run([sys.executable, "-c", BLOCK], env=dict(env, JAX_PLATFORMS="cpu"), capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-2000:]
