@@ -89,3 +89,21 @@ def test_process_zero_decides_and_a_failure_stops_every_process():
     assert lines[:2] == ["ANSWER 0 0 10", "ANSWER 1 0 10"]
     assert lines[2].startswith("STOPPED 0 PeerFailedError process 1 failed: RuntimeError: disk full")
     assert lines[3] == "STOPPED 1 RuntimeError disk full"
+
+
+def test_a_wait_that_ended_before_a_peers_failure_is_passed(monkeypatch):
+    """The race the two-process test met under load (2026-12-08): this process read "not everyone yet", then the
+    last process arrived, passed, failed and announced it, and only then did this one read the failures. The wait
+    had ended: it is passed; a wait that has not ended still stops at the failure."""
+    from qrobust import sharding
+
+    class Store:
+        def key_value_dir_get(self, prefix):
+            assert prefix == sharding._FAILED
+            return [("qrobust/failed/1", "RuntimeError: disk full")]
+
+    monkeypatch.setattr(sharding, "_client", lambda: Store())
+    answers = iter([None, "over"])
+    assert sharding._wait(lambda: next(answers), "barrier 1 (together)", 60) == "over"
+    with pytest.raises(sharding.PeerFailedError, match="process 1 failed: RuntimeError: disk full"):
+        sharding._wait(lambda: None, "barrier 2 (never passed)", 60)
