@@ -46,7 +46,7 @@ def _scalars(params):
     """``params`` (a jax or numpy array) as a numpy array of objects holding its entries, split off in one
     operation; None for anything else. An ansatz reads its parameters one at a time (``p[layer, q, 0]``): on a
     jax array each read is a slice, whose reverse mode is a zero-padded copy of the whole array, and XLA:CPU
-    takes minutes to compile a few hundred of them summed (the paper's circuit at 10 qubits and depth 6: the
+    is slow to compile a few hundred of them summed (the paper's circuit at 10 qubits and depth 6: the
     recorded gates' gradient 67 s); split once, the reverse mode is one concatenation (docs/device.md)."""
     if not isinstance(params, (jax.Array, np.ndarray)) or params.ndim == 0 or params.dtype == object:
         return None
