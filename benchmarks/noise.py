@@ -28,11 +28,16 @@ equal error. Ratios measured in one run are the result (docs/device.md).
    amplitude vectors at n qubits and depth d, the noisy paper's circuit ("heisenberg") and the exact
    "rxry_cnot" (the registry's simulator for it), with the record's parameters split into scalars (now) and
    whole (``record(..., split=False)``: before 2026-12-07's fourth change).
+6. Placements and channels (``placements``): one value-and-gradient of sum_b tanh(<Z>_b) over B real amplitude
+   vectors at n qubits and depth d, for each of depolarizing p after every gate (the reference), once per layer
+   (``@layer``), on the pair of every two-qubit gate (``depolarizing2``), both of the last two, dephasing and
+   amplitude damping after every gate, readout error alone (2p), and the exact circuit (the registry's simulator);
+   each as a ratio to the reference.
 
   python benchmarks/noise.py [--qubits 10] [--depth 6] [--replicas 2] [--epochs 2] [--p 0.01] [--batch 32]
                              [--trajectories 16] [--shots 1000] [--shift] [--skip-training]
                              [--skip-comparison] [--skip-basis] [--skip-density] [--depth-reverse 6]
-                             [--skip-reverse] [--skip-compile] [--out FILE.json]
+                             [--skip-reverse] [--skip-compile] [--skip-placements] [--out FILE.json]
 
 Run it alone on the machine: nothing else heavy at the same time.
 """
@@ -177,6 +182,35 @@ def compilation(args) -> dict:
     return out
 
 
+def placements(args) -> dict:
+    """Seconds of one value-and-gradient per noise model (module docstring, section 6), and its ratio to
+    depolarizing after every gate."""
+    from qrobust.models import qnn
+
+    n, depth, p = args.qubits, args.depth, args.p
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(args.batch, 2**n))
+    xs = jnp.asarray(x / np.linalg.norm(x, axis=1, keepdims=True), jnp.float32)
+    noises = {"depolarizing after every gate": f"depolarizing:{p}", "depolarizing per layer": f"depolarizing@layer:{p}",
+              "depolarizing2 on two-qubit gates": f"depolarizing2:{p}",
+              "depolarizing per layer + depolarizing2": f"depolarizing@layer:{p}+depolarizing2:{p}",
+              "dephasing after every gate": f"dephasing:{p}", "amplitude damping after every gate":
+              f"amplitude_damping:{p}", "readout error alone": f"readout:{2 * p}", "exact": None}
+    out = {}
+    for name, noise in noises.items():
+        model = qnn(n, depth, noise=noise)
+        params = model.init(jax.random.PRNGKey(0))
+        step = jax.jit(jax.value_and_grad(lambda q, m=model: jnp.sum(jnp.tanh(m.apply_batch(q, xs)))))
+        compile_s, seconds = timed(step, params, repeat=3)
+        out[name] = dict(noise=noise or "none", simulator=model.settings["simulator"], compile_s=round(compile_s, 1),
+                         s=seconds)
+        print(f"  {name:40s} {out[name]}", flush=True)
+    base = out["depolarizing after every gate"]["s"]
+    for v in out.values():
+        v["ratio_to_after_every_gate"] = round(v["s"] / base, 3)
+    return out
+
+
 def _noisy(c, fn, params, channel) -> None:
     """``fn``'s gates on ``c``, each followed by ``channel(q, k)`` on each qubit q it touches (k counts them)."""
     count = [0]
@@ -270,6 +304,7 @@ def main() -> None:
     ap.add_argument("--depth-reverse", type=int, default=6, help="depth of the reverse-mode comparison")
     ap.add_argument("--skip-reverse", action="store_true", help="leave out the reverse-mode comparison")
     ap.add_argument("--skip-compile", action="store_true", help="leave out the compile times")
+    ap.add_argument("--skip-placements", action="store_true", help="leave out the placements and channels")
     ap.add_argument("--skip-density", action="store_true",
                     help="leave out the density matrix (at 10 qubits its reverse mode asks for tens of GB)")
     ap.add_argument("--out")
@@ -292,6 +327,10 @@ def main() -> None:
         print(f"compiling one value-and-gradient over {args.batch} real states, {args.qubits} qubits, depth "
               f"{args.depth}, the record's parameters split against whole:", flush=True)
         result["compile"] = compilation(args)
+    if not args.skip_placements:
+        print(f"one value-and-gradient over {args.batch} real states, {args.qubits} qubits, depth {args.depth}, "
+              f"per noise model (strength {args.p}):", flush=True)
+        result["placements"] = placements(args)
     if not args.skip_comparison:
         print(f"one value-and-gradient over {args.batch} examples, depth {args.depth_compare}, depolarizing "
               f"{args.p} after every gate:", flush=True)

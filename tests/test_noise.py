@@ -245,6 +245,38 @@ def test_the_registry_chooses_heisenberg_for_noise_and_refuses_an_exact_simulato
     np.testing.assert_allclose(named.apply_batch(params, xs), exact.apply_batch(params, xs), atol=1e-5)
 
 
+@pytest.mark.parametrize("ansatz, kernel", [("hea", "native"), ("rxry_cnot", "native-gates")])
+def test_readout_error_alone_runs_on_the_exact_kernels_as_heisenberg_reads_it(ansatz, kernel):
+    """Readout error is the factor 1 - 2p on <Z>: with no gate noise the registry runs it on the exact kernels,
+    whose outputs and gradients are "heisenberg"'s (checked against tc.DMCircuit with readout above) and the exact
+    circuit's times 1 - 2p; N-shot readings are binomial about them. Gate noise beside it goes to "heisenberg"."""
+    rng = np.random.default_rng(3)
+    model = qnn(5, 2, ansatz=ansatz, noise="readout:0.05")
+    named = qnn(5, 2, ansatz=ansatz, noise="readout:0.05", simulator="heisenberg")
+    exact = qnn(5, 2, ansatz=ansatz)
+    assert model.settings["simulator"] == kernel and model.settings["noise"] == "readout:0.05"
+    assert qnn(5, 2, ansatz=ansatz, noise="readout:0.05+dephasing:0.01").settings["simulator"] == "heisenberg"
+    params = jnp.asarray(rng.uniform(-np.pi, np.pi, size=exact.init(jax.random.PRNGKey(0)).shape), jnp.float32)
+    states = np.stack([_state(rng, 5) for _ in range(4)])
+    c = jnp.array([1.0, -0.5, 2.0, 0.7])
+
+    def value_and_grad(m):
+        return jax.value_and_grad(lambda p: jnp.sum(c * m.apply_batch(p, m.prepare(states))))(params)
+
+    (value, grad), (reference, reference_grad) = value_and_grad(model), value_and_grad(named)
+    np.testing.assert_allclose(value, reference, atol=5e-5)
+    np.testing.assert_allclose(grad, reference_grad, atol=5e-5)
+    np.testing.assert_allclose(model.apply_batch(params, model.prepare(states)),
+                               0.9 * exact.apply_batch(params, exact.prepare(states)), atol=5e-6)
+    sampled_model = qnn(5, 2, ansatz=ansatz, noise="readout:0.05", shots=50, shot_gradient="gaussian")
+    assert sampled_model.settings["simulator"] == kernel
+    xs = sampled_model.prepare(states)
+    draws = np.asarray(jax.vmap(lambda k: sampled_model.sample(params, xs, k))(
+        jax.random.split(jax.random.PRNGKey(2), 4000))) / 5
+    m = np.asarray(model.apply_batch(params, xs)) / 5
+    assert np.all(np.abs(draws.mean(0) - m) < 5 * np.sqrt((1 - m**2) / 50 / 4000))
+
+
 def test_noise_labels_parse_and_bad_ones_are_refused_by_name():
     assert parse_axis("depolarizing:0.001,0.01") == ("depolarizing:0.001", "depolarizing:0.01")
     assert parse_axis("depolarizing@layer:0.001,0.01") == ("depolarizing@layer:0.001", "depolarizing@layer:0.01")

@@ -166,7 +166,8 @@ class StudyConfig:
         help="gate noise of the QNN, and readout error: depolarizing, dephasing, amplitude_damping (after every "
              "gate on its qubits, or CH@layer:P once per layer on every qubit), depolarizing2 (on the pair of every "
              "two-qubit gate), readout, e.g. depolarizing:0.001,0.01 (a grid axis), CH:P+CH:P for several at once; "
-             "none: exact (the default). Runs on the heisenberg simulator (docs/device.md)")
+             "none: exact (the default). Gate noise runs on the heisenberg simulator, readout error alone on the "
+             "exact ones (docs/device.md)")
     shot_gradient: str = option(
         "shift", group="models", choices=SHOT_GRADIENTS,
         help="with --shots, the QNN's gradient: shift (each parameter-shift term sampled from N shots, as a device "

@@ -43,7 +43,8 @@ class Capabilities(NamedTuple):
     encodings: the inputs it takes ("amplitude": the initial state; "angle", "reupload": features).
     gates_only: it runs the recorded gates, so they must stand for the circuit (no channels, measurements).
     native_gates: it runs them on the native kernel (one- and two-qubit gates and permutations only).
-    channels: the noise channels it runs (``qrobust.models.noise.CHANNELS``); none: exact circuits only.
+    channels: the noise channels it runs (``qrobust.models.noise.CHANNELS``); none: exact circuits only, and
+      readout error, which every simulator runs as a factor of the readout's scale (``simulators.read_through``).
     placements: where it places them (``qrobust.models.noise.PLACEMENTS``: after each gate, once per layer).
     ``unavailable()`` returns why it cannot be used on this machine, or None.
     """

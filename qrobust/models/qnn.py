@@ -167,8 +167,8 @@ def qnn(
         default simulator is then one that has it, and one that has not is refused.
       noise: gate and readout noise (``qrobust.models.noise``): a ``Noise`` or its label, "depolarizing:0.01",
         "amplitude_damping:0.01+depolarizing2:0.02+readout:0.02", "depolarizing@layer:0.01" (once per layer on
-        every qubit; a layer ends at each ``c.barrier_instruction()``); None / "none": exact. A noisy circuit
-        runs on "heisenberg".
+        every qubit; a layer ends at each ``c.barrier_instruction()``); None / "none": exact. A circuit with gate
+        noise runs on "heisenberg"; readout error alone, a factor (1 - 2p) on <Z>, on the exact simulators.
       shots: None (exact outputs) or N: the engine trains on and records N-shot estimates of each output, with
         the parameter-shift gradient at N shots per term (``qrobust.models.shots``); ``apply`` stays exact.
       shot_gradient: "shift" (exact sampling of every shifted term, the default) or "gaussian" (the exact
