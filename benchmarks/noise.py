@@ -72,6 +72,12 @@ def timed(fn, *args, repeat: int = 3) -> tuple[float, float]:
     return first - best, best
 
 
+def _real_states(rng, batch: int, n: int):
+    """(batch, 2**n) float32 unit vectors with Gaussian entries from ``rng``: real amplitude-encoded inputs."""
+    x = rng.normal(size=(batch, 2**n))
+    return jnp.asarray(x / np.linalg.norm(x, axis=1, keepdims=True), jnp.float32)
+
+
 def training(args, dataset) -> dict:
     from qrobust.models import qnn
 
@@ -105,8 +111,7 @@ def bases(args) -> dict:
     fn, noise = LIBRARY["hea"].circuit(n, depth), noise_module.parse(f"depolarizing:{args.p}")
     rng = np.random.default_rng(0)
     params = jnp.asarray(rng.normal(size=(depth, n, 4)), jnp.float32)
-    x = rng.normal(size=(256, 2**n))
-    xs = jnp.asarray(x / np.linalg.norm(x, axis=1, keepdims=True), jnp.float32)
+    xs = _real_states(rng, 256, n)
     out = {}
     for name, propagate in (("pauli", pauli.observable), ("computational", noise_module.observable)):
         def operator(q, propagate=propagate):
@@ -133,8 +138,7 @@ def reverse(args) -> dict:
     n, depth = args.qubits, args.depth_reverse
     rng = np.random.default_rng(0)
     params = jnp.asarray(rng.normal(scale=0.5, size=(depth, n, 4)), jnp.float32)
-    x = rng.normal(size=(args.batch, 2**n))
-    real = jnp.asarray(x / np.linalg.norm(x, axis=1, keepdims=True), jnp.float32)
+    real = _real_states(rng, args.batch, n)
     out, values = {}, {}
     for name, forward_mode, xs in (("jax_reverse_complex", True, real.astype(jnp.complex64)),
                                    ("written_reverse_complex", False, real.astype(jnp.complex64)),
@@ -159,8 +163,7 @@ def compilation(args) -> dict:
 
     n, depth = args.qubits, args.depth
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(args.batch, 2**n))
-    xs = jnp.asarray(x / np.linalg.norm(x, axis=1, keepdims=True), jnp.float32)
+    xs = _real_states(rng, args.batch, n)
     record, out = circuits.record, {}
     for name, kwargs in (("noisy_hea", dict(noise=f"depolarizing:{args.p}")), ("exact_rxry_cnot",
                                                                                 dict(ansatz="rxry_cnot"))):
@@ -189,8 +192,7 @@ def placements(args) -> dict:
 
     n, depth, p = args.qubits, args.depth, args.p
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(args.batch, 2**n))
-    xs = jnp.asarray(x / np.linalg.norm(x, axis=1, keepdims=True), jnp.float32)
+    xs = _real_states(rng, args.batch, n)
     noises = {"depolarizing after every gate": f"depolarizing:{p}", "depolarizing per layer": f"depolarizing@layer:{p}",
               "depolarizing2 on two-qubit gates": f"depolarizing2:{p}",
               "depolarizing per layer + depolarizing2": f"depolarizing@layer:{p}+depolarizing2:{p}",
